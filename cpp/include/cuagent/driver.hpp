@@ -1,0 +1,54 @@
+// The contract between a vendor backend and the engine.
+//
+// A driver is built on the slow path (it may allocate, dlopen, probe, throw),
+// describes its devices once, and is then read by the sampler thread, which
+// calls read() once per device per due tick. read() must not allocate, lock,
+// throw or touch Python: it writes into the preallocated sample it is given.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "cuagent/topology.hpp"
+
+namespace cuagent {
+
+enum class ReadStatus : std::uint8_t {
+    Ok,      // sample filled (absent values left NaN)
+    Error,   // this read failed; the device is still there (sample dropped, counted)
+    Lost,    // the device is gone (fell off the bus); the engine stops reading it
+             // and retries about once a second, emitting device_back on success
+};
+
+class Driver {
+public:
+    virtual ~Driver() = default;
+
+    // Backend name: "mock", "nvml", "rocm_smi".
+    virtual std::string name() const = 0;
+    virtual std::size_t device_count() const = 0;
+    virtual const DeviceDescription& device(std::size_t index) const = 0;
+
+    // Shortest useful interval between reads of this device, in ns: its
+    // hardware refresh period (NVML and GPM refresh every 100 ms). 0 means every
+    // engine tick. The engine reads each device no more often than this.
+    virtual std::int64_t min_read_interval_ns(std::size_t /*index*/) const { return 0; }
+
+    // Called once from the sampler thread before its first tick and once after
+    // its last (e.g. to set up per-thread vendor state). No allocation rules here.
+    virtual void on_sampler_start() {}
+    virtual void on_sampler_stop() {}
+
+    // Fill one sample of `device` taken at `now_ns` (CLOCK_MONOTONIC) into
+    // `values`, laid out by SampleLayout(device(index)). Every value is NaN on
+    // entry: leave a value NaN when the hardware gave none. Hot path: no
+    // allocation, no lock, no exception, no Python.
+    //
+    // If `detail` is non-null and the status is not Ok, the driver may write a
+    // short NUL-terminated reason (at most detail_size bytes) for the event log.
+    virtual ReadStatus read(std::size_t index, std::int64_t now_ns, float* values,
+                            char* detail, std::size_t detail_size) noexcept = 0;
+};
+
+}  // namespace cuagent

@@ -214,7 +214,8 @@ void DeviceAggregator::finish_window() noexcept {
     for (std::size_t c = 0; c < plan_.layout.counters(); ++c) {
         const auto& slot = plan_.layout.slot(c);
         std::uint8_t any = 0;
-        for (std::uint32_t i = slot.offset; i < slot.offset + slot.elements; ++i) any |= count_[i] ? 1 : 0;
+        for (std::uint32_t i = slot.offset; i < slot.offset + slot.elements; ++i)
+            if (count_[i]) any = 1;
         out.present[c] = any;
     }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace cuagent::mock {
 namespace {
@@ -31,7 +32,12 @@ DeviceSim::DeviceSim(const Preset& preset, const ScenarioPlan& plan, std::uint64
       tensor_w_(units_, 0),
       issue_w_(units_, 0),
       stall_w_(units_, 0),
-      dram_(units_, 0) {
+      dram_(units_, 0),
+      active_f_(units_, 0.0f),
+      occupancy_f_(units_, 0.0f),
+      issue_f_(units_, 0.0f),
+      tensor_f_(units_, 0.0f),
+      stall_f_(units_, 0.0f) {
     // Every block that can ever be resident has a slot and a heap entry now,
     // so the event loop never allocates.
     const std::size_t capacity = std::size_t{units_} * limits_.max_blocks;
@@ -109,6 +115,8 @@ void DeviceSim::place(std::uint32_t stream, std::uint32_t u) {
     tensor_sum_ += tensor_w_[u] / (1000.0 * warps_[u]);
     issue_sum_ += issue_w_[u] / (1000.0 * warps_[u]);
 
+    refresh_unit(u);
+
     const std::uint32_t slot = free_slots_[--free_top_];
     slots_[slot] = {u, stream};
     const double duration = s.typical_ns * rng_.lognormal(1.0, s.kernel->block_sigma);
@@ -140,6 +148,7 @@ void DeviceSim::remove(std::uint32_t slot) {
     } else if (--active_units_ == 0) {
         tensor_sum_ = issue_sum_ = 0;  // nothing resident: drop rounding residue
     }
+    refresh_unit(u);
     free_slots_[free_top_++] = slot;
     --s.running;
 }
@@ -304,22 +313,28 @@ void DeviceSim::advance_to(std::int64_t t) noexcept {
     }
 }
 
+void DeviceSim::refresh_unit(std::uint32_t u) {
+    const std::uint32_t w = warps_[u];
+    if (w == 0) {
+        active_f_[u] = occupancy_f_[u] = issue_f_[u] = tensor_f_[u] = stall_f_[u] = 0.0f;
+        return;
+    }
+    const double inv = 1.0 / (1000.0 * w);
+    active_f_[u] = 1.0f;
+    occupancy_f_[u] = static_cast<float>(static_cast<double>(w) / limits_.max_warps);
+    issue_f_[u] = static_cast<float>(issue_w_[u] * inv);
+    tensor_f_[u] = static_cast<float>(tensor_w_[u] * inv);
+    stall_f_[u] = static_cast<float>(stall_w_[u] * inv);
+}
+
 void DeviceSim::write_units(float* active, float* occupancy, float* issue, float* tensor,
                             float* mem_stall) const noexcept {
-    const float inv_max_warps = 1.0f / static_cast<float>(limits_.max_warps);
-    for (std::uint32_t u = 0; u < units_; ++u) {
-        const std::uint32_t w = warps_[u];
-        if (w == 0) {
-            active[u] = occupancy[u] = issue[u] = tensor[u] = mem_stall[u] = 0.0f;
-            continue;
-        }
-        const float inv = 1.0f / (1000.0f * static_cast<float>(w));
-        active[u] = 1.0f;
-        occupancy[u] = static_cast<float>(w) * inv_max_warps;
-        issue[u] = static_cast<float>(issue_w_[u]) * inv;
-        tensor[u] = static_cast<float>(tensor_w_[u]) * inv;
-        mem_stall[u] = static_cast<float>(stall_w_[u]) * inv;
-    }
+    const std::size_t bytes = sizeof(float) * units_;
+    std::memcpy(active, active_f_.data(), bytes);
+    std::memcpy(occupancy, occupancy_f_.data(), bytes);
+    std::memcpy(issue, issue_f_.data(), bytes);
+    std::memcpy(tensor, tensor_f_.data(), bytes);
+    std::memcpy(mem_stall, stall_f_.data(), bytes);
 }
 
 float DeviceSim::dram_active() const noexcept {

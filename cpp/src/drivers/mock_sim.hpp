@@ -83,6 +83,7 @@ private:
     std::uint32_t room(const Stream& s, std::uint32_t u) const;
     void place(std::uint32_t stream, std::uint32_t u);
     void remove(std::uint32_t slot);
+    void refresh_unit(std::uint32_t u);
     void dispatch(std::uint32_t stream);
     bool place_cluster(std::uint32_t stream, std::size_t group);
     void launch(std::uint32_t stream);
@@ -104,6 +105,9 @@ private:
     // (integers, so adding and removing blocks is exact).
     std::vector<std::uint32_t> warps_, blocks_, shared_;
     std::vector<std::uint32_t> tensor_w_, issue_w_, stall_w_, dram_;
+    // The unit counters as read() reports them, refreshed when a unit changes,
+    // so that a read is five copies.
+    std::vector<float> active_f_, occupancy_f_, issue_f_, tensor_f_, stall_f_;
     // Device totals kept in step with the units.
     std::uint32_t active_units_ = 0;
     std::uint64_t dram_total_ = 0;

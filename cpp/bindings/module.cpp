@@ -8,6 +8,7 @@ void register_topology(py::module_& m);
 void register_engine(py::module_& m);
 void register_aggregator(py::module_& m);
 void register_mock(py::module_& m);
+void register_nvml(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "cuagent's compiled core: drivers, sampler, lock-free aggregation (private; use cuagent)";
@@ -15,4 +16,5 @@ PYBIND11_MODULE(_core, m) {
     register_engine(m);
     register_aggregator(m);
     register_mock(m);
+    register_nvml(m);
 }

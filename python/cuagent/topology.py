@@ -91,7 +91,7 @@ class DeviceTopology:
         # Rollups are published under their own names in the partition and
         # device sections; they are measured where their source counter is.
         for c in d.counters:
-            if c.rollup:
+            if c.rollup and c.rollup != c.name:
                 counters[c.rollup] = CounterInfo(
                     c.level, c.unit, f"mean of {c.name} over the partition's or device's {d.unit_kind}s"
                 )

@@ -115,7 +115,7 @@ def test_mig_partitions_aggregate_their_own_load() -> None:
     assert r["kinds"] == ["mig"] * 4
     p = r["partition"]
     assert p["0"]["sm_active"] > 0.85 and p["0"]["tensor_active"] > 0.7  # 3g: training
-    assert p["2"]["sm_mem_stall"] > 0.6  # 1g: thrashing
+    assert p["2"]["mem_stall"] > 0.6  # 1g: thrashing
     assert p["3"]["sm_active"] == 0  # 1g: idle
 
 

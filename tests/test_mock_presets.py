@@ -13,7 +13,7 @@ from cuagent.topology import DeviceTopology
 
 from mock_support import driver
 
-MEASURED_LAYOUT = Path("/work/shared/data/h100-sxm-layout.json")
+MEASURED_LAYOUT = Path(__file__).parent / "data" / "h100-sxm-layout.json"
 
 
 def topology(spec: dict, index: int = 0) -> DeviceTopology:
@@ -44,7 +44,6 @@ def test_h100_topology() -> None:
     assert t.id == "mock-0" and len(t.partitions) == 1 and t.partitions[0].kind == "whole"
 
 
-@pytest.mark.skipif(not MEASURED_LAYOUT.exists(), reason="the measured layout is only in the dev workspace")
 def test_h100_layout_is_the_measured_one() -> None:
     measured = json.loads(MEASURED_LAYOUT.read_text())
     groups = [*measured["gpc_groups_cluster16"], measured["group_max_cluster_8"], measured["never_in_cluster_above_2"]]

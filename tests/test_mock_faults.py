@@ -47,3 +47,23 @@ def test_slow_read_stalls_the_reader() -> None:
     assert status_at(drv, T0_NS + 200_000_000)[0] == "ok"
     # A lower bound the fault guarantees (it sleeps), not a speed claim.
     assert time.monotonic() - start >= 0.15
+
+
+def test_a_device_back_from_the_bus_restarts_cold_and_deterministically() -> None:
+    spec = {"scenario": "training", "lost_at_s": 0.5, "back_at_s": 1.0}
+    # One driver read densely before the loss, the other barely: after the
+    # reset both show the same device, which starts parked and cool.
+    dense, sparse = driver(spec, seed=4), driver(spec, seed=4)
+    for k in range(500):
+        _core.mock_read(dense, 0, T0_NS + k * 1_000_000)
+    _core.mock_read(sparse, 0, T0_NS)
+    hot = _core.mock_read(dense, 0, T0_NS + 499_000_000)[1]
+    after = [T0_NS + 1_000_000_000 + k * 7_000_000 for k in range(60)]
+    a = [_core.mock_read(dense, 0, t) for t in after]
+    b = [_core.mock_read(sparse, 0, t) for t in after]
+    for (sa, va, _), (sb, vb, _) in zip(a, b):
+        assert sa == sb == "ok"
+        for name in va:
+            np.testing.assert_array_equal(va[name], vb[name], err_msg=name)
+    assert a[0][1]["temp"][0] < hot["temp"][0] and a[0][1]["power"][0] < hot["power"][0]
+    assert a[-1][1]["active"].mean() > 0.5  # its workload started again

@@ -97,6 +97,27 @@ int main() {
             }
         }
     }
+    {
+        // Faults: lost, back (a reset), read errors; none of it allocates either.
+        MockDeviceSpec spec;
+        spec.faults.lost_at_s = 0.3;
+        spec.faults.back_at_s = 0.6;
+        spec.faults.read_error_rate = 0.1;
+        auto d = make_mock_driver({spec}, 7);
+        const SampleLayout layout(d->device(0));
+        std::vector<float> v(layout.values());
+        char detail[128];
+        int seen[3] = {0, 0, 0};
+        for (std::int64_t t = kStart; t <= kStart + 1'500'000'000; t += 500'000) {
+            g_counting = true;
+            const ReadStatus s = d->read(0, t, v.data(), detail, sizeof detail);
+            g_counting = false;
+            ++seen[static_cast<int>(s)];
+            ++reads;
+        }
+        CHECK(seen[0] > 0 && seen[1] > 0 && seen[2] > 0, "ok/error/lost = %d/%d/%d", seen[0], seen[1],
+              seen[2]);
+    }
     CHECK(g_allocations == 0, "read() allocated %ld times", g_allocations);
     std::printf("check_mock: %ld reads over every preset x scenario, no allocation, deterministic\n", reads);
     return 0;

@@ -20,7 +20,8 @@ std::uint32_t warps_of(std::uint32_t threads, std::uint32_t warp_size) {
 }  // namespace
 
 DeviceSim::DeviceSim(const Preset& preset, const ScenarioPlan& plan, std::uint64_t seed)
-    : limits_(preset.limits),
+    : seed_(seed),
+      limits_(preset.limits),
       calibration_(preset.power),
       plan_(plan),
       units_(preset.units),
@@ -65,17 +66,53 @@ DeviceSim::DeviceSim(const Preset& preset, const ScenarioPlan& plan, std::uint64
             s.groups[static_cast<std::size_t>(group_index[g])].push_back(u);
             s.group_of_unit[u] = group_index[g];
         }
-        // First launch: continuous streams start within one gap, bursty ones
-        // after an idle interval.
-        const double first_ns =
-            s.plan->burst_interval_ms > 0
-                ? rng_.exponential(s.plan->burst_interval_ms * 1e6)
-                : rng_.uniform() * s.plan->gap_us * 1e3;
-        s.next_launch = s.plan->domain.empty() ? kNever : static_cast<std::int64_t>(first_ns);
     }
+    schedule_first_launches();
 
     advance_to(kWarmupNs);
     power_.settle();
+}
+
+// First launch of every stream from the current clock: continuous streams
+// start within one gap, bursty ones after an idle interval.
+void DeviceSim::schedule_first_launches() {
+    for (auto& s : streams_) {
+        s.pending = s.running = 0;
+        s.burst_left = 0;
+        s.next_kernel = 0;
+        const double first_ns =
+            s.plan->burst_interval_ms > 0 ? rng_.exponential(s.plan->burst_interval_ms * 1e6)
+                                          : rng_.uniform() * s.plan->gap_us * 1e3;
+        s.next_launch =
+            s.plan->domain.empty() ? kNever : clock_ns_ + static_cast<std::int64_t>(first_ns);
+    }
+}
+
+void DeviceSim::restart_at(std::int64_t t) noexcept {
+    rng_ = Rng(mix64(seed_ ^ mix64(static_cast<std::uint64_t>(t))));
+    std::fill(warps_.begin(), warps_.end(), 0u);
+    std::fill(blocks_.begin(), blocks_.end(), 0u);
+    std::fill(shared_.begin(), shared_.end(), 0u);
+    std::fill(tensor_w_.begin(), tensor_w_.end(), 0u);
+    std::fill(issue_w_.begin(), issue_w_.end(), 0u);
+    std::fill(stall_w_.begin(), stall_w_.end(), 0u);
+    std::fill(dram_.begin(), dram_.end(), 0u);
+    for (auto* f : {&active_f_, &occupancy_f_, &issue_f_, &tensor_f_, &stall_f_})
+        std::fill(f->begin(), f->end(), 0.0f);
+    active_units_ = 0;
+    dram_total_ = 0;
+    tensor_sum_ = issue_sum_ = 0;
+    const std::size_t capacity = slots_.size();
+    for (std::size_t i = 0; i < capacity; ++i)
+        free_slots_[i] = static_cast<std::uint32_t>(capacity - 1 - i);
+    free_top_ = capacity;
+    heap_size_ = 0;
+    clock_ns_ = t;
+    next_tick_ns_ = (t / kTickNs + 1) * kTickNs;
+    last_accumulated_ns_ = t;
+    acc_active_ = acc_tensor_ = acc_issue_ = acc_dram_ = 0;
+    power_.reset();
+    schedule_first_launches();
 }
 
 // --- Units -------------------------------------------------------------------

@@ -40,6 +40,12 @@ public:
     // simulation began). Never allocates or throws.
     void advance_to(std::int64_t t) noexcept;
 
+    // The device was reset (fell off the bus and came back) at sim time t:
+    // whatever ran on it is gone, it is idle and parked, and its scenario
+    // starts over with a random stream derived from (seed, t) -- so what
+    // follows does not depend on how far the simulation had got before.
+    void restart_at(std::int64_t t) noexcept;
+
     std::uint32_t units() const { return units_; }
     // Instantaneous per-unit counters (arrays of units() floats).
     void write_units(float* active, float* occupancy, float* issue, float* tensor,
@@ -91,9 +97,11 @@ private:
     void complete_next();
     void device_tick();
     void accumulate(std::int64_t t);
+    void schedule_first_launches();
     void heap_push(const Completion& c);
     Completion heap_pop();
 
+    std::uint64_t seed_;
     UnitLimits limits_;
     PowerCalibration calibration_;
     ScenarioPlan plan_;

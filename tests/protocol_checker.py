@@ -263,6 +263,11 @@ class FeedChecker:
         for k in ("window_ns", "samples"):
             if not _is_int(body.get(k)) or body[k] < 0:
                 _fail(f"{topic} {k}", repr(body.get(k)))
+        # idle_units may only be absent when nothing measures activity (no active/sm_active).
+        if "idle_units" not in body:
+            if any(k in ("active", "sm_active") for k in d["counters"]):
+                _fail(f"{topic} idle_units", "missing although the device measures activity")
+            body = dict(body, idle_units=0.0)
         if not _is_num(body.get("idle_units")):
             _fail(f"{topic} idle_units", repr(body.get("idle_units")))
         if not -1e-3 <= body["idle_units"] <= d["units"] + 1e-3:

@@ -157,7 +157,7 @@ class DeviceView:
                 out[p.id] = float(np.sum(1.0 - active.mean[p.unit_ids]))
             elif "sm_active" in self.state.partition.get(p.id, {}):
                 out[p.id] = (1.0 - float(self.state.partition[p.id]["sm_active"])) * p.units
-            elif len(self.topology.partitions) == 1:
+            elif len(self.topology.partitions) == 1 and self.state.idle_units is not None:
                 out[p.id] = self.state.idle_units
         return out
 
@@ -193,8 +193,8 @@ class ClusterView:
 
     def rank_devices(self, include_stale: bool = False) -> list[DeviceView]:
         """Devices with a known state, most idle units first."""
-        devs = [d for d in self.devices(include_stale) if d.state is not None]
-        return sorted(devs, key=lambda d: (-d.state.idle_units, d.node, d.id))  # type: ignore[union-attr]
+        devs = [d for d in self.devices(include_stale) if d.idle_units is not None]
+        return sorted(devs, key=lambda d: (-d.idle_units, d.node, d.id))  # type: ignore[operator]
 
     def rank_partitions(self, include_stale: bool = False) -> list[tuple[DeviceView, str, float]]:
         """(device, partition id, idle units), most idle first."""

@@ -275,7 +275,7 @@ class State:
     levels: dict[str, dict[str, Any]]
     partition: dict[str, dict[str, float]]
     device: dict[str, float]
-    idle_units: float
+    idle_units: Optional[float]  # None when nothing measures activity
     processes: Optional[list[dict[str, Any]]] = None
 
 
@@ -405,8 +405,10 @@ def encode_state_body(s: Any, counters: Optional[Mapping[str, Any]] = None) -> d
         "levels": levels,
         "partition": partition,
         "device": device,
-        "idle_units": float(s.idle_units),
     }
+    # None: no counter to estimate it from; absent rather than invented.
+    if getattr(s, "idle_units", None) is not None and not math.isnan(s.idle_units):
+        body["idle_units"] = float(s.idle_units)
     processes = getattr(s, "processes", None)
     if processes:
         body["processes"] = [dict(p) for p in processes]
@@ -619,9 +621,13 @@ def decode_state_body(m: Any, device: Optional[Device] = None) -> State:
         levels=levels,
         partition=partition,
         device=dev,
-        idle_units=float(_get(m, "idle_units", _NUMBER, "state")),
+        idle_units=_optional_float(_get(m, "idle_units", _NUMBER, "state", optional=True)),
         processes=processes,
     )
+
+
+def _optional_float(v: Any) -> Optional[float]:
+    return None if v is None else float(v)
 
 
 def decode_hb_body(m: Any) -> Heartbeat:

@@ -385,6 +385,7 @@ class FeedChecker:
             if not _is_u64(s) or s < 1:
                 _fail(f"snapshot reply.seqs.{t}", repr(s))
         sub = FeedChecker()
+        sub.devices = dict(self.devices)  # a state-only prefix is checked against topo we know
         topics = set()
         # topo before state, so that state can be checked against it.
         ordered = sorted(msgs, key=lambda x: 0 if isinstance(x, list) and x and str(x[0]).startswith("cua1/topo/") else 1)

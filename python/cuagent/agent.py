@@ -32,6 +32,9 @@ except Exception:  # noqa: BLE001 — running from a source tree
     AGENT_VERSION = "0.0.0+src"
 
 
+FLUSH_ON_CLOSE_MS = 500
+
+
 @dataclass
 class AgentConfig:
     node: str
@@ -93,7 +96,9 @@ class Agent:
         self._stop.set()
 
     def close(self) -> None:
-        self.feed.close(0)
+        # A short linger lets what was already published reach every connected subscriber
+        # (each connection drains at its own pace), so a clean stop loses nothing mid-flight.
+        self.feed.close(linger=FLUSH_ON_CLOSE_MS)
         self.sync.close(0)
 
     def run(self) -> None:

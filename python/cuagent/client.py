@@ -35,6 +35,7 @@ log = logging.getLogger("cuagent.client")
 
 STALE_AFTER_S = 3.0  # PROTOCOL.md §3.3
 SNAPSHOT_TIMEOUT_S = 2.0
+JOIN_WAIT_S = 1.2  # longest wait for a first feed message before the first snapshot (hb: 1 s)
 MAX_BUFFERED = 100_000  # feed messages queued per link while (re)joining
 
 
@@ -241,18 +242,23 @@ class _Buffered:
 class _Link:
     """One upstream (an agent or a relay): its SUB and its sync DEALER."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: Endpoint, prefixes: list[str]) -> None:
+    def __init__(self, ctx: zmq.Context, endpoint: Endpoint, prefixes: list[str], rcvhwm: int) -> None:
         self.ctx = ctx
         self.endpoint = endpoint
         self.prefixes = prefixes
         self.sub = ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.LINGER, 0)
-        self.sub.setsockopt(zmq.RCVHWM, 100_000)
+        self.sub.setsockopt(zmq.RCVHWM, rcvhwm)
         for prefix in prefixes:
             self.sub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
         self.sub.connect(endpoint.feed)
         self.dealer: Optional[zmq.Socket] = None
         self.joining = True  # until the first full snapshot is applied
+        # The first snapshot waits until the feed has delivered something (proof that our
+        # subscription reached the publisher; a snapshot taken before that could miss the
+        # messages sent in between), or JOIN_WAIT_S at most for a quiet prefix.
+        self.feed_seen = False
+        self.created = time.monotonic()
         self.resyncing: set[str] = set()  # nodes whose messages wait for a snapshot
         self.pending: deque[tuple[str, Optional[str]]] = deque((p, None) for p in prefixes)
         self.inflight: Optional[tuple[str, Optional[str], float]] = None
@@ -279,7 +285,8 @@ class Client:
 
     ``endpoints``: ``"tcp://host:7710"`` (sync at port + 1), ``"FEED,SYNC"`` or
     :class:`Endpoint`. ``prefixes``: topic prefixes to follow (default everything).
-    ``keep_frames``: also keep the latest raw frames per topo/state topic (for relays)."""
+    ``keep_frames``: also keep the latest raw frames per topo/state topic (for relays).
+    ``rcvhwm``: messages queued per endpoint before ZeroMQ drops (the gaps are then counted)."""
 
     def __init__(
         self,
@@ -289,6 +296,7 @@ class Client:
         keep_frames: bool = False,
         stale_after_s: float = STALE_AFTER_S,
         snapshot_timeout_s: float = SNAPSHOT_TIMEOUT_S,
+        rcvhwm: int = 100_000,
     ) -> None:
         self.ctx = context or zmq.Context.instance()
         self.prefixes = list(prefixes)
@@ -305,7 +313,7 @@ class Client:
         self.snapshot_timeout_s = snapshot_timeout_s
         self._callbacks: list[Callable[[Update], None]] = []
         self._updates: list[Update] = []
-        self.links = [_Link(self.ctx, _as_endpoint(e), self.prefixes) for e in endpoints]
+        self.links = [_Link(self.ctx, _as_endpoint(e), self.prefixes, rcvhwm) for e in endpoints]
         if not self.links:
             raise ValueError("no endpoints given")
         for link in self.links:
@@ -389,6 +397,7 @@ class Client:
         """Seconds until a snapshot times out or a node would go stale."""
         now = time.monotonic()
         due = [link.inflight[2] + self.snapshot_timeout_s - now for link in self.links if link.inflight]
+        due += [link.created + JOIN_WAIT_S - now for link in self.links if link.joining and not link.inflight]
         due += [n.last_heard + self.stale_after_s - now for n in self.view.nodes.values() if not n.stale]
         return max(0.0, min(due)) if due else 1.0
 
@@ -417,6 +426,8 @@ class Client:
     def _check_timers(self) -> None:
         now = time.monotonic()
         for link in self.links:
+            if link.inflight is None and link.pending:
+                self._send_next_request(link)
             if link.inflight is not None and now - link.inflight[2] > self.snapshot_timeout_s:
                 self.stats.snapshot_timeouts += 1
                 log.info("snapshot from %s timed out; retrying", link.endpoint.sync)
@@ -440,6 +451,9 @@ class Client:
             log.debug("undecodable feed message: %s", e)
             return
         msg = _Buffered(topic, topic_str, header, body, frames)
+        if not link.feed_seen:
+            link.feed_seen = True
+            self._send_next_request(link)
         if link.joining or topic.node in link.resyncing:
             if len(link.buffer) >= MAX_BUFFERED:
                 link.buffer.pop(0)  # the seq check will count what this loses
@@ -584,6 +598,8 @@ class Client:
     def _send_next_request(self, link: _Link) -> None:
         if link.inflight is not None or not link.pending:
             return
+        if link.joining and not link.feed_seen and time.monotonic() - link.created < JOIN_WAIT_S:
+            return  # _check_timers / _receive send it
         prefix, node = link.pending.popleft()
         assert link.dealer is not None
         try:

@@ -59,6 +59,10 @@ class Relay:
         self.feed_endpoint = sockets.bound_endpoint(self._xpub)
         self.sync_endpoint = sockets.bound_endpoint(self.sync)
         self.client = Client(config.upstreams, keep_frames=True, context=self.ctx)
+        # Take everything upstream regardless of who is subscribed below: a downstream
+        # subscription then never has to travel to an agent before it takes effect, so a
+        # client joining through the relay cannot miss messages sent while it propagated.
+        self._xsub.send(b"\x01" + protocol.PREFIX.encode())
         for link in self.client.links:
             self._xsub.connect(link.endpoint.feed)
         self._control_addr = f"inproc://cuagent-relay-control-{id(self):x}"

@@ -44,6 +44,9 @@ class AgentConfig:
     topo_interval_s: float = 10.0
     hb_interval_s: float = 1.0
     sndhwm: int = sockets.DEFAULT_SNDHWM
+    # True: look for each window right after the sampler closes it (low latency). False: a
+    # plain fixed timer, kept only as the baseline of bench/feed_latency.py.
+    align_to_windows: bool = True
 
     def __post_init__(self) -> None:
         protocol.check_node(self.node, "--node")
@@ -204,6 +207,8 @@ class Agent:
                 self.stats["state"] += 1
             due = now + (st.t_ns + st.window_ns - wall_now) / 1e9
             next_due = due if next_due is None else min(next_due, due)
+        if not self.config.align_to_windows:
+            return now + interval
         if next_due is None or next_due <= now:
             # No window yet, or the next one is already late: look again soon.
             return now + min(interval / 10.0, 0.002)

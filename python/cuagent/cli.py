@@ -115,7 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     node = cfg.node_name()
     agent_cfg = AgentConfig(
         node=node, feed=cfg.feed, sync=cfg.sync, publish_interval_ms=cfg.publish_interval_ms,
-        topo_interval_s=cfg.topo_interval_s, sndhwm=cfg.sndhwm,
+        topo_interval_s=cfg.topo_interval_s, sndhwm=cfg.sndhwm, align_to_windows=not args.publish_timer,
     )
     engine = make_engine(cfg)
     try:
@@ -291,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--topo-interval-s", type=float, help="re-publish topo every this many seconds (default 10)")
     run.add_argument("--sndhwm", type=int, help="messages queued per subscriber before dropping (default 1000)")
     run.add_argument("--duration", type=float, help="stop after this many seconds")
+    run.add_argument("--publish-timer", action="store_true", help=argparse.SUPPRESS)  # bench baseline only
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     run.set_defaults(func=cmd_run)
 

@@ -577,9 +577,69 @@ def decode_topo_body(m: Any) -> Topo:
     return Topo(agent, devices)
 
 
+_F32 = np.dtype("<f4")
+_U8 = np.dtype("u1")
+_NUMBER_TYPES = (int, float)
+
+
+class _Unusual(Exception):
+    """Raised by a fast path to hand over to the checking path (which names the problem)."""
+
+
 def decode_state_body(m: Any, device: Optional[Device] = None) -> State:
     """Decode a ``state`` map; with the device's topology, also check it against ``topo``
-    (levels and counters it declares, array lengths equal to ``counts``)."""
+    (levels and counters it declares, array lengths equal to ``counts``).
+
+    States are the bulk of the feed, so well-formed bodies take a lean path with the same
+    checks; anything unusual is re-decoded by the careful path, which names the bad field."""
+    try:
+        return _decode_state_fast(m, device)
+    except Exception:  # noqa: BLE001 — the careful path raises the proper ProtocolError
+        return _decode_state_checked(m, device)
+
+
+def _numbers(values: Any) -> dict[str, Any]:
+    for k, v in values.items():
+        if type(k) is not str or type(v) not in _NUMBER_TYPES:
+            raise _Unusual
+    return values
+
+
+def _decode_state_fast(m: dict, device: Optional[Device]) -> State:
+    counts = device.counts if device is not None else None
+    counters = device.counters if device is not None else None
+    levels: dict[str, dict[str, Any]] = {}
+    for level, entries in (m.get("levels") or {}).items():
+        if type(level) is not str:
+            raise _Unusual
+        n = counts[level] if counts is not None else -1
+        out: dict[str, Any] = {}
+        for name, value in entries.items():
+            if name == "state":
+                arr = np.frombuffer(value, _U8)
+                if n >= 0 and arr.shape[0] != n:
+                    raise _Unusual
+                out[name] = arr
+                continue
+            if counters is not None and counters[name].level != level:
+                raise _Unusual
+            mean, mx = np.frombuffer(value["mean"], _F32), np.frombuffer(value["max"], _F32)
+            if mean.shape[0] != mx.shape[0] or (n >= 0 and mean.shape[0] != n) or len(value) != 2 or type(name) is not str:
+                raise _Unusual
+            out[name] = Stat(mean, mx)
+        levels[level] = out
+    partition = {pid: _numbers(vals) for pid, vals in m["partition"].items()}
+    if not all(type(pid) is str for pid in partition):
+        raise _Unusual
+    window_ns, samples, idle = m["window_ns"], m["samples"], m.get("idle_units")
+    processes = m.get("processes")
+    if type(window_ns) is not int or type(samples) is not int or (idle is not None and type(idle) not in _NUMBER_TYPES) \
+            or (processes is not None and type(processes) is not list):
+        raise _Unusual
+    return State(window_ns, samples, levels, partition, _numbers(m["device"]), None if idle is None else float(idle), processes)
+
+
+def _decode_state_checked(m: Any, device: Optional[Device] = None) -> State:
     m = _map(m, "state")
     levels: dict[str, dict[str, Any]] = {}
     for level, entries in _map(_get(m, "levels", dict, "state", optional=True) or {}, "state.levels").items():
@@ -678,16 +738,32 @@ def decode_body(kind: str, body_map: Any, device: Optional[Device] = None) -> An
     return decode_event_body(body_map)
 
 
+# A feed repeats the same few topics: parse each once. Bounded, so that a flood of distinct
+# (even invalid) topics cannot grow it without limit.
+_TOPIC_CACHE: dict[bytes, tuple[Topic, str]] = {}
+_TOPIC_CACHE_MAX = 65536
+
+
+def _cached_topic(raw: bytes) -> tuple[Topic, str]:
+    hit = _TOPIC_CACHE.get(raw)
+    if hit is None:
+        topic = parse_topic(raw)
+        if len(_TOPIC_CACHE) >= _TOPIC_CACHE_MAX:
+            _TOPIC_CACHE.clear()
+        hit = _TOPIC_CACHE[bytes(raw)] = (topic, bytes(raw).decode())
+    return hit
+
+
 def decode_envelope(frames: Sequence[bytes]) -> tuple[Topic, str, Header, Any]:
     """Topic and header, checked; the body is unpacked but not yet decoded (needs the topo)."""
     if len(frames) != 3:
         raise ProtocolError("message", f"{len(frames)} frames, expected 3 (topic, header, body)")
-    topic = parse_topic(frames[0])
+    topic, topic_str = _cached_topic(frames[0])
     header = decode_header(frames[1])
     if header.node != topic.node:
         raise ProtocolError("header.node", f"{header.node!r} differs from the topic's node {topic.node!r}")
     body = unpack(frames[2], "body")
-    return topic, bytes(frames[0]).decode(), header, body
+    return topic, topic_str, header, body
 
 
 def decode_message(frames: Sequence[bytes], device: Optional[Device] = None) -> Message:

@@ -43,10 +43,12 @@ class Proc:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.popen.poll() is not None:
+                self.kill()
                 raise AssertionError(f"{self.args[0]} exited with {self.popen.returncode}:\n{self.log()}")
             reply = request(self.sync, {"op": "ping"}, timeout=0.5)
             if reply is not None:
                 return msgpack.unpackb(reply)
+        self.kill()
         raise AssertionError(f"{self.args[0]} never answered ping:\n{self.log()}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = WAIT_S) -> int:
@@ -58,14 +60,16 @@ class Proc:
                 self.popen.kill()
                 self.popen.wait(5)
                 raise AssertionError(f"{self.args[0]} did not stop within {timeout} s:\n{self.log()}")
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()
         return self.popen.returncode
 
     def kill(self) -> None:
         if self.popen.poll() is None:
             self.popen.kill()
             self.popen.wait(5)
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()
 
 
 def start_agent(tmp: Path, name: str = "node-a", devices: str = "h100-sxm:fragmented", *extra: str,

@@ -1,0 +1,123 @@
+// The Engine. Calls that wait on the engine's threads (start, stop, latest)
+// release the GIL: those threads never take it, so waiting for them while
+// holding it is what would deadlock (pybind11#1446).
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "cuagent/engine.hpp"
+#include "window_dict.hpp"
+
+namespace py = pybind11;
+using namespace cuagent;
+
+namespace {
+
+py::dict stats_to_dict(const EngineStats& s) {
+    py::list devices;
+    for (const auto& d : s.devices) {
+        py::dict dd;
+        dd["samples"] = d.samples;
+        dd["drops"] = d.drops;
+        dd["read_errors"] = d.read_errors;
+        dd["windows"] = d.windows;
+        dd["lost"] = d.lost;
+        devices.append(dd);
+    }
+    py::dict out;
+    out["running"] = s.running;
+    out["rate_hz"] = s.rate_hz;
+    out["target_rate_hz"] = s.target_rate_hz;
+    out["achieved_rate_hz"] = s.achieved_rate_hz;
+    out["elapsed_s"] = s.elapsed_s;
+    out["ticks"] = s.ticks;
+    out["skipped_ticks"] = s.skipped_ticks;
+    out["samples"] = s.samples;
+    out["drops"] = s.drops;
+    out["read_errors"] = s.read_errors;
+    out["events_dropped"] = s.events_dropped;
+    out["jitter_p50_ns"] = s.jitter_p50_ns;
+    out["jitter_p90_ns"] = s.jitter_p90_ns;
+    out["jitter_p99_ns"] = s.jitter_p99_ns;
+    out["jitter_max_ns"] = s.jitter_max_ns;
+    out["devices"] = devices;
+    return out;
+}
+
+}  // namespace
+
+void register_engine(py::module_& m) {
+    py::class_<StateThresholds>(m, "StateThresholds")
+        .def(py::init([](float idle_active, float saturated_occupancy, float thrashing_active,
+                         float thrashing_mem_stall, float hysteresis) {
+                 return StateThresholds{idle_active, saturated_occupancy, thrashing_active,
+                                        thrashing_mem_stall, hysteresis};
+             }),
+             py::arg("idle_active") = 0.05f, py::arg("saturated_occupancy") = 0.9f,
+             py::arg("thrashing_active") = 0.5f, py::arg("thrashing_mem_stall") = 0.6f,
+             py::arg("hysteresis") = 0.05f)
+        .def_readwrite("idle_active", &StateThresholds::idle_active)
+        .def_readwrite("saturated_occupancy", &StateThresholds::saturated_occupancy)
+        .def_readwrite("thrashing_active", &StateThresholds::thrashing_active)
+        .def_readwrite("thrashing_mem_stall", &StateThresholds::thrashing_mem_stall)
+        .def_readwrite("hysteresis", &StateThresholds::hysteresis);
+
+    m.def("next_unit_state", &next_unit_state, py::arg("current"), py::arg("active"),
+          py::arg("occupancy"), py::arg("mem_stall"), py::arg("thresholds"),
+          "The state machine of one element (exposed so tests can check it directly).");
+
+    py::class_<Engine>(m, "Engine")
+        .def(py::init([](std::shared_ptr<Driver> driver, double rate_hz, std::int64_t window_ns,
+                         std::size_t ring_capacity, const StateThresholds& thresholds) {
+                 EngineConfig config;
+                 config.rate_hz = rate_hz;
+                 config.window_ns = window_ns;
+                 config.ring_capacity = ring_capacity;
+                 config.thresholds = thresholds;
+                 return std::make_unique<Engine>(std::move(driver), config);
+             }),
+             py::arg("driver"), py::arg("rate_hz"), py::arg("window_ns"),
+             py::arg("ring_capacity") = 0, py::arg("thresholds") = StateThresholds{})
+        .def("start", &Engine::start, py::call_guard<py::gil_scoped_release>())
+        .def("stop", &Engine::stop, py::call_guard<py::gil_scoped_release>())
+        .def_property_readonly("running", &Engine::running)
+        .def_property_readonly("device_count", &Engine::device_count)
+        .def_property_readonly("ring_capacity", [](const Engine& e) { return e.config().ring_capacity; })
+        .def("device", [](const Engine& e, std::size_t i) {
+                 if (i >= e.device_count()) throw py::index_error("no device " + std::to_string(i));
+                 return e.driver().device(i);
+             })
+        .def_property_readonly("backend", [](const Engine& e) { return e.driver().name(); })
+        .def("latest",
+             [](Engine& e, std::size_t i) -> py::object {
+                 if (i >= e.device_count()) throw py::index_error("no device " + std::to_string(i));
+                 WindowResult window;
+                 bool found;
+                 {
+                     // The copy only contends with other readers, never the engine's threads.
+                     py::gil_scoped_release release;
+                     found = e.latest(i, window);
+                 }
+                 if (!found) return py::none();
+                 return window_to_dict(e.driver().device(i), e.plan(i), window, e.realtime_offset_ns());
+             },
+             py::arg("device"), "Latest finished window of a device as a dict, or None.")
+        .def("stats", [](const Engine& e) {
+                 EngineStats s;
+                 {
+                     py::gil_scoped_release release;  // may wait for a concurrent start/stop
+                     s = e.stats();
+                 }
+                 return stats_to_dict(s);
+             })
+        .def("drain_events", [](Engine& e) {
+                 std::vector<EngineEvent> events;
+                 e.drain_events(events);
+                 py::list out;
+                 for (const auto& ev : events) {
+                     out.append(py::make_tuple(event_type_name(ev.type), ev.device,
+                                               ev.t_ns + e.realtime_offset_ns(),
+                                               py::str(std::string(ev.detail))));
+                 }
+                 return out;
+             });
+}

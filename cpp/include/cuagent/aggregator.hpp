@@ -1,0 +1,109 @@
+// Rolling-window aggregation of one device's raw samples.
+//
+// Runs on the engine's aggregator thread (or a test harness), one instance per
+// device. add() folds one raw sample into running sums; when a sample of a later
+// window arrives, or poll() sees the window's end pass, the window is finished:
+// means, maxima, coarser-level groups, partition/device rollups, element states
+// and idle_units are computed into the triple buffer's back slot and published.
+// Nothing here allocates after construction.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cuagent/sample_layout.hpp"
+#include "cuagent/topology.hpp"
+#include "cuagent/triple_buffer.hpp"
+#include "cuagent/unit_state.hpp"
+#include "cuagent/window.hpp"
+
+namespace cuagent {
+
+// What a finished window contains beyond per-value means: computed once from
+// the device description.
+struct AggregationPlan {
+    struct Group {              // a unit-level counter over one coarser level
+        std::uint32_t counter;  // index into the device's counters
+        std::uint32_t level;    // index of the coarser level
+        std::uint32_t offset;   // into WindowResult::group_mean / group_max
+        std::uint32_t elements; // counts[level]
+    };
+    struct Rollup {             // a hierarchy-level counter averaged over units
+        std::uint32_t counter;
+        std::string name;       // CounterSpec::rollup
+        // weights[p][e]: units of partition p inside element e of the counter's
+        // level; empty when unknown (then the partition's rollup is NaN).
+        std::vector<std::vector<float>> partition_weights;
+        std::vector<float> device_weights;  // units inside each element
+    };
+    struct Source {             // where one level's mean of a counter lives
+        enum Kind : std::uint8_t { None, Measured, Grouped } kind = None;
+        std::uint32_t offset = 0;  // into WindowResult::mean or ::group_mean
+    };
+    struct StateInputs {
+        Source active, occupancy, mem_stall;
+    };
+
+    explicit AggregationPlan(const DeviceDescription& device);
+
+    SampleLayout layout;
+    std::vector<Aggregation> aggregation;  // per counter
+    std::vector<Group> groups;
+    std::uint32_t group_values = 0;
+    std::vector<Rollup> rollups;
+    std::vector<StateInputs> state_inputs;  // per hierarchy level
+    // idle_units: the finest level with a measured `active` (-1: none), the
+    // units inside each of its elements, else a partition/device `sm_active`.
+    int idle_level = -1;
+    std::vector<float> idle_weights;
+    int partition_sm_active = -1;  // counter index, or -1
+    int device_sm_active = -1;     // counter index, or -1
+    std::vector<float> partition_units;
+    float device_units = 0;
+};
+
+class DeviceAggregator {
+public:
+    DeviceAggregator(const DeviceDescription& device, const StateThresholds& thresholds,
+                     std::int64_t window_ns, std::int64_t window_origin_ns);
+
+    // Fold one raw sample taken at t_ns (same clock as window_origin_ns).
+    void add(std::int64_t t_ns, const float* values) noexcept;
+    // Finish the open window if `now_ns` is past its end by `grace_ns`.
+    void poll(std::int64_t now_ns, std::int64_t grace_ns) noexcept;
+
+    const AggregationPlan& plan() const { return plan_; }
+    TripleBuffer<WindowResult>& published() { return published_; }
+    // Windows finished so far (any thread may ask).
+    std::uint64_t windows() const { return windows_.load(std::memory_order_relaxed); }
+
+private:
+    void finish_window() noexcept;
+    void reset_window() noexcept;
+    const float* resolve(const AggregationPlan::Source& source, const WindowResult& out) const noexcept;
+
+    AggregationPlan plan_;
+    StateThresholds thresholds_;
+    std::int64_t window_ns_;
+    std::int64_t origin_ns_;
+
+    // Open window.
+    std::int64_t window_index_ = 0;
+    std::uint32_t samples_ = 0;
+    std::vector<float> sum_, max_, last_;
+    std::vector<std::uint32_t> count_, bits_;
+    std::vector<std::uint32_t> bitor_values_;  // value indices of BitOr counters
+    std::vector<std::uint32_t> last_values_;   // value indices of Last counters
+
+    // Scratch for coarser-level groups.
+    std::vector<float> group_sum_;
+    std::vector<std::uint32_t> group_count_;
+    std::vector<std::vector<std::uint8_t>> unit_state_;  // persists across windows (hysteresis)
+    std::atomic<std::uint64_t> windows_{0};
+    const DeviceDescription* device_;  // owned by the driver, outlives us
+    TripleBuffer<WindowResult> published_;
+};
+
+}  // namespace cuagent

@@ -1,0 +1,103 @@
+// The engine: a driver, one sampler thread, one aggregator thread, and between
+// them a lock-free ring per device; finished windows come out through a triple
+// buffer per device. Control calls (start, stop, snapshot, stats, events) come
+// from Python threads; the engine's own threads never touch Python.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "cuagent/aggregator.hpp"
+#include "cuagent/driver.hpp"
+#include "cuagent/events.hpp"
+#include "cuagent/sampler.hpp"
+#include "cuagent/slot_ring.hpp"
+#include "cuagent/unit_state.hpp"
+#include "cuagent/window.hpp"
+
+namespace cuagent {
+
+struct EngineConfig {
+    double rate_hz = 1000.0;
+    std::int64_t window_ns = 100'000'000;
+    std::size_t ring_capacity = 0;  // samples per device ring; 0: about 100 ms of ticks (>= 256)
+    StateThresholds thresholds;
+};
+
+struct DeviceStats {
+    std::uint64_t samples = 0, drops = 0, read_errors = 0, windows = 0;
+    bool lost = false;
+};
+
+struct EngineStats {
+    bool running = false;
+    double rate_hz = 0;          // configured tick rate
+    double target_rate_hz = 0;   // ticks per second the devices need (slow devices tick less)
+    double achieved_rate_hz = 0; // ticks per second since start
+    double elapsed_s = 0;
+    std::uint64_t ticks = 0, skipped_ticks = 0, samples = 0, drops = 0, read_errors = 0;
+    std::uint64_t events_dropped = 0;
+    std::int64_t jitter_p50_ns = 0, jitter_p90_ns = 0, jitter_p99_ns = 0, jitter_max_ns = 0;
+    std::vector<DeviceStats> devices;
+};
+
+class Engine {
+public:
+    // Throws std::invalid_argument for a bad configuration (naming the value).
+    Engine(std::shared_ptr<Driver> driver, const EngineConfig& config);
+    ~Engine();
+    Engine(const Engine&) = delete;
+    Engine& operator=(const Engine&) = delete;
+
+    // start() on a running engine throws std::logic_error; stop() is idempotent;
+    // a stopped engine can be started again (windows start afresh).
+    void start();
+    void stop();
+    bool running() const { return running_; }
+
+    const Driver& driver() const { return *driver_; }
+    std::size_t device_count() const { return driver_->device_count(); }
+    const EngineConfig& config() const { return config_; }
+
+    // Copy of the latest finished window of `device` into `out`; false when no
+    // window has finished yet. Readers serialise on a per-device mutex that the
+    // engine's threads never take.
+    bool latest(std::size_t device, WindowResult& out);
+    const AggregationPlan& plan(std::size_t device) const;
+    EngineStats stats() const;
+    // Moves pending events into `out`; returns how many.
+    std::size_t drain_events(std::vector<EngineEvent>& out);
+    // CLOCK_REALTIME minus CLOCK_MONOTONIC, taken at start(): labels windows.
+    std::int64_t realtime_offset_ns() const { return realtime_offset_ns_; }
+
+private:
+    void aggregate_loop() noexcept;
+
+    std::shared_ptr<Driver> driver_;
+    EngineConfig config_;
+    std::int64_t period_ns_;
+
+    std::vector<std::unique_ptr<SlotRing>> rings_;
+    std::unique_ptr<SlotRing> events_;
+    std::unique_ptr<DeviceCounters[]> device_counters_;
+    std::unique_ptr<SamplerCounters> counters_;
+    std::vector<std::unique_ptr<DeviceAggregator>> aggregators_;
+    std::unique_ptr<Sampler> sampler_;
+    std::vector<std::unique_ptr<std::mutex>> reader_mutex_;
+    std::mutex events_mutex_;
+    mutable std::mutex control_mutex_;  // start/stop/stats from several Python threads
+
+    std::atomic<bool> stop_sampler_{false};
+    std::atomic<bool> stop_aggregator_{false};
+    std::thread sampler_thread_, aggregator_thread_;
+    bool running_ = false;
+    std::int64_t t0_ns_ = 0;
+    std::int64_t stopped_ns_ = 0;
+    std::int64_t realtime_offset_ns_ = 0;
+};
+
+}  // namespace cuagent

@@ -1,0 +1,183 @@
+#include "cuagent/engine.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "cuagent/clock.hpp"
+
+namespace cuagent {
+
+namespace {
+constexpr double kMaxRateHz = 100'000.0;
+constexpr std::size_t kEventCapacity = 1024;
+}  // namespace
+
+Engine::Engine(std::shared_ptr<Driver> driver, const EngineConfig& config)
+    : driver_(std::move(driver)), config_(config) {
+    if (!driver_) throw std::invalid_argument("Engine needs a driver");
+    if (!(config_.rate_hz > 0.0) || config_.rate_hz > kMaxRateHz)
+        throw std::invalid_argument("rate_hz=" + std::to_string(config_.rate_hz) +
+                                    " is out of range: it must be > 0 and <= 100000");
+    period_ns_ = std::llround(1e9 / config_.rate_hz);
+    if (config_.window_ns < period_ns_)
+        throw std::invalid_argument("window of " + std::to_string(config_.window_ns) +
+                                    " ns is shorter than one tick (" + std::to_string(period_ns_) +
+                                    " ns at rate_hz=" + std::to_string(config_.rate_hz) + ")");
+    const auto& t = config_.thresholds;
+    for (float v : {t.idle_active, t.saturated_occupancy, t.thrashing_active, t.thrashing_mem_stall})
+        if (!(v >= 0.0f && v <= 1.0f))
+            throw std::invalid_argument("state thresholds must lie in [0, 1], got " + std::to_string(v));
+    if (!(t.hysteresis >= 0.0f && t.hysteresis < 0.5f))
+        throw std::invalid_argument("hysteresis must lie in [0, 0.5), got " + std::to_string(t.hysteresis));
+    for (std::size_t d = 0; d < driver_->device_count(); ++d) {
+        driver_->device(d).validate();
+        reader_mutex_.push_back(std::make_unique<std::mutex>());
+    }
+    if (config_.ring_capacity == 0)
+        config_.ring_capacity = std::max<std::size_t>(256, static_cast<std::size_t>(config_.rate_hz / 10.0));
+}
+
+Engine::~Engine() { stop(); }
+
+void Engine::start() {
+    std::lock_guard<std::mutex> control(control_mutex_);
+    if (running_) throw std::logic_error("engine is already running");
+    const std::size_t n = driver_->device_count();
+
+    // Readers of the previous run's windows and events wait while we rebuild.
+    std::vector<std::unique_lock<std::mutex>> readers;
+    for (auto& m : reader_mutex_) readers.emplace_back(*m);
+    std::lock_guard<std::mutex> event_reader(events_mutex_);
+
+    // Everything the threads touch is allocated here, before they start.
+    rings_.clear();
+    aggregators_.clear();
+    device_counters_ = std::make_unique<DeviceCounters[]>(n);
+    counters_ = std::make_unique<SamplerCounters>();
+    events_ = std::make_unique<SlotRing>(sizeof(EngineEvent), kEventCapacity);
+    const std::int64_t mono = monotonic_ns();
+    realtime_offset_ns_ = realtime_ns() - mono;
+    // Windows are aligned to multiples of the window length in Unix time, so
+    // windows of different devices and of different nodes line up.
+    const std::int64_t origin = -realtime_offset_ns_;  // monotonic time of Unix time 0
+    for (std::size_t d = 0; d < n; ++d) {
+        const SampleLayout layout(driver_->device(d));
+        rings_.push_back(std::make_unique<SlotRing>(
+            sizeof(SampleHeader) + layout.values() * sizeof(float), config_.ring_capacity));
+        aggregators_.push_back(std::make_unique<DeviceAggregator>(
+            driver_->device(d), config_.thresholds, config_.window_ns, origin));
+    }
+    sampler_ = std::make_unique<Sampler>(*driver_, rings_, *events_, device_counters_.get(),
+                                         *counters_, period_ns_);
+    stop_sampler_.store(false);
+    stop_aggregator_.store(false);
+    t0_ns_ = mono + period_ns_;
+    stopped_ns_ = 0;
+    aggregator_thread_ = std::thread([this] { aggregate_loop(); });
+    sampler_thread_ = std::thread([this, t0 = t0_ns_] { sampler_->run(stop_sampler_, t0); });
+    running_ = true;
+}
+
+void Engine::stop() {
+    std::lock_guard<std::mutex> control(control_mutex_);
+    if (!running_) return;
+    stop_sampler_.store(true);
+    sampler_thread_.join();
+    // The aggregator drains what the sampler left in the rings, then exits.
+    stop_aggregator_.store(true);
+    aggregator_thread_.join();
+    stopped_ns_ = monotonic_ns();
+    running_ = false;
+}
+
+void Engine::aggregate_loop() noexcept {
+    // Poll often enough that a ring never holds more than a few ms of samples,
+    // and late enough that a slow read can still land in its window.
+    const std::int64_t poll_ns = std::min<std::int64_t>(1'000'000, config_.window_ns / 4);
+    const std::int64_t grace_ns = std::max<std::int64_t>(2 * period_ns_, 5'000'000);
+    const std::size_t n = rings_.size();
+    for (;;) {
+        const bool last_pass = stop_aggregator_.load(std::memory_order_acquire);
+        for (std::size_t d = 0; d < n; ++d) {
+            SlotRing& ring = *rings_[d];
+            DeviceAggregator& aggregator = *aggregators_[d];
+            while (const void* slot = ring.front()) {
+                aggregator.add(static_cast<const SampleHeader*>(slot)->t_ns, sample_values(slot));
+                ring.pop();
+            }
+        }
+        if (last_pass) break;  // an unfinished window is not published
+        const std::int64_t now = monotonic_ns();
+        for (std::size_t d = 0; d < n; ++d) aggregators_[d]->poll(now, grace_ns);
+        sleep_until_ns(now + poll_ns);
+    }
+}
+
+bool Engine::latest(std::size_t device, WindowResult& out) {
+    if (device >= device_count()) throw std::out_of_range("no device " + std::to_string(device));
+    std::lock_guard<std::mutex> reader(*reader_mutex_[device]);
+    if (aggregators_.size() <= device) return false;  // never started
+    auto& published = aggregators_[device]->published();
+    published.update();
+    const WindowResult& front = published.front();
+    if (front.seq == 0) return false;
+    out = front;
+    return true;
+}
+
+const AggregationPlan& Engine::plan(std::size_t device) const {
+    if (device >= aggregators_.size()) throw std::out_of_range("engine not started or no device " + std::to_string(device));
+    return aggregators_[device]->plan();
+}
+
+EngineStats Engine::stats() const {
+    // Excludes a concurrent start() rebuilding what we read.
+    std::lock_guard<std::mutex> control(control_mutex_);
+    EngineStats s;
+    s.running = running_;
+    s.rate_hz = config_.rate_hz;
+    if (!counters_) return s;
+    std::int64_t min_stride = 0;
+    for (auto stride : sampler_->strides()) min_stride = min_stride ? std::min(min_stride, stride) : stride;
+    s.target_rate_hz = config_.rate_hz / static_cast<double>(min_stride ? min_stride : 1);
+    const std::int64_t end = stopped_ns_ ? stopped_ns_ : monotonic_ns();
+    s.elapsed_s = std::max<double>(0.0, static_cast<double>(end - t0_ns_) * 1e-9);
+    s.ticks = counters_->ticks.load(std::memory_order_relaxed);
+    s.skipped_ticks = counters_->skipped_ticks.load(std::memory_order_relaxed);
+    s.events_dropped = counters_->events_dropped.load(std::memory_order_relaxed);
+    s.achieved_rate_hz = s.elapsed_s > 0 ? static_cast<double>(s.ticks) / s.elapsed_s : 0.0;
+    s.jitter_p50_ns = counters_->jitter.quantile(0.50);
+    s.jitter_p90_ns = counters_->jitter.quantile(0.90);
+    s.jitter_p99_ns = counters_->jitter.quantile(0.99);
+    s.jitter_max_ns = counters_->jitter.max();
+    for (std::size_t d = 0; d < aggregators_.size(); ++d) {
+        const DeviceCounters& dc = device_counters_[d];
+        DeviceStats ds;
+        ds.samples = dc.samples.load(std::memory_order_relaxed);
+        ds.drops = dc.drops.load(std::memory_order_relaxed);
+        ds.read_errors = dc.read_errors.load(std::memory_order_relaxed);
+        ds.lost = dc.lost.load(std::memory_order_relaxed);
+        ds.windows = aggregators_[d]->windows();
+        s.samples += ds.samples;
+        s.drops += ds.drops;
+        s.read_errors += ds.read_errors;
+        s.devices.push_back(ds);
+    }
+    return s;
+}
+
+std::size_t Engine::drain_events(std::vector<EngineEvent>& out) {
+    std::lock_guard<std::mutex> consumer(events_mutex_);
+    if (!events_) return 0;
+    std::size_t n = 0;
+    while (const void* slot = events_->front()) {
+        out.push_back(*static_cast<const EngineEvent*>(slot));
+        events_->pop();
+        ++n;
+    }
+    return n;
+}
+
+}  // namespace cuagent

@@ -1,0 +1,177 @@
+"""The Python face of the C++ engine: a driver, a sampler thread and lock-free aggregation."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from typing import Any, List, Optional, Sequence
+
+from . import _core
+from .topology import DeviceState, DeviceTopology
+
+__all__ = ["Engine", "EngineEvent", "EngineStats", "StateThresholds", "BACKENDS"]
+
+log = logging.getLogger(__name__)
+
+#: Backend name -> module under cuagent.backends that builds its driver.
+BACKENDS = ("mock", "nvml", "rocm_smi")
+
+
+@dataclass(frozen=True)
+class StateThresholds:
+    """Thresholds deciding element states (PROTOCOL.md §3.2 defaults)."""
+
+    idle_active: float = 0.05
+    saturated_occupancy: float = 0.9
+    thrashing_active: float = 0.5
+    thrashing_mem_stall: float = 0.6
+    hysteresis: float = 0.05
+
+    def _native(self) -> Any:
+        return _core.StateThresholds(
+            self.idle_active,
+            self.saturated_occupancy,
+            self.thrashing_active,
+            self.thrashing_mem_stall,
+            self.hysteresis,
+        )
+
+
+@dataclass(frozen=True)
+class EngineEvent:
+    type: str  # device_lost | device_back | backend_error
+    device: int  # device index
+    device_id: str
+    detail: str
+    t_ns: int  # Unix ns
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    running: bool
+    rate_hz: float  # configured tick rate
+    target_rate_hz: float  # ticks/s the devices need (devices that refresh slowly tick less)
+    achieved_rate_hz: float
+    elapsed_s: float
+    ticks: int
+    skipped_ticks: int
+    samples: int
+    drops: int  # raw samples lost to full rings
+    read_errors: int
+    events_dropped: int
+    jitter_p50_ns: int
+    jitter_p90_ns: int
+    jitter_p99_ns: int
+    jitter_max_ns: int
+    devices: List[dict]
+
+
+def _make_driver(name: str, devices: Optional[Sequence[Any]], seed: int, options: dict) -> Any:
+    if name not in BACKENDS:
+        raise ValueError(f"unknown driver {name!r}: expected one of {', '.join(BACKENDS)}")
+    try:
+        backend = importlib.import_module(f"cuagent.backends.{name}")
+    except ImportError as exc:  # pragma: no cover - a packaging error, not user input
+        raise RuntimeError(f"driver {name!r} is not available in this build: {exc}") from exc
+    return backend.make_driver(devices, seed, **options)
+
+
+class Engine:
+    """Samples devices at `rate_hz` and aggregates windows of `window_ms`.
+
+    >>> with Engine(driver="mock", devices=[MockDevice("h100-sxm")], rate_hz=1000) as engine:
+    ...     engine.snapshot()
+    """
+
+    def __init__(
+        self,
+        driver: str = "mock",
+        devices: Optional[Sequence[Any]] = None,
+        *,
+        rate_hz: float = 1000.0,
+        window_ms: float = 100.0,
+        seed: int = 0,
+        thresholds: Optional[StateThresholds] = None,
+        ring_capacity: int = 0,
+        **driver_options: Any,
+    ) -> None:
+        if isinstance(rate_hz, bool) or not isinstance(rate_hz, (int, float)) or not rate_hz > 0:
+            raise ValueError(f"rate_hz must be a number > 0, got {rate_hz!r}")
+        if isinstance(window_ms, bool) or not isinstance(window_ms, (int, float)) or not window_ms > 0:
+            raise ValueError(f"window_ms must be a number > 0, got {window_ms!r}")
+        if ring_capacity < 0:
+            raise ValueError(f"ring_capacity must be >= 0 (0: automatic), got {ring_capacity!r}")
+        self.thresholds = thresholds or StateThresholds()
+        self._driver = _make_driver(driver, devices, seed, driver_options)
+        self._native = _core.Engine(
+            self._driver,
+            float(rate_hz),
+            int(round(window_ms * 1e6)),
+            int(ring_capacity),
+            self.thresholds._native(),
+        )
+        self.rate_hz = float(rate_hz)
+        self.window_ms = float(window_ms)
+        self.seed = seed
+        self._topology = [
+            DeviceTopology.from_description(self._native.device(i)) for i in range(self._native.device_count)
+        ]
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self) -> "Engine":
+        self._native.start()
+        log.info(
+            "engine started: backend=%s devices=%d rate_hz=%g window_ms=%g",
+            self.backend,
+            len(self._topology),
+            self.rate_hz,
+            self.window_ms,
+        )
+        return self
+
+    def stop(self) -> None:
+        self._native.stop()
+
+    @property
+    def running(self) -> bool:
+        return bool(self._native.running)
+
+    def __enter__(self) -> "Engine":
+        if not self.running:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # -- what it knows -------------------------------------------------------------
+    @property
+    def backend(self) -> str:
+        return str(self._native.backend)
+
+    def topology(self) -> List[DeviceTopology]:
+        return list(self._topology)
+
+    def snapshot(self) -> List[Optional[DeviceState]]:
+        """Latest finished window of every device (None before a device's first window)."""
+        out: List[Optional[DeviceState]] = []
+        for i, topo in enumerate(self._topology):
+            w = self._native.latest(i)
+            out.append(None if w is None else DeviceState.from_window(topo, w))
+        return out
+
+    def stats(self) -> EngineStats:
+        return EngineStats(**self._native.stats())
+
+    def events(self) -> List[EngineEvent]:
+        """Events raised since the last call (device lost/back, backend errors)."""
+        return [
+            EngineEvent(type=t, device=int(d), device_id=self._topology[d].id, detail=detail, t_ns=int(ts))
+            for t, d, ts, detail in self._native.drain_events()
+        ]
+
+    @property
+    def driver(self) -> Any:
+        """The native driver (backends expose extra slow-path calls on it)."""
+        return self._driver

@@ -81,7 +81,7 @@ void Sampler::read_device(std::size_t d, std::int64_t now_ns) noexcept {
             if (t - last_error_event_ns_[d] >= kErrorEventGapNs) {
                 last_error_event_ns_[d] = t;
                 char text[sizeof(EngineEvent::detail)];
-                std::snprintf(text, sizeof text, "read failed (%llu so far): %s",
+                std::snprintf(text, sizeof text, "read failed (%llu so far): %.80s",
                               static_cast<unsigned long long>(errors), detail[0] ? detail : "no detail");
                 emit(d, EventType::BackendError, text, t);
             }

@@ -1,0 +1,109 @@
+"""Type stubs for cuagent's private compiled core. Use the public API in cuagent."""
+
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+class Aggregation:
+    mean: Aggregation
+    bit_or: Aggregation
+    last: Aggregation
+
+class CounterSpec:
+    name: str
+    level: str
+    unit: str
+    help: str
+    aggregation: Aggregation
+    rollup: str
+    def __init__(self, name: str = ..., level: str = ..., unit: str = ..., help: str = ...,
+                 aggregation: Aggregation = ..., rollup: str = ...) -> None: ...
+
+class Partition:
+    id: str
+    kind: str
+    units: int
+    unit_ids: List[int]
+    memory_bytes: int
+    profile: str
+    def __init__(self) -> None: ...
+
+class Link:
+    peer: str
+    type: str
+    count: int
+    path: str
+    def __init__(self) -> None: ...
+
+class DeviceDescription:
+    id: str
+    index: int
+    vendor: str
+    model: str
+    backend: str
+    unit_kind: str
+    units: int
+    levels: List[str]
+    counts: List[int]
+    layout: List[List[int]]
+    layout_source: str
+    partitions: List[Partition]
+    memory_bytes: int
+    pci: str
+    numa: int
+    counters: List[CounterSpec]
+    links: List[Link]
+    def __init__(self) -> None: ...
+    def validate(self) -> None: ...
+
+class Driver:
+    @property
+    def name(self) -> str: ...
+    @property
+    def device_count(self) -> int: ...
+    def device(self, index: int) -> DeviceDescription: ...
+    def min_read_interval_ns(self, index: int) -> int: ...
+
+class StateThresholds:
+    idle_active: float
+    saturated_occupancy: float
+    thrashing_active: float
+    thrashing_mem_stall: float
+    hysteresis: float
+    def __init__(self, idle_active: float = ..., saturated_occupancy: float = ..., thrashing_active: float = ...,
+                 thrashing_mem_stall: float = ..., hysteresis: float = ...) -> None: ...
+
+def next_unit_state(current: int, active: float, occupancy: float, mem_stall: float,
+                    thresholds: StateThresholds) -> int: ...
+
+class Engine:
+    def __init__(self, driver: Driver, rate_hz: float, window_ns: int, ring_capacity: int = ...,
+                 thresholds: StateThresholds = ...) -> None: ...
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    @property
+    def running(self) -> bool: ...
+    @property
+    def device_count(self) -> int: ...
+    @property
+    def ring_capacity(self) -> int: ...
+    @property
+    def backend(self) -> str: ...
+    def device(self, index: int) -> DeviceDescription: ...
+    def latest(self, device: int) -> Optional[Dict[str, Any]]: ...
+    def stats(self) -> Dict[str, Any]: ...
+    def drain_events(self) -> List[Tuple[str, int, int, str]]: ...
+
+class AggregatorHarness:
+    def __init__(self, device: DeviceDescription, thresholds: StateThresholds, window_ns: int,
+                 origin_ns: int = ...) -> None: ...
+    @property
+    def values(self) -> int: ...
+    @property
+    def windows(self) -> int: ...
+    def counter_slots(self) -> List[Tuple[str, int, int]]: ...
+    def add(self, t_ns: np.ndarray, samples: np.ndarray) -> None: ...
+    def poll(self, now_ns: int, grace_ns: int = ...) -> None: ...
+    def latest(self) -> Optional[Dict[str, Any]]: ...
+
+def __getattr__(name: str) -> Any: ...  # driver factories bound by each backend

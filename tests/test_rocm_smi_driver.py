@@ -327,3 +327,44 @@ def test_kfd_tree_is_read_from_the_configured_root(amd_host, tmp_path: Path):
     props.write_text(text)
     with pytest.raises(RuntimeError, match="simd_count=1216 is not a positive multiple of simd_per_cu=3"):
         open_driver(amd_host)
+
+
+# ---- library and kernel generations -------------------------------------------------
+
+def test_an_unknown_newer_layout_keeps_the_common_prefix_and_drops_xcd_fields(rocm_library, tmp_path):
+    # A release after the 4544-byte one: its xcp_stats entries may have grown
+    # again, so the driver does not guess their offsets.
+    host = FakeAmdHost(rocm_library, tmp_path / "kfd", layout=5120)
+    gpu = host.add_mi300x(metrics_revision=9)
+    host.set_xcd_busy(gpu, BUSY)
+    host.fake.set_unsupported(gpu.metrics_device, "rsmi_dev_temp_metric_get")
+    host.fake.set_value(gpu.metrics_device, "temp_c", 66.0)
+    driver = open_driver(host)
+    names = set(counters(driver.device(0)))
+    assert "active" not in names
+    assert {"power_violation", "sm_clock"} <= names
+    _, v, _ = read(driver)
+    assert v["temp"][0] == pytest.approx(66.0)  # temperature_hotspot, from the prefix
+
+
+def test_a_library_older_than_rocm_6_3_shows_a_cpx_gpu_once(amd_host):
+    # One rsmi device for the whole GPU; KFD still has a node per partition.
+    gpu = amd_host.add_mi300x(compute="CPX", enumerate_partitions=False)
+    amd_host.set_xcd_busy(gpu, BUSY)
+    driver = open_driver(amd_host)
+    d = driver.device(0)
+    assert [p.units for p in d.partitions] == [38] * 8
+    c = counters(d)
+    assert c["gr_active"].level == "device" and c["mem_used"].level == "device"
+    _, v, _ = read(driver)
+    np.testing.assert_allclose(v["active"], np.array(BUSY) / 100, atol=1e-6)
+
+
+def test_kernels_that_put_the_partition_in_the_function_bits_group_the_same(amd_host):
+    amd_host.add_mi300x(compute="QPX", kernel_partition_bits="function")
+    amd_host.add_mi210()
+    driver = open_driver(amd_host)
+    assert driver.device_count == 2
+    assert [p.units for p in driver.device(0).partitions] == [76] * 4
+    assert driver.device(0).pci == "0000:11:00.0"
+    assert driver.device(1).counts == [1, 8, 104]

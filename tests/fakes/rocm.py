@@ -163,6 +163,7 @@ class FakeGpu:
     domain: int
     bus: int
     unique_id: int
+    kernel_partition_bits: str = "31:28"
     rsmi_devices: list[int] = field(default_factory=list)  # one per compute partition
     kfd_nodes: list[int] = field(default_factory=list)
 
@@ -200,7 +201,12 @@ def _gpu_node(gpu: FakeGpu, partition: int, partitions: int, render_minor: int) 
     xcds = model.xcds // partitions
     cus = xcds * model.cus_per_xcd
     arrays = xcds * model.ses_per_xcd
-    location = (gpu.bus << 8) | (partition << 28 if partitions > 1 else 0)
+    if partitions == 1:
+        location = gpu.bus << 8
+    elif gpu.kernel_partition_bits == "31:28":
+        location = (gpu.bus << 8) | (partition << 28)
+    else:
+        location = (gpu.bus << 8) | partition
     return {
         "cpu_cores_count": 0, "simd_count": cus * 4, "mem_banks_count": 1, "caches_count": 200,
         "io_links_count": 1, "p2p_links_count": 0, "cpu_core_id_base": 0,
@@ -230,7 +236,11 @@ class FakeAmdHost:
         self._write_kfd()
 
     def add_gpu(self, model: GpuModel, compute: str = "SPX", memory: str = "NPS1",
-                metrics_revision: int = 8, fw_period_ns: int = 0, numa: int = 0) -> FakeGpu:
+                metrics_revision: int = 8, fw_period_ns: int = 0, numa: int = 0,
+                enumerate_partitions: bool = True, kernel_partition_bits: str = "31:28") -> FakeGpu:
+        """Add a GPU. enumerate_partitions=False: a library older than ROCm 6.3, which
+        shows a partitioned GPU as one device. kernel_partition_bits="function": a
+        kernel from before 2024, which ORs the KFD node id into location_id's low bits."""
         if compute not in COMPUTE_PARTITIONS:
             raise ValueError(f"unknown compute partition {compute!r}")
         if memory not in MEMORY_PARTITIONS:
@@ -239,11 +249,14 @@ class FakeAmdHost:
         if model.xcds % partitions:
             raise ValueError(f"{model.name} cannot run in {compute}")
         n = len(self.gpus)
+        if kernel_partition_bits not in ("31:28", "function"):
+            raise ValueError(f"kernel_partition_bits is '31:28' or 'function', got {kernel_partition_bits!r}")
         gpu = FakeGpu(model, compute, memory, domain=0, bus=0x11 + 0x20 * n,
-                      unique_id=0x7E3D2A1F00000000 + n * 0x1111)
+                      unique_id=0x7E3D2A1F00000000 + n * 0x1111, kernel_partition_bits=kernel_partition_bits)
         vram_share = model.vram_bytes // (partitions if memory != "NPS1" else 1)
-        for p in range(partitions):
-            bdfid = (gpu.domain << 32) | (p << 28) | (gpu.bus << 8)
+        for p in range(partitions if enumerate_partitions else 1):
+            bdfid = (gpu.domain << 32) | ((p << 28) if enumerate_partitions and partitions > 1 else 0) \
+                | (gpu.bus << 8)
             dev = self.fake.add_device(model.name, gpu.unique_id, bdfid, numa, vram_share)
             self.fake.set_partition_modes(dev, compute, memory)
             gpu.rsmi_devices.append(dev)

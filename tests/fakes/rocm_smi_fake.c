@@ -298,8 +298,11 @@ int fake_add_device(const char* name, uint64_t unique_id, uint64_t bdfid, int32_
     return index;
 }
 
+/* 424, 1832, 2368, 4544: the known releases. Any size above 4544 and below
+ * 8192 emulates a future release: the 1.8 struct followed by new all-ones
+ * fields, knowing tables up to 1.9. */
 int fake_set_library_layout(unsigned size) {
-    if (size != 424 && size != 1832 && size != 2368 && size != 4544) return -1;
+    if (size != 424 && size != 1832 && size != 2368 && (size < 4544 || size >= 8192)) return -1;
     pthread_mutex_lock(&g_lock);
     g_layout = size;
     pthread_mutex_unlock(&g_lock);
@@ -587,7 +590,8 @@ static unsigned layout_max_revision(unsigned layout) {
     case 424: return 5;
     case 1832: return 6;
     case 2368: return 7;
-    default: return 8;
+    case 4544: return 8;
+    default: return 9;
     }
 }
 
@@ -619,6 +623,7 @@ int rsmi_dev_gpu_metrics_info_get(uint32_t dv_ind, void* out) {
         struct public_v16 v16;
         struct public_v17 v17;
         struct public_v18 v18;
+        unsigned char future[8192];
     } t;
     memset(&t, 0xFF, sizeof(t));  /* all-ones: no data */
     struct public_v15* m = &t.v15;

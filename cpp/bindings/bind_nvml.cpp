@@ -1,0 +1,150 @@
+// The nvml driver's factory and the slow-path helpers around it (SM grouping,
+// timing loop for bench/nvml_read.py). Driver construction dlopens and queries
+// NVML (and may run the SM probe): it releases the GIL, touching no Python.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include "cuagent/drivers/nvml.hpp"
+#include "cuagent/drivers/sm_layout.hpp"
+#include "cuagent/sample_layout.hpp"
+
+namespace py = pybind11;
+using namespace cuagent;
+
+namespace {
+
+const char* status_name(ReadStatus s) {
+    switch (s) {
+    case ReadStatus::Ok: return "ok";
+    case ReadStatus::Error: return "error";
+    case ReadStatus::Lost: return "lost";
+    }
+    return "?";
+}
+
+std::int64_t monotonic_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+py::dict layout_to_dict(const SmLayout& l) {
+    py::dict d;
+    d["units"] = l.units;
+    d["gpc"] = l.gpc;
+    d["tpc"] = l.tpc;
+    d["gpcs"] = l.gpcs;
+    d["tpcs"] = l.tpcs;
+    d["gpc_max_cluster"] = l.gpc_max_cluster;
+    d["notes"] = l.notes;
+    return d;
+}
+
+}  // namespace
+
+void register_nvml(py::module_& m) {
+    m.def(
+        "make_nvml_driver",
+        [](const std::string& library, const std::vector<std::uint32_t>& devices, bool gpm, bool probe_layout,
+           const std::string& cuda_library, const std::string& probe_cache_dir, std::uint32_t unsupported_limit) {
+            NvmlOptions o;
+            o.library = library;
+            o.devices = devices;
+            o.gpm = gpm;
+            o.probe_layout = probe_layout;
+            o.cuda_library = cuda_library;
+            o.probe_cache_dir = probe_cache_dir;
+            o.unsupported_limit = unsupported_limit;
+            std::vector<std::string> notes;
+            std::unique_ptr<Driver> driver;
+            {
+                py::gil_scoped_release release;  // dlopen, NVML queries, the probe: no Python touched
+                driver = make_nvml_driver(o, &notes);
+            }
+            return py::make_tuple(std::shared_ptr<Driver>(std::move(driver)), notes);
+        },
+        py::arg("library") = "libnvidia-ml.so.1", py::arg("devices") = std::vector<std::uint32_t>{},
+        py::arg("gpm") = true, py::arg("probe_layout") = false, py::arg("cuda_library") = "libcuda.so.1",
+        py::arg("probe_cache_dir") = "", py::arg("unsupported_limit") = 3,
+        "Open libnvidia-ml and describe its devices. Returns (driver, notes).");
+
+    m.def("nvidia_sm_count_for_model", &nvidia_sm_count_for_model, py::arg("model"));
+
+    m.def(
+        "driver_read",
+        [](Driver& driver, std::size_t index, std::int64_t now_ns) {
+            if (index >= driver.device_count()) throw py::index_error("no device " + std::to_string(index));
+            const SampleLayout layout(driver.device(index));
+            py::array_t<float> values(layout.values());
+            std::fill(values.mutable_data(), values.mutable_data() + layout.values(),
+                      std::numeric_limits<float>::quiet_NaN());
+            char detail[256] = {};
+            if (now_ns < 0) now_ns = monotonic_ns();
+            const ReadStatus s = driver.read(index, now_ns, values.mutable_data(), detail, sizeof detail);
+            return py::make_tuple(status_name(s), values, std::string(detail));
+        },
+        py::arg("driver"), py::arg("device"), py::arg("now_ns") = -1,
+        "One read() of a device outside an engine (tests, tools): (status, values, detail). "
+        "Must not run while an engine samples the same driver.");
+
+    m.def(
+        "driver_time_reads",
+        [](Driver& driver, std::size_t index, std::size_t reads, std::int64_t step_ns) {
+            if (index >= driver.device_count()) throw py::index_error("no device " + std::to_string(index));
+            const SampleLayout layout(driver.device(index));
+            std::vector<float> values(layout.values());
+            char detail[128];
+            std::size_t ok = 0;
+            std::int64_t elapsed = 0;
+            {
+                py::gil_scoped_release release;
+                // Synthetic read times `step_ns` apart: the driver sees the cadence it is
+                // read at by the engine (so GPM computes metrics on every read).
+                std::int64_t t = monotonic_ns();
+                const std::int64_t start = monotonic_ns();
+                for (std::size_t i = 0; i < reads; ++i) {
+                    std::fill(values.begin(), values.end(), std::numeric_limits<float>::quiet_NaN());
+                    t += step_ns;
+                    ok += driver.read(index, t, values.data(), detail, sizeof detail) == ReadStatus::Ok;
+                }
+                elapsed = monotonic_ns() - start;
+            }
+            return py::make_tuple(elapsed, ok);
+        },
+        py::arg("driver"), py::arg("device"), py::arg("reads"), py::arg("step_ns") = 100'000'000,
+        "Time `reads` back-to-back read() calls in C++: (elapsed_ns, ok_reads).");
+
+    m.def(
+        "group_sms",
+        [](std::uint32_t units, const std::vector<std::pair<std::uint32_t, std::vector<std::uint16_t>>>& obs) {
+            std::vector<ClusterObservation> observations;
+            observations.reserve(obs.size());
+            for (const auto& [size, sms] : obs) observations.push_back({size, sms});
+            return layout_to_dict(group_sms(units, observations));
+        },
+        py::arg("units"), py::arg("observations"),
+        "Group SMs from [(cluster_size, [sm, ...]), ...] co-residency observations.");
+
+    m.def(
+        "probe_sm_layout",
+        [](const std::string& pci_bus_id, const std::string& cuda_library, std::uint32_t launches_per_size) {
+            SmProbeOptions o;
+            o.cuda_library = cuda_library;
+            o.launches_per_size = launches_per_size;
+            SmLayout layout;
+            std::string why;
+            bool ok;
+            {
+                py::gil_scoped_release release;  // GPU work, no Python
+                ok = probe_sm_layout(pci_bus_id, o, layout, why);
+            }
+            return py::make_tuple(ok ? py::object(layout_to_dict(layout)) : py::object(py::none()), why);
+        },
+        py::arg("pci_bus_id"), py::arg("cuda_library") = "libcuda.so.1", py::arg("launches_per_size") = 50,
+        "Run the SM layout probe on one device: (layout dict or None, reason when None).");
+}

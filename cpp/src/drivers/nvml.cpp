@@ -1,0 +1,684 @@
+// The nvml driver: describes each NVIDIA device once (slow path, may
+// allocate) and reads its counters on the sampler thread (hot path: fixed
+// preallocated state, no allocation, no lock, no exception).
+#include "cuagent/drivers/nvml.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <stdexcept>
+
+#include "cuagent/drivers/sm_layout.hpp"
+#include "cuagent/sample_layout.hpp"
+#include "nvml_library.hpp"
+#include "nvml_probe_cache.hpp"
+
+namespace cuagent {
+namespace {
+
+using namespace nvml;
+
+constexpr std::int64_t kRefreshNs = 100'000'000;  // NVML/GPM refresh period (measured, H100)
+constexpr double kMiB = 1048576.0;
+constexpr int kGpmRing = 3;  // samples kept per GPM stream (see GpmStream)
+
+// Errors that mean the GPU itself is gone (fell off the bus, needs a reset).
+bool gpu_gone(Return r) {
+    return r == kErrorGpuIsLost || r == kErrorGpuNotFound || r == kErrorResetRequired ||
+           r == kErrorDriverNotLoaded;
+}
+
+// One NVML query on the hot path, with its own support state: repeated
+// NOT_SUPPORTED turns it off for good, any other error only blanks one read.
+struct Query {
+    bool on = false;
+    std::uint32_t unsupported = 0;
+};
+
+// What one read saw, across all its queries.
+struct Outcome {
+    std::uint32_t ok = 0, unknown = 0, failed = 0;
+    Return lost = kSuccess;
+    const char* function = nullptr;  // first failing function, for the detail text
+    Return first_error = kSuccess;
+};
+
+// A GPM stream: the whole device, or one GPU instance under MIG. Metrics need
+// two samples at least one refresh apart (closer ones read zero), so a ring of
+// samples lets a read that comes a little early compare against the one before.
+struct GpmStream {
+    bool mig = false;
+    unsigned gpu_instance = 0;
+    GpmSample samples[kGpmRing] = {};
+    std::int64_t taken_ns[kGpmRing] = {};
+    int valid = 0;  // samples taken so far (capped at kGpmRing)
+    int next = 0;
+    Query query;
+    // Metrics asked of this stream and where each value goes.
+    std::uint32_t metrics = 0;
+    unsigned metric_id[16] = {};
+    std::uint32_t slot[16] = {};  // float index in the sample
+    double scale[16] = {};
+    std::uint32_t metric_unsupported[16] = {};
+};
+
+struct Slots {  // float index of each device-level counter; -1 = absent
+    int mem_used = -1, power = -1, temp = -1, sm_clock = -1, mem_clock = -1, throttle = -1,
+        gpu_util = -1, mem_util = -1, ecc = -1;
+};
+
+struct NvmlDevice {
+    Device handle = nullptr;
+    DeviceDescription description;
+    Slots slots;
+    Query memory, power, temp, sm_clock, mem_clock, throttle, util, ecc;
+    bool memory_v2 = false;
+    bool event_reasons = false;  // ClocksEventReasons (else the older ThrottleReasons name)
+    std::vector<GpmStream> gpm;
+};
+
+std::string trimmed(const char* s) { return std::string(s); }
+
+// "NVIDIA H100 80GB HBM3 MIG 1c.3g.40gb" -> "MIG 3g.40gb" (the GPU instance profile).
+std::string mig_profile_from_name(const std::string& name) {
+    const auto at = name.find("MIG ");
+    if (at == std::string::npos) return "";
+    std::string profile = name.substr(at + 4);
+    const auto dot = profile.find('.');
+    // A compute-instance name prefixes the GPU-instance profile with "<n>c.".
+    if (dot != std::string::npos && dot > 1 && profile[dot - 1] == 'c' &&
+        profile.find('.', dot + 1) != std::string::npos)
+        profile = profile.substr(dot + 1);
+    return "MIG " + profile;
+}
+
+std::int32_t numa_from_sysfs(const std::string& bus_id) {
+    // NVML: "00000000:18:00.0" (8-digit domain); sysfs: "0000:18:00.0", lowercase.
+    std::string id = bus_id.size() > 12 ? bus_id.substr(bus_id.size() - 12) : bus_id;
+    std::transform(id.begin(), id.end(), id.begin(), [](unsigned char c) { return std::tolower(c); });
+    std::ifstream f("/sys/bus/pci/devices/" + id + "/numa_node");
+    int node = -1;
+    if (f >> node && node >= 0) return node;
+    return -1;
+}
+
+const char* topology_path(int level) {
+    switch (level) {  // nvmlGpuTopologyLevel_t
+    case 0: return "X";      // same board
+    case 10: return "PIX";   // one PCIe switch
+    case 20: return "PXB";   // several PCIe switches
+    case 30: return "PHB";   // host bridge
+    case 40: return "NODE";  // same NUMA node
+    case 50: return "SYS";   // across the SMP interconnect
+    default: return "";
+    }
+}
+
+class NvmlDriver final : public Driver {
+public:
+    NvmlDriver(const NvmlOptions& options, std::vector<std::string>* notes)
+        : options_(options), nvml_(options.library) {
+        auto note = [&](const std::string& line) {
+            if (notes) notes->push_back(line);
+        };
+        unsigned count = 0;
+        Return r = nvml_.nvmlDeviceGetCount_v2(&count);
+        if (r != kSuccess) throw std::runtime_error("nvml: " + nvml_.describe("nvmlDeviceGetCount_v2", r));
+        std::vector<std::uint32_t> indices = options.devices;
+        if (indices.empty())
+            for (unsigned i = 0; i < count; ++i) indices.push_back(i);
+        for (auto index : indices)
+            if (index >= count)
+                throw std::invalid_argument("nvml: device index " + std::to_string(index) + " does not exist (" +
+                                            std::to_string(count) + " NVIDIA devices)");
+        request_.reset(new GpmMetricsGet());
+        for (auto index : indices) devices_.push_back(describe(index, note));
+        describe_links(count, note);
+        for (auto& d : devices_) {
+            d.description.validate();
+            layouts_.emplace_back(d.description);
+        }
+    }
+
+    ~NvmlDriver() override {
+        for (auto& d : devices_)
+            for (auto& s : d.gpm)
+                for (auto& sample : s.samples)
+                    if (sample && nvml_.nvmlGpmSampleFree) nvml_.nvmlGpmSampleFree(sample);
+    }
+
+    std::string name() const override { return "nvml"; }
+    std::size_t device_count() const override { return devices_.size(); }
+    const DeviceDescription& device(std::size_t index) const override { return devices_.at(index).description; }
+    std::int64_t min_read_interval_ns(std::size_t) const override { return kRefreshNs; }
+
+    ReadStatus read(std::size_t index, std::int64_t now_ns, float* values, char* detail,
+                    std::size_t detail_size) noexcept override;
+
+private:
+    NvmlDevice describe(std::uint32_t index, const std::function<void(const std::string&)>& note);
+    void describe_links(unsigned count, const std::function<void(const std::string&)>& note);
+    void add_gpm(NvmlDevice& d, bool mig, const std::function<void(const std::string&)>& note);
+    bool check(Return r, Query& q, Outcome& o, const char* function) noexcept;
+    void read_gpm(GpmStream& s, Device handle, std::int64_t now_ns, float* values, Outcome& o) noexcept;
+
+    NvmlOptions options_;
+    Library nvml_;
+    std::vector<NvmlDevice> devices_;
+    std::vector<SampleLayout> layouts_;
+    std::unique_ptr<GpmMetricsGet> request_;  // one request buffer, reused (sampler thread only)
+};
+
+// Support of one query at describe time: absent symbol or NOT_SUPPORTED -> off.
+bool supported(Return r) { return r != kErrorNotSupported && r != kErrorFunctionNotFound; }
+
+NvmlDevice NvmlDriver::describe(std::uint32_t index, const std::function<void(const std::string&)>& note) {
+    NvmlDevice d;
+    Return r = nvml_.nvmlDeviceGetHandleByIndex_v2(index, &d.handle);
+    if (r != kSuccess)
+        throw std::runtime_error("nvml: device " + std::to_string(index) + ": " +
+                                 nvml_.describe("nvmlDeviceGetHandleByIndex_v2", r));
+    DeviceDescription& desc = d.description;
+    desc.index = index;
+    desc.vendor = "nvidia";
+    desc.backend = "nvml";
+    desc.unit_kind = "sm";
+    char text[kDeviceNameBufferSize] = {};
+    if (nvml_.nvmlDeviceGetName && nvml_.nvmlDeviceGetName(d.handle, text, sizeof text) == kSuccess)
+        desc.model = trimmed(text);
+    char uuid[kDeviceUuidBufferSize] = {};
+    r = nvml_.nvmlDeviceGetUUID ? nvml_.nvmlDeviceGetUUID(d.handle, uuid, sizeof uuid) : kErrorFunctionNotFound;
+    if (r != kSuccess)
+        throw std::runtime_error("nvml: device " + std::to_string(index) +
+                                 " has no UUID (needed as its stable id): " +
+                                 nvml_.describe("nvmlDeviceGetUUID", r));
+    desc.id = uuid;
+    PciInfo pci{};
+    if (nvml_.nvmlDeviceGetPciInfo_v3 && nvml_.nvmlDeviceGetPciInfo_v3(d.handle, &pci) == kSuccess)
+        desc.pci = pci.busId;
+    unsigned numa = 0;
+    if (nvml_.nvmlDeviceGetNumaNodeId && nvml_.nvmlDeviceGetNumaNodeId(d.handle, &numa) == kSuccess)
+        desc.numa = static_cast<std::int32_t>(numa);
+    else if (!desc.pci.empty())
+        desc.numa = numa_from_sysfs(desc.pci);
+
+    // Memory: the versioned call also reports reserved memory correctly; the
+    // original one is the fallback for older drivers.
+    MemoryV2 mem2{};
+    mem2.version = kMemoryV2Version;
+    Memory mem{};
+    if (nvml_.nvmlDeviceGetMemoryInfo_v2 && nvml_.nvmlDeviceGetMemoryInfo_v2(d.handle, &mem2) == kSuccess) {
+        d.memory_v2 = true;
+        d.memory.on = true;
+        desc.memory_bytes = mem2.total;
+    } else if (nvml_.nvmlDeviceGetMemoryInfo && nvml_.nvmlDeviceGetMemoryInfo(d.handle, &mem) == kSuccess) {
+        d.memory.on = true;
+        desc.memory_bytes = mem.total;
+    }
+
+    // MIG: one partition per GPU instance. MIG device handles are per compute
+    // instance; their attributes give the instance's SMs and its GPU
+    // instance's memory.
+    bool mig = false;
+    unsigned current = 0, pending = 0;
+    if (nvml_.nvmlDeviceGetMigMode && nvml_.nvmlDeviceGetMigMode(d.handle, &current, &pending) == kSuccess &&
+        current == 1) {
+        mig = true;
+        unsigned max_mig = 0;
+        if (nvml_.nvmlDeviceGetMaxMigDeviceCount) nvml_.nvmlDeviceGetMaxMigDeviceCount(d.handle, &max_mig);
+        std::map<unsigned, Partition> by_instance;
+        for (unsigned i = 0; i < max_mig && nvml_.nvmlDeviceGetMigDeviceHandleByIndex; ++i) {
+            Device mh = nullptr;
+            if (nvml_.nvmlDeviceGetMigDeviceHandleByIndex(d.handle, i, &mh) != kSuccess) continue;
+            unsigned gi = 0;
+            if (!nvml_.nvmlDeviceGetGpuInstanceId || nvml_.nvmlDeviceGetGpuInstanceId(mh, &gi) != kSuccess)
+                continue;
+            Partition& p = by_instance[gi];
+            p.id = std::to_string(gi);
+            p.kind = "mig";
+            DeviceAttributes attrs{};
+            if (nvml_.nvmlDeviceGetAttributes_v2 && nvml_.nvmlDeviceGetAttributes_v2(mh, &attrs) == kSuccess) {
+                p.units += attrs.multiprocessorCount;
+                p.memory_bytes = std::max<std::uint64_t>(p.memory_bytes, attrs.memorySizeMB * 1048576ull);
+            }
+            char mig_name[kDeviceNameBufferSize] = {};
+            if (p.profile.empty() && nvml_.nvmlDeviceGetName &&
+                nvml_.nvmlDeviceGetName(mh, mig_name, sizeof mig_name) == kSuccess)
+                p.profile = mig_profile_from_name(mig_name);
+        }
+        for (auto& [gi, p] : by_instance) desc.partitions.push_back(std::move(p));
+        if (desc.partitions.empty()) note("nvml: " + desc.id + ": MIG is on but no GPU instance exists");
+    }
+    // SM count: NVML gives it only for MIG handles, so a whole GPU's comes
+    // from the probe (CUDA's own count) or the model table.
+    desc.units = nvidia_sm_count_for_model(desc.model);
+    if (options_.probe_layout) {
+        SmLayout layout;
+        std::string why;
+        if (mig) {
+            note("nvml: " + desc.id + ": SM layout probe skipped: MIG is on (clusters cannot span instances)");
+        } else if (probe_layout_cached(desc.id, desc.pci, options_, layout, why)) {
+            desc.units = layout.units;
+            desc.counts = {layout.gpcs, layout.tpcs, layout.units};
+            desc.layout = {layout.gpc, layout.tpc};
+            desc.layout_source = "probe";
+            for (const auto& n : layout.notes) note("nvml: " + desc.id + ": SM layout: " + n);
+        } else {
+            note("nvml: " + desc.id + ": SM layout probe skipped: " + why);
+        }
+    }
+    if (desc.units == 0 && mig)
+        for (const auto& p : desc.partitions) desc.units += p.units;
+    if (desc.layout.empty()) {
+        if (desc.units > 0) {
+            desc.levels = {"gpc", "tpc", "sm"};
+            desc.counts = {0, 0, desc.units};  // 0: not known without the probe
+        } else {
+            desc.levels = {"sm"};
+            desc.counts = {0};
+            note("nvml: " + desc.id + ": SM count of '" + desc.model + "' unknown (no probe, not in the model table)");
+        }
+    } else {
+        desc.levels = {"gpc", "tpc", "sm"};
+    }
+    if (desc.partitions.empty()) {
+        Partition whole;
+        whole.id = "0";
+        whole.kind = "whole";
+        whole.units = desc.units;
+        whole.memory_bytes = desc.memory_bytes;
+        desc.partitions.push_back(whole);
+    }
+
+    // GPM first: the counters schedulers care most about.
+    if (options_.gpm) add_gpm(d, mig, note);
+
+    auto counter = [&](const char* name, const char* unit, const char* help,
+                       Aggregation agg = Aggregation::Mean) {
+        CounterSpec c;
+        c.name = name;
+        c.level = kDeviceLevel;
+        c.unit = unit;
+        c.help = help;
+        c.aggregation = agg;
+        desc.counters.push_back(c);
+    };
+    if (d.memory.on) counter("mem_used", "bytes", "device memory in use (nvmlDeviceGetMemoryInfo)");
+    unsigned u = 0;
+    unsigned long long ull = 0;
+    if (nvml_.nvmlDeviceGetPowerUsage && supported(nvml_.nvmlDeviceGetPowerUsage(d.handle, &u))) {
+        d.power.on = true;
+        counter("power", "W", "board power draw (nvmlDeviceGetPowerUsage)");
+    }
+    if (nvml_.nvmlDeviceGetTemperature && supported(nvml_.nvmlDeviceGetTemperature(d.handle, kTemperatureGpu, &u))) {
+        d.temp.on = true;
+        counter("temp", "C", "GPU die temperature");
+    }
+    if (nvml_.nvmlDeviceGetClockInfo && supported(nvml_.nvmlDeviceGetClockInfo(d.handle, kClockSm, &u))) {
+        d.sm_clock.on = true;
+        counter("sm_clock", "Hz", "current SM clock");
+    }
+    if (nvml_.nvmlDeviceGetClockInfo && supported(nvml_.nvmlDeviceGetClockInfo(d.handle, kClockMem, &u))) {
+        d.mem_clock.on = true;
+        counter("mem_clock", "Hz", "current memory clock");
+    }
+    if (nvml_.nvmlDeviceGetCurrentClocksEventReasons &&
+        supported(nvml_.nvmlDeviceGetCurrentClocksEventReasons(d.handle, &ull))) {
+        d.throttle.on = d.event_reasons = true;
+    } else if (nvml_.nvmlDeviceGetCurrentClocksThrottleReasons &&
+               supported(nvml_.nvmlDeviceGetCurrentClocksThrottleReasons(d.handle, &ull))) {
+        d.throttle.on = true;
+    }
+    if (d.throttle.on)
+        counter("throttle", "mask", "clock event (throttle) reasons, nvmlClocksEventReasons bits, OR over the window",
+                Aggregation::BitOr);
+    Utilization util{};
+    if (nvml_.nvmlDeviceGetUtilizationRates && supported(nvml_.nvmlDeviceGetUtilizationRates(d.handle, &util))) {
+        d.util.on = true;
+        counter("gpu_util", "ratio", "fraction of the last period with a kernel running (nvmlDeviceGetUtilizationRates)");
+        counter("mem_util", "ratio", "fraction of the last period with device memory being read or written");
+    }
+    if (nvml_.nvmlDeviceGetTotalEccErrors &&
+        supported(nvml_.nvmlDeviceGetTotalEccErrors(d.handle, kMemoryErrorUncorrected, kVolatileEcc, &ull))) {
+        d.ecc.on = true;
+        counter("ecc_uncorrected", "count", "uncorrected ECC errors since the driver loaded", Aggregation::Last);
+    }
+
+    // Resolve the float index of every counter once.
+    SampleLayout layout(desc);
+    for (std::size_t c = 0; c < desc.counters.size(); ++c) {
+        const std::string& n = desc.counters[c].name;
+        const int at = static_cast<int>(layout.slot(c).offset);
+        if (n == "mem_used") d.slots.mem_used = at;
+        else if (n == "power") d.slots.power = at;
+        else if (n == "temp") d.slots.temp = at;
+        else if (n == "sm_clock") d.slots.sm_clock = at;
+        else if (n == "mem_clock") d.slots.mem_clock = at;
+        else if (n == "throttle") d.slots.throttle = at;
+        else if (n == "gpu_util") d.slots.gpu_util = at;
+        else if (n == "mem_util") d.slots.mem_util = at;
+        else if (n == "ecc_uncorrected") d.slots.ecc = at;
+    }
+    // GPM slots were recorded as counter indices (see add_gpm); turn them
+    // into float indices, plus the partition's element for MIG streams.
+    for (std::size_t si = 0; si < d.gpm.size(); ++si) {
+        auto& s = d.gpm[si];
+        for (std::uint32_t m = 0; m < s.metrics; ++m) {
+            const std::uint32_t c = UINT32_MAX - s.slot[m];
+            std::uint32_t at = layout.slot(c).offset;
+            if (desc.counters[c].level == kPartitionLevel) {
+                for (std::size_t p = 0; p < desc.partitions.size(); ++p)
+                    if (desc.partitions[p].id == std::to_string(s.gpu_instance)) at += static_cast<std::uint32_t>(p);
+            }
+            s.slot[m] = at;
+        }
+    }
+    return d;
+}
+
+void NvmlDriver::add_gpm(NvmlDevice& d, bool mig, const std::function<void(const std::string&)>& note) {
+    DeviceDescription& desc = d.description;
+    if (!nvml_.nvmlGpmQueryDeviceSupport || !nvml_.nvmlGpmSampleAlloc || !nvml_.nvmlGpmSampleFree ||
+        !nvml_.nvmlGpmSampleGet || !nvml_.nvmlGpmMetricsGet) {
+        note("nvml: " + desc.id + ": GPM counters absent: " + nvml_.path() + " has no GPM functions (driver < 520)");
+        return;
+    }
+    GpmSupport support{};
+    support.version = kGpmSupportVersion;
+    if (nvml_.nvmlGpmQueryDeviceSupport(d.handle, &support) != kSuccess || !support.isSupportedDevice) {
+        note("nvml: " + desc.id + ": GPM counters absent: not supported on this GPU (Hopper and later)");
+        return;
+    }
+    if (mig && !nvml_.nvmlGpmMigSampleGet) {
+        note("nvml: " + desc.id + ": per-instance GPM counters absent: no nvmlGpmMigSampleGet");
+    }
+    struct Metric {
+        const char* name;
+        unsigned id;
+        const char* unit;
+        double scale;
+        bool per_instance;  // measured per GPU instance under MIG
+        const char* help;
+    };
+    static const Metric metrics[] = {
+        {"sm_active", kGpmSmUtil, "ratio", 0.01, true, "fraction of SMs busy (GPM SM_UTIL)"},
+        {"sm_occupancy", kGpmSmOccupancy, "ratio", 0.01, true, "resident warps / max warps (GPM SM_OCCUPANCY)"},
+        {"tensor_active", kGpmAnyTensorUtil, "ratio", 0.01, true, "tensor pipes active (GPM ANY_TENSOR_UTIL)"},
+        {"dram_active", kGpmDramBwUtil, "ratio", 0.01, true, "DRAM bandwidth used / peak (GPM DRAM_BW_UTIL)"},
+        {"gr_active", kGpmGraphicsUtil, "ratio", 0.01, true, "graphics/compute engine active (GPM GRAPHICS_UTIL)"},
+        {"pcie_tx", kGpmPcieTxPerSec, "B/s", kMiB, false, "PCIe bytes sent by the GPU per second (GPM)"},
+        {"pcie_rx", kGpmPcieRxPerSec, "B/s", kMiB, false, "PCIe bytes received per second (GPM)"},
+        {"nvlink_tx", kGpmNvlinkTotalTxPerSec, "B/s", kMiB, false, "NVLink bytes written per second, all links (GPM)"},
+        {"nvlink_rx", kGpmNvlinkTotalRxPerSec, "B/s", kMiB, false, "NVLink bytes read per second, all links (GPM)"},
+    };
+    auto new_stream = [&](bool per_instance, unsigned gi) -> GpmStream* {
+        GpmStream s;
+        s.mig = per_instance;
+        s.gpu_instance = gi;
+        for (auto& sample : s.samples)
+            if (nvml_.nvmlGpmSampleAlloc(&sample) != kSuccess) {
+                note("nvml: " + desc.id + ": GPM counters absent: nvmlGpmSampleAlloc failed");
+                for (auto& x : s.samples)
+                    if (x) nvml_.nvmlGpmSampleFree(x);
+                return nullptr;
+            }
+        s.query.on = true;
+        d.gpm.push_back(s);
+        return &d.gpm.back();
+    };
+    // Device stream: everything without MIG; only the link counters with MIG.
+    GpmStream* device_stream = new_stream(false, 0);
+    if (!device_stream) return;
+    const std::size_t device_stream_index = d.gpm.size() - 1;
+    std::vector<std::size_t> instance_streams;
+    if (mig && nvml_.nvmlGpmMigSampleGet)
+        for (const auto& p : desc.partitions) {
+            if (!new_stream(true, static_cast<unsigned>(std::stoul(p.id)))) break;
+            instance_streams.push_back(d.gpm.size() - 1);
+        }
+    for (const auto& m : metrics) {
+        const bool at_partition = mig && m.per_instance;
+        if (at_partition && instance_streams.empty()) continue;
+        CounterSpec c;
+        c.name = m.name;
+        c.level = at_partition ? kPartitionLevel : kDeviceLevel;
+        c.unit = m.unit;
+        c.help = m.help;
+        const auto counter_index = static_cast<std::uint32_t>(desc.counters.size());
+        desc.counters.push_back(c);
+        auto attach = [&](GpmStream& s) {
+            s.metric_id[s.metrics] = m.id;
+            s.scale[s.metrics] = m.scale;
+            s.slot[s.metrics] = UINT32_MAX - counter_index;  // resolved in describe()
+            ++s.metrics;
+        };
+        if (at_partition)
+            for (auto si : instance_streams) attach(d.gpm[si]);
+        else
+            attach(d.gpm[device_stream_index]);
+    }
+    if (d.gpm[device_stream_index].metrics == 0) {
+        for (auto& x : d.gpm[device_stream_index].samples) nvml_.nvmlGpmSampleFree(x);
+        d.gpm.erase(d.gpm.begin() + static_cast<std::ptrdiff_t>(device_stream_index));
+    }
+}
+
+void NvmlDriver::describe_links(unsigned count, const std::function<void(const std::string&)>& note) {
+    if (devices_.size() < 2) return;
+    // Every NVML device's PCI id, to name NVLink peers (which may include
+    // devices this driver does not serve).
+    std::map<std::string, std::string> uuid_by_pci;
+    for (unsigned i = 0; i < count; ++i) {
+        Device h = nullptr;
+        PciInfo pci{};
+        char uuid[kDeviceUuidBufferSize] = {};
+        if (nvml_.nvmlDeviceGetHandleByIndex_v2(i, &h) == kSuccess && nvml_.nvmlDeviceGetPciInfo_v3 &&
+            nvml_.nvmlDeviceGetPciInfo_v3(h, &pci) == kSuccess && nvml_.nvmlDeviceGetUUID &&
+            nvml_.nvmlDeviceGetUUID(h, uuid, sizeof uuid) == kSuccess)
+            uuid_by_pci[pci.busId] = uuid;
+    }
+    for (auto& d : devices_) {
+        std::map<std::string, std::uint32_t> nvlinks;  // peer uuid -> active links
+        if (nvml_.nvmlDeviceGetNvLinkState && nvml_.nvmlDeviceGetNvLinkRemotePciInfo_v2) {
+            for (unsigned link = 0; link < 64; ++link) {
+                int active = 0;
+                const Return r = nvml_.nvmlDeviceGetNvLinkState(d.handle, link, &active);
+                if (r == kErrorInvalidArgument || r == kErrorNotSupported) break;  // past the last link
+                if (r != kSuccess || !active) continue;
+                PciInfo remote{};
+                if (nvml_.nvmlDeviceGetNvLinkRemotePciInfo_v2(d.handle, link, &remote) != kSuccess) continue;
+                auto it = uuid_by_pci.find(remote.busId);
+                if (it != uuid_by_pci.end()) ++nvlinks[it->second];  // else an NVSwitch: no GPU peer
+            }
+        }
+        for (auto& other : devices_) {
+            if (&other == &d) continue;
+            Link l;
+            l.peer = other.description.id;
+            int level = -1;
+            if (nvml_.nvmlDeviceGetTopologyCommonAncestor &&
+                nvml_.nvmlDeviceGetTopologyCommonAncestor(d.handle, other.handle, &level) == kSuccess)
+                l.path = topology_path(level);
+            auto nv = nvlinks.find(l.peer);
+            if (nv != nvlinks.end()) {
+                l.type = "nvlink";
+                l.count = nv->second;
+            } else {
+                l.type = "pcie";
+            }
+            if (l.path.empty() && l.type == "pcie") continue;  // nothing known about this pair
+            d.description.links.push_back(l);
+        }
+    }
+    (void)note;
+}
+
+bool NvmlDriver::check(Return r, Query& q, Outcome& o, const char* function) noexcept {
+    if (r == kSuccess) {
+        q.unsupported = 0;
+        ++o.ok;
+        return true;
+    }
+    if (gpu_gone(r)) {
+        if (o.lost == kSuccess) o.lost = r;
+    } else if (r == kErrorUnknown) {
+        ++o.unknown;
+    } else {
+        ++o.failed;
+        if (r == kErrorNotSupported && ++q.unsupported >= options_.unsupported_limit) q.on = false;
+    }
+    if (o.function == nullptr) {
+        o.function = function;
+        o.first_error = r;
+    }
+    return false;
+}
+
+void NvmlDriver::read_gpm(GpmStream& s, Device handle, std::int64_t now_ns, float* values, Outcome& o) noexcept {
+    const int i = s.next;
+    const Return r = s.mig ? nvml_.nvmlGpmMigSampleGet(handle, s.gpu_instance, s.samples[i])
+                           : nvml_.nvmlGpmSampleGet(handle, s.samples[i]);
+    if (!check(r, s.query, o, s.mig ? "nvmlGpmMigSampleGet" : "nvmlGpmSampleGet")) return;
+    s.taken_ns[i] = now_ns;
+    s.next = (i + 1) % kGpmRing;
+    const int earlier = s.valid;
+    if (s.valid < kGpmRing) ++s.valid;
+    // Newest earlier sample at least one refresh old: closer pairs read zero.
+    int base = -1;
+    for (int k = 1; k < kGpmRing && k <= earlier; ++k) {
+        const int j = (i - k + kGpmRing) % kGpmRing;
+        if (now_ns - s.taken_ns[j] >= kRefreshNs) {
+            base = j;
+            break;
+        }
+    }
+    if (base < 0) return;  // first read(s): no interval yet
+    GpmMetricsGet& m = *request_;
+    m.version = kGpmMetricsGetVersion;
+    m.numMetrics = s.metrics;
+    m.sample1 = s.samples[base];
+    m.sample2 = s.samples[i];
+    for (std::uint32_t k = 0; k < s.metrics; ++k) {
+        m.metrics[k].metricId = s.metric_id[k];
+        m.metrics[k].nvmlReturn = kSuccess;
+        m.metrics[k].value = 0.0;
+    }
+    Query q;
+    q.on = true;
+    if (!check(nvml_.nvmlGpmMetricsGet(&m), q, o, "nvmlGpmMetricsGet")) return;
+    for (std::uint32_t k = 0; k < s.metrics; ++k) {
+        if (m.metrics[k].nvmlReturn != kSuccess || !std::isfinite(m.metrics[k].value)) continue;
+        values[s.slot[k]] = static_cast<float>(m.metrics[k].value * s.scale[k]);
+    }
+}
+
+ReadStatus NvmlDriver::read(std::size_t index, std::int64_t now_ns, float* values, char* detail,
+                            std::size_t detail_size) noexcept {
+    NvmlDevice& d = devices_[index];
+    Outcome o;
+    const Device h = d.handle;
+    unsigned u = 0;
+    unsigned long long ull = 0;
+    // Each query stops the read as soon as the GPU is known to be gone: a lost
+    // GPU can take milliseconds per call to answer.
+#define CUAGENT_STOP_IF_LOST \
+    if (o.lost != kSuccess) goto done;
+
+    for (auto& s : d.gpm) {
+        if (s.query.on) read_gpm(s, h, now_ns, values, o);
+        CUAGENT_STOP_IF_LOST
+    }
+    if (d.memory.on) {
+        if (d.memory_v2) {
+            MemoryV2 mem{};
+            mem.version = kMemoryV2Version;
+            if (check(nvml_.nvmlDeviceGetMemoryInfo_v2(h, &mem), d.memory, o, "nvmlDeviceGetMemoryInfo_v2"))
+                values[d.slots.mem_used] = static_cast<float>(mem.used);
+        } else {
+            Memory mem{};
+            if (check(nvml_.nvmlDeviceGetMemoryInfo(h, &mem), d.memory, o, "nvmlDeviceGetMemoryInfo"))
+                values[d.slots.mem_used] = static_cast<float>(mem.used);
+        }
+        CUAGENT_STOP_IF_LOST
+    }
+    if (d.power.on) {
+        if (check(nvml_.nvmlDeviceGetPowerUsage(h, &u), d.power, o, "nvmlDeviceGetPowerUsage"))
+            values[d.slots.power] = static_cast<float>(u) * 1e-3f;  // mW -> W
+        CUAGENT_STOP_IF_LOST
+    }
+    if (d.temp.on) {
+        if (check(nvml_.nvmlDeviceGetTemperature(h, kTemperatureGpu, &u), d.temp, o, "nvmlDeviceGetTemperature"))
+            values[d.slots.temp] = static_cast<float>(u);
+        CUAGENT_STOP_IF_LOST
+    }
+    if (d.sm_clock.on) {
+        if (check(nvml_.nvmlDeviceGetClockInfo(h, kClockSm, &u), d.sm_clock, o, "nvmlDeviceGetClockInfo"))
+            values[d.slots.sm_clock] = static_cast<float>(u) * 1e6f;  // MHz -> Hz
+        CUAGENT_STOP_IF_LOST
+    }
+    if (d.mem_clock.on) {
+        if (check(nvml_.nvmlDeviceGetClockInfo(h, kClockMem, &u), d.mem_clock, o, "nvmlDeviceGetClockInfo"))
+            values[d.slots.mem_clock] = static_cast<float>(u) * 1e6f;
+        CUAGENT_STOP_IF_LOST
+    }
+    if (d.throttle.on) {
+        const Return r = d.event_reasons ? nvml_.nvmlDeviceGetCurrentClocksEventReasons(h, &ull)
+                                         : nvml_.nvmlDeviceGetCurrentClocksThrottleReasons(h, &ull);
+        // The reason bits in use sit far below 2^24, where a float is exact.
+        if (check(r, d.throttle, o, "nvmlDeviceGetCurrentClocksEventReasons"))
+            values[d.slots.throttle] = static_cast<float>(ull);
+        CUAGENT_STOP_IF_LOST
+    }
+    if (d.util.on) {
+        Utilization util{};
+        if (check(nvml_.nvmlDeviceGetUtilizationRates(h, &util), d.util, o, "nvmlDeviceGetUtilizationRates")) {
+            values[d.slots.gpu_util] = static_cast<float>(util.gpu) * 0.01f;
+            values[d.slots.mem_util] = static_cast<float>(util.memory) * 0.01f;
+        }
+        CUAGENT_STOP_IF_LOST
+    }
+    if (d.ecc.on) {
+        if (check(nvml_.nvmlDeviceGetTotalEccErrors(h, kMemoryErrorUncorrected, kVolatileEcc, &ull), d.ecc, o,
+                  "nvmlDeviceGetTotalEccErrors"))
+            values[d.slots.ecc] = static_cast<float>(ull);
+        CUAGENT_STOP_IF_LOST
+    }
+#undef CUAGENT_STOP_IF_LOST
+done:
+    ReadStatus status = ReadStatus::Ok;
+    // A GPU that fell off the bus answers GPU_IS_LOST, or UNKNOWN to everything.
+    if (o.lost != kSuccess || (o.ok == 0 && o.unknown > 0 && o.failed == 0))
+        status = ReadStatus::Lost;
+    else if (o.ok == 0 && (o.unknown + o.failed) > 0)
+        status = ReadStatus::Error;
+    if (status != ReadStatus::Ok && detail != nullptr && detail_size > 0) {
+        const Return r = o.lost != kSuccess ? o.lost : o.first_error;
+        const char* text = nvml_.nvmlErrorString ? nvml_.nvmlErrorString(r) : nullptr;
+        std::snprintf(detail, detail_size, "%s: %s (%d)", o.function ? o.function : "nvml",
+                      text ? text : "error", r);
+    }
+    return status;
+}
+
+}  // namespace
+
+std::unique_ptr<Driver> make_nvml_driver(const NvmlOptions& options, std::vector<std::string>* notes) {
+    return std::make_unique<NvmlDriver>(options, notes);
+}
+
+std::uint32_t nvidia_sm_count_for_model(const std::string& model) {
+    // Enabled SMs of each product as NVIDIA specifies them. Order matters:
+    // more specific names first ("H100 PCIe" before "H100").
+    static const std::pair<const char*, std::uint32_t> table[] = {
+        {"H100 PCIe", 114}, {"H100 NVL", 132}, {"H100", 132}, {"H200", 132}, {"GH200", 132},
+        {"A100", 108}, {"A800", 108}, {"A30", 56}, {"A10", 72}, {"L40S", 142}, {"L40", 142}, {"L4", 58}, {"V100", 80}, {"T4", 40},
+    };
+    for (const auto& [name, sms] : table)
+        if (model.find(name) != std::string::npos) return sms;
+    return 0;
+}
+
+}  // namespace cuagent

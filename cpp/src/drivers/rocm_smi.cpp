@@ -119,6 +119,10 @@ public:
     }
 
 private:
+    // rsmi_frequencies_t as current headers lay it out. Headers before
+    // has_deep_sleep put num_supported first; read through this layout, such a
+    // library's answer fails the bounds check (current lands on a frequency),
+    // so the clock reads absent rather than wrong.
     void read_clock(std::uint32_t device, std::uint32_t clock, float* out, Tally& tally) noexcept {
         Frequencies f{};
         if (tally.ok("rsmi_dev_gpu_clk_freq_get", library_.fn().gpu_clk_freq(device, clock, &f)) &&

@@ -20,10 +20,9 @@ WAIT_S = 20.0  # generous: the CI machine has 2 busy cores
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    # Run from the source tree when it is not installed (the .so may be symlinked there).
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "python"), env.get("PYTHONPATH")]))
-    return env
+    # The installed package (scripts/test installs it): the source tree has no
+    # compiled _core, so it must not shadow the installation.
+    return dict(os.environ, PYTHONUNBUFFERED="1")
 
 
 class Proc:

@@ -29,7 +29,7 @@ with Engine(driver="mock", devices=devices, rate_hz=1000, window_ms=100, seed=1)
 
 
 def cpu_fraction(args: list[str], seconds: float) -> float:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "python"), os.environ.get("PYTHONPATH")])))
+    env = dict(os.environ)
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL)
     try:
         time.sleep(3.0)  # imports, engine start, first windows

@@ -14,7 +14,6 @@ from pathlib import Path
 import msgpack
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 from cuagent import protocol as p  # noqa: E402
 
 UNITS = 132

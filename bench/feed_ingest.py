@@ -17,7 +17,6 @@ import numpy as np
 import zmq
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "python"))
 sys.path.insert(0, str(ROOT / "bench"))
 from cuagent import protocol as p  # noqa: E402
 from cuagent.client import Client  # noqa: E402

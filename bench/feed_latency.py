@@ -21,13 +21,12 @@ import numpy as np
 import zmq
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "python"))
 from cuagent.client import Client  # noqa: E402
 
 
 def measure(align: bool, seconds: float, tmp: str) -> np.ndarray:
     feed, sync = f"ipc://{tmp}/lat-{align}.feed", f"ipc://{tmp}/lat-{align}.sync"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "python"), os.environ.get("PYTHONPATH")])))
+    env = dict(os.environ)
     args = [sys.executable, "-m", "cuagent.cli", "run", "--driver", "mock", "--mock-devices", ",".join(["h100-sxm:training"] * 8),
             "--node", "lat", "--feed", feed, "--sync", sync, "--rate-hz", "1000", "--publish-interval-ms", "10",
             "--log-level", "warning"]

@@ -113,6 +113,11 @@ class Agent:
         )
         poller = zmq.Poller()
         poller.register(self.sync, zmq.POLLIN)
+        # The engine signals each finished window on an eventfd: publishing the
+        # moment it is readable keeps latency to what encoding and sending cost.
+        window_fd = getattr(self.engine, "window_fd", None) if cfg.align_to_windows else None
+        if window_fd is not None:
+            poller.register(window_fd, zmq.POLLIN)
         interval = cfg.publish_interval_ms / 1000.0
         now = time.monotonic()
         self._publish_topo()
@@ -138,6 +143,9 @@ class Agent:
                 if e.errno == zmq.EINTR:  # a signal: loop round to check stop
                     continue
                 raise
+            if window_fd is not None and ready.get(window_fd):
+                self.engine.drain_window_fd()
+                next_state = time.monotonic()  # publish on the next pass, before anything else
             if ready.get(self.sync):
                 sockets.serve_requests(self.sync, self._answer, self.sync_stats)
         log.info("agent %s stopping: sent %s", cfg.node, self.stats)
@@ -209,6 +217,8 @@ class Agent:
             next_due = due if next_due is None else min(next_due, due)
         if not self.config.align_to_windows:
             return now + interval
+        if getattr(self.engine, "window_fd", None) is not None:
+            return now + interval  # the eventfd wakes us; this is only a safety net
         if next_due is None or next_due <= now:
             # No window yet, or the next one is already late: look again soon.
             return now + min(interval / 10.0, 0.002)

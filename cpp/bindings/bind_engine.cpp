@@ -86,6 +86,8 @@ void register_engine(py::module_& m) {
                  if (i >= e.device_count()) throw py::index_error("no device " + std::to_string(i));
                  return e.driver().device(i);
              })
+        .def_property_readonly("window_fd", &Engine::window_fd,
+                               "eventfd readable when a window finishes (read 8 bytes to re-arm)")
         .def_property_readonly("backend", [](const Engine& e) { return e.driver().name(); })
         .def("latest",
              [](Engine& e, std::size_t i) -> py::object {

@@ -9,6 +9,7 @@ void register_engine(py::module_& m);
 void register_aggregator(py::module_& m);
 void register_mock(py::module_& m);
 void register_nvml(py::module_& m);
+void register_rocm_smi(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "cuagent's compiled core: drivers, sampler, lock-free aggregation (private; use cuagent)";
@@ -17,4 +18,5 @@ PYBIND11_MODULE(_core, m) {
     register_aggregator(m);
     register_mock(m);
     register_nvml(m);
+    register_rocm_smi(m);
 }

@@ -1,5 +1,8 @@
 #include "cuagent/engine.hpp"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -37,9 +40,14 @@ Engine::Engine(std::shared_ptr<Driver> driver, const EngineConfig& config)
     }
     if (config_.ring_capacity == 0)
         config_.ring_capacity = std::max<std::size_t>(256, static_cast<std::size_t>(config_.rate_hz / 10.0));
+    window_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (window_fd_ < 0) throw std::runtime_error("eventfd failed: cannot signal finished windows");
 }
 
-Engine::~Engine() { stop(); }
+Engine::~Engine() {
+    stop();
+    close(window_fd_);
+}
 
 void Engine::start() {
     std::lock_guard<std::mutex> control(control_mutex_);
@@ -93,12 +101,17 @@ void Engine::stop() {
 }
 
 void Engine::aggregate_loop() noexcept {
-    // Poll often enough that a ring never holds more than a few ms of samples,
-    // and late enough that a slow read can still land in its window.
-    const std::int64_t poll_ns = std::min<std::int64_t>(1'000'000, config_.window_ns / 4);
+    // Poll often enough that a ring never holds more than a millisecond of
+    // samples and a finished window is noticed within 1/40 of its length
+    // (100 ms windows: 1 ms; 10 ms windows: 250 us), and no more often than
+    // every 100 us. A window normally finishes when the next window's first
+    // sample arrives; the grace lets a slow read still land in its window.
+    const std::int64_t poll_ns = std::clamp<std::int64_t>(config_.window_ns / 40, 100'000, 1'000'000);
     const std::int64_t grace_ns = std::max<std::int64_t>(2 * period_ns_, 5'000'000);
     const std::size_t n = rings_.size();
     for (;;) {
+        std::uint64_t finished_before = 0;
+        for (const auto& aggregator : aggregators_) finished_before += aggregator->windows();
         const bool last_pass = stop_aggregator_.load(std::memory_order_acquire);
         for (std::size_t d = 0; d < n; ++d) {
             SlotRing& ring = *rings_[d];
@@ -111,6 +124,14 @@ void Engine::aggregate_loop() noexcept {
         if (last_pass) break;  // an unfinished window is not published
         const std::int64_t now = monotonic_ns();
         for (std::size_t d = 0; d < n; ++d) aggregators_[d]->poll(now, grace_ns);
+        std::uint64_t finished_after = 0;
+        for (const auto& aggregator : aggregators_) finished_after += aggregator->windows();
+        if (finished_after != finished_before) {
+            const std::uint64_t one = 1;
+            // Non-blocking; EAGAIN only if the counter would overflow, which
+            // still leaves the fd readable, so the result can be ignored.
+            [[maybe_unused]] const ssize_t written = write(window_fd_, &one, sizeof one);
+        }
         sleep_until_ns(now + poll_ns);
     }
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence
 
@@ -170,6 +171,20 @@ class Engine:
             EngineEvent(type=t, device=int(d), device_id=self._topology[d].id, detail=detail, t_ns=int(ts))
             for t, d, ts, detail in self._native.drain_events()
         ]
+
+    @property
+    def window_fd(self) -> int:
+        """A file descriptor that becomes readable when any device finishes a window.
+
+        Poll it (select, zmq.Poller, asyncio) instead of guessing when windows
+        are due; `drain_window_fd()` re-arms it."""
+        return int(self._native.window_fd)
+
+    def drain_window_fd(self) -> None:
+        try:
+            os.read(self.window_fd, 8)
+        except BlockingIOError:
+            pass
 
     @property
     def driver(self) -> Any:

@@ -71,6 +71,10 @@ public:
     EngineStats stats() const;
     // Moves pending events into `out`; returns how many.
     std::size_t drain_events(std::vector<EngineEvent>& out);
+    // An eventfd that becomes readable whenever any device finishes a window
+    // (the count is the number of passes that published): a publisher polls it
+    // instead of guessing when windows are due. Read it to re-arm.
+    int window_fd() const { return window_fd_; }
     // CLOCK_REALTIME minus CLOCK_MONOTONIC, taken at start(): labels windows.
     std::int64_t realtime_offset_ns() const { return realtime_offset_ns_; }
 
@@ -98,6 +102,7 @@ private:
     std::int64_t t0_ns_ = 0;
     std::int64_t stopped_ns_ = 0;
     std::int64_t realtime_offset_ns_ = 0;
+    int window_fd_ = -1;
 };
 
 }  // namespace cuagent

@@ -43,8 +43,10 @@ void DeviceDescription::validate() const {
         if (!c.rollup.empty() && level_index(c.level) < 0)
             fail("counter '" + c.name + "' has a rollup but is not measured at a hierarchy level");
     }
+    // A rollup may reuse its own counter's name ("issue" over the device is
+    // still "issue"), never another counter's.
     for (const auto& c : counters)
-        if (!c.rollup.empty() && names.count(c.rollup))
+        if (!c.rollup.empty() && c.rollup != c.name && names.count(c.rollup))
             fail("rollup name '" + c.rollup + "' collides with a counter");
     for (const auto& p : partitions)
         for (std::uint16_t u : p.unit_ids)

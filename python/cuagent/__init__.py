@@ -2,6 +2,7 @@
 
 from ._version import __version__
 from .engine import Engine, EngineEvent, EngineStats, StateThresholds
+from .mock import MockDevice
 from .topology import (
     UNIT_STATES,
     CounterInfo,
@@ -21,6 +22,7 @@ __all__ = [
     "EngineEvent",
     "EngineStats",
     "LinkInfo",
+    "MockDevice",
     "PartitionInfo",
     "StateThresholds",
     "UNIT_STATES",

@@ -89,11 +89,12 @@ class DeviceTopology:
         for c in d.counters:
             counters[c.name] = CounterInfo(c.level, c.unit, c.help)
         # Rollups are published under their own names in the partition and
-        # device sections; they are measured where their source counter is.
+        # device sections, so that is where a client looks for them: declare
+        # them at the finest of those, "partition".
         for c in d.counters:
-            if c.rollup:
+            if c.rollup and c.rollup != c.name:
                 counters[c.rollup] = CounterInfo(
-                    c.level, c.unit, f"mean of {c.name} over the partition's or device's {d.unit_kind}s"
+                    "partition", c.unit, f"mean of {c.name} over the partition's or device's {d.unit_kind}s"
                 )
         return cls(
             id=d.id,

@@ -1,0 +1,254 @@
+"""The node agent: publishes an engine's topology and windows on the feed (PROTOCOL.md §2–3)
+and answers the sync socket (§4–5), from one thread with one poller loop.
+
+One thread is enough: the engine samples and aggregates in C++; per publish interval this
+loop only encodes a few messages. Keeping sync and publish on one thread makes every snapshot
+consistent with the feed by construction (no message can be sent between the snapshot's
+seqs being read and its frames being copied).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket as _socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import zmq
+
+from . import protocol, sockets
+from .protocol import Header
+
+log = logging.getLogger("cuagent.agent")
+
+try:  # the package version, for topo.agent.version
+    from importlib.metadata import version as _pkg_version
+
+    AGENT_VERSION = _pkg_version("cuagent")
+except Exception:  # noqa: BLE001 — running from a source tree
+    AGENT_VERSION = "0.0.0+src"
+
+
+FLUSH_ON_CLOSE_MS = 500
+
+
+@dataclass
+class AgentConfig:
+    node: str
+    feed: str = "tcp://*:7710"
+    sync: str = "tcp://*:7711"
+    publish_interval_ms: float = 100.0
+    topo_interval_s: float = 10.0
+    hb_interval_s: float = 1.0
+    sndhwm: int = sockets.DEFAULT_SNDHWM
+    # True: look for each window right after the sampler closes it (low latency). False: a
+    # plain fixed timer, kept only as the baseline of bench/feed_latency.py.
+    align_to_windows: bool = True
+
+    def __post_init__(self) -> None:
+        protocol.check_node(self.node, "--node")
+        if self.publish_interval_ms <= 0:
+            raise ValueError(f"publish interval must be > 0 ms, got {self.publish_interval_ms}")
+        if self.topo_interval_s <= 0 or self.hb_interval_s <= 0:
+            raise ValueError("topo and hb intervals must be > 0 s")
+        if self.sndhwm < 1:
+            raise ValueError(f"sndhwm must be >= 1, got {self.sndhwm}")
+
+
+class Agent:
+    """Publishes ``engine`` (a started cuagent Engine) until :meth:`stop`.
+
+    Sockets are bound in the constructor (so a bad endpoint fails before anything runs) and
+    used only by the thread that calls :meth:`run`."""
+
+    def __init__(self, engine: Any, config: AgentConfig, context: Optional[zmq.Context] = None) -> None:
+        self.engine = engine
+        self.config = config
+        self.epoch = protocol.new_epoch()
+        self.gen = 1
+        self.started_ns = time.time_ns()
+        self._started_mono = time.monotonic()
+        self._ctx = context or zmq.Context.instance()
+        self._stop = threading.Event()
+        self.seqs: dict[str, int] = {}
+        # Latest frames of every topo/state topic: what a snapshot serves (§4.3).
+        self._latest: dict[str, list[bytes]] = {}
+        self._last_window: list[Any] = []
+        self.stats: dict[str, int] = {"state": 0, "topo": 0, "hb": 0, "event": 0}
+        self.sync_stats: dict[str, int] = {}
+        self._topology = list(engine.topology())
+        self._topo_body = self._encode_topo(self._topology)
+        self._counters = [d.counters for d in self._topology]
+        self._topics = [protocol.build_topic("state", config.node, d.id) for d in self._topology]
+        self._last_window = [None] * len(self._topology)
+        self.feed = sockets.bind_feed(self._ctx, config.feed, config.sndhwm)
+        try:
+            self.sync = sockets.bind_sync(self._ctx, config.sync, config.sndhwm)
+        except OSError:
+            self.feed.close(0)
+            raise
+        self.feed_endpoint = sockets.bound_endpoint(self.feed)
+        self.sync_endpoint = sockets.bound_endpoint(self.sync)
+
+    # ------------------------------------------------------------------ lifecycle
+    def stop(self) -> None:
+        """Ask :meth:`run` to return (thread- and signal-safe); it does so within one tick."""
+        self._stop.set()
+
+    def close(self) -> None:
+        # A short linger lets what was already published reach every connected subscriber
+        # (each connection drains at its own pace), so a clean stop loses nothing mid-flight.
+        self.feed.close(linger=FLUSH_ON_CLOSE_MS)
+        self.sync.close(0)
+
+    def run(self) -> None:
+        cfg = self.config
+        log.info(
+            "agent %s epoch %016x: %d device(s) [%s], feed %s, sync %s, publish every %g ms",
+            cfg.node, self.epoch, len(self._topology), ", ".join(f"{d.id} {d.model}" for d in self._topology),
+            self.feed_endpoint, self.sync_endpoint, cfg.publish_interval_ms,
+        )
+        poller = zmq.Poller()
+        poller.register(self.sync, zmq.POLLIN)
+        interval = cfg.publish_interval_ms / 1000.0
+        now = time.monotonic()
+        self._publish_topo()
+        next_topo = now + cfg.topo_interval_s
+        next_hb = now  # a heartbeat right away tells joiners the node is alive
+        next_state = now
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now >= next_state:
+                next_state = self._publish_states(now, interval)
+                self._publish_events()
+            if now >= next_hb:
+                self._publish_hb()
+                next_hb = now + cfg.hb_interval_s
+            if now >= next_topo:
+                self._refresh_topology(force_publish=True)
+                next_topo = now + cfg.topo_interval_s
+            # Wake for the earliest timer, and at least every 100 ms to notice stop().
+            timeout = max(0.0, min(next_state, next_hb, next_topo, now + 0.1) - time.monotonic())
+            try:
+                ready = dict(poller.poll(timeout * 1000.0))
+            except zmq.ZMQError as e:
+                if e.errno == zmq.EINTR:  # a signal: loop round to check stop
+                    continue
+                raise
+            if ready.get(self.sync):
+                sockets.serve_requests(self.sync, self._answer, self.sync_stats)
+        log.info("agent %s stopping: sent %s", cfg.node, self.stats)
+
+    # ------------------------------------------------------------------ publishing
+    def _send(self, topic: str, ts: int, body: dict[str, Any], keep: bool) -> None:
+        seq = self.seqs.get(topic, 0) + 1
+        self.seqs[topic] = seq
+        frames = protocol.encode_frames(topic, Header(self.config.node, self.epoch, seq, ts, self.gen), body)
+        try:
+            # PUB never blocks (it drops at the HWM); NOBLOCK makes that explicit.
+            self.feed.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+        if keep:
+            self._latest[topic] = frames
+
+    def _encode_topo(self, topology: list[Any]) -> dict[str, Any]:
+        agent = protocol.AgentInfo(AGENT_VERSION, _socket.gethostname(), os.getpid(), self.started_ns)
+        return protocol.encode_topo_body(topology, agent)
+
+    def _publish_topo(self) -> None:
+        self._send(protocol.build_topic("topo", self.config.node), time.time_ns(), self._topo_body, keep=True)
+        self.stats["topo"] += 1
+
+    def _refresh_topology(self, force_publish: bool) -> None:
+        """Re-read the topology; a change bumps ``gen`` and is announced (§3.1, §3.4)."""
+        topology = list(self.engine.topology())
+        body = self._encode_topo(topology)
+        changed = protocol.pack(body["devices"]) != protocol.pack(self._topo_body["devices"])
+        if changed:
+            self.gen += 1
+            old = {d.id for d in self._topology}
+            self._topology, self._topo_body = topology, body
+            self._counters = [d.counters for d in topology]
+            self._topics = [protocol.build_topic("state", self.config.node, d.id) for d in topology]
+            self._last_window = [None] * len(topology)
+            for topic in [t for t in self._latest if t.startswith(f"{protocol.PREFIX}state/")]:
+                if topic not in self._topics:  # a device that is gone has no latest state
+                    del self._latest[topic]
+            log.warning("topology changed: gen %d, devices %s -> %s", self.gen, sorted(old), [d.id for d in topology])
+        if changed or force_publish:
+            self._publish_topo()
+        if changed:
+            body_ev = protocol.encode_event_body("topology_changed", f"topology generation {self.gen}")
+            self._send(protocol.build_topic("event", self.config.node), time.time_ns(), body_ev, keep=False)
+            self.stats["event"] += 1
+
+    def _publish_states(self, now: float, interval: float) -> float:
+        """Send every device's window that is new since last time; return when to look next.
+
+        Windows end on the sampler's absolute deadlines, so the next one is predictable: look
+        shortly after it is due, which keeps latency low without busy polling."""
+        snapshot = self.engine.snapshot()
+        next_due: Optional[float] = None
+        wall_now = time.time_ns()
+        for i, st in enumerate(snapshot):
+            if st is None or i >= len(self._topics):
+                continue
+            window_id = getattr(st, "window_seq", None)
+            if window_id is None:
+                window_id = st.t_ns
+            if window_id != self._last_window[i]:
+                self._last_window[i] = window_id
+                body = protocol.encode_state_body(st, self._counters[i])
+                self._send(self._topics[i], int(st.t_ns), body, keep=True)
+                self.stats["state"] += 1
+            due = now + (st.t_ns + st.window_ns - wall_now) / 1e9
+            next_due = due if next_due is None else min(next_due, due)
+        if not self.config.align_to_windows:
+            return now + interval
+        if next_due is None or next_due <= now:
+            # No window yet, or the next one is already late: look again soon.
+            return now + min(interval / 10.0, 0.002)
+        return next_due + 0.0003
+
+    def _publish_events(self) -> None:
+        events = self.engine.events()
+        if not events:
+            return
+        topo_dirty = False
+        for ev in events:
+            device_id = getattr(ev, "device_id", None) or None
+            topic = protocol.build_topic("event", self.config.node, device_id)
+            body = protocol.encode_event_body(ev.type, ev.detail, device_id)
+            self._send(topic, int(getattr(ev, "t_ns", 0) or time.time_ns()), body, keep=False)
+            self.stats["event"] += 1
+            log.warning("event %s on %s: %s", ev.type, device_id or self.config.node, ev.detail)
+            topo_dirty |= ev.type in ("device_lost", "device_back")
+        if topo_dirty:
+            self._refresh_topology(force_publish=False)
+
+    def _publish_hb(self) -> None:
+        stats = self.engine.stats()
+        body = protocol.encode_hb_body(
+            # The hb's own topic is listed with the seq this hb will carry.
+            {**self.seqs, protocol.build_topic("hb", self.config.node): self.seqs.get(protocol.build_topic("hb", self.config.node), 0) + 1},
+            stats.achieved_rate_hz,
+            stats.drops,
+            time.monotonic() - self._started_mono,
+        )
+        self._send(protocol.build_topic("hb", self.config.node), time.time_ns(), body, keep=False)
+        self.stats["hb"] += 1
+
+    # ------------------------------------------------------------------ sync
+    def _answer(self, req: sockets.Request) -> bytes:
+        if req.op == "ping":
+            return protocol.pack({"ok": True, "v": protocol.VERSION, "node": self.config.node, "epoch": self.epoch, "gen": self.gen})
+        if req.op == "snapshot":
+            prefix = sockets.parse_snapshot_prefix(req)
+            msgs = [frames for topic, frames in self._latest.items() if topic.startswith(prefix)]
+            seqs = {topic: seq for topic, seq in self.seqs.items() if topic.startswith(prefix)}
+            return protocol.snapshot_reply(self.epoch, msgs, seqs)
+        raise sockets.RequestError(f"unknown op {req.op[:64]!r} (known: ping, snapshot)")

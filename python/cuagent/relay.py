@@ -1,0 +1,137 @@
+"""cuagent relay (PROTOCOL.md §7): many agents in, one feed out, frames untouched.
+
+Forwarding is ZeroMQ's own proxy (XSUB→XPUB) on a thread of its own: frames are never
+decoded there, so seq and epoch stay those of the origin node, and downstream subscriptions
+travel upstream (an agent only sends what someone below asked for).
+
+The relay also follows every upstream as a client (snapshot join, gaps, restarts) keeping the
+latest raw frames per topo/state topic, and answers ``snapshot``/``ping`` on its own sync
+socket from that cache. Since it speaks the agent's protocol on both sides, relays stack.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import zmq
+
+from . import protocol, sockets
+from .client import Client, Endpoint
+
+log = logging.getLogger("cuagent.relay")
+
+
+@dataclass
+class RelayConfig:
+    upstreams: Sequence[Endpoint | str]
+    name: str
+    feed: str = "tcp://*:7720"
+    sync: str = "tcp://*:7721"
+    sndhwm: int = sockets.DEFAULT_SNDHWM
+
+    def __post_init__(self) -> None:
+        protocol.check_node(self.name, "--name")
+        if not self.upstreams:
+            raise ValueError("a relay needs at least one upstream (--connect)")
+
+
+class Relay:
+    def __init__(self, config: RelayConfig, context: Optional[zmq.Context] = None) -> None:
+        self.config = config
+        self.ctx = context or zmq.Context.instance()
+        self.epoch = protocol.new_epoch()
+        self._stop = threading.Event()
+        self.sync_stats: dict[str, int] = {}
+        # Forwarding sockets: created here, used only by the proxy thread from start() on.
+        self._xsub = self.ctx.socket(zmq.XSUB)
+        self._xsub.setsockopt(zmq.LINGER, 0)
+        self._xsub.setsockopt(zmq.RCVHWM, 100_000)
+        sockets.heartbeats(self._xsub)
+        self._xpub = sockets.bind_feed(self.ctx, config.feed, config.sndhwm, kind=zmq.XPUB)
+        try:
+            self.sync = sockets.bind_sync(self.ctx, config.sync, config.sndhwm)
+        except OSError:
+            self._xpub.close(0)
+            raise
+        self.feed_endpoint = sockets.bound_endpoint(self._xpub)
+        self.sync_endpoint = sockets.bound_endpoint(self.sync)
+        self.client = Client(config.upstreams, keep_frames=True, context=self.ctx)
+        # Take everything upstream regardless of who is subscribed below: a downstream
+        # subscription then never has to travel to an agent before it takes effect, so a
+        # client joining through the relay cannot miss messages sent while it propagated.
+        self._xsub.send(b"\x01" + protocol.PREFIX.encode())
+        for link in self.client.links:
+            self._xsub.connect(link.endpoint.feed)
+        self._control_addr = f"inproc://cuagent-relay-control-{id(self):x}"
+        self._control = self.ctx.socket(zmq.PAIR)
+        self._control.bind(self._control_addr)
+        self._proxy_thread: Optional[threading.Thread] = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _proxy(self) -> None:
+        control = self.ctx.socket(zmq.PAIR)
+        control.connect(self._control_addr)
+        try:
+            zmq.proxy_steerable(self._xsub, self._xpub, None, control)
+        except zmq.ContextTerminated:
+            pass
+        finally:
+            control.close(0)
+
+    def run(self) -> None:
+        log.info(
+            "relay %s epoch %016x: feed %s, sync %s, upstreams %s",
+            self.config.name, self.epoch, self.feed_endpoint, self.sync_endpoint,
+            ", ".join(f"{link.endpoint.feed} (sync {link.endpoint.sync})" for link in self.client.links),
+        )
+        self._proxy_thread = threading.Thread(target=self._proxy, name="cuagent-relay-proxy", daemon=True)
+        self._proxy_thread.start()
+        try:
+            while not self._stop.is_set():
+                poller = zmq.Poller()
+                poller.register(self.sync, zmq.POLLIN)
+                for sock in self.client.poll_sockets():
+                    poller.register(sock, zmq.POLLIN)
+                # At most 100 ms, to notice stop().
+                try:
+                    ready = dict(poller.poll(min(0.1, self.client.next_deadline()) * 1000.0))
+                except zmq.ZMQError as e:
+                    if e.errno != zmq.EINTR:
+                        raise
+                    continue
+                # Cache first: a snapshot answered right after sees what has arrived.
+                self.client.process()
+                if ready.get(self.sync):
+                    sockets.serve_requests(self.sync, self._answer, self.sync_stats)
+        finally:
+            self._control.send(b"TERMINATE")
+            self._proxy_thread.join(timeout=5)
+            log.info("relay %s stopping: %s", self.config.name, self.client.stats)
+
+    def close(self) -> None:
+        self.client.close()
+        for sock in (self._xsub, self._xpub, self.sync, self._control):
+            sock.close(0)
+
+    def _answer(self, req: sockets.Request) -> bytes:
+        if req.op == "ping":
+            return protocol.pack({
+                "ok": True, "v": protocol.VERSION, "node": self.config.name, "epoch": self.epoch, "gen": 1,
+                "relay": True, "nodes": sorted(self.client.view.nodes),
+            })
+        if req.op == "snapshot":
+            prefix = sockets.parse_snapshot_prefix(req)
+            msgs = [frames for topic, frames in self.client.frames.items() if topic.startswith(prefix)]
+            seqs = {topic: seq for topic, seq in self.client.seqs.items() if topic.startswith(prefix)}
+            nodes = {topic.split("/", 3)[2] for topic in seqs}
+            epochs = {n: self.client.epochs[n] for n in nodes if n in self.client.epochs}
+            # One node: its own epoch, as its agent would answer. Several: each header carries
+            # its node's epoch, and "epochs" lists them; "epoch" is then the relay's.
+            epoch = next(iter(epochs.values())) if len(epochs) == 1 else self.epoch
+            return protocol.snapshot_reply(epoch, msgs, seqs, epochs=epochs)
+        raise sockets.RequestError(f"unknown op {req.op[:64]!r} (known: ping, snapshot)")

@@ -1,0 +1,141 @@
+"""Socket options shared by the agent and the relay (PROTOCOL.md §1), and the request
+handling of a sync ROUTER (§5), so both servers treat malformed requests identically."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import zmq
+
+from . import protocol
+
+log = logging.getLogger("cuagent.sync")
+
+# ZMTP heartbeats (PROTOCOL.md §1): a dead peer is noticed within 3 s and its queue freed.
+HEARTBEAT_IVL_MS = 1000
+HEARTBEAT_TIMEOUT_MS = 3000
+# Messages queued per subscriber before PUB drops for it; at ~100 msg/s from an 8-GPU node
+# this is ~10 s of slack, and it bounds the memory a stalled subscriber can pin.
+DEFAULT_SNDHWM = 1000
+# Replies one sync round may send before the publisher gets the loop back.
+MAX_REQUESTS_PER_ROUND = 64
+
+
+def heartbeats(sock: zmq.Socket) -> None:
+    sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS)
+
+
+def bind_feed(ctx: zmq.Context, endpoint: str, sndhwm: int = DEFAULT_SNDHWM, kind: int = zmq.PUB) -> zmq.Socket:
+    sock = ctx.socket(kind)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDHWM, sndhwm)
+    heartbeats(sock)
+    _bind(sock, endpoint, "feed")
+    return sock
+
+
+def bind_sync(ctx: zmq.Context, endpoint: str, sndhwm: int = DEFAULT_SNDHWM) -> zmq.Socket:
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDHWM, sndhwm)
+    # libzmq drops the connection of a peer that sends a larger message: no request can make
+    # the agent buffer more than this.
+    sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_SYNC_REQUEST_BYTES)
+    heartbeats(sock)
+    _bind(sock, endpoint, "sync")
+    return sock
+
+
+def _bind(sock: zmq.Socket, endpoint: str, what: str) -> None:
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as e:
+        sock.close(0)
+        raise OSError(f"cannot bind {what} socket to {endpoint!r}: {e}") from None
+
+
+def bound_endpoint(sock: zmq.Socket) -> str:
+    """The endpoint actually bound (resolves tcp port 0 / wildcards for tests and demo)."""
+    ep = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+    return ep.replace("0.0.0.0", "127.0.0.1")
+
+
+@dataclass
+class Request:
+    op: str
+    body: dict[str, Any]
+
+
+class RequestError(Exception):
+    """A request that gets ``{"ok": false, "error": ...}``."""
+
+
+def parse_request(frames: list[bytes]) -> tuple[list[bytes], Optional[Request], Optional[str]]:
+    """Split a ROUTER message into (reply envelope, request, error).
+
+    The envelope is the identity plus, for REQ peers, the empty delimiter, so the reply goes
+    back in the shape the peer expects. Exactly one request frame must follow."""
+    identity, rest = frames[:1], frames[1:]
+    if rest and rest[0] == b"":
+        identity, rest = identity + [b""], rest[1:]
+    if len(rest) != 1:
+        return identity, None, f"expected exactly one request frame, got {len(rest)}"
+    raw = rest[0]
+    if len(raw) > protocol.MAX_SYNC_REQUEST_BYTES:
+        return identity, None, f"request of {len(raw)} bytes exceeds {protocol.MAX_SYNC_REQUEST_BYTES}"
+    try:
+        req = protocol.unpack(raw, "request")
+    except protocol.ProtocolError as e:
+        return identity, None, str(e)
+    if not isinstance(req, dict):
+        return identity, None, f"request must be a msgpack map, got {type(req).__name__}"
+    op = req.get("op")
+    if not isinstance(op, str):
+        return identity, None, f"request.op must be a string, got {op!r}"[:200]
+    return identity, Request(op, req), None
+
+
+def serve_requests(sock: zmq.Socket, answer: Callable[[Request], bytes], stats: dict[str, int]) -> None:
+    """Answer what is queued on a sync ROUTER, each request at most once, never blocking.
+
+    ``answer`` returns the packed reply or raises RequestError; anything else it raises is a
+    bug, logged, and the peer still gets an error reply rather than silence."""
+    for _ in range(MAX_REQUESTS_PER_ROUND):
+        try:
+            frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
+        except zmq.Again:
+            return
+        envelope, req, error = parse_request(frames)
+        if req is not None:
+            try:
+                reply = answer(req)
+                stats["requests"] = stats.get("requests", 0) + 1
+            except RequestError as e:
+                error = str(e)
+            except Exception:  # noqa: BLE001 — a bug must not take the agent down with it
+                log.exception("sync: internal error answering %r", req.op)
+                error = "internal error"
+        if error is not None:
+            stats["bad_requests"] = stats.get("bad_requests", 0) + 1
+            log.debug("sync: bad request: %s", error)
+            reply = protocol.error_reply(error)
+        try:
+            sock.send_multipart(envelope + [reply], zmq.NOBLOCK)
+        except zmq.Again:
+            # The peer is not reading (its queue is at the HWM): drop rather than block.
+            stats["dropped_replies"] = stats.get("dropped_replies", 0) + 1
+        except zmq.ZMQError as e:  # e.g. EHOSTUNREACH: the peer left
+            log.debug("sync: reply not sent: %s", e)
+
+
+def parse_snapshot_prefix(req: Request) -> str:
+    prefix = req.body.get("prefix", protocol.PREFIX)
+    if not isinstance(prefix, str):
+        raise RequestError(f"snapshot.prefix must be a string, got {type(prefix).__name__}")
+    if len(prefix) > 256:
+        raise RequestError("snapshot.prefix longer than 256 characters")
+    return prefix

@@ -1,0 +1,121 @@
+"""Run one Engine(driver="rocm_smi") scenario against the fake AMD host; print JSON.
+
+Runs in its own process (tests start it with a timeout), so a hang in the
+engine fails a test instead of hanging the suite:
+
+    python rocm_engine_scenario.py <scenario> <fake library> <work dir>
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cuagent import Engine  # noqa: E402
+from fakes.rocm import FakeAmdHost  # noqa: E402
+
+BUSY = [90.0, 0.0, 0.0, 10.0, 50.0, 60.0, 70.0, 100.0]
+DEADLINE_S = 20.0
+
+
+def wait_for(predicate, what: str):
+    end = time.monotonic() + DEADLINE_S
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def state_json(s) -> dict:
+    return {
+        "samples": s.samples,
+        "window_seq": s.window_seq,
+        "levels": {
+            level: {name: (v.tolist() if name == "state" else {"mean": v.mean.tolist(), "max": v.max.tolist()})
+                    for name, v in entries.items()}
+            for level, entries in s.levels.items()
+        },
+        "partition": s.partition,
+        "device": s.device,
+        "idle_units": s.idle_units,
+    }
+
+
+def topo_json(t) -> dict:
+    return {
+        "id": t.id, "vendor": t.vendor, "backend": t.backend, "unit": t.unit, "units": t.units,
+        "levels": t.levels, "counts": t.counts, "layout_source": t.layout_source,
+        "partitions": [{"id": p.id, "kind": p.kind, "units": p.units, "profile": p.profile} for p in t.partitions],
+        "counters": {name: c.level for name, c in t.counters.items()},
+    }
+
+
+def engine(host: FakeAmdHost) -> Engine:
+    return Engine(driver="rocm_smi", library=str(host.library), kfd_root=str(host.kfd_root),
+                  rate_hz=1000, window_ms=50, min_read_interval_ms=2)
+
+
+def fresh_state(e: Engine, index: int, after_seq: int = -1, level: str | None = None):
+    def ready():
+        s = e.snapshot()[index]
+        if s is None or s.window_seq <= after_seq or s.samples == 0:
+            return None
+        if level is not None and level not in s.levels:
+            return None
+        return s
+    return wait_for(ready, f"a window of device {index}")
+
+
+def run(scenario: str, library: Path, work: Path) -> dict:
+    host = FakeAmdHost(library, work / "kfd")
+    out: dict = {}
+    if scenario in ("spx", "cpx", "v14", "unsupported"):
+        compute = "CPX" if scenario == "cpx" else "SPX"
+        gpu = host.add_mi300x(compute=compute, memory="NPS1", fw_period_ns=1_000_000,
+                              metrics_revision=4 if scenario == "v14" else 8)
+        host.set_xcd_busy(gpu, BUSY)
+        if scenario == "unsupported":
+            host.fake.set_unsupported(gpu.metrics_device, "rsmi_dev_busy_percent_get")
+        with engine(host) as e:
+            out["backend"] = e.backend
+            out["topology"] = [topo_json(t) for t in e.topology()]
+            first = fresh_state(e, 0, level=None if scenario in ("v14",) else "xcd")
+            # A later window, all of whose samples saw the steady load.
+            out["state"] = state_json(fresh_state(e, 0, after_seq=first.window_seq,
+                                                  level=None if scenario == "v14" else "xcd"))
+    elif scenario == "lost":
+        first_gpu = host.add_mi300x(fw_period_ns=1_000_000)
+        second_gpu = host.add_mi300x(fw_period_ns=1_000_000)
+        host.set_xcd_busy(first_gpu, BUSY)
+        host.set_xcd_busy(second_gpu, BUSY)
+        with engine(host) as e:
+            fresh_state(e, 0)
+            before = fresh_state(e, 1)
+            host.set_lost(first_gpu)
+            events = []
+            wait_for(lambda: events.extend(e.events()) or any(ev.type == "device_lost" for ev in events),
+                     "device_lost")
+            lost_at = e.snapshot()[1].window_seq
+            after = fresh_state(e, 1, after_seq=lost_at)  # the other device goes on
+            host.set_back(first_gpu)
+            wait_for(lambda: events.extend(e.events()) or any(ev.type == "device_back" for ev in events),
+                     "device_back")
+            out["events"] = [{"type": ev.type, "device": ev.device, "device_id": ev.device_id,
+                              "detail": ev.detail} for ev in events]
+            out["other_before"] = before.window_seq
+            out["other_after"] = after.window_seq
+            out["other_xcd"] = after.levels["xcd"]["active"].mean.tolist() if "xcd" in after.levels else None
+            out["ids"] = [t.id for t in e.topology()]
+    else:
+        raise SystemExit(f"unknown scenario {scenario!r}")
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]))))

@@ -1,0 +1,414 @@
+"""A conformance checker for the cuagent feed, written from shared/PROTOCOL.md alone.
+
+It deliberately does not import cuagent.protocol (or anything from cuagent): it is the second,
+independent reading of the page, so an encoder bug cannot hide behind a decoder with the same
+bug. Only msgpack and numpy, like the foreign client the page promises to serve.
+
+Usage: ``checker = FeedChecker(); checker.feed(frames)`` for every feed message (in arrival
+order, from one connection), ``checker.snapshot_reply(bytes)`` for sync replies. Each problem
+raises ``ProtocolViolation`` naming the topic and field.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import msgpack
+import numpy as np
+
+NODE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+KINDS = {"topo", "state", "hb", "event"}
+UNITS = {"ratio", "W", "C", "bytes", "Hz", "B/s", "count", "mask"}
+EVENT_TYPES = {"device_lost", "device_back", "backend_error", "topology_changed", "throttle", "xid"}
+HEADER_KEYS = {"v", "node", "epoch", "seq", "ts", "gen"}
+# Counter names that PROTOCOL.md §3.2 calls ratios at partition/device level.
+RATIO_DEVICE_COUNTERS = {"sm_active", "sm_occupancy", "tensor_active", "dram_active", "gr_active"}
+UNIT_LEVEL_COUNTERS = {"active", "occupancy", "issue", "tensor", "mem_stall"}
+
+
+class ProtocolViolation(AssertionError):
+    pass
+
+
+def _fail(where, msg):
+    raise ProtocolViolation(f"{where}: {msg}")
+
+
+def _is_int(x):
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_num(x):
+    return (isinstance(x, (int, float))) and not isinstance(x, bool)
+
+
+def _is_u64(x):
+    return _is_int(x) and 0 <= x < 2**64
+
+
+def _unpack(b, where):
+    try:
+        return msgpack.unpackb(b, raw=False)
+    except Exception as e:  # noqa: BLE001 — any decode failure is a violation
+        _fail(where, f"not msgpack: {e}")
+
+
+def _str_map(m, where):
+    if not isinstance(m, dict):
+        _fail(where, f"not a map: {type(m).__name__}")
+    for k in m:
+        if not isinstance(k, str):
+            _fail(where, f"non-string key {k!r}")
+    return m
+
+
+def _bin(m, key, dtype, n, where):
+    if key not in m:
+        _fail(where, f"missing {key}")
+    b = m[key]
+    if not isinstance(b, bytes):
+        _fail(f"{where}.{key}", f"not bin but {type(b).__name__}")
+    size = np.dtype(dtype).itemsize
+    if len(b) != n * size:
+        _fail(f"{where}.{key}", f"{len(b)} bytes, expected {n} x {size}")
+    return np.frombuffer(b, dtype)
+
+
+class FeedChecker:
+    def __init__(self):
+        self.last_seq = {}  # topic -> last seq (per epoch)
+        self.epochs = {}  # node -> epoch
+        self.gens = {}  # node -> gen
+        self.devices = {}  # (node, device id) -> topo Device map
+        self.counts = {"topo": 0, "state": 0, "hb": 0, "event": 0}
+
+    # ------------------------------------------------------------------ feed
+    def feed(self, frames):
+        if len(frames) != 3:
+            _fail("message", f"{len(frames)} frames, expected exactly 3")
+        topic_b, header_b, body_b = frames
+        try:
+            topic = topic_b.decode("utf-8")
+        except UnicodeDecodeError:
+            _fail("topic", "not UTF-8")
+        kind, node, device = self._topic(topic)
+        header = self._header(_unpack(header_b, f"{topic} header"), topic, node)
+        body = _str_map(_unpack(body_b, f"{topic} body"), f"{topic} body")
+        self._sequence(topic, node, header)
+        self.counts[kind] += 1
+        getattr(self, f"_{kind}")(topic, node, device, header, body)
+        return kind, node, device, header, body
+
+    def _topic(self, topic):
+        if not topic.startswith("cua1/") or not topic.endswith("/"):
+            _fail(topic, "topic must be cua1/<kind>/<node>/[<device>/]")
+        parts = topic.split("/")[1:-1]
+        if len(parts) not in (2, 3) or any(p == "" for p in parts):
+            _fail(topic, "wrong number of components")
+        kind, node = parts[0], parts[1]
+        if kind not in KINDS:
+            _fail(topic, f"unknown kind {kind!r}")
+        if not NODE.match(node):
+            _fail(topic, f"node {node!r} does not match [A-Za-z0-9._-]{{1,64}}")
+        device = parts[2] if len(parts) == 3 else None
+        if kind in ("topo", "hb") and device is not None:
+            _fail(topic, f"{kind} topic must be per node")
+        if kind == "state" and device is None:
+            _fail(topic, "state topic must name a device")
+        return kind, node, device
+
+    def _header(self, h, topic, node):
+        _str_map(h, f"{topic} header")
+        missing = HEADER_KEYS - set(h)
+        if missing:
+            _fail(f"{topic} header", f"missing {sorted(missing)}")
+        if h["v"] != 1 or not _is_int(h["v"]):
+            _fail(f"{topic} header.v", f"{h['v']!r} != 1")
+        if h["node"] != node:
+            _fail(f"{topic} header.node", f"{h['node']!r} differs from topic")
+        for k in ("epoch", "seq", "gen"):
+            if not _is_u64(h[k]):
+                _fail(f"{topic} header.{k}", f"not uint64: {h[k]!r}")
+        if h["seq"] < 1 or h["gen"] < 1:
+            _fail(f"{topic} header", "seq and gen start at 1")
+        if not _is_int(h["ts"]) or h["ts"] < 10**18:
+            _fail(f"{topic} header.ts", f"not unix nanoseconds: {h['ts']!r}")
+        return h
+
+    def _sequence(self, topic, node, h):
+        epoch = self.epochs.get(node)
+        if epoch is not None and epoch != h["epoch"]:
+            # A restart: all earlier state (seqs, gen, devices) is void.
+            for t in [t for t in self.last_seq if t.split("/")[2] == node]:
+                del self.last_seq[t]
+            self.gens.pop(node, None)
+            for key in [k for k in self.devices if k[0] == node]:
+                del self.devices[key]
+        self.epochs[node] = h["epoch"]
+        last = self.last_seq.get(topic)
+        if last is not None and h["seq"] <= last:
+            _fail(topic, f"seq {h['seq']} not above previous {last} in one epoch")
+        self.last_seq[topic] = h["seq"]
+        gen = self.gens.get(node)
+        if gen is not None and h["gen"] < gen:
+            _fail(topic, f"gen went backwards {gen} -> {h['gen']}")
+        self.gens[node] = h["gen"]
+
+    # ------------------------------------------------------------------ bodies
+    def _topo(self, topic, node, _device, h, body):
+        agent = _str_map(body.get("agent"), f"{topic} agent")
+        for k, t in (("version", str), ("host", str), ("pid", int), ("started_ns", int)):
+            if not isinstance(agent.get(k), t):
+                _fail(f"{topic} agent.{k}", f"expected {t.__name__}, got {agent.get(k)!r}")
+        devices = body.get("devices")
+        if not isinstance(devices, list):
+            _fail(f"{topic} devices", "not a list")
+        ids = set()
+        for i, d in enumerate(devices):
+            where = f"{topic} devices[{i}]"
+            self._device(d, where)
+            if d["id"] in ids:
+                _fail(where, f"duplicate id {d['id']!r}")
+            ids.add(d["id"])
+            self.devices[(node, d["id"])] = d
+
+    def _device(self, d, where):
+        _str_map(d, where)
+        req = {
+            "id": str, "index": int, "vendor": str, "model": str, "backend": str, "unit": str, "units": int,
+            "levels": list, "layout_source": str, "counts": dict, "partitions": list, "memory_bytes": int,
+            "counters": dict,
+        }
+        for k, t in req.items():
+            if k not in d:
+                _fail(where, f"missing {k}")
+            if not isinstance(d[k], t) or isinstance(d[k], bool):
+                _fail(f"{where}.{k}", f"expected {t.__name__}, got {type(d[k]).__name__}")
+        if "/" in d["id"] or not d["id"]:
+            _fail(f"{where}.id", f"{d['id']!r} cannot be a topic component")
+        if d["vendor"] not in ("nvidia", "amd", "mock"):
+            _fail(f"{where}.vendor", repr(d["vendor"]))
+        if d["backend"] not in ("nvml", "rocm_smi", "cupti", "mock"):
+            _fail(f"{where}.backend", repr(d["backend"]))
+        if d["unit"] not in ("sm", "cu"):
+            _fail(f"{where}.unit", repr(d["unit"]))
+        levels = d["levels"]
+        if not levels or levels[-1] != d["unit"] or not all(isinstance(x, str) for x in levels):
+            _fail(f"{where}.levels", f"{levels!r} must end in the unit {d['unit']!r}")
+        counts = d["counts"]
+        if set(counts) != set(levels):
+            _fail(f"{where}.counts", f"keys {sorted(counts)} differ from levels {levels}")
+        if counts[levels[-1]] != d["units"]:
+            _fail(f"{where}.counts", "last count differs from units")
+        for lv in levels:
+            if not _is_int(counts[lv]) or counts[lv] < 1:
+                _fail(f"{where}.counts.{lv}", repr(counts[lv]))
+        if "layout" in d:
+            layout = _str_map(d["layout"], f"{where}.layout")
+            if set(layout) != set(levels[:-1]):
+                _fail(f"{where}.layout", f"keys {sorted(layout)} must be every level but the last {levels[:-1]}")
+            for lv in layout:
+                arr = _bin(layout, lv, "<u2", d["units"], f"{where}.layout")
+                # An ancestor index must name an element of that level (the page allows no sentinel).
+                if arr.size and int(arr.max()) >= counts[lv]:
+                    _fail(f"{where}.layout.{lv}", f"ancestor {int(arr.max())} >= count {counts[lv]}")
+        if d["layout_source"] not in ("probe", "vendor", "mock", "none"):
+            _fail(f"{where}.layout_source", repr(d["layout_source"]))
+        if not d["partitions"]:
+            _fail(f"{where}.partitions", "at least one")
+        pids = set()
+        for j, p in enumerate(d["partitions"]):
+            pw = f"{where}.partitions[{j}]"
+            _str_map(p, pw)
+            for k, t in (("id", str), ("kind", str), ("units", int), ("memory_bytes", int), ("profile", str)):
+                if not isinstance(p.get(k), t) or isinstance(p.get(k), bool):
+                    _fail(f"{pw}.{k}", f"expected {t.__name__}, got {p.get(k)!r}")
+            if p["kind"] not in ("whole", "mig", "xcp"):
+                _fail(f"{pw}.kind", repr(p["kind"]))
+            if p["id"] in pids:
+                _fail(pw, f"duplicate partition id {p['id']!r}")
+            pids.add(p["id"])
+            if "unit_ids" in p:
+                ids = _bin(p, "unit_ids", "<u2", p["units"], pw)
+                if ids.size and int(ids.max()) >= d["units"]:
+                    _fail(f"{pw}.unit_ids", "unit id beyond the device's units")
+        if len(d["partitions"]) == 1 and d["partitions"][0]["kind"] == "whole" and d["partitions"][0]["id"] != "0":
+            _fail(where, "a whole-device partition has id '0'")
+        if "pci" in d and not isinstance(d["pci"], str):
+            _fail(f"{where}.pci", "not a string")
+        if "numa" in d and not _is_int(d["numa"]):
+            _fail(f"{where}.numa", "not an int")
+        for name, c in _str_map(d["counters"], f"{where}.counters").items():
+            cw = f"{where}.counters.{name}"
+            _str_map(c, cw)
+            if c.get("level") not in levels and c.get("level") not in ("partition", "device"):
+                _fail(f"{cw}.level", repr(c.get("level")))
+            if c.get("unit") not in UNITS:
+                _fail(f"{cw}.unit", repr(c.get("unit")))
+            if not isinstance(c.get("help"), str):
+                _fail(f"{cw}.help", "not a string")
+        for j, link in enumerate(d.get("links", [])):
+            lw = f"{where}.links[{j}]"
+            _str_map(link, lw)
+            if link.get("type") not in ("nvlink", "xgmi", "pcie") or not _is_int(link.get("count")):
+                _fail(lw, repr(link))
+            if not isinstance(link.get("peer"), str) or not isinstance(link.get("path"), str):
+                _fail(lw, repr(link))
+
+    def _state(self, topic, node, device, h, body):
+        d = self.devices.get((node, device))
+        if d is None:
+            _fail(topic, "state for a device no topo of this epoch has described")
+        for k in ("window_ns", "samples"):
+            if not _is_int(body.get(k)) or body[k] < 0:
+                _fail(f"{topic} {k}", repr(body.get(k)))
+        # idle_units may only be absent when nothing measures activity (no active/sm_active).
+        if "idle_units" not in body:
+            if any(k in ("active", "sm_active") for k in d["counters"]):
+                _fail(f"{topic} idle_units", "missing although the device measures activity")
+            body = dict(body, idle_units=0.0)
+        if not _is_num(body.get("idle_units")):
+            _fail(f"{topic} idle_units", repr(body.get("idle_units")))
+        if not -1e-3 <= body["idle_units"] <= d["units"] + 1e-3:
+            _fail(f"{topic} idle_units", f"{body['idle_units']} outside [0, {d['units']}]")
+        counters = d["counters"]
+        levels = _str_map(body.get("levels", {}), f"{topic} levels")
+        for lv, entries in levels.items():
+            lw = f"{topic} levels.{lv}"
+            if lv not in d["counts"]:
+                _fail(lw, f"not a level of the device {d['levels']}")
+            n = d["counts"][lv]
+            _str_map(entries, lw)
+            names = [k for k in entries if k != "state"]
+            if not names:
+                _fail(lw, "a level is present only where some counter is measured")
+            for name in names:
+                c = counters.get(name)
+                if c is None or c["level"] != lv:
+                    _fail(f"{lw}.{name}", f"topo declares no such counter at level {lv}")
+                st = _str_map(entries[name], f"{lw}.{name}")
+                mean = _bin(st, "mean", "<f4", n, f"{lw}.{name}")
+                mx = _bin(st, "max", "<f4", n, f"{lw}.{name}")
+                finite = np.isfinite(mean) & np.isfinite(mx)
+                if np.any(mx[finite] < mean[finite] - 1e-5):
+                    _fail(f"{lw}.{name}", "max below mean")
+                if c["unit"] == "ratio":
+                    both = np.concatenate([mean[np.isfinite(mean)], mx[np.isfinite(mx)]])
+                    if both.size and (both.min() < -1e-6 or both.max() > 1 + 1e-6):
+                        _fail(f"{lw}.{name}", f"ratio outside [0,1]: {both.min()}..{both.max()}")
+            has_active = "active" in entries
+            if has_active != ("state" in entries):
+                _fail(lw, "state is present exactly for a level that has an active counter")
+            if "state" in entries:
+                s = _bin(entries, "state", "u1", n, lw)
+                if s.size and int(s.max()) > 3:
+                    _fail(f"{lw}.state", f"state {int(s.max())} not in 0..3")
+        # Every counter declared at a hierarchy level must be measured there (or absent entirely:
+        # absence is allowed, zeros are not checkable). A declared level-counter must not leak
+        # into partition/device maps under its own name.
+        part_ids = {p["id"] for p in d["partitions"]}
+        for pid, vals in _str_map(body.get("partition"), f"{topic} partition").items():
+            if pid not in part_ids:
+                _fail(f"{topic} partition.{pid}", f"not a partition of the device {sorted(part_ids)}")
+            self._scalars(vals, counters, "partition", f"{topic} partition.{pid}")
+        self._scalars(body.get("device"), counters, "device", f"{topic} device")
+        if "processes" in body:
+            if not isinstance(body["processes"], list):
+                _fail(f"{topic} processes", "not a list")
+            for p in body["processes"]:
+                _str_map(p, f"{topic} processes[]")
+                if not _is_int(p.get("pid")):
+                    _fail(f"{topic} processes[].pid", repr(p.get("pid")))
+
+    def _scalars(self, vals, counters, level, where):
+        _str_map(vals, where)
+        for k, v in vals.items():
+            if not _is_num(v):
+                _fail(f"{where}.{k}", f"not a number: {v!r}")
+            if isinstance(v, float) and not math.isfinite(v):
+                _fail(f"{where}.{k}", "non-finite: an unmeasured counter must be absent")
+            c = counters.get(k)
+            if c is None:
+                _fail(f"{where}.{k}", "counter not declared in topo")
+            unit = c["unit"]
+            if unit == "ratio" or k in RATIO_DEVICE_COUNTERS:
+                if not -1e-6 <= v <= 1 + 1e-6:
+                    _fail(f"{where}.{k}", f"ratio {v} outside [0,1]")
+            if unit in ("W", "bytes", "Hz", "B/s", "count") and v < 0:
+                _fail(f"{where}.{k}", f"negative {unit}: {v}")
+
+    def _hb(self, topic, node, _device, h, body):
+        seqs = _str_map(body.get("seqs"), f"{topic} seqs")
+        for t, s in seqs.items():
+            if not _is_u64(s) or s < 1:
+                _fail(f"{topic} seqs.{t}", repr(s))
+            if t.split("/")[2:3] != [node]:
+                _fail(f"{topic} seqs", f"topic {t!r} is not this node's")
+            seen = self.last_seq.get(t)
+            # In-order delivery on one connection: the hb cannot announce less than we saw.
+            if seen is not None and s < seen:
+                _fail(f"{topic} seqs.{t}", f"{s} below already received {seen}")
+        if not _is_num(body.get("rate_hz")) or body["rate_hz"] < 0:
+            _fail(f"{topic} rate_hz", repr(body.get("rate_hz")))
+        if not _is_int(body.get("dropped")) or body["dropped"] < 0:
+            _fail(f"{topic} dropped", repr(body.get("dropped")))
+        if not _is_num(body.get("uptime_s")) or body["uptime_s"] < 0:
+            _fail(f"{topic} uptime_s", repr(body.get("uptime_s")))
+
+    def _event(self, topic, node, device, h, body):
+        if body.get("type") not in EVENT_TYPES:
+            _fail(f"{topic} type", repr(body.get("type")))
+        if not isinstance(body.get("detail"), str):
+            _fail(f"{topic} detail", repr(body.get("detail")))
+        if "device" in body and not isinstance(body["device"], str):
+            _fail(f"{topic} device", repr(body["device"]))
+        if device is not None and body.get("device", device) != device:
+            _fail(f"{topic} device", f"{body['device']!r} differs from the topic's {device!r}")
+
+    # ------------------------------------------------------------------ sync
+    def snapshot_reply(self, data, prefix="cua1/", adopt=False):
+        """Check a snapshot reply (its messages go through a fresh checker). With ``adopt``,
+        this checker continues from the snapshot, as a joining client does (§4). Returns the map."""
+        m = _str_map(_unpack(data, "snapshot reply"), "snapshot reply")
+        if m.get("ok") is not True:
+            _fail("snapshot reply", f"not ok: {m!r}")
+        if not _is_u64(m.get("epoch")):
+            _fail("snapshot reply.epoch", repr(m.get("epoch")))
+        seqs = _str_map(m.get("seqs"), "snapshot reply.seqs")
+        msgs = m.get("messages")
+        if not isinstance(msgs, list):
+            _fail("snapshot reply.messages", "not a list")
+        for t, s in seqs.items():
+            if not t.startswith(prefix):
+                _fail("snapshot reply.seqs", f"{t!r} outside prefix {prefix!r}")
+            if not _is_u64(s) or s < 1:
+                _fail(f"snapshot reply.seqs.{t}", repr(s))
+        sub = FeedChecker()
+        sub.devices = dict(self.devices)  # a state-only prefix is checked against topo we know
+        topics = set()
+        # topo before state, so that state can be checked against it.
+        ordered = sorted(msgs, key=lambda x: 0 if isinstance(x, list) and x and str(x[0]).startswith("cua1/topo/") else 1)
+        for item in ordered:
+            if not isinstance(item, list) or len(item) != 3:
+                _fail("snapshot reply.messages[]", "not [topic, header, body]")
+            topic, header, body = item
+            if not isinstance(topic, str) or not isinstance(header, dict) or not isinstance(body, dict):
+                _fail("snapshot reply.messages[]", f"types {type(topic)}, {type(header)}, {type(body)}")
+            if not topic.startswith(prefix):
+                _fail(topic, f"outside prefix {prefix!r}")
+            kind = topic.split("/")[1]
+            if kind not in ("topo", "state"):
+                _fail(topic, "snapshots hold only topo and state messages")
+            if topic in topics:
+                _fail(topic, "more than one message for a topic")
+            topics.add(topic)
+            if seqs.get(topic) != header.get("seq"):
+                _fail(topic, f"message seq {header.get('seq')} differs from seqs {seqs.get(topic)}")
+            sub.feed([topic.encode(), msgpack.packb(header, use_bin_type=True), msgpack.packb(body, use_bin_type=True)])
+        if adopt:
+            self.devices.update(sub.devices)
+            self.epochs.update(sub.epochs)
+            self.gens.update(sub.gens)
+            self.last_seq.update(seqs)
+        return m

@@ -1,0 +1,191 @@
+"""cuagent.client against real agents: late join, gaps under a slow subscriber, restarts,
+scheduler helpers, and the asyncio face."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+
+import msgpack
+import numpy as np
+import pytest
+
+from cuagent import protocol
+from cuagent.client import Client, parse_endpoint
+from feed_support import WAIT_S, Recorder, drain_quiet, request, start_agent, wait_until
+
+
+class OrderLog:
+    """Records every applied (topic, epoch, seq) to prove nothing is applied twice or out of order."""
+
+    def __init__(self, client: Client) -> None:
+        self.seen = defaultdict(list)
+        client.on_update(self)
+
+    def __call__(self, u) -> None:
+        if u.header is not None and u.kind in protocol.KINDS:
+            topic = protocol.build_topic(u.kind, u.node, u.device if u.kind in ("state", "event") else None)
+            self.seen[(topic, u.header.epoch)].append(u.header.seq)
+
+    def assert_monotonic(self) -> None:
+        assert self.seen
+        for key, seqs in self.seen.items():
+            assert all(b > a for a, b in zip(seqs, seqs[1:])), (key, seqs)
+
+
+def _assert_view_equals_frames(client: Client, frames: list[list[bytes]]) -> None:
+    """The client's latest state per device equals the last state frame the publisher sent."""
+    last = {}
+    for f in frames:
+        if f[0].startswith(b"cua1/state/"):
+            last[f[0].decode()] = f
+    assert last
+    for topic, f in last.items():
+        t = protocol.parse_topic(topic)
+        dv = client.view.device(t.node, t.device)
+        header = protocol.decode_header(f[1])
+        want = protocol.decode_state_body(msgpack.unpackb(f[2]), dv.topology)
+        assert dv.seq == header.seq and dv.ts == header.ts
+        for level, entries in want.levels.items():
+            for name, value in entries.items():
+                got = dv.state.levels[level][name]
+                if name == "state":
+                    np.testing.assert_array_equal(got, value)
+                else:
+                    np.testing.assert_array_equal(got.mean, value.mean)
+                    np.testing.assert_array_equal(got.max, value.max)
+        assert dv.state.device == want.device and dv.state.partition == want.partition
+        assert dv.state.idle_units == want.idle_units
+
+
+def test_late_joiner_converges_exactly(tmp_path):
+    agent = start_agent(tmp_path, "node-a", "h100-sxm:fragmented,h100-sxm:inference")
+    rec = Recorder(agent.feed)  # ground truth: everything published from here on
+    early = Client([agent.endpoint])
+    early_log = OrderLog(early)
+    try:
+        assert early.wait_ready(WAIT_S)
+        wait_until(lambda: rec.drain(50) >= 0 and len(rec.frames) > 20, step=lambda: early.poll(0.05), what="traffic")
+        late = Client([agent.endpoint])
+        late_log = OrderLog(late)
+        assert late.wait_ready(WAIT_S)
+        for _ in range(10):
+            late.poll(0.02)
+            early.poll(0.0)
+        # Stop the publisher (a clean stop flushes what it sent to every subscriber), drain
+        # everything in flight, then compare with the last messages it sent.
+        assert agent.stop() == 0
+        drain_quiet(lambda: len(late.poll(0.02)) + len(early.poll(0.0)) + rec.drain())
+        for client in (early, late):
+            _assert_view_equals_frames(client, rec.frames)
+            assert client.stats.gaps == 0 and client.stats.decode_errors == 0
+        early_log.assert_monotonic()
+        late_log.assert_monotonic()
+        assert late.stats.applied > 0
+        assert len(late.view.nodes["node-a"].devices) == 2
+        late.close()
+    finally:
+        early.close()
+        rec.close()
+        assert agent.stop() == 0
+
+
+def test_slow_subscriber_counts_gaps_and_resyncs(tmp_path):
+    # A tiny send queue on the agent and receive queue on the client, and a topo every 50 ms,
+    # so that a client that stops reading loses topo messages too.
+    agent = start_agent(tmp_path, "node-g", "h100-sxm:training,h100-sxm:training", "--sndhwm", "4",
+                        "--topo-interval-s", "0.05", interval_ms=20)
+    client = Client([agent.endpoint], rcvhwm=4)
+    order = OrderLog(client)
+    try:
+        assert client.wait_ready(WAIT_S)
+        # Stop reading while the agent keeps publishing: PUB drops at the HWM, never blocks.
+        deadline = time.monotonic() + WAIT_S
+        while client.stats.gaps == 0 and time.monotonic() < deadline:
+            time.sleep(1.5)
+            for _ in range(20):
+                client.poll(0.02)
+        assert client.stats.gaps > 0 and client.stats.gap_events > 0
+        wait_until(lambda: client.stats.resyncs > 0, step=lambda: client.poll(0.05), what="a resync")
+        # ... and the view is whole again afterwards.
+        wait_until(lambda: all(d.state is not None for d in client.view.devices()) and len(client.view.nodes["node-g"].devices) == 2,
+                   step=lambda: client.poll(0.05), what="the view to recover")
+        order.assert_monotonic()
+        # The agent itself was unaffected: its sampler lost nothing (engine stats in hb).
+        wait_until(lambda: client.view.nodes["node-g"].heartbeat is not None, step=lambda: client.poll(0.05), what="a heartbeat")
+        hb = client.view.nodes["node-g"].heartbeat
+        assert hb.dropped == 0
+        assert hb.rate_hz > 0
+    finally:
+        client.close()
+        assert agent.stop() == 0, agent.log()
+
+
+def test_restart_gives_new_epoch_and_client_resyncs(tmp_path):
+    agent = start_agent(tmp_path, "node-r", "h100-sxm:idle")
+    client = Client([agent.endpoint])
+    order = OrderLog(client)
+    try:
+        assert client.wait_ready(WAIT_S)
+        wait_until(lambda: "node-r" in client.view.nodes, step=lambda: client.poll(0.05), what="node-r")
+        first_epoch = client.view.nodes["node-r"].epoch
+        assert agent.stop() == 0
+        agent = start_agent(tmp_path, "node-r", "a100-sxm:idle")  # same endpoints, another device
+        new_epoch = msgpack.unpackb(request(agent.sync, {"op": "ping"}))["epoch"]
+        assert new_epoch != first_epoch
+        wait_until(lambda: "node-r" in client.view.nodes and client.view.nodes["node-r"].epoch == new_epoch
+                   and any(d.state is not None for d in client.view.devices()),
+                   step=lambda: client.poll(0.05), what="the new epoch")
+        assert client.stats.restarts >= 1
+        # Everything from the old process is gone: only the new device, seqs restarted.
+        (dv,) = client.view.nodes["node-r"].devices.values()
+        assert dv.topology.units == 108
+        assert all(seq < 1000 for seq in client.seqs.values())
+        order.assert_monotonic()
+    finally:
+        client.close()
+        assert agent.stop() == 0
+
+
+def test_scheduler_helpers_and_asyncio(tmp_path):
+    agent = start_agent(tmp_path, "node-h", "h100-sxm:fragmented,h100-sxm:thrashing,mi300x:idle")
+    try:
+        async def follow():
+            client = Client([agent.endpoint])
+            seen = []
+            async for update in client.aupdates(duration=30):
+                seen.append(update.kind)
+                if sum(k == "state" for k in seen) >= 6 and sum(d.state is not None for d in client.view.devices()) == 3:
+                    break
+            return client, seen
+
+        client, seen = asyncio.run(follow())
+        try:
+            assert "state" in seen
+            ranked = client.view.rank_devices()
+            idle = [d.idle_units for d in ranked]
+            assert idle == sorted(idle, reverse=True) and len(ranked) == 3
+            assert ranked[0].topology.unit == "cu"  # the idle MI300X has the most idle units
+            by_id = {d.id: d for d in ranked}
+            frag, thrash = by_id["mock-0"], by_id["mock-1"]
+            # fragmented: some GPCs wholly idle, and each of them really is all idle.
+            groups = frag.idle_groups()
+            states = frag.unit_states()
+            for g in groups:
+                assert np.all(states[frag.topology.layout["gpc"] == g] == protocol.IDLE)
+            thrashing = thrash.thrashing_units()
+            assert thrashing.size > 0 and np.all(thrash.unit_states()[thrashing] == protocol.THRASHING)
+            parts = client.view.rank_partitions()
+            assert [r[2] for r in parts] == sorted((r[2] for r in parts), reverse=True)
+        finally:
+            client.close()
+    finally:
+        assert agent.stop() == 0
+
+
+def test_parse_endpoint():
+    assert parse_endpoint("tcp://h:7710") == ("tcp://h:7710", "tcp://h:7711")
+    assert parse_endpoint("ipc:///a,ipc:///b") == ("ipc:///a", "ipc:///b")
+    with pytest.raises(ValueError, match="FEED,SYNC"):
+        parse_endpoint("ipc:///a")

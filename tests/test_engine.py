@@ -113,7 +113,7 @@ LIFECYCLE = textwrap.dedent(
                 e.snapshot(); e.stats(); e.events()
         threads = [threading.Thread(target=hammer) for _ in range(3)]
         for t in threads: t.start()
-        for _ in range(5):
+        for _ in range(30):
             e.stop(); e.start()
         stop.set()
         for t in threads: t.join()

@@ -22,7 +22,8 @@ public:
         : device_(std::move(device)) {
         device_.validate();
         if (window_ns <= 0) throw std::invalid_argument("window_ns must be > 0");
-        aggregator_ = std::make_unique<DeviceAggregator>(device_, thresholds, window_ns, origin_ns);
+        aggregator_ = std::make_unique<DeviceAggregator>(
+            device_, std::make_shared<const AggregationPlan>(device_), thresholds, window_ns, origin_ns);
     }
 
     std::uint32_t values() const { return aggregator_->plan().layout.values(); }

@@ -134,25 +134,26 @@ AggregationPlan::AggregationPlan(const DeviceDescription& d) : layout(d) {
 }
 
 DeviceAggregator::DeviceAggregator(const DeviceDescription& device,
+                                   std::shared_ptr<const AggregationPlan> plan,
                                    const StateThresholds& thresholds, std::int64_t window_ns,
                                    std::int64_t window_origin_ns)
-    : plan_(device),
+    : plan_(std::move(plan)),
       thresholds_(thresholds),
       window_ns_(window_ns),
       origin_ns_(window_origin_ns),
       device_(&device),
-      published_(make_prototype(plan_, device)) {
-    const std::size_t n = plan_.layout.values();
+      published_(make_prototype(*plan_, device)) {
+    const std::size_t n = plan_->layout.values();
     sum_.assign(n, 0.0f);
     max_.assign(n, -std::numeric_limits<float>::infinity());
     last_.assign(n, kNaN);
     count_.assign(n, 0);
     bits_.assign(n, 0);
-    for (std::size_t c = 0; c < plan_.layout.counters(); ++c) {
-        const auto& slot = plan_.layout.slot(c);
+    for (std::size_t c = 0; c < plan_->layout.counters(); ++c) {
+        const auto& slot = plan_->layout.slot(c);
         for (std::uint32_t i = slot.offset; i < slot.offset + slot.elements; ++i) {
-            if (plan_.aggregation[c] == Aggregation::BitOr) bitor_values_.push_back(i);
-            if (plan_.aggregation[c] == Aggregation::Last) last_values_.push_back(i);
+            if (plan_->aggregation[c] == Aggregation::BitOr) bitor_values_.push_back(i);
+            if (plan_->aggregation[c] == Aggregation::Last) last_values_.push_back(i);
         }
     }
     std::uint32_t largest_level = 0;
@@ -215,8 +216,8 @@ void DeviceAggregator::finish_window() noexcept {
     for (std::uint32_t i : bitor_values_)
         out.mean[i] = out.max[i] = count_[i] ? static_cast<float>(bits_[i]) : kNaN;
     for (std::uint32_t i : last_values_) out.mean[i] = out.max[i] = last_[i];
-    for (std::size_t c = 0; c < plan_.layout.counters(); ++c) {
-        const auto& slot = plan_.layout.slot(c);
+    for (std::size_t c = 0; c < plan_->layout.counters(); ++c) {
+        const auto& slot = plan_->layout.slot(c);
         std::uint8_t any = 0;
         for (std::uint32_t i = slot.offset; i < slot.offset + slot.elements; ++i)
             if (count_[i]) any = 1;
@@ -224,8 +225,8 @@ void DeviceAggregator::finish_window() noexcept {
     }
 
     // Coarser levels: mean of the unit means, max of the unit maxima.
-    for (const auto& g : plan_.groups) {
-        const auto& slot = plan_.layout.slot(g.counter);
+    for (const auto& g : plan_->groups) {
+        const auto& slot = plan_->layout.slot(g.counter);
         const auto& ancestor = d.layout[g.level];
         float* gmean = out.group_mean.data() + g.offset;
         float* gmax = out.group_max.data() + g.offset;
@@ -246,7 +247,7 @@ void DeviceAggregator::finish_window() noexcept {
     }
 
     // Rollups: unit-weighted means over each partition and the device.
-    const std::size_t rollups = plan_.rollups.size();
+    const std::size_t rollups = plan_->rollups.size();
     auto weighted_mean = [](const float* values, const std::vector<float>& weights) {
         double num = 0.0, den = 0.0;
         for (std::size_t e = 0; e < weights.size(); ++e) {
@@ -257,16 +258,16 @@ void DeviceAggregator::finish_window() noexcept {
         return den > 0.0 ? static_cast<float>(num / den) : kNaN;
     };
     for (std::size_t r = 0; r < rollups; ++r) {
-        const auto& rollup = plan_.rollups[r];
-        const float* values = out.mean.data() + plan_.layout.slot(rollup.counter).offset;
+        const auto& rollup = plan_->rollups[r];
+        const float* values = out.mean.data() + plan_->layout.slot(rollup.counter).offset;
         out.device_rollup[r] = weighted_mean(values, rollup.device_weights);
         for (std::size_t p = 0; p < rollup.partition_weights.size(); ++p)
             out.partition_rollup[p * rollups + r] = weighted_mean(values, rollup.partition_weights[p]);
     }
 
     // Element states, with hysteresis carried in unit_state_.
-    for (std::size_t l = 0; l < plan_.state_inputs.size(); ++l) {
-        const auto& in = plan_.state_inputs[l];
+    for (std::size_t l = 0; l < plan_->state_inputs.size(); ++l) {
+        const auto& in = plan_->state_inputs[l];
         const float* active = resolve(in.active, out);
         if (active == nullptr) continue;
         const float* occupancy = resolve(in.occupancy, out);
@@ -280,31 +281,31 @@ void DeviceAggregator::finish_window() noexcept {
 
     // idle_units from the finest level that measures `active`, else from sm_active.
     out.idle_units = kNaN;
-    if (plan_.idle_level >= 0) {
-        const float* active = resolve(plan_.state_inputs[static_cast<std::size_t>(plan_.idle_level)].active, out);
+    if (plan_->idle_level >= 0) {
+        const float* active = resolve(plan_->state_inputs[static_cast<std::size_t>(plan_->idle_level)].active, out);
         double idle = 0.0;
         bool any = false;
-        for (std::size_t e = 0; e < plan_.idle_weights.size(); ++e) {
+        for (std::size_t e = 0; e < plan_->idle_weights.size(); ++e) {
             if (active[e] != active[e]) continue;
-            idle += (1.0 - static_cast<double>(active[e])) * plan_.idle_weights[e];
+            idle += (1.0 - static_cast<double>(active[e])) * plan_->idle_weights[e];
             any = true;
         }
         if (any) out.idle_units = static_cast<float>(idle);
     }
-    if (out.idle_units != out.idle_units && plan_.partition_sm_active >= 0) {
-        const float* v = out.mean.data() + plan_.layout.slot(static_cast<std::size_t>(plan_.partition_sm_active)).offset;
+    if (out.idle_units != out.idle_units && plan_->partition_sm_active >= 0) {
+        const float* v = out.mean.data() + plan_->layout.slot(static_cast<std::size_t>(plan_->partition_sm_active)).offset;
         double idle = 0.0;
         bool any = false;
-        for (std::size_t p = 0; p < plan_.partition_units.size(); ++p) {
+        for (std::size_t p = 0; p < plan_->partition_units.size(); ++p) {
             if (v[p] != v[p]) continue;
-            idle += (1.0 - static_cast<double>(v[p])) * plan_.partition_units[p];
+            idle += (1.0 - static_cast<double>(v[p])) * plan_->partition_units[p];
             any = true;
         }
         if (any) out.idle_units = static_cast<float>(idle);
     }
-    if (out.idle_units != out.idle_units && plan_.device_sm_active >= 0) {
-        const float v = out.mean[plan_.layout.slot(static_cast<std::size_t>(plan_.device_sm_active)).offset];
-        if (v == v) out.idle_units = (1.0f - v) * plan_.device_units;
+    if (out.idle_units != out.idle_units && plan_->device_sm_active >= 0) {
+        const float v = out.mean[plan_->layout.slot(static_cast<std::size_t>(plan_->device_sm_active)).offset];
+        if (v == v) out.idle_units = (1.0f - v) * plan_->device_units;
     }
 
     published_.publish();

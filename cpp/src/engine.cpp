@@ -37,6 +37,7 @@ Engine::Engine(std::shared_ptr<Driver> driver, const EngineConfig& config)
     for (std::size_t d = 0; d < driver_->device_count(); ++d) {
         driver_->device(d).validate();
         reader_mutex_.push_back(std::make_unique<std::mutex>());
+        plans_.push_back(std::make_shared<const AggregationPlan>(driver_->device(d)));
     }
     if (config_.ring_capacity == 0)
         config_.ring_capacity = std::max<std::size_t>(256, static_cast<std::size_t>(config_.rate_hz / 10.0));
@@ -66,16 +67,16 @@ void Engine::start() {
     counters_ = std::make_unique<SamplerCounters>();
     events_ = std::make_unique<SlotRing>(sizeof(EngineEvent), kEventCapacity);
     const std::int64_t mono = monotonic_ns();
-    realtime_offset_ns_ = realtime_ns() - mono;
+    realtime_offset_ns_.store(realtime_ns() - mono, std::memory_order_relaxed);
     // Windows are aligned to multiples of the window length in Unix time, so
     // windows of different devices and of different nodes line up.
-    const std::int64_t origin = -realtime_offset_ns_;  // monotonic time of Unix time 0
+    const std::int64_t origin = -realtime_offset_ns();  // monotonic time of Unix time 0
     for (std::size_t d = 0; d < n; ++d) {
         const SampleLayout layout(driver_->device(d));
         rings_.push_back(std::make_unique<SlotRing>(
             sizeof(SampleHeader) + layout.values() * sizeof(float), config_.ring_capacity));
         aggregators_.push_back(std::make_unique<DeviceAggregator>(
-            driver_->device(d), config_.thresholds, config_.window_ns, origin));
+            driver_->device(d), plans_[d], config_.thresholds, config_.window_ns, origin));
     }
     sampler_ = std::make_unique<Sampler>(*driver_, rings_, *events_, device_counters_.get(),
                                          *counters_, period_ns_);
@@ -149,15 +150,15 @@ bool Engine::latest(std::size_t device, WindowResult& out) {
 }
 
 const AggregationPlan& Engine::plan(std::size_t device) const {
-    if (device >= aggregators_.size()) throw std::out_of_range("engine not started or no device " + std::to_string(device));
-    return aggregators_[device]->plan();
+    if (device >= plans_.size()) throw std::out_of_range("no device " + std::to_string(device));
+    return *plans_[device];
 }
 
 EngineStats Engine::stats() const {
     // Excludes a concurrent start() rebuilding what we read.
     std::lock_guard<std::mutex> control(control_mutex_);
     EngineStats s;
-    s.running = running_;
+    s.running = running();
     s.rate_hz = config_.rate_hz;
     if (!counters_) return s;
     std::int64_t min_stride = 0;

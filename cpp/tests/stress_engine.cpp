@@ -87,6 +87,11 @@ int main() {
                     CHECK(w.max[i] == v, "device %zu max %f != %f", device, w.max[i], v);
                 }
                 CHECK(w.samples > 0, "an empty window was published");
+                // What the Python binding does next, while another thread may
+                // be restarting the engine: read the plan and the clock offset.
+                CHECK(engine.plan(device).layout.values() == w.mean.size(), "plan and window disagree");
+                (void)engine.realtime_offset_ns();
+                (void)engine.running();
                 CHECK(std::fabs(w.idle_units - (1.0f - v) * 132.0f) < 1e-3f, "idle_units %f", w.idle_units);
                 windows_checked.fetch_add(1);
             }

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -66,15 +67,18 @@ struct AggregationPlan {
 
 class DeviceAggregator {
 public:
-    DeviceAggregator(const DeviceDescription& device, const StateThresholds& thresholds,
-                     std::int64_t window_ns, std::int64_t window_origin_ns);
+    // `plan` is immutable and shared: whoever converts a published window
+    // (another thread) keeps using it while aggregators come and go.
+    DeviceAggregator(const DeviceDescription& device, std::shared_ptr<const AggregationPlan> plan,
+                     const StateThresholds& thresholds, std::int64_t window_ns,
+                     std::int64_t window_origin_ns);
 
     // Fold one raw sample taken at t_ns (same clock as window_origin_ns).
     void add(std::int64_t t_ns, const float* values) noexcept;
     // Finish the open window if `now_ns` is past its end by `grace_ns`.
     void poll(std::int64_t now_ns, std::int64_t grace_ns) noexcept;
 
-    const AggregationPlan& plan() const { return plan_; }
+    const AggregationPlan& plan() const { return *plan_; }
     TripleBuffer<WindowResult>& published() { return published_; }
     // Windows finished so far (any thread may ask).
     std::uint64_t windows() const { return windows_.load(std::memory_order_relaxed); }
@@ -84,7 +88,7 @@ private:
     void reset_window() noexcept;
     const float* resolve(const AggregationPlan::Source& source, const WindowResult& out) const noexcept;
 
-    AggregationPlan plan_;
+    std::shared_ptr<const AggregationPlan> plan_;
     StateThresholds thresholds_;
     std::int64_t window_ns_;
     std::int64_t origin_ns_;

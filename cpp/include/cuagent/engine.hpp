@@ -57,7 +57,7 @@ public:
     // a stopped engine can be started again (windows start afresh).
     void start();
     void stop();
-    bool running() const { return running_; }
+    bool running() const { return running_.load(std::memory_order_acquire); }
 
     const Driver& driver() const { return *driver_; }
     std::size_t device_count() const { return driver_->device_count(); }
@@ -76,7 +76,7 @@ public:
     // instead of guessing when windows are due. Read it to re-arm.
     int window_fd() const { return window_fd_; }
     // CLOCK_REALTIME minus CLOCK_MONOTONIC, taken at start(): labels windows.
-    std::int64_t realtime_offset_ns() const { return realtime_offset_ns_; }
+    std::int64_t realtime_offset_ns() const { return realtime_offset_ns_.load(std::memory_order_relaxed); }
 
 private:
     void aggregate_loop() noexcept;
@@ -89,6 +89,7 @@ private:
     std::unique_ptr<SlotRing> events_;
     std::unique_ptr<DeviceCounters[]> device_counters_;
     std::unique_ptr<SamplerCounters> counters_;
+    std::vector<std::shared_ptr<const AggregationPlan>> plans_;  // built once, immutable
     std::vector<std::unique_ptr<DeviceAggregator>> aggregators_;
     std::unique_ptr<Sampler> sampler_;
     std::vector<std::unique_ptr<std::mutex>> reader_mutex_;
@@ -98,10 +99,10 @@ private:
     std::atomic<bool> stop_sampler_{false};
     std::atomic<bool> stop_aggregator_{false};
     std::thread sampler_thread_, aggregator_thread_;
-    bool running_ = false;
+    std::atomic<bool> running_{false};  // read by any thread, written under control_mutex_
     std::int64_t t0_ns_ = 0;
     std::int64_t stopped_ns_ = 0;
-    std::int64_t realtime_offset_ns_ = 0;
+    std::atomic<std::int64_t> realtime_offset_ns_{0};
     int window_fd_ = -1;
 };
 

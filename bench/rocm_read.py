@@ -108,14 +108,15 @@ def measure(label: str, host: FakeAmdHost, gpu, reads: int) -> tuple[float, floa
     reader = CtypesReader(host.library, gpu.rsmi_devices, partitions, 8 // partitions)
 
     # Same values on both paths (a sanity check, not a benchmark step).
-    status, sample, _ = _core._driver_read(driver, index)
+    status, sample, _ = _core.driver_read(driver, index, 0)
     assert status == "ok"
     reader.read()
     time.sleep(0.001)
     np.testing.assert_allclose(reader.read()[:8], np.array(BUSY) / 100, atol=1e-6)
-    np.testing.assert_allclose(sample[:8], np.array(BUSY) / 100, atol=1e-6)
+    np.testing.assert_allclose(sample["active"][:8], np.array(BUSY) / 100, atol=1e-6)
 
-    cpp_ns = _core._driver_read_cost_ns(driver, index, reads)
+    elapsed_ns, _ = _core.driver_time_reads(driver, index, reads)
+    cpp_ns = elapsed_ns / reads
     start = time.perf_counter_ns()
     for _ in range(reads):
         reader.read()

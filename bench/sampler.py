@@ -45,7 +45,7 @@ def run_python(rate: float, seconds: float, devices: int) -> dict:
         woke = time.monotonic_ns()
         lateness.append(woke - deadline)
         for d in range(devices):
-            _core.mock_read(driver, d, woke)
+            _core.driver_read(driver, d, woke)
         ticks += 1
         first_future = int((time.monotonic_ns() - t0) // period) + 1
         if first_future > k + 1:

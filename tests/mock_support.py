@@ -16,7 +16,7 @@ def driver(*devices: object, seed: int = 1) -> object:
 
 
 def read(drv: object, device: int, t_ns: int) -> Dict[str, np.ndarray]:
-    status, values, detail = _core.mock_read(drv, device, t_ns)
+    status, values, detail = _core.driver_read(drv, device, t_ns)
     assert status == "ok", (status, detail)
     return values
 

@@ -86,7 +86,7 @@ def test_read_errors_are_deterministic_too() -> None:
     outcomes = []
     for _ in range(2):
         drv = driver(spec, seed=11)
-        outcomes.append([_core.mock_read(drv, 0, t)[0] for t in times])
+        outcomes.append([_core.driver_read(drv, 0, t)[0] for t in times])
     assert outcomes[0] == outcomes[1]
     errors = outcomes[0].count("error")
     assert 0.2 * len(times) < errors < 0.4 * len(times)

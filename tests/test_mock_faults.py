@@ -12,7 +12,7 @@ from mock_support import T0_NS, driver
 
 
 def status_at(drv: object, t_ns: int) -> tuple[str, str]:
-    status, _, detail = _core.mock_read(drv, 0, t_ns)
+    status, _, detail = _core.driver_read(drv, 0, t_ns)
     return status, detail
 
 
@@ -23,7 +23,7 @@ def test_device_lost_then_back() -> None:
     status, detail = status_at(drv, T0_NS + 500_000_000)
     assert status == "lost" and "fell off the bus" in detail and "500 ms" in detail
     assert status_at(drv, T0_NS + 1_400_000_000)[0] == "lost"
-    status, values, _ = _core.mock_read(drv, 0, T0_NS + 1_600_000_000)
+    status, values, _ = _core.driver_read(drv, 0, T0_NS + 1_600_000_000)
     assert status == "ok" and values["active"].mean() > 0.5
 
 
@@ -35,7 +35,7 @@ def test_device_lost_for_good() -> None:
 
 def test_errors_leave_the_sample_untouched() -> None:
     drv = driver({"read_error_rate": 1.0})
-    status, values, detail = _core.mock_read(drv, 0, T0_NS)
+    status, values, detail = _core.driver_read(drv, 0, T0_NS)
     assert status == "error" and "read error" in detail
     assert all(np.isnan(v).all() for v in values.values())
 
@@ -55,12 +55,12 @@ def test_a_device_back_from_the_bus_restarts_cold_and_deterministically() -> Non
     # reset both show the same device, which starts parked and cool.
     dense, sparse = driver(spec, seed=4), driver(spec, seed=4)
     for k in range(500):
-        _core.mock_read(dense, 0, T0_NS + k * 1_000_000)
-    _core.mock_read(sparse, 0, T0_NS)
-    hot = _core.mock_read(dense, 0, T0_NS + 499_000_000)[1]
+        _core.driver_read(dense, 0, T0_NS + k * 1_000_000)
+    _core.driver_read(sparse, 0, T0_NS)
+    hot = _core.driver_read(dense, 0, T0_NS + 499_000_000)[1]
     after = [T0_NS + 1_000_000_000 + k * 7_000_000 for k in range(60)]
-    a = [_core.mock_read(dense, 0, t) for t in after]
-    b = [_core.mock_read(sparse, 0, t) for t in after]
+    a = [_core.driver_read(dense, 0, t) for t in after]
+    b = [_core.driver_read(sparse, 0, t) for t in after]
     for (sa, va, _), (sb, vb, _) in zip(a, b):
         assert sa == sb == "ok"
         for name in va:

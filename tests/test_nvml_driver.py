@@ -37,14 +37,11 @@ def describe(d):
     return out
 def values(d, i, t):
     status, v, detail = _core.driver_read(d, i, t)
-    names = [c.name for c in d.device(i).counters]
-    # one float per device counter; partition counters expand to one per partition
-    out, k = {}, 0
+    # one float per device counter; partition counters have one per partition
+    out = {}
     for c in d.device(i).counters:
-        n = len(d.device(i).partitions) if c.level == "partition" else 1
-        vals = [None if math.isnan(float(x)) else float(x) for x in v[k:k + n]]
-        out[c.name] = vals if n > 1 else vals[0]
-        k += n
+        vals = [None if math.isnan(float(x)) else float(x) for x in v[c.name]]
+        out[c.name] = vals if c.level == "partition" and len(vals) > 1 else vals[0]
     return status, out, detail
 """
 

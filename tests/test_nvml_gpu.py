@@ -57,7 +57,7 @@ def test_driver_matches_pynvml():
         names = [c.name for c in desc.counters]
         status, values, detail = _core.driver_read(driver, 0, -1)
         assert status == "ok", detail
-        v = dict(zip(names, (float(x) for x in values)))  # no MIG: one float per counter
+        v = {name: float(a[0]) for name, a in values.items()}  # no MIG: one float per counter
         temp = pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU)
         mem_clock = pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_MEM) * 1e6
         assert abs(v["temp"] - temp) <= 2
@@ -66,7 +66,7 @@ def test_driver_matches_pynvml():
         if "sm_active" in names:
             time.sleep(0.2)
             _, values, _ = _core.driver_read(driver, 0, -1)
-            assert 0.0 <= float(values[names.index("sm_active")]) <= 1.0
+            assert 0.0 <= float(values["sm_active"][0]) <= 1.0
     finally:
         pynvml.nvmlShutdown()
 

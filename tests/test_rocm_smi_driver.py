@@ -33,21 +33,8 @@ def counters(desc) -> dict:
 
 
 def read(driver, index: int = 0) -> tuple[str, dict, str]:
-    """One read, split into {counter: values} by the sample layout (counters in order)."""
-    status, sample, detail = _core._driver_read(driver, index)
-    desc = driver.device(index)
-    out, offset = {}, 0
-    for c in desc.counters:
-        if c.level == "device":
-            n = 1
-        elif c.level == "partition":
-            n = len(desc.partitions)
-        else:
-            n = desc.counts[desc.levels.index(c.level)]
-        out[c.name] = sample[offset:offset + n]
-        offset += n
-    assert offset == len(sample)
-    return status, out, detail
+    """One read: (status, {counter: float32 values}, detail)."""
+    return _core.driver_read(driver, index, 0)
 
 
 # ---- topology ------------------------------------------------------------------------
@@ -284,13 +271,13 @@ def test_a_lost_device_reads_lost_and_the_others_go_on(amd_host):
     amd_host.add_mi300x()
     driver = open_driver(amd_host)
     amd_host.set_lost(first)
-    status, sample, detail = _core._driver_read(driver, 0)
+    status, sample, detail = _core.driver_read(driver, 0, 0)
     assert status == "lost"
     assert "RSMI_STATUS_FILE_ERROR" in detail
-    assert np.isnan(sample).all()
-    assert _core._driver_read(driver, 1)[0] == "ok"
+    assert all(np.isnan(values).all() for values in sample.values())
+    assert _core.driver_read(driver, 1, 0)[0] == "ok"
     amd_host.set_back(first)
-    assert _core._driver_read(driver, 0)[0] == "ok"
+    assert _core.driver_read(driver, 0, 0)[0] == "ok"
 
 
 def test_a_vanished_sysfs_reads_as_lost(amd_host):
@@ -299,14 +286,14 @@ def test_a_vanished_sysfs_reads_as_lost(amd_host):
     gpu = amd_host.add_mi300x()
     driver = open_driver(amd_host)
     amd_host.set_lost(gpu, RSMI_STATUS_NOT_SUPPORTED)
-    assert _core._driver_read(driver, 0)[0] == "lost"
+    assert _core.driver_read(driver, 0, 0)[0] == "lost"
 
 
 def test_a_busy_library_is_a_read_error_not_a_lost_device(amd_host):
     gpu = amd_host.add_mi300x()
     driver = open_driver(amd_host)
     amd_host.set_lost(gpu, RSMI_STATUS_BUSY)
-    status, _, detail = _core._driver_read(driver, 0)
+    status, _, detail = _core.driver_read(driver, 0, 0)
     assert status == "error" and "BUSY" in detail
 
 

@@ -101,44 +101,6 @@ MockDeviceSpec spec_from(const py::handle& obj, std::size_t index) {
     return spec;
 }
 
-const char* status_name(cuagent::ReadStatus s) {
-    switch (s) {
-        case cuagent::ReadStatus::Ok: return "ok";
-        case cuagent::ReadStatus::Error: return "error";
-        case cuagent::ReadStatus::Lost: return "lost";
-    }
-    return "?";
-}
-
-std::size_t checked_index(const cuagent::Driver& driver, long long device) {
-    if (device < 0 || static_cast<std::size_t>(device) >= driver.device_count())
-        throw py::index_error("device index " + std::to_string(device) + " out of range (" +
-                              std::to_string(driver.device_count()) + " devices)");
-    return static_cast<std::size_t>(device);
-}
-
-py::tuple read_at(cuagent::Driver& driver, long long device, std::int64_t t_ns) {
-    const std::size_t index = checked_index(driver, device);
-    const auto& desc = driver.device(index);
-    const cuagent::SampleLayout layout(desc);
-    std::vector<float> values(layout.values(), std::numeric_limits<float>::quiet_NaN());
-    char detail[256] = {0};
-    cuagent::ReadStatus status;
-    {
-        // The read may sleep (slow-read fault); it touches no Python object.
-        py::gil_scoped_release release;
-        status = driver.read(index, t_ns, values.data(), detail, sizeof detail);
-    }
-    py::dict counters;
-    for (std::size_t c = 0; c < layout.counters(); ++c) {
-        const auto& slot = layout.slot(c);
-        py::array_t<float> a(slot.elements);
-        std::copy_n(values.data() + slot.offset, slot.elements, a.mutable_data());
-        counters[py::str(desc.counters[c].name)] = a;
-    }
-    return py::make_tuple(status_name(status), counters, std::string(detail));
-}
-
 }  // namespace
 
 void register_mock(py::module_& m) {
@@ -181,8 +143,4 @@ void register_mock(py::module_& m) {
         "Build the mock driver: one simulated device per spec (MockDeviceSpec or dict).");
     m.def("mock_presets", &cuagent::mock_presets);
     m.def("mock_scenarios", &cuagent::mock_scenarios);
-    m.def("mock_read", &read_at, py::arg("driver"), py::arg("device"), py::arg("t_ns"),
-          "Read one device at t_ns (the driver's clock). Returns (status, {counter: float32 "
-          "array}, detail), status 'ok' | 'error' | 'lost'. For tests and tools; works on any "
-          "Driver.");
 }

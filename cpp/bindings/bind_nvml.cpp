@@ -1,11 +1,10 @@
 // The nvml driver's factory and the slow-path helpers around it (SM grouping,
-// timing loop for bench/nvml_read.py). Driver construction dlopens and queries
+// the layout probe). Driver construction dlopens and queries
 // NVML (and may run the SM probe): it releases the GIL, touching no Python.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <chrono>
 #include <cmath>
 #include <limits>
 
@@ -17,21 +16,6 @@ namespace py = pybind11;
 using namespace cuagent;
 
 namespace {
-
-const char* status_name(ReadStatus s) {
-    switch (s) {
-    case ReadStatus::Ok: return "ok";
-    case ReadStatus::Error: return "error";
-    case ReadStatus::Lost: return "lost";
-    }
-    return "?";
-}
-
-std::int64_t monotonic_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
 
 py::dict layout_to_dict(const SmLayout& l) {
     py::dict d;
@@ -75,49 +59,6 @@ void register_nvml(py::module_& m) {
 
     m.def("nvidia_sm_count_for_model", &nvidia_sm_count_for_model, py::arg("model"));
 
-    m.def(
-        "driver_read",
-        [](Driver& driver, std::size_t index, std::int64_t now_ns) {
-            if (index >= driver.device_count()) throw py::index_error("no device " + std::to_string(index));
-            const SampleLayout layout(driver.device(index));
-            py::array_t<float> values(layout.values());
-            std::fill(values.mutable_data(), values.mutable_data() + layout.values(),
-                      std::numeric_limits<float>::quiet_NaN());
-            char detail[256] = {};
-            if (now_ns < 0) now_ns = monotonic_ns();
-            const ReadStatus s = driver.read(index, now_ns, values.mutable_data(), detail, sizeof detail);
-            return py::make_tuple(status_name(s), values, std::string(detail));
-        },
-        py::arg("driver"), py::arg("device"), py::arg("now_ns") = -1,
-        "One read() of a device outside an engine (tests, tools): (status, values, detail). "
-        "Must not run while an engine samples the same driver.");
-
-    m.def(
-        "driver_time_reads",
-        [](Driver& driver, std::size_t index, std::size_t reads, std::int64_t step_ns) {
-            if (index >= driver.device_count()) throw py::index_error("no device " + std::to_string(index));
-            const SampleLayout layout(driver.device(index));
-            std::vector<float> values(layout.values());
-            char detail[128];
-            std::size_t ok = 0;
-            std::int64_t elapsed = 0;
-            {
-                py::gil_scoped_release release;
-                // Synthetic read times `step_ns` apart: the driver sees the cadence it is
-                // read at by the engine (so GPM computes metrics on every read).
-                std::int64_t t = monotonic_ns();
-                const std::int64_t start = monotonic_ns();
-                for (std::size_t i = 0; i < reads; ++i) {
-                    std::fill(values.begin(), values.end(), std::numeric_limits<float>::quiet_NaN());
-                    t += step_ns;
-                    ok += driver.read(index, t, values.data(), detail, sizeof detail) == ReadStatus::Ok;
-                }
-                elapsed = monotonic_ns() - start;
-            }
-            return py::make_tuple(elapsed, ok);
-        },
-        py::arg("driver"), py::arg("device"), py::arg("reads"), py::arg("step_ns") = 100'000'000,
-        "Time `reads` back-to-back read() calls in C++: (elapsed_ns, ok_reads).");
 
     m.def(
         "group_sms",

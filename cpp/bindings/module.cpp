@@ -7,6 +7,7 @@ namespace py = pybind11;
 void register_topology(py::module_& m);
 void register_engine(py::module_& m);
 void register_aggregator(py::module_& m);
+void register_driver_io(py::module_& m);
 void register_mock(py::module_& m);
 void register_nvml(py::module_& m);
 void register_rocm_smi(py::module_& m);
@@ -16,6 +17,7 @@ PYBIND11_MODULE(_core, m) {
     register_topology(m);
     register_engine(m);
     register_aggregator(m);
+    register_driver_io(m);
     register_mock(m);
     register_nvml(m);
     register_rocm_smi(m);

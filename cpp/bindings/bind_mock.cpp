@@ -1,5 +1,5 @@
-// Python bindings of the mock driver: the factory, its names, and two helpers
-// the tests use to read a device at chosen timestamps without an engine.
+// Python bindings of the mock driver: the factory, its names, and a helper the
+// tests use to read a device at chosen timestamps without an engine.
 #include <cmath>
 #include <limits>
 #include <memory>
@@ -139,55 +139,6 @@ py::tuple read_at(cuagent::Driver& driver, long long device, std::int64_t t_ns) 
     return py::make_tuple(status_name(status), counters, std::string(detail));
 }
 
-py::dict describe(const cuagent::Driver& driver, long long device) {
-    const auto& d = driver.device(checked_index(driver, device));
-    py::dict out;
-    out["id"] = d.id;
-    out["index"] = d.index;
-    out["vendor"] = d.vendor;
-    out["model"] = d.model;
-    out["backend"] = d.backend;
-    out["unit"] = d.unit_kind;
-    out["units"] = d.units;
-    out["levels"] = d.levels;
-    py::dict counts, layout;
-    for (std::size_t l = 0; l < d.levels.size(); ++l) counts[py::str(d.levels[l])] = d.counts[l];
-    for (std::size_t l = 0; l < d.layout.size(); ++l)
-        layout[py::str(d.levels[l])] = py::array_t<std::uint16_t>(
-            static_cast<py::ssize_t>(d.layout[l].size()), d.layout[l].data());
-    out["counts"] = counts;
-    out["layout"] = layout;
-    out["layout_source"] = d.layout_source;
-    py::list partitions;
-    for (const auto& p : d.partitions) {
-        py::dict pd;
-        pd["id"] = p.id;
-        pd["kind"] = p.kind;
-        pd["units"] = p.units;
-        pd["unit_ids"] = py::array_t<std::uint16_t>(static_cast<py::ssize_t>(p.unit_ids.size()),
-                                                     p.unit_ids.data());
-        pd["memory_bytes"] = p.memory_bytes;
-        pd["profile"] = p.profile;
-        partitions.append(pd);
-    }
-    out["partitions"] = partitions;
-    out["memory_bytes"] = d.memory_bytes;
-    py::dict counters;
-    for (const auto& c : d.counters) {
-        py::dict cd;
-        cd["level"] = c.level;
-        cd["unit"] = c.unit;
-        cd["help"] = c.help;
-        cd["rollup"] = c.rollup;
-        cd["aggregation"] = c.aggregation == cuagent::Aggregation::Mean    ? "mean"
-                            : c.aggregation == cuagent::Aggregation::BitOr ? "bitor"
-                                                                           : "last";
-        counters[py::str(c.name)] = cd;
-    }
-    out["counters"] = counters;
-    return out;
-}
-
 }  // namespace
 
 void register_mock(py::module_& m) {
@@ -234,7 +185,4 @@ void register_mock(py::module_& m) {
           "Read one device at t_ns (the driver's clock). Returns (status, {counter: float32 "
           "array}, detail), status 'ok' | 'error' | 'lost'. For tests and tools; works on any "
           "Driver.");
-    m.def("mock_describe", &describe, py::arg("driver"), py::arg("device"),
-          "The device's description as a dict (fields as PROTOCOL.md 3.1, plus rollup and "
-          "aggregation per counter).");
 }

@@ -1,6 +1,6 @@
 """Type stubs for cuagent's private compiled core. Use the public API in cuagent."""
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -107,6 +107,29 @@ class AggregatorHarness:
     def add(self, t_ns: np.ndarray, samples: np.ndarray) -> None: ...
     def poll(self, now_ns: int, grace_ns: int = ...) -> None: ...
     def latest(self) -> Optional[Dict[str, Any]]: ...
+
+# --- mock driver (bind_mock.cpp) ---
+class MockFaults:
+    lost_at_s: float
+    back_at_s: float
+    read_error_rate: float
+    slow_read_every_s: float
+    slow_read_ms: float
+    def __init__(self, *, lost_at_s: float = ..., back_at_s: float = ..., read_error_rate: float = ...,
+                 slow_read_every_s: float = ..., slow_read_ms: float = ...) -> None: ...
+
+class MockDeviceSpec:
+    preset: str
+    scenario: str
+    units: int
+    faults: MockFaults
+    def __init__(self, preset: str = ..., scenario: str = ..., units: int = ...,
+                 faults: MockFaults = ...) -> None: ...
+
+def make_mock_driver(devices: Sequence[Union[MockDeviceSpec, Dict[str, Any]]], seed: int = ...) -> Driver: ...
+def mock_presets() -> List[str]: ...
+def mock_scenarios() -> List[str]: ...
+def mock_read(driver: Driver, device: int, t_ns: int) -> Tuple[str, Dict[str, np.ndarray], str]: ...
 
 # rocm_smi (cpp/bindings/bind_rocm_smi.cpp)
 def make_rocm_smi_driver(library: str = ..., kfd_root: str = ..., devices: List[str] = ...,

@@ -17,7 +17,8 @@ class MockDevice:
     ``generic`` needs ``units``), ``scenario`` the workload (``idle``, ``training``,
     ``inference``, ``fragmented``, ``thrashing``, ``mig``). The fault options inject
     failures, timed from the device's first read: it falls off the bus at
-    ``lost_at_s`` (and returns at ``back_at_s``), each read fails with probability
+    ``lost_at_s`` (and returns, reset and idle, its workload starting over, at
+    ``back_at_s``), each read fails with probability
     ``read_error_rate``, and every ``slow_read_every_s`` one read stalls for
     ``slow_read_ms``. Names and values are checked when the driver is built.
     """

@@ -171,6 +171,12 @@ public:
         }
 
         DeviceSim& sim = *d.sim;
+        if (d.back_at_ns >= 0 && t >= d.back_at_ns && !d.reset_done) {
+            // Back from the bus: a reset device, restarted at back_at whenever
+            // it is first read again (nothing is simulated while it is gone).
+            sim.restart_at(DeviceSim::kWarmupNs + d.back_at_ns);
+            d.reset_done = true;
+        }
         sim.advance_to(DeviceSim::kWarmupNs + t);
         sim.write_units(values + d.off_active, values + d.off_occupancy, values + d.off_issue,
                         values + d.off_tensor, values + d.off_mem_stall);
@@ -193,6 +199,7 @@ private:
         std::int64_t t0 = 0;
         std::uint64_t fault_seed = 0;
         std::int64_t lost_at_ns = -1, back_at_ns = -1;
+        bool reset_done = false;
         double read_error_rate = 0;
         std::int64_t slow_every_ns = 0, next_slow_ns = 0, slow_ns = 0;
         std::uint32_t off_active = 0, off_occupancy = 0, off_issue = 0, off_tensor = 0,

@@ -71,7 +71,7 @@ inline constexpr PowerCalibration kH100Power{
     /*k_active_w*/ 180.0, /*k_tensor_w*/ 1020.0, /*k_issue_w*/ 150.0, /*k_dram_w*/ 250.0,
     /*f_idle_hz*/ 345e6, /*f_floor_hz*/ 1005e6, /*f_max_hz*/ 1980e6, /*f_step_hz*/ 15e6,
     /*mem_clock_hz*/ 2619e6,
-    /*idle_hold_s*/ 2.0, /*load_smooth_s*/ 0.02, /*power_report_s*/ 1.0,
+    /*idle_hold_s*/ 2.0, /*load_smooth_s*/ 0.005, /*power_report_s*/ 1.0,
     /*temp_idle_c*/ 51.0, /*r_fast_c_per_w*/ 0.0256, /*tau_fast_s*/ 0.2,
     /*r_slow_c_per_w*/ 0.0265, /*tau_slow_s*/ 10.0,
     /*mem_idle_bytes*/ 503316480ull};

@@ -1,5 +1,6 @@
 #include "mock_power.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -84,6 +85,17 @@ void PowerModel::tick(const TickLoad& load, std::int64_t now_ns) noexcept {
 
 void PowerModel::settle() noexcept {
     fast_w_ = slow_w_ = reported_power_w();
+}
+
+void PowerModel::reset() noexcept {
+    std::fill(window_.begin(), window_.end(), cal_.idle_w);
+    window_head_ = 0;
+    window_sum_ = cal_.idle_w * static_cast<double>(window_.size());
+    smoothed_dynamic_w_ = 0;
+    last_busy_ns_ = std::numeric_limits<std::int64_t>::min() / 2;
+    clock_hz_ = cal_.f_idle_hz;
+    throttle_ = kThrottleGpuIdle;
+    drawn_w_ = fast_w_ = slow_w_ = cal_.idle_w;
 }
 
 double PowerModel::temp_c() const {

@@ -26,6 +26,8 @@ public:
     // Put the slow thermal pole at its steady state for the power drawn now
     // (used after warm-up: the device has been running its workload a while).
     void settle() noexcept;
+    // Back to a parked, cool, idle device (after a simulated bus reset).
+    void reset() noexcept;
 
     double reported_power_w() const { return window_sum_ / static_cast<double>(window_.size()); }
     double temp_c() const;

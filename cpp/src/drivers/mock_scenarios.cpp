@@ -12,14 +12,14 @@ namespace {
 // 9/64 = 0.14 (trace: sm_occupancy 0.136 at sm_active 0.93). Tensor pipe busy
 // 97% of the time a block is resident (trace: tensor/sm_active = 0.896/0.922),
 // DRAM 0.25 of a unit's share (trace dram_active 0.23). Blocks of one launch
-// finish within ~2% of each other; with ~50 us between 3 ms launches that
+// finish within ~2% of each other; with ~80 us between 3 ms launches that
 // leaves sm_active ~0.93.
 constexpr KernelTemplate kGemm{"gemm_bf16_persistent", 288, 0.9, 1.0, 1.0, 2,
                                3000.0, 0.05, 0.015, {970, 300, 120, 250}};
-// Elementwise / norm kernel between GEMMs: one full wave of small blocks,
-// memory-bound.
-constexpr KernelTemplate kElementwise{"layernorm_gelu", 256, 0.02, 8.0, 8.0, 1,
-                                      60.0, 0.1, 0.1, {0, 450, 550, 110}};
+// Elementwise / norm kernel between GEMMs: one full wave of 1024-thread
+// blocks (two per unit fill all 64 warp slots), memory-bound.
+constexpr KernelTemplate kElementwise{"layernorm_gelu", 1024, 0.02, 2.0, 2.0, 1,
+                                      60.0, 0.1, 0.1, {0, 450, 550, 440}};
 // Decode-step kernels of an inference server: small grids (a fraction of the
 // units), blocks of a few hundred microseconds.
 constexpr KernelTemplate kDecodeGemv{"decode_gemv", 128, 0.1, 0.1, 0.6, 1,
@@ -39,7 +39,7 @@ constexpr KernelTemplate kGather{"embedding_gather", 256, 0.15, 48.0, 48.0, 1,
 StreamPlan training(const Preset& p) {
     KernelTemplate gemm = kGemm;
     if (!p.clusters) gemm.cluster = 1;
-    return {"training", {gemm, gemm, gemm, gemm, kElementwise}, 50.0, 0, 1, 1, {}};
+    return {"training", {gemm, gemm, gemm, gemm, kElementwise}, 80.0, 0, 1, 1, {}};
 }
 StreamPlan inference() {
     // Requests arrive as a Poisson process (mean 10 ms apart), each a burst of
@@ -83,7 +83,7 @@ Partition whole(const Preset& p) {
     return w;
 }
 
-std::uint64_t used(const Preset& p, std::uint64_t memory, const std::string& workload) {
+std::uint64_t used(std::uint64_t memory, const std::string& workload) {
     return static_cast<std::uint64_t>(static_cast<double>(memory) * memory_share(workload));
 }
 
@@ -125,7 +125,7 @@ ScenarioPlan make_scenario(const std::string& name, const Preset& p) {
                 stream.domain = in_dispatch_order(p, member);
                 s.streams.push_back(stream);
             }
-            s.mem_used_bytes += used(p, part.memory_bytes, workload);
+            s.mem_used_bytes += used(part.memory_bytes, workload);
             s.partitions.push_back(part);
         }
         return s;
@@ -153,7 +153,7 @@ ScenarioPlan make_scenario(const std::string& name, const Preset& p) {
         std::vector<std::uint32_t> groups;
         for (std::uint32_t i = 0; i < pinned; ++i) groups.push_back(i);
         stream.domain = in_dispatch_order(p, units_of_groups(p, groups));
-        s.mem_used_bytes += used(p, p.memory_bytes, stream.name);
+        s.mem_used_bytes += used(p.memory_bytes, stream.name);
         s.streams.push_back(stream);
         return s;
     } else {
@@ -162,7 +162,7 @@ ScenarioPlan make_scenario(const std::string& name, const Preset& p) {
         throw std::invalid_argument("unknown mock scenario '" + name + "' (known: " + known + ")");
     }
     stream.domain = in_dispatch_order(p, all);
-    s.mem_used_bytes += used(p, p.memory_bytes, stream.name);
+    s.mem_used_bytes += used(p.memory_bytes, stream.name);
     s.streams.push_back(stream);
     return s;
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace cuagent::mock {
 namespace {
@@ -19,7 +20,8 @@ std::uint32_t warps_of(std::uint32_t threads, std::uint32_t warp_size) {
 }  // namespace
 
 DeviceSim::DeviceSim(const Preset& preset, const ScenarioPlan& plan, std::uint64_t seed)
-    : limits_(preset.limits),
+    : seed_(seed),
+      limits_(preset.limits),
       calibration_(preset.power),
       plan_(plan),
       units_(preset.units),
@@ -31,7 +33,12 @@ DeviceSim::DeviceSim(const Preset& preset, const ScenarioPlan& plan, std::uint64
       tensor_w_(units_, 0),
       issue_w_(units_, 0),
       stall_w_(units_, 0),
-      dram_(units_, 0) {
+      dram_(units_, 0),
+      active_f_(units_, 0.0f),
+      occupancy_f_(units_, 0.0f),
+      issue_f_(units_, 0.0f),
+      tensor_f_(units_, 0.0f),
+      stall_f_(units_, 0.0f) {
     // Every block that can ever be resident has a slot and a heap entry now,
     // so the event loop never allocates.
     const std::size_t capacity = std::size_t{units_} * limits_.max_blocks;
@@ -59,17 +66,53 @@ DeviceSim::DeviceSim(const Preset& preset, const ScenarioPlan& plan, std::uint64
             s.groups[static_cast<std::size_t>(group_index[g])].push_back(u);
             s.group_of_unit[u] = group_index[g];
         }
-        // First launch: continuous streams start within one gap, bursty ones
-        // after an idle interval.
-        const double first_ns =
-            s.plan->burst_interval_ms > 0
-                ? rng_.exponential(s.plan->burst_interval_ms * 1e6)
-                : rng_.uniform() * s.plan->gap_us * 1e3;
-        s.next_launch = s.plan->domain.empty() ? kNever : static_cast<std::int64_t>(first_ns);
     }
+    schedule_first_launches();
 
     advance_to(kWarmupNs);
     power_.settle();
+}
+
+// First launch of every stream from the current clock: continuous streams
+// start within one gap, bursty ones after an idle interval.
+void DeviceSim::schedule_first_launches() {
+    for (auto& s : streams_) {
+        s.pending = s.running = 0;
+        s.burst_left = 0;
+        s.next_kernel = 0;
+        const double first_ns =
+            s.plan->burst_interval_ms > 0 ? rng_.exponential(s.plan->burst_interval_ms * 1e6)
+                                          : rng_.uniform() * s.plan->gap_us * 1e3;
+        s.next_launch =
+            s.plan->domain.empty() ? kNever : clock_ns_ + static_cast<std::int64_t>(first_ns);
+    }
+}
+
+void DeviceSim::restart_at(std::int64_t t) noexcept {
+    rng_ = Rng(mix64(seed_ ^ mix64(static_cast<std::uint64_t>(t))));
+    std::fill(warps_.begin(), warps_.end(), 0u);
+    std::fill(blocks_.begin(), blocks_.end(), 0u);
+    std::fill(shared_.begin(), shared_.end(), 0u);
+    std::fill(tensor_w_.begin(), tensor_w_.end(), 0u);
+    std::fill(issue_w_.begin(), issue_w_.end(), 0u);
+    std::fill(stall_w_.begin(), stall_w_.end(), 0u);
+    std::fill(dram_.begin(), dram_.end(), 0u);
+    for (auto* f : {&active_f_, &occupancy_f_, &issue_f_, &tensor_f_, &stall_f_})
+        std::fill(f->begin(), f->end(), 0.0f);
+    active_units_ = 0;
+    dram_total_ = 0;
+    tensor_sum_ = issue_sum_ = 0;
+    const std::size_t capacity = slots_.size();
+    for (std::size_t i = 0; i < capacity; ++i)
+        free_slots_[i] = static_cast<std::uint32_t>(capacity - 1 - i);
+    free_top_ = capacity;
+    heap_size_ = 0;
+    clock_ns_ = t;
+    next_tick_ns_ = (t / kTickNs + 1) * kTickNs;
+    last_accumulated_ns_ = t;
+    acc_active_ = acc_tensor_ = acc_issue_ = acc_dram_ = 0;
+    power_.reset();
+    schedule_first_launches();
 }
 
 // --- Units -------------------------------------------------------------------
@@ -109,6 +152,8 @@ void DeviceSim::place(std::uint32_t stream, std::uint32_t u) {
     tensor_sum_ += tensor_w_[u] / (1000.0 * warps_[u]);
     issue_sum_ += issue_w_[u] / (1000.0 * warps_[u]);
 
+    refresh_unit(u);
+
     const std::uint32_t slot = free_slots_[--free_top_];
     slots_[slot] = {u, stream};
     const double duration = s.typical_ns * rng_.lognormal(1.0, s.kernel->block_sigma);
@@ -140,6 +185,7 @@ void DeviceSim::remove(std::uint32_t slot) {
     } else if (--active_units_ == 0) {
         tensor_sum_ = issue_sum_ = 0;  // nothing resident: drop rounding residue
     }
+    refresh_unit(u);
     free_slots_[free_top_++] = slot;
     --s.running;
 }
@@ -304,22 +350,28 @@ void DeviceSim::advance_to(std::int64_t t) noexcept {
     }
 }
 
+void DeviceSim::refresh_unit(std::uint32_t u) {
+    const std::uint32_t w = warps_[u];
+    if (w == 0) {
+        active_f_[u] = occupancy_f_[u] = issue_f_[u] = tensor_f_[u] = stall_f_[u] = 0.0f;
+        return;
+    }
+    const double inv = 1.0 / (1000.0 * w);
+    active_f_[u] = 1.0f;
+    occupancy_f_[u] = static_cast<float>(static_cast<double>(w) / limits_.max_warps);
+    issue_f_[u] = static_cast<float>(issue_w_[u] * inv);
+    tensor_f_[u] = static_cast<float>(tensor_w_[u] * inv);
+    stall_f_[u] = static_cast<float>(stall_w_[u] * inv);
+}
+
 void DeviceSim::write_units(float* active, float* occupancy, float* issue, float* tensor,
                             float* mem_stall) const noexcept {
-    const float inv_max_warps = 1.0f / static_cast<float>(limits_.max_warps);
-    for (std::uint32_t u = 0; u < units_; ++u) {
-        const std::uint32_t w = warps_[u];
-        if (w == 0) {
-            active[u] = occupancy[u] = issue[u] = tensor[u] = mem_stall[u] = 0.0f;
-            continue;
-        }
-        const float inv = 1.0f / (1000.0f * static_cast<float>(w));
-        active[u] = 1.0f;
-        occupancy[u] = static_cast<float>(w) * inv_max_warps;
-        issue[u] = static_cast<float>(issue_w_[u]) * inv;
-        tensor[u] = static_cast<float>(tensor_w_[u]) * inv;
-        mem_stall[u] = static_cast<float>(stall_w_[u]) * inv;
-    }
+    const std::size_t bytes = sizeof(float) * units_;
+    std::memcpy(active, active_f_.data(), bytes);
+    std::memcpy(occupancy, occupancy_f_.data(), bytes);
+    std::memcpy(issue, issue_f_.data(), bytes);
+    std::memcpy(tensor, tensor_f_.data(), bytes);
+    std::memcpy(mem_stall, stall_f_.data(), bytes);
 }
 
 float DeviceSim::dram_active() const noexcept {

@@ -40,6 +40,12 @@ public:
     // simulation began). Never allocates or throws.
     void advance_to(std::int64_t t) noexcept;
 
+    // The device was reset (fell off the bus and came back) at sim time t:
+    // whatever ran on it is gone, it is idle and parked, and its scenario
+    // starts over with a random stream derived from (seed, t) -- so what
+    // follows does not depend on how far the simulation had got before.
+    void restart_at(std::int64_t t) noexcept;
+
     std::uint32_t units() const { return units_; }
     // Instantaneous per-unit counters (arrays of units() floats).
     void write_units(float* active, float* occupancy, float* issue, float* tensor,
@@ -83,6 +89,7 @@ private:
     std::uint32_t room(const Stream& s, std::uint32_t u) const;
     void place(std::uint32_t stream, std::uint32_t u);
     void remove(std::uint32_t slot);
+    void refresh_unit(std::uint32_t u);
     void dispatch(std::uint32_t stream);
     bool place_cluster(std::uint32_t stream, std::size_t group);
     void launch(std::uint32_t stream);
@@ -90,9 +97,11 @@ private:
     void complete_next();
     void device_tick();
     void accumulate(std::int64_t t);
+    void schedule_first_launches();
     void heap_push(const Completion& c);
     Completion heap_pop();
 
+    std::uint64_t seed_;
     UnitLimits limits_;
     PowerCalibration calibration_;
     ScenarioPlan plan_;
@@ -104,6 +113,9 @@ private:
     // (integers, so adding and removing blocks is exact).
     std::vector<std::uint32_t> warps_, blocks_, shared_;
     std::vector<std::uint32_t> tensor_w_, issue_w_, stall_w_, dram_;
+    // The unit counters as read() reports them, refreshed when a unit changes,
+    // so that a read is five copies.
+    std::vector<float> active_f_, occupancy_f_, issue_f_, tensor_f_, stall_f_;
     // Device totals kept in step with the units.
     std::uint32_t active_units_ = 0;
     std::uint64_t dram_total_ = 0;

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
 #include <stdexcept>
 
@@ -170,6 +171,7 @@ private:
     std::vector<NvmlDevice> devices_;
     std::vector<SampleLayout> layouts_;
     std::unique_ptr<GpmMetricsGet> request_;  // one request buffer, reused (sampler thread only)
+    const GpmStream* request_stream_ = nullptr;  // the stream whose metric ids request_ holds
 };
 
 // Support of one query at describe time: absent symbol or NOT_SUPPORTED -> off.
@@ -543,13 +545,14 @@ void NvmlDriver::read_gpm(GpmStream& s, Device handle, std::int64_t now_ns, floa
                            : nvml_.nvmlGpmSampleGet(handle, s.samples[i]);
     if (!check(r, s.query, o, s.mig ? "nvmlGpmMigSampleGet" : "nvmlGpmSampleGet")) return;
     s.taken_ns[i] = now_ns;
-    s.next = (i + 1) % kGpmRing;
+    // Ring index arithmetic without `%` (an integer division per step on the hot path).
+    s.next = i + 1 == kGpmRing ? 0 : i + 1;
     const int earlier = s.valid;
     if (s.valid < kGpmRing) ++s.valid;
     // Newest earlier sample at least one refresh old: closer pairs read zero.
     int base = -1;
-    for (int k = 1; k < kGpmRing && k <= earlier; ++k) {
-        const int j = (i - k + kGpmRing) % kGpmRing;
+    for (int k = 1, j = i; k < kGpmRing && k <= earlier; ++k) {
+        j = j == 0 ? kGpmRing - 1 : j - 1;
         if (now_ns - s.taken_ns[j] >= kRefreshNs) {
             base = j;
             break;
@@ -557,21 +560,31 @@ void NvmlDriver::read_gpm(GpmStream& s, Device handle, std::int64_t now_ns, floa
     }
     if (base < 0) return;  // first read(s): no interval yet
     GpmMetricsGet& m = *request_;
+    const std::uint32_t n = s.metrics;
+    GpmMetric* const out = m.metrics;
     m.version = kGpmMetricsGetVersion;
-    m.numMetrics = s.metrics;
+    m.numMetrics = n;
     m.sample1 = s.samples[base];
     m.sample2 = s.samples[i];
-    for (std::uint32_t k = 0; k < s.metrics; ++k) {
-        m.metrics[k].metricId = s.metric_id[k];
-        m.metrics[k].nvmlReturn = kSuccess;
-        m.metrics[k].value = 0.0;
+    // The ids are rewritten only when another stream used the shared request
+    // last; the per-metric answers are reset every time so that an entry the
+    // library leaves untouched reads as 0, never as the previous read's value.
+    if (request_stream_ != &s) {
+        for (std::uint32_t k = 0; k < n; ++k) out[k].metricId = s.metric_id[k];
+        request_stream_ = &s;
+    }
+    for (std::uint32_t k = 0; k < n; ++k) {
+        out[k].nvmlReturn = kSuccess;
+        out[k].value = 0.0;
     }
     Query q;
     q.on = true;
     if (!check(nvml_.nvmlGpmMetricsGet(&m), q, o, "nvmlGpmMetricsGet")) return;
-    for (std::uint32_t k = 0; k < s.metrics; ++k) {
-        if (m.metrics[k].nvmlReturn != kSuccess || !std::isfinite(m.metrics[k].value)) continue;
-        values[s.slot[k]] = static_cast<float>(m.metrics[k].value * s.scale[k]);
+    for (std::uint32_t k = 0; k < n; ++k) {
+        const double v = out[k].value;
+        // isfinite as one compare: false for NaN and both infinities.
+        if (out[k].nvmlReturn == kSuccess && std::fabs(v) <= std::numeric_limits<double>::max())
+            values[s.slot[k]] = static_cast<float>(v * s.scale[k]);
     }
 }
 

@@ -16,8 +16,10 @@ namespace cuagent {
 struct MockFaults {
     double lost_at_s = -1.0;        // device falls off the bus this many seconds after
                                     // the first read (<0: never)
-    double back_at_s = -1.0;        // ... and comes back at this time (<0: never)
-    double read_error_rate = 0.0;   // probability that one read fails
+    double back_at_s = -1.0;        // ... and comes back at this time (<0: never), as a
+                                    // reset device: idle, its scenario starting over
+    double read_error_rate = 0.0;   // probability that one read fails (decided by a hash
+                                    // of seed, device and read time: reproducible)
     double slow_read_every_s = 0.0; // every this many seconds one read stalls (0: never)
     double slow_read_ms = 0.0;      // ... for this long
 };

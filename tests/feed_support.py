@@ -26,10 +26,16 @@ def _env() -> dict[str, str]:
 
 
 class Proc:
-    def __init__(self, args: list[str], feed: str, sync: str, log: Path) -> None:
+    """``cuagent <args>`` in a subprocess; ``launcher`` (a script path) runs instead of
+    ``-m cuagent.cli`` for fakes that must be scripted inside the agent's own process."""
+
+    def __init__(self, args: list[str], feed: str, sync: str, log: Path, env: Optional[dict[str, str]] = None,
+                 launcher: Optional[list[str]] = None) -> None:
         self.args, self.feed, self.sync, self.log_path = args, feed, sync, log
         self._log = open(log, "wb")
-        self.popen = subprocess.Popen([sys.executable, "-m", "cuagent.cli", *args], stdout=self._log, stderr=subprocess.STDOUT, env=_env())
+        head = launcher or ["-m", "cuagent.cli"]
+        self.popen = subprocess.Popen([sys.executable, *head, *args], stdout=self._log, stderr=subprocess.STDOUT,
+                                      env=dict(_env(), **(env or {})))
 
     @property
     def endpoint(self) -> str:
@@ -82,13 +88,25 @@ def start_agent(tmp: Path, name: str = "node-a", devices: str = "h100-sxm:fragme
     return proc
 
 
-def start_relay(tmp: Path, name: str, *upstreams: str) -> Proc:
+def start_real_agent(tmp: Path, name: str, driver_args: list[str], env: Optional[dict[str, str]] = None,
+                     launcher: Optional[list[str]] = None, extra: tuple[str, ...] = ()) -> Proc:
+    """`cuagent run` on a real backend (against a fake vendor library) on private ipc endpoints."""
     feed, sync = f"ipc://{tmp}/{name}.feed", f"ipc://{tmp}/{name}.sync"
-    args = ["relay", "--name", name, "--feed", feed, "--sync", sync, "--log-level", "info"]
+    args = ["run", *driver_args, "--node", name, "--feed", feed, "--sync", sync, "--rate-hz", "100",
+            "--publish-interval-ms", "100", "--log-level", "info", *extra]
+    proc = Proc(args, feed, sync, tmp / f"{name}.log", env=env, launcher=launcher)
+    proc.wait_ping()
+    return proc
+
+
+def start_relay(tmp: Path, name: str, *upstreams: str, extra: tuple[str, ...] = (), ping: bool = True) -> Proc:
+    feed, sync = f"ipc://{tmp}/{name}.feed", f"ipc://{tmp}/{name}.sync"
+    args = ["relay", "--name", name, "--feed", feed, "--sync", sync, "--log-level", "info", *extra]
     for up in upstreams:
         args += ["--connect", up]
     proc = Proc(args, feed, sync, tmp / f"{name}.log")
-    proc.wait_ping()
+    if ping:
+        proc.wait_ping()
     return proc
 
 
@@ -152,3 +170,50 @@ def drain_quiet(step: Callable[[], int], quiet_s: float = 0.4, timeout: float = 
             return
         time.sleep(0.01)
     raise AssertionError("feed never went quiet")
+
+
+class CheckedFeed:
+    """Joins an agent as a client does (§4: subscribe, snapshot, replay) and passes every
+    message through the protocol checker; ``messages`` holds (kind, node, device, header,
+    body) in the order applied, the snapshot's first."""
+
+    def __init__(self, proc: Proc) -> None:
+        from protocol_checker import FeedChecker
+
+        self.proc = proc
+        self.rec = Recorder(proc.feed)
+        self.checker = FeedChecker()
+        time.sleep(0.2)  # let the subscription reach the agent (not an assertion)
+        reply = request(proc.sync, {"op": "snapshot"})
+        assert reply is not None, proc.log()
+        snap = self.checker.snapshot_reply(reply, adopt=True)
+        self.snap_seqs = snap["seqs"]
+        self.messages: list[tuple] = []
+        for topic, header, body in sorted(snap["messages"], key=lambda m: not m[0].startswith("cua1/topo/")):
+            parts = topic.split("/")
+            self.messages.append((parts[1], parts[2], parts[3] or None, header, body))
+
+    def poll(self) -> int:
+        n = 0
+        while self.rec.sock.poll(50 if n == 0 else 0):
+            frames = self.rec.sock.recv_multipart()
+            header = msgpack.unpackb(frames[1])
+            if header["seq"] <= self.snap_seqs.get(frames[0].decode(), 0):
+                continue  # already in the snapshot
+            self.messages.append(self.checker.feed(frames))
+            n += 1
+        return n
+
+    def of(self, kind: str, device: Optional[str] = None) -> list[tuple]:
+        return [m for m in self.messages if m[0] == kind and (device is None or m[2] == device)]
+
+    def wait(self, predicate: Callable[["CheckedFeed"], bool], what: str, timeout: float = WAIT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate(self):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}; "
+                                     f"counts {self.checker.counts}\n{self.proc.log()[-3000:]}")
+            self.poll()
+
+    def close(self) -> None:
+        self.rec.close()

@@ -197,11 +197,14 @@ class FeedChecker:
         if not levels or levels[-1] != d["unit"] or not all(isinstance(x, str) for x in levels):
             _fail(f"{where}.levels", f"{levels!r} must end in the unit {d['unit']!r}")
         counts = d["counts"]
-        if set(counts) != set(levels):
-            _fail(f"{where}.counts", f"keys {sorted(counts)} differ from levels {levels}")
+        # Every level has a count, except that a coarser level of unknown size may be absent
+        # when there is no layout either (nothing invented, §2).
+        required = set(levels) if "layout" in d else {levels[-1]}
+        if not required <= set(counts) or not set(counts) <= set(levels):
+            _fail(f"{where}.counts", f"keys {sorted(counts)} do not match levels {levels}")
         if counts[levels[-1]] != d["units"]:
             _fail(f"{where}.counts", "last count differs from units")
-        for lv in levels:
+        for lv in counts:
             if not _is_int(counts[lv]) or counts[lv] < 1:
                 _fail(f"{where}.counts.{lv}", repr(counts[lv]))
         if "layout" in d:
@@ -263,10 +266,13 @@ class FeedChecker:
         for k in ("window_ns", "samples"):
             if not _is_int(body.get(k)) or body[k] < 0:
                 _fail(f"{topic} {k}", repr(body.get(k)))
-        # idle_units may only be absent when nothing measures activity (no active/sm_active).
+        # idle_units may only be absent when this window has no activity to estimate it
+        # from (no active/sm_active value, e.g. the first GPM window has no rate yet).
         if "idle_units" not in body:
-            if any(k in ("active", "sm_active") for k in d["counters"]):
-                _fail(f"{topic} idle_units", "missing although the device measures activity")
+            measured = any("active" in e for e in (body.get("levels") or {}).values() if isinstance(e, dict)) \
+                or "sm_active" in (body.get("device") or {})
+            if measured:
+                _fail(f"{topic} idle_units", "missing although the window measures activity")
             body = dict(body, idle_units=0.0)
         if not _is_num(body.get("idle_units")):
             _fail(f"{topic} idle_units", repr(body.get("idle_units")))
@@ -318,8 +324,14 @@ class FeedChecker:
                 _fail(f"{topic} processes", "not a list")
             for p in body["processes"]:
                 _str_map(p, f"{topic} processes[]")
-                if not _is_int(p.get("pid")):
+                if not _is_int(p.get("pid")) or p["pid"] < 0:
                     _fail(f"{topic} processes[].pid", repr(p.get("pid")))
+                if "sm" in p and (not _is_num(p["sm"]) or not -1e-6 <= p["sm"] <= 1 + 1e-6):
+                    _fail(f"{topic} processes[].sm", f"not a ratio: {p['sm']!r}")
+                if "mem" in p and (not _is_int(p["mem"]) or p["mem"] < 0):
+                    _fail(f"{topic} processes[].mem", f"not a byte count: {p['mem']!r}")
+                if "name" in p and not isinstance(p["name"], str):
+                    _fail(f"{topic} processes[].name", f"not a string: {p['name']!r}")
 
     def _scalars(self, vals, counters, level, where):
         _str_map(vals, where)

@@ -15,12 +15,14 @@ import socket as _socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import zmq
 
 from . import protocol, sockets
+from .curve import Authenticator, ServerKeys
 from .protocol import Header
+from .slow_path import SlowPath
 
 log = logging.getLogger("cuagent.agent")
 
@@ -47,6 +49,8 @@ class AgentConfig:
     # True: look for each window right after the sampler closes it (low latency). False: a
     # plain fixed timer, kept only as the baseline of bench/feed_latency.py.
     align_to_windows: bool = True
+    # CURVE (PROTOCOL.md §6): both sockets become CURVE servers admitting only the allow-list.
+    curve: Optional[ServerKeys] = None
 
     def __post_init__(self) -> None:
         protocol.check_node(self.node, "--node")
@@ -62,11 +66,28 @@ class Agent:
     """Publishes ``engine`` (a started cuagent Engine) until :meth:`stop`.
 
     Sockets are bound in the constructor (so a bad endpoint fails before anything runs) and
-    used only by the thread that calls :meth:`run`."""
+    used only by the thread that calls :meth:`run`.
 
-    def __init__(self, engine: Any, config: AgentConfig, context: Optional[zmq.Context] = None) -> None:
+    ``slow_path`` adds what the backend offers between windows (processes, partition layout
+    changes). When it reports a layout change, ``rebuild_engine()`` (an unstarted engine with
+    the same options) replaces :attr:`engine`: the old one is stopped, the new one started,
+    and the change is announced with a new ``gen``. Whoever stops the agent stops
+    ``agent.engine``, which may no longer be the engine it was given."""
+
+    def __init__(
+        self,
+        engine: Any,
+        config: AgentConfig,
+        context: Optional[zmq.Context] = None,
+        slow_path: Optional[SlowPath] = None,
+        rebuild_engine: Optional[Callable[[], Any]] = None,
+    ) -> None:
         self.engine = engine
         self.config = config
+        self.slow_path = slow_path or SlowPath()
+        self._rebuild_engine = rebuild_engine
+        self._poller = zmq.Poller()
+        self._window_fd: Optional[int] = None
         self.epoch = protocol.new_epoch()
         self.gen = 1
         self.started_ns = time.time_ns()
@@ -82,13 +103,21 @@ class Agent:
         self._topology = list(engine.topology())
         self._topo_body = self._encode_topo(self._topology)
         self._counters = [d.counters for d in self._topology]
+        self._indices = [d.index for d in self._topology]
         self._topics = [protocol.build_topic("state", config.node, d.id) for d in self._topology]
         self._last_window = [None] * len(self._topology)
-        self.feed = sockets.bind_feed(self._ctx, config.feed, config.sndhwm)
+        # The ZAP handler must run before the sockets accept anyone.
+        self._auth = Authenticator(self._ctx, config.curve) if config.curve is not None else None
         try:
-            self.sync = sockets.bind_sync(self._ctx, config.sync, config.sndhwm)
+            self.feed = sockets.bind_feed(self._ctx, config.feed, config.sndhwm, curve=config.curve)
+            try:
+                self.sync = sockets.bind_sync(self._ctx, config.sync, config.sndhwm, curve=config.curve)
+            except OSError:
+                self.feed.close(0)
+                raise
         except OSError:
-            self.feed.close(0)
+            if self._auth is not None:
+                self._auth.stop()
             raise
         self.feed_endpoint = sockets.bound_endpoint(self.feed)
         self.sync_endpoint = sockets.bound_endpoint(self.sync)
@@ -103,6 +132,9 @@ class Agent:
         # (each connection drains at its own pace), so a clean stop loses nothing mid-flight.
         self.feed.close(linger=FLUSH_ON_CLOSE_MS)
         self.sync.close(0)
+        if self._auth is not None:
+            self._auth.stop()
+        self.slow_path.close()
 
     def run(self) -> None:
         cfg = self.config
@@ -111,13 +143,9 @@ class Agent:
             cfg.node, self.epoch, len(self._topology), ", ".join(f"{d.id} {d.model}" for d in self._topology),
             self.feed_endpoint, self.sync_endpoint, cfg.publish_interval_ms,
         )
-        poller = zmq.Poller()
+        poller = self._poller
         poller.register(self.sync, zmq.POLLIN)
-        # The engine signals each finished window on an eventfd: publishing the
-        # moment it is readable keeps latency to what encoding and sending cost.
-        window_fd = getattr(self.engine, "window_fd", None) if cfg.align_to_windows else None
-        if window_fd is not None:
-            poller.register(window_fd, zmq.POLLIN)
+        self._watch_windows()
         interval = cfg.publish_interval_ms / 1000.0
         now = time.monotonic()
         self._publish_topo()
@@ -135,6 +163,10 @@ class Agent:
             if now >= next_topo:
                 self._refresh_topology(force_publish=True)
                 next_topo = now + cfg.topo_interval_s
+            if self._rebuild_engine is not None and self.slow_path.topology_changed(now):
+                self._replace_engine()
+                next_topo = time.monotonic() + cfg.topo_interval_s  # topo was just published
+                next_state = time.monotonic()
             # Wake for the earliest timer, and at least every 100 ms to notice stop().
             timeout = max(0.0, min(next_state, next_hb, next_topo, now + 0.1) - time.monotonic())
             try:
@@ -143,12 +175,42 @@ class Agent:
                 if e.errno == zmq.EINTR:  # a signal: loop round to check stop
                     continue
                 raise
-            if window_fd is not None and ready.get(window_fd):
+            if self._window_fd is not None and ready.get(self._window_fd):
                 self.engine.drain_window_fd()
                 next_state = time.monotonic()  # publish on the next pass, before anything else
             if ready.get(self.sync):
                 sockets.serve_requests(self.sync, self._answer, self.sync_stats)
         log.info("agent %s stopping: sent %s", cfg.node, self.stats)
+
+    def _watch_windows(self) -> None:
+        """Poll the engine's eventfd: it signals each finished window, and publishing the
+        moment it is readable keeps latency to what encoding and sending cost."""
+        if self._window_fd is not None:
+            self._poller.unregister(self._window_fd)
+        fd = getattr(self.engine, "window_fd", None) if self.config.align_to_windows else None
+        self._window_fd = fd
+        if fd is not None:
+            self._poller.register(fd, zmq.POLLIN)
+
+    def _replace_engine(self) -> None:
+        """The partition layout changed under the engine (e.g. MIG reconfigured): its topology
+        and driver are void. Build a fresh engine with the same options, then announce it."""
+        assert self._rebuild_engine is not None
+        log.warning("partition layout changed: rebuilding the %s engine", getattr(self.engine, "backend", "?"))
+        self._publish_events()  # what the old engine still had to say
+        try:
+            new = self._rebuild_engine()
+        except Exception as e:  # noqa: BLE001 — keep publishing what the old engine sees
+            log.error("could not rebuild the engine after a layout change: %s", e)
+            body = protocol.encode_event_body("backend_error", f"engine rebuild after a layout change failed: {e}")
+            self._send(protocol.build_topic("event", self.config.node), time.time_ns(), body, keep=False)
+            self.stats["event"] += 1
+            return
+        self.engine.stop()
+        self.engine = new
+        self.engine.start()
+        self._watch_windows()
+        self._refresh_topology(force_publish=False, changed=True)
 
     # ------------------------------------------------------------------ publishing
     def _send(self, topic: str, ts: int, body: dict[str, Any], keep: bool) -> None:
@@ -171,16 +233,18 @@ class Agent:
         self._send(protocol.build_topic("topo", self.config.node), time.time_ns(), self._topo_body, keep=True)
         self.stats["topo"] += 1
 
-    def _refresh_topology(self, force_publish: bool) -> None:
-        """Re-read the topology; a change bumps ``gen`` and is announced (§3.1, §3.4)."""
+    def _refresh_topology(self, force_publish: bool, changed: bool = False) -> None:
+        """Re-read the topology; a change bumps ``gen`` and is announced (§3.1, §3.4).
+        ``changed``: the caller knows it changed (a rebuilt engine), whatever the bodies say."""
         topology = list(self.engine.topology())
         body = self._encode_topo(topology)
-        changed = protocol.pack(body["devices"]) != protocol.pack(self._topo_body["devices"])
+        changed = changed or protocol.pack(body["devices"]) != protocol.pack(self._topo_body["devices"])
         if changed:
             self.gen += 1
             old = {d.id for d in self._topology}
             self._topology, self._topo_body = topology, body
             self._counters = [d.counters for d in topology]
+            self._indices = [d.index for d in topology]
             self._topics = [protocol.build_topic("state", self.config.node, d.id) for d in topology]
             self._last_window = [None] * len(topology)
             for topic in [t for t in self._latest if t.startswith(f"{protocol.PREFIX}state/")]:
@@ -210,7 +274,8 @@ class Agent:
                 window_id = st.t_ns
             if window_id != self._last_window[i]:
                 self._last_window[i] = window_id
-                body = protocol.encode_state_body(st, self._counters[i])
+                processes = self.slow_path.processes(self._indices[i], now)
+                body = protocol.encode_state_body(st, self._counters[i], processes)
                 self._send(self._topics[i], int(st.t_ns), body, keep=True)
                 self.stats["state"] += 1
             due = now + (st.t_ns + st.window_ns - wall_now) / 1e9

@@ -17,7 +17,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from . import config as config_mod
-from . import protocol
+from . import protocol, slow_path
+from .curve import ClientKeys, CurveError, ServerKeys
 
 log = logging.getLogger("cuagent")
 
@@ -85,7 +86,7 @@ def make_engine(cfg: config_mod.RunConfig) -> Any:
     failures = []
     for name in names:
         try:
-            engine = Engine(driver=name, **common)
+            engine = Engine(driver=name, **common, **cfg.driver_options(name))
         except Exception as e:  # noqa: BLE001 — each backend's reason goes into the message
             failures.append(f"{name}: {e}")
             continue
@@ -109,27 +110,40 @@ def cmd_run(args: argparse.Namespace) -> int:
         "feed": args.feed, "sync": args.sync, "rate_hz": args.rate_hz,
         "publish_interval_ms": args.publish_interval_ms, "topo_interval_s": args.topo_interval_s,
         "sndhwm": args.sndhwm, "log_level": args.log_level,
+        "nvml_library": args.nvml_library, "rocm_smi_library": args.rocm_smi_library, "kfd_root": args.kfd_root,
+        "process_interval_s": args.process_interval_s, "topology_poll_s": args.topology_poll_s,
+        "curve_secret_key": args.curve_secret_key, "curve_allow": args.curve_allow,
     }
     cfg = config_mod.build(file_values, flags)
     _setup_logging(cfg.log_level)
     node = cfg.node_name()
+    curve = ServerKeys.load(cfg.curve_secret_key, cfg.curve_allow) if cfg.curve_secret_key else None
     agent_cfg = AgentConfig(
         node=node, feed=cfg.feed, sync=cfg.sync, publish_interval_ms=cfg.publish_interval_ms,
         topo_interval_s=cfg.topo_interval_s, sndhwm=cfg.sndhwm, align_to_windows=not args.publish_timer,
+        curve=curve,
     )
     engine = make_engine(cfg)
+    backend = engine.backend
+    # A rebuilt engine (after a partition layout change) uses the backend that was chosen at
+    # start, with the same options, never another one `auto` might now find.
+    rebuild_cfg = dataclasses.replace(cfg, driver=backend)
+    extras = slow_path.for_backend(backend, cfg.driver_options(backend), cfg.process_interval_s, cfg.topology_poll_s)
     try:
-        agent = Agent(engine, agent_cfg)
+        agent = Agent(engine, agent_cfg, slow_path=extras, rebuild_engine=lambda: make_engine(rebuild_cfg))
     except OSError as e:
+        extras.close()
         raise CliError(str(e)) from None
     _install_stop_signals(agent.stop)
     engine.start()
     try:
         if args.duration is not None:
-            threading.Timer(args.duration, agent.stop).start()
+            timer = threading.Timer(args.duration, agent.stop)
+            timer.daemon = True
+            timer.start()
         agent.run()
     finally:
-        engine.stop()
+        agent.engine.stop()  # the engine it runs now: a layout change may have replaced it
         agent.close()
     return 0
 
@@ -141,8 +155,12 @@ def cmd_relay(args: argparse.Namespace) -> int:
     import socket
 
     name = args.name or protocol.sanitize_node(socket.gethostname() + "-relay")
+    if (args.curve_secret_key is None) != (args.curve_allow is None):
+        raise CliError("CURVE needs both --curve-secret-key and --curve-allow")
+    server = ServerKeys.load(args.curve_secret_key, args.curve_allow) if args.curve_secret_key else None
     try:
-        relay = Relay(RelayConfig(args.connect, name, args.feed, args.sync, args.sndhwm))
+        relay = Relay(RelayConfig(args.connect, name, args.feed, args.sync, args.sndhwm,
+                                  curve=server, upstream_curve=_client_keys(args)))
     except (OSError, ValueError) as e:
         raise CliError(str(e)) from None
     _install_stop_signals(relay.stop)
@@ -159,7 +177,14 @@ def cmd_top(args: argparse.Namespace) -> int:
     from .top import run_top
 
     _setup_logging(args.log_level)
-    return run_top(args.endpoints or [DEFAULT_ENDPOINT], duration=args.duration, plain=args.plain or None)
+    from .client import Client
+
+    endpoints = args.endpoints or [DEFAULT_ENDPOINT]
+    client = Client(endpoints, curve=_client_keys(args))
+    try:
+        return run_top(endpoints, duration=args.duration, plain=args.plain or None, client=client)
+    finally:
+        client.close()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -199,6 +224,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
     ctx = zmq.Context.instance()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
+    keys = _client_keys(args)
+    if keys is not None:
+        keys.apply(sub)
     for prefix in args.prefix or [protocol.PREFIX]:
         sub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
     sub.connect(ep.feed)
@@ -225,11 +253,13 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
-def sync_request(sync_endpoint: str, request: dict, timeout: float) -> bytes:
+def sync_request(sync_endpoint: str, request: dict, timeout: float, curve: Optional[ClientKeys] = None) -> bytes:
     import zmq
 
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    if curve is not None:
+        curve.apply(sock)
     sock.connect(sync_endpoint)
     try:
         sock.send(protocol.pack(request))
@@ -244,10 +274,12 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     from .client import parse_endpoint
 
     ep = parse_endpoint(args.endpoint)
+    keys = _client_keys(args)
     if args.ping:
-        print(json.dumps(to_jsonable(protocol.unpack(sync_request(ep.sync, {"op": "ping"}, args.timeout)))))
+        print(json.dumps(to_jsonable(protocol.unpack(sync_request(ep.sync, {"op": "ping"}, args.timeout, keys)))))
         return 0
-    snap = protocol.decode_snapshot_reply(sync_request(ep.sync, {"op": "snapshot", "prefix": args.prefix}, args.timeout))
+    snap = protocol.decode_snapshot_reply(
+        sync_request(ep.sync, {"op": "snapshot", "prefix": args.prefix}, args.timeout, keys))
     devices: dict[tuple[str, str], protocol.Device] = {}
     messages = []
     for frames in sorted(snap.messages, key=lambda f: not f[0].startswith(b"cua1/topo/")):
@@ -264,6 +296,26 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- parser
+
+
+def _client_keys(args: argparse.Namespace) -> Optional[ClientKeys]:
+    return ClientKeys.from_args(getattr(args, "curve_client_key", None), getattr(args, "curve_server_key", None))
+
+
+def _curve_client_flags(p: argparse.ArgumentParser, upstream: bool = False) -> None:
+    whose = "upstream agents/relays" if upstream else "the agent or relay"
+    g = p.add_argument_group("CURVE client (PROTOCOL.md §6)")
+    g.add_argument("--curve-client-key", metavar="FILE",
+                   help=f"this client's zmq.auth secret key file (.key_secret), admitted by {whose}")
+    g.add_argument("--curve-server-key", metavar="FILE", help=f"public key file (.key) of {whose}")
+
+
+def _curve_server_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("CURVE server (PROTOCOL.md §6)")
+    g.add_argument("--curve-secret-key", metavar="FILE",
+                   help="this server's zmq.auth secret key file (.key_secret); feed and sync become CURVE servers")
+    g.add_argument("--curve-allow", metavar="DIR",
+                   help="directory of admitted clients' public keys (*.key, read at start); others receive nothing")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -293,6 +345,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, help="stop after this many seconds")
     run.add_argument("--publish-timer", action="store_true", help=argparse.SUPPRESS)  # bench baseline only
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    backends = run.add_argument_group("real backends")
+    backends.add_argument("--nvml-library", metavar="PATH",
+                          help="libnvidia-ml to load (default: libnvidia-ml.so.1 from the loader's path)")
+    backends.add_argument("--rocm-smi-library", metavar="PATH",
+                          help="librocm_smi64 to load (default: the loader's path; env CUAGENT_ROCM_SMI_LIBRARY)")
+    backends.add_argument("--kfd-root", metavar="PATH",
+                          help="KFD sysfs directory for AMD topology (default /sys/class/kfd/kfd; env CUAGENT_KFD_ROOT)")
+    backends.add_argument("--process-interval-s", type=float,
+                          help="list a device's processes at most this often (default 1; NVML)")
+    backends.add_argument("--topology-poll-s", type=float,
+                          help="check the partition (MIG) layout this often; a change rebuilds the engine (default 5)")
+    _curve_server_flags(run)
     run.set_defaults(func=cmd_run)
 
     relay = sub.add_parser("relay", help="forward many agents' feeds, answer snapshots for all",
@@ -306,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     relay.add_argument("--sndhwm", type=int, default=1000)
     relay.add_argument("--duration", type=float)
     relay.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    _curve_server_flags(relay)
+    _curve_client_flags(relay, upstream=True)
     relay.set_defaults(func=cmd_relay)
 
     def viewer(p: argparse.ArgumentParser) -> None:
@@ -316,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     top = sub.add_parser("top", help="live terminal view of agents or relays")
     top.add_argument("endpoints", nargs="*", metavar="FEED[,SYNC]", help=f"default {DEFAULT_ENDPOINT}")
     viewer(top)
+    _curve_client_flags(top)
     top.set_defaults(func=cmd_top)
 
     demo = sub.add_parser("demo", help="a simulated agent plus top, in one command")
@@ -331,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--prefix", action="append", help="topic prefix (repeat; default cua1/)")
     watch.add_argument("--duration", type=float)
     watch.add_argument("--count", type=int, help="stop after this many messages")
+    _curve_client_flags(watch)
     watch.set_defaults(func=cmd_watch)
 
     snap = sub.add_parser("snapshot", help="one-shot JSON dump of a node or relay (sync socket)")
@@ -339,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     snap.add_argument("--ping", action="store_true", help="send ping instead of snapshot")
     snap.add_argument("--timeout", type=float, default=3.0)
     snap.add_argument("--compact", action="store_true", help="one line")
+    _curve_client_flags(snap)
     snap.set_defaults(func=cmd_snapshot)
     return parser
 

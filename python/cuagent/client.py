@@ -29,6 +29,7 @@ import numpy as np
 import zmq
 
 from . import protocol
+from .curve import ClientKeys, apply_client
 from .protocol import Device, Header, ProtocolError, State, Topic
 
 log = logging.getLogger("cuagent.client")
@@ -125,8 +126,10 @@ class DeviceView:
         Needs the layout unless states are measured at that level itself. Units the layout
         could not place (an ancestor index beyond the level's count) belong to no group."""
         level = level or self.topology.levels[0]
-        if level not in self.topology.counts:
+        if level not in self.topology.levels:
             raise ValueError(f"{level!r} is not a level of {self.id} ({self.topology.levels})")
+        if level not in self.topology.counts:
+            return []  # its size is unknown (no layout): no group can be shown idle
         found = self._finest_state()
         if found is None:
             return []
@@ -242,13 +245,16 @@ class _Buffered:
 class _Link:
     """One upstream (an agent or a relay): its SUB and its sync DEALER."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: Endpoint, prefixes: list[str], rcvhwm: int) -> None:
+    def __init__(self, ctx: zmq.Context, endpoint: Endpoint, prefixes: list[str], rcvhwm: int,
+                 curve: Optional[ClientKeys] = None) -> None:
         self.ctx = ctx
+        self.curve = curve
         self.endpoint = endpoint
         self.prefixes = prefixes
         self.sub = ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.LINGER, 0)
         self.sub.setsockopt(zmq.RCVHWM, rcvhwm)
+        apply_client(self.sub, curve)
         for prefix in prefixes:
             self.sub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
         self.sub.connect(endpoint.feed)
@@ -272,6 +278,7 @@ class _Link:
             self.dealer.close(0)
         self.dealer = self.ctx.socket(zmq.DEALER)
         self.dealer.setsockopt(zmq.LINGER, 0)
+        apply_client(self.dealer, self.curve)
         self.dealer.connect(self.endpoint.sync)
 
     def close(self) -> None:
@@ -286,7 +293,8 @@ class Client:
     ``endpoints``: ``"tcp://host:7710"`` (sync at port + 1), ``"FEED,SYNC"`` or
     :class:`Endpoint`. ``prefixes``: topic prefixes to follow (default everything).
     ``keep_frames``: also keep the latest raw frames per topo/state topic (for relays).
-    ``rcvhwm``: messages queued per endpoint before ZeroMQ drops (the gaps are then counted)."""
+    ``rcvhwm``: messages queued per endpoint before ZeroMQ drops (the gaps are then counted).
+    ``curve``: client keys (:class:`cuagent.curve.ClientKeys`) for agents/relays that run CURVE."""
 
     def __init__(
         self,
@@ -297,8 +305,10 @@ class Client:
         stale_after_s: float = STALE_AFTER_S,
         snapshot_timeout_s: float = SNAPSHOT_TIMEOUT_S,
         rcvhwm: int = 100_000,
+        curve: Optional[ClientKeys] = None,
     ) -> None:
         self.ctx = context or zmq.Context.instance()
+        self.curve = curve
         self.prefixes = list(prefixes)
         for prefix in self.prefixes:
             if not prefix.startswith(protocol.PREFIX) and not protocol.PREFIX.startswith(prefix):
@@ -313,7 +323,7 @@ class Client:
         self.snapshot_timeout_s = snapshot_timeout_s
         self._callbacks: list[Callable[[Update], None]] = []
         self._updates: list[Update] = []
-        self.links = [_Link(self.ctx, _as_endpoint(e), self.prefixes, rcvhwm) for e in endpoints]
+        self.links = [_Link(self.ctx, _as_endpoint(e), self.prefixes, rcvhwm, curve) for e in endpoints]
         if not self.links:
             raise ValueError("no endpoints given")
         for link in self.links:

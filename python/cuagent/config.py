@@ -50,6 +50,26 @@ class RunConfig:
     topo_interval_s: float = 10.0
     sndhwm: int = 1000
     log_level: str = "info"
+    # Where the real backends find their vendor pieces (None: the loader's search path / sysfs).
+    nvml_library: Optional[str] = None
+    rocm_smi_library: Optional[str] = None
+    kfd_root: Optional[str] = None
+    # Slow path: per-process lists at most this often per device; partition layout polled this often.
+    process_interval_s: float = 1.0
+    topology_poll_s: float = 5.0
+    # CURVE (PROTOCOL.md §6): the agent's secret key file and the directory of admitted public keys.
+    curve_secret_key: Optional[str] = None
+    curve_allow: Optional[str] = None
+
+    def driver_options(self, driver: str) -> dict[str, Any]:
+        """Options for one real backend's make_driver (only those that were set)."""
+        if driver == "nvml":
+            opts = {"library": self.nvml_library}
+        elif driver == "rocm_smi":
+            opts = {"library": self.rocm_smi_library, "kfd_root": self.kfd_root}
+        else:
+            opts = {}
+        return {k: v for k, v in opts.items() if v is not None}
 
     def node_name(self) -> str:
         if self.node is not None:
@@ -78,7 +98,10 @@ def parse_mock_devices(spec: Any) -> list[tuple[str, str]]:
     return out
 
 
-_TYPES = {"seed": int, "rate_hz": (int, float), "publish_interval_ms": (int, float), "topo_interval_s": (int, float), "sndhwm": int}
+_TYPES = {"seed": int, "rate_hz": (int, float), "publish_interval_ms": (int, float), "topo_interval_s": (int, float),
+          "sndhwm": int, "process_interval_s": (int, float), "topology_poll_s": (int, float)}
+_STRINGS = ("driver", "feed", "sync", "node", "log_level", "nvml_library", "rocm_smi_library", "kfd_root",
+            "curve_secret_key", "curve_allow")
 
 
 def load_file(path: str | Path) -> dict[str, Any]:
@@ -103,7 +126,7 @@ def build(file_values: dict[str, Any], flag_values: dict[str, Any]) -> RunConfig
     for key, types in _TYPES.items():
         if key in merged and (isinstance(merged[key], bool) or not isinstance(merged[key], types)):
             raise ConfigError(f"{key} must be a number, got {merged[key]!r}")
-    for key in ("driver", "feed", "sync", "node", "log_level"):
+    for key in _STRINGS:
         if key in merged and not isinstance(merged[key], str):
             raise ConfigError(f"{key} must be a string, got {merged[key]!r}")
     if "mock_devices" in merged:
@@ -119,6 +142,12 @@ def build(file_values: dict[str, Any], flag_values: dict[str, Any]) -> RunConfig
         raise ConfigError(
             f"publish_interval_ms {cfg.publish_interval_ms} is shorter than one sample at rate_hz {cfg.rate_hz}"
         )
+    for key in ("process_interval_s", "topology_poll_s"):
+        if getattr(cfg, key) <= 0:
+            raise ConfigError(f"{key} must be > 0, got {getattr(cfg, key)}")
+    if (cfg.curve_secret_key is None) != (cfg.curve_allow is None):
+        raise ConfigError("CURVE needs both curve_secret_key (the agent's key file) and curve_allow "
+                          "(the directory of admitted client public keys)")
     if cfg.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"log_level {cfg.log_level!r} is not one of debug, info, warning, error")
     return cfg

@@ -338,7 +338,9 @@ def encode_device(d: Any) -> dict[str, Any]:
     if layout:
         m["layout"] = {str(level): _u16(arr) for level, arr in layout.items()}
     m["layout_source"] = str(d.layout_source)
-    m["counts"] = {str(k): int(v) for k, v in d.counts.items()}
+    # A coarser level whose size the backend does not know (NVML without the SM layout
+    # probe reports 0 GPCs/TPCs) has no count: absent, never a made-up number.
+    m["counts"] = {str(k): int(v) for k, v in d.counts.items() if int(v) > 0 or k == d.unit}
     parts = []
     for p in d.partitions:
         pm: dict[str, Any] = {
@@ -379,11 +381,16 @@ def encode_topo_body(devices: Iterable[Any], agent: AgentInfo | Mapping[str, Any
     return {"agent": agent_map, "devices": [encode_device(d) for d in devices]}
 
 
-def encode_state_body(s: Any, counters: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+def encode_state_body(
+    s: Any, counters: Optional[Mapping[str, Any]] = None, processes: Optional[Iterable[Mapping[str, Any]]] = None,
+) -> dict[str, Any]:
     """A ``state`` map from an engine DeviceState (or a decoded :class:`State`).
 
     ``counters`` (the device's topo counters) lets whole-number quantities (bytes, counts,
-    bitmasks) go out as ints; NaN or None values are left out (absent, never zero)."""
+    bitmasks) go out as ints; NaN or None values are left out (absent, never zero).
+    ``processes`` (the backend's slow path) overrides ``s.processes``; None means the backend
+    cannot list processes and the key is left out, while an empty list means it can and
+    nothing runs. A device without sub-device counters carries no ``levels`` key (§3.2)."""
     units = {name: c.unit for name, c in counters.items()} if counters else {}
     levels: dict[str, Any] = {}
     for level, entries in s.levels.items():
@@ -399,20 +406,30 @@ def encode_state_body(s: Any, counters: Optional[Mapping[str, Any]] = None) -> d
         for pid, values in s.partition.items()
     }
     device = {str(k): _scalar(v, units.get(k)) for k, v in s.device.items() if _measured(v)}
-    body: dict[str, Any] = {
-        "window_ns": int(s.window_ns),
-        "samples": int(s.samples),
-        "levels": levels,
-        "partition": partition,
-        "device": device,
-    }
+    body: dict[str, Any] = {"window_ns": int(s.window_ns), "samples": int(s.samples)}
+    if levels:
+        body["levels"] = levels
+    body["partition"] = partition
+    body["device"] = device
     # None: no counter to estimate it from; absent rather than invented.
     if getattr(s, "idle_units", None) is not None and not math.isnan(s.idle_units):
         body["idle_units"] = float(s.idle_units)
-    processes = getattr(s, "processes", None)
-    if processes:
-        body["processes"] = [dict(p) for p in processes]
+    if processes is None:
+        processes = getattr(s, "processes", None)
+    if processes is not None:
+        body["processes"] = [_process(p) for p in processes]
     return body
+
+
+def _process(p: Mapping[str, Any]) -> dict[str, Any]:
+    """One ``processes`` entry with the wire types of §3.2; unknown fields are left out."""
+    out: dict[str, Any] = {"pid": int(p["pid"])}
+    if p.get("sm") is not None and _measured(p["sm"]):
+        out["sm"] = float(p["sm"])
+    if p.get("mem") is not None and int(p["mem"]) >= 0:
+        out["mem"] = int(p["mem"])
+    out["name"] = str(p.get("name") or "")
+    return out
 
 
 def encode_hb_body(seqs: Mapping[str, int], rate_hz: float, dropped: int, uptime_s: float) -> dict[str, Any]:
@@ -495,6 +512,8 @@ def decode_device(m: Any, where: str = "device") -> Device:
         raise ProtocolError(f"{where}.levels", f"last level {levels[-1]!r} is not the unit {unit!r}")
     counts = _map(_get(m, "counts", dict, where), f"{where}.counts")
     for level in levels:
+        if level not in counts and level != unit and "layout" not in m:
+            continue  # a coarser level of unknown size (no layout either): absent
         if type(counts.get(level)) is not int or counts[level] < 1:
             raise ProtocolError(f"{where}.counts.{level}", f"expected a positive int, got {counts.get(level)!r}")
     if counts[unit] != units:
@@ -549,7 +568,7 @@ def decode_device(m: Any, where: str = "device") -> Device:
         unit=unit,
         units=units,
         levels=list(levels),
-        counts={k: counts[k] for k in levels},
+        counts={k: counts[k] for k in levels if k in counts},
         layout=layout,
         layout_source=layout_source,
         partitions=partitions,

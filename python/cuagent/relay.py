@@ -20,6 +20,7 @@ import zmq
 
 from . import protocol, sockets
 from .client import Client, Endpoint
+from .curve import Authenticator, ClientKeys, ServerKeys, apply_client
 
 log = logging.getLogger("cuagent.relay")
 
@@ -31,6 +32,10 @@ class RelayConfig:
     feed: str = "tcp://*:7720"
     sync: str = "tcp://*:7721"
     sndhwm: int = sockets.DEFAULT_SNDHWM
+    # CURVE (PROTOCOL.md §6): serve with these keys and admit only their allow-list, and/or
+    # connect upstream as this client.
+    curve: Optional[ServerKeys] = None
+    upstream_curve: Optional[ClientKeys] = None
 
     def __post_init__(self) -> None:
         protocol.check_node(self.name, "--name")
@@ -45,20 +50,28 @@ class Relay:
         self.epoch = protocol.new_epoch()
         self._stop = threading.Event()
         self.sync_stats: dict[str, int] = {}
+        self._auth = Authenticator(self.ctx, config.curve) if config.curve is not None else None
         # Forwarding sockets: created here, used only by the proxy thread from start() on.
         self._xsub = self.ctx.socket(zmq.XSUB)
         self._xsub.setsockopt(zmq.LINGER, 0)
         self._xsub.setsockopt(zmq.RCVHWM, 100_000)
         sockets.heartbeats(self._xsub)
-        self._xpub = sockets.bind_feed(self.ctx, config.feed, config.sndhwm, kind=zmq.XPUB)
+        apply_client(self._xsub, config.upstream_curve)
         try:
-            self.sync = sockets.bind_sync(self.ctx, config.sync, config.sndhwm)
+            self._xpub = sockets.bind_feed(self.ctx, config.feed, config.sndhwm, kind=zmq.XPUB, curve=config.curve)
+            try:
+                self.sync = sockets.bind_sync(self.ctx, config.sync, config.sndhwm, curve=config.curve)
+            except OSError:
+                self._xpub.close(0)
+                raise
         except OSError:
-            self._xpub.close(0)
+            self._xsub.close(0)
+            if self._auth is not None:
+                self._auth.stop()
             raise
         self.feed_endpoint = sockets.bound_endpoint(self._xpub)
         self.sync_endpoint = sockets.bound_endpoint(self.sync)
-        self.client = Client(config.upstreams, keep_frames=True, context=self.ctx)
+        self.client = Client(config.upstreams, keep_frames=True, context=self.ctx, curve=config.upstream_curve)
         # Take everything upstream regardless of who is subscribed below: a downstream
         # subscription then never has to travel to an agent before it takes effect, so a
         # client joining through the relay cannot miss messages sent while it propagated.
@@ -117,6 +130,8 @@ class Relay:
         self.client.close()
         for sock in (self._xsub, self._xpub, self.sync, self._control):
             sock.close(0)
+        if self._auth is not None:
+            self._auth.stop()
 
     def _answer(self, req: sockets.Request) -> bytes:
         if req.op == "ping":

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import zmq
 
 from . import protocol
+
+if TYPE_CHECKING:
+    from .curve import ServerKeys
 
 log = logging.getLogger("cuagent.sync")
 
@@ -29,17 +32,23 @@ def heartbeats(sock: zmq.Socket) -> None:
     sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS)
 
 
-def bind_feed(ctx: zmq.Context, endpoint: str, sndhwm: int = DEFAULT_SNDHWM, kind: int = zmq.PUB) -> zmq.Socket:
+def bind_feed(ctx: zmq.Context, endpoint: str, sndhwm: int = DEFAULT_SNDHWM, kind: int = zmq.PUB,
+              curve: Optional["ServerKeys"] = None) -> zmq.Socket:
     sock = ctx.socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SNDHWM, sndhwm)
     heartbeats(sock)
+    if curve is not None:
+        curve.apply(sock)
     _bind(sock, endpoint, "feed")
     return sock
 
 
-def bind_sync(ctx: zmq.Context, endpoint: str, sndhwm: int = DEFAULT_SNDHWM) -> zmq.Socket:
+def bind_sync(ctx: zmq.Context, endpoint: str, sndhwm: int = DEFAULT_SNDHWM,
+              curve: Optional["ServerKeys"] = None) -> zmq.Socket:
     sock = ctx.socket(zmq.ROUTER)
+    if curve is not None:
+        curve.apply(sock)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SNDHWM, sndhwm)
     # libzmq drops the connection of a peer that sends a larger message: no request can make

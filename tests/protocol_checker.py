@@ -197,10 +197,8 @@ class FeedChecker:
         if not levels or levels[-1] != d["unit"] or not all(isinstance(x, str) for x in levels):
             _fail(f"{where}.levels", f"{levels!r} must end in the unit {d['unit']!r}")
         counts = d["counts"]
-        # Every level has a count, except that a coarser level of unknown size may be absent
-        # when there is no layout either (nothing invented, §2).
-        required = set(levels) if "layout" in d else {levels[-1]}
-        if not required <= set(counts) or not set(counts) <= set(levels):
+        # "number of elements at each level" (§3.1): every level has one.
+        if set(counts) != set(levels):
             _fail(f"{where}.counts", f"keys {sorted(counts)} do not match levels {levels}")
         if counts[levels[-1]] != d["units"]:
             _fail(f"{where}.counts", "last count differs from units")

@@ -59,9 +59,9 @@ def test_nvml_topo_state_and_processes(nvml_agent):
     devices = _devices(feed)
     assert [d["backend"] for d in devices] == ["nvml", "nvml"]
     for d in devices:
-        assert d["levels"] == ["gpc", "tpc", "sm"] and d["unit"] == "sm" and d["units"] == 132
-        assert "layout" not in d and d["layout_source"] == "none"  # no probe here: unknown
-        assert d["counts"] == {"sm": 132}  # GPC/TPC counts unknown without a layout: absent
+        assert d["levels"] == ["sm"] and d["unit"] == "sm" and d["units"] == 132
+        assert "layout" not in d and d["layout_source"] == "none"  # no probe here: grouping unknown
+        assert d["counts"] == {"sm": 132}
         assert {c["level"] for c in d["counters"].values()} == {"device"}
         assert [p["kind"] for p in d["partitions"]] == ["whole"]
     first, second = (d["id"] for d in devices)

@@ -68,8 +68,9 @@ def test_one_device_description(fake_nvml):
     assert dev["model"] == "NVIDIA H100 80GB HBM3"
     assert dev["pci"] == "00000000:18:00.0" and dev["numa"] == 1
     assert dev["memory_bytes"] == 85520809984
-    assert dev["units"] == 132 and dev["levels"] == ["gpc", "tpc", "sm"]
-    assert dev["counts"] == [0, 0, 132] and dev["layout_source"] == "none"
+    # Without the probe the grouping is unknown: the SM level alone, nothing invented.
+    assert dev["units"] == 132 and dev["levels"] == ["sm"]
+    assert dev["counts"] == [132] and dev["layout_source"] == "none"
     assert dev["partitions"] == [{"id": "0", "kind": "whole", "units": 132,
                                   "memory_bytes": 85520809984, "profile": ""}]
     c = dev["counters"]

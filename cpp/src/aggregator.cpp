@@ -297,7 +297,7 @@ void DeviceAggregator::finish_window() noexcept {
         double idle = 0.0;
         bool any = false;
         for (std::size_t p = 0; p < plan_->partition_units.size(); ++p) {
-            if (v[p] != v[p]) continue;
+            if (v[p] != v[p] || plan_->partition_units[p] == 0) continue;  // 0: size unknown
             idle += (1.0 - static_cast<double>(v[p])) * plan_->partition_units[p];
             any = true;
         }
@@ -305,7 +305,7 @@ void DeviceAggregator::finish_window() noexcept {
     }
     if (out.idle_units != out.idle_units && plan_->device_sm_active >= 0) {
         const float v = out.mean[plan_->layout.slot(static_cast<std::size_t>(plan_->device_sm_active)).offset];
-        if (v == v) out.idle_units = (1.0f - v) * plan_->device_units;
+        if (v == v && plan_->device_units > 0) out.idle_units = (1.0f - v) * plan_->device_units;
     }
 
     published_.publish();

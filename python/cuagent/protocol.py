@@ -340,7 +340,7 @@ def encode_device(d: Any) -> dict[str, Any]:
     m["layout_source"] = str(d.layout_source)
     # A coarser level whose size the backend does not know (NVML without the SM layout
     # probe reports 0 GPCs/TPCs) has no count: absent, never a made-up number.
-    m["counts"] = {str(k): int(v) for k, v in d.counts.items() if int(v) > 0 or k == d.unit}
+    m["counts"] = {str(k): int(v) for k, v in d.counts.items()}
     parts = []
     for p in d.partitions:
         pm: dict[str, Any] = {
@@ -512,8 +512,6 @@ def decode_device(m: Any, where: str = "device") -> Device:
         raise ProtocolError(f"{where}.levels", f"last level {levels[-1]!r} is not the unit {unit!r}")
     counts = _map(_get(m, "counts", dict, where), f"{where}.counts")
     for level in levels:
-        if level not in counts and level != unit and "layout" not in m:
-            continue  # a coarser level of unknown size (no layout either): absent
         if type(counts.get(level)) is not int or counts[level] < 1:
             raise ProtocolError(f"{where}.counts.{level}", f"expected a positive int, got {counts.get(level)!r}")
     if counts[unit] != units:

@@ -275,14 +275,13 @@ NvmlDevice NvmlDriver::describe(std::uint32_t index, const std::function<void(co
     if (desc.units == 0 && mig)
         for (const auto& p : desc.partitions) desc.units += p.units;
     if (desc.layout.empty()) {
-        if (desc.units > 0) {
-            desc.levels = {"gpc", "tpc", "sm"};
-            desc.counts = {0, 0, desc.units};  // 0: not known without the probe
-        } else {
-            desc.levels = {"sm"};
-            desc.counts = {0};
+        // Without the probe nothing says how SMs group into TPCs and GPCs (not
+        // even how many GPCs are enabled on this part): publish the SM level
+        // alone rather than coarser levels of invented or unknown size.
+        desc.levels = {"sm"};
+        desc.counts = {desc.units};
+        if (desc.units == 0)
             note("nvml: " + desc.id + ": SM count of '" + desc.model + "' unknown (no probe, not in the model table)");
-        }
     } else {
         desc.levels = {"gpc", "tpc", "sm"};
     }

@@ -49,17 +49,14 @@ class NvmlSlowPathPoller(SlowPath):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         from .backends import nvml
-        from .backends._pynvml_loader import use_library
 
         if process_interval_s <= 0 or topology_poll_s <= 0:
             raise ValueError(
                 f"process interval and topology poll must be > 0 s, got {process_interval_s}, {topology_poll_s}")
         self._slow = nvml.NvmlSlowPath(library)
-        self._nvml = use_library(library)
         self.process_interval_s = process_interval_s
         self.topology_poll_s = topology_poll_s
         self._processes: dict[int, tuple[float, Optional[list[dict[str, Any]]]]] = {}
-        self._supported: dict[int, bool] = {}
         self._next_topology = clock() + topology_poll_s
 
     def close(self) -> None:
@@ -71,38 +68,11 @@ class NvmlSlowPathPoller(SlowPath):
             return cached[1]
         result: Optional[list[dict[str, Any]]] = None
         try:
-            if self._process_listing_supported(device_index):
-                result = self._slow.processes(device_index)
+            result = self._slow.processes(device_index)
         except Exception as e:  # noqa: BLE001 — e.g. the GPU fell off the bus: absent, not fatal
             log.debug("processes of device %d not available: %s", device_index, e)
         self._processes[device_index] = (now, result)
         return result
-
-    def _process_listing_supported(self, index: int) -> bool:
-        """Whether NVML can list this device's processes at all. NvmlSlowPath answers an empty
-        list both for "nothing runs" and for "cannot tell"; only the first may go on the wire."""
-        known = self._supported.get(index)
-        if known is not None:
-            return known
-        nvml = self._nvml
-        handle = nvml.nvmlDeviceGetHandleByIndex(index)
-        supported = True
-        try:
-            nvml.nvmlDeviceGetComputeRunningProcesses(handle)
-        except nvml.NVMLError as e:
-            if e.value != nvml.NVML_ERROR_NOT_SUPPORTED:
-                raise  # lost, or a transient error: decide on a later query
-            try:
-                nvml.nvmlDeviceGetProcessUtilization(handle, 0)
-            except nvml.NVMLError as e2:
-                if e2.value == nvml.NVML_ERROR_NOT_SUPPORTED:
-                    supported = False
-                elif e2.value != nvml.NVML_ERROR_NOT_FOUND:  # Not Found: supported, nothing ran
-                    raise
-        if not supported:
-            log.info("device %d: NVML cannot list processes; state.processes is left out", index)
-        self._supported[index] = supported
-        return supported
 
     def topology_changed(self, now: float) -> bool:
         if now < self._next_topology:

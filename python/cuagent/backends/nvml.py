@@ -99,13 +99,15 @@ class NvmlSlowPath:
         return self._nvml.nvmlDeviceGetHandleByIndex(index)
 
     # -- processes ---------------------------------------------------------
-    def processes(self, device_index: int) -> List[Dict[str, Any]]:
+    def processes(self, device_index: int) -> Optional[List[Dict[str, Any]]]:
         """Processes on a device: [{"pid", "sm" (ratio), "mem" (bytes), "name"}].
 
         ``sm`` comes from nvmlDeviceGetProcessUtilization (since the previous
         call) and is left out where NVML cannot give it (MIG); ``mem`` from the
         running-process list. A process that ran no kernel in the interval
-        (NVML answers Not Found) has ``sm`` 0.
+        (NVML answers Not Found) has ``sm`` 0. None when NVML can list processes
+        in neither way (unsupported, or the GPU is gone): unknown, which is not
+        the same as the empty list of a device where nothing runs.
         """
         import psutil
 
@@ -127,6 +129,7 @@ class NvmlSlowPath:
             if exc.value != nvml.NVML_ERROR_NOT_FOUND:  # Not Found: nothing ran in the window
                 sm_known = False
         mem: Dict[int, int] = {}
+        mem_known = True
         try:
             for p in nvml.nvmlDeviceGetComputeRunningProcesses(h):
                 if p.usedGpuMemory is not None:
@@ -134,7 +137,9 @@ class NvmlSlowPath:
                 else:
                     mem.setdefault(p.pid, -1)
         except nvml.NVMLError:
-            pass
+            mem_known = False
+        if not (sm_known or mem_known):
+            return None
         out = []
         for pid in sorted(set(sm) | set(mem)):
             entry: Dict[str, Any] = {"pid": int(pid)}
@@ -190,8 +195,15 @@ class NvmlSlowPath:
     def _signature(self) -> tuple:
         nvml = self._nvml
         sig = []
+        previous = getattr(self, "_mig_signature", None) or ()  # None during __init__
         for i in range(nvml.nvmlDeviceGetCount()):
-            inv = self.mig_inventory(i)
+            try:
+                inv = self.mig_inventory(i)
+            except nvml.NVMLError:
+                # Unreachable now (lost, resetting): keep what we last knew, so a
+                # lost GPU neither looks like a layout change nor hides one on another.
+                sig.append(previous[i] if i < len(previous) else ("unknown",))
+                continue
             sig.append(tuple((g["id"], g["profile"], g["units"], g["compute_instances"],
                               tuple(sorted((g["placement"] or {}).items()))) for g in inv))
         return tuple(sig)

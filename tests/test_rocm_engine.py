@@ -17,7 +17,7 @@ import pytest
 from fakes.rocm_fixtures import rocm_library  # noqa: F401
 
 SCRIPT = Path(__file__).parent / "fakes" / "rocm_engine_scenario.py"
-BUSY = np.array([90.0, 0.0, 0.0, 10.0, 50.0, 60.0, 70.0, 100.0]) / 100
+BUSY = np.array([90.0, 0.0, 0.0, 20.0, 50.0, 60.0, 70.0, 100.0]) / 100
 IDLE, ACTIVE = 0, 1
 
 

@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cuagent import Engine  # noqa: E402
 from fakes.rocm import FakeAmdHost  # noqa: E402
 
-BUSY = [90.0, 0.0, 0.0, 10.0, 50.0, 60.0, 70.0, 100.0]
+# 20 %, not 10 %: clear of the idle hysteresis band (idle holds until active >= 0.10).
+BUSY = [90.0, 0.0, 0.0, 20.0, 50.0, 60.0, 70.0, 100.0]
 DEADLINE_S = 20.0
 
 

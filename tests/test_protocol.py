@@ -5,6 +5,7 @@ PROTOCOL.md, so encoder and checker must agree on every message built here."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import msgpack
@@ -127,8 +128,7 @@ def test_topo_round_trip():
 
 
 def test_unknown_layout_is_absent_not_empty():
-    dev = h100_device()
-    dev.layout, dev.layout_source, dev.pci, dev.numa = {}, "none", None, None
+    dev = dataclasses.replace(h100_device(), layout={}, layout_source="none", pci=None, numa=None)
     m = p.encode_device(dev)
     assert "layout" not in m and "pci" not in m and "numa" not in m
     assert p.decode_device(m).layout == {}

@@ -19,6 +19,8 @@ from typing import Any, Iterable, Mapping, NamedTuple, Optional, Sequence
 import msgpack
 import numpy as np
 
+from .topology import CounterInfo, CounterStat, DeviceTopology, LinkInfo, PartitionInfo
+
 VERSION = 1
 PREFIX = "cua1/"
 KINDS = ("topo", "state", "hb", "event")
@@ -199,50 +201,8 @@ def decode_header(data: bytes) -> Header:
 # --------------------------------------------------------------------------- decoded types
 
 
-class CounterInfo(NamedTuple):
-    level: str
-    unit: str
-    help: str = ""
-
-
-@dataclass
-class PartitionInfo:
-    id: str
-    kind: str
-    units: int
-    memory_bytes: int = 0
-    profile: str = ""
-    unit_ids: Optional[np.ndarray] = None  # uint16, where known
-
-
-class LinkInfo(NamedTuple):
-    peer: str
-    type: str
-    count: int
-    path: str
-
-
-@dataclass
-class Device:
-    """One device's topology as carried by a ``topo`` body (attribute names as the engine's)."""
-
-    id: str
-    index: int
-    vendor: str
-    model: str
-    backend: str
-    unit: str
-    units: int
-    levels: list[str]
-    counts: dict[str, int]
-    layout: dict[str, np.ndarray]  # level -> uint16[units]; empty when unknown
-    layout_source: str
-    partitions: list[PartitionInfo]
-    memory_bytes: int
-    counters: dict[str, CounterInfo]
-    links: list[LinkInfo] = field(default_factory=list)
-    pci: Optional[str] = None
-    numa: Optional[int] = None
+# The topology types are shared with the engine: one definition of a device.
+Device = DeviceTopology
 
 
 @dataclass
@@ -259,9 +219,7 @@ class Topo:
     devices: list[Device]
 
 
-class Stat(NamedTuple):
-    mean: np.ndarray  # float32[n]
-    max: np.ndarray  # float32[n]
+Stat = CounterStat  # a counter's window mean and max, float32 arrays
 
 
 @dataclass

@@ -28,7 +28,7 @@ UNIT_STATES = ("idle", "active", "saturated", "thrashing")
 class CounterInfo(NamedTuple):
     level: str  # one of the device's levels, "partition" or "device"
     unit: str
-    help: str
+    help: str = ""
 
 
 class CounterStat(NamedTuple):
@@ -41,21 +41,23 @@ class PartitionInfo:
     id: str
     kind: str  # "whole" | "mig" | "xcp"
     units: int
-    unit_ids: Optional[np.ndarray]  # uint16, where known
-    memory_bytes: int
+    memory_bytes: int = 0
     profile: str = ""
+    unit_ids: Optional[np.ndarray] = None  # uint16, where known
 
 
-@dataclass(frozen=True)
-class LinkInfo:
+class LinkInfo(NamedTuple):
     peer: str
-    type: str
+    type: str  # "nvlink" | "xgmi" | "pcie"
     count: int
     path: str
 
 
 @dataclass(frozen=True)
 class DeviceTopology:
+    """One device as a ``topo`` body describes it (PROTOCOL.md §3.1): what the
+    engine reports and what the feed decoder returns."""
+
     id: str
     index: int
     vendor: str
@@ -69,10 +71,10 @@ class DeviceTopology:
     counts: Dict[str, int]
     partitions: List[PartitionInfo]
     memory_bytes: int
-    pci: Optional[str]
-    numa: Optional[int]
     counters: Dict[str, CounterInfo]
     links: List[LinkInfo] = field(default_factory=list)
+    pci: Optional[str] = None
+    numa: Optional[int] = None
 
     def members(self, level: str, element: int) -> np.ndarray:
         """Unit indices inside one element of a coarser level (needs a known layout)."""

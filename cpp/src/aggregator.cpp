@@ -183,10 +183,16 @@ void DeviceAggregator::add(std::int64_t t_ns, const float* values) noexcept {
     ++samples_;
 }
 
-void DeviceAggregator::poll(std::int64_t now_ns, std::int64_t grace_ns) noexcept {
+void DeviceAggregator::poll(std::int64_t now_ns, std::int64_t grace_ns,
+                            std::int64_t complete_before_ns) noexcept {
     if (samples_ == 0) return;
     const std::int64_t end = origin_ns_ + (window_index_ + 1) * window_ns_;
-    if (now_ns >= end + grace_ns) finish_window();
+    if (end <= complete_before_ns || now_ns >= end + grace_ns) finish_window();
+}
+
+std::int64_t DeviceAggregator::open_window_end() const noexcept {
+    if (samples_ == 0) return std::numeric_limits<std::int64_t>::max();
+    return origin_ns_ + (window_index_ + 1) * window_ns_;
 }
 
 const float* DeviceAggregator::resolve(const AggregationPlan::Source& source,

@@ -82,7 +82,10 @@ void Engine::start() {
                                          *counters_, period_ns_);
     stop_sampler_.store(false);
     stop_aggregator_.store(false);
-    t0_ns_ = mono + period_ns_;
+    // Put ticks on the window grid: a tick then falls exactly on every window
+    // end (when the period divides the window), so the tick that completes a
+    // window runs the moment it ends instead of up to a period later.
+    t0_ns_ = origin + ((mono + period_ns_ - origin + period_ns_ - 1) / period_ns_) * period_ns_;
     stopped_ns_ = 0;
     aggregator_thread_ = std::thread([this] { aggregate_loop(); });
     sampler_thread_ = std::thread([this, t0 = t0_ns_] { sampler_->run(stop_sampler_, t0); });
@@ -102,18 +105,33 @@ void Engine::stop() {
 }
 
 void Engine::aggregate_loop() noexcept {
-    // Poll often enough that a ring never holds more than a millisecond of
-    // samples and a finished window is noticed within 1/40 of its length
-    // (100 ms windows: 1 ms; 10 ms windows: 250 us), and no more often than
-    // every 100 us. A window normally finishes when the next window's first
-    // sample arrives; the grace lets a slow read still land in its window.
-    const std::int64_t poll_ns = std::clamp<std::int64_t>(config_.window_ns / 40, 100'000, 1'000'000);
-    const std::int64_t grace_ns = std::max<std::int64_t>(2 * period_ns_, 5'000'000);
+    // Wake-ups cost CPU (tens of us each in a VM), so the aggregator does not
+    // poll. A window is complete once the sampler has finished a tick that
+    // started at or after the window's end (ticks run one after another, so
+    // every earlier sample is then in the rings). The aggregator sleeps until
+    // just after the first tick deadline past the next window end, drains the
+    // rings, finishes the complete windows and signals them; if that tick is
+    // not done yet it looks again every `recheck`. A device no tick reads for
+    // a while (slow reads, devices read every 100 ms with no other device)
+    // still has its window finished `grace` after its end. It also wakes at
+    // least every quarter of the ring's span (at most 20 ms), so a ring never
+    // fills however long the window.
+    const std::int64_t window = config_.window_ns;
+    // The completing tick wakes at the window end, then reads every device:
+    // look shortly after, and again at this pace until it is done.
+    const std::int64_t recheck = std::clamp<std::int64_t>(period_ns_ / 4, 50'000, 100'000);
+    const std::int64_t grace = std::max<std::int64_t>(2 * period_ns_, 5'000'000);
+    const std::int64_t ring_span = static_cast<std::int64_t>(config_.ring_capacity) * period_ns_;
+    const std::int64_t max_sleep = std::clamp<std::int64_t>(ring_span / 4, 1'000'000, 20'000'000);
+    const std::int64_t origin = -realtime_offset_ns();  // windows are aligned in Unix time
+    const std::int64_t t0 = t0_ns_;
     const std::size_t n = rings_.size();
     for (;;) {
         std::uint64_t finished_before = 0;
         for (const auto& aggregator : aggregators_) finished_before += aggregator->windows();
         const bool last_pass = stop_aggregator_.load(std::memory_order_acquire);
+        // Acquire, before draining: the samples of that tick are then visible.
+        const std::int64_t complete_before = counters_->completed_tick_start_ns.load(std::memory_order_acquire);
         for (std::size_t d = 0; d < n; ++d) {
             SlotRing& ring = *rings_[d];
             DeviceAggregator& aggregator = *aggregators_[d];
@@ -124,7 +142,11 @@ void Engine::aggregate_loop() noexcept {
         }
         if (last_pass) break;  // an unfinished window is not published
         const std::int64_t now = monotonic_ns();
-        for (std::size_t d = 0; d < n; ++d) aggregators_[d]->poll(now, grace_ns);
+        bool overdue = false;
+        for (std::size_t d = 0; d < n; ++d) {
+            aggregators_[d]->poll(now, grace, complete_before);
+            overdue |= aggregators_[d]->open_window_end() <= now;
+        }
         std::uint64_t finished_after = 0;
         for (const auto& aggregator : aggregators_) finished_after += aggregator->windows();
         if (finished_after != finished_before) {
@@ -133,7 +155,11 @@ void Engine::aggregate_loop() noexcept {
             // still leaves the fd readable, so the result can be ignored.
             [[maybe_unused]] const ssize_t written = write(window_fd_, &one, sizeof one);
         }
-        sleep_until_ns(now + poll_ns);
+        const std::int64_t next_end = origin + ((now - origin) / window + 1) * window;
+        const std::int64_t first_tick = t0 + ((next_end - t0 + period_ns_ - 1) / period_ns_) * period_ns_;
+        std::int64_t wake = std::min(now + max_sleep, first_tick + recheck);
+        if (overdue) wake = std::min(wake, now + recheck);
+        sleep_until_ns(wake);
     }
 }
 

@@ -120,6 +120,8 @@ void Sampler::run(const std::atomic<bool>& stop, std::int64_t t0_ns) noexcept {
             next = std::min(next, next_due_[d]);
         }
         counters_.ticks.fetch_add(1, std::memory_order_relaxed);
+        // Release: the ring slots published in this tick happen-before this store.
+        counters_.completed_tick_start_ns.store(woke, std::memory_order_release);
         const std::int64_t done = monotonic_ns();
         counters_.last_tick_ns.store(done, std::memory_order_relaxed);
 

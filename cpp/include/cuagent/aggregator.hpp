@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -75,8 +76,13 @@ public:
 
     // Fold one raw sample taken at t_ns (same clock as window_origin_ns).
     void add(std::int64_t t_ns, const float* values) noexcept;
-    // Finish the open window if `now_ns` is past its end by `grace_ns`.
-    void poll(std::int64_t now_ns, std::int64_t grace_ns) noexcept;
+    // Finish the open window if every sample before its end is known to be in
+    // (its end <= `complete_before_ns`), or `now_ns` is past its end by `grace_ns`.
+    void poll(std::int64_t now_ns, std::int64_t grace_ns,
+              std::int64_t complete_before_ns = std::numeric_limits<std::int64_t>::min()) noexcept;
+    // End of the open window (same clock as add()), or INT64_MAX when no
+    // sample is waiting in one.
+    std::int64_t open_window_end() const noexcept;
 
     const AggregationPlan& plan() const { return *plan_; }
     TripleBuffer<WindowResult>& published() { return published_; }

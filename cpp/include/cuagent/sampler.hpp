@@ -49,6 +49,10 @@ struct SamplerCounters {
     std::atomic<std::uint64_t> events_dropped{0};
     std::atomic<std::int64_t> started_ns{0};
     std::atomic<std::int64_t> last_tick_ns{0};
+    // Wake-up time of the last tick whose reads are all in the rings (release
+    // after them): every sample taken before this time is published, so a
+    // window ending at or before it is complete.
+    std::atomic<std::int64_t> completed_tick_start_ns{0};
     LatencyHistogram jitter;  // wake-up time minus deadline
 };
 

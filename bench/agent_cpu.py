@@ -23,6 +23,8 @@ from pathlib import Path
 
 import psutil
 
+from machine import Steal
+
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE_ONLY = """
 import sys, time
@@ -66,7 +68,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10.0)
     a = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, Steal() as steal:
         floor_bin = Path(tmp) / "floor"
         (Path(tmp) / "floor.c").write_text(FLOOR_C)
         subprocess.run(["cc", "-O2", "-o", str(floor_bin), str(Path(tmp) / "floor.c")], check=True)
@@ -85,6 +87,7 @@ def main() -> None:
         print(f"  {scenario:<8} agent {agent * 100:5.2f}%   engine alone {engine * 100:5.2f}%   "
               f"feed's share {max(agent - engine, 0) * 100:5.2f}%   agent minus floor {(agent - floor) * 100:5.2f}%"
               f"   ratio agent/floor {agent / floor if floor else float('nan'):4.1f}  (target agent <= 5%)")
+    print(steal.summary())
 
 
 if __name__ == "__main__":

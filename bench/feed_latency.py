@@ -22,6 +22,7 @@ import zmq
 
 ROOT = Path(__file__).resolve().parents[1]
 from cuagent.client import Client  # noqa: E402
+from machine import Steal  # noqa: E402
 
 
 def measure(align: bool, seconds: float, tmp: str) -> np.ndarray:
@@ -54,13 +55,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=8.0)
     a = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, Steal() as steal:
         ours = measure(True, a.seconds, tmp)
         base = measure(False, a.seconds, tmp)
     p = lambda x, q: float(np.percentile(x, q))  # noqa: E731
     print(f"window end -> decoded at client, 8 mock H100, 100 Hz publish, {len(ours)} + {len(base)} messages:")
     print(f"  p50  cuagent {p(ours, 50):6.2f} ms   fixed-timer baseline {p(base, 50):6.2f} ms   ratio {p(base, 50) / p(ours, 50):5.1f}x")
     print(f"  p99  cuagent {p(ours, 99):6.2f} ms   fixed-timer baseline {p(base, 99):6.2f} ms   ratio {p(base, 99) / p(ours, 99):5.1f}x  (target p99 <= 2 ms)")
+    print(steal.summary())
 
 
 if __name__ == "__main__":

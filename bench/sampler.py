@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from cuagent import Engine, MockDevice, _core
+from machine import Steal
 
 
 def run_engine(rate: float, seconds: float, devices: int) -> dict:
@@ -67,11 +68,13 @@ def main() -> None:
     print(f"{args.devices} mock H100s, {args.seconds:g} s per run; jitter = wake-up minus deadline (us)")
     print(f"{'rate':>7} {'who':>7} {'achieved Hz':>12} {'ticks':>7} {'skipped':>8} {'drops':>6} "
           f"{'p50 us':>8} {'p99 us':>8} {'max us':>8}")
-    for rate in (float(r) for r in args.rates.split(",")):
-        for who, fn in (("cuagent", run_engine), ("python", run_python)):
-            r = fn(rate, args.seconds, args.devices)
-            print(f"{rate:7.0f} {who:>7} {r['achieved']:12.1f} {r['ticks']:7d} {r['skipped']:8d} {r['drops']:6d} "
-                  f"{r['p50']:8.1f} {r['p99']:8.1f} {r['max']:8.1f}")
+    with Steal() as steal:
+        for rate in (float(r) for r in args.rates.split(",")):
+            for who, fn in (("cuagent", run_engine), ("python", run_python)):
+                r = fn(rate, args.seconds, args.devices)
+                print(f"{rate:7.0f} {who:>7} {r['achieved']:12.1f} {r['ticks']:7d} {r['skipped']:8d} {r['drops']:6d} "
+                      f"{r['p50']:8.1f} {r['p99']:8.1f} {r['max']:8.1f}")
+    print(steal.summary())
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ seqs being read and its frames being copied).
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket as _socket
@@ -172,7 +173,7 @@ class Agent:
             try:
                 ready = dict(poller.poll(timeout * 1000.0))
             except zmq.ZMQError as e:
-                if e.errno == zmq.EINTR:  # a signal: loop round to check stop
+                if e.errno == errno.EINTR:  # a signal: loop round to check stop
                     continue
                 raise
             if self._window_fd is not None and ready.get(self._window_fd):

@@ -19,6 +19,7 @@ no hidden thread and no lock (one Client per thread).
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import time
 from collections import deque
@@ -373,7 +374,7 @@ class Client:
         try:
             poller.poll(max(0.0, min(timeout, self.next_deadline())) * 1000.0)
         except zmq.ZMQError as e:
-            if e.errno != zmq.EINTR:
+            if e.errno != errno.EINTR:
                 raise
         return self.process()
 

@@ -11,6 +11,7 @@ socket from that cache. Since it speaks the agent's protocol on both sides, rela
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 from dataclasses import dataclass
@@ -114,7 +115,7 @@ class Relay:
                 try:
                     ready = dict(poller.poll(min(0.1, self.client.next_deadline()) * 1000.0))
                 except zmq.ZMQError as e:
-                    if e.errno != zmq.EINTR:
+                    if e.errno != errno.EINTR:
                         raise
                     continue
                 # Cache first: a snapshot answered right after sees what has arrived.

@@ -60,12 +60,12 @@ class Counter:
 
 def window_values(samples: np.ndarray, aggregation: str):
     """Mean and max of each column over the window's samples (rows)."""
-    ok = ~np.isnan(samples)
+    ok = np.isfinite(samples)  # NaN and infinities are no data
     count = ok.sum(axis=0)
     if aggregation == "mean":
-        total = np.add.accumulate(np.where(ok, samples, F32(0)).astype(F32), axis=0, dtype=F32)[-1]
+        total = np.where(ok, samples, F32(0)).astype(np.float64).sum(axis=0)  # double sums, like the engine
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(count > 0, total / count.astype(F32), np.nan).astype(F32)
+            mean = np.where(count > 0, total / count, np.nan).astype(F32)
         mx = np.where(count > 0, np.max(np.where(ok, samples, -np.inf), axis=0), np.nan).astype(F32)
         return mean, mx
     if aggregation == "bit_or":
@@ -78,7 +78,7 @@ def window_values(samples: np.ndarray, aggregation: str):
     if aggregation == "last":
         out = np.full(samples.shape[1], np.nan, dtype=F32)
         for row in samples:
-            out = np.where(np.isnan(row), out, row)
+            out = np.where(np.isfinite(row), row, out)
         return out, out
     raise ValueError(aggregation)
 

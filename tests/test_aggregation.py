@@ -182,3 +182,55 @@ def test_bad_descriptions_are_rejected_with_the_reason():
     d.counters = list(d.counters) + [_core.CounterSpec("power", "device", "W")]
     with pytest.raises(ValueError, match="declared twice"):
         _core.AggregatorHarness(d, _core.StateThresholds(), WINDOW_NS, 0)
+
+
+def slot_of(harness, name):
+    return {n: (offset, elements) for n, offset, elements in harness.counter_slots()}[name]
+
+
+def test_non_finite_values_are_no_data():
+    """An infinity from a driver is no value: it must not poison a window's sum, max or last value
+    (the protocol has no infinities: an unmeasured counter is absent)."""
+    d = describe(2, 1, np.zeros(2, dtype=np.uint16), [None])
+    harness = _core.AggregatorHarness(d, _core.StateThresholds(), WINDOW_NS, 0)
+    active, _ = slot_of(harness, "active")
+    power, _ = slot_of(harness, "power")
+    ecc, _ = slot_of(harness, "ecc_uncorrected")
+    rows = np.full((4, harness.values), np.nan, dtype=np.float32)
+    rows[:2, active] = [0.5, np.inf]
+    rows[:2, active + 1] = [-np.inf, 0.25]
+    rows[:2, power] = [np.inf, 300.0]
+    rows[:2, ecc] = [2.0, np.inf]
+    rows[2, power] = np.inf  # the second window's only power reading
+    rows[3, power] = 1.0
+    windows = []
+    for k, t in enumerate([0, 1, WINDOW_NS, 2 * WINDOW_NS]):
+        harness.add(np.array([t], dtype=np.int64), rows[k : k + 1])
+        w = harness.latest()
+        if w is not None and (not windows or windows[-1]["seq"] != w["seq"]):
+            windows.append(w)
+    first, second = windows
+    sm = first["levels"]["sm"]["active"]
+    np.testing.assert_array_equal(sm[0], np.array([0.5, 0.25], dtype=np.float32))  # mean
+    np.testing.assert_array_equal(sm[1], np.array([0.5, 0.25], dtype=np.float32))  # max
+    assert first["device"]["power"] == 300.0
+    assert first["device"]["ecc_uncorrected"] == 2.0
+    assert first["device"]["sm_active"] == pytest.approx(0.375)
+    assert "power" not in second["device"]  # only an infinity: absent, not inf
+
+
+def test_a_long_window_mean_keeps_its_precision():
+    """Two million samples in one window (20 s at 100 kHz): a float32 running sum
+    reaches 2^20 and then rounds every 0.93 added to a multiple of 1/8."""
+    d = describe(1, 1, np.zeros(1, dtype=np.uint16), [None])
+    harness = _core.AggregatorHarness(d, _core.StateThresholds(), WINDOW_NS, 0)
+    active, _ = slot_of(harness, "active")
+    chunk = np.full((250_000, harness.values), np.nan, dtype=np.float32)
+    chunk[:, active] = 0.93
+    t = np.zeros(len(chunk), dtype=np.int64)
+    for _ in range(8):
+        harness.add(t, chunk)
+    harness.add(np.array([WINDOW_NS], dtype=np.int64), chunk[:1])
+    w = harness.latest()
+    assert w["samples"] == 2_000_000
+    assert w["levels"]["sm"]["active"][0][0] == pytest.approx(0.93, rel=1e-5)

@@ -48,18 +48,25 @@ WindowResult make_prototype(const AggregationPlan& plan, const DeviceDescription
 }
 
 // The hot loop: selects only, no branches, and no aliasing between the
-// arrays, so the compiler vectorises it. A NaN compares false, so it never
-// raises the max and adds nothing to the sum or the count.
+// arrays, so the compiler vectorises it. v - v is 0 for a finite v and NaN for
+// NaN and both infinities, so a non-finite value counts as no data: it adds
+// nothing to the sum or the count and never raises the max (the protocol has
+// no infinities, and one +inf would make the whole window's mean infinite).
+// The sums are float for speed (a double sum here does not vectorise and ran
+// ~4x slower); DeviceAggregator folds them into double totals every
+// kSumBlock samples, so a float sum never grows past a few hundred.
 void accumulate(const float* __restrict values, float* __restrict sum, float* __restrict max,
                 std::uint32_t* __restrict count, std::size_t n) noexcept {
     for (std::size_t i = 0; i < n; ++i) {
         const float v = values[i];
-        const bool ok = v == v;
+        const bool ok = v - v == 0.0f;
         sum[i] += ok ? v : 0.0f;
         count[i] += ok ? 1u : 0u;
-        max[i] = v > max[i] ? v : max[i];
+        max[i] = v > max[i] && v < std::numeric_limits<float>::infinity() ? v : max[i];
     }
 }
+
+bool finite(float v) noexcept { return v - v == 0.0f; }
 
 }  // namespace
 
@@ -145,6 +152,7 @@ DeviceAggregator::DeviceAggregator(const DeviceDescription& device,
       published_(make_prototype(*plan_, device)) {
     const std::size_t n = plan_->layout.values();
     sum_.assign(n, 0.0f);
+    total_.assign(n, 0.0);
     max_.assign(n, -std::numeric_limits<float>::infinity());
     last_.assign(n, kNaN);
     count_.assign(n, 0);
@@ -174,13 +182,20 @@ void DeviceAggregator::add(std::int64_t t_ns, const float* values) noexcept {
     // A sample older than the open window (it waited in the ring past the
     // window's grace period) is folded into the open window, not dropped.
     accumulate(values, sum_.data(), max_.data(), count_.data(), sum_.size());
+    if (++block_samples_ == kSumBlock) fold_sums();
     for (std::uint32_t i : bitor_values_) {
         const float v = values[i];
         if (v >= 0.0f && v < 4294967296.0f) bits_[i] |= static_cast<std::uint32_t>(v);
     }
     for (std::uint32_t i : last_values_)
-        if (values[i] == values[i]) last_[i] = values[i];
+        if (finite(values[i])) last_[i] = values[i];
     ++samples_;
+}
+
+void DeviceAggregator::fold_sums() noexcept {
+    for (std::size_t i = 0; i < sum_.size(); ++i) total_[i] += sum_[i];
+    std::fill(sum_.begin(), sum_.end(), 0.0f);
+    block_samples_ = 0;
 }
 
 void DeviceAggregator::poll(std::int64_t now_ns, std::int64_t grace_ns,
@@ -216,7 +231,7 @@ void DeviceAggregator::finish_window() noexcept {
     const std::size_t n = sum_.size();
     for (std::size_t i = 0; i < n; ++i) {
         const bool any = count_[i] > 0;
-        out.mean[i] = any ? sum_[i] / static_cast<float>(count_[i]) : kNaN;
+        out.mean[i] = any ? static_cast<float>((total_[i] + sum_[i]) / count_[i]) : kNaN;
         out.max[i] = any ? max_[i] : kNaN;
     }
     for (std::uint32_t i : bitor_values_)
@@ -321,6 +336,8 @@ void DeviceAggregator::finish_window() noexcept {
 void DeviceAggregator::reset_window() noexcept {
     samples_ = 0;
     std::fill(sum_.begin(), sum_.end(), 0.0f);
+    std::fill(total_.begin(), total_.end(), 0.0);
+    block_samples_ = 0;
     std::fill(max_.begin(), max_.end(), -std::numeric_limits<float>::infinity());
     std::fill(count_.begin(), count_.end(), 0u);
     for (std::uint32_t i : bitor_values_) bits_[i] = 0;

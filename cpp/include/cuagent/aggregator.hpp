@@ -92,6 +92,7 @@ public:
 private:
     void finish_window() noexcept;
     void reset_window() noexcept;
+    void fold_sums() noexcept;
     const float* resolve(const AggregationPlan::Source& source, const WindowResult& out) const noexcept;
 
     std::shared_ptr<const AggregationPlan> plan_;
@@ -102,7 +103,15 @@ private:
     // Open window.
     std::int64_t window_index_ = 0;
     std::uint32_t samples_ = 0;
-    std::vector<float> sum_, max_, last_;
+    // Running sums: float over the last block of at most kSumBlock samples (the
+    // hot loop), folded into double totals after each block. A float sum alone
+    // passes 2^20 in a long window (2M samples: 20 s at 100 kHz) and then
+    // rounds every ratio it adds to a multiple of 1/8.
+    static constexpr std::uint32_t kSumBlock = 256;
+    std::vector<float> sum_;
+    std::vector<double> total_;
+    std::uint32_t block_samples_ = 0;
+    std::vector<float> max_, last_;
     std::vector<std::uint32_t> count_, bits_;
     std::vector<std::uint32_t> bitor_values_;  // value indices of BitOr counters
     std::vector<std::uint32_t> last_values_;   // value indices of Last counters

@@ -14,15 +14,24 @@ namespace cuagent {
 
 namespace {
 constexpr double kMaxRateHz = 100'000.0;
+// One tick in about 11.6 days: the period (and t0 + k * period) stays far
+// inside 64-bit nanoseconds; llround of a larger one overflows.
+constexpr double kMinRateHz = 1e-6;
 constexpr std::size_t kEventCapacity = 1024;
+constexpr std::size_t kMaxRingCapacity = std::size_t{1} << 24;  // SlotRing's own limit
 }  // namespace
 
 Engine::Engine(std::shared_ptr<Driver> driver, const EngineConfig& config)
     : driver_(std::move(driver)), config_(config) {
     if (!driver_) throw std::invalid_argument("Engine needs a driver");
-    if (!(config_.rate_hz > 0.0) || config_.rate_hz > kMaxRateHz)
+    if (!(config_.rate_hz >= kMinRateHz) || config_.rate_hz > kMaxRateHz)
         throw std::invalid_argument("rate_hz=" + std::to_string(config_.rate_hz) +
-                                    " is out of range: it must be > 0 and <= 100000");
+                                    " is out of range: it must be >= 0.000001 and <= 100000");
+    // Checked here, not left to start(): everything start() builds must succeed
+    // for a valid configuration.
+    if (config_.ring_capacity > kMaxRingCapacity)
+        throw std::invalid_argument("ring_capacity=" + std::to_string(config_.ring_capacity) +
+                                    " is out of range: 0 (automatic) or 1..16777216 samples");
     period_ns_ = std::llround(1e9 / config_.rate_hz);
     if (config_.window_ns < period_ns_)
         throw std::invalid_argument("window of " + std::to_string(config_.window_ns) +
@@ -55,31 +64,44 @@ void Engine::start() {
     if (running_) throw std::logic_error("engine is already running");
     const std::size_t n = driver_->device_count();
 
-    // Readers of the previous run's windows and events wait while we rebuild.
-    std::vector<std::unique_lock<std::mutex>> readers;
-    for (auto& m : reader_mutex_) readers.emplace_back(*m);
-    std::lock_guard<std::mutex> event_reader(events_mutex_);
-
-    // Everything the threads touch is allocated here, before they start.
-    rings_.clear();
-    aggregators_.clear();
-    device_counters_ = std::make_unique<DeviceCounters[]>(n);
-    counters_ = std::make_unique<SamplerCounters>();
-    events_ = std::make_unique<SlotRing>(sizeof(EngineEvent), kEventCapacity);
+    // Everything the threads touch is allocated here, before they start, and
+    // aside from the previous run's state: if an allocation throws, the engine
+    // is left exactly as it was (stopped, its last windows still readable).
+    std::vector<std::unique_ptr<SlotRing>> rings;
+    std::vector<std::unique_ptr<DeviceAggregator>> aggregators;
+    auto device_counters = std::make_unique<DeviceCounters[]>(n);
+    auto counters = std::make_unique<SamplerCounters>();
+    auto events = std::make_unique<SlotRing>(sizeof(EngineEvent), kEventCapacity);
     const std::int64_t mono = monotonic_ns();
-    realtime_offset_ns_.store(realtime_ns() - mono, std::memory_order_relaxed);
+    const std::int64_t realtime_offset = realtime_ns() - mono;
     // Windows are aligned to multiples of the window length in Unix time, so
     // windows of different devices and of different nodes line up.
-    const std::int64_t origin = -realtime_offset_ns();  // monotonic time of Unix time 0
+    const std::int64_t origin = -realtime_offset;  // monotonic time of Unix time 0
     for (std::size_t d = 0; d < n; ++d) {
         const SampleLayout layout(driver_->device(d));
-        rings_.push_back(std::make_unique<SlotRing>(
+        rings.push_back(std::make_unique<SlotRing>(
             sizeof(SampleHeader) + layout.values() * sizeof(float), config_.ring_capacity));
-        aggregators_.push_back(std::make_unique<DeviceAggregator>(
+        aggregators.push_back(std::make_unique<DeviceAggregator>(
             driver_->device(d), plans_[d], config_.thresholds, config_.window_ns, origin));
     }
-    sampler_ = std::make_unique<Sampler>(*driver_, rings_, *events_, device_counters_.get(),
-                                         *counters_, period_ns_);
+    // The sampler keeps a reference to the member rings_, filled below.
+    auto sampler = std::make_unique<Sampler>(*driver_, rings_, *events, device_counters.get(),
+                                             *counters, period_ns_);
+
+    {
+        // Readers of the previous run's windows and events wait while we swap.
+        std::vector<std::unique_lock<std::mutex>> readers;
+        readers.reserve(reader_mutex_.size());
+        for (auto& m : reader_mutex_) readers.emplace_back(*m);
+        std::lock_guard<std::mutex> event_reader(events_mutex_);
+        rings_ = std::move(rings);
+        aggregators_ = std::move(aggregators);
+        device_counters_ = std::move(device_counters);
+        counters_ = std::move(counters);
+        events_ = std::move(events);
+        sampler_ = std::move(sampler);
+        realtime_offset_ns_.store(realtime_offset, std::memory_order_relaxed);
+    }
     stop_sampler_.store(false);
     stop_aggregator_.store(false);
     // Put ticks on the window grid: a tick then falls exactly on every window
@@ -88,7 +110,16 @@ void Engine::start() {
     t0_ns_ = origin + ((mono + period_ns_ - origin + period_ns_ - 1) / period_ns_) * period_ns_;
     stopped_ns_ = 0;
     aggregator_thread_ = std::thread([this] { aggregate_loop(); });
-    sampler_thread_ = std::thread([this, t0 = t0_ns_] { sampler_->run(stop_sampler_, t0); });
+    try {
+        sampler_thread_ = std::thread([this, t0 = t0_ns_] { sampler_->run(stop_sampler_, t0); });
+    } catch (...) {
+        // No thread for the sampler: take the aggregator down again, so that
+        // the engine is stopped and a later start() finds no joinable thread.
+        stop_aggregator_.store(true);
+        aggregator_thread_.join();
+        stopped_ns_ = monotonic_ns();
+        throw;
+    }
     running_ = true;
 }
 
@@ -186,7 +217,7 @@ EngineStats Engine::stats() const {
     EngineStats s;
     s.running = running();
     s.rate_hz = config_.rate_hz;
-    if (!counters_) return s;
+    if (!counters_ || !sampler_) return s;  // never started
     std::int64_t min_stride = 0;
     for (auto stride : sampler_->strides()) min_stride = min_stride ? std::min(min_stride, stride) : stride;
     s.target_rate_hz = config_.rate_hz / static_cast<double>(min_stride ? min_stride : 1);

@@ -15,6 +15,22 @@ namespace cuagent {
 namespace {
 constexpr std::int64_t kLostRetryNs = 1'000'000'000;    // try a lost device again once a second
 constexpr std::int64_t kErrorEventGapNs = 10'000'000'000;  // at most one backend_error per device per 10 s
+// Longest single sleep: stop() is seen within this even when the next due tick
+// is far off (a low rate_hz, or only devices read every 100 ms or more), since
+// stop() joins this thread and would otherwise wait out the whole sleep.
+constexpr std::int64_t kStopCheckNs = 50'000'000;
+
+// Sleeps until `deadline_ns`, or returns early once `stop` is set.
+void sleep_until_or_stop(std::int64_t deadline_ns, const std::atomic<bool>& stop) noexcept {
+    for (std::int64_t now = monotonic_ns(); now < deadline_ns; now = monotonic_ns()) {
+        if (deadline_ns - now <= kStopCheckNs) {
+            sleep_until_ns(deadline_ns);  // the common case: one sleep, to the deadline itself
+            return;
+        }
+        sleep_until_ns(now + kStopCheckNs);
+        if (stop.load(std::memory_order_relaxed)) return;
+    }
+}
 }  // namespace
 
 Sampler::Sampler(Driver& driver, std::vector<std::unique_ptr<SlotRing>>& rings, SlotRing& events,
@@ -106,7 +122,7 @@ void Sampler::run(const std::atomic<bool>& stop, std::int64_t t0_ns) noexcept {
     std::int64_t k = 0;
     while (!stop.load(std::memory_order_relaxed)) {
         const std::int64_t deadline = t0_ns + k * period_ns_;
-        sleep_until_ns(deadline);
+        sleep_until_or_stop(deadline, stop);
         if (stop.load(std::memory_order_relaxed)) break;
         const std::int64_t woke = monotonic_ns();
         counters_.jitter.record(woke - deadline);

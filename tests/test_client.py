@@ -189,3 +189,73 @@ def test_parse_endpoint():
     assert parse_endpoint("ipc:///a,ipc:///b") == ("ipc:///a", "ipc:///b")
     with pytest.raises(ValueError, match="FEED,SYNC"):
         parse_endpoint("ipc:///a")
+
+
+class FakeUpstream:
+    """A hand-driven PUB + ROUTER speaking the feed (a relay's shape: several nodes)."""
+
+    def __init__(self, tmp_path) -> None:
+        import zmq
+
+        ctx = zmq.Context.instance()
+        self.feed, self.sync = f"ipc://{tmp_path}/fake.feed", f"ipc://{tmp_path}/fake.sync"
+        self.pub, self.router = ctx.socket(zmq.PUB), ctx.socket(zmq.ROUTER)
+        for sock, ep in ((self.pub, self.feed), (self.router, self.sync)):
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.bind(ep)
+        self.seqs: dict[str, int] = {}
+        self.latest: dict[str, list[bytes]] = {}
+
+    def send(self, kind, node, body, device=None, epoch=5) -> None:
+        topic = protocol.build_topic(kind, node, device)
+        self.seqs[topic] = self.seqs.get(topic, 0) + 1
+        frames = protocol.encode_frames(topic, protocol.Header(node, epoch, self.seqs[topic], time.time_ns(), 1), body)
+        if kind in ("topo", "state"):
+            self.latest[topic] = frames
+        self.pub.send_multipart(frames)
+
+    def serve(self) -> None:
+        import zmq
+
+        while self.router.poll(0):
+            ident, raw = self.router.recv_multipart()
+            prefix = msgpack.unpackb(raw).get("prefix", "cua1/")
+            msgs = [f for t, f in self.latest.items() if t.startswith(prefix)]
+            seqs = {t: s for t, s in self.seqs.items() if t.startswith(prefix)}
+            self.router.send_multipart([ident, protocol.snapshot_reply(5, msgs, seqs)], zmq.NOBLOCK)
+
+    def close(self) -> None:
+        self.pub.close(0)
+        self.router.close(0)
+
+
+def test_a_heartbeat_speaks_only_for_its_own_node(tmp_path):
+    # hb.seqs lists the seqs of the hb's own node (§3.3). One node's heartbeat naming another
+    # node's topic (or something that is no topic) must not move the client's seqs: else the
+    # other node's messages would be dropped as already seen, here and behind every relay.
+    from test_protocol import AGENT, h100_device, h100_state
+
+    dev = h100_device()
+    up = FakeUpstream(tmp_path)
+    client = Client([f"{up.feed},{up.sync}"])
+    try:
+        for node in ("node-a", "node-b"):
+            up.send("topo", node, protocol.encode_topo_body([dev], AGENT))
+
+        def step():
+            up.serve()
+            client.poll(0.02)
+
+        wait_until(lambda: client.ready, step=step, what="join")
+        hb_topic = protocol.build_topic("hb", "node-a")
+        state_b = protocol.build_topic("state", "node-b", "mock-0")
+        up.send("hb", "node-a", protocol.encode_hb_body({hb_topic: 1, state_b: 1000, "cua1/": 7, "junk": 3}, 1.0, 0, 1.0))
+        wait_until(lambda: client.view.nodes["node-a"].heartbeat is not None, step=step, what="the heartbeat")
+        up.send("state", "node-b", protocol.encode_state_body(h100_state(), dev.counters), device="mock-0")
+        wait_until(lambda: client.view.device("node-b", "mock-0").state is not None, step=step,
+                   what="node-b's state applied", timeout=3)
+        assert set(client.seqs) <= set(up.seqs), client.seqs
+        assert client.stats.gaps == 0, client.stats
+    finally:
+        client.close()
+        up.close()

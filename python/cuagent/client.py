@@ -562,6 +562,14 @@ class Client:
         for topic, seq in hb.seqs.items():
             if topic == hb_topic or not isinstance(topic, str) or not self._subscribed(topic):
                 continue
+            # A heartbeat speaks for its own node only (§3.3): a topic of another node, or a
+            # key that is no topic, must never move seqs (another node's messages would then
+            # be dropped as already seen, and a relay would serve the bogus seq onwards).
+            try:
+                if protocol.parse_topic(topic).node != node:
+                    continue
+            except ProtocolError:
+                continue
             last = self.seqs.get(topic, 0)
             if seq > last:
                 self.stats.gaps += seq - last

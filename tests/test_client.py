@@ -259,3 +259,27 @@ def test_a_heartbeat_speaks_only_for_its_own_node(tmp_path):
     finally:
         client.close()
         up.close()
+
+
+def test_a_client_following_only_heartbeats_applies_them(tmp_path):
+    # A snapshot carries no hb or event messages, only their seqs: the node's epoch must come
+    # from the reply itself (an agent's "epoch"; a relay's per-node "epochs"), else such a
+    # follower re-snapshots for ever and applies nothing.
+    from feed_support import start_relay
+
+    agent = start_agent(tmp_path, "node-a", "h100-sxm:idle")
+    relay = start_relay(tmp_path, "relay-h", agent.endpoint)
+    clients = [Client([agent.endpoint], prefixes=["cua1/hb/"]), Client([relay.endpoint], prefixes=["cua1/hb/node-a/"])]
+    try:
+        hbs = {id(c): 0 for c in clients}
+        for c in clients:
+            c.on_update(lambda u, c=c: hbs.__setitem__(id(c), hbs[id(c)] + (u.kind == "hb")))
+        wait_until(lambda: all(n >= 2 for n in hbs.values()), step=lambda: [c.poll(0.05) for c in clients] and None,
+                   what=f"heartbeats applied {hbs}")
+        for c in clients:
+            assert c.stats.decode_errors == 0 and c.epochs["node-a"] == agent.wait_ping()["epoch"], c.stats
+    finally:
+        for c in clients:
+            c.close()
+        assert relay.stop() == 0
+        assert agent.stop() == 0

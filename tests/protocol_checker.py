@@ -341,6 +341,11 @@ class FeedChecker:
             c = counters.get(k)
             if c is None:
                 _fail(f"{where}.{k}", "counter not declared in topo")
+            # A counter measured in units or groups is reported in ``levels``, not here; the
+            # device map may hold the device-wide value of a partition counter.
+            allowed = ("partition",) if level == "partition" else ("device", "partition")
+            if c["level"] not in allowed:
+                _fail(f"{where}.{k}", f"declared at level {c['level']!r}, not {' or '.join(allowed)}")
             unit = c["unit"]
             if unit == "ratio" or k in RATIO_DEVICE_COUNTERS:
                 if not -1e-6 <= v <= 1 + 1e-6:

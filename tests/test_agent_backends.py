@@ -8,12 +8,13 @@ import os
 import sys
 from pathlib import Path
 
+import msgpack
 import numpy as np
 import psutil
 import pytest
 
 from fakes.rocm_fixtures import rocm_library  # noqa: F401
-from feed_support import CheckedFeed, start_real_agent
+from feed_support import CheckedFeed, request, start_real_agent
 
 FAKES = Path(__file__).resolve().parent / "fakes"
 
@@ -100,13 +101,18 @@ def test_nvml_mig_layout_change_rebuilds_and_bumps_gen(nvml_agent, fake_nvml):
     trigger = fake_nvml.work / "reconfigure"
     second = fake_nvml.script("mig 0 1 3g.40gb 60 40320 0 4 1\nmig 0 2 2g.20gb 32 20096 4 2 1\n", name="after.txt")
     launcher = [str(FAKES / "nvml_agent.py"), str(fake_nvml.library), str(second), str(trigger)]
-    _, feed = nvml_agent("mig 0 1 3g.40gb 60 40320 0 4 1\n", launcher=launcher, flags=("--topology-poll-s", "0.2"))
+    proc, feed = nvml_agent("mig 0 1 3g.40gb 60 40320 0 4 1\n", launcher=launcher, flags=("--topology-poll-s", "0.2"))
     feed.wait(lambda f: bool(f.of("state")), "a first state")
     topo0 = feed.of("topo")[-1]
     assert topo0[3]["gen"] == 1
     assert [(p["kind"], p["units"]) for p in topo0[4]["devices"][0]["partitions"]] == [("mig", 60)]
     trigger.touch()
     feed.wait(lambda f: any(m[4]["type"] == "topology_changed" for m in f.of("event")), "topology_changed")
+    # A snapshot never pairs the new topo with a state of the old generation (§4: what it
+    # holds is applied together).
+    snap = msgpack.unpackb(request(proc.sync, {"op": "snapshot"}))
+    (topo,) = [m for m in snap["messages"] if m[0].startswith("cua1/topo/")]
+    assert all(m[1]["gen"] == topo[1]["gen"] == 2 for m in snap["messages"]), [m[1]["gen"] for m in snap["messages"]]
     feed.wait(lambda f: f.of("topo")[-1][3]["gen"] == 2 and f.of("state")[-1][3]["gen"] == 2,
               "topo and state of generation 2")
     parts = feed.of("topo")[-1][4]["devices"][0]["partitions"]

@@ -189,3 +189,97 @@ def test_parse_endpoint():
     assert parse_endpoint("ipc:///a,ipc:///b") == ("ipc:///a", "ipc:///b")
     with pytest.raises(ValueError, match="FEED,SYNC"):
         parse_endpoint("ipc:///a")
+
+
+class FakeUpstream:
+    """A hand-driven PUB + ROUTER speaking the feed (a relay's shape: several nodes)."""
+
+    def __init__(self, tmp_path) -> None:
+        import zmq
+
+        ctx = zmq.Context.instance()
+        self.feed, self.sync = f"ipc://{tmp_path}/fake.feed", f"ipc://{tmp_path}/fake.sync"
+        self.pub, self.router = ctx.socket(zmq.PUB), ctx.socket(zmq.ROUTER)
+        for sock, ep in ((self.pub, self.feed), (self.router, self.sync)):
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.bind(ep)
+        self.seqs: dict[str, int] = {}
+        self.latest: dict[str, list[bytes]] = {}
+
+    def send(self, kind, node, body, device=None, epoch=5) -> None:
+        topic = protocol.build_topic(kind, node, device)
+        self.seqs[topic] = self.seqs.get(topic, 0) + 1
+        frames = protocol.encode_frames(topic, protocol.Header(node, epoch, self.seqs[topic], time.time_ns(), 1), body)
+        if kind in ("topo", "state"):
+            self.latest[topic] = frames
+        self.pub.send_multipart(frames)
+
+    def serve(self) -> None:
+        import zmq
+
+        while self.router.poll(0):
+            ident, raw = self.router.recv_multipart()
+            prefix = msgpack.unpackb(raw).get("prefix", "cua1/")
+            msgs = [f for t, f in self.latest.items() if t.startswith(prefix)]
+            seqs = {t: s for t, s in self.seqs.items() if t.startswith(prefix)}
+            self.router.send_multipart([ident, protocol.snapshot_reply(5, msgs, seqs)], zmq.NOBLOCK)
+
+    def close(self) -> None:
+        self.pub.close(0)
+        self.router.close(0)
+
+
+def test_a_heartbeat_speaks_only_for_its_own_node(tmp_path):
+    # hb.seqs lists the seqs of the hb's own node (§3.3). One node's heartbeat naming another
+    # node's topic (or something that is no topic) must not move the client's seqs: else the
+    # other node's messages would be dropped as already seen, here and behind every relay.
+    from test_protocol import AGENT, h100_device, h100_state
+
+    dev = h100_device()
+    up = FakeUpstream(tmp_path)
+    client = Client([f"{up.feed},{up.sync}"])
+    try:
+        for node in ("node-a", "node-b"):
+            up.send("topo", node, protocol.encode_topo_body([dev], AGENT))
+
+        def step():
+            up.serve()
+            client.poll(0.02)
+
+        wait_until(lambda: client.ready, step=step, what="join")
+        hb_topic = protocol.build_topic("hb", "node-a")
+        state_b = protocol.build_topic("state", "node-b", "mock-0")
+        up.send("hb", "node-a", protocol.encode_hb_body({hb_topic: 1, state_b: 1000, "cua1/": 7, "junk": 3}, 1.0, 0, 1.0))
+        wait_until(lambda: client.view.nodes["node-a"].heartbeat is not None, step=step, what="the heartbeat")
+        up.send("state", "node-b", protocol.encode_state_body(h100_state(), dev.counters), device="mock-0")
+        wait_until(lambda: client.view.device("node-b", "mock-0").state is not None, step=step,
+                   what="node-b's state applied", timeout=3)
+        assert set(client.seqs) <= set(up.seqs), client.seqs
+        assert client.stats.gaps == 0, client.stats
+    finally:
+        client.close()
+        up.close()
+
+
+def test_a_client_following_only_heartbeats_applies_them(tmp_path):
+    # A snapshot carries no hb or event messages, only their seqs: the node's epoch must come
+    # from the reply itself (an agent's "epoch"; a relay's per-node "epochs"), else such a
+    # follower re-snapshots for ever and applies nothing.
+    from feed_support import start_relay
+
+    agent = start_agent(tmp_path, "node-a", "h100-sxm:idle")
+    relay = start_relay(tmp_path, "relay-h", agent.endpoint)
+    clients = [Client([agent.endpoint], prefixes=["cua1/hb/"]), Client([relay.endpoint], prefixes=["cua1/hb/node-a/"])]
+    try:
+        hbs = {id(c): 0 for c in clients}
+        for c in clients:
+            c.on_update(lambda u, c=c: hbs.__setitem__(id(c), hbs[id(c)] + (u.kind == "hb")))
+        wait_until(lambda: all(n >= 2 for n in hbs.values()), step=lambda: [c.poll(0.05) for c in clients] and None,
+                   what=f"heartbeats applied {hbs}")
+        for c in clients:
+            assert c.stats.decode_errors == 0 and c.epochs["node-a"] == agent.wait_ping()["epoch"], c.stats
+    finally:
+        for c in clients:
+            c.close()
+        assert relay.stop() == 0
+        assert agent.stop() == 0

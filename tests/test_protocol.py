@@ -146,6 +146,24 @@ def test_state_round_trip_absent_stays_absent():
     assert got.idle_units == pytest.approx(s.idle_units)
 
 
+def test_state_carries_counters_only_at_their_declared_level():
+    # The engine also averages unit-level counters over partitions and the device under their
+    # own names; topo declares them at "sm", so on the wire those means would contradict §3.1.
+    dev, s = h100_device(), h100_state()
+    s.partition["0"]["mem_stall"] = 0.25
+    s.device.update(mem_stall=0.25, sm_active=0.5, undeclared=1.0)
+    body = p.encode_state_body(s, dev.counters)
+    assert set(body["partition"]["0"]) == {"sm_active"}
+    # device: device counters and the device-wide value of a partition counter.
+    assert set(body["device"]) == {"power", "mem_used", "sm_active"}
+    checker = FeedChecker()
+    checker.feed(frames("topo", p.encode_topo_body([dev], AGENT)))
+    checker.feed(frames("state", body, device="mock-0"))
+    leaky = dict(body, device=dict(body["device"], mem_stall=0.25))
+    with pytest.raises(ProtocolViolation, match="mem_stall"):
+        checker.feed(frames("state", leaky, seq=2, device="mock-0"))
+
+
 def test_state_checked_against_topo():
     dev, s = h100_device(), h100_state()
     body = msgpack.unpackb(p.pack(p.encode_state_body(s, dev.counters)))

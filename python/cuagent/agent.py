@@ -248,9 +248,11 @@ class Agent:
             self._indices = [d.index for d in topology]
             self._topics = [protocol.build_topic("state", self.config.node, d.id) for d in topology]
             self._last_window = [None] * len(topology)
+            # Every latest state belongs to the old generation (its shape may not match the
+            # new topo: partitions, levels): a snapshot must not pair it with the new topo.
+            # The next window of each device refills it.
             for topic in [t for t in self._latest if t.startswith(f"{protocol.PREFIX}state/")]:
-                if topic not in self._topics:  # a device that is gone has no latest state
-                    del self._latest[topic]
+                del self._latest[topic]
             log.warning("topology changed: gen %d, devices %s -> %s", self.gen, sorted(old), [d.id for d in topology])
         if changed or force_publish:
             self._publish_topo()

@@ -562,6 +562,14 @@ class Client:
         for topic, seq in hb.seqs.items():
             if topic == hb_topic or not isinstance(topic, str) or not self._subscribed(topic):
                 continue
+            # A heartbeat speaks for its own node only (§3.3): a topic of another node, or a
+            # key that is no topic, must never move seqs (another node's messages would then
+            # be dropped as already seen, and a relay would serve the bogus seq onwards).
+            try:
+                if protocol.parse_topic(topic).node != node:
+                    continue
+            except ProtocolError:
+                continue
             last = self.seqs.get(topic, 0)
             if seq > last:
                 self.stats.gaps += seq - last
@@ -651,6 +659,29 @@ class Client:
                 continue
             if only_node is None or topic.node == only_node:
                 decoded.setdefault(topic.node, []).append(_Buffered(topic, topic_str, header, body, frames))
+        # Nodes known only by their seqs (a follower of hb or event topics: a snapshot holds
+        # none of their messages) take their epoch from the reply: a relay lists each node's
+        # in "epochs"; otherwise the reply's "epoch" is the node's when it is the only one.
+        seq_nodes = {t.split("/", 3)[2] for t in snap.seqs if isinstance(t, str) and t.count("/") >= 3}
+        if only_node is not None:
+            seq_nodes &= {only_node}
+        listed = snap.extra.get("epochs") if isinstance(snap.extra.get("epochs"), dict) else {}
+        bare: dict[str, int] = {}
+        for node in seq_nodes - set(decoded):
+            epoch = listed.get(node)
+            if epoch is None and len(seq_nodes) == 1 and "epochs" not in snap.extra:
+                epoch = snap.epoch
+            if type(epoch) is int:
+                bare[node] = epoch
+        for node, epoch in bare.items():
+            if self.epochs.get(node) not in (None, epoch):
+                self.stats.restarts += 1
+                self._discard_node(node)
+                self._emit("restart", node, None, None, None)
+            self.epochs[node] = epoch
+            for topic, seq in snap.seqs.items():
+                if isinstance(topic, str) and topic.split("/", 3)[2:3] == [node]:
+                    self.seqs[topic] = max(self.seqs.get(topic, 0), seq)
         for node, msgs in decoded.items():
             epoch = msgs[0].header.epoch
             if self.epochs.get(node) not in (None, epoch):

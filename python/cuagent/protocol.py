@@ -350,6 +350,17 @@ def encode_state_body(
     cannot list processes and the key is left out, while an empty list means it can and
     nothing runs. A device without sub-device counters carries no ``levels`` key (§3.2)."""
     units = {name: c.unit for name, c in counters.items()} if counters else {}
+    # The topo declares each counter at the level where it is measured (§3.1), and a state
+    # carries only declared counters. The engine also averages unit-level counters over a
+    # partition and the device under their own names (``issue``, ``mem_stall``): on the wire
+    # that would contradict their declared level, and a client can take those means from
+    # ``levels`` itself, so they stay off. ``device`` keeps device counters and the
+    # device-wide value of partition counters (e.g. ``sm_active``, which §3.2's idle_units
+    # rule reads there).
+    declared = {name: c.level for name, c in counters.items()} if counters else None
+
+    def on_wire(name: Any, allowed: tuple[str, ...]) -> bool:
+        return declared is None or declared.get(name) in allowed
     levels: dict[str, Any] = {}
     for level, entries in s.levels.items():
         lm: dict[str, Any] = {}
@@ -360,10 +371,12 @@ def encode_state_body(
                 lm[name] = {"mean": _f32(value.mean), "max": _f32(value.max)}
         levels[str(level)] = lm
     partition = {
-        str(pid): {str(k): _scalar(v, units.get(k)) for k, v in values.items() if _measured(v)}
+        str(pid): {str(k): _scalar(v, units.get(k)) for k, v in values.items()
+                   if _measured(v) and on_wire(k, (PARTITION_LEVEL,))}
         for pid, values in s.partition.items()
     }
-    device = {str(k): _scalar(v, units.get(k)) for k, v in s.device.items() if _measured(v)}
+    device = {str(k): _scalar(v, units.get(k)) for k, v in s.device.items()
+              if _measured(v) and on_wire(k, (DEVICE_LEVEL, PARTITION_LEVEL))}
     body: dict[str, Any] = {"window_ns": int(s.window_ns), "samples": int(s.samples)}
     if levels:
         body["levels"] = levels

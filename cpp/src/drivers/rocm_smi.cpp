@@ -184,6 +184,7 @@ private:
     void read_xcds(Gpu& gpu, const unsigned char* t, float* active, double ticks) noexcept {
         std::uint32_t partitions = metrics::u16_at(t, metrics::kNumPartition);
         if (partitions == 0 || partitions > gpu.xcp_count) partitions = gpu.xcp_count;
+        if (partitions > metrics::kMaxXcp) partitions = metrics::kMaxXcp;  // the table's capacity
         for (std::uint32_t p = 0; p < partitions; ++p) {
             const unsigned char* entry = t + metrics::kXcpStats + p * gpu.layout.xcp_stride;
             for (std::uint32_t x = 0; x < gpu.xcc_per_xcp && x < metrics::kMaxXcc; ++x) {

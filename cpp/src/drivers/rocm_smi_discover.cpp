@@ -111,6 +111,9 @@ bool table_has(const Gpu& gpu, std::size_t offset16) {
 bool table_has_xcd(const Gpu& gpu) {
     const unsigned char* t = gpu.table.get();
     if (gpu.layout.xcp_stride == 0 || metrics::content_revision(t) < 6) return false;
+    // The table holds at most kMaxXcp partitions of kMaxXcc XCCs: a topology
+    // beyond that cannot be read from it (per-XCD counters stay absent).
+    if (gpu.xcp_count > metrics::kMaxXcp || gpu.xcc_per_xcp > metrics::kMaxXcc) return false;
     for (std::uint32_t p = 0; p < gpu.xcp_count; ++p) {
         const unsigned char* entry = t + metrics::kXcpStats + p * gpu.layout.xcp_stride;
         for (std::uint32_t x = 0; x < gpu.xcc_per_xcp; ++x) {

@@ -55,6 +55,13 @@ WindowResult make_prototype(const AggregationPlan& plan, const DeviceDescription
 // The sums are float for speed (a double sum here does not vectorise and ran
 // ~4x slower); DeviceAggregator folds them into double totals every
 // kSumBlock samples, so a float sum never grows past a few hundred.
+// On x86-64 an AVX2 clone is picked at load time where the CPU has it: twice
+// the lanes of the SSE2 baseline, measured 2x faster on ring-resident samples
+// (bench/aggregate.py). Sanitizer builds keep the plain loop.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__) && \
+    !defined(__SANITIZE_THREAD__)
+__attribute__((target_clones("avx2", "default")))
+#endif
 void accumulate(const float* __restrict values, float* __restrict sum, float* __restrict max,
                 std::uint32_t* __restrict count, std::size_t n) noexcept {
     for (std::size_t i = 0; i < n; ++i) {

@@ -7,9 +7,7 @@ cuagent.protocol (msgpack + float32 bin) against JSON of the same content, in on
 from __future__ import annotations
 
 import json
-import sys
 import time
-from pathlib import Path
 
 import msgpack
 import numpy as np

@@ -16,9 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import msgpack
 import numpy as np
-import zmq
 
 ROOT = Path(__file__).resolve().parents[1]
 from cuagent.client import Client  # noqa: E402

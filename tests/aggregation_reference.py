@@ -15,7 +15,7 @@ states decided right at a threshold agree exactly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import numpy as np
 

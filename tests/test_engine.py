@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 import time
 
 import numpy as np
+from isolated import run_python
 import pytest
 
 from cuagent import Engine, MockDevice
@@ -125,10 +124,5 @@ LIFECYCLE = textwrap.dedent(
 
 
 def test_start_stop_destroy_in_every_order_does_not_deadlock():
-    # In a subprocess: a deadlock fails with a clear message instead of hanging the suite.
-    try:
-        result = subprocess.run([sys.executable, "-c", LIFECYCLE], capture_output=True, text=True, timeout=90)
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"engine lifecycle deadlocked (no exit within 90 s): {exc.stderr!r}")
-    assert result.returncode == 0, result.stderr
+    result = run_python(LIFECYCLE, timeout=90, what="engine lifecycle")
     assert "lifecycle ok" in result.stdout

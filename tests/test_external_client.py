@@ -10,7 +10,6 @@ against an agent directly and through a relay.
 from __future__ import annotations
 
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Any, Optional

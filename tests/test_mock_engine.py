@@ -6,11 +6,10 @@ clearly instead of stalling the suite.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
 from typing import Any
+
+from isolated import last_json, run_python
 
 PRELUDE = """
 import json, time
@@ -34,13 +33,7 @@ def emit(**values):
 
 
 def run_engine(body: str, timeout: float = 60.0) -> dict[str, Any]:
-    code = PRELUDE + textwrap.dedent(body)
-    try:
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        raise AssertionError(f"engine run did not finish within {timeout} s (deadlock?)\n{exc.stderr}") from None
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return last_json(run_python(PRELUDE + textwrap.dedent(body), timeout=timeout, what="mock engine run"))
 
 
 def test_idle_every_sm_idle() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cuagent import _core
 
 from mock_support import T0_NS, driver, group_means, read, window
 

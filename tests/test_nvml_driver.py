@@ -5,14 +5,11 @@ library, and the environment script is read at its first nvmlInit.
 """
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
 
+from isolated import last_json, run_python
 import pytest
 
-import nvml_fake
 
 pytest.importorskip("cuagent._core")
 
@@ -49,10 +46,7 @@ def values(d, i, t):
 def run(fake, script: str, body: str, timeout: float = 60.0):
     path = fake.script(script)
     code = PRELUDE + textwrap.dedent(body)
-    proc = subprocess.run([sys.executable, "-c", code, str(fake.library)], env=fake.env(path),
-                          capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return last_json(run_python(code, fake.library, env=fake.env(path), timeout=timeout, what="nvml driver run"))
 
 
 def test_one_device_description(fake_nvml):

@@ -3,11 +3,9 @@ NVML cadence, and a GPU lost mid-run gives device_lost while the others go on.
 Runs in a subprocess with a timeout (threads)."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
 
+from isolated import last_json, run_python
 import pytest
 
 pytest.importorskip("cuagent._core")
@@ -20,10 +18,7 @@ def run(fake, script: str, body: str, timeout: float = 90.0):
         from cuagent import Engine
         LIB = sys.argv[1]
     """) + textwrap.dedent(body)
-    proc = subprocess.run([sys.executable, "-c", code, str(fake.library)], env=fake.env(path),
-                          capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return last_json(run_python(code, fake.library, env=fake.env(path), timeout=timeout, what="nvml engine run"))
 
 
 def test_engine_publishes_device_level_state(fake_nvml, trace_table):

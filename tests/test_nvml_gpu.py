@@ -8,7 +8,6 @@ in the same process.
 from __future__ import annotations
 
 import inspect
-import math
 import subprocess
 import sys
 import textwrap

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import config as config_mod
 from . import protocol, slow_path
-from .curve import ClientKeys, CurveError, ServerKeys
+from .curve import ClientKeys, ServerKeys
 
 log = logging.getLogger("cuagent")
 

@@ -126,3 +126,17 @@ def test_key_files_are_checked(keys, tmp_path):
         ServerKeys.load(str(keys / "server.key_secret"), str(tmp_path / "empty"))
     with pytest.raises(CurveError, match="both"):
         ClientKeys.from_args(str(keys / "good.key_secret"), None)
+
+
+@pytest.mark.parametrize("command", [
+    ["run", "--driver", "mock", "--rate-hz", "100", "--publish-interval-ms", "50"],
+    ["relay", "--connect", "ipc:///nonexistent/upstream,ipc:///nonexistent/upstream-sync"],
+])
+def test_an_empty_secret_key_path_fails_instead_of_disabling_curve(keys, tmp_path, command):
+    # `--curve-secret-key "$UNSET"`: an empty path is an unusable key file, not "no CURVE";
+    # a server that then ran unencrypted would fail open.
+    r = subprocess.run(
+        [sys.executable, "-m", "cuagent.cli", *command, "--feed", f"ipc://{tmp_path}/f", "--sync", f"ipc://{tmp_path}/s",
+         "--curve-secret-key", "", "--curve-allow", str(keys / "allow"), "--duration", "1"],
+        capture_output=True, text=True, timeout=WAIT_S + 10, env=_env())
+    assert r.returncode == 2 and "--curve-secret-key '' is not a file" in r.stderr, r.stderr

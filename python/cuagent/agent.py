@@ -171,7 +171,7 @@ class Agent:
             # Wake for the earliest timer, and at least every 100 ms to notice stop().
             timeout = max(0.0, min(next_state, next_hb, next_topo, now + 0.1) - time.monotonic())
             try:
-                ready = dict(poller.poll(timeout * 1000.0))
+                ready = dict(poller.poll(sockets.poll_timeout_ms(timeout)))
             except zmq.ZMQError as e:
                 if e.errno == errno.EINTR:  # a signal: loop round to check stop
                     continue

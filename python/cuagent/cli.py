@@ -74,12 +74,11 @@ def make_engine(cfg: config_mod.RunConfig) -> Any:
     never falls back to the mock: a GPU server must not publish simulated data."""
     from .engine import Engine
 
-    common = dict(rate_hz=cfg.rate_hz, window_ms=cfg.publish_interval_ms, seed=cfg.seed)
+    common: dict[str, Any] = dict(rate_hz=cfg.rate_hz, window_ms=cfg.publish_interval_ms, seed=cfg.seed)
     if cfg.driver == "mock":
-        try:
-            from . import MockDevice  # type: ignore[attr-defined]
-        except ImportError:
-            from .mock import MockDevice  # type: ignore[no-redef]
+        # Looked up on the package, not cuagent.mock, so that a launcher can substitute it
+        # (tests/fakes/mock_fault_agent.py gives the devices faults).
+        from . import MockDevice
         devices = [MockDevice(preset, scenario=scenario) for preset, scenario in cfg.mock_devices]
         return Engine(driver="mock", devices=devices, **common)
     names = config_mod.REAL_DRIVERS if cfg.driver == "auto" else (cfg.driver,)
@@ -117,7 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = config_mod.build(file_values, flags)
     _setup_logging(cfg.log_level)
     node = cfg.node_name()
-    curve = ServerKeys.load(cfg.curve_secret_key, cfg.curve_allow) if cfg.curve_secret_key else None
+    curve = _server_keys(cfg.curve_secret_key, cfg.curve_allow)
     agent_cfg = AgentConfig(
         node=node, feed=cfg.feed, sync=cfg.sync, publish_interval_ms=cfg.publish_interval_ms,
         topo_interval_s=cfg.topo_interval_s, sndhwm=cfg.sndhwm, align_to_windows=not args.publish_timer,
@@ -155,9 +154,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
     import socket
 
     name = args.name or protocol.sanitize_node(socket.gethostname() + "-relay")
-    if (args.curve_secret_key is None) != (args.curve_allow is None):
-        raise CliError("CURVE needs both --curve-secret-key and --curve-allow")
-    server = ServerKeys.load(args.curve_secret_key, args.curve_allow) if args.curve_secret_key else None
+    server = _server_keys(args.curve_secret_key, args.curve_allow)
     try:
         relay = Relay(RelayConfig(args.connect, name, args.feed, args.sync, args.sndhwm,
                                   curve=server, upstream_curve=_client_keys(args)))
@@ -221,7 +218,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from .client import parse_endpoint
 
     ep = parse_endpoint(args.endpoint)
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context = zmq.Context.instance()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
     keys = _client_keys(args)
@@ -256,7 +253,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def sync_request(sync_endpoint: str, request: dict, timeout: float, curve: Optional[ClientKeys] = None) -> bytes:
     import zmq
 
-    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock: zmq.Socket = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     if curve is not None:
         curve.apply(sock)
@@ -296,6 +293,17 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- parser
+
+
+def _server_keys(secret_key_file: Optional[str], allow_dir: Optional[str]) -> Optional[ServerKeys]:
+    """CURVE server keys when either option was given (both are needed). Tested against None,
+    not truthiness: an empty path (an unset variable in a unit file) must fail, not turn
+    encryption off."""
+    if secret_key_file is None and allow_dir is None:
+        return None
+    if secret_key_file is None or allow_dir is None:
+        raise CliError("CURVE needs both --curve-secret-key and --curve-allow")
+    return ServerKeys.load(secret_key_file, allow_dir)
 
 
 def _client_keys(args: argparse.Namespace) -> Optional[ClientKeys]:

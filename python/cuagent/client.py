@@ -29,7 +29,7 @@ from typing import Any, AsyncIterator, Callable, Iterable, Iterator, NamedTuple,
 import numpy as np
 import zmq
 
-from . import protocol
+from . import protocol, sockets
 from .curve import ClientKeys, apply_client
 from .protocol import Device, Header, ProtocolError, State, Topic
 
@@ -143,9 +143,9 @@ class DeviceView:
         if unit_states is None or ancestors is None:
             return []
         valid = ancestors < n
-        busy = np.zeros(n, bool)
+        busy: np.ndarray = np.zeros(n, bool)
         busy[ancestors[valid][unit_states[valid] != protocol.IDLE]] = True
-        present = np.zeros(n, bool)
+        present: np.ndarray = np.zeros(n, bool)
         present[ancestors[valid]] = True
         return [int(i) for i in np.flatnonzero(present & ~busy)]
 
@@ -277,10 +277,10 @@ class _Link:
         # mistaken for the answer to the next one.
         if self.dealer is not None:
             self.dealer.close(0)
-        self.dealer = self.ctx.socket(zmq.DEALER)
-        self.dealer.setsockopt(zmq.LINGER, 0)
-        apply_client(self.dealer, self.curve)
-        self.dealer.connect(self.endpoint.sync)
+        dealer = self.dealer = self.ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        apply_client(dealer, self.curve)
+        dealer.connect(self.endpoint.sync)
 
     def close(self) -> None:
         self.sub.close(0)
@@ -372,7 +372,7 @@ class Client:
         for sock in self.poll_sockets():
             poller.register(sock, zmq.POLLIN)
         try:
-            poller.poll(max(0.0, min(timeout, self.next_deadline())) * 1000.0)
+            poller.poll(sockets.poll_timeout_ms(min(timeout, self.next_deadline())))
         except zmq.ZMQError as e:
             if e.errno != errno.EINTR:
                 raise
@@ -447,11 +447,11 @@ class Client:
                 link.pending.appendleft((prefix, node))
                 link._new_dealer()
                 self._send_next_request(link)
-        for node in self.view.nodes.values():
-            if not node.stale and now - node.last_heard > self.stale_after_s:
-                node.stale = True
-                log.warning("node %s is stale: no heartbeat for %.0f s", node.name, now - node.last_heard)
-                self._emit("stale", node.name, None, None, None)
+        for view in self.view.nodes.values():
+            if not view.stale and now - view.last_heard > self.stale_after_s:
+                view.stale = True
+                log.warning("node %s is stale: no heartbeat for %.0f s", view.name, now - view.last_heard)
+                self._emit("stale", view.name, None, None, None)
 
     # ------------------------------------------------------------------ feed messages
     def _receive(self, link: _Link, frames: list[bytes]) -> None:
@@ -585,7 +585,8 @@ class Client:
     def _discard_node(self, node: str) -> None:
         self.view.nodes.pop(node, None)
         self.epochs.pop(node, None)
-        for table in (self.seqs, self.frames):
+        tables: list[dict[str, Any]] = [self.seqs, self.frames]
+        for table in tables:
             for topic in [t for t in table if t.split("/", 3)[2] == node]:
                 del table[topic]
 
@@ -665,7 +666,8 @@ class Client:
         seq_nodes = {t.split("/", 3)[2] for t in snap.seqs if isinstance(t, str) and t.count("/") >= 3}
         if only_node is not None:
             seq_nodes &= {only_node}
-        listed = snap.extra.get("epochs") if isinstance(snap.extra.get("epochs"), dict) else {}
+        extra_epochs = snap.extra.get("epochs")
+        listed = extra_epochs if isinstance(extra_epochs, dict) else {}
         bare: dict[str, int] = {}
         for node in seq_nodes - set(decoded):
             epoch = listed.get(node)
@@ -679,9 +681,9 @@ class Client:
                 self._discard_node(node)
                 self._emit("restart", node, None, None, None)
             self.epochs[node] = epoch
-            for topic, seq in snap.seqs.items():
-                if isinstance(topic, str) and topic.split("/", 3)[2:3] == [node]:
-                    self.seqs[topic] = max(self.seqs.get(topic, 0), seq)
+            for seq_topic, seq in snap.seqs.items():
+                if isinstance(seq_topic, str) and seq_topic.split("/", 3)[2:3] == [node]:
+                    self.seqs[seq_topic] = max(self.seqs.get(seq_topic, 0), seq)
         for node, msgs in decoded.items():
             epoch = msgs[0].header.epoch
             if self.epochs.get(node) not in (None, epoch):
@@ -690,9 +692,9 @@ class Client:
                 self._emit("restart", node, None, msgs[0].header, None)
             self.epochs[node] = epoch
             held = dict(self.seqs)  # what we had applied before this snapshot
-            for topic, seq in snap.seqs.items():
-                if isinstance(topic, str) and topic.split("/", 3)[2:3] == [node]:
-                    self.seqs[topic] = max(self.seqs.get(topic, 0), seq)
+            for seq_topic, seq in snap.seqs.items():
+                if isinstance(seq_topic, str) and seq_topic.split("/", 3)[2:3] == [node]:
+                    self.seqs[seq_topic] = max(self.seqs.get(seq_topic, 0), seq)
             # topo first: states are decoded against it.
             for msg in sorted(msgs, key=lambda m: m.topic.kind != "topo"):
                 if msg.header.epoch != epoch:

@@ -98,8 +98,9 @@ def parse_mock_devices(spec: Any) -> list[tuple[str, str]]:
     return out
 
 
-_TYPES = {"seed": int, "rate_hz": (int, float), "publish_interval_ms": (int, float), "topo_interval_s": (int, float),
-          "sndhwm": int, "process_interval_s": (int, float), "topology_poll_s": (int, float)}
+_TYPES: dict[str, tuple[type, ...]] = {
+    "seed": (int,), "rate_hz": (int, float), "publish_interval_ms": (int, float), "topo_interval_s": (int, float),
+    "sndhwm": (int,), "process_interval_s": (int, float), "topology_poll_s": (int, float)}
 _STRINGS = ("driver", "feed", "sync", "node", "log_level", "nvml_library", "rocm_smi_library", "kfd_root",
             "curve_secret_key", "curve_allow")
 

@@ -565,8 +565,8 @@ def decode_topo_body(m: Any) -> Topo:
     return Topo(agent, devices)
 
 
-_F32 = np.dtype("<f4")
-_U8 = np.dtype("u1")
+_F32: np.dtype = np.dtype("<f4")
+_U8: np.dtype = np.dtype("u1")
 _NUMBER_TYPES = (int, float)
 
 

@@ -113,7 +113,7 @@ class Relay:
                     poller.register(sock, zmq.POLLIN)
                 # At most 100 ms, to notice stop().
                 try:
-                    ready = dict(poller.poll(min(0.1, self.client.next_deadline()) * 1000.0))
+                    ready = dict(poller.poll(sockets.poll_timeout_ms(min(0.1, self.client.next_deadline()))))
                 except zmq.ZMQError as e:
                     if e.errno != errno.EINTR:
                         raise

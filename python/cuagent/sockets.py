@@ -4,8 +4,9 @@ handling of a sync ROUTER (§5), so both servers treat malformed requests identi
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 
 import zmq
 
@@ -24,6 +25,16 @@ HEARTBEAT_TIMEOUT_MS = 3000
 DEFAULT_SNDHWM = 1000
 # Replies one sync round may send before the publisher gets the loop back.
 MAX_REQUESTS_PER_ROUND = 64
+
+
+def poll_timeout_ms(seconds: float) -> int:
+    """A wait in seconds as the whole milliseconds zmq_poll takes, rounded up: pyzmq truncates
+    a float, so a wait under 1 ms became a non-blocking poll and the loop spun until its
+    deadline. A positive wait is at least 1 ms; float noise (0.3 s -> 300.00000000000006 ms)
+    does not add one."""
+    if not seconds > 0:
+        return 0
+    return max(1, math.ceil(seconds * 1000.0 - 1e-6))
 
 
 def heartbeats(sock: zmq.Socket) -> None:
@@ -69,7 +80,7 @@ def _bind(sock: zmq.Socket, endpoint: str, what: str) -> None:
 
 def bound_endpoint(sock: zmq.Socket) -> str:
     """The endpoint actually bound (resolves tcp port 0 / wildcards for tests and demo)."""
-    ep = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+    ep = cast(bytes, sock.getsockopt(zmq.LAST_ENDPOINT)).decode()
     return ep.replace("0.0.0.0", "127.0.0.1")
 
 

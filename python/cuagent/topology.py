@@ -49,7 +49,7 @@ class PartitionInfo:
 class LinkInfo(NamedTuple):
     peer: str
     type: str  # "nvlink" | "xgmi" | "pcie"
-    count: int
+    count: int  # type: ignore[assignment]  # the wire's name (PROTOCOL.md §3.1); shadows tuple.count
     path: str
 
 

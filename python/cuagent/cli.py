@@ -87,7 +87,8 @@ def make_engine(cfg: config_mod.RunConfig) -> Any:
         try:
             engine = Engine(driver=name, **common, **cfg.driver_options(name))
         except Exception as e:  # noqa: BLE001 — each backend's reason goes into the message
-            failures.append(f"{name}: {e}")
+            reason = str(e)  # the drivers' messages already start with their name
+            failures.append(reason if reason.startswith(f"{name}:") else f"{name}: {reason}")
             continue
         if not engine.topology():
             failures.append(f"{name}: no devices found")

@@ -111,7 +111,7 @@ void Engine::start() {
     stopped_ns_ = 0;
     aggregator_thread_ = std::thread([this] { aggregate_loop(); });
     try {
-        sampler_thread_ = std::thread([this, t0 = t0_ns_] { sampler_->run(stop_sampler_, t0); });
+        sampler_thread_ = std::thread([this, t0 = t0_ns_, origin] { sampler_->run(stop_sampler_, t0, origin); });
     } catch (...) {
         // No thread for the sampler: take the aggregator down again, so that
         // the engine is stopped and a later start() finds no joinable thread.
@@ -145,18 +145,25 @@ void Engine::aggregate_loop() noexcept {
     // not done yet it looks again every `recheck`. A device no tick reads for
     // a while (slow reads, devices read every 100 ms with no other device)
     // still has its window finished `grace` after its end. It also wakes at
-    // least every quarter of the ring's span (at most 20 ms), so a ring never
+    // least every quarter of the ring's span (at most 100 ms), so a ring never
     // fills however long the window.
     const std::int64_t window = config_.window_ns;
     // The completing tick wakes at the window end, then reads every device:
     // look shortly after, and again at this pace until it is done.
     const std::int64_t recheck = std::clamp<std::int64_t>(period_ns_ / 4, 50'000, 100'000);
     const std::int64_t grace = std::max<std::int64_t>(2 * period_ns_, 5'000'000);
-    const std::int64_t ring_span = static_cast<std::int64_t>(config_.ring_capacity) * period_ns_;
-    const std::int64_t max_sleep = std::clamp<std::int64_t>(ring_span / 4, 1'000'000, 20'000'000);
+    // The ring fills at the rate of the most often read device, which for
+    // devices refreshed every 100 ms (NVML) is far below the tick rate. The
+    // upper bound keeps stop() prompt: it waits for this thread's sleep.
+    std::int64_t min_stride = 1;
+    if (!sampler_->strides().empty())
+        min_stride = *std::min_element(sampler_->strides().begin(), sampler_->strides().end());
+    const std::int64_t ring_span = static_cast<std::int64_t>(config_.ring_capacity) * period_ns_ * min_stride;
+    const std::int64_t max_sleep = std::clamp<std::int64_t>(ring_span / 4, 1'000'000, 100'000'000);
     const std::int64_t origin = -realtime_offset_ns();  // windows are aligned in Unix time
     const std::int64_t t0 = t0_ns_;
     const std::size_t n = rings_.size();
+    int overdue_passes = 0;  // consecutive passes that found a window still open past its end
     for (;;) {
         std::uint64_t finished_before = 0;
         for (const auto& aggregator : aggregators_) finished_before += aggregator->windows();
@@ -189,7 +196,14 @@ void Engine::aggregate_loop() noexcept {
         const std::int64_t next_end = origin + ((now - origin) / window + 1) * window;
         const std::int64_t first_tick = t0 + ((next_end - t0 + period_ns_ - 1) / period_ns_) * period_ns_;
         std::int64_t wake = std::min(now + max_sleep, first_tick + recheck);
-        if (overdue) wake = std::min(wake, now + recheck);
+        // A window still open past its end waits for a slow read or a device
+        // read rarely: look again soon, then less and less often (up to 16x).
+        if (overdue) {
+            wake = std::min(wake, now + (recheck << std::min(overdue_passes, 4)));
+            ++overdue_passes;
+        } else {
+            overdue_passes = 0;
+        }
         sleep_until_ns(wake);
     }
 }

@@ -113,12 +113,20 @@ void Sampler::read_device(std::size_t d, std::int64_t now_ns) noexcept {
     }
 }
 
-void Sampler::run(const std::atomic<bool>& stop, std::int64_t t0_ns) noexcept {
+void Sampler::run(const std::atomic<bool>& stop, std::int64_t t0_ns, std::int64_t grid_origin_ns) noexcept {
     // The default 50 us timer slack would dominate jitter at 10 kHz.
     prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
     driver_.on_sampler_start();
     counters_.started_ns.store(t0_ns, std::memory_order_relaxed);
     const std::size_t n = stride_.size();
+    // t0 lies on the period grid counted from grid_origin_ns (the window grid).
+    // A device read every `stride` ticks is read on the multiples of
+    // stride * period on that grid, so a device refreshed every 100 ms with
+    // 100 ms windows is read right at each window end, which completes the
+    // window at once instead of whenever its phase happens to fall.
+    const std::int64_t ticks_since_origin = (t0_ns - grid_origin_ns) / period_ns_;
+    for (std::size_t d = 0; d < n; ++d)
+        next_due_[d] = (stride_[d] - ticks_since_origin % stride_[d]) % stride_[d];
     std::int64_t k = 0;
     while (!stop.load(std::memory_order_relaxed)) {
         const std::int64_t deadline = t0_ns + k * period_ns_;

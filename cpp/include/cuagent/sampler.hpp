@@ -62,7 +62,9 @@ public:
             DeviceCounters* device_counters, SamplerCounters& counters, std::int64_t period_ns);
 
     // The thread body: returns once `stop` is set (checked at every tick).
-    void run(const std::atomic<bool>& stop, std::int64_t t0_ns) noexcept;
+    // Ticks are t0_ns + k * period; t0_ns must lie on the period grid counted
+    // from grid_origin_ns, which slow devices' reads are aligned to.
+    void run(const std::atomic<bool>& stop, std::int64_t t0_ns, std::int64_t grid_origin_ns) noexcept;
 
     std::int64_t period_ns() const { return period_ns_; }
     // Ticks between reads of each device (>= 1).

@@ -14,16 +14,13 @@ Baselines in the same run, so the figure splits into its causes:
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import psutil
 
-from machine import Steal
+from machine import Steal, process_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE_ONLY = """
@@ -47,23 +44,6 @@ int main(void) {  /* sleep to 1 kHz absolute deadlines, with the sampler's timer
 """
 
 
-def cpu_fraction(args: list[str], seconds: float) -> float:
-    env = dict(os.environ)
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL)
-    try:
-        time.sleep(3.0)  # imports, engine start, first windows
-        ps = psutil.Process(proc.pid)
-        t0, c0 = time.monotonic(), ps.cpu_times()
-        time.sleep(seconds)
-        t1, c1 = time.monotonic(), ps.cpu_times()
-        if proc.poll() is not None:
-            raise SystemExit(f"{args} exited early with {proc.returncode}")
-        return ((c1.user - c0.user) + (c1.system - c0.system)) / (t1 - t0)
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10.0)
@@ -72,14 +52,14 @@ def main() -> None:
         floor_bin = Path(tmp) / "floor"
         (Path(tmp) / "floor.c").write_text(FLOOR_C)
         subprocess.run(["cc", "-O2", "-o", str(floor_bin), str(Path(tmp) / "floor.c")], check=True)
-        floor = cpu_fraction([str(floor_bin)], a.seconds)
+        floor = process_cpu([str(floor_bin)], a.seconds)
         rows = []
         for scenario in ("idle", "training"):
             devices = ",".join([f"h100-sxm:{scenario}"] * 8)
-            agent = cpu_fraction([sys.executable, "-m", "cuagent.cli", "run", "--driver", "mock", "--mock-devices", devices,
+            agent = process_cpu([sys.executable, "-m", "cuagent.cli", "run", "--driver", "mock", "--mock-devices", devices,
                                   "--node", "cpu", "--feed", f"ipc://{tmp}/f", "--sync", f"ipc://{tmp}/s", "--rate-hz", "1000",
                                   "--publish-interval-ms", "100", "--log-level", "warning"], a.seconds)
-            engine = cpu_fraction([sys.executable, "-c", ENGINE_ONLY, scenario], a.seconds)
+            engine = process_cpu([sys.executable, "-c", ENGINE_ONLY, scenario], a.seconds)
             rows.append((scenario, agent, engine))
     print("cuagent run --driver mock, 8 x H100, 1 kHz sampling, 10 Hz publish (% of one core):")
     print(f"  floor: bare C loop of 1000 timer wake-ups/s   {floor * 100:5.2f}%")

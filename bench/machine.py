@@ -8,7 +8,11 @@ steal of their run next to the figures, so a bad figure on a busy host reads as 
 from __future__ import annotations
 
 import os
+import subprocess
 import time
+from typing import Mapping, Optional, Sequence
+
+import psutil
 
 
 def _steal_jiffies() -> int:
@@ -35,3 +39,22 @@ class Steal:
         cpus = os.cpu_count() or 1
         share = self.steal_s / (self.wall_s * cpus) if self.wall_s > 0 else 0.0
         return f"host steal during the run: {self.steal_s:.2f} CPU-s over {self.wall_s:.1f} s ({share:.1%} of {cpus} CPUs)"
+
+
+def process_cpu(args: Sequence[str], seconds: float, env: Optional[Mapping[str, str]] = None,
+                warmup_s: float = 3.0) -> float:
+    """Fraction of one core a command uses over `seconds`, measured after `warmup_s` (imports,
+    engine start, first windows). The command is terminated afterwards; it must not exit first."""
+    proc = subprocess.Popen(list(args), env=dict(env) if env is not None else None, stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(warmup_s)
+        ps = psutil.Process(proc.pid)
+        t0, c0 = time.monotonic(), ps.cpu_times()
+        time.sleep(seconds)
+        t1, c1 = time.monotonic(), ps.cpu_times()
+        if proc.poll() is not None:
+            raise SystemExit(f"{list(args)[:4]} exited early with {proc.returncode}")
+        return ((c1.user - c0.user) + (c1.system - c0.system)) / (t1 - t0)
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from machine import process_cpu  # noqa: E402
 
 POLLER = """
 import sys, time
@@ -43,22 +42,6 @@ while True:
 """
 
 
-def cpu_percent(args: list[str], env: dict[str, str], seconds: float) -> float:
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL)
-    try:
-        time.sleep(3.0)
-        ps = psutil.Process(proc.pid)
-        c0, t0 = ps.cpu_times(), time.monotonic()
-        time.sleep(seconds)
-        c1, t1 = ps.cpu_times(), time.monotonic()
-        if proc.poll() is not None:
-            raise SystemExit(f"{args[:4]} exited early with {proc.returncode}")
-        return ((c1.user - c0.user) + (c1.system - c0.system)) / (t1 - t0) * 100
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=10.0)
@@ -74,10 +57,10 @@ def main() -> None:
             library = str(fake.library)
             env = fake.env(fake.script("devices 8\n"))  # pynvml finds it through LD_LIBRARY_PATH
             print(f"library: fake libnvidia-ml, 8 GPUs ({library}); pass --library for a real GPU")
-        agent = cpu_percent([sys.executable, "-m", "cuagent.cli", "run", "--driver", "nvml", "--nvml-library", library,
-                             "--feed", f"ipc://{tmp}/f", "--sync", f"ipc://{tmp}/s", "--log-level", "warning"],
-                            env, a.seconds)
-        poller = cpu_percent([sys.executable, "-c", POLLER], env, a.seconds)
+        agent = 100 * process_cpu([sys.executable, "-m", "cuagent.cli", "run", "--driver", "nvml",
+                                   "--nvml-library", library, "--feed", f"ipc://{tmp}/f", "--sync",
+                                   f"ipc://{tmp}/s", "--log-level", "warning"], a.seconds, env)
+        poller = 100 * process_cpu([sys.executable, "-c", POLLER], a.seconds, env)
     print("agent CPU, 8 GPUs read at 10 Hz, 10 Hz publish (% of one core):")
     print(f"  cuagent run --driver nvml {agent:5.2f}%   pynvml poller (no publishing) {poller:5.2f}%   "
           f"ratio {poller / agent if agent else float('nan'):4.1f}x  (target agent <= 0.5%)")

@@ -117,7 +117,6 @@ void Sampler::run(const std::atomic<bool>& stop, std::int64_t t0_ns, std::int64_
     // The default 50 us timer slack would dominate jitter at 10 kHz.
     prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
     driver_.on_sampler_start();
-    counters_.started_ns.store(t0_ns, std::memory_order_relaxed);
     const std::size_t n = stride_.size();
     // t0 lies on the period grid counted from grid_origin_ns (the window grid).
     // A device read every `stride` ticks is read on the multiples of
@@ -147,7 +146,6 @@ void Sampler::run(const std::atomic<bool>& stop, std::int64_t t0_ns, std::int64_
         // Release: the ring slots published in this tick happen-before this store.
         counters_.completed_tick_start_ns.store(woke, std::memory_order_release);
         const std::int64_t done = monotonic_ns();
-        counters_.last_tick_ns.store(done, std::memory_order_relaxed);
 
         if (n == 0) next = k + 1;
         // Overrun: the next due tick's deadline has already passed. Skip to the

@@ -47,8 +47,6 @@ struct SamplerCounters {
     std::atomic<std::uint64_t> ticks{0};
     std::atomic<std::uint64_t> skipped_ticks{0};
     std::atomic<std::uint64_t> events_dropped{0};
-    std::atomic<std::int64_t> started_ns{0};
-    std::atomic<std::int64_t> last_tick_ns{0};
     // Wake-up time of the last tick whose reads are all in the rings (release
     // after them): every sample taken before this time is published, so a
     // window ending at or before it is complete.

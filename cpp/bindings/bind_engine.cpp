@@ -20,7 +20,11 @@ py::dict stats_to_dict(const EngineStats& s) {
         dd["drops"] = d.drops;
         dd["read_errors"] = d.read_errors;
         dd["windows"] = d.windows;
+        dd["windows_missed"] = d.windows_missed;
+        dd["late_samples"] = d.late_samples;
+        dd["skipped_reads"] = d.skipped_reads;
         dd["lost"] = d.lost;
+        dd["own_thread"] = d.own_thread;
         devices.append(dd);
     }
     py::dict out;
@@ -84,7 +88,7 @@ void register_engine(py::module_& m) {
         .def_property_readonly("ring_capacity", [](const Engine& e) { return e.config().ring_capacity; })
         .def("device", [](const Engine& e, std::size_t i) {
                  if (i >= e.device_count()) throw py::index_error("no device " + std::to_string(i));
-                 return e.driver().device(i);
+                 return e.device(i);
              })
         .def_property_readonly("window_fd", &Engine::window_fd,
                                "eventfd readable when a window finishes (read 8 bytes to re-arm)")
@@ -100,7 +104,7 @@ void register_engine(py::module_& m) {
                      found = e.latest(i, window);
                  }
                  if (!found) return py::none();
-                 return window_to_dict(e.driver().device(i), e.plan(i), window, e.realtime_offset_ns());
+                 return window_to_dict(e.device(i), e.plan(i), window, e.realtime_offset_ns());
              },
              py::arg("device"), "Latest finished window of a device as a dict, or None.")
         .def("stats", [](const Engine& e) {

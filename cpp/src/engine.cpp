@@ -45,8 +45,11 @@ Engine::Engine(std::shared_ptr<Driver> driver, const EngineConfig& config)
         throw std::invalid_argument("hysteresis must lie in [0, 0.5), got " + std::to_string(t.hysteresis));
     for (std::size_t d = 0; d < driver_->device_count(); ++d) {
         driver_->device(d).validate();
+        devices_.push_back(driver_->device(d));
+    }
+    for (const auto& device : devices_) {
         reader_mutex_.push_back(std::make_unique<std::mutex>());
-        plans_.push_back(std::make_shared<const AggregationPlan>(driver_->device(d)));
+        plans_.push_back(std::make_shared<const AggregationPlan>(device));
     }
     if (config_.ring_capacity == 0)
         config_.ring_capacity = std::max<std::size_t>(256, static_cast<std::size_t>(config_.rate_hz / 10.0));
@@ -62,7 +65,7 @@ Engine::~Engine() {
 void Engine::start() {
     std::lock_guard<std::mutex> control(control_mutex_);
     if (running_) throw std::logic_error("engine is already running");
-    const std::size_t n = driver_->device_count();
+    const std::size_t n = devices_.size();
 
     // Everything the threads touch is allocated here, before they start, and
     // aside from the previous run's state: if an allocation throws, the engine
@@ -77,16 +80,20 @@ void Engine::start() {
     // Windows are aligned to multiples of the window length in Unix time, so
     // windows of different devices and of different nodes line up.
     const std::int64_t origin = -realtime_offset;  // monotonic time of Unix time 0
+    std::vector<std::vector<DeviceSource>> sources(n);
+    std::vector<std::uint32_t> values(n);
     for (std::size_t d = 0; d < n; ++d) {
-        const SampleLayout layout(driver_->device(d));
+        const SampleLayout& layout = plans_[d]->layout;
+        values[d] = layout.values();
+        sources[d].push_back({driver_.get(), d, 0, values[d]});
         rings.push_back(std::make_unique<SlotRing>(
-            sizeof(SampleHeader) + layout.values() * sizeof(float), config_.ring_capacity));
+            sizeof(SampleHeader) + values[d] * sizeof(float), config_.ring_capacity));
         aggregators.push_back(std::make_unique<DeviceAggregator>(
-            driver_->device(d), plans_[d], config_.thresholds, config_.window_ns, origin));
+            devices_[d], plans_[d], config_.thresholds, config_.window_ns, origin));
     }
     // The sampler keeps a reference to the member rings_, filled below.
-    auto sampler = std::make_unique<Sampler>(*driver_, rings_, *events, device_counters.get(),
-                                             *counters, period_ns_);
+    auto sampler = std::make_unique<Sampler>(sources, values, rings_, *events, device_counters.get(),
+                                             *counters, period_ns_, config_.ring_capacity);
 
     {
         // Readers of the previous run's windows and events wait while we swap.
@@ -109,28 +116,37 @@ void Engine::start() {
     // window runs the moment it ends instead of up to a period later.
     t0_ns_ = origin + ((mono + period_ns_ - origin + period_ns_ - 1) / period_ns_) * period_ns_;
     stopped_ns_ = 0;
-    aggregator_thread_ = std::thread([this] { aggregate_loop(); });
     try {
+        aggregator_thread_ = std::thread([this] { aggregate_loop(); });
+        for (SourceReader* reader : sampler_->readers())
+            reader_threads_.emplace_back([this, reader, t0 = t0_ns_, origin] { reader->run(stop_sampler_, t0, origin); });
         sampler_thread_ = std::thread([this, t0 = t0_ns_, origin] { sampler_->run(stop_sampler_, t0, origin); });
     } catch (...) {
-        // No thread for the sampler: take the aggregator down again, so that
-        // the engine is stopped and a later start() finds no joinable thread.
-        stop_aggregator_.store(true);
-        aggregator_thread_.join();
+        // A thread could not start: take down those that did, so that the
+        // engine is stopped and a later start() finds no joinable thread.
+        join_threads();
         stopped_ns_ = monotonic_ns();
         throw;
     }
     running_ = true;
 }
 
+void Engine::join_threads() noexcept {
+    stop_sampler_.store(true);
+    // A reader in the middle of a stalled read is waited for: its driver call
+    // cannot be interrupted, and the driver must outlive it.
+    for (auto& reader : reader_threads_) reader.join();
+    reader_threads_.clear();
+    if (sampler_thread_.joinable()) sampler_thread_.join();
+    // The aggregator drains what the sampler left in the rings, then exits.
+    stop_aggregator_.store(true);
+    if (aggregator_thread_.joinable()) aggregator_thread_.join();
+}
+
 void Engine::stop() {
     std::lock_guard<std::mutex> control(control_mutex_);
     if (!running_) return;
-    stop_sampler_.store(true);
-    sampler_thread_.join();
-    // The aggregator drains what the sampler left in the rings, then exits.
-    stop_aggregator_.store(true);
-    aggregator_thread_.join();
+    join_threads();
     stopped_ns_ = monotonic_ns();
     running_ = false;
 }
@@ -139,12 +155,15 @@ void Engine::aggregate_loop() noexcept {
     // Wake-ups cost CPU (tens of us each in a VM), so the aggregator does not
     // poll. A window is complete once the sampler has finished a tick that
     // started at or after the window's end (ticks run one after another, so
-    // every earlier sample is then in the rings). The aggregator sleeps until
+    // every earlier sample is then in the rings; a read still running on a
+    // device's reader thread holds back that device's window). The aggregator sleeps until
     // just after the first tick deadline past the next window end, drains the
     // rings, finishes the complete windows and signals them; if that tick is
     // not done yet it looks again every `recheck`. A device no tick reads for
     // a while (slow reads, devices read every 100 ms with no other device)
-    // still has its window finished `grace` after its end. It also wakes at
+    // still has its window finished `grace` after its end: that is how long a
+    // stalled read is waited for before its window goes out without it (its
+    // sample, when it comes, is late and dropped). It also wakes at
     // least every quarter of the ring's span (at most 100 ms), so a ring never
     // fills however long the window.
     const std::int64_t window = config_.window_ns;
@@ -168,23 +187,24 @@ void Engine::aggregate_loop() noexcept {
         std::uint64_t finished_before = 0;
         for (const auto& aggregator : aggregators_) finished_before += aggregator->windows();
         const bool last_pass = stop_aggregator_.load(std::memory_order_acquire);
-        // Acquire, before draining: the samples of that tick are then visible.
-        const std::int64_t complete_before = counters_->completed_tick_start_ns.load(std::memory_order_acquire);
+        bool overdue = false;
         for (std::size_t d = 0; d < n; ++d) {
+            // Acquire, before draining: the samples it covers are then visible.
+            const std::int64_t complete_before =
+                device_counters_[d].complete_before_ns.load(std::memory_order_acquire);
             SlotRing& ring = *rings_[d];
             DeviceAggregator& aggregator = *aggregators_[d];
             while (const void* slot = ring.front()) {
                 aggregator.add(static_cast<const SampleHeader*>(slot)->t_ns, sample_values(slot));
                 ring.pop();
             }
+            if (last_pass) continue;  // an unfinished window is not published
+            const std::int64_t now = monotonic_ns();
+            aggregator.poll(now, grace, complete_before);
+            overdue |= aggregator.open_window_end() <= now;
         }
-        if (last_pass) break;  // an unfinished window is not published
+        if (last_pass) break;
         const std::int64_t now = monotonic_ns();
-        bool overdue = false;
-        for (std::size_t d = 0; d < n; ++d) {
-            aggregators_[d]->poll(now, grace, complete_before);
-            overdue |= aggregators_[d]->open_window_end() <= now;
-        }
         std::uint64_t finished_after = 0;
         for (const auto& aggregator : aggregators_) finished_after += aggregator->windows();
         if (finished_after != finished_before) {
@@ -220,6 +240,11 @@ bool Engine::latest(std::size_t device, WindowResult& out) {
     return true;
 }
 
+const DeviceDescription& Engine::device(std::size_t device) const {
+    if (device >= devices_.size()) throw std::out_of_range("no device " + std::to_string(device));
+    return devices_[device];
+}
+
 const AggregationPlan& Engine::plan(std::size_t device) const {
     if (device >= plans_.size()) throw std::out_of_range("no device " + std::to_string(device));
     return *plans_[device];
@@ -253,6 +278,11 @@ EngineStats Engine::stats() const {
         ds.read_errors = dc.read_errors.load(std::memory_order_relaxed);
         ds.lost = dc.lost.load(std::memory_order_relaxed);
         ds.windows = aggregators_[d]->windows();
+        ds.windows_missed = aggregators_[d]->windows_missed();
+        ds.late_samples = aggregators_[d]->late_samples();
+        ds.skipped_reads = sampler_->skipped_reads(d);
+        ds.drops += sampler_->reader_drops(d);
+        ds.own_thread = sampler_->has_reader(d);
         s.samples += ds.samples;
         s.drops += ds.drops;
         s.read_errors += ds.read_errors;

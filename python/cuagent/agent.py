@@ -214,8 +214,10 @@ class Agent:
         self._refresh_topology(force_publish=False, changed=True)
 
     # ------------------------------------------------------------------ publishing
-    def _send(self, topic: str, ts: int, body: dict[str, Any], keep: bool) -> None:
-        seq = self.seqs.get(topic, 0) + 1
+    def _send(self, topic: str, ts: int, body: dict[str, Any], keep: bool, lost: int = 0) -> None:
+        """``lost``: messages of this topic that were due before this one and never sent: their
+        seqs are skipped, so a client counts them as a gap (PROTOCOL.md §4)."""
+        seq = self.seqs.get(topic, 0) + 1 + lost
         self.seqs[topic] = seq
         frames = protocol.encode_frames(topic, Header(self.config.node, self.epoch, seq, ts, self.gen), body)
         try:
@@ -272,14 +274,17 @@ class Agent:
         for i, st in enumerate(snapshot):
             if st is None or i >= len(self._topics):
                 continue
-            window_id = getattr(st, "window_seq", None)
-            if window_id is None:
-                window_id = st.t_ns
-            if window_id != self._last_window[i]:
-                self._last_window[i] = window_id
+            # A window is known by its end on the grid: never publish one twice, nor an older one.
+            last = self._last_window[i]
+            if last is None or st.t_ns > last:
+                # Windows of this device between the last one sent and this one never went out
+                # (the device stalled, failed, or we missed them): skip their seqs so a client
+                # sees the loss as a gap instead of a silent jump in `ts`.
+                lost = 0 if last is None else max(0, round((st.t_ns - last) / st.window_ns) - 1)
+                self._last_window[i] = st.t_ns
                 processes = self.slow_path.processes(self._indices[i], now)
                 body = protocol.encode_state_body(st, self._counters[i], processes)
-                self._send(self._topics[i], int(st.t_ns), body, keep=True)
+                self._send(self._topics[i], int(st.t_ns), body, keep=True, lost=lost)
                 self.stats["state"] += 1
             due = now + (st.t_ns + st.window_ns - wall_now) / 1e9
             next_due = due if next_due is None else min(next_due, due)

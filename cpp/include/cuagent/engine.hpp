@@ -1,6 +1,7 @@
 // The engine: a driver, one sampler thread, one aggregator thread, and between
 // them a lock-free ring per device; finished windows come out through a triple
-// buffer per device. Control calls (start, stop, snapshot, stats, events) come
+// buffer per device. A device whose reads may block is read on a reader
+// thread of its own, which the sampler relays, so it cannot stall the others. Control calls (start, stop, snapshot, stats, events) come
 // from Python threads; the engine's own threads never touch Python.
 #pragma once
 
@@ -30,7 +31,12 @@ struct EngineConfig {
 
 struct DeviceStats {
     std::uint64_t samples = 0, drops = 0, read_errors = 0, windows = 0;
+    // Windows between finished ones that had no sample; samples dropped
+    // because their window was already finished (a stalled read); reads a
+    // reader thread missed while one of its reads overran.
+    std::uint64_t windows_missed = 0, late_samples = 0, skipped_reads = 0;
     bool lost = false;
+    bool own_thread = false;  // some source of it is read on a thread of its own
 };
 
 struct EngineStats {
@@ -60,7 +66,9 @@ public:
     bool running() const { return running_.load(std::memory_order_acquire); }
 
     const Driver& driver() const { return *driver_; }
-    std::size_t device_count() const { return driver_->device_count(); }
+    std::size_t device_count() const { return devices_.size(); }
+    // What the engine publishes for `device`: every counter of every source.
+    const DeviceDescription& device(std::size_t device) const;
     const EngineConfig& config() const { return config_; }
 
     // Copy of the latest finished window of `device` into `out`; false when no
@@ -81,7 +89,10 @@ public:
 private:
     void aggregate_loop() noexcept;
 
+    void join_threads() noexcept;
+
     std::shared_ptr<Driver> driver_;
+    std::vector<DeviceDescription> devices_;
     EngineConfig config_;
     std::int64_t period_ns_;
 
@@ -99,6 +110,7 @@ private:
     std::atomic<bool> stop_sampler_{false};
     std::atomic<bool> stop_aggregator_{false};
     std::thread sampler_thread_, aggregator_thread_;
+    std::vector<std::thread> reader_threads_;
     std::atomic<bool> running_{false};  // read by any thread, written under control_mutex_
     std::int64_t t0_ns_ = 0;
     std::int64_t stopped_ns_ = 0;

@@ -21,7 +21,7 @@ constexpr std::size_t kEventCapacity = 1024;
 constexpr std::size_t kMaxRingCapacity = std::size_t{1} << 24;  // SlotRing's own limit
 }  // namespace
 
-Engine::Engine(std::shared_ptr<Driver> driver, const EngineConfig& config)
+Engine::Engine(std::shared_ptr<Driver> driver, const EngineConfig& config, std::vector<ExtraSource> sources)
     : driver_(std::move(driver)), config_(config) {
     if (!driver_) throw std::invalid_argument("Engine needs a driver");
     if (!(config_.rate_hz >= kMinRateHz) || config_.rate_hz > kMaxRateHz)
@@ -46,7 +46,9 @@ Engine::Engine(std::shared_ptr<Driver> driver, const EngineConfig& config)
     for (std::size_t d = 0; d < driver_->device_count(); ++d) {
         driver_->device(d).validate();
         devices_.push_back(driver_->device(d));
+        sources_.push_back({{driver_, d, 0, SampleLayout(devices_[d]).values()}});
     }
+    for (const auto& extra : sources) merge_source(extra);
     for (const auto& device : devices_) {
         reader_mutex_.push_back(std::make_unique<std::mutex>());
         plans_.push_back(std::make_shared<const AggregationPlan>(device));
@@ -55,6 +57,33 @@ Engine::Engine(std::shared_ptr<Driver> driver, const EngineConfig& config)
         config_.ring_capacity = std::max<std::size_t>(256, static_cast<std::size_t>(config_.rate_hz / 10.0));
     window_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (window_fd_ < 0) throw std::runtime_error("eventfd failed: cannot signal finished windows");
+}
+
+void Engine::merge_source(const ExtraSource& extra) {
+    if (!extra.driver) throw std::invalid_argument("a source needs a driver");
+    if (extra.device >= devices_.size())
+        throw std::invalid_argument("source for device " + std::to_string(extra.device) + ": the engine has " +
+                                    std::to_string(devices_.size()) + " devices");
+    if (extra.index >= extra.driver->device_count())
+        throw std::invalid_argument("source " + extra.driver->name() + " has no device " + std::to_string(extra.index));
+    const DeviceDescription& own = extra.driver->device(extra.index);
+    own.validate();
+    DeviceDescription& merged = devices_[extra.device];
+    // The source writes its own sample layout; appended at the end of the
+    // device's, each of its counters lands at the same place relative to the
+    // block's start as long as every counter has as many values here as there.
+    const std::uint32_t offset = SampleLayout(merged).values();
+    for (const auto& counter : own.counters) {
+        if (merged.elements_at(counter.level) != own.elements_at(counter.level))
+            throw std::invalid_argument("source " + extra.driver->name() + " device " + std::to_string(extra.index) +
+                                        ": counter '" + counter.name + "' at level '" + counter.level + "' has " +
+                                        std::to_string(own.elements_at(counter.level)) + " values there but " +
+                                        std::to_string(merged.elements_at(counter.level)) + " on device " +
+                                        merged.id);
+        merged.counters.push_back(counter);
+    }
+    merged.validate();  // e.g. a counter name both sources give
+    sources_[extra.device].push_back({extra.driver, extra.index, offset, SampleLayout(own).values()});
 }
 
 Engine::~Engine() {
@@ -85,7 +114,8 @@ void Engine::start() {
     for (std::size_t d = 0; d < n; ++d) {
         const SampleLayout& layout = plans_[d]->layout;
         values[d] = layout.values();
-        sources[d].push_back({driver_.get(), d, 0, values[d]});
+        for (const auto& source : sources_[d])
+            sources[d].push_back({source.driver.get(), source.index, source.offset, source.values});
         rings.push_back(std::make_unique<SlotRing>(
             sizeof(SampleHeader) + values[d] * sizeof(float), config_.ring_capacity));
         aggregators.push_back(std::make_unique<DeviceAggregator>(

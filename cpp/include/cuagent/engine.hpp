@@ -29,6 +29,19 @@ struct EngineConfig {
     StateThresholds thresholds;
 };
 
+// A further source of counters for one of the engine's devices: device
+// `index` of `driver` adds its counters to engine device `device` (e.g. a
+// high-rate CUPTI source every tick beside NVML every 100 ms). Each source is
+// read at its own interval, inline or on a thread of its own as its driver
+// says, and its values merge into the device's one sample layout before the
+// ring: a source that stalls or fails costs only its own counters, which are
+// then absent from the windows it missed, never its last values again.
+struct ExtraSource {
+    std::size_t device = 0;
+    std::shared_ptr<Driver> driver;
+    std::size_t index = 0;
+};
+
 struct DeviceStats {
     std::uint64_t samples = 0, drops = 0, read_errors = 0, windows = 0;
     // Windows between finished ones that had no sample; samples dropped
@@ -54,7 +67,11 @@ struct EngineStats {
 class Engine {
 public:
     // Throws std::invalid_argument for a bad configuration (naming the value).
-    Engine(std::shared_ptr<Driver> driver, const EngineConfig& config);
+    // `driver` describes the devices and decides whether each is there; each
+    // of `sources` adds counters to one of them (appended to its description,
+    // which must give them as many values as the source's own device does;
+    // a counter name may not repeat).
+    Engine(std::shared_ptr<Driver> driver, const EngineConfig& config, std::vector<ExtraSource> sources = {});
     ~Engine();
     Engine(const Engine&) = delete;
     Engine& operator=(const Engine&) = delete;
@@ -89,10 +106,19 @@ public:
 private:
     void aggregate_loop() noexcept;
 
+    void merge_source(const ExtraSource& extra);
     void join_threads() noexcept;
+
+    // Where each device's values come from; the first is `driver_`.
+    struct SourceRef {
+        std::shared_ptr<Driver> driver;
+        std::size_t index;
+        std::uint32_t offset, values;
+    };
 
     std::shared_ptr<Driver> driver_;
     std::vector<DeviceDescription> devices_;
+    std::vector<std::vector<SourceRef>> sources_;
     EngineConfig config_;
     std::int64_t period_ns_;
 

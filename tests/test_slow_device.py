@@ -21,9 +21,11 @@ STALL = {"slow_read_every_s": 1.0, "slow_read_ms": 300.0}
 
 
 def _states(rec: Recorder) -> dict[str, list[tuple[int, int, int]]]:
-    """(seq, ts, samples) per device, in arrival order."""
+    """(seq, ts, samples) of each device's `state` messages, in arrival order."""
     out: dict[str, list[tuple[int, int, int]]] = {}
     for topic, header, body in rec.frames:
+        if not topic.startswith(b"cua1/state/"):
+            continue
         h, b = msgpack.unpackb(header), msgpack.unpackb(body)
         out.setdefault(topic.decode().split("/")[3], []).append((h["seq"], h["ts"], b["samples"]))
     return out
@@ -102,3 +104,30 @@ def test_windows_of_a_device_read_on_its_own_thread_hold_all_its_counters(stall:
     assert state is not None and state.samples > 0
     assert state.levels["sm"]["active"].mean.shape == (108,)
     assert state.device["power"] > 0
+
+
+def test_a_device_gone_from_the_bus_misses_no_window(tmp_path: Path) -> None:
+    # Lost at 0.5 s, back at 1.5 s: no window is due while it is gone (device_lost and
+    # device_back say why none came), so its state seqs run on without a gap across the jump.
+    feed, sync = f"ipc://{tmp_path}/gone.feed", f"ipc://{tmp_path}/gone.sync"
+    agent = Proc(["run", "--driver", "mock", "--mock-devices", "h100-sxm:training", "--seed", "3",
+                  "--node", "node-gone", "--feed", feed, "--sync", sync, "--rate-hz", "200"],
+                 feed, sync, tmp_path / "gone.log", launcher=[str(FAKES / "mock_fault_agent.py"), "0.5", "1.5"])
+    rec = Recorder(feed, b"cua1/")
+    try:
+        agent.wait_ping()
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            rec.drain(100)
+            back = [i for i, (t, _, b) in enumerate(rec.frames)
+                    if t.startswith(b"cua1/event/") and msgpack.unpackb(b)["type"] == "device_back"]
+            if back and sum(1 for t, _, _ in rec.frames[back[0]:] if t.startswith(b"cua1/state/")) >= 3:
+                break
+            assert time.monotonic() < deadline, f"no device_back and 3 windows after it:\n{agent.log()}"
+    finally:
+        rec.close()
+        assert agent.stop() == 0, agent.log()
+    msgs = _states(rec)["mock-0"]
+    jump = [(a, b) for a, b in zip(msgs, msgs[1:]) if b[1] - a[1] > WINDOW_NS]
+    assert jump, f"the device was never gone: {msgs}"
+    assert [b[0] - a[0] for a, b in zip(msgs, msgs[1:])] == [1] * (len(msgs) - 1), msgs

@@ -225,7 +225,8 @@ void Engine::aggregate_loop() noexcept {
             SlotRing& ring = *rings_[d];
             DeviceAggregator& aggregator = *aggregators_[d];
             while (const void* slot = ring.front()) {
-                aggregator.add(static_cast<const SampleHeader*>(slot)->t_ns, sample_values(slot));
+                const auto* header = static_cast<const SampleHeader*>(slot);
+                aggregator.add(header->t_ns, sample_values(slot), header->presence);
                 ring.pop();
             }
             if (last_pass) continue;  // an unfinished window is not published

@@ -54,6 +54,7 @@ Sampler::Sampler(const std::vector<std::vector<DeviceSource>>& sources, const st
     first_source_.push_back(sources_.size());
     next_due_.assign(sources_.size(), 0);
     lost_retry_ns_.assign(n, 0);
+    presence_.assign(n, 0);
     last_error_event_ns_.assign(n, std::numeric_limits<std::int64_t>::min() / 2);
 }
 
@@ -106,6 +107,7 @@ bool Sampler::accept(const Source& s, ReadStatus status, const char* detail, std
     if (lost && !s.primary) return false;
     if (status == ReadStatus::Ok) {
         if (lost) {
+            ++presence_[d];
             dc.lost.store(false, std::memory_order_relaxed);
             emit(d, EventType::DeviceBack, detail, t_ns);
         }
@@ -113,6 +115,7 @@ bool Sampler::accept(const Source& s, ReadStatus status, const char* detail, std
     }
     if (status == ReadStatus::Lost && s.primary) {
         if (!lost) {
+            ++presence_[d];
             dc.lost.store(true, std::memory_order_relaxed);
             emit(d, EventType::DeviceLost, detail[0] ? detail : "device lost", t_ns);
         }
@@ -165,6 +168,7 @@ void Sampler::read_inline(std::size_t d, std::int64_t k) noexcept {
         }
     }
     if (any) {
+        static_cast<SampleHeader*>(slot)->presence = presence_[d];  // after accept() may have moved it
         rings_[d]->publish();
         dc.samples.fetch_add(1, std::memory_order_relaxed);
     }
@@ -188,6 +192,7 @@ void Sampler::relay(Source& s) noexcept {
                 std::fill(values, values + values_[d], kNaN);
                 std::memcpy(values + s.where.offset, result_values(result), s.where.values * sizeof(float));
                 static_cast<SampleHeader*>(slot)->t_ns = head->t_ns;
+                static_cast<SampleHeader*>(slot)->presence = presence_[d];
                 rings_[d]->publish();
                 dc.samples.fetch_add(1, std::memory_order_relaxed);
             }

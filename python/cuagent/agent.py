@@ -276,12 +276,15 @@ class Agent:
                 continue
             # A window is known by its end on the grid: never publish one twice, nor an older one.
             last = self._last_window[i]
-            if last is None or st.t_ns > last:
-                # Windows of this device between the last one sent and this one never went out
-                # (the device stalled, failed, or we missed them): skip their seqs so a client
-                # sees the loss as a gap instead of a silent jump in `ts`.
-                lost = 0 if last is None else max(0, round((st.t_ns - last) / st.window_ns) - 1)
-                self._last_window[i] = st.t_ns
+            if last is None or st.t_ns > last[0]:
+                # Windows lost since the last one sent, the engine's (no sample while the device
+                # was there) and ours (finished but replaced before we looked): skip their seqs
+                # so a client sees a gap, not a silent jump in `ts`. A device gone from the bus
+                # misses none: its device_lost / device_back events say why nothing came.
+                lost = 0
+                if last is not None:
+                    lost = max(0, st.window_seq - last[1] - 1) + max(0, st.windows_missed - last[2])
+                self._last_window[i] = (st.t_ns, st.window_seq, st.windows_missed)
                 processes = self.slow_path.processes(self._indices[i], now)
                 body = protocol.encode_state_body(st, self._counters[i], processes)
                 self._send(self._topics[i], int(st.t_ns), body, keep=True, lost=lost)

@@ -155,6 +155,8 @@ class DeviceState:
     device: Dict[str, float]
     idle_units: Optional[float]
     processes: Optional[List[Dict[str, Any]]] = None
+    # Windows of this device since the engine started that had no sample while it was there.
+    windows_missed: int = 0
 
     @classmethod
     def from_window(cls, topo: DeviceTopology, w: Mapping[str, Any]) -> "DeviceState":
@@ -178,4 +180,5 @@ class DeviceState:
             partition={pid: dict(vals) for pid, vals in w["partition"].items()},
             device=dict(w["device"]),
             idle_units=w["idle_units"],
+            windows_missed=int(w.get("windows_missed", 0)),
         )

@@ -33,7 +33,11 @@ namespace cuagent {
 // Header in front of the float values of each ring slot.
 struct SampleHeader {
     std::int64_t t_ns;  // CLOCK_MONOTONIC, just before the driver read
-    std::uint64_t reserved;
+    // +1 at every device_lost and device_back: windows between samples of
+    // different presence are not "missed" (the device was gone through them,
+    // and its events say why there were none).
+    std::uint32_t presence;
+    std::uint32_t reserved;
 };
 static_assert(sizeof(SampleHeader) == 16, "values start 16 bytes into a slot");
 
@@ -128,6 +132,7 @@ private:
     std::vector<std::int64_t> device_stride_;
     std::vector<std::uint32_t> values_;         // floats per sample, per device
     std::vector<std::int64_t> lost_retry_ns_;   // when a lost device is tried again
+    std::vector<std::uint32_t> presence_;       // per device, see SampleHeader
     std::vector<std::int64_t> last_error_event_ns_;
 };
 

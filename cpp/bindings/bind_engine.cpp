@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include "cuagent/engine.hpp"
+#include "cuagent/platform.hpp"
 #include "window_dict.hpp"
 
 namespace py = pybind11;
@@ -65,6 +66,9 @@ void register_engine(py::module_& m) {
         .def_readwrite("thrashing_mem_stall", &StateThresholds::thrashing_mem_stall)
         .def_readwrite("hysteresis", &StateThresholds::hysteresis);
 
+    m.def("platform", [] { return std::string(platform::name()); },
+          "The OS layer this build uses: 'linux' (eventfd, clock_nanosleep, timer slack) or 'posix'.");
+
     m.def("next_unit_state", &next_unit_state, py::arg("current"), py::arg("active"),
           py::arg("occupancy"), py::arg("mem_stall"), py::arg("thresholds"),
           "The state machine of one element (exposed so tests can check it directly).");
@@ -91,7 +95,8 @@ void register_engine(py::module_& m) {
                  return e.device(i);
              })
         .def_property_readonly("window_fd", &Engine::window_fd,
-                               "eventfd readable when a window finishes (read 8 bytes to re-arm)")
+                               "descriptor readable when a window finishes (drain_window_fd() re-arms it)")
+        .def("drain_window_fd", &Engine::drain_window_fd, "Make window_fd unreadable until the next window.")
         .def_property_readonly("backend", [](const Engine& e) { return e.driver().name(); })
         .def("latest",
              [](Engine& e, std::size_t i) -> py::object {

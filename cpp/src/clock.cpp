@@ -1,6 +1,6 @@
 #include "cuagent/clock.hpp"
 
-#include <cerrno>
+#include "cuagent/platform.hpp"
 
 namespace cuagent {
 
@@ -9,12 +9,7 @@ namespace {
 constexpr std::int64_t kStopCheckNs = 50'000'000;
 }  // namespace
 
-void sleep_until_ns(std::int64_t deadline_ns) noexcept {
-    timespec ts;
-    ts.tv_sec = static_cast<time_t>(deadline_ns / 1000000000);
-    ts.tv_nsec = static_cast<long>(deadline_ns % 1000000000);
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {}
-}
+void sleep_until_ns(std::int64_t deadline_ns) noexcept { platform::sleep_until_monotonic_ns(deadline_ns); }
 
 void sleep_until_or_stop(std::int64_t deadline_ns, const std::atomic<bool>& stop) noexcept {
     for (std::int64_t now = monotonic_ns(); now < deadline_ns; now = monotonic_ns()) {

@@ -1,8 +1,5 @@
 #include "cuagent/engine.hpp"
 
-#include <sys/eventfd.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -55,8 +52,6 @@ Engine::Engine(std::shared_ptr<Driver> driver, const EngineConfig& config, std::
     }
     if (config_.ring_capacity == 0)
         config_.ring_capacity = std::max<std::size_t>(256, static_cast<std::size_t>(config_.rate_hz / 10.0));
-    window_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (window_fd_ < 0) throw std::runtime_error("eventfd failed: cannot signal finished windows");
 }
 
 void Engine::merge_source(const ExtraSource& extra) {
@@ -86,10 +81,7 @@ void Engine::merge_source(const ExtraSource& extra) {
     sources_[extra.device].push_back({extra.driver, extra.index, offset, SampleLayout(own).values()});
 }
 
-Engine::~Engine() {
-    stop();
-    close(window_fd_);
-}
+Engine::~Engine() { stop(); }
 
 void Engine::start() {
     std::lock_guard<std::mutex> control(control_mutex_);
@@ -238,12 +230,7 @@ void Engine::aggregate_loop() noexcept {
         const std::int64_t now = monotonic_ns();
         std::uint64_t finished_after = 0;
         for (const auto& aggregator : aggregators_) finished_after += aggregator->windows();
-        if (finished_after != finished_before) {
-            const std::uint64_t one = 1;
-            // Non-blocking; EAGAIN only if the counter would overflow, which
-            // still leaves the fd readable, so the result can be ignored.
-            [[maybe_unused]] const ssize_t written = write(window_fd_, &one, sizeof one);
-        }
+        if (finished_after != finished_before) windows_ready_.notify();
         const std::int64_t next_end = origin + ((now - origin) / window + 1) * window;
         const std::int64_t first_tick = t0 + ((next_end - t0 + period_ns_ - 1) / period_ns_) * period_ns_;
         std::int64_t wake = std::min(now + max_sleep, first_tick + recheck);

@@ -1,13 +1,12 @@
 #include "cuagent/sampler.hpp"
 
-#include <sys/prctl.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <limits>
 
 #include "cuagent/clock.hpp"
+#include "cuagent/platform.hpp"
 
 namespace cuagent {
 
@@ -202,8 +201,7 @@ void Sampler::relay(Source& s) noexcept {
 }
 
 void Sampler::run(const std::atomic<bool>& stop, std::int64_t t0_ns, std::int64_t grid_origin_ns) noexcept {
-    // The default 50 us timer slack would dominate jitter at 10 kHz.
-    prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+    platform::set_fine_timer_slack();
     // Each driver read inline here learns of this thread once.
     for (std::size_t i = 0; i < sources_.size(); ++i) {
         if (sources_[i].reader) continue;

@@ -1,11 +1,10 @@
 #include "cuagent/source_reader.hpp"
 
-#include <sys/prctl.h>
-
 #include <algorithm>
 #include <limits>
 
 #include "cuagent/clock.hpp"
+#include "cuagent/platform.hpp"
 
 namespace cuagent {
 
@@ -43,8 +42,7 @@ ReadStatus SourceReader::read_once() noexcept {
 }
 
 void SourceReader::run(const std::atomic<bool>& stop, std::int64_t t0_ns, std::int64_t grid_origin_ns) noexcept {
-    // The default 50 us timer slack would dominate jitter at high rates.
-    prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+    platform::set_fine_timer_slack();
     driver_.on_sampler_start();
     const std::int64_t base = (t0_ns - grid_origin_ns) / period_ns_;
     std::int64_t k = next_on_grid(0, base, stride_);

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence
 
@@ -181,10 +180,7 @@ class Engine:
         return int(self._native.window_fd)
 
     def drain_window_fd(self) -> None:
-        try:
-            os.read(self.window_fd, 8)
-        except BlockingIOError:
-            pass
+        self._native.drain_window_fd()
 
     @property
     def driver(self) -> Any:

@@ -15,6 +15,7 @@
 #include "cuagent/aggregator.hpp"
 #include "cuagent/driver.hpp"
 #include "cuagent/events.hpp"
+#include "cuagent/platform.hpp"
 #include "cuagent/sampler.hpp"
 #include "cuagent/slot_ring.hpp"
 #include "cuagent/unit_state.hpp"
@@ -96,10 +97,11 @@ public:
     EngineStats stats() const;
     // Moves pending events into `out`; returns how many.
     std::size_t drain_events(std::vector<EngineEvent>& out);
-    // An eventfd that becomes readable whenever any device finishes a window
-    // (the count is the number of passes that published): a publisher polls it
-    // instead of guessing when windows are due. Read it to re-arm.
-    int window_fd() const { return window_fd_; }
+    // A descriptor that becomes readable whenever any device finishes a
+    // window (an eventfd on Linux, a pipe elsewhere): a publisher polls it
+    // instead of guessing when windows are due, and drains it to re-arm.
+    int window_fd() const { return windows_ready_.fd(); }
+    void drain_window_fd() { windows_ready_.drain(); }
     // CLOCK_REALTIME minus CLOCK_MONOTONIC, taken at start(): labels windows.
     std::int64_t realtime_offset_ns() const { return realtime_offset_ns_.load(std::memory_order_relaxed); }
 
@@ -141,7 +143,7 @@ private:
     std::int64_t t0_ns_ = 0;
     std::int64_t stopped_ns_ = 0;
     std::atomic<std::int64_t> realtime_offset_ns_{0};
-    int window_fd_ = -1;
+    platform::Notifier windows_ready_;
 };
 
 }  // namespace cuagent

@@ -19,6 +19,7 @@ import numpy as np
 from . import config as config_mod
 from . import protocol, slow_path
 from .curve import ClientKeys, ServerKeys
+from .exporters import prometheus_cli
 
 log = logging.getLogger("cuagent")
 
@@ -134,6 +135,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OSError as e:
         extras.close()
         raise CliError(str(e)) from None
+    try:
+        metrics = prometheus_cli.start_agent_metrics(args, agent)
+    except ValueError:
+        agent.close()
+        raise
     _install_stop_signals(agent.stop)
     engine.start()
     try:
@@ -145,6 +151,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         agent.engine.stop()  # the engine it runs now: a layout change may have replaced it
         agent.close()
+        if metrics is not None:
+            metrics.close()
     return 0
 
 
@@ -169,6 +177,11 @@ def cmd_relay(args: argparse.Namespace) -> int:
     finally:
         relay.close()
     return 0
+
+
+def cmd_exporter(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level)
+    return prometheus_cli.run_exporter(args, _client_keys(args), _install_stop_signals)
 
 
 def cmd_top(args: argparse.Namespace) -> int:
@@ -366,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     backends.add_argument("--topology-poll-s", type=float,
                           help="check the partition (MIG) layout this often; a change rebuilds the engine (default 5)")
     _curve_server_flags(run)
+    prometheus_cli.add_metrics_flags(run)
     run.set_defaults(func=cmd_run)
 
     relay = sub.add_parser("relay", help="forward many agents' feeds, answer snapshots for all",
@@ -382,6 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     _curve_server_flags(relay)
     _curve_client_flags(relay, upstream=True)
     relay.set_defaults(func=cmd_relay)
+
+    exporter = prometheus_cli.add_exporter_parser(sub)
+    _curve_client_flags(exporter, upstream=True)
+    exporter.set_defaults(func=cmd_exporter)
 
     def viewer(p: argparse.ArgumentParser) -> None:
         p.add_argument("--duration", type=float, help="end after this many seconds")

@@ -163,6 +163,9 @@ class FeedMetrics:
                 self._window(dm, ts, body, arrived)
         elif kind == "topo":
             self._topology(node, gen, body if isinstance(body, Topo) else protocol.decode_topo_body(body))
+            nv = self.nodes[node]
+            if nv.last_hb is None:
+                nv.last_hb = arrived  # as a client joining by snapshot: heard now, stale 3 s on
         elif kind == "hb":
             nv = self._node(node)
             hb = body if isinstance(body, Heartbeat) else protocol.decode_hb_body(body)

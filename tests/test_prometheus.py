@@ -360,7 +360,9 @@ def test_unit_seconds_are_exact_over_mixed_windows(make):
     windows = []
     for i in range(FOLD_EVERY * 2 + 17):  # crosses the automatic fold twice, then folds at read
         states = rng.integers(0, 5, n).astype(np.uint8)  # 4: not a state, counted nowhere
-        window_ns = W if i % 3 else 99_999_937 + i  # mostly equal spans, some not
+        # The first batch has equal spans (the common case, folded on a fast path), the
+        # later ones mixed spans.
+        window_ns = W if i < FOLD_EVERY or i % 3 else 99_999_937 + i
         windows.append((window_ns, states))
         assert ledger.add(window_ns, states.tobytes())
     expected = brute_force(dev, windows)
@@ -413,17 +415,17 @@ def test_missed_windows_are_counted_and_never_filled():
     feeder.topo([dev])
     idle = np.zeros(6, np.uint8)
     t = 1_000 * W
-    for k in (0, 1, 5, 6):  # windows 2, 3 and 4 never arrive
+    for k in (0, 1, 5, 6, 8):  # windows 2, 3, 4 and 7 never arrive
         feeder.window(dev, t + k * W, idle, device_values={"power": 50.0})
-    feeder.window(dev, t + 6 * W, idle, device_values={"power": 50.0})  # a replay: not counted twice
+    feeder.window(dev, t + 8 * W, idle, device_values={"power": 50.0})  # a replay: not counted twice
     text = scrape(FeedCollector(metrics))
-    assert value(text, "cuagent_windows_total") == 4
-    assert value(text, "cuagent_windows_missed_total") == 3
-    assert value(text, "cuagent_window_seconds_total") == pytest.approx(0.4)
-    assert value(text, "cuagent_gpu_energy_joules_total") == pytest.approx(20.0)
+    assert value(text, "cuagent_windows_total") == 5
+    assert value(text, "cuagent_windows_missed_total") == 4
+    assert value(text, "cuagent_window_seconds_total") == pytest.approx(0.5)
+    assert value(text, "cuagent_gpu_energy_joules_total") == pytest.approx(25.0)
     idle_s = sum(v for _, v in samples(text, "cuagent_unit_state_seconds_total", state="idle"))
-    assert idle_s == pytest.approx(6 * 0.4)  # only what was seen
-    assert value(text, "cuagent_last_window_timestamp_seconds") == pytest.approx((t + 6 * W) / 1e9)
+    assert idle_s == pytest.approx(6 * 0.5)  # only what was seen
+    assert value(text, "cuagent_last_window_timestamp_seconds") == pytest.approx((t + 8 * W) / 1e9)
 
 
 def test_gpu_up_follows_windows_the_lost_event_and_silence():

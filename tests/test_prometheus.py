@@ -435,10 +435,14 @@ def test_gpu_up_follows_windows_the_lost_event_and_silence():
     feeder.topo([dev])
     assert value(scrape(FeedCollector(metrics)), "cuagent_gpu_up") == 0  # no window yet
     t = 1_000 * W
-    feeder.window(dev, t, np.zeros(6, np.uint8))
-    assert value(scrape(FeedCollector(metrics)), "cuagent_gpu_up") == 1
+    feeder.window(dev, t, np.zeros(6, np.uint8), device_values={"power": 50.0})
+    text = scrape(FeedCollector(metrics))
+    assert value(text, "cuagent_gpu_up") == 1 and value(text, "cuagent_power_watts") == 50
     feeder.event("device_lost", dev)
-    assert value(scrape(FeedCollector(metrics)), "cuagent_gpu_up") == 0
+    text = scrape(FeedCollector(metrics))
+    assert value(text, "cuagent_gpu_up") == 0
+    assert not samples(text, "cuagent_power_watts")  # its last reading is not its present state
+    assert value(text, "cuagent_gpu_energy_joules_total") == 5  # what was counted stays
     feeder.event("device_back", dev)
     assert value(scrape(FeedCollector(metrics)), "cuagent_gpu_up") == 0  # until its windows come
     feeder.window(dev, t + 50 * W, np.zeros(6, np.uint8))  # 5 s later: an outage, not a miss

@@ -11,6 +11,7 @@ without an edit here, and the feed and the metric keep one name (``sm_active`` i
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Optional
 
 PREFIX = "cuagent_"
@@ -39,6 +40,7 @@ BASE_UNIT_SUFFIXES = ("_seconds", "_joules", "_bytes_per_second", "_ratio", "_wa
 _COUNTER_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
+@lru_cache(maxsize=4096)  # called for every counter of every GPU at each scrape
 def counter_metric(name: str, unit: str, prefix: str = PREFIX) -> Optional[str]:
     """The metric name of feed counter ``name`` measured in wire unit ``unit``; None when the
     unit is unknown (a newer protocol's unit: no name is guessed for it) or the name is not

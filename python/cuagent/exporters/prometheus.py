@@ -23,7 +23,11 @@ import threading
 import time
 from typing import Any, Iterable, Optional, Protocol, Sequence
 
-from prometheus_client import CollectorRegistry, start_http_server
+import socket
+import socketserver
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
@@ -59,10 +63,9 @@ class FeedCollector(Collector):
         self.workload = workload
 
     def collect(self) -> Iterable[Metric]:
-        self.metrics.drain()
-        now = time.monotonic()
         with self.metrics.lock:
-            return _Scrape(self, now).families()
+            self.metrics.apply_queued()
+            return _Scrape(self, time.monotonic()).families()
 
 
 class _Scrape:
@@ -75,12 +78,12 @@ class _Scrape:
         self.fams: dict[str, tuple[str, tuple[str, ...], Metric]] = {}
 
     def _family(self, kind: str, name: str, doc: str, labels: Sequence[str], unit: str = "") -> Optional[Metric]:
-        full = (*self.base, *labels)
         known = self.fams.get(name)
         if known is not None:
             # A feed counter whose derived name is already taken (by one of ours, or by a
             # counter with other labels) would corrupt that family: it is left out.
-            return known[2] if known[:2] == (kind, full) else None
+            return known[2] if known[0] == kind and known[1] == tuple(labels) else None
+        full = [*self.base, *labels]
         fam: Metric
         if kind == "counter":
             fam = CounterMetricFamily(name, doc, labels=full, unit=unit)
@@ -88,7 +91,7 @@ class _Scrape:
             fam = InfoMetricFamily(name, doc, labels=full)
         else:
             fam = GaugeMetricFamily(name, doc, labels=full, unit=unit)
-        self.fams[name] = (kind, full, fam)
+        self.fams[name] = (kind, tuple(labels), fam)
         return fam
 
     def gauge(self, name: str, doc: str, labels: Sequence[str], values: Sequence[str], value: float,
@@ -102,6 +105,15 @@ class _Scrape:
         fam = self._family("counter", name, doc, labels, unit)
         if isinstance(fam, CounterMetricFamily):
             fam.add_metric([*self.node, *values], value)
+
+    def many(self, kind: str, name: str, doc: str, labels: Sequence[str],
+             rows: Iterable[tuple[Sequence[str], float]], unit: str = "") -> None:
+        """Many samples of one gauge or counter family: (label values, value) per row."""
+        fam = self._family(kind, name, doc, labels, unit)
+        if isinstance(fam, (GaugeMetricFamily, CounterMetricFamily)):
+            node = self.node
+            for values, v in rows:
+                fam.add_metric([*node, *values], v)
 
     def info(self, name: str, doc: str, labels: Sequence[str], values: Sequence[str], info: dict[str, str]) -> None:
         fam = self._family("info", name, doc, labels)
@@ -154,7 +166,9 @@ class _Scrape:
             self.gauge(f"{PREFIX}partition_units", "SMs/CUs in the partition", pl, [dev.id, p.id], p.units)
         self.unit_state_seconds(dm)
         self.window_counters(dm)
-        st = dm.state()
+        # The latest window's values only while the GPU is up: a lost GPU's last reading is
+        # not its present state (its counters above stay: what was counted stays true).
+        st = dm.state() if dm.up(self.now) else None
         if st is not None:
             self.feed_counters(dm, st)
             if self.c.per_unit:
@@ -168,12 +182,11 @@ class _Scrape:
                           [*gl, *names], [dev.id, *values], {})
 
     def unit_state_seconds(self, dm: DeviceMetrics) -> None:
-        labels = ["gpu_uuid", "partition", "group", "state"]
-        for partition, group, state, ns in dm.ledger.totals_ns():
-            self.counter(f"{PREFIX}unit_state_seconds", "unit-seconds spent in each state, summed over the SMs/CUs "
-                         "of a GPC/XCD (group) in a partition, from every window received: rate() is the mean "
-                         "number of units in the state", labels, [dm.device.id, partition, group, state], ns / 1e9,
-                         unit="seconds")
+        dev_id = dm.device.id
+        self.many("counter", f"{PREFIX}unit_state_seconds", "unit-seconds spent in each state, summed over the "
+                  "SMs/CUs of a GPC/XCD (group) in a partition, from every window received: rate() is the mean "
+                  "number of units in the state", ["gpu_uuid", "partition", "group", "state"],
+                  (((dev_id, p, g, s), ns / 1e9) for p, g, s, ns in dm.ledger.totals_ns()), unit="seconds")
 
     def window_counters(self, dm: DeviceMetrics) -> None:
         gl, g = ["gpu_uuid"], [dm.device.id]
@@ -210,9 +223,8 @@ class _Scrape:
                 stat = st.levels.get(info.level, {}).get(name)
                 group_metric = counter_metric(name, info.unit, prefix=f"{PREFIX}group_")
                 if stat is not None and group_metric is not None:
-                    for i, v in enumerate(stat.mean.tolist()):
-                        self.gauge(group_metric, f"{info.help or name} (feed counter {name}, per {info.level})",
-                                   ["gpu_uuid", "group"], [dev.id, str(i)], v)
+                    self.many("gauge", group_metric, f"{info.help or name} (feed counter {name}, per {info.level})",
+                              ["gpu_uuid", "group"], (((dev.id, str(i)), v) for i, v in enumerate(stat.mean.tolist())))
         self.activity_peak(dm, st)
         if st.idle_units is not None:
             self.gauge(f"{PREFIX}idle_units", "estimated idle SMs/CUs in the latest window (the feed's idle_units)",
@@ -251,8 +263,8 @@ class _Scrape:
             if metric is None:
                 continue
             doc = f"{info.help or name} (feed counter {name}, per {dev.unit}; off by default)"
-            for u, v in enumerate(stat.mean.tolist()):
-                self.gauge(metric, doc, labels, [dev.id, partitions[u], groups[u], str(u)], v)
+            self.many("gauge", metric, doc, labels, (((dev.id, partitions[u], groups[u], str(u)), v)
+                                                     for u, v in enumerate(stat.mean.tolist())))
 
     def processes(self, dm: DeviceMetrics, processes: list[dict[str, Any]]) -> None:
         labels = ["gpu_uuid", "pid", "process"]
@@ -269,6 +281,19 @@ class _Scrape:
 # --------------------------------------------------------------------------- serving
 
 
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # one line per scrape is noise
+        pass
+
+
+class _Server(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a scrape in flight never holds up the agent's exit
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 class MetricsServer:
     """``/metrics`` over HTTP from a daemon thread, for ``collector`` plus this process's own
     CPU and memory (``process_*``: what an operator compares with dcgm-exporter's)."""
@@ -278,7 +303,13 @@ class MetricsServer:
         self.registry.register(collector)
         ProcessCollector(registry=self.registry)
         host, port = listen
-        self.httpd, self.thread = start_http_server(port, addr=host, registry=self.registry)
+        # Uncompressed: gzip of a 46 KB exposition costs more CPU on the GPU node (1.7 ms at
+        # prometheus-client's level 9, as much as building it) than its bytes cost a LAN.
+        app = make_wsgi_app(self.registry, disable_compression=True)
+        server_class = _Server6 if ":" in host else _Server
+        self.httpd = make_server(host, port, app, server_class, handler_class=_QuietHandler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="cuagent-metrics", daemon=True)
+        self.thread.start()
         self.port = int(self.httpd.server_port)
         self.host = host
         log.info("metrics on http://%s:%d/metrics", host if ":" not in host else f"[{host}]", self.port)

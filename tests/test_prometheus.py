@@ -454,6 +454,37 @@ def test_gpu_up_follows_windows_the_lost_event_and_silence():
     assert not dm.up(dm.last_arrival + fm.STALE_AFTER_S + 0.1)  # silence alone means lost too
 
 
+def test_a_source_never_waits_for_a_scrape_and_nothing_is_lost():
+    """Past DRAIN_AT queued messages the source applies them itself, but never waits for a
+    scrape in progress: with the lock held (a scrape), pushes return; afterwards every
+    window is counted exactly once."""
+    dev = mig_device()
+    metrics = FeedMetrics()
+    feeder = Feeder(metrics)
+    feeder.topo([dev])
+    rng = np.random.default_rng(3)
+    windows = [(W, rng.integers(0, 4, 6).astype(np.uint8)) for _ in range(fm.DRAIN_AT * 5)]
+    t = 1_000 * W
+
+    def push(part: list) -> None:
+        for k, (_, states) in part:
+            feeder.window(dev, t + k * W, states)
+
+    indexed = list(enumerate(windows))
+    push(indexed[: fm.DRAIN_AT * 2])  # applied by the source itself, twice
+    assert len(metrics._queue) < fm.DRAIN_AT
+    with metrics.lock:  # a scrape in progress
+        pusher = threading.Thread(target=push, args=(indexed[fm.DRAIN_AT * 2:],))
+        pusher.start()
+        pusher.join(WAIT_S)
+        assert not pusher.is_alive(), "a push waited for the scrape"
+    text = scrape(FeedCollector(metrics))
+    got = {(lab["partition"], lab["group"], lab["state"]): round(v * 1e9)
+           for lab, v in samples(text, "cuagent_unit_state_seconds_total") if v}
+    assert got == brute_force(dev, windows)
+    assert value(text, "cuagent_windows_total") == len(windows)
+
+
 def test_the_hook_never_raises_into_the_agent():
     metrics = FeedMetrics()
     hook = metrics.agent_hook()

@@ -99,6 +99,9 @@ class Agent:
         # Latest frames of every topo/state topic: what a snapshot serves (§4.3).
         self._latest: dict[str, list[bytes]] = {}
         self._last_window: list[Any] = []
+        # Devices lost (device_lost, not yet device_back): topo marks them (§3.1 status), they
+        # publish no state, and snapshots hold no state of theirs (it would pass as current).
+        self._lost: set[str] = set()
         self.stats: dict[str, int] = {"state": 0, "topo": 0, "hb": 0, "event": 0}
         self.sync_stats: dict[str, int] = {}
         self._topology = list(engine.topology())
@@ -209,6 +212,7 @@ class Agent:
             return
         self.engine.stop()
         self.engine = new
+        self._lost.clear()  # a new engine reports its own losses
         self.engine.start()
         self._watch_windows()
         self._refresh_topology(force_publish=False, changed=True)
@@ -231,7 +235,8 @@ class Agent:
         return protocol.encode_topo_body(topology, agent)
 
     def _publish_topo(self) -> None:
-        self._send(protocol.build_topic("topo", self.config.node), time.time_ns(), self._topo_body, keep=True)
+        body = protocol.with_device_status(self._topo_body, self._lost)
+        self._send(protocol.build_topic("topo", self.config.node), time.time_ns(), body, keep=True)
         self.stats["topo"] += 1
 
     def _refresh_topology(self, force_publish: bool, changed: bool = False) -> None:
@@ -248,6 +253,7 @@ class Agent:
             self._indices = [d.index for d in topology]
             self._topics = [protocol.build_topic("state", self.config.node, d.id) for d in topology]
             self._last_window = [None] * len(topology)
+            self._lost &= {d.id for d in topology}
             # Every latest state belongs to the old generation (its shape may not match the
             # new topo: partitions, levels): a snapshot must not pair it with the new topo.
             # The next window of each device refills it.
@@ -275,6 +281,10 @@ class Agent:
             window_id = getattr(st, "window_seq", None)
             if window_id is None:
                 window_id = st.t_ns
+            if self._topology[i].id in self._lost:
+                # A window closing as the device fell off: topo already says lost, and a lost
+                # device publishes no state (nor this window later, once it is back).
+                self._last_window[i] = window_id
             if window_id != self._last_window[i]:
                 self._last_window[i] = window_id
                 processes = self.slow_path.processes(self._indices[i], now)
@@ -296,7 +306,7 @@ class Agent:
         events = self.engine.events()
         if not events:
             return
-        topo_dirty = False
+        topo_dirty = status_changed = False
         for ev in events:
             device_id = getattr(ev, "device_id", None) or None
             topic = protocol.build_topic("event", self.config.node, device_id)
@@ -305,8 +315,22 @@ class Agent:
             self.stats["event"] += 1
             log.warning("event %s on %s: %s", ev.type, device_id or self.config.node, ev.detail)
             topo_dirty |= ev.type in ("device_lost", "device_back")
+            if device_id is not None and ev.type in ("device_lost", "device_back"):
+                status_changed |= self._set_lost(device_id, ev.type == "device_lost")
         if topo_dirty:
-            self._refresh_topology(force_publish=False)
+            # A status change re-publishes topo at once, without a new gen (§3.1).
+            self._refresh_topology(force_publish=status_changed)
+
+    def _set_lost(self, device_id: str, lost: bool) -> bool:
+        """Record a device's loss or return; True when its status changed."""
+        if lost == (device_id in self._lost):
+            return False
+        if lost:
+            self._lost.add(device_id)
+            self._latest.pop(protocol.build_topic("state", self.config.node, device_id), None)
+        else:
+            self._lost.discard(device_id)
+        return True
 
     def _publish_hb(self) -> None:
         stats = self.engine.stats()

@@ -52,7 +52,7 @@ class RelayConfig:
         if not self.upstreams:
             raise ValueError("a relay needs at least one upstream (--connect)")
         if not 0 < self.stale_after_s < 1e6:
-            raise ValueError(f"stale interval must be > 0 s (and below 1e6), got {self.stale_after_s}")
+            raise ValueError(f"--stale-after-s must be > 0 and < 1e6 s, got {self.stale_after_s}")
 
 
 class Relay:

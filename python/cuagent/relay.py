@@ -193,15 +193,16 @@ class Relay:
         if req.op == "snapshot":
             prefix = sockets.parse_snapshot_prefix(req)
             # A stale node's topo and state are withheld (its seqs stay: they are what was sent).
-            msgs = [frames for topic, frames in self.client.frames.items()
-                    if topic.startswith(prefix) and topic.split("/", 3)[2] not in self.stale]
+            kept = {topic: frames for topic, frames in self.client.frames.items()
+                    if topic.startswith(prefix) and topic.split("/", 3)[2] not in self.stale}
             seqs = {topic: seq for topic, seq in self.client.seqs.items() if topic.startswith(prefix)}
             nodes = {topic.split("/", 3)[2] for topic in seqs}
             epochs = {n: self.client.epochs[n] for n in nodes if n in self.client.epochs}
             # One node served: its own epoch, as its agent would answer. Several: each header
             # carries its node's epoch, and "epochs" lists them; "epoch" is then the relay's.
-            live = [e for n, e in epochs.items() if n not in self.stale]
-            epoch = live[0] if len(live) == 1 else self.epoch
+            # (Served: with messages, or for a follower of hb/event topics, not withheld.)
+            served = {topic.split("/", 3)[2] for topic in kept} or nodes - self.stale
+            epoch = epochs.get(next(iter(served)), self.epoch) if len(served) == 1 else self.epoch
             if self._event_topic.startswith(prefix):
                 if self._event_seq:
                     seqs[self._event_topic] = self._event_seq
@@ -210,6 +211,6 @@ class Relay:
             now = time.monotonic()
             silent = {n: round(now - self.client.view.nodes[n].last_heard, 3)
                       for n in nodes if n in self.client.view.nodes}
-            return protocol.snapshot_reply(epoch, msgs, seqs, epochs=epochs, stale=sorted(self.stale & nodes),
+            return protocol.snapshot_reply(epoch, kept.values(), seqs, epochs=epochs, stale=sorted(self.stale & nodes),
                                            silent_s=silent)
         raise sockets.RequestError(f"unknown op {req.op[:64]!r} (known: ping, snapshot)")

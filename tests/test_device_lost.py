@@ -40,13 +40,13 @@ def _latest_topo_says(feed: CheckedFeed, status: str) -> bool:
 
 def test_a_lost_device_is_marked_and_served_no_state_until_it_is_back(tmp_path):
     # Two devices; only the first falls off the bus, 1.5 s after its first read, and comes
-    # back at 6.5 s: time enough to join during the loss on a busy machine.
+    # back at 8.5 s: time enough to join during the loss on a busy machine.
     feed_ep, sync_ep = f"ipc://{tmp_path}/{NODE}.feed", f"ipc://{tmp_path}/{NODE}.sync"
     agent = Proc(["run", "--driver", "mock", "--mock-devices", "h100-sxm:training,a100-sxm:training", "--seed", "3",
                   "--node", NODE, "--feed", feed_ep, "--sync", sync_ep, "--rate-hz", "200",
                   "--publish-interval-ms", "50"],
                  feed_ep, sync_ep, tmp_path / f"{NODE}.log", env={"MOCK_FAULT_DEVICES": "1"},
-                 launcher=[str(FAKES / "mock_fault_agent.py"), "1.5", "6.5"])
+                 launcher=[str(FAKES / "mock_fault_agent.py"), "1.5", "8.5"])
     relay = feed = client = None
     try:
         agent.wait_ping()

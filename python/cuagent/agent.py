@@ -99,6 +99,11 @@ class Agent:
         # Latest frames of every topo/state topic: what a snapshot serves (§4.3).
         self._latest: dict[str, list[bytes]] = {}
         self._last_window: list[Any] = []
+        # Devices lost (from device_lost to their first window after device_back): topo marks
+        # them (§3.1 status), they publish no state, and snapshots hold no state of theirs (it
+        # would pass as current). ``_returning``: lost devices whose device_back has come.
+        self._lost: set[str] = set()
+        self._returning: set[str] = set()
         self.stats: dict[str, int] = {"state": 0, "topo": 0, "hb": 0, "event": 0}
         # Called with (topic, header, body map) of each message sent, on this loop's thread:
         # an in-process consumer (the Prometheus exporter) sees what the feed carries without
@@ -213,6 +218,8 @@ class Agent:
             return
         self.engine.stop()
         self.engine = new
+        self._lost.clear()  # a new engine reports its own losses
+        self._returning.clear()
         self.engine.start()
         self._watch_windows()
         self._refresh_topology(force_publish=False, changed=True)
@@ -238,7 +245,8 @@ class Agent:
         return protocol.encode_topo_body(topology, agent)
 
     def _publish_topo(self) -> None:
-        self._send(protocol.build_topic("topo", self.config.node), time.time_ns(), self._topo_body, keep=True)
+        body = protocol.with_device_status(self._topo_body, self._lost)
+        self._send(protocol.build_topic("topo", self.config.node), time.time_ns(), body, keep=True)
         self.stats["topo"] += 1
 
     def _refresh_topology(self, force_publish: bool, changed: bool = False) -> None:
@@ -255,6 +263,8 @@ class Agent:
             self._indices = [d.index for d in topology]
             self._topics = [protocol.build_topic("state", self.config.node, d.id) for d in topology]
             self._last_window = [None] * len(topology)
+            self._lost &= {d.id for d in topology}
+            self._returning &= self._lost
             # Every latest state belongs to the old generation (its shape may not match the
             # new topo: partitions, levels): a snapshot must not pair it with the new topo.
             # The next window of each device refills it.
@@ -282,6 +292,18 @@ class Agent:
             window_id = getattr(st, "window_seq", None)
             if window_id is None:
                 window_id = st.t_ns
+            device_id = self._topology[i].id
+            if device_id in self._lost:
+                if device_id in self._returning and window_id != self._last_window[i]:
+                    # Its first window since device_back: OK again, announced just before it,
+                    # so that no snapshot pairs an OK status with no current state.
+                    self._lost.discard(device_id)
+                    self._returning.discard(device_id)
+                    self._publish_topo()
+                else:
+                    # A window closing as the device fell off, or one while lost: topo says
+                    # lost, and a lost device publishes no state (nor this window later).
+                    self._last_window[i] = window_id
             if window_id != self._last_window[i]:
                 self._last_window[i] = window_id
                 processes = self.slow_path.processes(self._indices[i], now)
@@ -303,7 +325,7 @@ class Agent:
         events = self.engine.events()
         if not events:
             return
-        topo_dirty = False
+        topo_dirty = status_changed = False
         for ev in events:
             device_id = getattr(ev, "device_id", None) or None
             topic = protocol.build_topic("event", self.config.node, device_id)
@@ -312,8 +334,22 @@ class Agent:
             self.stats["event"] += 1
             log.warning("event %s on %s: %s", ev.type, device_id or self.config.node, ev.detail)
             topo_dirty |= ev.type in ("device_lost", "device_back")
+            if device_id is not None and ev.type == "device_lost":
+                status_changed |= self._device_lost(device_id)
+            elif device_id is not None and ev.type == "device_back" and device_id in self._lost:
+                self._returning.add(device_id)  # OK again with its first window (_publish_states)
         if topo_dirty:
-            self._refresh_topology(force_publish=False)
+            # A loss re-publishes topo at once, without a new gen (§3.1).
+            self._refresh_topology(force_publish=status_changed)
+
+    def _device_lost(self, device_id: str) -> bool:
+        """Record a device's loss; True when its status changed."""
+        self._returning.discard(device_id)
+        if device_id in self._lost:
+            return False
+        self._lost.add(device_id)
+        self._latest.pop(protocol.build_topic("state", self.config.node, device_id), None)
+        return True
 
     def _publish_hb(self) -> None:
         stats = self.engine.stats()

@@ -166,7 +166,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
     server = _server_keys(args.curve_secret_key, args.curve_allow)
     try:
         relay = Relay(RelayConfig(args.connect, name, args.feed, args.sync, args.sndhwm,
-                                  curve=server, upstream_curve=_client_keys(args)))
+                                  curve=server, upstream_curve=_client_keys(args), stale_after_s=args.stale_after_s))
     except (OSError, ValueError) as e:
         raise CliError(str(e)) from None
     _install_stop_signals(relay.stop)
@@ -391,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     relay.add_argument("--sync", default="tcp://*:7721", metavar="ENDPOINT")
     relay.add_argument("--name", help="relay name in ping replies (default: <host>-relay)")
     relay.add_argument("--sndhwm", type=int, default=1000)
+    relay.add_argument("--stale-after-s", type=float, default=3.0, metavar="S",
+                       help="withhold a node from snapshots, and announce node_stale, after S s without "
+                            "its heartbeat (default 3, as PROTOCOL.md §3.3)")
     relay.add_argument("--duration", type=float)
     relay.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     _curve_server_flags(relay)

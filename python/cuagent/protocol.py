@@ -24,7 +24,12 @@ from .topology import CounterInfo, CounterStat, DeviceTopology, LinkInfo, Partit
 VERSION = 1
 PREFIX = "cua1/"
 KINDS = ("topo", "state", "hb", "event")
-EVENT_TYPES = ("device_lost", "device_back", "backend_error", "topology_changed", "throttle", "xid")
+EVENT_TYPES = ("device_lost", "device_back", "backend_error", "topology_changed", "throttle", "xid",
+               "node_stale", "node_back")
+# A device's `status` in topo (§3.1): absent means OK (agents before the key). Anything but
+# OK means the device serves no state; a reader treats unknown values as not OK.
+DEVICE_OK, DEVICE_LOST = "ok", "lost"
+DEVICE_STATUSES = (DEVICE_OK, DEVICE_LOST)
 UNIT_NAMES = ("ratio", "W", "C", "bytes", "Hz", "B/s", "count", "mask")
 PARTITION_KINDS = ("whole", "mig", "xcp")
 LAYOUT_SOURCES = ("probe", "vendor", "mock", "none")
@@ -217,6 +222,12 @@ class AgentInfo:
 class Topo:
     agent: AgentInfo
     devices: list[Device]
+    # device id -> `status` (§3.1); a device the body gives no status is OK. Kept beside the
+    # devices, not in them: a status is not topology (it changes no `gen`).
+    status: dict[str, str] = field(default_factory=dict)
+
+    def device_status(self, device_id: str) -> str:
+        return self.status.get(device_id, DEVICE_OK)
 
 
 Stat = CounterStat  # a counter's window mean and max, float32 arrays
@@ -337,6 +348,14 @@ def encode_topo_body(devices: Iterable[Any], agent: AgentInfo | Mapping[str, Any
     else:
         agent_map = dict(agent)
     return {"agent": agent_map, "devices": [encode_device(d) for d in devices]}
+
+
+def with_device_status(topo_body: Mapping[str, Any], lost: Iterable[str]) -> dict[str, Any]:
+    """``topo_body`` with every device's ``status`` (§3.1): ``lost`` for the ids in ``lost``,
+    else ``ok``. A copy: the agent compares status-free bodies to detect topology changes."""
+    lost = set(lost)
+    devices = [dict(d, status=DEVICE_LOST if d["id"] in lost else DEVICE_OK) for d in topo_body["devices"]]
+    return dict(topo_body, devices=devices)
 
 
 def encode_state_body(
@@ -558,11 +577,17 @@ def decode_topo_body(m: Any) -> Topo:
         pid=_get(a, "pid", int, "topo.agent"),
         started_ns=_get(a, "started_ns", int, "topo.agent"),
     )
-    devices = [decode_device(d, f"topo.devices[{i}]") for i, d in enumerate(_get(m, "devices", list, "topo"))]
+    raw = _get(m, "devices", list, "topo")
+    devices = [decode_device(d, f"topo.devices[{i}]") for i, d in enumerate(raw)]
     ids = [d.id for d in devices]
     if len(set(ids)) != len(ids):
         raise ProtocolError("topo.devices", f"duplicate device ids in {ids}")
-    return Topo(agent, devices)
+    status = {}
+    for i, (d, dm) in enumerate(zip(devices, raw)):
+        value = _get(dm, "status", str, f"topo.devices[{i}]", optional=True)
+        if value is not None:
+            status[d.id] = value
+    return Topo(agent, devices, status)
 
 
 _F32: np.dtype = np.dtype("<f4")

@@ -100,7 +100,9 @@ def device_panel(dv: DeviceView, node: NodeView) -> Any:
         unit_level = st.levels.get(topo.unit, {})
         if "active" in unit_level:
             active = unit_level["active"].mean
-    if st is None:
+    if dv.lost:
+        body.append(f"device {dv.status}: the agent serves no state for it\n", style="bold red")
+    elif st is None:
         body.append("waiting for the first window…\n", style="dim")
     elif states is None:
         body.append(f"no per-unit counters from backend {topo.backend}\n", style="dim")
@@ -120,8 +122,9 @@ def device_panel(dv: DeviceView, node: NodeView) -> Any:
                 body.append(f"{name} {counts[name]}  ", style=STATE_STYLES[i])
         body.append("\n" + counters_line(dv), style="white")
     age = "" if not dv.ts else f"  window {(time.time_ns() - dv.ts) / 1e6:.0f} ms ago"
-    title = f"{node.name} / {dv.id} — {topo.model} ({topo.units} {topo.unit}s){age}"
-    return Panel(body, title=title, title_align="left", border_style="red" if node.stale else "blue")
+    lost = f"  {dv.status.upper()}" if dv.lost else ""
+    title = f"{node.name} / {dv.id} — {topo.model} ({topo.units} {topo.unit}s){age}{lost}"
+    return Panel(body, title=title, title_align="left", border_style="red" if node.stale or dv.lost else "blue")
 
 
 def health_line(client: Client, rates: FeedRates) -> str:
@@ -158,6 +161,9 @@ def plain_lines(client: Client, rates: FeedRates) -> list[str]:
     for node in sorted(client.view.nodes.values(), key=lambda n: n.name):
         for dv in node.devices.values():
             st = dv.state
+            if dv.lost:
+                lines.append(f"{node.name}/{dv.id} {dv.topology.model}: {dv.status.upper()} (no state served)")
+                continue
             if st is None:
                 lines.append(f"{node.name}/{dv.id} {dv.topology.model}: no window yet")
                 continue

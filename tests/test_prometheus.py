@@ -93,7 +93,7 @@ class Feeder:
         self.send("event", protocol.encode_event_body(kind, "test", dev.id), device=dev.id)
 
 
-def synthetic(units: int = 6, levels: tuple[str, ...] = ("gpc", "sm"), layout: Optional[dict] = None,
+def synthetic(units: int = 6, levels: tuple[str, ...] = ("sm",), layout: Optional[dict] = None,
               counts: Optional[dict] = None, partitions: Optional[list[PartitionInfo]] = None,
               active_level: Optional[str] = "sm", device_counters: tuple[tuple[str, str, str], ...] = (),
               dev_id: str = "GPU-synthetic", memory: int = 80 << 30) -> DeviceTopology:
@@ -113,7 +113,7 @@ def mig_device() -> DeviceTopology:
     """6 SMs in 3 GPCs (GPC index 9 is beyond the count: the layout could not place SM 5);
     two MIG instances hold SMs 0-1 and 2-3; SM 4 and 5 are in none."""
     return synthetic(
-        layout={"gpc": [0, 0, 1, 1, 2, 9]}, counts={"gpc": 3, "sm": 6}, device_counters=(("power", "device", "W"),),
+        levels=("gpc", "sm"), layout={"gpc": [0, 0, 1, 1, 2, 9]}, counts={"gpc": 3, "sm": 6}, device_counters=(("power", "device", "W"),),
         partitions=[PartitionInfo("7", "mig", 2, unit_ids=np.array([0, 1], np.uint16), profile="MIG 1g"),
                     PartitionInfo("8", "mig", 2, unit_ids=np.array([2, 3], np.uint16), profile="MIG 1g")])
 
@@ -381,7 +381,7 @@ def test_a_new_partition_layout_keeps_the_counts_so_far():
     dev = mig_device()
     ledger = UnitSeconds(dev)
     ledger.add(W, bytes(6))  # all idle
-    whole = synthetic(layout={"gpc": [0, 0, 1, 1, 2, 9]}, counts={"gpc": 3, "sm": 6})
+    whole = synthetic(levels=("gpc", "sm"), layout={"gpc": [0, 0, 1, 1, 2, 9]}, counts={"gpc": 3, "sm": 6})
     ledger.rebind(whole)
     ledger.add(W, bytes(6))
     got = {(p, g, s): ns for p, g, s, ns in ledger.totals_ns() if ns}
@@ -452,6 +452,34 @@ def test_gpu_up_follows_windows_the_lost_event_and_silence():
     assert dm.last_arrival is not None
     assert dm.up(dm.last_arrival + fm.STALE_AFTER_S - 0.1)
     assert not dm.up(dm.last_arrival + fm.STALE_AFTER_S + 0.1)  # silence alone means lost too
+
+
+def test_topo_status_lost_and_a_relays_node_stale_take_gpus_down_at_once():
+    dev, other = mig_device(), synthetic(dev_id="GPU-other")
+    metrics = FeedMetrics()
+    feeder = Feeder(metrics)
+    feeder.topo([dev, other])
+    t = 1_000 * W
+    feeder.window(dev, t, np.zeros(6, np.uint8))
+    feeder.window(other, t, None)
+    # A joiner that missed the device_lost event still learns it from topo (§3.1); a status
+    # this exporter does not know counts as lost too.
+    body = protocol.with_device_status(protocol.encode_topo_body([dev, other], AGENT), lost=[dev.id])
+    body["devices"][1]["status"] = "degraded"
+    feeder.send("topo", body)
+    text = scrape(FeedCollector(metrics))
+    assert value(text, "cuagent_gpu_up", gpu_uuid=dev.id) == 0
+    assert value(text, "cuagent_gpu_up", gpu_uuid=other.id) == 0
+    feeder.window(dev, t + W, np.zeros(6, np.uint8))  # its first window back: up again
+    assert value(scrape(FeedCollector(metrics)), "cuagent_gpu_up", gpu_uuid=dev.id) == 1
+    # A relay announces on its own topic that it stopped hearing node n1 (§7).
+    feeder.send("hb", protocol.encode_hb_body({}, 100.0, 0, 1.0))
+    assert value(scrape(FeedCollector(metrics)), "cuagent_feed_up") == 1
+    relay = Feeder(metrics, node="relay-1")
+    relay.send("event", protocol.encode_event_body("node_stale", "no hb for 3 s", node="n1"))
+    text = scrape(FeedCollector(metrics))
+    assert value(text, "cuagent_feed_up") == 0 and value(text, "cuagent_gpu_up", gpu_uuid=dev.id) == 0
+    assert "relay-1" not in metrics.nodes  # a relay is no node of GPUs
 
 
 def test_a_source_never_waits_for_a_scrape_and_nothing_is_lost():

@@ -54,7 +54,7 @@ class DeviceMetrics:
     last_ts: Optional[int] = None  # header ts (window end, Unix ns) of the latest window
     last_window_ns: int = 0
     last_arrival: Optional[float] = None  # monotonic time the latest window arrived
-    lost: bool = False  # a device_lost event came after its latest window
+    lost: bool = False  # a device_lost event, or topo status other than ok, after its latest window
     latest: Any = None  # the latest state body: a wire map (agent hook) or a decoded State
     _decoded: Optional[State] = None
     _elements: Optional[dict[str, np.ndarray]] = None
@@ -81,7 +81,7 @@ class DeviceMetrics:
 
     def up(self, now: float) -> bool:
         """Windows arrive: one came within the stale limit and no loss was announced since."""
-        if self.lost or self.last_arrival is None or getattr(self.device, "status", None) == "lost":
+        if self.lost or self.last_arrival is None:
             return False
         limit = max(STALE_AFTER_S, STALE_AFTER_WINDOWS * self.last_window_ns / 1e9)
         return now - self.last_arrival <= limit
@@ -185,10 +185,18 @@ class FeedMetrics:
             hb = body if isinstance(body, Heartbeat) else protocol.decode_hb_body(body)
             nv.last_hb, nv.rate_hz, nv.dropped = arrived, hb.rate_hz, hb.dropped
         elif kind == "event":
-            ev_type = body.type if isinstance(body, protocol.Event) else body.get("type")
+            ev = body if isinstance(body, protocol.Event) else protocol.decode_event_body(body)
             nv = self.nodes.get(node)
-            if ev_type == "device_lost" and nv is not None and device in nv.devices:
+            if ev.type == "device_lost" and nv is not None and device in nv.devices:
                 nv.devices[device].lost = True
+            elif ev.type == "node_stale":
+                # A relay stopped hearing the node (§7): its feed and its GPUs are stale now,
+                # not 3 s after the relay's own 3 s.
+                stale = self.nodes.get(str(ev.extra.get("node")))
+                if stale is not None:
+                    stale.last_hb = None
+                    for dm in stale.devices.values():
+                        dm.last_arrival = None
         elif kind == "restart":
             # A new agent process: the time it was away is no loss of ours, and its windows
             # start a new sequence.
@@ -216,6 +224,8 @@ class FeedMetrics:
                 dm.device, dm.latest, dm._decoded, dm._elements = dev, None, None, None
             else:
                 dm.device = dev
+            if topo.device_status(dev.id) != protocol.DEVICE_OK:
+                dm.lost = True  # §3.1: lost (or a status we do not know) until its next window
             devices[dev.id] = dm
         nv.devices = devices  # a device the topology no longer lists is no longer exported
 

@@ -661,3 +661,35 @@ def test_a_taken_metrics_port_is_one_line_and_exit_2(tmp_path):
                          (exporter, f"cuagent exporter: error: --listen 127.0.0.1:{port}: Address already in use")):
         assert result.returncode == 2, result.stderr
         assert result.stderr.strip().splitlines()[-1] == line and "Traceback" not in result.stderr, result.stderr
+
+
+# --------------------------------------------------------------------------- deploy/
+
+
+def test_deploy_files_serve_and_scrape_the_default_ports():
+    """The DaemonSet serves /metrics where the ServiceMonitor and the scrape config look, and
+    both set the `node` label that the dashboard and the alerts group by."""
+    yaml = pytest.importorskip("yaml")
+    from cuagent.exporters.prometheus_cli import DEFAULT_AGENT_PORT, DEFAULT_EXPORTER_PORT, parse_listen
+
+    deploy = Path(__file__).resolve().parents[1] / "deploy"
+    (ds,) = [d for d in yaml.safe_load_all((deploy / "daemonset.yaml").read_text()) if d and d["kind"] == "DaemonSet"]
+    (c,) = ds["spec"]["template"]["spec"]["containers"]
+    listen = c["args"][c["args"].index("--metrics-listen") + 1]
+    assert parse_listen(listen)[1] == DEFAULT_AGENT_PORT
+    assert {"name": "metrics", "containerPort": DEFAULT_AGENT_PORT, "hostPort": DEFAULT_AGENT_PORT,
+            "protocol": "TCP"} in c["ports"]
+    docs = {d["kind"]: d for d in yaml.safe_load_all((deploy / "prometheus" / "servicemonitor.yaml").read_text())}
+    (svc_port,) = docs["Service"]["spec"]["ports"]
+    assert svc_port["targetPort"] == "metrics" and svc_port["port"] == DEFAULT_AGENT_PORT
+    assert docs["Service"]["spec"]["selector"] == ds["spec"]["selector"]["matchLabels"]
+    (endpoint,) = docs["ServiceMonitor"]["spec"]["endpoints"]
+    assert endpoint["port"] == svc_port["name"]
+    assert {"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"} in endpoint["relabelings"]
+    config = yaml.safe_load((deploy / "prometheus" / "prometheus.yml").read_text())
+    jobs = {j["job_name"]: j for j in config["scrape_configs"]}
+    assert all(t.endswith(f":{DEFAULT_AGENT_PORT}") for t in jobs["cuagent"]["static_configs"][0]["targets"])
+    assert jobs["cuagent"]["relabel_configs"][0]["target_label"] == "node"
+    assert jobs["cuagent-exporter"]["honor_labels"] is True
+    assert all(t.endswith(f":{DEFAULT_EXPORTER_PORT}") for t in jobs["cuagent-exporter"]["static_configs"][0]["targets"])
+    assert config["rule_files"] == ["alerts.yaml"]

@@ -34,7 +34,7 @@ UNKNOWN = "unknown"
 #: not place it.
 UNPLACED = "unplaced"
 
-FOLD_EVERY = 256  # windows queued per device before they are folded without waiting for a scrape
+FOLD_EVERY = 128  # windows queued per device before they are folded without waiting for a scrape
 _STATES = len(STATE_NAMES)
 
 

@@ -293,6 +293,13 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_extender(args: argparse.Namespace) -> int:
+    from .scheduling import extender
+
+    _setup_logging(args.log_level)
+    return extender.run_cli(args, _client_keys(args))
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -418,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     snap.add_argument("--compact", action="store_true", help="one line")
     _curve_client_flags(snap)
     snap.set_defaults(func=cmd_snapshot)
+
+    from .scheduling import extender as _extender
+    _extender.add_parser(sub, _curve_client_flags).set_defaults(func=cmd_extender)
     return parser
 
 

@@ -640,7 +640,7 @@ def _decode_state_fast(m: dict, device: Optional[Device]) -> State:
     window_ns, samples, idle = m["window_ns"], m["samples"], m.get("idle_units")
     processes, pods = m.get("processes"), m.get("pods")
     if type(window_ns) is not int or type(samples) is not int or (idle is not None and type(idle) not in _NUMBER_TYPES) \
-            or (processes is not None and type(processes) is not list) or (pods is not None and type(pods) is not list):
+            or (processes is not None and type(processes) is not list) or (pods is not None and (type(pods) is not list or not all(type(p) is dict for p in pods))):
         raise _Unusual
     return State(window_ns, samples, levels, partition, _numbers(m["device"]), None if idle is None else float(idle),
                  processes, pods)
@@ -683,6 +683,10 @@ def _decode_state_checked(m: Any, device: Optional[Device] = None) -> State:
             raise ProtocolError(f"state.device.{k}", f"expected a number, got {v!r}")
     processes = _get(m, "processes", list, "state", optional=True)
     pods = _get(m, "pods", list, "state", optional=True)
+    for i, p in enumerate(pods or []):
+        pw = f"state.pods[{i}]"
+        for key in _POD_KEYS:
+            _get(_map(p, pw), key, str, pw)
     return State(
         window_ns=_get(m, "window_ns", int, "state"),
         samples=_get(m, "samples", int, "state"),

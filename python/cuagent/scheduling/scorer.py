@@ -452,7 +452,7 @@ class Scorer:
 def _same_shape(a: protocol.Device, b: protocol.Device) -> bool:
     return (a.counts == b.counts and a.levels == b.levels and a.units == b.units
             and [(p.id, p.units, p.profile) for p in a.partitions] == [(p.id, p.units, p.profile) for p in b.partitions]
-            and all(np.array_equal(a.layout[k], b.layout.get(k)) for k in a.layout) and set(a.layout) == set(b.layout))
+            and set(a.layout) == set(b.layout) and all(np.array_equal(a.layout[k], b.layout[k]) for k in a.layout))
 
 
 def _top_k(rows_node: np.ndarray, score: np.ndarray, eligible: np.ndarray, k: int,

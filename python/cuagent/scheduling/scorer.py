@@ -119,13 +119,15 @@ def _profile(p: str) -> str:
 class _Track:
     """What one device's horizon keeps beyond its column row: its topology, group EWMAs."""
 
-    __slots__ = ("topology", "ts", "group_level", "group_units", "group_ewma", "partitions")
+    __slots__ = ("topology", "ts", "group_level", "group_units", "group_anc", "group_valid", "group_ewma", "partitions")
 
     def __init__(self, topology: protocol.Device) -> None:
         self.topology = topology
         self.ts = 0
         self.group_level: Optional[str] = None
         self.group_units: Optional[np.ndarray] = None
+        self.group_anc: Optional[np.ndarray] = None  # each placed unit's group
+        self.group_valid: Optional[np.ndarray] = None  # units the layout places in a group
         self.group_ewma: Optional[np.ndarray] = None
         level = topology.levels[0]
         n = topology.counts.get(level)
@@ -134,6 +136,7 @@ class _Track:
             valid = layout < n
             self.group_level = level
             self.group_units = np.bincount(layout[valid], minlength=n).astype(np.float64)
+            self.group_anc, self.group_valid = layout[valid].astype(np.intp), valid
         self.partitions: list[int] = []  # partition rows
 
 
@@ -307,15 +310,11 @@ class Scorer:
             new_idle = float(idle)
         else:
             new_idle = old_idle + alpha * (float(idle) - old_idle)
-        thrash = view.thrashing_units().size / units if units else 0.0
+        thrash, indicator = self._measure(track, view)
         old_thrash = d.cols["thrash"][row]
         new_thrash = thrash if alpha >= 1.0 else old_thrash + alpha * (thrash - old_thrash)
         groups = 0.0
-        if track.group_level is not None and track.group_units is not None:
-            indicator = np.zeros(track.group_units.shape[0])
-            idle_groups = view.idle_groups(track.group_level)
-            if idle_groups:
-                indicator[idle_groups] = 1.0
+        if indicator is not None and track.group_units is not None:
             if track.group_ewma is None or alpha >= 1.0:
                 track.group_ewma = indicator
             else:
@@ -328,6 +327,35 @@ class Scorer:
               mem_free=mem_free, ts=ts)
         if len(topo.partitions) > 1 or topo.partitions[0].kind != "whole":
             self._fold_partitions(node, row, track, view, alpha)
+
+    @staticmethod
+    def _measure(track: _Track, view: DeviceView) -> tuple[float, Optional[np.ndarray]]:
+        """(share of units thrashing, per group 1.0 if all its units are idle) of one window.
+        The common shapes (states per unit, or per GPC/XCD) take a direct path; anything
+        else goes through the view's helpers, which say the same more slowly."""
+        topo, state = view.topology, view.state
+        assert state is not None
+        found = view._finest_state()
+        units = float(topo.units)
+        if found is None:
+            return 0.0, (None if track.group_units is None else np.zeros(track.group_units.shape[0]))
+        level, states = found
+        if level == topo.unit and track.group_anc is not None and track.group_units is not None:
+            thrash = np.count_nonzero(states == protocol.THRASHING) / units
+            busy = np.bincount(track.group_anc, weights=states[track.group_valid] != protocol.IDLE,
+                               minlength=track.group_units.shape[0])
+            return thrash, ((busy == 0) & (track.group_units > 0)).astype(np.float64)
+        if level == track.group_level and track.group_units is not None:
+            thrash = float(track.group_units[states == protocol.THRASHING].sum()) / units
+            return thrash, ((states == protocol.IDLE) & (track.group_units > 0)).astype(np.float64)
+        thrash = view.thrashing_units().size / units
+        if track.group_level is None or track.group_units is None:
+            return thrash, None
+        indicator = np.zeros(track.group_units.shape[0])
+        idle_groups = view.idle_groups(track.group_level)
+        if idle_groups:
+            indicator[idle_groups] = 1.0
+        return thrash, indicator
 
     def _fold_partitions(self, node: str, row: int, track: _Track, view: DeviceView, alpha: float) -> None:
         p = self._part
@@ -476,8 +504,9 @@ def _top_k(rows_node: np.ndarray, score: np.ndarray, eligible: np.ndarray, k: in
 
 
 class Ranking:
-    """The answer of :meth:`Scorer.rank`: nodes best first, and on demand the devices or
-    partitions behind each score."""
+    """The answer of :meth:`Scorer.rank`: a score per node asked about, nodes best first, and
+    on demand the devices or partitions behind each score (built lazily: the extender needs
+    only the scores, so ranking a large fleet stays a few array operations)."""
 
     def __init__(self, scorer: Scorer, request: Request, now_ns: int, score: np.ndarray, eligible: np.ndarray,
                  node_score: np.ndarray, chosen: np.ndarray, fresh: np.ndarray,
@@ -487,27 +516,41 @@ class Ranking:
         self._scorer = scorer
         self._score, self._eligible, self._chosen = score, eligible, chosen
         index = scorer._node_index
-        mig = request.mig_profile is not None
-        rows_node = (scorer._part if mig else scorer._dev)["node"]
-        self._picked_by_node: dict[int, list[int]] = {}
-        for r in chosen.tolist():
-            self._picked_by_node.setdefault(int(rows_node[r]), []).append(r)
         names = list(scorer._node_names) if nodes is None else list(dict.fromkeys(nodes))
-        scores: dict[str, float] = {}
-        for name in names:
-            i = index.get(name)
-            scores[name] = float(node_score[i]) if i is not None and i < node_score.shape[0] else 0.0
+        idx = np.array([index.get(n, -1) for n in names], dtype=np.intp)
+        known = (idx >= 0) & (idx < node_score.shape[0])
+        values = np.where(known, node_score[np.where(known, idx, 0)] if node_score.size else 0.0, 0.0)
         #: node -> score (0..1) for every node asked about, in the order asked.
-        self.scores = scores
-        candidates = [index[n] for n in names if n in index]
-        fresh_nodes = set(scorer._dev["node"][fresh].tolist()) if fresh.size else set()
+        self.scores: dict[str, float] = dict(zip(names, values.tolist()))
+        fresh_node = np.zeros(max(len(scorer._node_names), 1), bool)
+        if fresh.size:
+            fresh_node[scorer._dev["node"][fresh]] = True
+        has_fresh = known & fresh_node[np.where(known, idx, 0)]
         #: The nodes asked about that have a fresh window (the others score 0 for want of data).
-        self.fresh = {n for n in names if index.get(n) in fresh_nodes}
+        self.fresh = {n for n, f in zip(names, has_fresh.tolist()) if f}
         #: True when no node asked about has a fresh window: every score is 0 for that reason.
-        self.stale = not any(i in fresh_nodes for i in candidates)
-        self.nodes: list[NodeScore] = [
-            NodeScore(name, s, self._devices_of(name)) for name, s in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-        ]
+        self.stale = not self.fresh
+        self._nodes: Optional[list[NodeScore]] = None
+        self._picked_by_node: dict[int, list[int]] = {}
+
+    def order(self) -> list[tuple[str, float]]:
+        """(node, score), best first; ties by name."""
+        return sorted(self.scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+    @property
+    def nodes(self) -> list[NodeScore]:
+        """Nodes best first, each with the devices (``device/partition`` for MIG) that make
+        its score (empty when it scores 0)."""
+        if self._nodes is None:
+            sc = self._scorer
+            mig = self.request.mig_profile is not None
+            rows_node = (sc._part if mig else sc._dev)["node"]
+            picked: dict[int, list[int]] = {}
+            for r in self._chosen.tolist():
+                picked.setdefault(int(rows_node[r]), []).append(r)
+            self._picked_by_node = picked
+            self._nodes = [NodeScore(n, s, self._devices_of(n)) for n, s in self.order()]
+        return self._nodes
 
     def _devices_of(self, name: str) -> tuple[str, ...]:
         i = self._scorer._node_index.get(name)

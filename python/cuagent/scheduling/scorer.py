@@ -341,7 +341,7 @@ class Scorer:
             return 0.0, (None if track.group_units is None else np.zeros(track.group_units.shape[0]))
         level, states = found
         if level == topo.unit and track.group_anc is not None and track.group_units is not None:
-            thrash = np.count_nonzero(states == protocol.THRASHING) / units
+            thrash = float(np.count_nonzero(states == protocol.THRASHING)) / units
             busy = np.bincount(track.group_anc, weights=states[track.group_valid] != protocol.IDLE,
                                minlength=track.group_units.shape[0])
             return thrash, ((busy == 0) & (track.group_units > 0)).astype(np.float64)

@@ -22,7 +22,7 @@ protoc = pytest.importorskip("grpc_tools.protoc")
 from cuagent.client import Client  # noqa: E402
 from cuagent.scheduling import podresources  # noqa: E402
 from cuagent.scheduling.podresources import Assignment, PodAttribution, attribute  # noqa: E402
-from feed_support import ROOT, WAIT_S, start_agent, wait_until  # noqa: E402
+from feed_support import ROOT, WAIT_S, CheckedFeed, start_agent, wait_until  # noqa: E402
 
 PROTO = ROOT / "python" / "cuagent" / "scheduling" / "podresources_v1.proto"
 
@@ -193,6 +193,11 @@ def test_agent_publishes_pods_and_top_shows_them(pb, tmp_path):
             step=lambda: None)
         assert client.view.nodes["bare-node"].devices["mock-0"].state.pods is None  # absent: no socket
         assert "no kubelet PodResources socket" in plain.log()
+        checked = CheckedFeed(agent)  # the pods key as PROTOCOL.md §3.2 states it
+        try:
+            checked.wait(lambda f: any(m[4].get("pods") for m in f.of("state")), "a checked state with pods")
+        finally:
+            checked.close()
         top = subprocess.run([sys.executable, "-m", "cuagent.cli", "top", agent.endpoint, "--plain", "--duration", "2.5"],
                              capture_output=True, text=True, timeout=WAIT_S)
         assert "pods: ml/trainer-0/main" in top.stdout and "pods: none" in top.stdout, top.stdout + top.stderr

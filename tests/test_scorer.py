@@ -203,3 +203,28 @@ def test_bad_requests_and_options_are_refused():
         Weights(idle=-1)
     with pytest.raises(ValueError):
         Scorer(ViewBuilder().view, horizon_s=0)
+
+
+def test_states_measured_per_xcd_count_whole_idle_xcds():
+    """ROCm SMI measures activity per XCD, not per CU: idle XCDs are the idle groups."""
+    from cuagent import protocol
+    from cuagent.client import DeviceView, NodeView
+    from cuagent.scheduling.scorer import Scorer as _Scorer
+    from cuagent.topology import CounterInfo, CounterStat, DeviceTopology
+
+    cus = np.arange(64)
+    topo = DeviceTopology(id="amd-0", index=0, vendor="amd", model="MI-test", backend="rocm_smi", unit="cu", units=64,
+                          levels=["xcd", "cu"], layout={"xcd": (cus // 8).astype(np.uint16)}, layout_source="vendor",
+                          counts={"xcd": 8, "cu": 64}, partitions=[PartitionInfo("0", "whole", 64, MEMORY)],
+                          memory_bytes=MEMORY, counters={"active": CounterInfo("xcd", "ratio", "")})
+    view = ViewBuilder().view
+    nv = view.nodes["amd"] = NodeView("amd", 1)
+    scorer = _Scorer(view)
+    active = np.array([0.0, 0.0, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9], np.float32)
+    states = np.where(active < 0.05, protocol.IDLE, protocol.ACTIVE).astype(np.uint8)
+    st = protocol.State(100_000_000, 10, {"xcd": {"active": CounterStat(active, active), "state": states}}, {}, {},
+                        float(np.sum((1 - active) * 8)))
+    nv.devices["amd-0"] = DeviceView("amd", topo, st, T0)
+    scorer.fold("amd", "amd-0", T0, st)
+    (d,) = scorer.rank(Request(shared=True, vendor="amd"), T0).devices()
+    assert d.idle_groups == (0, 1) and d.idle_group_units == 16 and d.eligible

@@ -337,6 +337,16 @@ class FeedChecker:
                     _fail(f"{topic} processes[].mem", f"not a byte count: {p['mem']!r}")
                 if "name" in p and not isinstance(p["name"], str):
                     _fail(f"{topic} processes[].name", f"not a string: {p['name']!r}")
+        if "pods" in body:
+            if not isinstance(body["pods"], list):
+                _fail(f"{topic} pods", "not a list")
+            for p in body["pods"]:
+                _str_map(p, f"{topic} pods[]")
+                for key in ("namespace", "pod", "container", "resource"):
+                    if not isinstance(p.get(key), str):
+                        _fail(f"{topic} pods[].{key}", f"not a string: {p.get(key)!r}")
+                if "partition" in p and p["partition"] not in part_ids:
+                    _fail(f"{topic} pods[].partition", f"{p['partition']!r} is not a partition of the device")
 
     def _scalars(self, vals, counters, level, where):
         _str_map(vals, where)

@@ -79,7 +79,8 @@ class Feeder:
         self.send("topo", protocol.encode_topo_body(devices, AGENT), gen=gen)
 
     def window(self, dev: Any, ts: int, states: Optional[np.ndarray], window_ns: int = W,
-               device_values: Optional[dict] = None, partition: Optional[dict] = None) -> None:
+               device_values: Optional[dict] = None, partition: Optional[dict] = None,
+               pods: Optional[list[dict]] = None) -> None:
         level = dev.counters["active"].level if "active" in dev.counters else None
         n = dev.counts[level] if level else 0
         levels = {}
@@ -87,7 +88,7 @@ class Feeder:
             mean = np.zeros(n, np.float32)
             levels[level] = {"active": protocol.CounterStat(mean, mean), "state": states.astype(np.uint8)}
         st = protocol.State(window_ns, 10, levels, partition or {}, device_values or {}, None)
-        self.send("state", protocol.encode_state_body(st, dev.counters), device=dev.id, ts=ts)
+        self.send("state", protocol.encode_state_body(st, dev.counters, pods=pods), device=dev.id, ts=ts)
 
     def event(self, kind: str, dev: Any) -> None:
         self.send("event", protocol.encode_event_body(kind, "test", dev.id), device=dev.id)
@@ -186,7 +187,7 @@ NON_BASE_UNITS = {
 }
 # Names that measure no unit (identity, liveness, plain counts of things).
 UNITLESS = {
-    "cuagent_gpu_info", "cuagent_agent_info", "cuagent_partition_info", "cuagent_gpu_workload_info",
+    "cuagent_gpu_info", "cuagent_agent_info", "cuagent_partition_info", "cuagent_gpu_pod_info",
     "cuagent_gpu_up", "cuagent_feed_up", "cuagent_partition_units", "cuagent_idle_units",
     "cuagent_windows_total", "cuagent_windows_missed_total", "cuagent_samples_total",
     "cuagent_samples_dropped_total", "cuagent_exporter_messages_not_understood_total", "cuagent_ecc_uncorrected",
@@ -274,22 +275,17 @@ def all_mock_devices() -> list[MockDevice]:
 @pytest.fixture(scope="module")
 def rich_scrape() -> tuple[str, list[Any]]:
     """Every mock preset in every scenario, plus an NVML-shaped GPU under MIG, with every
-    opt-in family on and a workload hook: all the names the exporter can produce."""
+    opt-in family on and containers holding it: all the names the exporter can produce."""
     metrics = FeedMetrics()
     topology = mock_engine_feed(metrics, all_mock_devices())
     nvml = nvml_like_device()
     feeder = Feeder(metrics, node="n2")
     feeder.topo([nvml])
     w = nvml_like_window(nvml)
-    feeder.window(nvml, 1_000_000_000, None, device_values=w["device"], partition=w["partition"])
-
-    class Pods:
-        label_names = ("namespace", "pod", "container")
-
-        def __call__(self, node: str, gpu_uuid: str) -> list[tuple[str, str, str]]:
-            return [("ml", f"train-{gpu_uuid}", "main")]
-
-    text = scrape(FeedCollector(metrics, node_label=True, per_unit=True, per_process=True, workload=Pods()))
+    pods = [{"namespace": "ml", "pod": f"train-{i}", "container": "main", "resource": "nvidia.com/mig-1g.10gb",
+             "partition": str(i)} for i in range(7)]
+    feeder.window(nvml, 1_000_000_000, None, device_values=w["device"], partition=w["partition"], pods=pods)
+    text = scrape(FeedCollector(metrics, node_label=True, per_unit=True, per_process=True))
     return text, [*topology, nvml]
 
 
@@ -299,9 +295,20 @@ def test_every_name_unit_and_label_follows_the_conventions(rich_scrape):
     for expected in ("cuagent_gpu_info", "cuagent_gpu_up", "cuagent_partition_info", "cuagent_unit_state_seconds_total",
                      "cuagent_gpu_energy_joules_total", "cuagent_windows_total", "cuagent_windows_missed_total",
                      "cuagent_sm_active_ratio", "cuagent_power_watts", "cuagent_sm_clock_hertz",
-                     "cuagent_pcie_tx_bytes_per_second", "cuagent_unit_active_ratio", "cuagent_gpu_workload_info",
+                     "cuagent_pcie_tx_bytes_per_second", "cuagent_unit_active_ratio", "cuagent_gpu_pod_info",
                      "cuagent_sm_active_peak_ratio", "cuagent_agent_info", "cuagent_feed_up"):
         assert expected in seen, expected
+
+
+def test_pods_are_one_info_series_per_container_to_join_on(rich_scrape):
+    text, _ = rich_scrape
+    pods = samples(text, "cuagent_gpu_pod_info", gpu_uuid="GPU-nvml-like")
+    assert sorted((lab["partition"], lab["pod"]) for lab, _ in pods) == [(str(i), f"train-{i}") for i in range(7)]
+    assert all(lab["resource"] == "nvidia.com/mig-1g.10gb" and lab["namespace"] == "ml" for lab, _ in pods)
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name != "cuagent_gpu_pod_info":
+                assert "pod" not in s.labels, s  # no other series grows a pod label
 
 
 def test_node_label_only_from_the_multi_node_exporter(rich_scrape):

@@ -82,8 +82,15 @@ class Agent:
         context: Optional[zmq.Context] = None,
         slow_path: Optional[SlowPath] = None,
         rebuild_engine: Optional[Callable[[], Any]] = None,
+        pods: Optional[Any] = None,
+        on_topology: Optional[Callable[[list[Any]], Any]] = None,
     ) -> None:
         self.engine = engine
+        # Kubernetes extras (cuagent.scheduling): ``pods`` maps devices to the containers
+        # holding them (``state.pods``); ``on_topology`` sees the devices at start, on every
+        # change and every topo interval (the NFD feature file).
+        self.pods = pods
+        self._on_topology = on_topology
         self.config = config
         self.slow_path = slow_path or SlowPath()
         self._rebuild_engine = rebuild_engine
@@ -145,6 +152,15 @@ class Agent:
         if self._auth is not None:
             self._auth.stop()
         self.slow_path.close()
+        if self.pods is not None:
+            self.pods.close()
+
+    def _topology_seen(self) -> None:
+        if self._on_topology is not None:
+            try:
+                self._on_topology(self._topology)
+            except Exception as e:  # noqa: BLE001 — an extra must never stop the feed
+                log.warning("topology hook failed: %s", e)
 
     def run(self) -> None:
         cfg = self.config
@@ -159,6 +175,7 @@ class Agent:
         interval = cfg.publish_interval_ms / 1000.0
         now = time.monotonic()
         self._publish_topo()
+        self._topology_seen()
         next_topo = now + cfg.topo_interval_s
         next_hb = now  # a heartbeat right away tells joiners the node is alive
         next_state = now
@@ -273,6 +290,7 @@ class Agent:
             log.warning("topology changed: gen %d, devices %s -> %s", self.gen, sorted(old), [d.id for d in topology])
         if changed or force_publish:
             self._publish_topo()
+            self._topology_seen()
         if changed:
             body_ev = protocol.encode_event_body("topology_changed", f"topology generation {self.gen}")
             self._send(protocol.build_topic("event", self.config.node), time.time_ns(), body_ev, keep=False)
@@ -286,6 +304,7 @@ class Agent:
         snapshot = self.engine.snapshot()
         next_due: Optional[float] = None
         wall_now = time.time_ns()
+        pods = self.pods.pods(self._topology) if self.pods is not None else None
         for i, st in enumerate(snapshot):
             if st is None or i >= len(self._topics):
                 continue
@@ -307,7 +326,8 @@ class Agent:
             if window_id != self._last_window[i]:
                 self._last_window[i] = window_id
                 processes = self.slow_path.processes(self._indices[i], now)
-                body = protocol.encode_state_body(st, self._counters[i], processes)
+                body = protocol.encode_state_body(st, self._counters[i], processes,
+                                                  None if pods is None else pods.get(self._topology[i].id, []))
                 self._send(self._topics[i], int(st.t_ns), body, keep=True)
                 self.stats["state"] += 1
             due = now + (st.t_ns + st.window_ns - wall_now) / 1e9

@@ -20,6 +20,7 @@ from . import config as config_mod
 from . import protocol, slow_path
 from .curve import ClientKeys, ServerKeys
 from .exporters import prometheus_cli
+from .scheduling import agent_options as k8s_options
 
 log = logging.getLogger("cuagent")
 
@@ -114,6 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "nvml_library": args.nvml_library, "rocm_smi_library": args.rocm_smi_library, "kfd_root": args.kfd_root,
         "process_interval_s": args.process_interval_s, "topology_poll_s": args.topology_poll_s,
         "curve_secret_key": args.curve_secret_key, "curve_allow": args.curve_allow,
+        **k8s_options.flag_values(args),
     }
     cfg = config_mod.build(file_values, flags)
     _setup_logging(cfg.log_level)
@@ -130,10 +132,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     # start, with the same options, never another one `auto` might now find.
     rebuild_cfg = dataclasses.replace(cfg, driver=backend)
     extras = slow_path.for_backend(backend, cfg.driver_options(backend), cfg.process_interval_s, cfg.topology_poll_s)
+    pods, on_topology = k8s_options.build(cfg, backend, cfg.driver_options(backend))
     try:
-        agent = Agent(engine, agent_cfg, slow_path=extras, rebuild_engine=lambda: make_engine(rebuild_cfg))
+        agent = Agent(engine, agent_cfg, slow_path=extras, rebuild_engine=lambda: make_engine(rebuild_cfg),
+                      pods=pods, on_topology=on_topology)
     except OSError as e:
         extras.close()
+        if pods is not None:
+            pods.close()
         raise CliError(str(e)) from None
     try:
         metrics = prometheus_cli.start_agent_metrics(args, agent)
@@ -306,6 +312,13 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_extender(args: argparse.Namespace) -> int:
+    from .scheduling import extender
+
+    _setup_logging(args.log_level)
+    return extender.run_cli(args, _client_keys(args))
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -378,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="list a device's processes at most this often (default 1; NVML)")
     backends.add_argument("--topology-poll-s", type=float,
                           help="check the partition (MIG) layout this often; a change rebuilds the engine (default 5)")
+    k8s_options.add_run_flags(run)
     _curve_server_flags(run)
     prometheus_cli.add_metrics_flags(run)
     run.set_defaults(func=cmd_run)
@@ -439,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     snap.add_argument("--compact", action="store_true", help="one line")
     _curve_client_flags(snap)
     snap.set_defaults(func=cmd_snapshot)
+
+    from .scheduling import extender as _extender
+    _extender.add_parser(sub, _curve_client_flags).set_defaults(func=cmd_extender)
     return parser
 
 

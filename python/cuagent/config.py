@@ -60,6 +60,9 @@ class RunConfig:
     # CURVE (PROTOCOL.md §6): the agent's secret key file and the directory of admitted public keys.
     curve_secret_key: Optional[str] = None
     curve_allow: Optional[str] = None
+    # Kubernetes (cuagent.scheduling): kubelet PodResources socket ("" = off) and NFD features.d.
+    pod_resources_socket: str = "/var/lib/kubelet/pod-resources/kubelet.sock"
+    nfd_features_dir: Optional[str] = None
 
     def driver_options(self, driver: str) -> dict[str, Any]:
         """Options for one real backend's make_driver (only those that were set)."""
@@ -102,7 +105,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "seed": (int,), "rate_hz": (int, float), "publish_interval_ms": (int, float), "topo_interval_s": (int, float),
     "sndhwm": (int,), "process_interval_s": (int, float), "topology_poll_s": (int, float)}
 _STRINGS = ("driver", "feed", "sync", "node", "log_level", "nvml_library", "rocm_smi_library", "kfd_root",
-            "curve_secret_key", "curve_allow")
+            "curve_secret_key", "curve_allow", "pod_resources_socket", "nfd_features_dir")
 
 
 def load_file(path: str | Path) -> dict[str, Any]:

@@ -246,6 +246,8 @@ class State:
     device: dict[str, float]
     idle_units: Optional[float]  # None when nothing measures activity
     processes: Optional[list[dict[str, Any]]] = None
+    # Kubernetes containers holding the device (kubelet PodResources); None: not known.
+    pods: Optional[list[dict[str, Any]]] = None
 
 
 @dataclass
@@ -360,6 +362,7 @@ def with_device_status(topo_body: Mapping[str, Any], lost: Iterable[str]) -> dic
 
 def encode_state_body(
     s: Any, counters: Optional[Mapping[str, Any]] = None, processes: Optional[Iterable[Mapping[str, Any]]] = None,
+    pods: Optional[Iterable[Mapping[str, Any]]] = None,
 ) -> dict[str, Any]:
     """A ``state`` map from an engine DeviceState (or a decoded :class:`State`).
 
@@ -367,7 +370,9 @@ def encode_state_body(
     bitmasks) go out as ints; NaN or None values are left out (absent, never zero).
     ``processes`` (the backend's slow path) overrides ``s.processes``; None means the backend
     cannot list processes and the key is left out, while an empty list means it can and
-    nothing runs. A device without sub-device counters carries no ``levels`` key (§3.2)."""
+    nothing runs. A device without sub-device counters carries no ``levels`` key (§3.2).
+    ``pods`` (kubelet PodResources attribution) follows the same rule: None leaves the key
+    out (no kubelet socket), an empty list says no container holds the device."""
     units = {name: c.unit for name, c in counters.items()} if counters else {}
     # The topo declares each counter at the level where it is measured (§3.1), and a state
     # carries only declared counters. The engine also averages unit-level counters over a
@@ -408,7 +413,20 @@ def encode_state_body(
         processes = getattr(s, "processes", None)
     if processes is not None:
         body["processes"] = [_process(p) for p in processes]
+    if pods is not None:
+        body["pods"] = [_pod(p) for p in pods]
     return body
+
+
+_POD_KEYS = ("namespace", "pod", "container", "resource")
+
+
+def _pod(p: Mapping[str, Any]) -> dict[str, Any]:
+    """One ``pods`` entry (§3.2): the four names as strings, ``partition`` where it is one."""
+    out = {k: str(p[k]) for k in _POD_KEYS}
+    if p.get("partition") is not None:
+        out["partition"] = str(p["partition"])
+    return out
 
 
 def _process(p: Mapping[str, Any]) -> dict[str, Any]:
@@ -645,11 +663,12 @@ def _decode_state_fast(m: dict, device: Optional[Device]) -> State:
     if not all(type(pid) is str for pid in partition):
         raise _Unusual
     window_ns, samples, idle = m["window_ns"], m["samples"], m.get("idle_units")
-    processes = m.get("processes")
+    processes, pods = m.get("processes"), m.get("pods")
     if type(window_ns) is not int or type(samples) is not int or (idle is not None and type(idle) not in _NUMBER_TYPES) \
-            or (processes is not None and type(processes) is not list):
+            or (processes is not None and type(processes) is not list) or (pods is not None and (type(pods) is not list or not all(type(p) is dict for p in pods))):
         raise _Unusual
-    return State(window_ns, samples, levels, partition, _numbers(m["device"]), None if idle is None else float(idle), processes)
+    return State(window_ns, samples, levels, partition, _numbers(m["device"]), None if idle is None else float(idle),
+                 processes, pods)
 
 
 def _decode_state_checked(m: Any, device: Optional[Device] = None) -> State:
@@ -688,6 +707,11 @@ def _decode_state_checked(m: Any, device: Optional[Device] = None) -> State:
         if isinstance(v, bool) or not isinstance(v, _NUMBER):
             raise ProtocolError(f"state.device.{k}", f"expected a number, got {v!r}")
     processes = _get(m, "processes", list, "state", optional=True)
+    pods = _get(m, "pods", list, "state", optional=True)
+    for i, p in enumerate(pods or []):
+        pw = f"state.pods[{i}]"
+        for key in _POD_KEYS:
+            _get(_map(p, pw), key, str, pw)
     return State(
         window_ns=_get(m, "window_ns", int, "state"),
         samples=_get(m, "samples", int, "state"),
@@ -696,6 +720,7 @@ def _decode_state_checked(m: Any, device: Optional[Device] = None) -> State:
         device=dev,
         idle_units=_optional_float(_get(m, "idle_units", _NUMBER, "state", optional=True)),
         processes=processes,
+        pods=pods,
     )
 
 

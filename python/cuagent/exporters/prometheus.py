@@ -13,7 +13,8 @@ Default series per GPU (an 8-GPU node with MIG or XCP partitions stays under 100
 tests/test_prometheus.py checks every mock preset): identity, up, partitions, unit-seconds per
 (partition, GPC/XCD, state), every partition/device counter of the feed, and self-monitoring.
 Per-SM/CU series (``per_unit``) and per-process series (``per_process``, whose ``pid`` label
-churns with every job) are opt-in.
+churns with every job) are opt-in. Kubernetes attribution (``state.pods``) is one info series per
+container holding a GPU, ``cuagent_gpu_pod_info``, to join on ``gpu_uuid``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Iterable, Optional, Protocol, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import socket
 import socketserver
@@ -39,28 +40,15 @@ from .unit_seconds import unit_groups, unit_partitions
 
 log = logging.getLogger("cuagent.exporters")
 
-class WorkloadLabels(Protocol):
-    """Who runs on a GPU (the hook for Kubernetes PodResources: pod, container, namespace).
-
-    ``label_names`` is fixed for the exporter's life; calling it with (node, gpu_uuid) gives
-    one tuple of values per workload on that GPU. Exported as ``cuagent_gpu_workload_info``,
-    to be joined on ``gpu_uuid`` (an info metric, so no other series grows a pod label)."""
-
-    label_names: Sequence[str]
-
-    def __call__(self, node: str, gpu_uuid: str) -> Iterable[Sequence[str]]: ...
-
-
 class FeedCollector(Collector):
     """Builds every cuagent metric family from ``metrics`` at each scrape."""
 
     def __init__(self, metrics: FeedMetrics, node_label: bool = False, per_unit: bool = False,
-                 per_process: bool = False, workload: Optional[WorkloadLabels] = None) -> None:
+                 per_process: bool = False) -> None:
         self.metrics = metrics
         self.node_label = node_label
         self.per_unit = per_unit
         self.per_process = per_process
-        self.workload = workload
 
     def collect(self) -> Iterable[Metric]:
         with self.metrics.lock:
@@ -175,11 +163,8 @@ class _Scrape:
                 self.unit_counters(dm, st)
             if self.c.per_process and st.processes is not None:
                 self.processes(dm, st.processes)
-        if self.c.workload is not None:
-            names = list(self.c.workload.label_names)
-            for values in self.c.workload(dm.node, dev.id):
-                self.info(f"{PREFIX}gpu_workload", "a workload the GPU is assigned to (join on gpu_uuid)",
-                          [*gl, *names], [dev.id, *values], {})
+            if st.pods:
+                self.pods(dm, st.pods)
 
     def unit_state_seconds(self, dm: DeviceMetrics) -> None:
         dev_id = dm.device.id
@@ -266,6 +251,17 @@ class _Scrape:
             self.many("gauge", metric, doc, labels, (((dev.id, partitions[u], groups[u], str(u)), v)
                                                      for u, v in enumerate(stat.mean.tolist())))
 
+    def pods(self, dm: DeviceMetrics, pods: list[dict[str, Any]]) -> None:
+        """Who holds the GPU (the kubelet's PodResources, carried in ``state.pods``): one info
+        series per container, to join on gpu_uuid (and partition, for MIG), so that no other
+        series grows a pod label (dcgm-exporter's cardinality complaint)."""
+        labels = ["gpu_uuid", "partition", "namespace", "pod", "container"]
+        for p in pods:
+            self.info(f"{PREFIX}gpu_pod", "a Kubernetes container the kubelet assigned this GPU (or, for MIG, this "
+                      "partition) to; join on gpu_uuid", labels,
+                      [dm.device.id, str(p.get("partition") or ""), str(p.get("namespace", "")), str(p.get("pod", "")),
+                       str(p.get("container", ""))], {"resource": str(p.get("resource", ""))})
+
     def processes(self, dm: DeviceMetrics, processes: list[dict[str, Any]]) -> None:
         labels = ["gpu_uuid", "pid", "process"]
         for p in processes:
@@ -320,13 +316,12 @@ class MetricsServer:
         self.thread.join(timeout=5)
 
 
-def serve_agent(agent: Any, listen: tuple[str, int], per_unit: bool = False, per_process: bool = False,
-                workload: Optional[WorkloadLabels] = None) -> MetricsServer:
+def serve_agent(agent: Any, listen: tuple[str, int], per_unit: bool = False, per_process: bool = False) -> MetricsServer:
     """``/metrics`` from inside ``cuagent run``: the agent hands each message it publishes to
     the exporter (``agent.on_publish``), so no socket or decoding stands in between."""
     metrics = FeedMetrics()
-    server = MetricsServer(FeedCollector(metrics, node_label=False, per_unit=per_unit, per_process=per_process,
-                                         workload=workload), listen)
+    server = MetricsServer(FeedCollector(metrics, node_label=False, per_unit=per_unit, per_process=per_process),
+                           listen)
     agent.on_publish = metrics.agent_hook()
     return server
 
@@ -336,7 +331,7 @@ class FeedExporter:
     or relays) and ``/metrics`` for every node it hears of. :meth:`run` until :meth:`stop`."""
 
     def __init__(self, endpoints: Sequence[str], listen: tuple[str, int], curve: Any = None, per_unit: bool = False,
-                 per_process: bool = False, workload: Optional[WorkloadLabels] = None) -> None:
+                 per_process: bool = False) -> None:
         from ..client import Client
 
         self.metrics = FeedMetrics()
@@ -344,7 +339,7 @@ class FeedExporter:
         self.client.on_update(self.metrics.client_update)
         try:
             self.server = MetricsServer(FeedCollector(self.metrics, node_label=True, per_unit=per_unit,
-                                                      per_process=per_process, workload=workload), listen)
+                                                      per_process=per_process), listen)
         except OSError:
             self.client.close()
             raise

@@ -9,7 +9,8 @@ Two measurements, same run:
   2. The exporter's own work, in this process with the same encoded windows the agent
      publishes: CPU per message handed to the hook (one per window and device, 80/s), and
      CPU per scrape (applying the queued windows, folding unit-seconds, building and
-     formatting every family) after 1 s and after 15 s of windows. Its share of a core at an
+     formatting every family, the process's own metrics included) after 1 s and after 15 s of
+     windows. Its share of a core at an
      interval is hook × 80/s + scrape / interval: what the exporter adds to the agent.
 
     python bench/scrape_cost.py [--seconds 45]
@@ -107,6 +108,7 @@ def recorded_windows() -> tuple[list[Any], list[list[dict]]]:
 
 def exporter_work(rounds: int) -> dict[str, float]:
     from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.process_collector import ProcessCollector
 
     from cuagent import protocol
     from cuagent.exporters.feed_metrics import FeedMetrics
@@ -118,6 +120,7 @@ def exporter_work(rounds: int) -> dict[str, float]:
     hook = metrics.agent_hook()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(FeedCollector(metrics))
+    ProcessCollector(registry=registry)  # served by the agent too
     node = "bench"
     topics = [protocol.build_topic("state", node, d.id) for d in topology]
     hook(protocol.build_topic("topo", node), Header(node, 1, 1, 0, 1),

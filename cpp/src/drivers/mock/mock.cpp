@@ -52,7 +52,8 @@ void check_faults(const MockFaults& f, std::size_t index) {
 std::int64_t seconds_to_ns(double s) { return s < 0 ? -1 : std::llround(s * 1e9); }
 
 // Every counter a mock device serves. Unit-level counters come from the
-// blocks resident on each unit.
+// blocks resident on each unit; the three that schedulers read per partition
+// and device (PROTOCOL.md §3.2) are rolled up, issue and mem_stall are not.
 enum Counter : std::uint32_t {
     kActive, kOccupancy, kIssue, kTensor, kMemStall,
     kPower, kTemp, kSmClock, kMemClock, kMemUsed, kDramActive, kThrottle,
@@ -64,14 +65,12 @@ constexpr drivers::CounterDef kCounters[] = {
     {kOccupancy, "occupancy", nullptr, "ratio",
      "resident warps / maximum warps (mock: from the blocks resident on the {unit})", Aggregation::Mean,
      "sm_occupancy"},
-    {kIssue, "issue", nullptr, "ratio", "issue-slot utilisation (mock: from the blocks resident on the {unit})",
-     Aggregation::Mean, "issue"},
+    {kIssue, "issue", nullptr, "ratio", "issue-slot utilisation (mock: from the blocks resident on the {unit})"},
     {kTensor, "tensor", nullptr, "ratio",
      "tensor/matrix pipe active (mock: from the blocks resident on the {unit})", Aggregation::Mean,
      "tensor_active"},
     {kMemStall, "mem_stall", nullptr, "ratio",
-     "fraction of issue slots stalled on memory (mock: from the blocks resident on the {unit})",
-     Aggregation::Mean, "mem_stall"},
+     "fraction of issue slots stalled on memory (mock: from the blocks resident on the {unit})"},
     {kPower, "power", kDeviceLevel, "W", "board power, 1 s average as NVML reports it (mock)"},
     {kTemp, "temp", kDeviceLevel, "C", "GPU temperature (mock: two-pole thermal lag)"},
     {kSmClock, "sm_clock", kDeviceLevel, "Hz", "SM clock (mock: power-capped governor)"},

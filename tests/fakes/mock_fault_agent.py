@@ -1,7 +1,10 @@
 """`cuagent run --driver mock` whose devices fall off the bus and come back, so that the feed
-carries `event` messages (the CLI's --mock-devices has no fault options):
+carries `event` messages:
 
     python mock_fault_agent.py <lost_at_s> <back_at_s> [cuagent run flags...]
+
+The same as ``cuagent run ... --mock-faults '*:lost@<lost_at_s>s..<back_at_s>s'``; kept so
+that tests read as what they rehearse.
 """
 
 from __future__ import annotations
@@ -13,18 +16,9 @@ def main() -> int:
     lost_at_s, back_at_s, *flags = sys.argv[1:]
     if flags[:1] == ["run"]:
         flags = flags[1:]
-    import cuagent
-    from cuagent import mock
-
-    plain = mock.MockDevice
-
-    def faulty(preset: str, scenario: str = "training", **options: object) -> object:
-        return plain(preset, scenario=scenario, lost_at_s=float(lost_at_s), back_at_s=float(back_at_s), **options)
-
-    cuagent.MockDevice = faulty  # type: ignore[attr-defined]  # what the CLI builds devices with
     from cuagent.cli import main as cli_main
 
-    return cli_main(["run", *flags])
+    return cli_main(["run", *flags, "--mock-faults", f"*:lost@{lost_at_s}s..{back_at_s}s"])
 
 
 if __name__ == "__main__":

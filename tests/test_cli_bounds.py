@@ -40,7 +40,7 @@ BOUNDS = [
     ("run", "sync", "ipc:///" + "x" * 120, "expected at most 107"),
     ("run", "feed", "inproc://feed", "reachable only inside one process"),
     ("run", "node", "bad node!", "expected a node name matching"),
-    ("run", "driver", "cuda", "is not one of auto, mock, nvml, rocm_smi"),
+    ("run", "driver", "cuda", "expected one of auto, mock, nvml, rocm_smi"),
     ("run", "log_level", "loud", "is not one of debug, info, warning, error"),
     ("run", "nvml_library", "", "empty: expected a path"),
     ("run", "mock_devices", "h100-sxm:", "expected PRESET[:SCENARIO]"),
@@ -150,7 +150,7 @@ def test_settings_that_contradict_each_other(tmp_path: Path):
         (["--publish-interval-ms", "5", "--rate-hz", "100"], "expected at least 10 ms"),
         (["--mock-faults", "2:lost@1s"], "there are 1 mock device(s), indices 0 to 0"),
         (["--mock-faults", "*:lost@1s,0:lost@2s"], "mock device 0 is given a 'lost' fault twice"),
-        (["--driver", "auto", "--mock-faults", "0:lost@1s"], "mock_faults need driver mock"),
+        (["--driver", "auto", "--mock-faults", "0:lost@1s"], "mock_faults needs driver mock"),
     ]:
         line = one_error_line(cli(*BASE["run"], *args), "run")
         assert expected in line, line

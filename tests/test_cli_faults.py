@@ -53,7 +53,8 @@ def test_faults_in_the_config_file_reach_the_devices(tmp_path: Path):
     assert _core.driver_read(drv, 2, T0_NS)[0] == "ok"  # device 2: only the (rare) stall
     # The flag replaces the file's list, as every flag overrides its key.
     cfg = config_mod.build(config_mod.load_file(path), {"mock_faults": ["2:lost@1s"]})
-    assert [(f.device, f.kind) for f in cfg.mock_faults] == [(2, "lost")]
+    devices, _ = cfg.driver_args("mock")
+    assert [d.lost_at_s for d in devices] == [None, None, 1.0] and devices[0].read_error_rate == 0
 
 
 @pytest.mark.parametrize("spec, fields", [

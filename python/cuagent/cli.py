@@ -29,9 +29,9 @@ log = logging.getLogger("cuagent")
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:7710"
 
-# The settings of the other subcommands (cuagent run's are config.RUN_OPTIONS).
+# The settings of the other subcommands (cuagent run's are config.options()).
 DURATION = config_mod.DURATION_S
-SNDHWM = config_mod.OPTIONS["sndhwm"]
+SNDHWM = next(o for o in config_mod.COMMON_OPTIONS if o.name == "sndhwm")
 PEER = Option("endpoint", str, metavar="FEED[,SYNC]", check=peer)
 RELAY_UPSTREAM = Option("connect", str, None, "an upstream agent or relay (repeat); tcp sync defaults to "
                         "feed port + 1", metavar="FEED[,SYNC]", check=peer)
@@ -95,34 +95,32 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def make_engine(cfg: config_mod.RunConfig) -> Any:
-    """The engine the config asks for. ``auto`` takes the first real backend that works and
-    never falls back to the mock: a GPU server must not publish simulated data."""
+    """The engine the config asks for. ``auto`` takes the first real backend that works (in
+    the registry's order) and never falls back to the mock: a GPU server must not publish
+    simulated data."""
+    from .backends import registry
     from .engine import Engine
 
     common: dict[str, Any] = dict(rate_hz=cfg.rate_hz, window_ms=cfg.publish_interval_ms, seed=cfg.seed)
-    if cfg.driver == "mock":
-        # Looked up on the package, not cuagent.mock, so that a launcher can substitute it
-        # (tests/fakes/mock_fault_agent.py gives the devices faults).
-        from . import MockDevice
-        from .mock import with_faults
-        devices = with_faults([MockDevice(preset, scenario=scenario) for preset, scenario in cfg.mock_devices],
-                              cfg.mock_faults)
-        return Engine(driver="mock", devices=devices, **common)
-    names = config_mod.REAL_DRIVERS if cfg.driver == "auto" else (cfg.driver,)
+    chosen = registry.auto_backends() if cfg.driver == "auto" else (registry.get(cfg.driver),)
     failures = []
-    for name in names:
+    for backend in chosen:
+        name = backend.name
         try:
-            engine = Engine(driver=name, **common, **cfg.driver_options(name))
+            devices, options = cfg.driver_args(name)
+            engine = Engine(driver=name, devices=devices, **common, **options)
         except Exception as e:  # noqa: BLE001 — each backend's reason goes into the message
-            reason = str(e)  # the drivers' messages already start with their name
+            reason = str(e)  # the drivers' messages often start with their name already
             failures.append(reason if reason.startswith(f"{name}:") else f"{name}: {reason}")
             continue
         if not engine.topology():
             failures.append(f"{name}: no devices found")
             continue
         return engine
+    if cfg.driver != "auto" and not chosen[0].auto:  # a simulation or plugin asked for by name
+        raise CliError(failures[0])
     hint = " (use --driver mock to run a simulated GPU)" if cfg.driver == "auto" else ""
-    raise CliError("no GPU backend could start: " + "; ".join(failures) + hint)
+    raise CliError("no GPU backend could start: " + "; ".join(failures or ["none is registered"]) + hint)
 
 
 # --------------------------------------------------------------------------- commands
@@ -132,7 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .agent import Agent, AgentConfig
 
     file_values = config_mod.load_file(args.config) if args.config else {}
-    flags = {o.name: getattr(args, o.name) for o in config_mod.RUN_OPTIONS}
+    flags = {name: getattr(args, name) for name in config_mod.options()}
     cfg = config_mod.build(file_values, flags)
     _setup_logging(cfg.log_level)
     node = cfg.node_name()
@@ -143,11 +141,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         curve=curve,
     )
     engine = make_engine(cfg)
-    backend = engine.backend
+    backend = engine.driver_name
     # A rebuilt engine (after a partition layout change) uses the backend that was chosen at
     # start, with the same options, never another one `auto` might now find.
     rebuild_cfg = dataclasses.replace(cfg, driver=backend)
-    extras = slow_path.for_backend(backend, cfg.driver_options(backend), cfg.process_interval_s, cfg.topology_poll_s)
+    extras = slow_path.for_backend(backend, cfg.driver_args(backend)[1], cfg.process_interval_s, cfg.topology_poll_s)
     try:
         agent = Agent(engine, agent_cfg, slow_path=extras, rebuild_engine=lambda: make_engine(rebuild_cfg))
     except OSError as e:
@@ -361,6 +359,9 @@ def _curve_server_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .backends import mock as mock_backend
+    from .backends import registry
+
     parser = OneLineParser(
         prog="cuagent",
         description="Node-level GPU telemetry: per-SM/CU and per-partition state over ZeroMQ "
@@ -372,18 +373,23 @@ def build_parser() -> argparse.ArgumentParser:
         "Sample the GPUs and publish topo/state/hb/event on the feed (PUB) and answer snapshots "
         "on sync (ROUTER). Settings: defaults < --config file < flags."))
     run.add_argument("--config", metavar="FILE", help="TOML file with the same keys as the flags (underscores)")
-    groups = {"real backends": ("nvml_library", "rocm_smi_library", "kfd_root", "process_interval_s",
-                                "topology_poll_s"),
-              "CURVE server (PROTOCOL.md §6)": ("curve_secret_key", "curve_allow")}
-    grouped = {name for names in groups.values() for name in names}
-    for option in config_mod.RUN_OPTIONS:
-        if option.name not in grouped:
-            option.add_to(run)
+    settings = config_mod.options()
+    slow = ("process_interval_s", "topology_poll_s")
+    curve = ("curve_secret_key", "curve_allow")
+    for option in config_mod.COMMON_OPTIONS:
+        if option.name not in slow + curve:
+            settings[option.name].add_to(run)
     run.add_argument("--publish-timer", action="store_true", help=argparse.SUPPRESS)  # bench baseline only
-    for title, names in groups.items():
+    for backend in registry.all_backends().values():
+        if backend.options:
+            group = run.add_argument_group(f"--driver {backend.name}", backend.help or None)
+            for option in backend.options:
+                option.add_to(group)
+    for title, names in (("slow path (backends that list processes or partitions)", slow),
+                         ("CURVE server (PROTOCOL.md §6)", curve)):
         group = run.add_argument_group(title)
         for name in names:
-            config_mod.OPTIONS[name].add_to(group)
+            settings[name].add_to(group)
     run.set_defaults(func=cmd_run)
 
     relay = sub.add_parser("relay", help="forward many agents' feeds, answer snapshots for all",
@@ -412,8 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     top.set_defaults(func=cmd_top)
 
     demo = sub.add_parser("demo", help="a simulated agent plus top, in one command")
-    config_mod.MOCK_DEVICES.add_to(demo, help="simulated devices (default " + ",".join(DEMO_DEVICES) + ")")
-    config_mod.MOCK_FAULTS.add_to(demo)
+    mock_backend.MOCK_DEVICES.add_to(demo, help="simulated devices (default " + ",".join(DEMO_DEVICES) + ")")
+    mock_backend.MOCK_FAULTS.add_to(demo)
     config_mod.SEED.add_to(demo, default=1)
     config_mod.RATE_HZ.add_to(demo, default=config_mod.RATE_HZ.default)
     config_mod.PUBLISH_INTERVAL_MS.add_to(demo, default=config_mod.PUBLISH_INTERVAL_MS.default)

@@ -32,7 +32,7 @@ def _num(x: float) -> str:
 class Option:
     """One setting: its TOML key (``name``) and flag (``--name`` with dashes), its type
     (int, float, str, or list: a TOML list of strings or a comma-separated flag, which may be
-    repeated), bounds and help. ``check`` validates a string (each item of a list) further
+    repeated), bounds (for a list: ``min`` items) and help. ``check`` validates a string (each item of a list) further
     and raises OptionError saying what it accepts; it returns the value to keep."""
 
     name: str
@@ -46,6 +46,8 @@ class Option:
     choices: Optional[tuple[str, ...]] = None
     metavar: Optional[str] = None
     check: Optional[Callable[[str], str]] = None
+    # A backend's setting: the keyword its make_driver takes it as (None: the name itself).
+    param: Optional[str] = None
 
     @property
     def flag(self) -> str:
@@ -77,8 +79,10 @@ class Option:
         if self.type is list:
             if isinstance(value, str):
                 value = value.split(",")
-            if not isinstance(value, list) or not value:
+            if not isinstance(value, list):
                 raise OptionError(f"{shown} is not {self.accepted()}")
+            if self.min is not None and len(value) < self.min:
+                raise OptionError(f"{shown} has {len(value)} item(s): expected at least {_num(self.min)}")
             items = []
             for item in value:
                 # Name the item only where the value has several: "'a,b': item 'b': ...".

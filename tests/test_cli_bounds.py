@@ -56,6 +56,11 @@ BOUNDS = [
     ("relay", "connect", "tcp://gpu01:99999", "port '99999' is out of range: expected 1 to 65535"),
     ("relay", "connect", "tcp://*:7710", "cannot connect to host '*'"),
     ("relay", "feed", "tcp://*:65536", "port '65536' is out of range"),
+    ("relay", "stale_after_s", "0", "a number from 0.5 to 3600 s"),
+    ("extender", "horizon_s", "inf", "a number from 0.1 to 86400 s"),
+    ("extender", "max_age_s", "-3", "a number from 0.1 to 3600 s"),
+    ("extender", "duration", "-1", "a number > 0 and <= 31536000 s"),
+    ("extender", "connect", "tcp://*:7710", "cannot connect to host '*'"),
     ("top", "duration", "nan", "a number > 0 and <= 31536000 s"),
     ("top", "", "tcp://gpu01:65535", "sync endpoint 'tcp://gpu01:65536': port '65536' is out of range"),
     ("watch", "count", "0", "an integer from 1 to 1000000000"),
@@ -88,6 +93,8 @@ BASE = {
     "watch": ["watch", "--duration", "5"],
     "snapshot": ["snapshot", "--timeout", "0.2"],
     "demo": ["demo", "--duration", "5"],
+    "extender": ["extender", "--connect", "ipc:///nonexistent/f,ipc:///nonexistent/s", "--listen", "127.0.0.1:0",
+                 "--duration", "5"],
 }
 
 

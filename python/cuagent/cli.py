@@ -24,6 +24,7 @@ from . import config as config_mod
 from . import protocol, slow_path
 from .curve import ClientKeys, ServerKeys
 from .options import OneLineParser, Option, OptionError, bind_endpoint, peer
+from .scheduling import agent_options as k8s_options
 
 log = logging.getLogger("cuagent")
 
@@ -37,6 +38,9 @@ RELAY_UPSTREAM = Option("connect", str, None, "an upstream agent or relay (repea
                         "feed port + 1", metavar="FEED[,SYNC]", check=peer)
 BIND = Option("endpoint", str, metavar="ENDPOINT", check=bind_endpoint)
 COUNT = Option("count", int, None, "stop after this many messages", min=1, max=10**9)
+STALE_AFTER = Option("stale_after_s", float, 3.0, "withhold a node from snapshots, and announce node_stale, "
+                     "after this many seconds without its heartbeat (PROTOCOL.md §3.3)", min=0.5, max=3600.0,
+                     unit="s", metavar="S")
 TIMEOUT = Option("timeout", float, 3.0, "seconds to wait for the reply", min=0.0, min_open=True,
                  max=3600.0, unit="s")
 
@@ -145,11 +149,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     # A rebuilt engine (after a partition layout change) uses the backend that was chosen at
     # start, with the same options, never another one `auto` might now find.
     rebuild_cfg = dataclasses.replace(cfg, driver=backend)
-    extras = slow_path.for_backend(backend, cfg.driver_args(backend)[1], cfg.process_interval_s, cfg.topology_poll_s)
+    driver_options = cfg.driver_args(backend)[1]
+    extras = slow_path.for_backend(backend, driver_options, cfg.process_interval_s, cfg.topology_poll_s)
+    pods, on_topology = k8s_options.build(cfg, backend, driver_options)
     try:
-        agent = Agent(engine, agent_cfg, slow_path=extras, rebuild_engine=lambda: make_engine(rebuild_cfg))
+        agent = Agent(engine, agent_cfg, slow_path=extras, rebuild_engine=lambda: make_engine(rebuild_cfg),
+                      pods=pods, on_topology=on_topology)
     except OSError as e:
         extras.close()
+        if pods is not None:
+            pods.close()
         raise CliError(str(e)) from None
     _install_stop_signals(agent.stop)
     engine.start()
@@ -175,7 +184,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
     server = _server_keys(args.curve_secret_key, args.curve_allow)
     try:
         relay = Relay(RelayConfig(args.connect, name, args.feed, args.sync, args.sndhwm,
-                                  curve=server, upstream_curve=_client_keys(args)))
+                                  curve=server, upstream_curve=_client_keys(args), stale_after_s=args.stale_after_s))
     except (OSError, ValueError) as e:
         raise CliError(str(e)) from None
     _install_stop_signals(relay.stop)
@@ -324,6 +333,13 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_extender(args: argparse.Namespace) -> int:
+    from .scheduling import extender
+
+    _setup_logging(args.log_level)
+    return extender.run_cli(args, _client_keys(args))
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -375,9 +391,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", metavar="FILE", help="TOML file with the same keys as the flags (underscores)")
     settings = config_mod.options()
     slow = ("process_interval_s", "topology_poll_s")
+    kubernetes = ("pod_resources_socket", "nfd_features_dir")
     curve = ("curve_secret_key", "curve_allow")
     for option in config_mod.COMMON_OPTIONS:
-        if option.name not in slow + curve:
+        if option.name not in slow + kubernetes + curve:
             settings[option.name].add_to(run)
     run.add_argument("--publish-timer", action="store_true", help=argparse.SUPPRESS)  # bench baseline only
     for backend in registry.all_backends().values():
@@ -386,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
             for option in backend.options:
                 option.add_to(group)
     for title, names in (("slow path (backends that list processes or partitions)", slow),
+                         ("Kubernetes", kubernetes),
                          ("CURVE server (PROTOCOL.md §6)", curve)):
         group = run.add_argument_group(title)
         for name in names:
@@ -400,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     BIND.add_to(relay, "--sync", default="tcp://*:7721")
     relay.add_argument("--name", help="relay name in ping replies (default: <host>-relay)")
     SNDHWM.add_to(relay, default=SNDHWM.default)
+    STALE_AFTER.add_to(relay, default=STALE_AFTER.default)
     DURATION.add_to(relay)
     config_mod.LOG_LEVEL.add_to(relay, default="info")
     _curve_server_flags(relay)
@@ -449,6 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("dir", metavar="DIR")
     keys.add_argument("names", nargs="+", metavar="NAME")
     keys.set_defaults(func=cmd_keys)
+
+    from .scheduling import extender as _extender
+    _extender.add_parser(sub, _curve_client_flags).set_defaults(func=cmd_extender)
     return parser
 
 

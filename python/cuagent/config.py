@@ -88,6 +88,13 @@ COMMON_OPTIONS: tuple[Option, ...] = (
     Option("topology_poll_s", float, 5.0,
            "check the partition (MIG) layout this often; a change rebuilds the engine",
            min=0.1, max=3600.0, unit="s"),
+    # Kubernetes (cuagent.scheduling/agent_options.py builds what these ask for). "" is a
+    # setting, not a mistake: it turns pod attribution off.
+    Option("pod_resources_socket", str, "/var/lib/kubelet/pod-resources/kubelet.sock",
+           "kubelet PodResources socket for pod attribution ('' turns it off; absent socket: no attribution, "
+           "one log line)", metavar="PATH"),
+    Option("nfd_features_dir", str, None, "write Node Feature Discovery labels (static GPU topology) into DIR, "
+           "e.g. /etc/kubernetes/node-feature-discovery/features.d (default: off)", metavar="DIR"),
     # CURVE (PROTOCOL.md §6): the agent's secret key file and the directory of admitted public keys.
     # Not checked for emptiness here: curve.py names an empty path as the unusable key file it is.
     Option("curve_secret_key", str, None, "this server's zmq.auth secret key file (.key_secret, mode 0600); "
@@ -140,6 +147,9 @@ class RunConfig:
     topology_poll_s: float = _default("topology_poll_s")
     curve_secret_key: Optional[str] = None
     curve_allow: Optional[str] = None
+    # Kubernetes (cuagent.scheduling): kubelet PodResources socket ("" = off) and NFD features.d.
+    pod_resources_socket: str = _default("pod_resources_socket")
+    nfd_features_dir: Optional[str] = None
     # The backends' settings that were given (by option name; an absent one is its default).
     backend_settings: dict[str, Any] = field(default_factory=dict)
 

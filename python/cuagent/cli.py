@@ -38,9 +38,6 @@ RELAY_UPSTREAM = Option("connect", str, None, "an upstream agent or relay (repea
                         "feed port + 1", metavar="FEED[,SYNC]", check=peer)
 BIND = Option("endpoint", str, metavar="ENDPOINT", check=bind_endpoint)
 COUNT = Option("count", int, None, "stop after this many messages", min=1, max=10**9)
-STALE_AFTER = Option("stale_after_s", float, 3.0, "withhold a node from snapshots, and announce node_stale, "
-                     "after this many seconds without its heartbeat (PROTOCOL.md §3.3)", min=0.5, max=3600.0,
-                     unit="s", metavar="S")
 TIMEOUT = Option("timeout", float, 3.0, "seconds to wait for the reply", min=0.0, min_open=True,
                  max=3600.0, unit="s")
 
@@ -418,7 +415,10 @@ def build_parser() -> argparse.ArgumentParser:
     BIND.add_to(relay, "--sync", default="tcp://*:7721")
     relay.add_argument("--name", help="relay name in ping replies (default: <host>-relay)")
     SNDHWM.add_to(relay, default=SNDHWM.default)
-    STALE_AFTER.add_to(relay, default=STALE_AFTER.default)
+    # Its range is RelayConfig's to check (relay.py): > 0 and < 1e6 s.
+    relay.add_argument("--stale-after-s", type=float, default=3.0, metavar="S",
+                       help="withhold a node from snapshots, and announce node_stale, after S s without "
+                            "its heartbeat (default 3, as PROTOCOL.md §3.3)")
     DURATION.add_to(relay)
     config_mod.LOG_LEVEL.add_to(relay, default="info")
     _curve_server_flags(relay)

@@ -375,10 +375,10 @@ def encode_state_body(
     out (no kubelet socket), an empty list says no container holds the device."""
     units = {name: c.unit for name, c in counters.items()} if counters else {}
     # The topo declares each counter at the level where it is measured (§3.1), and a state
-    # carries only declared counters. The engine also averages unit-level counters over a
-    # partition and the device under their own names (``issue``, ``mem_stall``): on the wire
-    # that would contradict their declared level, and a client can take those means from
-    # ``levels`` itself, so they stay off. ``device`` keeps device counters and the
+    # carries only declared counters, at their declared level. The engine's rollups are
+    # declared counters already (each CounterSpec.rollup is declared at "partition" level by
+    # DeviceTopology.from_description), so this filter drops nothing the engine computes; it
+    # keeps a hand-built or foreign state honest. ``device`` keeps device counters and the
     # device-wide value of partition counters (e.g. ``sm_active``, which §3.2's idle_units
     # rule reads there).
     declared = {name: c.level for name, c in counters.items()} if counters else None

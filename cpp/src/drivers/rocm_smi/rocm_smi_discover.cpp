@@ -9,7 +9,6 @@
 #include <tuple>
 
 #include "cuagent/drivers/rocm_smi.hpp"
-#include "cuagent/sample_layout.hpp"
 #include "rocm_kfd.hpp"
 #include "rocm_smi_device.hpp"
 #include "rocm_smi_metrics.hpp"
@@ -124,18 +123,6 @@ bool table_has_xcd(const Gpu& gpu) {
     return false;
 }
 
-void add_counter(DeviceDescription& d, const char* name, const char* level, const char* unit,
-                 const char* help, Aggregation aggregation = Aggregation::Mean, const char* rollup = "") {
-    CounterSpec c;
-    c.name = name;
-    c.level = level;
-    c.unit = unit;
-    c.help = help;
-    c.aggregation = aggregation;
-    c.rollup = rollup;
-    d.counters.push_back(std::move(c));
-}
-
 void declare_counters(const Library& lib, Gpu& gpu) {
     const auto& fn = lib.fn();
     DeviceDescription& d = gpu.desc;
@@ -144,11 +131,8 @@ void declare_counters(const Library& lib, Gpu& gpu) {
     const bool partitioned = gpu.per_partition;
     const char* part_level = partitioned ? kPartitionLevel : kDeviceLevel;
 
-    if (gpu.has_table && table_has_xcd(gpu)) {
-        add_counter(d, "active", "xcd", "ratio",
-                    "XCD graphics busy (gpu_metrics xcp_stats gfx_busy_acc, or gfx_busy_inst)",
-                    Aggregation::Mean, "sm_active");
-    }
+    auto declare = [&](Counter id, const char* level = nullptr) { gpu.counters.declare(d, id, level); };
+    if (gpu.has_table && table_has_xcd(gpu)) declare(kActive);
     bool busy = probe_busy(fn.busy_percent, primary);
     bool used = probe_memory(fn.memory_usage, primary);
     for (const std::uint32_t device : gpu.rsmi) {
@@ -156,23 +140,20 @@ void declare_counters(const Library& lib, Gpu& gpu) {
         busy = busy && probe_busy(fn.busy_percent, device);
         used = used && probe_memory(fn.memory_usage, device);
     }
-    if (busy) add_counter(d, "gr_active", part_level, "ratio", "graphics engine busy (rsmi_dev_busy_percent_get)");
-    if (used) {
-        add_counter(d, "mem_used", part_level, "bytes", "VRAM in use (rsmi_dev_memory_usage_get)",
-                    Aggregation::Last);
-    }
+    if (busy) declare(kGrActive, part_level);
+    if (used) declare(kMemUsed, part_level);
 
     if (probe_u64(fn.current_socket_power, primary)) gpu.power = PowerSource::SocketPower;
     else if (fn.power_ave != nullptr && [&] { std::uint64_t p; return fn.power_ave(primary, 0, &p) == kSuccess; }())
         gpu.power = PowerSource::PowerAverage;
     else if (gpu.has_table && table_has(gpu, revision >= 4 ? metrics::kCurrentSocketPower : metrics::kAverageSocketPower))
         gpu.power = PowerSource::Table;
-    if (gpu.power != PowerSource::None) add_counter(d, "power", kDeviceLevel, "W", "socket power");
+    if (gpu.power != PowerSource::None) declare(kPower);
 
     if (probe_temp(fn.temp_metric, primary, kTempTypeJunction)) gpu.temp = TempSource::Junction;
     else if (probe_temp(fn.temp_metric, primary, kTempTypeEdge)) gpu.temp = TempSource::Edge;
     else if (gpu.has_table && table_has(gpu, metrics::kTemperatureHotspot)) gpu.temp = TempSource::Table;
-    if (gpu.temp != TempSource::None) add_counter(d, "temp", kDeviceLevel, "C", "junction (hotspot) temperature");
+    if (gpu.temp != TempSource::None) declare(kTemp);
 
     // Clocks: the table first (one read feeds all); rsmi_dev_gpu_clk_freq_get
     // otherwise.
@@ -180,41 +161,18 @@ void declare_counters(const Library& lib, Gpu& gpu) {
         table_has(gpu, revision >= 4 ? metrics::kCurrentGfxclks : metrics::kCurrentGfxclk);
     if (table_sclk) gpu.sm_clock = ClockSource::Table;
     else if (probe_clock(fn.gpu_clk_freq, primary, kClkTypeSys)) gpu.sm_clock = ClockSource::Call;
-    if (gpu.sm_clock != ClockSource::None) add_counter(d, "sm_clock", kDeviceLevel, "Hz", "graphics clock");
+    if (gpu.sm_clock != ClockSource::None) declare(kSmClock);
     if (gpu.has_table && table_has(gpu, metrics::kCurrentUclk)) gpu.mem_clock = ClockSource::Table;
     else if (probe_clock(fn.gpu_clk_freq, primary, kClkTypeMem)) gpu.mem_clock = ClockSource::Call;
-    if (gpu.mem_clock != ClockSource::None) add_counter(d, "mem_clock", kDeviceLevel, "Hz", "memory clock");
+    if (gpu.mem_clock != ClockSource::None) declare(kMemClock);
 
     if (gpu.has_table && revision <= 5 &&
-        metrics::u64_at(gpu.table.get(), metrics::kIndepThrottleStatus) != metrics::kNoData64) {
-        add_counter(d, "throttle", kDeviceLevel, "mask",
-                    "indep_throttle_status folded: 1 power, 2 current, 4 temperature, 8 other limits",
-                    Aggregation::BitOr);
-    }
+        metrics::u64_at(gpu.table.get(), metrics::kIndepThrottleStatus) != metrics::kNoData64)
+        declare(kThrottle);
     if (gpu.has_table && revision >= 6 && gpu.layout.size >= metrics::kLayoutV16.size &&
         metrics::u64_at(gpu.table.get(), metrics::kAccumulationCounter) != metrics::kNoData64) {
-        add_counter(d, "power_violation", kDeviceLevel, "ratio",
-                    "share of firmware ticks held at the package power limit (ppt_residency_acc)");
-        add_counter(d, "thermal_violation", kDeviceLevel, "ratio",
-                    "share of firmware ticks held at the socket thermal limit (socket_thm_residency_acc)");
-    }
-}
-
-void assign_slots(Gpu& gpu) {
-    const SampleLayout layout(gpu.desc);
-    for (std::size_t i = 0; i < gpu.desc.counters.size(); ++i) {
-        const std::string& name = gpu.desc.counters[i].name;
-        const std::uint32_t offset = layout.slot(i).offset;
-        if (name == "active") gpu.slot.active = offset;
-        else if (name == "gr_active") gpu.slot.gr_active = offset;
-        else if (name == "mem_used") gpu.slot.mem_used = offset;
-        else if (name == "power") gpu.slot.power = offset;
-        else if (name == "temp") gpu.slot.temp = offset;
-        else if (name == "sm_clock") gpu.slot.sm_clock = offset;
-        else if (name == "mem_clock") gpu.slot.mem_clock = offset;
-        else if (name == "throttle") gpu.slot.throttle = offset;
-        else if (name == "power_violation") gpu.slot.power_violation = offset;
-        else if (name == "thermal_violation") gpu.slot.thermal_violation = offset;
+        declare(kPowerViolation);
+        declare(kThermalViolation);
     }
 }
 
@@ -383,7 +341,7 @@ std::vector<Gpu> discover(const Library& lib, const RocmSmiOptions& options) {
         probe_table(lib, gpu);
         declare_counters(lib, gpu);
         d.validate();
-        assign_slots(gpu);
+        gpu.counters.resolve(d);
         gpus.push_back(std::move(gpu));
     }
 

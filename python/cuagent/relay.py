@@ -1,8 +1,10 @@
 """cuagent relay (PROTOCOL.md §7): many agents in, one feed out, frames untouched.
 
-Forwarding is ZeroMQ's own proxy (XSUB→XPUB) on a thread of its own: frames are never
-decoded there, so seq and epoch stay those of the origin node, and downstream subscriptions
-travel upstream (an agent only sends what someone below asked for).
+Forwarding (XSUB→XPUB) runs on a thread of its own: frames are never decoded there, so seq
+and epoch stay those of the origin node. Downstream subscriptions do not travel upstream (the
+relay takes all of ``cua1/`` from every agent anyway): the forwarding thread reads them to
+bound what each subscriber can make the relay hold (:mod:`cuagent.subscriptions`), which
+libzmq's own proxy, forwarding them upstream, could not do.
 
 The relay also follows every upstream as a client (snapshot join, gaps, restarts) keeping the
 latest raw frames per topo/state topic, and answers ``snapshot``/``ping`` on its own sync
@@ -22,8 +24,12 @@ import zmq
 from . import protocol, sockets
 from .client import Client, Endpoint
 from .curve import Authenticator, ClientKeys, ServerKeys, apply_client
+from .subscriptions import SubscriptionGuard
 
 log = logging.getLogger("cuagent.relay")
+
+# Messages forwarded per pass before subscriptions and the control socket get a look.
+FORWARD_BATCH = 256
 
 
 @dataclass
@@ -59,7 +65,7 @@ class Relay:
         sockets.heartbeats(self._xsub)
         apply_client(self._xsub, config.upstream_curve)
         try:
-            self._xpub = sockets.bind_feed(self.ctx, config.feed, config.sndhwm, kind=zmq.XPUB, curve=config.curve)
+            self._xpub = sockets.bind_feed(self.ctx, config.feed, config.sndhwm, curve=config.curve)
             try:
                 self.sync = sockets.bind_sync(self.ctx, config.sync, config.sndhwm, curve=config.curve)
             except OSError:
@@ -72,6 +78,9 @@ class Relay:
             raise
         self.feed_endpoint = sockets.bound_endpoint(self._xpub)
         self.sync_endpoint = sockets.bound_endpoint(self.sync)
+        # Used by the forwarding thread only, from start() on.
+        self.feed_guard = SubscriptionGuard(self._xpub, self.feed_endpoint)
+        self.forward_stats: dict[str, int] = {"messages": 0}
         self.client = Client(config.upstreams, keep_frames=True, context=self.ctx, curve=config.upstream_curve)
         # Take everything upstream regardless of who is subscribed below: a downstream
         # subscription then never has to travel to an agent before it takes effect, so a
@@ -88,10 +97,31 @@ class Relay:
         self._stop.set()
 
     def _proxy(self) -> None:
+        """Forward upstream messages down, whole and untouched; bound subscriptions; stop on
+        any message on the control socket."""
         control = self.ctx.socket(zmq.PAIR)
         control.connect(self._control_addr)
+        xsub, xpub, guard = self._xsub, self._xpub, self.feed_guard
+        poller = zmq.Poller()
+        for sock in (xsub, xpub, control):
+            poller.register(sock, zmq.POLLIN)
         try:
-            zmq.proxy_steerable(self._xsub, self._xpub, None, control)
+            while True:
+                ready = dict(poller.poll(1000))
+                if ready.get(control):
+                    return
+                if ready.get(xsub):
+                    for _ in range(FORWARD_BATCH):
+                        try:
+                            frames = xsub.recv_multipart(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        # XPUB drops at a subscriber's HWM rather than block.
+                        xpub.send_multipart(frames, zmq.NOBLOCK)
+                        self.forward_stats["messages"] += 1
+                if ready.get(xpub):
+                    guard.drain()
+                guard.tick()
         except zmq.ContextTerminated:
             pass
         finally:
@@ -125,7 +155,8 @@ class Relay:
         finally:
             self._control.send(b"TERMINATE")
             self._proxy_thread.join(timeout=5)
-            log.info("relay %s stopping: %s", self.config.name, self.client.stats)
+            log.info("relay %s stopping: %s, forwarded %s, feed subscriptions %s", self.config.name,
+                     self.client.stats, self.forward_stats, self.feed_guard.stats)
 
     def close(self) -> None:
         self.client.close()

@@ -38,7 +38,7 @@ MAX_INBOUND_FRAME_BYTES = 2048
 # Inbound messages libzmq moves from one connection to the socket at a time, and the kernel's
 # receive buffer per connection: a subscriber sends a few short prefixes, and whatever sits
 # here when a peer is dropped is still read and stored before libzmq sees the end.
-INBOUND_HWM = 64
+INBOUND_HWM = 4
 INBOUND_RCVBUF = 16 * 1024
 # What one distinct prefix costs a connection: its bytes plus this (libzmq's per-entry
 # overhead), so that many short prefixes count too.

@@ -123,7 +123,7 @@ class Relay:
     @staticmethod
     def _forward(xsub: zmq.Socket, xpub: zmq.Socket) -> int:
         """Pass up to FORWARD_BATCH whole messages down, frame by frame without copying
-        (a third of recv_multipart's cost: no getsockopt(RCVMORE) per frame). XSUB hands
+        (about half recv_multipart's cost: no getsockopt(RCVMORE) per frame). XSUB hands
         over only complete messages, and XPUB drops at a subscriber's HWM rather than block."""
         recv, send = xsub.recv, xpub.send
         for n in range(FORWARD_BATCH):

@@ -21,6 +21,7 @@ from typing import Any, Callable, Optional
 import zmq
 
 from . import protocol, sockets
+from .subscriptions import SubscriptionGuard
 from .curve import Authenticator, ServerKeys
 from .protocol import Header
 from .slow_path import SlowPath
@@ -138,6 +139,7 @@ class Agent:
             raise
         self.feed_endpoint = sockets.bound_endpoint(self.feed)
         self.sync_endpoint = sockets.bound_endpoint(self.sync)
+        self.feed_guard = SubscriptionGuard(self.feed, self.feed_endpoint, node=config.node)
 
     # ------------------------------------------------------------------ lifecycle
     def stop(self) -> None:
@@ -171,6 +173,7 @@ class Agent:
         )
         poller = self._poller
         poller.register(self.sync, zmq.POLLIN)
+        poller.register(self.feed, zmq.POLLIN)  # subscriptions, to bound them
         self._watch_windows()
         interval = cfg.publish_interval_ms / 1000.0
         now = time.monotonic()
@@ -207,7 +210,10 @@ class Agent:
                 next_state = time.monotonic()  # publish on the next pass, before anything else
             if ready.get(self.sync):
                 sockets.serve_requests(self.sync, self._answer, self.sync_stats)
-        log.info("agent %s stopping: sent %s", cfg.node, self.stats)
+            if ready.get(self.feed):
+                self.feed_guard.drain()
+            self.feed_guard.tick()
+        log.info("agent %s stopping: sent %s, feed subscriptions %s", cfg.node, self.stats, self.feed_guard.stats)
 
     def _watch_windows(self) -> None:
         """Poll the engine's eventfd: it signals each finished window, and publishing the

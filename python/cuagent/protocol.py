@@ -10,6 +10,7 @@ attribute names, so code that renders or ranks devices works on either.
 
 from __future__ import annotations
 
+import codecs
 import math
 import re
 import secrets
@@ -40,6 +41,12 @@ PARTITION_LEVEL = "partition"
 DEVICE_LEVEL = "device"
 # The agent refuses larger sync requests (ZMQ_MAXMSGSIZE on the sync socket).
 MAX_SYNC_REQUEST_BYTES = 64 * 1024
+# A request is a flat map ({"op": str, "prefix": str}); anything nested deeper is refused
+# before any code walks it.
+MAX_REQUEST_DEPTH = 8
+# The longest topic the grammar allows (§2), in bytes: cua1/event/<node: 64 ASCII>/<device: 128
+# characters, up to 4 bytes each in UTF-8>/.
+MAX_TOPIC_BYTES = len("cua1/event/") + 64 + 1 + 128 * 4 + 1
 # Counters whose values are whole numbers by nature: sent as msgpack ints, not floats.
 _INTEGRAL_UNITS = frozenset(("bytes", "count", "mask"))
 _UINT64_MAX = (1 << 64) - 1
@@ -71,7 +78,71 @@ def unpack(data: bytes, field_name: str = "frame") -> Any:
         # strict_map_key=False: we validate key types ourselves and name the field when wrong.
         return msgpack.unpackb(data, raw=False, strict_map_key=False)
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, TypeError) as e:
-        raise ProtocolError(field_name, f"not valid msgpack ({e})") from None
+        raise ProtocolError(field_name, f"not valid msgpack ({_msgpack_error(e)})") from None
+
+
+def unpack_request(data: bytes) -> Any:
+    """A sync request (§5), from anyone: at most MAX_SYNC_REQUEST_BYTES, map keys only str or
+    bin (their hashes are randomised, so crafted colliding keys cannot make a 64 KiB map cost
+    seconds to build), nested at most MAX_REQUEST_DEPTH deep."""
+    if len(data) > MAX_SYNC_REQUEST_BYTES:
+        raise ProtocolError("request", f"{len(data)} bytes exceeds {MAX_SYNC_REQUEST_BYTES}")
+    try:
+        value = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, TypeError) as e:
+        raise ProtocolError("request", f"not valid msgpack ({_msgpack_error(e)})") from None
+    if _depth_exceeds(value, MAX_REQUEST_DEPTH):
+        raise ProtocolError("request", f"nested deeper than {MAX_REQUEST_DEPTH} levels")
+    return value
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether containers nest deeper than ``limit``; iterative, so depth costs no stack."""
+    stack = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict):
+            items: Iterable[Any] = v.values()
+        elif isinstance(v, list):
+            items = v
+        else:
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((item, depth + 1) for item in items)
+    return False
+
+
+_DESCRIBE_CHARS = 64
+
+
+def _msgpack_error(e: Exception) -> str:
+    # StackError ("nested too deeply for the unpacker") carries no message of its own.
+    text = str(e) or type(e).__name__
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def describe(value: Any) -> str:
+    """A value from the wire, for an error message: its repr when it is a short scalar,
+    otherwise its msgpack type and size. Never recursive (a value nested 1,000 deep must not
+    exhaust the stack) and never long (a 64 KiB string is not echoed back)."""
+    if value is None or isinstance(value, (bool, float)):
+        return repr(value)
+    if isinstance(value, int):
+        return repr(value) if -(1 << 64) < value < (1 << 64) else "an int wider than 64 bits"
+    if isinstance(value, str):
+        if len(value) <= _DESCRIBE_CHARS:
+            return repr(value)
+        return f"{value[:_DESCRIBE_CHARS]!r}... ({len(value)} characters)"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"bin of {len(value)} bytes"
+    if isinstance(value, msgpack.ExtType):  # a tuple: test before arrays
+        return f"ext type {value.code} of {len(value.data)} bytes"
+    if isinstance(value, (list, tuple)):
+        return f"array of {len(value)} items"
+    if isinstance(value, dict):
+        return f"map of {len(value)} entries"
+    return type(value).__name__
 
 
 # --------------------------------------------------------------------------- topics
@@ -88,7 +159,7 @@ class Topic(NamedTuple):
 
 def check_node(node: Any, field_name: str = "node") -> str:
     if not isinstance(node, str) or not NODE_RE.fullmatch(node):
-        raise ProtocolError(field_name, f"{node!r} does not match {NODE_RE.pattern}")
+        raise ProtocolError(field_name, f"{describe(node)} does not match {NODE_RE.pattern}")
     return node
 
 
@@ -102,12 +173,12 @@ def sanitize_node(name: str) -> str:
 
 def build_topic(kind: str, node: str, device: Optional[str] = None) -> str:
     if kind not in KINDS:
-        raise ProtocolError("topic.kind", f"{kind!r} is not one of {KINDS}")
+        raise ProtocolError("topic.kind", f"{describe(kind)} is not one of {KINDS}")
     check_node(node, "topic.node")
     if device is None:
         return f"{PREFIX}{kind}/{node}/"
     if not isinstance(device, str) or not _DEVICE_RE.fullmatch(device):
-        raise ProtocolError("topic.device", f"{device!r} is not a valid device id")
+        raise ProtocolError("topic.device", f"{describe(device)} is not a valid device id")
     return f"{PREFIX}{kind}/{node}/{device}/"
 
 
@@ -122,22 +193,53 @@ def parse_topic(raw: bytes | str) -> Topic:
     else:
         raise ProtocolError("topic", f"expected bytes or str, got {type(raw).__name__}")
     if not text.startswith(PREFIX) or not text.endswith("/"):
-        raise ProtocolError("topic", f"{text!r} is not cua1/<kind>/<node>/[<device>/]")
+        raise ProtocolError("topic", f"{describe(text)} is not cua1/<kind>/<node>/[<device>/]")
     parts = text[len(PREFIX) : -1].split("/")
     if len(parts) not in (2, 3):
-        raise ProtocolError("topic", f"{text!r} has {len(parts)} components after cua1/, expected 2 or 3")
+        raise ProtocolError("topic", f"{describe(text)} has {len(parts)} components after cua1/, expected 2 or 3")
     kind, node = parts[0], parts[1]
     if kind not in KINDS:
-        raise ProtocolError("topic.kind", f"{kind!r} is not one of {KINDS}")
+        raise ProtocolError("topic.kind", f"{describe(kind)} is not one of {KINDS}")
     check_node(node, "topic.node")
     device = parts[2] if len(parts) == 3 else None
     if device is not None and not _DEVICE_RE.fullmatch(device):
-        raise ProtocolError("topic.device", f"{device!r} is not a valid device id")
+        raise ProtocolError("topic.device", f"{describe(device)} is not a valid device id")
     if kind in ("topo", "hb") and device is not None:
-        raise ProtocolError("topic", f"{kind} topics are per node, got device {device!r}")
+        raise ProtocolError("topic", f"{kind} topics are per node, got device {describe(device)}")
     if kind == "state" and device is None:
         raise ProtocolError("topic", "state topics name a device")
     return Topic(kind, node, device)
+
+
+_NODE_PART_RE = re.compile(r"[A-Za-z0-9._-]{0,64}")
+
+
+def prefix_could_match(prefix: bytes, node: Optional[str] = None) -> bool:
+    """Whether some topic of the grammar (§2), of ``node`` when given, starts with ``prefix``:
+    what a feed subscription must be to ever receive anything from this server."""
+    try:
+        # Not final: a prefix may end inside a device id's multi-byte character.
+        text = codecs.getincrementaldecoder("utf-8")().decode(prefix, final=False)
+    except UnicodeDecodeError:
+        return False
+    if len(text) <= len(PREFIX):
+        return PREFIX.startswith(text)
+    if not text.startswith(PREFIX):
+        return False
+    parts = text[len(PREFIX):].split("/")
+    kind = parts[0]
+    if len(parts) == 1:
+        return any(k.startswith(kind) for k in KINDS)
+    if kind not in KINDS:
+        return False
+    if len(parts) == 2:  # inside the node
+        return node.startswith(parts[1]) if node is not None else bool(_NODE_PART_RE.fullmatch(parts[1]))
+    if not NODE_RE.fullmatch(parts[1]) or (node is not None and parts[1] != node):
+        return False
+    device = parts[2]
+    if len(parts) == 3:  # right after the node's '/', or inside the device
+        return device == "" or (kind in ("state", "event") and len(device) <= 128 and "\x00" not in device)
+    return len(parts) == 4 and parts[3] == "" and kind in ("state", "event") and bool(_DEVICE_RE.fullmatch(device))
 
 
 def node_prefixes(node: str) -> list[str]:
@@ -168,7 +270,7 @@ def new_epoch() -> int:
 
 def _uint64(value: Any, field_name: str) -> int:
     if type(value) is not int or not 0 <= value <= _UINT64_MAX:
-        raise ProtocolError(field_name, f"expected uint64, got {value!r}")
+        raise ProtocolError(field_name, f"expected uint64, got {describe(value)}")
     return value
 
 
@@ -179,16 +281,16 @@ def header_from_map(m: Any) -> Header:
         if key not in m:
             raise ProtocolError(f"header.{key}", "missing")
     if type(m["v"]) is not int:
-        raise ProtocolError("header.v", f"expected int, got {m['v']!r}")
+        raise ProtocolError("header.v", f"expected int, got {describe(m['v'])}")
     if m["v"] != VERSION:
-        raise ProtocolError("header.v", f"unsupported protocol version {m['v']!r} (this is {VERSION})")
+        raise ProtocolError("header.v", f"unsupported protocol version {describe(m['v'])} (this is {VERSION})")
     node = check_node(m["node"], "header.node")
     epoch = _uint64(m["epoch"], "header.epoch")
     seq = _uint64(m["seq"], "header.seq")
     if seq < 1:
         raise ProtocolError("header.seq", "seq starts at 1")
     if type(m["ts"]) is not int:
-        raise ProtocolError("header.ts", f"expected int ns, got {m['ts']!r}")
+        raise ProtocolError("header.ts", f"expected int ns, got {describe(m['ts'])}")
     gen = _uint64(m["gen"], "header.gen")
     if gen < 1:
         raise ProtocolError("header.gen", "gen starts at 1")
@@ -487,7 +589,7 @@ def _map(value: Any, where: str) -> dict[str, Any]:
         raise ProtocolError(where, f"expected a map, got {type(value).__name__}")
     for k in value:
         if not isinstance(k, str):
-            raise ProtocolError(where, f"map key {k!r} is not a string")
+            raise ProtocolError(where, f"map key {describe(k)} is not a string")
     return value
 
 
@@ -517,11 +619,11 @@ def decode_device(m: Any, where: str = "device") -> Device:
         raise ProtocolError(f"{where}.levels", "expected a non-empty list of strings")
     unit = _get(m, "unit", str, where)
     if levels[-1] != unit:
-        raise ProtocolError(f"{where}.levels", f"last level {levels[-1]!r} is not the unit {unit!r}")
+        raise ProtocolError(f"{where}.levels", f"last level {describe(levels[-1])} is not the unit {describe(unit)}")
     counts = _map(_get(m, "counts", dict, where), f"{where}.counts")
     for level in levels:
         if type(counts.get(level)) is not int or counts[level] < 1:
-            raise ProtocolError(f"{where}.counts.{level}", f"expected a positive int, got {counts.get(level)!r}")
+            raise ProtocolError(f"{where}.counts.{level}", f"expected a positive int, got {describe(counts.get(level))}")
     if counts[unit] != units:
         raise ProtocolError(f"{where}.counts.{unit}", f"{counts[unit]} differs from units {units}")
     layout: dict[str, np.ndarray] = {}
@@ -556,7 +658,7 @@ def decode_device(m: Any, where: str = "device") -> Device:
         c = _map(c, cw)
         level = _get(c, "level", str, cw)
         if level not in levels and level not in (PARTITION_LEVEL, DEVICE_LEVEL):
-            raise ProtocolError(f"{cw}.level", f"{level!r} is not a level of this device, partition or device")
+            raise ProtocolError(f"{cw}.level", f"{describe(level)} is not a level of this device, partition or device")
         counters[name] = CounterInfo(level, _get(c, "unit", str, cw), _get(c, "help", str, cw, optional=True) or "")
     links = []
     for i, link in enumerate(_get(m, "links", list, where, optional=True) or []):
@@ -690,7 +792,7 @@ def _decode_state_checked(m: Any, device: Optional[Device] = None) -> State:
             if device is not None:
                 info = device.counters.get(name)
                 if info is None or info.level != level:
-                    raise ProtocolError(cw, f"topo declares no counter {name!r} at level {level!r}")
+                    raise ProtocolError(cw, f"topo declares no counter {describe(name)} at level {describe(level)}")
             value = _map(value, cw)
             mean = _array(_get(value, "mean", bytes, cw), "<f4", n, f"{cw}.mean")
             out[name] = Stat(mean, _array(_get(value, "max", bytes, cw), "<f4", mean.shape[0], f"{cw}.max"))
@@ -700,12 +802,12 @@ def _decode_state_checked(m: Any, device: Optional[Device] = None) -> State:
         pw = f"state.partition.{pid}"
         for k, v in _map(values, pw).items():
             if isinstance(v, bool) or not isinstance(v, _NUMBER):
-                raise ProtocolError(f"{pw}.{k}", f"expected a number, got {v!r}")
+                raise ProtocolError(f"{pw}.{k}", f"expected a number, got {describe(v)}")
         partition[pid] = values
     dev = _map(_get(m, "device", dict, "state"), "state.device")
     for k, v in dev.items():
         if isinstance(v, bool) or not isinstance(v, _NUMBER):
-            raise ProtocolError(f"state.device.{k}", f"expected a number, got {v!r}")
+            raise ProtocolError(f"state.device.{k}", f"expected a number, got {describe(v)}")
     processes = _get(m, "processes", list, "state", optional=True)
     pods = _get(m, "pods", list, "state", optional=True)
     for i, p in enumerate(pods or []):
@@ -845,7 +947,7 @@ def decode_snapshot_reply(data: bytes) -> Snapshot:
     m = _map(unpack(data, "reply"), "reply")
     ok = m.get("ok")
     if ok is not True:
-        raise ProtocolError("reply", f"snapshot refused: {m.get('error', m)!r}")
+        raise ProtocolError("reply", f"snapshot refused: {describe(m.get('error', m))}")
     seqs = _map(_get(m, "seqs", dict, "reply"), "reply.seqs")
     for topic, seq in seqs.items():
         _uint64(seq, f"reply.seqs.{topic}")

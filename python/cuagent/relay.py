@@ -1,8 +1,10 @@
 """cuagent relay (PROTOCOL.md §7): many agents in, one feed out, frames untouched.
 
-Forwarding is ZeroMQ's own proxy (XSUB→XPUB) on a thread of its own: frames are never
-decoded there, so seq and epoch stay those of the origin node, and downstream subscriptions
-travel upstream (an agent only sends what someone below asked for).
+Forwarding (XSUB→XPUB) runs on a thread of its own: frames are never decoded there, so seq
+and epoch stay those of the origin node. Downstream subscriptions do not travel upstream (the
+relay takes all of ``cua1/`` from every agent anyway): the forwarding thread reads them to
+bound what each subscriber can make the relay hold (:mod:`cuagent.subscriptions`), which
+libzmq's own proxy, forwarding them upstream, could not do.
 
 The relay also follows every upstream as a client (snapshot join, gaps, restarts) keeping the
 latest raw frames per topo/state topic, and answers ``snapshot``/``ping`` on its own sync
@@ -29,8 +31,12 @@ import zmq
 from . import protocol, sockets
 from .client import STALE_AFTER_S, Client, Endpoint
 from .curve import Authenticator, ClientKeys, ServerKeys, apply_client
+from .subscriptions import SubscriptionGuard
 
 log = logging.getLogger("cuagent.relay")
+
+# Messages forwarded per pass before subscriptions and the control socket get a look.
+FORWARD_BATCH = 256
 
 
 @dataclass
@@ -70,7 +76,7 @@ class Relay:
         sockets.heartbeats(self._xsub)
         apply_client(self._xsub, config.upstream_curve)
         try:
-            self._xpub = sockets.bind_feed(self.ctx, config.feed, config.sndhwm, kind=zmq.XPUB, curve=config.curve)
+            self._xpub = sockets.bind_feed(self.ctx, config.feed, config.sndhwm, curve=config.curve)
             try:
                 self.sync = sockets.bind_sync(self.ctx, config.sync, config.sndhwm, curve=config.curve)
             except OSError:
@@ -83,6 +89,9 @@ class Relay:
             raise
         self.feed_endpoint = sockets.bound_endpoint(self._xpub)
         self.sync_endpoint = sockets.bound_endpoint(self.sync)
+        # Used by the forwarding thread only, from start() on.
+        self.feed_guard = SubscriptionGuard(self._xpub, self.feed_endpoint)
+        self.forward_stats: dict[str, int] = {"messages": 0}
         self.client = Client(config.upstreams, keep_frames=True, context=self.ctx, curve=config.upstream_curve,
                              stale_after_s=config.stale_after_s)
         # The relay's own events (node_stale/node_back), as node ``name`` of epoch ``epoch``.
@@ -109,14 +118,45 @@ class Relay:
         self._stop.set()
 
     def _proxy(self) -> None:
+        """Forward upstream messages down, whole and untouched; bound subscriptions; stop on
+        any message on the control socket."""
         control = self.ctx.socket(zmq.PAIR)
         control.connect(self._control_addr)
+        xsub, xpub, guard = self._xsub, self._xpub, self.feed_guard
+        poller = zmq.Poller()
+        for sock in (xsub, xpub, control):
+            poller.register(sock, zmq.POLLIN)
         try:
-            zmq.proxy_steerable(self._xsub, self._xpub, None, control)
+            while True:
+                ready = dict(poller.poll(1000))
+                if ready.get(control):
+                    return
+                if ready.get(xsub):
+                    self.forward_stats["messages"] += self._forward(xsub, xpub)
+                if ready.get(xpub):
+                    guard.drain()
+                guard.tick()
         except zmq.ContextTerminated:
             pass
         finally:
             control.close(0)
+
+    @staticmethod
+    def _forward(xsub: zmq.Socket, xpub: zmq.Socket) -> int:
+        """Pass up to FORWARD_BATCH whole messages down, frame by frame without copying
+        (about half recv_multipart's cost: no getsockopt(RCVMORE) per frame). XSUB hands
+        over only complete messages, and XPUB drops at a subscriber's HWM rather than block."""
+        recv, send = xsub.recv, xpub.send
+        for n in range(FORWARD_BATCH):
+            try:
+                frame = recv(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return n
+            while frame.more:
+                send(frame, zmq.SNDMORE, copy=False)
+                frame = recv(copy=False)
+            send(frame, 0, copy=False)
+        return FORWARD_BATCH
 
     def run(self) -> None:
         log.info(
@@ -147,7 +187,8 @@ class Relay:
         finally:
             self._control.send(b"TERMINATE")
             self._proxy_thread.join(timeout=5)
-            log.info("relay %s stopping: %s", self.config.name, self.client.stats)
+            log.info("relay %s stopping: %s, forwarded %s, feed subscriptions %s", self.config.name,
+                     self.client.stats, self.forward_stats, self.feed_guard.stats)
 
     def close(self) -> None:
         self.client.close()

@@ -10,6 +10,7 @@ attribute names, so code that renders or ranks devices works on either.
 
 from __future__ import annotations
 
+import codecs
 import math
 import re
 import secrets
@@ -24,7 +25,12 @@ from .topology import CounterInfo, CounterStat, DeviceTopology, LinkInfo, Partit
 VERSION = 1
 PREFIX = "cua1/"
 KINDS = ("topo", "state", "hb", "event")
-EVENT_TYPES = ("device_lost", "device_back", "backend_error", "topology_changed", "throttle", "xid")
+EVENT_TYPES = ("device_lost", "device_back", "backend_error", "topology_changed", "throttle", "xid",
+               "node_stale", "node_back")
+# A device's `status` in topo (§3.1): absent means OK (agents before the key). Anything but
+# OK means the device serves no state; a reader treats unknown values as not OK.
+DEVICE_OK, DEVICE_LOST = "ok", "lost"
+DEVICE_STATUSES = (DEVICE_OK, DEVICE_LOST)
 UNIT_NAMES = ("ratio", "W", "C", "bytes", "Hz", "B/s", "count", "mask")
 PARTITION_KINDS = ("whole", "mig", "xcp")
 LAYOUT_SOURCES = ("probe", "vendor", "mock", "none")
@@ -35,6 +41,12 @@ PARTITION_LEVEL = "partition"
 DEVICE_LEVEL = "device"
 # The agent refuses larger sync requests (ZMQ_MAXMSGSIZE on the sync socket).
 MAX_SYNC_REQUEST_BYTES = 64 * 1024
+# A request is a flat map ({"op": str, "prefix": str}); anything nested deeper is refused
+# before any code walks it.
+MAX_REQUEST_DEPTH = 8
+# The longest topic the grammar allows (§2), in bytes: cua1/event/<node: 64 ASCII>/<device: 128
+# characters, up to 4 bytes each in UTF-8>/.
+MAX_TOPIC_BYTES = len("cua1/event/") + 64 + 1 + 128 * 4 + 1
 # Counters whose values are whole numbers by nature: sent as msgpack ints, not floats.
 _INTEGRAL_UNITS = frozenset(("bytes", "count", "mask"))
 _UINT64_MAX = (1 << 64) - 1
@@ -66,7 +78,71 @@ def unpack(data: bytes, field_name: str = "frame") -> Any:
         # strict_map_key=False: we validate key types ourselves and name the field when wrong.
         return msgpack.unpackb(data, raw=False, strict_map_key=False)
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, TypeError) as e:
-        raise ProtocolError(field_name, f"not valid msgpack ({e})") from None
+        raise ProtocolError(field_name, f"not valid msgpack ({_msgpack_error(e)})") from None
+
+
+def unpack_request(data: bytes) -> Any:
+    """A sync request (§5), from anyone: at most MAX_SYNC_REQUEST_BYTES, map keys only str or
+    bin (their hashes are randomised, so crafted colliding keys cannot make a 64 KiB map cost
+    seconds to build), nested at most MAX_REQUEST_DEPTH deep."""
+    if len(data) > MAX_SYNC_REQUEST_BYTES:
+        raise ProtocolError("request", f"{len(data)} bytes exceeds {MAX_SYNC_REQUEST_BYTES}")
+    try:
+        value = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, TypeError) as e:
+        raise ProtocolError("request", f"not valid msgpack ({_msgpack_error(e)})") from None
+    if _depth_exceeds(value, MAX_REQUEST_DEPTH):
+        raise ProtocolError("request", f"nested deeper than {MAX_REQUEST_DEPTH} levels")
+    return value
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether containers nest deeper than ``limit``; iterative, so depth costs no stack."""
+    stack = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict):
+            items: Iterable[Any] = v.values()
+        elif isinstance(v, list):
+            items = v
+        else:
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((item, depth + 1) for item in items)
+    return False
+
+
+_DESCRIBE_CHARS = 64
+
+
+def _msgpack_error(e: Exception) -> str:
+    # StackError ("nested too deeply for the unpacker") carries no message of its own.
+    text = str(e) or type(e).__name__
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def describe(value: Any) -> str:
+    """A value from the wire, for an error message: its repr when it is a short scalar,
+    otherwise its msgpack type and size. Never recursive (a value nested 1,000 deep must not
+    exhaust the stack) and never long (a 64 KiB string is not echoed back)."""
+    if value is None or isinstance(value, (bool, float)):
+        return repr(value)
+    if isinstance(value, int):
+        return repr(value) if -(1 << 64) < value < (1 << 64) else "an int wider than 64 bits"
+    if isinstance(value, str):
+        if len(value) <= _DESCRIBE_CHARS:
+            return repr(value)
+        return f"{value[:_DESCRIBE_CHARS]!r}... ({len(value)} characters)"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"bin of {len(value)} bytes"
+    if isinstance(value, msgpack.ExtType):  # a tuple: test before arrays
+        return f"ext type {value.code} of {len(value.data)} bytes"
+    if isinstance(value, (list, tuple)):
+        return f"array of {len(value)} items"
+    if isinstance(value, dict):
+        return f"map of {len(value)} entries"
+    return type(value).__name__
 
 
 # --------------------------------------------------------------------------- topics
@@ -83,7 +159,7 @@ class Topic(NamedTuple):
 
 def check_node(node: Any, field_name: str = "node") -> str:
     if not isinstance(node, str) or not NODE_RE.fullmatch(node):
-        raise ProtocolError(field_name, f"{node!r} does not match {NODE_RE.pattern}")
+        raise ProtocolError(field_name, f"{describe(node)} does not match {NODE_RE.pattern}")
     return node
 
 
@@ -97,12 +173,12 @@ def sanitize_node(name: str) -> str:
 
 def build_topic(kind: str, node: str, device: Optional[str] = None) -> str:
     if kind not in KINDS:
-        raise ProtocolError("topic.kind", f"{kind!r} is not one of {KINDS}")
+        raise ProtocolError("topic.kind", f"{describe(kind)} is not one of {KINDS}")
     check_node(node, "topic.node")
     if device is None:
         return f"{PREFIX}{kind}/{node}/"
     if not isinstance(device, str) or not _DEVICE_RE.fullmatch(device):
-        raise ProtocolError("topic.device", f"{device!r} is not a valid device id")
+        raise ProtocolError("topic.device", f"{describe(device)} is not a valid device id")
     return f"{PREFIX}{kind}/{node}/{device}/"
 
 
@@ -117,22 +193,53 @@ def parse_topic(raw: bytes | str) -> Topic:
     else:
         raise ProtocolError("topic", f"expected bytes or str, got {type(raw).__name__}")
     if not text.startswith(PREFIX) or not text.endswith("/"):
-        raise ProtocolError("topic", f"{text!r} is not cua1/<kind>/<node>/[<device>/]")
+        raise ProtocolError("topic", f"{describe(text)} is not cua1/<kind>/<node>/[<device>/]")
     parts = text[len(PREFIX) : -1].split("/")
     if len(parts) not in (2, 3):
-        raise ProtocolError("topic", f"{text!r} has {len(parts)} components after cua1/, expected 2 or 3")
+        raise ProtocolError("topic", f"{describe(text)} has {len(parts)} components after cua1/, expected 2 or 3")
     kind, node = parts[0], parts[1]
     if kind not in KINDS:
-        raise ProtocolError("topic.kind", f"{kind!r} is not one of {KINDS}")
+        raise ProtocolError("topic.kind", f"{describe(kind)} is not one of {KINDS}")
     check_node(node, "topic.node")
     device = parts[2] if len(parts) == 3 else None
     if device is not None and not _DEVICE_RE.fullmatch(device):
-        raise ProtocolError("topic.device", f"{device!r} is not a valid device id")
+        raise ProtocolError("topic.device", f"{describe(device)} is not a valid device id")
     if kind in ("topo", "hb") and device is not None:
-        raise ProtocolError("topic", f"{kind} topics are per node, got device {device!r}")
+        raise ProtocolError("topic", f"{kind} topics are per node, got device {describe(device)}")
     if kind == "state" and device is None:
         raise ProtocolError("topic", "state topics name a device")
     return Topic(kind, node, device)
+
+
+_NODE_PART_RE = re.compile(r"[A-Za-z0-9._-]{0,64}")
+
+
+def prefix_could_match(prefix: bytes, node: Optional[str] = None) -> bool:
+    """Whether some topic of the grammar (§2), of ``node`` when given, starts with ``prefix``:
+    what a feed subscription must be to ever receive anything from this server."""
+    try:
+        # Not final: a prefix may end inside a device id's multi-byte character.
+        text = codecs.getincrementaldecoder("utf-8")().decode(prefix, final=False)
+    except UnicodeDecodeError:
+        return False
+    if len(text) <= len(PREFIX):
+        return PREFIX.startswith(text)
+    if not text.startswith(PREFIX):
+        return False
+    parts = text[len(PREFIX):].split("/")
+    kind = parts[0]
+    if len(parts) == 1:
+        return any(k.startswith(kind) for k in KINDS)
+    if kind not in KINDS:
+        return False
+    if len(parts) == 2:  # inside the node
+        return node.startswith(parts[1]) if node is not None else bool(_NODE_PART_RE.fullmatch(parts[1]))
+    if not NODE_RE.fullmatch(parts[1]) or (node is not None and parts[1] != node):
+        return False
+    device = parts[2]
+    if len(parts) == 3:  # right after the node's '/', or inside the device
+        return device == "" or (kind in ("state", "event") and len(device) <= 128 and "\x00" not in device)
+    return len(parts) == 4 and parts[3] == "" and kind in ("state", "event") and bool(_DEVICE_RE.fullmatch(device))
 
 
 def node_prefixes(node: str) -> list[str]:
@@ -163,7 +270,7 @@ def new_epoch() -> int:
 
 def _uint64(value: Any, field_name: str) -> int:
     if type(value) is not int or not 0 <= value <= _UINT64_MAX:
-        raise ProtocolError(field_name, f"expected uint64, got {value!r}")
+        raise ProtocolError(field_name, f"expected uint64, got {describe(value)}")
     return value
 
 
@@ -174,16 +281,16 @@ def header_from_map(m: Any) -> Header:
         if key not in m:
             raise ProtocolError(f"header.{key}", "missing")
     if type(m["v"]) is not int:
-        raise ProtocolError("header.v", f"expected int, got {m['v']!r}")
+        raise ProtocolError("header.v", f"expected int, got {describe(m['v'])}")
     if m["v"] != VERSION:
-        raise ProtocolError("header.v", f"unsupported protocol version {m['v']!r} (this is {VERSION})")
+        raise ProtocolError("header.v", f"unsupported protocol version {describe(m['v'])} (this is {VERSION})")
     node = check_node(m["node"], "header.node")
     epoch = _uint64(m["epoch"], "header.epoch")
     seq = _uint64(m["seq"], "header.seq")
     if seq < 1:
         raise ProtocolError("header.seq", "seq starts at 1")
     if type(m["ts"]) is not int:
-        raise ProtocolError("header.ts", f"expected int ns, got {m['ts']!r}")
+        raise ProtocolError("header.ts", f"expected int ns, got {describe(m['ts'])}")
     gen = _uint64(m["gen"], "header.gen")
     if gen < 1:
         raise ProtocolError("header.gen", "gen starts at 1")
@@ -217,6 +324,12 @@ class AgentInfo:
 class Topo:
     agent: AgentInfo
     devices: list[Device]
+    # device id -> `status` (§3.1); a device the body gives no status is OK. Kept beside the
+    # devices, not in them: a status is not topology (it changes no `gen`).
+    status: dict[str, str] = field(default_factory=dict)
+
+    def device_status(self, device_id: str) -> str:
+        return self.status.get(device_id, DEVICE_OK)
 
 
 Stat = CounterStat  # a counter's window mean and max, float32 arrays
@@ -235,6 +348,8 @@ class State:
     device: dict[str, float]
     idle_units: Optional[float]  # None when nothing measures activity
     processes: Optional[list[dict[str, Any]]] = None
+    # Kubernetes containers holding the device (kubelet PodResources); None: not known.
+    pods: Optional[list[dict[str, Any]]] = None
 
 
 @dataclass
@@ -339,8 +454,17 @@ def encode_topo_body(devices: Iterable[Any], agent: AgentInfo | Mapping[str, Any
     return {"agent": agent_map, "devices": [encode_device(d) for d in devices]}
 
 
+def with_device_status(topo_body: Mapping[str, Any], lost: Iterable[str]) -> dict[str, Any]:
+    """``topo_body`` with every device's ``status`` (§3.1): ``lost`` for the ids in ``lost``,
+    else ``ok``. A copy: the agent compares status-free bodies to detect topology changes."""
+    lost = set(lost)
+    devices = [dict(d, status=DEVICE_LOST if d["id"] in lost else DEVICE_OK) for d in topo_body["devices"]]
+    return dict(topo_body, devices=devices)
+
+
 def encode_state_body(
     s: Any, counters: Optional[Mapping[str, Any]] = None, processes: Optional[Iterable[Mapping[str, Any]]] = None,
+    pods: Optional[Iterable[Mapping[str, Any]]] = None,
 ) -> dict[str, Any]:
     """A ``state`` map from an engine DeviceState (or a decoded :class:`State`).
 
@@ -348,13 +472,15 @@ def encode_state_body(
     bitmasks) go out as ints; NaN or None values are left out (absent, never zero).
     ``processes`` (the backend's slow path) overrides ``s.processes``; None means the backend
     cannot list processes and the key is left out, while an empty list means it can and
-    nothing runs. A device without sub-device counters carries no ``levels`` key (§3.2)."""
+    nothing runs. A device without sub-device counters carries no ``levels`` key (§3.2).
+    ``pods`` (kubelet PodResources attribution) follows the same rule: None leaves the key
+    out (no kubelet socket), an empty list says no container holds the device."""
     units = {name: c.unit for name, c in counters.items()} if counters else {}
     # The topo declares each counter at the level where it is measured (§3.1), and a state
-    # carries only declared counters. The engine also averages unit-level counters over a
-    # partition and the device under their own names (``issue``, ``mem_stall``): on the wire
-    # that would contradict their declared level, and a client can take those means from
-    # ``levels`` itself, so they stay off. ``device`` keeps device counters and the
+    # carries only declared counters, at their declared level. The engine's rollups are
+    # declared counters already (each CounterSpec.rollup is declared at "partition" level by
+    # DeviceTopology.from_description), so this filter drops nothing the engine computes; it
+    # keeps a hand-built or foreign state honest. ``device`` keeps device counters and the
     # device-wide value of partition counters (e.g. ``sm_active``, which §3.2's idle_units
     # rule reads there).
     declared = {name: c.level for name, c in counters.items()} if counters else None
@@ -389,7 +515,20 @@ def encode_state_body(
         processes = getattr(s, "processes", None)
     if processes is not None:
         body["processes"] = [_process(p) for p in processes]
+    if pods is not None:
+        body["pods"] = [_pod(p) for p in pods]
     return body
+
+
+_POD_KEYS = ("namespace", "pod", "container", "resource")
+
+
+def _pod(p: Mapping[str, Any]) -> dict[str, Any]:
+    """One ``pods`` entry (§3.2): the four names as strings, ``partition`` where it is one."""
+    out = {k: str(p[k]) for k in _POD_KEYS}
+    if p.get("partition") is not None:
+        out["partition"] = str(p["partition"])
+    return out
 
 
 def _process(p: Mapping[str, Any]) -> dict[str, Any]:
@@ -450,7 +589,7 @@ def _map(value: Any, where: str) -> dict[str, Any]:
         raise ProtocolError(where, f"expected a map, got {type(value).__name__}")
     for k in value:
         if not isinstance(k, str):
-            raise ProtocolError(where, f"map key {k!r} is not a string")
+            raise ProtocolError(where, f"map key {describe(k)} is not a string")
     return value
 
 
@@ -480,11 +619,11 @@ def decode_device(m: Any, where: str = "device") -> Device:
         raise ProtocolError(f"{where}.levels", "expected a non-empty list of strings")
     unit = _get(m, "unit", str, where)
     if levels[-1] != unit:
-        raise ProtocolError(f"{where}.levels", f"last level {levels[-1]!r} is not the unit {unit!r}")
+        raise ProtocolError(f"{where}.levels", f"last level {describe(levels[-1])} is not the unit {describe(unit)}")
     counts = _map(_get(m, "counts", dict, where), f"{where}.counts")
     for level in levels:
         if type(counts.get(level)) is not int or counts[level] < 1:
-            raise ProtocolError(f"{where}.counts.{level}", f"expected a positive int, got {counts.get(level)!r}")
+            raise ProtocolError(f"{where}.counts.{level}", f"expected a positive int, got {describe(counts.get(level))}")
     if counts[unit] != units:
         raise ProtocolError(f"{where}.counts.{unit}", f"{counts[unit]} differs from units {units}")
     layout: dict[str, np.ndarray] = {}
@@ -519,7 +658,7 @@ def decode_device(m: Any, where: str = "device") -> Device:
         c = _map(c, cw)
         level = _get(c, "level", str, cw)
         if level not in levels and level not in (PARTITION_LEVEL, DEVICE_LEVEL):
-            raise ProtocolError(f"{cw}.level", f"{level!r} is not a level of this device, partition or device")
+            raise ProtocolError(f"{cw}.level", f"{describe(level)} is not a level of this device, partition or device")
         counters[name] = CounterInfo(level, _get(c, "unit", str, cw), _get(c, "help", str, cw, optional=True) or "")
     links = []
     for i, link in enumerate(_get(m, "links", list, where, optional=True) or []):
@@ -558,11 +697,17 @@ def decode_topo_body(m: Any) -> Topo:
         pid=_get(a, "pid", int, "topo.agent"),
         started_ns=_get(a, "started_ns", int, "topo.agent"),
     )
-    devices = [decode_device(d, f"topo.devices[{i}]") for i, d in enumerate(_get(m, "devices", list, "topo"))]
+    raw = _get(m, "devices", list, "topo")
+    devices = [decode_device(d, f"topo.devices[{i}]") for i, d in enumerate(raw)]
     ids = [d.id for d in devices]
     if len(set(ids)) != len(ids):
         raise ProtocolError("topo.devices", f"duplicate device ids in {ids}")
-    return Topo(agent, devices)
+    status = {}
+    for i, (d, dm) in enumerate(zip(devices, raw)):
+        value = _get(dm, "status", str, f"topo.devices[{i}]", optional=True)
+        if value is not None:
+            status[d.id] = value
+    return Topo(agent, devices, status)
 
 
 _F32: np.dtype = np.dtype("<f4")
@@ -620,11 +765,12 @@ def _decode_state_fast(m: dict, device: Optional[Device]) -> State:
     if not all(type(pid) is str for pid in partition):
         raise _Unusual
     window_ns, samples, idle = m["window_ns"], m["samples"], m.get("idle_units")
-    processes = m.get("processes")
+    processes, pods = m.get("processes"), m.get("pods")
     if type(window_ns) is not int or type(samples) is not int or (idle is not None and type(idle) not in _NUMBER_TYPES) \
-            or (processes is not None and type(processes) is not list):
+            or (processes is not None and type(processes) is not list) or (pods is not None and (type(pods) is not list or not all(type(p) is dict for p in pods))):
         raise _Unusual
-    return State(window_ns, samples, levels, partition, _numbers(m["device"]), None if idle is None else float(idle), processes)
+    return State(window_ns, samples, levels, partition, _numbers(m["device"]), None if idle is None else float(idle),
+                 processes, pods)
 
 
 def _decode_state_checked(m: Any, device: Optional[Device] = None) -> State:
@@ -646,7 +792,7 @@ def _decode_state_checked(m: Any, device: Optional[Device] = None) -> State:
             if device is not None:
                 info = device.counters.get(name)
                 if info is None or info.level != level:
-                    raise ProtocolError(cw, f"topo declares no counter {name!r} at level {level!r}")
+                    raise ProtocolError(cw, f"topo declares no counter {describe(name)} at level {describe(level)}")
             value = _map(value, cw)
             mean = _array(_get(value, "mean", bytes, cw), "<f4", n, f"{cw}.mean")
             out[name] = Stat(mean, _array(_get(value, "max", bytes, cw), "<f4", mean.shape[0], f"{cw}.max"))
@@ -656,13 +802,18 @@ def _decode_state_checked(m: Any, device: Optional[Device] = None) -> State:
         pw = f"state.partition.{pid}"
         for k, v in _map(values, pw).items():
             if isinstance(v, bool) or not isinstance(v, _NUMBER):
-                raise ProtocolError(f"{pw}.{k}", f"expected a number, got {v!r}")
+                raise ProtocolError(f"{pw}.{k}", f"expected a number, got {describe(v)}")
         partition[pid] = values
     dev = _map(_get(m, "device", dict, "state"), "state.device")
     for k, v in dev.items():
         if isinstance(v, bool) or not isinstance(v, _NUMBER):
-            raise ProtocolError(f"state.device.{k}", f"expected a number, got {v!r}")
+            raise ProtocolError(f"state.device.{k}", f"expected a number, got {describe(v)}")
     processes = _get(m, "processes", list, "state", optional=True)
+    pods = _get(m, "pods", list, "state", optional=True)
+    for i, p in enumerate(pods or []):
+        pw = f"state.pods[{i}]"
+        for key in _POD_KEYS:
+            _get(_map(p, pw), key, str, pw)
     return State(
         window_ns=_get(m, "window_ns", int, "state"),
         samples=_get(m, "samples", int, "state"),
@@ -671,6 +822,7 @@ def _decode_state_checked(m: Any, device: Optional[Device] = None) -> State:
         device=dev,
         idle_units=_optional_float(_get(m, "idle_units", _NUMBER, "state", optional=True)),
         processes=processes,
+        pods=pods,
     )
 
 
@@ -795,7 +947,7 @@ def decode_snapshot_reply(data: bytes) -> Snapshot:
     m = _map(unpack(data, "reply"), "reply")
     ok = m.get("ok")
     if ok is not True:
-        raise ProtocolError("reply", f"snapshot refused: {m.get('error', m)!r}")
+        raise ProtocolError("reply", f"snapshot refused: {describe(m.get('error', m))}")
     seqs = _map(_get(m, "seqs", dict, "reply"), "reply.seqs")
     for topic, seq in seqs.items():
         _uint64(seq, f"reply.seqs.{topic}")

@@ -1,12 +1,20 @@
 """cuagent relay (PROTOCOL.md §7): many agents in, one feed out, frames untouched.
 
-Forwarding is ZeroMQ's own proxy (XSUB→XPUB) on a thread of its own: frames are never
-decoded there, so seq and epoch stay those of the origin node, and downstream subscriptions
-travel upstream (an agent only sends what someone below asked for).
+Forwarding (XSUB→XPUB) runs on a thread of its own: frames are never decoded there, so seq
+and epoch stay those of the origin node. Downstream subscriptions do not travel upstream (the
+relay takes all of ``cua1/`` from every agent anyway): the forwarding thread reads them to
+bound what each subscriber can make the relay hold (:mod:`cuagent.subscriptions`), which
+libzmq's own proxy, forwarding them upstream, could not do.
 
 The relay also follows every upstream as a client (snapshot join, gaps, restarts) keeping the
 latest raw frames per topo/state topic, and answers ``snapshot``/``ping`` on its own sync
 socket from that cache. Since it speaks the agent's protocol on both sides, relays stack.
+
+A node the relay has not heard for the stale interval is withheld from its snapshots (its
+cached frames would pass for current) and announced on the relay's own feed with a
+``node_stale`` event, under the relay's name; ``node_back`` when it is heard again. The events
+enter the proxy through an inproc PUB that the XSUB also follows, so the proxy thread stays
+the only user of the forwarding sockets.
 """
 
 from __future__ import annotations
@@ -14,16 +22,21 @@ from __future__ import annotations
 import errno
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import zmq
 
 from . import protocol, sockets
-from .client import Client, Endpoint
+from .client import STALE_AFTER_S, Client, Endpoint
 from .curve import Authenticator, ClientKeys, ServerKeys, apply_client
+from .subscriptions import SubscriptionGuard
 
 log = logging.getLogger("cuagent.relay")
+
+# Messages forwarded per pass before subscriptions and the control socket get a look.
+FORWARD_BATCH = 256
 
 
 @dataclass
@@ -37,11 +50,15 @@ class RelayConfig:
     # connect upstream as this client.
     curve: Optional[ServerKeys] = None
     upstream_curve: Optional[ClientKeys] = None
+    # Seconds without a heartbeat before a node is withheld and announced stale (§3.3, §7).
+    stale_after_s: float = STALE_AFTER_S
 
     def __post_init__(self) -> None:
         protocol.check_node(self.name, "--name")
         if not self.upstreams:
             raise ValueError("a relay needs at least one upstream (--connect)")
+        if not 0 < self.stale_after_s < 1e6:
+            raise ValueError(f"--stale-after-s must be > 0 and < 1e6 s, got {self.stale_after_s}")
 
 
 class Relay:
@@ -59,7 +76,7 @@ class Relay:
         sockets.heartbeats(self._xsub)
         apply_client(self._xsub, config.upstream_curve)
         try:
-            self._xpub = sockets.bind_feed(self.ctx, config.feed, config.sndhwm, kind=zmq.XPUB, curve=config.curve)
+            self._xpub = sockets.bind_feed(self.ctx, config.feed, config.sndhwm, curve=config.curve)
             try:
                 self.sync = sockets.bind_sync(self.ctx, config.sync, config.sndhwm, curve=config.curve)
             except OSError:
@@ -72,7 +89,20 @@ class Relay:
             raise
         self.feed_endpoint = sockets.bound_endpoint(self._xpub)
         self.sync_endpoint = sockets.bound_endpoint(self.sync)
-        self.client = Client(config.upstreams, keep_frames=True, context=self.ctx, curve=config.upstream_curve)
+        # Used by the forwarding thread only, from start() on.
+        self.feed_guard = SubscriptionGuard(self._xpub, self.feed_endpoint)
+        self.forward_stats: dict[str, int] = {"messages": 0}
+        self.client = Client(config.upstreams, keep_frames=True, context=self.ctx, curve=config.upstream_curve,
+                             stale_after_s=config.stale_after_s)
+        # The relay's own events (node_stale/node_back), as node ``name`` of epoch ``epoch``.
+        self.stale: set[str] = set()  # nodes announced stale and withheld from snapshots
+        self._event_topic = protocol.build_topic("event", config.name)
+        self._event_seq = 0
+        self._events = self.ctx.socket(zmq.PUB)
+        self._events.setsockopt(zmq.LINGER, 0)
+        events_addr = f"inproc://cuagent-relay-events-{id(self):x}"
+        self._events.bind(events_addr)
+        self._xsub.connect(events_addr)
         # Take everything upstream regardless of who is subscribed below: a downstream
         # subscription then never has to travel to an agent before it takes effect, so a
         # client joining through the relay cannot miss messages sent while it propagated.
@@ -88,14 +118,45 @@ class Relay:
         self._stop.set()
 
     def _proxy(self) -> None:
+        """Forward upstream messages down, whole and untouched; bound subscriptions; stop on
+        any message on the control socket."""
         control = self.ctx.socket(zmq.PAIR)
         control.connect(self._control_addr)
+        xsub, xpub, guard = self._xsub, self._xpub, self.feed_guard
+        poller = zmq.Poller()
+        for sock in (xsub, xpub, control):
+            poller.register(sock, zmq.POLLIN)
         try:
-            zmq.proxy_steerable(self._xsub, self._xpub, None, control)
+            while True:
+                ready = dict(poller.poll(1000))
+                if ready.get(control):
+                    return
+                if ready.get(xsub):
+                    self.forward_stats["messages"] += self._forward(xsub, xpub)
+                if ready.get(xpub):
+                    guard.drain()
+                guard.tick()
         except zmq.ContextTerminated:
             pass
         finally:
             control.close(0)
+
+    @staticmethod
+    def _forward(xsub: zmq.Socket, xpub: zmq.Socket) -> int:
+        """Pass up to FORWARD_BATCH whole messages down, frame by frame without copying
+        (about half recv_multipart's cost: no getsockopt(RCVMORE) per frame). XSUB hands
+        over only complete messages, and XPUB drops at a subscriber's HWM rather than block."""
+        recv, send = xsub.recv, xpub.send
+        for n in range(FORWARD_BATCH):
+            try:
+                frame = recv(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return n
+            while frame.more:
+                send(frame, zmq.SNDMORE, copy=False)
+                frame = recv(copy=False)
+            send(frame, 0, copy=False)
+        return FORWARD_BATCH
 
     def run(self) -> None:
         log.info(
@@ -120,34 +181,77 @@ class Relay:
                     continue
                 # Cache first: a snapshot answered right after sees what has arrived.
                 self.client.process()
+                self._track_staleness()
                 if ready.get(self.sync):
                     sockets.serve_requests(self.sync, self._answer, self.sync_stats)
         finally:
             self._control.send(b"TERMINATE")
             self._proxy_thread.join(timeout=5)
-            log.info("relay %s stopping: %s", self.config.name, self.client.stats)
+            log.info("relay %s stopping: %s, forwarded %s, feed subscriptions %s", self.config.name,
+                     self.client.stats, self.forward_stats, self.feed_guard.stats)
 
     def close(self) -> None:
         self.client.close()
-        for sock in (self._xsub, self._xpub, self.sync, self._control):
+        for sock in (self._xsub, self._xpub, self.sync, self._control, self._events):
             sock.close(0)
         if self._auth is not None:
             self._auth.stop()
 
+    # ------------------------------------------------------------------ staleness
+    def _track_staleness(self) -> None:
+        """Announce each node that went stale in the client's view, and each heard again."""
+        view = self.client.view.nodes
+        for name, node in view.items():
+            if node.stale and name not in self.stale:
+                self.stale.add(name)
+                silent = time.monotonic() - node.last_heard
+                log.warning("node %s is stale (no heartbeat for %.1f s): withheld from snapshots", name, silent)
+                self._announce("node_stale", name, f"no heartbeat from {name} for {silent:.1f} s")
+        for name in sorted(self.stale):
+            # A node gone from the view (restarted, being re-joined) is back once it is there again.
+            again = view.get(name)
+            if again is not None and not again.stale:
+                self.stale.discard(name)
+                log.info("node %s is heard again: served again", name)
+                self._announce("node_back", name, f"{name} is heard again")
+
+    def _announce(self, kind: str, node: str, detail: str) -> None:
+        self._event_seq += 1
+        header = protocol.Header(self.config.name, self.epoch, self._event_seq, time.time_ns(), 1)
+        body = protocol.encode_event_body(kind, detail, node=node)
+        try:
+            self._events.send_multipart(protocol.encode_frames(self._event_topic, header, body), zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # PUB drops at its HWM; the seq shows the loss downstream
+
+    # ------------------------------------------------------------------ sync
     def _answer(self, req: sockets.Request) -> bytes:
         if req.op == "ping":
             return protocol.pack({
                 "ok": True, "v": protocol.VERSION, "node": self.config.name, "epoch": self.epoch, "gen": 1,
-                "relay": True, "nodes": sorted(self.client.view.nodes),
+                "relay": True, "nodes": sorted(self.client.view.nodes), "stale": sorted(self.stale),
             })
         if req.op == "snapshot":
             prefix = sockets.parse_snapshot_prefix(req)
-            msgs = [frames for topic, frames in self.client.frames.items() if topic.startswith(prefix)]
+            # A stale node's topo and state are withheld (its seqs stay: they are what was sent).
+            kept = {topic: frames for topic, frames in self.client.frames.items()
+                    if topic.startswith(prefix) and topic.split("/", 3)[2] not in self.stale}
             seqs = {topic: seq for topic, seq in self.client.seqs.items() if topic.startswith(prefix)}
             nodes = {topic.split("/", 3)[2] for topic in seqs}
             epochs = {n: self.client.epochs[n] for n in nodes if n in self.client.epochs}
-            # One node: its own epoch, as its agent would answer. Several: each header carries
-            # its node's epoch, and "epochs" lists them; "epoch" is then the relay's.
-            epoch = next(iter(epochs.values())) if len(epochs) == 1 else self.epoch
-            return protocol.snapshot_reply(epoch, msgs, seqs, epochs=epochs)
+            # One node served: its own epoch, as its agent would answer. Several: each header
+            # carries its node's epoch, and "epochs" lists them; "epoch" is then the relay's.
+            # (Served: with messages, or for a follower of hb/event topics, not withheld.)
+            served = {topic.split("/", 3)[2] for topic in kept} or nodes - self.stale
+            epoch = epochs.get(next(iter(served)), self.epoch) if len(served) == 1 else self.epoch
+            if self._event_topic.startswith(prefix):
+                if self._event_seq:
+                    seqs[self._event_topic] = self._event_seq
+                # Listed even before its first event, so that a client applies that event.
+                epochs[self.config.name] = self.epoch
+            now = time.monotonic()
+            silent = {n: round(now - self.client.view.nodes[n].last_heard, 3)
+                      for n in nodes if n in self.client.view.nodes}
+            return protocol.snapshot_reply(epoch, kept.values(), seqs, epochs=epochs, stale=sorted(self.stale & nodes),
+                                           silent_s=silent)
         raise sockets.RequestError(f"unknown op {req.op[:64]!r} (known: ping, snapshot)")

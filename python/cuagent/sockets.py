@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 
 import zmq
 
-from . import protocol
+from . import protocol, subscriptions
 
 if TYPE_CHECKING:
     from .curve import ServerKeys
@@ -43,11 +43,18 @@ def heartbeats(sock: zmq.Socket) -> None:
     sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS)
 
 
-def bind_feed(ctx: zmq.Context, endpoint: str, sndhwm: int = DEFAULT_SNDHWM, kind: int = zmq.PUB,
+def bind_feed(ctx: zmq.Context, endpoint: str, sndhwm: int = DEFAULT_SNDHWM,
               curve: Optional["ServerKeys"] = None) -> zmq.Socket:
-    sock = ctx.socket(kind)
+    """The feed: an XPUB whose every inbound subscription is read and bounded by a
+    :class:`~cuagent.subscriptions.SubscriptionGuard` (PUB would hold them unbounded, unseen)."""
+    sock = ctx.socket(zmq.XPUB)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SNDHWM, sndhwm)
+    # Every subscription, duplicates included, is reported with its connection.
+    sock.setsockopt(zmq.XPUB_VERBOSE, 1)
+    sock.setsockopt(zmq.MAXMSGSIZE, subscriptions.MAX_INBOUND_FRAME_BYTES)
+    sock.setsockopt(zmq.RCVHWM, subscriptions.INBOUND_HWM)
+    sock.setsockopt(zmq.RCVBUF, subscriptions.INBOUND_RCVBUF)
     heartbeats(sock)
     if curve is not None:
         curve.apply(sock)
@@ -104,18 +111,16 @@ def parse_request(frames: list[bytes]) -> tuple[list[bytes], Optional[Request], 
         identity, rest = identity + [b""], rest[1:]
     if len(rest) != 1:
         return identity, None, f"expected exactly one request frame, got {len(rest)}"
-    raw = rest[0]
-    if len(raw) > protocol.MAX_SYNC_REQUEST_BYTES:
-        return identity, None, f"request of {len(raw)} bytes exceeds {protocol.MAX_SYNC_REQUEST_BYTES}"
     try:
-        req = protocol.unpack(raw, "request")
+        req = protocol.unpack_request(rest[0])
     except protocol.ProtocolError as e:
         return identity, None, str(e)
     if not isinstance(req, dict):
-        return identity, None, f"request must be a msgpack map, got {type(req).__name__}"
+        return identity, None, f"request must be a msgpack map, got {protocol.describe(req)}"
     op = req.get("op")
     if not isinstance(op, str):
-        return identity, None, f"request.op must be a string, got {op!r}"[:200]
+        # Never the value's repr: it may nest 1,000 deep (repr recurses) or run to 64 KiB.
+        return identity, None, f"request.op must be a string, got {protocol.describe(op)}"
     return identity, Request(op, req), None
 
 
@@ -137,7 +142,7 @@ def serve_requests(sock: zmq.Socket, answer: Callable[[Request], bytes], stats: 
             except RequestError as e:
                 error = str(e)
             except Exception:  # noqa: BLE001 — a bug must not take the agent down with it
-                log.exception("sync: internal error answering %r", req.op)
+                log.exception("sync: internal error answering %s", protocol.describe(req.op))
                 error = "internal error"
         if error is not None:
             stats["bad_requests"] = stats.get("bad_requests", 0) + 1

@@ -1,0 +1,381 @@
+// Discovery for the rocm_smi driver: rsmi devices -> physical GPUs, KFD
+// topology -> units, levels and partitions, probes -> declared counters.
+#include <algorithm>
+#include <cctype>
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <stdexcept>
+#include <tuple>
+
+#include "cuagent/drivers/rocm_smi.hpp"
+#include "rocm_kfd.hpp"
+#include "rocm_smi_device.hpp"
+#include "rocm_smi_metrics.hpp"
+
+namespace cuagent::rocm {
+
+namespace {
+
+constexpr std::uint64_t kNoPci = ~std::uint64_t{0};
+
+struct RsmiDevice {
+    std::uint32_t index = 0;
+    std::uint64_t bdfid = kNoPci;  // domain << 32 | partition << 28 | bus << 8 | device << 3 | function
+    std::uint32_t domain() const { return static_cast<std::uint32_t>(bdfid >> 32); }
+    std::uint32_t bus_device() const { return static_cast<std::uint32_t>(bdfid >> 3) & 0x1FFFu; }
+    // ROCm >= 6.3 puts the compute partition id in bits 31:28.
+    std::uint32_t partition() const { return static_cast<std::uint32_t>(bdfid >> 28) & 0xFu; }
+};
+
+std::string format_pci(std::uint64_t bdfid) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%04x:%02x:%02x.%x", static_cast<unsigned>(bdfid >> 32) & 0xFFFFu,
+                  static_cast<unsigned>(bdfid >> 8) & 0xFFu, static_cast<unsigned>(bdfid >> 3) & 0x1Fu,
+                  static_cast<unsigned>(bdfid) & 0x7u);
+    return text;
+}
+
+// A name that is only a hex number ("0x1002"): what 5.2.3 answers for a
+// device the PCI id database lacks (or without the database), not a model.
+std::string model_name(std::string text) {
+    const bool hex = text.size() > 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X') &&
+        std::all_of(text.begin() + 2, text.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
+    return hex ? std::string() : text;
+}
+
+std::string call_string(Name32Fn fn, std::uint32_t device) {
+    if (fn == nullptr) return {};
+    char text[256] = {};
+    if (fn(device, text, sizeof text) != kSuccess) return {};
+    return text;
+}
+
+std::string call_name(NameFn fn, std::uint32_t device) {
+    if (fn == nullptr) return {};
+    char text[256] = {};
+    if (fn(device, text, sizeof text) != kSuccess) return {};
+    return text;
+}
+
+bool probe_u64(U64Fn fn, std::uint32_t device, std::uint64_t* out = nullptr) {
+    std::uint64_t value = 0;
+    if (fn == nullptr || fn(device, &value) != kSuccess) return false;
+    if (out) *out = value;
+    return true;
+}
+
+bool probe_memory(MemoryFn fn, std::uint32_t device, std::uint64_t* out = nullptr) {
+    std::uint64_t value = 0;
+    if (fn == nullptr || fn(device, kMemTypeVram, &value) != kSuccess) return false;
+    if (out) *out = value;
+    return true;
+}
+
+bool probe_busy(U32Fn fn, std::uint32_t device) {
+    std::uint32_t value = 0;
+    return fn != nullptr && fn(device, &value) == kSuccess;
+}
+
+bool probe_temp(TempFn fn, std::uint32_t device, std::uint32_t sensor) {
+    std::int64_t value = 0;
+    return fn != nullptr && fn(device, sensor, kTempCurrent, &value) == kSuccess;
+}
+
+// Whether the clock reads, and in which rsmi_frequencies_t layout (the
+// library's release decides; nothing else tells it). The buffer starts as
+// all-ones so padding a library leaves alone cannot pass for a field.
+bool probe_clock(ClockFn fn, std::uint32_t device, std::uint32_t clock, FrequencyLayout* layout) {
+    Frequencies f;
+    std::memset(&f, 0xFF, sizeof f);
+    std::uint64_t hz = 0;
+    if (fn == nullptr || fn(device, clock, &f) != kSuccess) return false;
+    for (const FrequencyLayout candidate : {FrequencyLayout::Current, FrequencyLayout::V5}) {
+        if (current_frequency(f, candidate, &hz)) {
+            *layout = candidate;
+            return true;
+        }
+    }
+    return false;
+}
+
+std::string upper_token(std::string text) {
+    // Partition strings come back as "SPX", "CPX", "NPS1"; keep the first word.
+    const auto end = text.find_first_of(" \t\n");
+    if (end != std::string::npos) text.resize(end);
+    for (auto& c : text) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return text;
+}
+
+// Probes the gpu_metrics table of `gpu` and records which fields it carries.
+void probe_table(const Library& lib, Gpu& gpu) {
+    const auto& fn = lib.fn();
+    for (const std::uint32_t device : gpu.rsmi) {
+        const metrics::LayoutProbe probe = metrics::probe_public_layout(fn.gpu_metrics, device, gpu.table.get());
+        if (probe.status != kSuccess || probe.layout.size == 0) continue;
+        gpu.has_table = true;
+        gpu.table_device = device;
+        gpu.layout = probe.layout;
+        break;
+    }
+}
+
+bool table_has(const Gpu& gpu, std::size_t offset16) {
+    return metrics::u16_at(gpu.table.get(), offset16) != metrics::kNoData16;
+}
+
+// Per-XCD data: a 1.6+ table in a layout whose xcp_stats we know, with at
+// least one XCD reading.
+bool table_has_xcd(const Gpu& gpu) {
+    const unsigned char* t = gpu.table.get();
+    if (gpu.layout.xcp_stride == 0 || metrics::content_revision(t) < 6) return false;
+    // The table holds at most kMaxXcp partitions of kMaxXcc XCCs: a topology
+    // beyond that cannot be read from it (per-XCD counters stay absent).
+    if (gpu.xcp_count > metrics::kMaxXcp || gpu.xcc_per_xcp > metrics::kMaxXcc) return false;
+    for (std::uint32_t p = 0; p < gpu.xcp_count; ++p) {
+        const unsigned char* entry = t + metrics::kXcpStats + p * gpu.layout.xcp_stride;
+        for (std::uint32_t x = 0; x < gpu.xcc_per_xcp; ++x) {
+            if (metrics::u32_at(entry, 4 * x) != metrics::kNoData32) return true;
+            if (metrics::u64_at(entry, gpu.layout.gfx_busy_acc + 8 * x) != metrics::kNoData64) return true;
+        }
+    }
+    return false;
+}
+
+void declare_counters(const Library& lib, Gpu& gpu) {
+    const auto& fn = lib.fn();
+    DeviceDescription& d = gpu.desc;
+    const std::uint32_t primary = gpu.rsmi.front();
+    const unsigned revision = gpu.has_table ? metrics::content_revision(gpu.table.get()) : 0;
+    const bool partitioned = gpu.per_partition;
+    const char* part_level = partitioned ? kPartitionLevel : kDeviceLevel;
+
+    auto declare = [&](Counter id, const char* level = nullptr) { gpu.counters.declare(d, id, level); };
+    if (gpu.has_table && table_has_xcd(gpu)) declare(kActive);
+    bool busy = probe_busy(fn.busy_percent, primary);
+    bool used = probe_memory(fn.memory_usage, primary);
+    for (const std::uint32_t device : gpu.rsmi) {
+        if (!partitioned) break;
+        busy = busy && probe_busy(fn.busy_percent, device);
+        used = used && probe_memory(fn.memory_usage, device);
+    }
+    if (busy) declare(kGrActive, part_level);
+    if (used) declare(kMemUsed, part_level);
+
+    if (probe_u64(fn.current_socket_power, primary)) gpu.power = PowerSource::SocketPower;
+    else if (fn.power_ave != nullptr && [&] { std::uint64_t p; return fn.power_ave(primary, 0, &p) == kSuccess; }())
+        gpu.power = PowerSource::PowerAverage;
+    else if (gpu.has_table && table_has(gpu, revision >= 4 ? metrics::kCurrentSocketPower : metrics::kAverageSocketPower))
+        gpu.power = PowerSource::Table;
+    if (gpu.power != PowerSource::None) declare(kPower);
+
+    if (probe_temp(fn.temp_metric, primary, kTempTypeJunction)) gpu.temp = TempSource::Junction;
+    else if (probe_temp(fn.temp_metric, primary, kTempTypeEdge)) gpu.temp = TempSource::Edge;
+    else if (gpu.has_table && table_has(gpu, metrics::kTemperatureHotspot)) gpu.temp = TempSource::Table;
+    if (gpu.temp != TempSource::None) declare(kTemp);
+
+    // Clocks: the table first (one read feeds all); rsmi_dev_gpu_clk_freq_get
+    // otherwise.
+    const bool table_sclk = gpu.has_table &&
+        table_has(gpu, revision >= 4 ? metrics::kCurrentGfxclks : metrics::kCurrentGfxclk);
+    if (table_sclk) gpu.sm_clock = ClockSource::Table;
+    else if (probe_clock(fn.gpu_clk_freq, primary, kClkTypeSys, &gpu.frequency_layout)) gpu.sm_clock = ClockSource::Call;
+    if (gpu.sm_clock != ClockSource::None) declare(kSmClock);
+    if (gpu.has_table && table_has(gpu, metrics::kCurrentUclk)) gpu.mem_clock = ClockSource::Table;
+    else if (probe_clock(fn.gpu_clk_freq, primary, kClkTypeMem, &gpu.frequency_layout)) gpu.mem_clock = ClockSource::Call;
+    if (gpu.mem_clock != ClockSource::None) declare(kMemClock);
+
+    // indep_throttle_status lies beyond a 96-byte table.
+    if (gpu.has_table && revision <= 5 && gpu.layout.size > metrics::kIndepThrottleStatus &&
+        metrics::u64_at(gpu.table.get(), metrics::kIndepThrottleStatus) != metrics::kNoData64)
+        declare(kThrottle);
+    if (gpu.has_table && revision >= 6 && gpu.layout.size >= metrics::kLayoutV16.size &&
+        metrics::u64_at(gpu.table.get(), metrics::kAccumulationCounter) != metrics::kNoData64) {
+        declare(kPowerViolation);
+        declare(kThermalViolation);
+    }
+}
+
+// Units, levels (xcd/se/cu), layout and partitions from the GPU's KFD nodes,
+// in partition order. KFD gives counts, not which CU sits in which shader
+// engine; CUs are numbered XCD by XCD and split evenly over each XCD's
+// engines (38 CUs over 4 engines: 10, 9, 10, 9).
+void build_topology(Gpu& gpu, const std::vector<KfdNode>& nodes, const std::string& compute,
+                    const std::string& memory, const std::vector<std::uint64_t>& partition_memory) {
+    DeviceDescription& d = gpu.desc;
+    std::uint32_t xcds = 0, ses = 0, cus = 0;
+    for (const auto& n : nodes) {
+        xcds += n.xccs;
+        ses += n.shader_engines;
+        cus += n.cus;
+    }
+    d.unit_kind = "cu";
+    d.units = cus;
+    d.levels = {"xcd", "se", "cu"};
+    d.counts = {xcds, ses, cus};
+    d.layout.assign(2, std::vector<std::uint16_t>(cus));
+    d.layout_source = "vendor";
+
+    std::uint32_t cu = 0, xcd = 0, se = 0;
+    std::string profile = compute;
+    if (!memory.empty()) profile += profile.empty() ? memory : " " + memory;
+    for (std::size_t p = 0; p < nodes.size(); ++p) {
+        const KfdNode& n = nodes[p];
+        const std::uint32_t cus_per_xcd = n.cus / n.xccs;
+        const std::uint32_t ses_per_xcd = n.shader_engines / n.xccs;
+        Partition part;
+        part.id = std::to_string(p);
+        part.kind = nodes.size() == 1 ? "whole" : "xcp";
+        part.units = n.cus;
+        part.profile = profile;
+        part.memory_bytes = p < partition_memory.size() ? partition_memory[p] : d.memory_bytes;
+        for (std::uint32_t x = 0; x < n.xccs; ++x, ++xcd) {
+            for (std::uint32_t c = 0; c < cus_per_xcd; ++c, ++cu) {
+                d.layout[0][cu] = static_cast<std::uint16_t>(xcd);
+                d.layout[1][cu] = static_cast<std::uint16_t>(se + c * ses_per_xcd / cus_per_xcd);
+                if (nodes.size() > 1) part.unit_ids.push_back(static_cast<std::uint16_t>(cu));
+            }
+            se += ses_per_xcd;
+        }
+        d.partitions.push_back(std::move(part));
+    }
+    gpu.xcp_count = static_cast<std::uint32_t>(nodes.size());
+    gpu.xcc_per_xcp = nodes.front().xccs;
+    for (const auto& n : nodes) {
+        if (n.xccs != gpu.xcc_per_xcp) {
+            throw std::runtime_error("rocm_smi: device " + d.pci + " has partitions with different XCC counts; "
+                                     "the gpu_metrics xcp_stats cannot be mapped to XCDs");
+        }
+    }
+}
+
+bool selected(const RocmSmiOptions& options, std::size_t physical, const std::string& id) {
+    if (options.devices.empty()) return true;
+    for (const auto& want : options.devices) {
+        if (want == id || want == std::to_string(physical)) return true;
+    }
+    return false;
+}
+
+}  // namespace
+
+std::vector<Gpu> discover(const Library& lib, const RocmSmiOptions& options) {
+    const auto& fn = lib.fn();
+    std::uint32_t count = 0;
+    if (const Status s = fn.num_monitor_devices(&count); s != kSuccess) {
+        throw std::runtime_error(std::string("rocm_smi: rsmi_num_monitor_devices failed: ") + lib.status_text(s));
+    }
+
+    // Group the library's devices into physical GPUs by PCI domain/bus/device.
+    std::vector<RsmiDevice> devices(count);
+    std::map<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t>, std::vector<RsmiDevice>> by_pci;
+    std::vector<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t>> order;
+    for (std::uint32_t i = 0; i < count; ++i) {
+        devices[i].index = i;
+        std::uint64_t bdfid = kNoPci;
+        // Without a PCI id a device stands alone (keyed by its index).
+        const auto key = probe_u64(fn.pci_id, i, &bdfid)
+            ? std::make_tuple(0u, static_cast<std::uint32_t>(bdfid >> 32), static_cast<std::uint32_t>(bdfid >> 3) & 0x1FFFu)
+            : std::make_tuple(1u, i, 0u);
+        devices[i].bdfid = bdfid;
+        if (by_pci.find(key) == by_pci.end()) order.push_back(key);
+        by_pci[key].push_back(devices[i]);
+    }
+
+    const std::vector<KfdNode> kfd = read_kfd_gpu_nodes(options.kfd_root);
+    std::vector<Gpu> gpus;
+    for (std::size_t physical = 0; physical < order.size(); ++physical) {
+        std::vector<RsmiDevice> members = by_pci[order[physical]];
+        std::stable_sort(members.begin(), members.end(),
+                         [](const RsmiDevice& a, const RsmiDevice& b) { return a.partition() < b.partition(); });
+        const RsmiDevice& primary = members.front();
+
+        Gpu gpu;
+        for (const auto& m : members) gpu.rsmi.push_back(m.index);
+        DeviceDescription& d = gpu.desc;
+        d.index = static_cast<std::uint32_t>(physical);
+        d.vendor = "amd";
+        d.backend = "rocm_smi";
+        d.pci = primary.bdfid == kNoPci ? std::string() : format_pci(primary.bdfid & ~(std::uint64_t{0xF} << 28));
+
+        std::vector<KfdNode> nodes;
+        for (const auto& n : kfd) {
+            if (primary.bdfid != kNoPci && n.domain == primary.domain() && n.bus_device() == primary.bus_device())
+                nodes.push_back(n);
+        }
+        if (nodes.empty()) {
+            throw std::runtime_error("rocm_smi: no KFD topology node for device " + std::to_string(physical) +
+                                     (d.pci.empty() ? std::string(" (no PCI id)") : " (PCI " + d.pci + ")") +
+                                     " under " + options.kfd_root +
+                                     "/topology/nodes; is /sys/class/kfd visible (containers: mount /sys)?");
+        }
+        std::stable_sort(nodes.begin(), nodes.end(),
+                         [](const KfdNode& a, const KfdNode& b) { return a.partition_key() < b.partition_key(); });
+
+        std::uint64_t unique = 0;
+        if (probe_u64(fn.unique_id, primary.index, &unique) || (unique = nodes.front().unique_id) != 0) {
+            char id[32];
+            std::snprintf(id, sizeof id, "amd-%016" PRIx64, unique);
+            d.id = id;
+        } else {
+            d.id = d.pci.empty() ? "amd-" + std::to_string(physical) : "amd-pci-" + d.pci;
+        }
+        if (!selected(options, physical, d.id)) continue;
+
+        d.model = model_name(call_string(fn.market_name, primary.index));
+        if (d.model.empty()) d.model = model_name(call_name(fn.name, primary.index));
+        if (d.model.empty()) d.model = model_name(call_string(fn.brand, primary.index));
+        if (d.model.empty()) {
+            char model[48];
+            std::snprintf(model, sizeof model, "AMD GPU (device 0x%04x)", nodes.front().device_id);
+            d.model = model;
+        }
+        std::int32_t numa = -1;
+        if (fn.numa_affinity != nullptr && fn.numa_affinity(primary.index, &numa) == kSuccess && numa >= 0)
+            d.numa = numa;
+
+        // Partitioned per device only when the library enumerates one device
+        // per KFD partition node; an older library shows the GPU once.
+        gpu.per_partition = nodes.size() > 1 && members.size() == nodes.size();
+        std::vector<std::uint64_t> partition_memory;
+        std::uint64_t total = 0;
+        probe_memory(fn.memory_total, primary.index, &total);
+        const std::string compute = upper_token(call_string(fn.compute_partition, primary.index));
+        const std::string memory = upper_token(call_string(fn.memory_partition, primary.index));
+        if (gpu.per_partition) {
+            std::uint64_t sum = 0;
+            for (const auto& m : members) {
+                std::uint64_t part = 0;
+                probe_memory(fn.memory_total, m.index, &part);
+                partition_memory.push_back(part);
+                sum += part;
+            }
+            // NPS1: every partition sees the one pool, so the device has it once.
+            if (!memory.empty() && memory != "NPS1") total = sum;
+        }
+        d.memory_bytes = total;
+        build_topology(gpu, nodes, compute, memory, partition_memory);
+
+        gpu.table.reset(new unsigned char[metrics::kBufferBytes]);
+        std::fill(std::begin(gpu.last_busy_acc), std::end(gpu.last_busy_acc), metrics::kNoData64);
+        probe_table(lib, gpu);
+        declare_counters(lib, gpu);
+        d.validate();
+        gpu.counters.resolve(d);
+        gpus.push_back(std::move(gpu));
+    }
+
+    for (const auto& want : options.devices) {
+        bool found = false;
+        for (const auto& g : gpus) found = found || want == g.desc.id || want == std::to_string(g.desc.index);
+        if (!found) {
+            throw std::invalid_argument("rocm_smi: no AMD device '" + want + "' (" + std::to_string(order.size()) +
+                                        " found; give an index or an id like amd-<unique id>)");
+        }
+    }
+    return gpus;
+}
+
+}  // namespace cuagent::rocm

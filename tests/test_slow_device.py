@@ -15,7 +15,6 @@ import pytest
 from cuagent import Engine, MockDevice
 from feed_support import WAIT_S, Proc, Recorder
 
-FAKES = Path(__file__).resolve().parent / "fakes"
 WINDOW_NS = 100_000_000
 STALL = {"slow_read_every_s": 1.0, "slow_read_ms": 300.0}
 
@@ -34,10 +33,9 @@ def _states(rec: Recorder) -> dict[str, list[tuple[int, int, int]]]:
 def test_a_stalled_device_costs_the_other_nothing_and_every_lost_window_shows(tmp_path: Path) -> None:
     feed, sync = f"ipc://{tmp_path}/slow.feed", f"ipc://{tmp_path}/slow.sync"
     agent = Proc(["run", "--driver", "mock", "--mock-devices", "h100-sxm:training,h100-sxm:training", "--seed", "3",
-                  "--node", "node-slow", "--feed", feed, "--sync", sync, "--rate-hz", "1000"],
-                 feed, sync, tmp_path / "slow.log",
-                 launcher=[str(FAKES / "mock_slow_agent.py"), "1", str(STALL["slow_read_every_s"]),
-                           str(STALL["slow_read_ms"])])
+                  "--mock-faults", "1:slow=300ms/1s", "--node", "node-slow", "--feed", feed, "--sync", sync,
+                  "--rate-hz", "1000"],
+                 feed, sync, tmp_path / "slow.log")
     rec = Recorder(feed, b"cua1/state/node-slow/")
     try:
         agent.wait_ping()
@@ -111,8 +109,9 @@ def test_a_device_gone_from_the_bus_misses_no_window(tmp_path: Path) -> None:
     # device_back say why none came), so its state seqs run on without a gap across the jump.
     feed, sync = f"ipc://{tmp_path}/gone.feed", f"ipc://{tmp_path}/gone.sync"
     agent = Proc(["run", "--driver", "mock", "--mock-devices", "h100-sxm:training", "--seed", "3",
-                  "--node", "node-gone", "--feed", feed, "--sync", sync, "--rate-hz", "200"],
-                 feed, sync, tmp_path / "gone.log", launcher=[str(FAKES / "mock_fault_agent.py"), "0.5", "1.5"])
+                  "--mock-faults", "0:lost@0.5s..1.5s", "--node", "node-gone", "--feed", feed, "--sync", sync,
+                  "--rate-hz", "200"],
+                 feed, sync, tmp_path / "gone.log")
     rec = Recorder(feed, b"cua1/")
     try:
         agent.wait_ping()

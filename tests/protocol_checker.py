@@ -20,7 +20,10 @@ import numpy as np
 NODE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 KINDS = {"topo", "state", "hb", "event"}
 UNITS = {"ratio", "W", "C", "bytes", "Hz", "B/s", "count", "mask"}
-EVENT_TYPES = {"device_lost", "device_back", "backend_error", "topology_changed", "throttle", "xid"}
+EVENT_TYPES = {"device_lost", "device_back", "backend_error", "topology_changed", "throttle", "xid",
+               "node_stale", "node_back"}
+RELAY_EVENTS = {"node_stale", "node_back"}  # a relay's own, naming a node it forwards (§7)
+DEVICE_STATUSES = {"ok", "lost"}
 HEADER_KEYS = {"v", "node", "epoch", "seq", "ts", "gen"}
 # Counter names that PROTOCOL.md §3.2 calls ratios at partition/device level.
 RATIO_DEVICE_COUNTERS = {"sm_active", "sm_occupancy", "tensor_active", "dram_active", "gr_active"}
@@ -236,6 +239,8 @@ class FeedChecker:
                     _fail(f"{pw}.unit_ids", "unit id beyond the device's units")
         if len(d["partitions"]) == 1 and d["partitions"][0]["kind"] == "whole" and d["partitions"][0]["id"] != "0":
             _fail(where, "a whole-device partition has id '0'")
+        if "status" in d and d["status"] not in DEVICE_STATUSES:
+            _fail(f"{where}.status", f"{d['status']!r} is not one of {sorted(DEVICE_STATUSES)}")
         if "pci" in d and not isinstance(d["pci"], str):
             _fail(f"{where}.pci", "not a string")
         if "numa" in d and not _is_int(d["numa"]):
@@ -261,6 +266,8 @@ class FeedChecker:
         d = self.devices.get((node, device))
         if d is None:
             _fail(topic, "state for a device no topo of this epoch has described")
+        if d.get("status", "ok") != "ok":
+            _fail(topic, f"state for a device whose topo status is {d['status']!r}")
         for k in ("window_ns", "samples"):
             if not _is_int(body.get(k)) or body[k] < 0:
                 _fail(f"{topic} {k}", repr(body.get(k)))
@@ -330,6 +337,16 @@ class FeedChecker:
                     _fail(f"{topic} processes[].mem", f"not a byte count: {p['mem']!r}")
                 if "name" in p and not isinstance(p["name"], str):
                     _fail(f"{topic} processes[].name", f"not a string: {p['name']!r}")
+        if "pods" in body:
+            if not isinstance(body["pods"], list):
+                _fail(f"{topic} pods", "not a list")
+            for p in body["pods"]:
+                _str_map(p, f"{topic} pods[]")
+                for key in ("namespace", "pod", "container", "resource"):
+                    if not isinstance(p.get(key), str):
+                        _fail(f"{topic} pods[].{key}", f"not a string: {p.get(key)!r}")
+                if "partition" in p and p["partition"] not in part_ids:
+                    _fail(f"{topic} pods[].partition", f"{p['partition']!r} is not a partition of the device")
 
     def _scalars(self, vals, counters, level, where):
         _str_map(vals, where)
@@ -380,6 +397,11 @@ class FeedChecker:
             _fail(f"{topic} device", repr(body["device"]))
         if device is not None and body.get("device", device) != device:
             _fail(f"{topic} device", f"{body['device']!r} differs from the topic's {device!r}")
+        if body["type"] in RELAY_EVENTS:
+            if device is not None:
+                _fail(topic, f"a {body['type']} event is the relay's, on its node topic")
+            if not isinstance(body.get("node"), str) or not NODE.match(body["node"]):
+                _fail(f"{topic} node", f"{body.get('node')!r} is not a node name")
 
     # ------------------------------------------------------------------ sync
     def snapshot_reply(self, data, prefix="cua1/", adopt=False):
@@ -399,6 +421,13 @@ class FeedChecker:
                 _fail("snapshot reply.seqs", f"{t!r} outside prefix {prefix!r}")
             if not _is_u64(s) or s < 1:
                 _fail(f"snapshot reply.seqs.{t}", repr(s))
+        # A relay's extras (§7): the nodes it withholds as stale, and how long each was silent.
+        stale = m.get("stale", [])
+        if not isinstance(stale, list) or not all(isinstance(n, str) and NODE.match(n) for n in stale):
+            _fail("snapshot reply.stale", f"not a list of node names: {stale!r}")
+        for n, age in _str_map(m.get("silent_s", {}), "snapshot reply.silent_s").items():
+            if not _is_num(age) or age < 0:
+                _fail(f"snapshot reply.silent_s.{n}", repr(age))
         sub = FeedChecker()
         sub.devices = dict(self.devices)  # a state-only prefix is checked against topo we know
         topics = set()
@@ -417,6 +446,8 @@ class FeedChecker:
                 _fail(topic, "snapshots hold only topo and state messages")
             if topic in topics:
                 _fail(topic, "more than one message for a topic")
+            if topic.split("/")[2] in stale:
+                _fail(topic, "a message of a node the reply lists as stale")
             topics.add(topic)
             if seqs.get(topic) != header.get("seq"):
                 _fail(topic, f"message seq {header.get('seq')} differs from seqs {seqs.get(topic)}")

@@ -205,6 +205,7 @@ class FakeUpstream:
             sock.bind(ep)
         self.seqs: dict[str, int] = {}
         self.latest: dict[str, list[bytes]] = {}
+        self.extra: dict = {}  # extra keys of every snapshot reply (a relay's, §7)
 
     def send(self, kind, node, body, device=None, epoch=5) -> None:
         topic = protocol.build_topic(kind, node, device)
@@ -222,7 +223,7 @@ class FakeUpstream:
             prefix = msgpack.unpackb(raw).get("prefix", "cua1/")
             msgs = [f for t, f in self.latest.items() if t.startswith(prefix)]
             seqs = {t: s for t, s in self.seqs.items() if t.startswith(prefix)}
-            self.router.send_multipart([ident, protocol.snapshot_reply(5, msgs, seqs)], zmq.NOBLOCK)
+            self.router.send_multipart([ident, protocol.snapshot_reply(5, msgs, seqs, **self.extra)], zmq.NOBLOCK)
 
     def close(self) -> None:
         self.pub.close(0)
@@ -283,3 +284,37 @@ def test_a_client_following_only_heartbeats_applies_them(tmp_path):
             c.close()
         assert relay.stop() == 0
         assert agent.stop() == 0
+
+
+def test_a_relays_reply_ages_its_nodes_and_introduces_the_relay(tmp_path):
+    # A relay says how long it has not heard each node (silent_s): a node already silent
+    # past the stale interval is stale at once, not live for another 3 s. It lists its own
+    # epoch before its first event, so that event is applied rather than taken for the first
+    # message of a new node (whose snapshot would cover it, and drop it).
+    from test_protocol import AGENT, h100_device, h100_state
+
+    dev = h100_device()
+    up = FakeUpstream(tmp_path)
+    up.extra = {"epochs": {"node-a": 5, "node-b": 5, "relay-f": 9}, "silent_s": {"node-a": 10.0, "node-b": 0.0}}
+    client = Client([f"{up.feed},{up.sync}"])
+    events = []
+    client.on_update(lambda u: events.append(u) if u.kind == "event" else None)
+    try:
+        for node in ("node-a", "node-b"):
+            up.send("topo", node, protocol.encode_topo_body([dev], AGENT))
+            up.send("state", node, protocol.encode_state_body(h100_state(), dev.counters), device="mock-0")
+
+        def step():
+            up.serve()
+            client.poll(0.02)
+
+        wait_until(lambda: client.ready, step=step, what="join")
+        assert client.view.nodes["node-a"].stale and not client.view.nodes["node-b"].stale
+        assert [d.node for d in client.view.rank_devices()] == ["node-b"]
+        up.send("event", "relay-f", protocol.encode_event_body("node_stale", "silent", node="node-a"), epoch=9)
+        wait_until(lambda: events, step=step, what="the relay's first event", timeout=5)
+        (u,) = events
+        assert u.node == "relay-f" and u.body.type == "node_stale" and u.body.extra == {"node": "node-a"}
+    finally:
+        client.close()
+        up.close()

@@ -17,7 +17,7 @@ def test_example_config_loads_and_builds():
     values = config_mod.load_file(DEPLOY / "cuagent.toml")
     cfg = config_mod.build(values, {"driver": "mock"})
     assert (cfg.feed, cfg.sync) == ("tcp://*:7710", "tcp://*:7711")
-    assert cfg.driver == "mock" and cfg.mock_devices == [("h100-sxm", "training")]
+    assert cfg.driver == "mock" and cfg.backend_settings["mock_devices"] == ["h100-sxm:training"]
     assert config_mod.build(values, {}).driver == "auto"  # the file itself never picks the mock
 
 
@@ -50,10 +50,128 @@ def test_daemonset_exposes_feed_and_sync_with_limits():
     spec = ds["spec"]["template"]["spec"]
     (c,) = spec["containers"]
     assert spec["hostNetwork"] is True
-    assert {p["containerPort"] for p in c["ports"]} == {7710, 7711}
+    assert {p["containerPort"] for p in c["ports"]} == {7710, 7711, 7712}
     assert c["resources"]["limits"]["cpu"] and c["resources"]["limits"]["memory"]
     assert c["securityContext"]["allowPrivilegeEscalation"] is False
     (cm,) = [d for d in docs if d["kind"] == "ConfigMap"]
     (toml_text,) = cm["data"].values()
     values = config_mod.tomllib.loads(toml_text)  # the ConfigMap's file is a valid config too
     assert config_mod.build(values, {}).feed == "tcp://*:7710"
+
+
+# --------------------------------------------------------------------------- Kubernetes and systemd, checked by their own tools
+
+import re  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+MANIFESTS = ["daemonset.yaml", "extender.yaml"]
+
+
+def _validator() -> list[str]:
+    pytest.importorskip("kubernetes_validate")
+    return [sys.executable, "-c", "import sys; from kubernetes_validate.__main__ import main; sys.exit(main())"]
+
+
+@pytest.mark.parametrize("name", MANIFESTS)
+def test_manifests_validate_strictly_offline(name):
+    proc = subprocess.run([*_validator(), "--strict", str(DEPLOY / name)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "passed" in proc.stdout and "did not validate" not in proc.stdout
+
+
+def test_the_validator_rejects_what_it_should(tmp_path):
+    # The manifest this project shipped before: supplementalGroups in the container's
+    # securityContext (it belongs to the pod's). --strict must catch that kind of slip.
+    bad = (DEPLOY / "daemonset.yaml").read_text().replace(
+        "            capabilities: {drop: [ALL]}\n", "            capabilities: {drop: [ALL]}\n            supplementalGroups: [44]\n", 1)
+    (tmp_path / "bad.yaml").write_text(bad)
+    proc = subprocess.run([*_validator(), "--strict", str(tmp_path / "bad.yaml")], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode != 0 and "supplementalGroups" in proc.stdout
+
+
+def _docs(name: str) -> list[dict]:
+    yaml = pytest.importorskip("yaml")
+    return [d for d in yaml.safe_load_all((DEPLOY / name).read_text()) if d]
+
+
+def test_daemonset_has_fewer_privileges_than_a_privileged_exporter():
+    (ds,) = [d for d in _docs("daemonset.yaml") if d["kind"] == "DaemonSet"]
+    spec = ds["spec"]["template"]["spec"]
+    (c,) = spec["containers"]
+    sc = c["securityContext"]
+    assert sc["privileged"] is False and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]} and sc["readOnlyRootFilesystem"] is True
+    assert spec["automountServiceAccountToken"] is False
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["NVIDIA_DRIVER_CAPABILITIES"] == "utility"
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert mounts["pod-resources"]["readOnly"] is True
+    assert volumes["pod-resources"]["hostPath"]["path"] == "/var/lib/kubelet/pod-resources"
+    assert volumes["nfd-features"]["hostPath"]["path"] == "/etc/kubernetes/node-feature-discovery/features.d"
+    (cm,) = [d for d in _docs("daemonset.yaml") if d["kind"] == "ConfigMap"]
+    cfg = config_mod.build(config_mod.tomllib.loads(next(iter(cm["data"].values()))), {})
+    assert cfg.pod_resources_socket == "/var/lib/kubelet/pod-resources/kubelet.sock"
+    assert cfg.nfd_features_dir == volumes["nfd-features"]["hostPath"]["path"]
+
+
+def test_scheduler_config_points_at_the_extender_service():
+    (ksc,) = _docs("kube-scheduler-config.yaml")
+    assert ksc["apiVersion"] == "kubescheduler.config.k8s.io/v1" and ksc["kind"] == "KubeSchedulerConfiguration"
+    (ext,) = ksc["extenders"]
+    assert ext["ignorable"] is True and ext["nodeCacheCapable"] is True and ext["weight"] >= 1
+    assert ext["prioritizeVerb"] == "prioritize" and "filterVerb" not in ext
+    m = re.fullmatch(r"(\d+)(ms|s)", ext["httpTimeout"])
+    assert m and int(m.group(1)) * (1 if m.group(2) == "ms" else 1000) <= 1000
+    names = {r["name"] for r in ext["managedResources"]}
+    assert {"nvidia.com/gpu", "amd.com/gpu"} <= names
+    svc = [d for d in _docs("extender.yaml") if d["kind"] == "Service" and d["metadata"]["name"] == "cuagent-extender"]
+    (port,) = svc[0]["spec"]["ports"]
+    host = f"{svc[0]['metadata']['name']}.{svc[0]['metadata']['namespace']}.svc.cluster.local"
+    assert ext["urlPrefix"] == f"http://{host}:{port['port']}"
+    (dep,) = [d for d in _docs("extender.yaml") if d["kind"] == "Deployment" and d["metadata"]["name"] == "cuagent-extender"]
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert c["args"][0] == "extender" and c["args"][c["args"].index("--listen") + 1].endswith(f":{port['port']}")
+    from cuagent.cli import build_parser
+    build_parser().parse_args(c["args"])  # the Deployment's command line is one cuagent accepts
+
+
+def _unit_with_real_binary(tmp_path: Path) -> Path:
+    """The unit as shipped, with ExecStart pointing at this installation's cuagent
+    (verify checks that the binary exists)."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze not installed (Debian package systemd)")
+    exe = Path(sys.executable).parent / "cuagent"
+    if not exe.exists():
+        pytest.skip("no cuagent console script beside the interpreter")
+    unit = tmp_path / "cuagent.service"
+    unit.write_text((DEPLOY / "cuagent.service").read_text().replace("/usr/local/bin/cuagent", str(exe)))
+    return unit
+
+
+def test_systemd_unit_verifies(tmp_path):
+    unit = _unit_with_real_binary(tmp_path)
+    proc = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
+
+
+def test_systemd_unit_exposure_is_low(tmp_path):
+    unit = _unit_with_real_binary(tmp_path)
+    proc = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--threshold=40", str(unit)],
+                          capture_output=True, text=True, timeout=60)
+    m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", proc.stdout)
+    assert m, proc.stdout + proc.stderr
+    assert float(m.group(1)) <= 4.0 and proc.returncode == 0, proc.stdout[-2000:]
+
+
+def test_systemd_unit_closes_devices_but_gpus():
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str
+    unit.read(DEPLOY / "cuagent.service")
+    svc = unit["Service"]
+    assert svc["DevicePolicy"] == "closed"
+    text = (DEPLOY / "cuagent.service").read_text()
+    assert "DeviceAllow=char-nvidia* rw" in text.splitlines()

@@ -26,7 +26,9 @@ FAKES = Path(__file__).resolve().parent / "fakes"
 TOPIC_RE = re.compile(r"cua1/(topo|state|hb|event)/([A-Za-z0-9._-]{1,64})/(?:([^/]+)/)?")
 HEADER_KEYS = ("v", "node", "epoch", "seq", "ts", "gen")
 UNITS = {"ratio", "W", "C", "bytes", "Hz", "B/s", "count", "mask"}
-EVENT_TYPES = {"device_lost", "device_back", "backend_error", "topology_changed", "throttle", "xid"}
+EVENT_TYPES = {"device_lost", "device_back", "backend_error", "topology_changed", "throttle", "xid",
+               "node_stale", "node_back"}
+NODE_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 U64 = 1 << 64
 
 
@@ -128,8 +130,15 @@ class PageClient:
             # Step 3: the seq of every topic under the prefix, and the latest message's own.
             assert seqs.get(topic) == header["seq"], (topic, header["seq"], seqs.get(topic))
             self.last[topic] = header["seq"]
+        # A relay withholds the nodes it lists as stale (§7), and nobody serves the state of a
+        # device whose topo status is not "ok" (§3.1): their seqs alone are listed.
+        stale = snap.get("stale", [])
+        assert isinstance(stale, list) and all(isinstance(n, str) and NODE_RE.fullmatch(n) for n in stale), stale
         for topic, seq in seqs.items():
-            if TOPIC_RE.fullmatch(topic).group(1) in ("topo", "state"):
+            kind, node, device = TOPIC_RE.fullmatch(topic).groups()
+            if node in stale:
+                assert topic not in latest, f"{topic} served although {node} is listed stale"
+            elif kind == "topo" or (kind == "state" and (node not in self.topo or self.device_status(node, device) == "ok")):
                 assert topic in latest, f"snapshot lists seq {seq} for {topic} but not its latest message"
         for topic, seq in seqs.items():
             self.last.setdefault(topic, seq)
@@ -252,7 +261,7 @@ class PageClient:
                 assert key not in p or type(p[key]) is typ
         if len(d["partitions"]) == 1 and d["partitions"][0]["kind"] == "whole":
             assert d["partitions"][0]["id"] == "0"
-        for key, typ in (("pci", str), ("numa", int)):
+        for key, typ in (("pci", str), ("numa", int), ("status", str)):
             assert key not in d or type(d[key]) is typ, (key, d.get(key))
         for name, c in d["counters"].items():
             assert c["level"] in levels or c["level"] in ("partition", "device"), (name, c)
@@ -260,6 +269,10 @@ class PageClient:
         for link in d.get("links", []):
             assert link["peer"] in ids and link["type"] in ("nvlink", "xgmi", "pcie")
             assert is_int(link["count"]) and isinstance(link["path"], str)
+
+    def device_status(self, node: str, device: str) -> str:
+        """The device's ``status`` in the node's latest topo; absent means "ok" (§3.1)."""
+        return self.device_topo(node, device).get("status", "ok")
 
     def device_topo(self, node: str, device: str) -> dict:
         assert node in self.topo, f"state for {node} before any topo"
@@ -269,6 +282,7 @@ class PageClient:
     def check_state(self, node: str, device: str, header: dict, body: dict) -> None:
         d = self.device_topo(node, device)
         assert header["gen"] == self.gen[node], "state of a gen whose topo we do not hold"
+        assert d.get("status", "ok") == "ok", f"a state for {device}, whose status is {d['status']!r}"
         assert is_int(body["window_ns"]) and body["window_ns"] > 0
         assert is_int(body["samples"]) and body["samples"] >= 0
         assert header["ts"] >= self.started_ns[node], "a window that ended before the agent started"
@@ -334,6 +348,8 @@ class PageClient:
 
     def check_event(self, device: Optional[str], body: dict) -> None:
         assert body["type"] in EVENT_TYPES and isinstance(body["detail"], str), body
+        if body["type"] in ("node_stale", "node_back"):  # a relay's own, about a node (§7)
+            assert device is None and isinstance(body["node"], str) and NODE_RE.fullmatch(body["node"]), body
         if device is not None:
             assert body.get("device") == device, (device, body)
         elif "device" in body:

@@ -260,3 +260,22 @@ def test_binary_is_much_smaller_than_json():
         "device": decoded.device, "partition": decoded.partition,
     })
     assert len(p.pack(body)) * 2 < len(as_json)
+
+
+def test_device_status_round_trips_and_absent_means_ok():
+    body = p.encode_topo_body([h100_device("mock-0"), h100_device("mock-1")], AGENT)
+    assert p.decode_topo_body(body).device_status("mock-1") == "ok"  # an agent before the key
+    marked = p.with_device_status(body, {"mock-1"})
+    assert all("status" not in d for d in body["devices"])  # a copy: the plain body stays plain
+    topo = p.decode_topo_body(msgpack.unpackb(p.pack(marked)))
+    assert topo.status == {"mock-0": "ok", "mock-1": "lost"}
+    FeedChecker().feed(p.encode_frames("cua1/topo/node-a/", p.Header("node-a", 1, 1, 1_700_000_000_000_000_000, 1),
+                                       marked))
+    marked["devices"][0]["status"] = 3
+    with pytest.raises(p.ProtocolError) as e:
+        p.decode_topo_body(marked)
+    assert e.value.field == "topo.devices[0].status"
+    marked["devices"][0]["status"] = "on fire"
+    with pytest.raises(ProtocolViolation, match="status"):
+        FeedChecker().feed(p.encode_frames("cua1/topo/node-a/", p.Header("node-a", 1, 1, 1_700_000_000_000_000_000, 1),
+                                           marked))

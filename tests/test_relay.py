@@ -15,8 +15,11 @@ from protocol_checker import FeedChecker
 def test_stacked_relays_forward_untouched_and_snapshot_like_the_agent(tmp_path):
     a = start_agent(tmp_path, "node-a", "h100-sxm:training")
     b = start_agent(tmp_path, "node-b", "mi300x:inference")
-    r1 = start_relay(tmp_path, "relay-1", a.endpoint, b.endpoint)
-    r2 = start_relay(tmp_path, "relay-2", r1.endpoint)
+    # The agents are stopped before the snapshots are compared: a long stale interval keeps
+    # the relays serving them meanwhile (test_relay_stale.py covers withholding silent nodes).
+    patient = ("--stale-after-s", "600")
+    r1 = start_relay(tmp_path, "relay-1", a.endpoint, b.endpoint, extra=patient)
+    r2 = start_relay(tmp_path, "relay-2", r1.endpoint, extra=patient)
     procs = [a, b, r1, r2]
     recs = {"direct-a": Recorder(a.feed), "direct-b": Recorder(b.feed), "r1": Recorder(r1.feed), "r2": Recorder(r2.feed)}
     clients = {"r1": Client([r1.endpoint]), "r2": Client([r2.endpoint]), "direct": Client([a.endpoint, b.endpoint])}

@@ -43,11 +43,13 @@ void DeviceDescription::validate() const {
         if (!c.rollup.empty() && level_index(c.level) < 0)
             fail("counter '" + c.name + "' has a rollup but is not measured at a hierarchy level");
     }
-    // A rollup may reuse its own counter's name ("issue" over the device is
-    // still "issue"), never another counter's.
+    // A rollup is published as a counter of its own, declared at partition
+    // level (PROTOCOL.md §3.1): its name can be no counter's, its own included
+    // (one name cannot be declared at two levels).
     for (const auto& c : counters)
-        if (!c.rollup.empty() && c.rollup != c.name && names.count(c.rollup))
-            fail("rollup name '" + c.rollup + "' collides with a counter");
+        if (!c.rollup.empty() && names.count(c.rollup))
+            fail("rollup name '" + c.rollup + "' of counter '" + c.name + "' is a counter's name" +
+                 (c.rollup == c.name ? " (its own)" : ""));
     for (const auto& p : partitions)
         for (std::uint16_t u : p.unit_ids)
             if (u >= units) fail("partition " + p.id + " names unit " + std::to_string(u) + " past the last");

@@ -83,8 +83,15 @@ class Agent:
         context: Optional[zmq.Context] = None,
         slow_path: Optional[SlowPath] = None,
         rebuild_engine: Optional[Callable[[], Any]] = None,
+        pods: Optional[Any] = None,
+        on_topology: Optional[Callable[[list[Any]], Any]] = None,
     ) -> None:
         self.engine = engine
+        # Kubernetes extras (cuagent.scheduling): ``pods`` maps devices to the containers
+        # holding them (``state.pods``); ``on_topology`` sees the devices at start, on every
+        # change and every topo interval (the NFD feature file).
+        self.pods = pods
+        self._on_topology = on_topology
         self.config = config
         self.slow_path = slow_path or SlowPath()
         self._rebuild_engine = rebuild_engine
@@ -100,7 +107,16 @@ class Agent:
         # Latest frames of every topo/state topic: what a snapshot serves (§4.3).
         self._latest: dict[str, list[bytes]] = {}
         self._last_window: list[Any] = []
+        # Devices lost (from device_lost to their first window after device_back): topo marks
+        # them (§3.1 status), they publish no state, and snapshots hold no state of theirs (it
+        # would pass as current). ``_returning``: lost devices whose device_back has come.
+        self._lost: set[str] = set()
+        self._returning: set[str] = set()
         self.stats: dict[str, int] = {"state": 0, "topo": 0, "hb": 0, "event": 0}
+        # Called with (topic, header, body map) of each message sent, on this loop's thread:
+        # an in-process consumer (the Prometheus exporter) sees what the feed carries without
+        # a socket or a decode. It must return quickly and never raise.
+        self.on_publish: Optional[Callable[[str, Header, dict[str, Any]], None]] = None
         self.sync_stats: dict[str, int] = {}
         self._topology = list(engine.topology())
         self._topo_body = self._encode_topo(self._topology)
@@ -138,6 +154,15 @@ class Agent:
         if self._auth is not None:
             self._auth.stop()
         self.slow_path.close()
+        if self.pods is not None:
+            self.pods.close()
+
+    def _topology_seen(self) -> None:
+        if self._on_topology is not None:
+            try:
+                self._on_topology(self._topology)
+            except Exception as e:  # noqa: BLE001 — an extra must never stop the feed
+                log.warning("topology hook failed: %s", e)
 
     def run(self) -> None:
         cfg = self.config
@@ -153,6 +178,7 @@ class Agent:
         interval = cfg.publish_interval_ms / 1000.0
         now = time.monotonic()
         self._publish_topo()
+        self._topology_seen()
         next_topo = now + cfg.topo_interval_s
         next_hb = now  # a heartbeat right away tells joiners the node is alive
         next_state = now
@@ -215,6 +241,8 @@ class Agent:
             return
         self.engine.stop()
         self.engine = new
+        self._lost.clear()  # a new engine reports its own losses
+        self._returning.clear()
         self.engine.start()
         self._watch_windows()
         self._refresh_topology(force_publish=False, changed=True)
@@ -223,7 +251,8 @@ class Agent:
     def _send(self, topic: str, ts: int, body: dict[str, Any], keep: bool) -> None:
         seq = self.seqs.get(topic, 0) + 1
         self.seqs[topic] = seq
-        frames = protocol.encode_frames(topic, Header(self.config.node, self.epoch, seq, ts, self.gen), body)
+        header = Header(self.config.node, self.epoch, seq, ts, self.gen)
+        frames = protocol.encode_frames(topic, header, body)
         try:
             # PUB never blocks (it drops at the HWM); NOBLOCK makes that explicit.
             self.feed.send_multipart(frames, zmq.NOBLOCK)
@@ -231,13 +260,16 @@ class Agent:
             pass
         if keep:
             self._latest[topic] = frames
+        if self.on_publish is not None:
+            self.on_publish(topic, header, body)
 
     def _encode_topo(self, topology: list[Any]) -> dict[str, Any]:
         agent = protocol.AgentInfo(AGENT_VERSION, _socket.gethostname(), os.getpid(), self.started_ns)
         return protocol.encode_topo_body(topology, agent)
 
     def _publish_topo(self) -> None:
-        self._send(protocol.build_topic("topo", self.config.node), time.time_ns(), self._topo_body, keep=True)
+        body = protocol.with_device_status(self._topo_body, self._lost)
+        self._send(protocol.build_topic("topo", self.config.node), time.time_ns(), body, keep=True)
         self.stats["topo"] += 1
 
     def _refresh_topology(self, force_publish: bool, changed: bool = False) -> None:
@@ -254,6 +286,8 @@ class Agent:
             self._indices = [d.index for d in topology]
             self._topics = [protocol.build_topic("state", self.config.node, d.id) for d in topology]
             self._last_window = [None] * len(topology)
+            self._lost &= {d.id for d in topology}
+            self._returning &= self._lost
             # Every latest state belongs to the old generation (its shape may not match the
             # new topo: partitions, levels): a snapshot must not pair it with the new topo.
             # The next window of each device refills it.
@@ -262,6 +296,7 @@ class Agent:
             log.warning("topology changed: gen %d, devices %s -> %s", self.gen, sorted(old), [d.id for d in topology])
         if changed or force_publish:
             self._publish_topo()
+            self._topology_seen()
         if changed:
             body_ev = protocol.encode_event_body("topology_changed", f"topology generation {self.gen}")
             self._send(protocol.build_topic("event", self.config.node), time.time_ns(), body_ev, keep=False)
@@ -275,16 +310,30 @@ class Agent:
         snapshot = self.engine.snapshot()
         next_due: Optional[float] = None
         wall_now = time.time_ns()
+        pods = self.pods.pods(self._topology) if self.pods is not None else None
         for i, st in enumerate(snapshot):
             if st is None or i >= len(self._topics):
                 continue
             window_id = getattr(st, "window_seq", None)
             if window_id is None:
                 window_id = st.t_ns
+            device_id = self._topology[i].id
+            if device_id in self._lost:
+                if device_id in self._returning and window_id != self._last_window[i]:
+                    # Its first window since device_back: OK again, announced just before it,
+                    # so that no snapshot pairs an OK status with no current state.
+                    self._lost.discard(device_id)
+                    self._returning.discard(device_id)
+                    self._publish_topo()
+                else:
+                    # A window closing as the device fell off, or one while lost: topo says
+                    # lost, and a lost device publishes no state (nor this window later).
+                    self._last_window[i] = window_id
             if window_id != self._last_window[i]:
                 self._last_window[i] = window_id
                 processes = self.slow_path.processes(self._indices[i], now)
-                body = protocol.encode_state_body(st, self._counters[i], processes)
+                body = protocol.encode_state_body(st, self._counters[i], processes,
+                                                  None if pods is None else pods.get(self._topology[i].id, []))
                 self._send(self._topics[i], int(st.t_ns), body, keep=True)
                 self.stats["state"] += 1
             due = now + (st.t_ns + st.window_ns - wall_now) / 1e9
@@ -302,7 +351,7 @@ class Agent:
         events = self.engine.events()
         if not events:
             return
-        topo_dirty = False
+        topo_dirty = status_changed = False
         for ev in events:
             device_id = getattr(ev, "device_id", None) or None
             topic = protocol.build_topic("event", self.config.node, device_id)
@@ -311,8 +360,22 @@ class Agent:
             self.stats["event"] += 1
             log.warning("event %s on %s: %s", ev.type, device_id or self.config.node, ev.detail)
             topo_dirty |= ev.type in ("device_lost", "device_back")
+            if device_id is not None and ev.type == "device_lost":
+                status_changed |= self._device_lost(device_id)
+            elif device_id is not None and ev.type == "device_back" and device_id in self._lost:
+                self._returning.add(device_id)  # OK again with its first window (_publish_states)
         if topo_dirty:
-            self._refresh_topology(force_publish=False)
+            # A loss re-publishes topo at once, without a new gen (§3.1).
+            self._refresh_topology(force_publish=status_changed)
+
+    def _device_lost(self, device_id: str) -> bool:
+        """Record a device's loss; True when its status changed."""
+        self._returning.discard(device_id)
+        if device_id in self._lost:
+            return False
+        self._lost.add(device_id)
+        self._latest.pop(protocol.build_topic("state", self.config.node, device_id), None)
+        return True
 
     def _publish_hb(self) -> None:
         stats = self.engine.stats()

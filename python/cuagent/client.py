@@ -78,10 +78,17 @@ class DeviceView:
     state: Optional[State] = None
     ts: int = 0  # header ts of the state: unix ns at the end of its window
     seq: int = 0
+    # The topo's `status` (PROTOCOL.md §3.1): "ok", or "lost" (no state, never ranked).
+    status: str = protocol.DEVICE_OK
 
     @property
     def id(self) -> str:
         return self.topology.id
+
+    @property
+    def lost(self) -> bool:
+        """The agent reports this device as not serving (e.g. fallen off the bus)."""
+        return self.status != protocol.DEVICE_OK
 
     @property
     def idle_units(self) -> Optional[float]:
@@ -197,13 +204,14 @@ class ClusterView:
         return self.nodes[node].devices[device]
 
     def rank_devices(self, include_stale: bool = False) -> list[DeviceView]:
-        """Devices with a known state, most idle units first."""
-        devs = [d for d in self.devices(include_stale) if d.idle_units is not None]
+        """Devices with a known state, most idle units first (a lost device never)."""
+        devs = [d for d in self.devices(include_stale) if d.idle_units is not None and not d.lost]
         return sorted(devs, key=lambda d: (-d.idle_units, d.node, d.id))  # type: ignore[operator]
 
     def rank_partitions(self, include_stale: bool = False) -> list[tuple[DeviceView, str, float]]:
         """(device, partition id, idle units), most idle first."""
-        rows = [(d, pid, idle) for d in self.devices(include_stale) for pid, idle in d.partition_idle_units().items()]
+        rows = [(d, pid, idle) for d in self.devices(include_stale) if not d.lost
+                for pid, idle in d.partition_idle_units().items()]
         return sorted(rows, key=lambda r: (-r[2], r[0].node, r[0].id, r[1]))
 
 
@@ -512,6 +520,8 @@ class Client:
                     # A state for a device the topo we hold does not list: we missed a topo.
                     self._resync(link, node, None, reason=f"state for unknown device {msg.topic.device}")
                     return
+                if dv.lost:
+                    return  # the agent says no state of it is current (§3.1 status)
                 dv.state = protocol.decode_state_body(msg.body, dv.topology)
                 dv.ts, dv.seq = msg.header.ts, msg.header.seq
                 if self.keep_frames:
@@ -543,10 +553,14 @@ class Client:
         old = nv.devices
         nv.devices = {}
         for dev in topo.devices:
-            dv = DeviceView(node, dev)
+            dv = DeviceView(node, dev, status=topo.device_status(dev.id))
             prev = old.get(dev.id)
+            if dv.lost:
+                # Its last window is no longer current: a follower holds no state for it, as
+                # a client joining now gets none from the snapshot.
+                self.frames.pop(protocol.build_topic("state", node, dev.id), None)
             # Keep the latest window across a topo re-publish when the shape is unchanged.
-            if prev is not None and prev.topology.counts == dev.counts and prev.topology.counters == dev.counters:
+            elif prev is not None and prev.topology.counts == dev.counts and prev.topology.counters == dev.counters:
                 dv.state, dv.ts, dv.seq = prev.state, prev.ts, prev.seq
             nv.devices[dev.id] = dv
         for gone in set(old) - set(nv.devices):
@@ -664,10 +678,14 @@ class Client:
         # none of their messages) take their epoch from the reply: a relay lists each node's
         # in "epochs"; otherwise the reply's "epoch" is the node's when it is the only one.
         seq_nodes = {t.split("/", 3)[2] for t in snap.seqs if isinstance(t, str) and t.count("/") >= 3}
-        if only_node is not None:
-            seq_nodes &= {only_node}
         extra_epochs = snap.extra.get("epochs")
         listed = extra_epochs if isinstance(extra_epochs, dict) else {}
+        # A relay lists itself among "epochs" before it has published any event of its own
+        # (§7): with that epoch known, its first event is applied, not taken for a new node
+        # whose snapshot would then cover (and drop) it.
+        seq_nodes |= {n for n in listed if isinstance(n, str) and protocol.NODE_RE.fullmatch(n)}
+        if only_node is not None:
+            seq_nodes &= {only_node}
         bare: dict[str, int] = {}
         for node in seq_nodes - set(decoded):
             epoch = listed.get(node)
@@ -684,6 +702,7 @@ class Client:
             for seq_topic, seq in snap.seqs.items():
                 if isinstance(seq_topic, str) and seq_topic.split("/", 3)[2:3] == [node]:
                     self.seqs[seq_topic] = max(self.seqs.get(seq_topic, 0), seq)
+        silent = snap.extra.get("silent_s")
         for node, msgs in decoded.items():
             epoch = msgs[0].header.epoch
             if self.epochs.get(node) not in (None, epoch):
@@ -704,7 +723,11 @@ class Client:
                 self._apply(link, msg)
             nv = self.view.nodes.get(node)
             if nv is not None:
-                nv.last_heard = time.monotonic()
+                # A relay says how long it has not heard the node (§7): a node silent there
+                # goes stale here as soon as it does there, not a full interval later.
+                age = silent.get(node, 0.0) if isinstance(silent, dict) else 0.0
+                age = float(age) if type(age) in (int, float) and 0.0 <= age < 1e9 else 0.0
+                nv.last_heard = time.monotonic() - age
 
     def _finish_join(self, link: _Link) -> None:
         link.joining = False

@@ -25,7 +25,12 @@ from .topology import CounterInfo, CounterStat, DeviceTopology, LinkInfo, Partit
 VERSION = 1
 PREFIX = "cua1/"
 KINDS = ("topo", "state", "hb", "event")
-EVENT_TYPES = ("device_lost", "device_back", "backend_error", "topology_changed", "throttle", "xid")
+EVENT_TYPES = ("device_lost", "device_back", "backend_error", "topology_changed", "throttle", "xid",
+               "node_stale", "node_back")
+# A device's `status` in topo (§3.1): absent means OK (agents before the key). Anything but
+# OK means the device serves no state; a reader treats unknown values as not OK.
+DEVICE_OK, DEVICE_LOST = "ok", "lost"
+DEVICE_STATUSES = (DEVICE_OK, DEVICE_LOST)
 UNIT_NAMES = ("ratio", "W", "C", "bytes", "Hz", "B/s", "count", "mask")
 PARTITION_KINDS = ("whole", "mig", "xcp")
 LAYOUT_SOURCES = ("probe", "vendor", "mock", "none")
@@ -319,6 +324,12 @@ class AgentInfo:
 class Topo:
     agent: AgentInfo
     devices: list[Device]
+    # device id -> `status` (§3.1); a device the body gives no status is OK. Kept beside the
+    # devices, not in them: a status is not topology (it changes no `gen`).
+    status: dict[str, str] = field(default_factory=dict)
+
+    def device_status(self, device_id: str) -> str:
+        return self.status.get(device_id, DEVICE_OK)
 
 
 Stat = CounterStat  # a counter's window mean and max, float32 arrays
@@ -337,6 +348,8 @@ class State:
     device: dict[str, float]
     idle_units: Optional[float]  # None when nothing measures activity
     processes: Optional[list[dict[str, Any]]] = None
+    # Kubernetes containers holding the device (kubelet PodResources); None: not known.
+    pods: Optional[list[dict[str, Any]]] = None
 
 
 @dataclass
@@ -441,8 +454,17 @@ def encode_topo_body(devices: Iterable[Any], agent: AgentInfo | Mapping[str, Any
     return {"agent": agent_map, "devices": [encode_device(d) for d in devices]}
 
 
+def with_device_status(topo_body: Mapping[str, Any], lost: Iterable[str]) -> dict[str, Any]:
+    """``topo_body`` with every device's ``status`` (§3.1): ``lost`` for the ids in ``lost``,
+    else ``ok``. A copy: the agent compares status-free bodies to detect topology changes."""
+    lost = set(lost)
+    devices = [dict(d, status=DEVICE_LOST if d["id"] in lost else DEVICE_OK) for d in topo_body["devices"]]
+    return dict(topo_body, devices=devices)
+
+
 def encode_state_body(
     s: Any, counters: Optional[Mapping[str, Any]] = None, processes: Optional[Iterable[Mapping[str, Any]]] = None,
+    pods: Optional[Iterable[Mapping[str, Any]]] = None,
 ) -> dict[str, Any]:
     """A ``state`` map from an engine DeviceState (or a decoded :class:`State`).
 
@@ -450,13 +472,15 @@ def encode_state_body(
     bitmasks) go out as ints; NaN or None values are left out (absent, never zero).
     ``processes`` (the backend's slow path) overrides ``s.processes``; None means the backend
     cannot list processes and the key is left out, while an empty list means it can and
-    nothing runs. A device without sub-device counters carries no ``levels`` key (§3.2)."""
+    nothing runs. A device without sub-device counters carries no ``levels`` key (§3.2).
+    ``pods`` (kubelet PodResources attribution) follows the same rule: None leaves the key
+    out (no kubelet socket), an empty list says no container holds the device."""
     units = {name: c.unit for name, c in counters.items()} if counters else {}
     # The topo declares each counter at the level where it is measured (§3.1), and a state
-    # carries only declared counters. The engine also averages unit-level counters over a
-    # partition and the device under their own names (``issue``, ``mem_stall``): on the wire
-    # that would contradict their declared level, and a client can take those means from
-    # ``levels`` itself, so they stay off. ``device`` keeps device counters and the
+    # carries only declared counters, at their declared level. The engine's rollups are
+    # declared counters already (each CounterSpec.rollup is declared at "partition" level by
+    # DeviceTopology.from_description), so this filter drops nothing the engine computes; it
+    # keeps a hand-built or foreign state honest. ``device`` keeps device counters and the
     # device-wide value of partition counters (e.g. ``sm_active``, which §3.2's idle_units
     # rule reads there).
     declared = {name: c.level for name, c in counters.items()} if counters else None
@@ -491,7 +515,20 @@ def encode_state_body(
         processes = getattr(s, "processes", None)
     if processes is not None:
         body["processes"] = [_process(p) for p in processes]
+    if pods is not None:
+        body["pods"] = [_pod(p) for p in pods]
     return body
+
+
+_POD_KEYS = ("namespace", "pod", "container", "resource")
+
+
+def _pod(p: Mapping[str, Any]) -> dict[str, Any]:
+    """One ``pods`` entry (§3.2): the four names as strings, ``partition`` where it is one."""
+    out = {k: str(p[k]) for k in _POD_KEYS}
+    if p.get("partition") is not None:
+        out["partition"] = str(p["partition"])
+    return out
 
 
 def _process(p: Mapping[str, Any]) -> dict[str, Any]:
@@ -660,11 +697,17 @@ def decode_topo_body(m: Any) -> Topo:
         pid=_get(a, "pid", int, "topo.agent"),
         started_ns=_get(a, "started_ns", int, "topo.agent"),
     )
-    devices = [decode_device(d, f"topo.devices[{i}]") for i, d in enumerate(_get(m, "devices", list, "topo"))]
+    raw = _get(m, "devices", list, "topo")
+    devices = [decode_device(d, f"topo.devices[{i}]") for i, d in enumerate(raw)]
     ids = [d.id for d in devices]
     if len(set(ids)) != len(ids):
         raise ProtocolError("topo.devices", f"duplicate device ids in {ids}")
-    return Topo(agent, devices)
+    status = {}
+    for i, (d, dm) in enumerate(zip(devices, raw)):
+        value = _get(dm, "status", str, f"topo.devices[{i}]", optional=True)
+        if value is not None:
+            status[d.id] = value
+    return Topo(agent, devices, status)
 
 
 _F32: np.dtype = np.dtype("<f4")
@@ -722,11 +765,12 @@ def _decode_state_fast(m: dict, device: Optional[Device]) -> State:
     if not all(type(pid) is str for pid in partition):
         raise _Unusual
     window_ns, samples, idle = m["window_ns"], m["samples"], m.get("idle_units")
-    processes = m.get("processes")
+    processes, pods = m.get("processes"), m.get("pods")
     if type(window_ns) is not int or type(samples) is not int or (idle is not None and type(idle) not in _NUMBER_TYPES) \
-            or (processes is not None and type(processes) is not list):
+            or (processes is not None and type(processes) is not list) or (pods is not None and (type(pods) is not list or not all(type(p) is dict for p in pods))):
         raise _Unusual
-    return State(window_ns, samples, levels, partition, _numbers(m["device"]), None if idle is None else float(idle), processes)
+    return State(window_ns, samples, levels, partition, _numbers(m["device"]), None if idle is None else float(idle),
+                 processes, pods)
 
 
 def _decode_state_checked(m: Any, device: Optional[Device] = None) -> State:
@@ -765,6 +809,11 @@ def _decode_state_checked(m: Any, device: Optional[Device] = None) -> State:
         if isinstance(v, bool) or not isinstance(v, _NUMBER):
             raise ProtocolError(f"state.device.{k}", f"expected a number, got {describe(v)}")
     processes = _get(m, "processes", list, "state", optional=True)
+    pods = _get(m, "pods", list, "state", optional=True)
+    for i, p in enumerate(pods or []):
+        pw = f"state.pods[{i}]"
+        for key in _POD_KEYS:
+            _get(_map(p, pw), key, str, pw)
     return State(
         window_ns=_get(m, "window_ns", int, "state"),
         samples=_get(m, "samples", int, "state"),
@@ -773,6 +822,7 @@ def _decode_state_checked(m: Any, device: Optional[Device] = None) -> State:
         device=dev,
         idle_units=_optional_float(_get(m, "idle_units", _NUMBER, "state", optional=True)),
         processes=processes,
+        pods=pods,
     )
 
 

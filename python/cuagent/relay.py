@@ -9,6 +9,12 @@ libzmq's own proxy, forwarding them upstream, could not do.
 The relay also follows every upstream as a client (snapshot join, gaps, restarts) keeping the
 latest raw frames per topo/state topic, and answers ``snapshot``/``ping`` on its own sync
 socket from that cache. Since it speaks the agent's protocol on both sides, relays stack.
+
+A node the relay has not heard for the stale interval is withheld from its snapshots (its
+cached frames would pass for current) and announced on the relay's own feed with a
+``node_stale`` event, under the relay's name; ``node_back`` when it is heard again. The events
+enter the proxy through an inproc PUB that the XSUB also follows, so the proxy thread stays
+the only user of the forwarding sockets.
 """
 
 from __future__ import annotations
@@ -16,13 +22,14 @@ from __future__ import annotations
 import errno
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import zmq
 
 from . import protocol, sockets
-from .client import Client, Endpoint
+from .client import STALE_AFTER_S, Client, Endpoint
 from .curve import Authenticator, ClientKeys, ServerKeys, apply_client
 from .subscriptions import SubscriptionGuard
 
@@ -43,11 +50,15 @@ class RelayConfig:
     # connect upstream as this client.
     curve: Optional[ServerKeys] = None
     upstream_curve: Optional[ClientKeys] = None
+    # Seconds without a heartbeat before a node is withheld and announced stale (§3.3, §7).
+    stale_after_s: float = STALE_AFTER_S
 
     def __post_init__(self) -> None:
         protocol.check_node(self.name, "--name")
         if not self.upstreams:
             raise ValueError("a relay needs at least one upstream (--connect)")
+        if not 0 < self.stale_after_s < 1e6:
+            raise ValueError(f"--stale-after-s must be > 0 and < 1e6 s, got {self.stale_after_s}")
 
 
 class Relay:
@@ -81,7 +92,17 @@ class Relay:
         # Used by the forwarding thread only, from start() on.
         self.feed_guard = SubscriptionGuard(self._xpub, self.feed_endpoint)
         self.forward_stats: dict[str, int] = {"messages": 0}
-        self.client = Client(config.upstreams, keep_frames=True, context=self.ctx, curve=config.upstream_curve)
+        self.client = Client(config.upstreams, keep_frames=True, context=self.ctx, curve=config.upstream_curve,
+                             stale_after_s=config.stale_after_s)
+        # The relay's own events (node_stale/node_back), as node ``name`` of epoch ``epoch``.
+        self.stale: set[str] = set()  # nodes announced stale and withheld from snapshots
+        self._event_topic = protocol.build_topic("event", config.name)
+        self._event_seq = 0
+        self._events = self.ctx.socket(zmq.PUB)
+        self._events.setsockopt(zmq.LINGER, 0)
+        events_addr = f"inproc://cuagent-relay-events-{id(self):x}"
+        self._events.bind(events_addr)
+        self._xsub.connect(events_addr)
         # Take everything upstream regardless of who is subscribed below: a downstream
         # subscription then never has to travel to an agent before it takes effect, so a
         # client joining through the relay cannot miss messages sent while it propagated.
@@ -160,6 +181,7 @@ class Relay:
                     continue
                 # Cache first: a snapshot answered right after sees what has arrived.
                 self.client.process()
+                self._track_staleness()
                 if ready.get(self.sync):
                     sockets.serve_requests(self.sync, self._answer, self.sync_stats)
         finally:
@@ -170,25 +192,66 @@ class Relay:
 
     def close(self) -> None:
         self.client.close()
-        for sock in (self._xsub, self._xpub, self.sync, self._control):
+        for sock in (self._xsub, self._xpub, self.sync, self._control, self._events):
             sock.close(0)
         if self._auth is not None:
             self._auth.stop()
 
+    # ------------------------------------------------------------------ staleness
+    def _track_staleness(self) -> None:
+        """Announce each node that went stale in the client's view, and each heard again."""
+        view = self.client.view.nodes
+        for name, node in view.items():
+            if node.stale and name not in self.stale:
+                self.stale.add(name)
+                silent = time.monotonic() - node.last_heard
+                log.warning("node %s is stale (no heartbeat for %.1f s): withheld from snapshots", name, silent)
+                self._announce("node_stale", name, f"no heartbeat from {name} for {silent:.1f} s")
+        for name in sorted(self.stale):
+            # A node gone from the view (restarted, being re-joined) is back once it is there again.
+            again = view.get(name)
+            if again is not None and not again.stale:
+                self.stale.discard(name)
+                log.info("node %s is heard again: served again", name)
+                self._announce("node_back", name, f"{name} is heard again")
+
+    def _announce(self, kind: str, node: str, detail: str) -> None:
+        self._event_seq += 1
+        header = protocol.Header(self.config.name, self.epoch, self._event_seq, time.time_ns(), 1)
+        body = protocol.encode_event_body(kind, detail, node=node)
+        try:
+            self._events.send_multipart(protocol.encode_frames(self._event_topic, header, body), zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # PUB drops at its HWM; the seq shows the loss downstream
+
+    # ------------------------------------------------------------------ sync
     def _answer(self, req: sockets.Request) -> bytes:
         if req.op == "ping":
             return protocol.pack({
                 "ok": True, "v": protocol.VERSION, "node": self.config.name, "epoch": self.epoch, "gen": 1,
-                "relay": True, "nodes": sorted(self.client.view.nodes),
+                "relay": True, "nodes": sorted(self.client.view.nodes), "stale": sorted(self.stale),
             })
         if req.op == "snapshot":
             prefix = sockets.parse_snapshot_prefix(req)
-            msgs = [frames for topic, frames in self.client.frames.items() if topic.startswith(prefix)]
+            # A stale node's topo and state are withheld (its seqs stay: they are what was sent).
+            kept = {topic: frames for topic, frames in self.client.frames.items()
+                    if topic.startswith(prefix) and topic.split("/", 3)[2] not in self.stale}
             seqs = {topic: seq for topic, seq in self.client.seqs.items() if topic.startswith(prefix)}
             nodes = {topic.split("/", 3)[2] for topic in seqs}
             epochs = {n: self.client.epochs[n] for n in nodes if n in self.client.epochs}
-            # One node: its own epoch, as its agent would answer. Several: each header carries
-            # its node's epoch, and "epochs" lists them; "epoch" is then the relay's.
-            epoch = next(iter(epochs.values())) if len(epochs) == 1 else self.epoch
-            return protocol.snapshot_reply(epoch, msgs, seqs, epochs=epochs)
+            # One node served: its own epoch, as its agent would answer. Several: each header
+            # carries its node's epoch, and "epochs" lists them; "epoch" is then the relay's.
+            # (Served: with messages, or for a follower of hb/event topics, not withheld.)
+            served = {topic.split("/", 3)[2] for topic in kept} or nodes - self.stale
+            epoch = epochs.get(next(iter(served)), self.epoch) if len(served) == 1 else self.epoch
+            if self._event_topic.startswith(prefix):
+                if self._event_seq:
+                    seqs[self._event_topic] = self._event_seq
+                # Listed even before its first event, so that a client applies that event.
+                epochs[self.config.name] = self.epoch
+            now = time.monotonic()
+            silent = {n: round(now - self.client.view.nodes[n].last_heard, 3)
+                      for n in nodes if n in self.client.view.nodes}
+            return protocol.snapshot_reply(epoch, kept.values(), seqs, epochs=epochs, stale=sorted(self.stale & nodes),
+                                           silent_s=silent)
         raise sockets.RequestError(f"unknown op {req.op[:64]!r} (known: ping, snapshot)")

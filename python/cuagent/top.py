@@ -67,6 +67,21 @@ def counters_line(dv: DeviceView) -> str:
     return "  ".join(parts)
 
 
+def pods_line(dv: DeviceView) -> str:
+    """The Kubernetes containers holding the device (kubelet attribution), or "" when the
+    agent has none to say (no kubelet socket)."""
+    pods = None if dv.state is None else dv.state.pods
+    if pods is None:
+        return ""
+    if not pods:
+        return "pods: none"
+    names = []
+    for p in pods:
+        where = f" [p{p['partition']}]" if p.get("partition") is not None else ""
+        names.append(f"{p.get('namespace', '?')}/{p.get('pod', '?')}/{p.get('container', '?')}{where}")
+    return "pods: " + ", ".join(names)
+
+
 def state_counts(dv: DeviceView) -> dict[str, int]:
     states = dv.unit_states()
     if states is None:
@@ -100,7 +115,9 @@ def device_panel(dv: DeviceView, node: NodeView) -> Any:
         unit_level = st.levels.get(topo.unit, {})
         if "active" in unit_level:
             active = unit_level["active"].mean
-    if st is None:
+    if dv.lost:
+        body.append(f"device {dv.status}: the agent serves no state for it\n", style="bold red")
+    elif st is None:
         body.append("waiting for the first window…\n", style="dim")
     elif states is None:
         body.append(f"no per-unit counters from backend {topo.backend}\n", style="dim")
@@ -119,9 +136,12 @@ def device_panel(dv: DeviceView, node: NodeView) -> Any:
             if name in counts:
                 body.append(f"{name} {counts[name]}  ", style=STATE_STYLES[i])
         body.append("\n" + counters_line(dv), style="white")
+        if pods_line(dv):
+            body.append("\n" + pods_line(dv), style="magenta")
     age = "" if not dv.ts else f"  window {(time.time_ns() - dv.ts) / 1e6:.0f} ms ago"
-    title = f"{node.name} / {dv.id} — {topo.model} ({topo.units} {topo.unit}s){age}"
-    return Panel(body, title=title, title_align="left", border_style="red" if node.stale else "blue")
+    lost = f"  {dv.status.upper()}" if dv.lost else ""
+    title = f"{node.name} / {dv.id} — {topo.model} ({topo.units} {topo.unit}s){age}{lost}"
+    return Panel(body, title=title, title_align="left", border_style="red" if node.stale or dv.lost else "blue")
 
 
 def health_line(client: Client, rates: FeedRates) -> str:
@@ -158,6 +178,9 @@ def plain_lines(client: Client, rates: FeedRates) -> list[str]:
     for node in sorted(client.view.nodes.values(), key=lambda n: n.name):
         for dv in node.devices.values():
             st = dv.state
+            if dv.lost:
+                lines.append(f"{node.name}/{dv.id} {dv.topology.model}: {dv.status.upper()} (no state served)")
+                continue
             if st is None:
                 lines.append(f"{node.name}/{dv.id} {dv.topology.model}: no window yet")
                 continue
@@ -167,6 +190,7 @@ def plain_lines(client: Client, rates: FeedRates) -> list[str]:
             lines.append(
                 f"{node.name}/{dv.id} {dv.topology.model}: idle_units {idle_units}/{dv.topology.units}"
                 f" states[{counts}] idle {dv.topology.levels[0]}s [{idle}] {counters_line(dv)}"
+                + (f" {pods_line(dv)}" if pods_line(dv) else "")
             )
     lines.append(health_line(client, rates))
     return lines

@@ -90,11 +90,12 @@ class DeviceTopology:
         counters: Dict[str, CounterInfo] = {}
         for c in d.counters:
             counters[c.name] = CounterInfo(c.level, c.unit, c.help)
-        # Rollups are published under their own names in the partition and
-        # device sections, so that is where a client looks for them: declare
-        # them at the finest of those, "partition".
+        # A counter's rollup (CounterSpec.rollup, the one place it is decided) is
+        # published under its own name in the partition and device sections, so
+        # that is where a client looks for it: declare it at the finest of those,
+        # "partition". validate() guarantees the name is no counter's.
         for c in d.counters:
-            if c.rollup and c.rollup != c.name:
+            if c.rollup:
                 counters[c.rollup] = CounterInfo(
                     "partition", c.unit, f"mean of {c.name} over the partition's or device's {d.unit_kind}s"
                 )

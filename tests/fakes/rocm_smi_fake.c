@@ -12,6 +12,11 @@
  *   copies the kernel's table into it, every field the kernel table lacks set
  *   to all-ones, the header (size, format and content revision) taken from the
  *   kernel table. Its layout depends on the library release, not the table:
+ *     96 bytes    ROCm 5.x releases (Debian's 5.2.3, measured): the kernel 1.1
+ *                  table, tables up to 1.3; 1.2/1.3 cut to it with
+ *                  firmware_timestamp x 10 as system_clock_counter. Such a
+ *                  release also lays rsmi_frequencies_t out without
+ *                  has_deep_sleep, which the fake then does too.
  *     424 bytes   libraries that know tables up to 1.5 (no xcp_stats)
  *     1832 bytes  + 1.6: xcp_stats[8] of {gfx_busy_inst u32[8], jpeg_busy u16[32],
  *                  vcn_busy u16[4], gfx_busy_acc u64[8]}
@@ -66,6 +71,13 @@ typedef struct {
     uint32_t current;
     uint64_t frequency[33];
 } rsmi_frequencies_t;
+
+/* rsmi_frequencies_t of ROCm 5.x releases (emulated with the 96-byte layout). */
+typedef struct {
+    uint32_t num_supported;
+    uint32_t current;
+    uint64_t frequency[32];
+} rsmi_frequencies_v5_t;
 
 /* ---- public gpu_metrics layouts ---------------------------------------- */
 struct metrics_header {
@@ -298,11 +310,11 @@ int fake_add_device(const char* name, uint64_t unique_id, uint64_t bdfid, int32_
     return index;
 }
 
-/* 424, 1832, 2368, 4544: the known releases. Any size above 4544 and below
+/* 96, 424, 1832, 2368, 4544: the known releases. Any size above 4544 and below
  * 8192 emulates a future release: the 1.8 struct followed by new all-ones
  * fields, knowing tables up to 1.9. */
 int fake_set_library_layout(unsigned size) {
-    if (size != 424 && size != 1832 && size != 2368 && (size < 4544 || size >= 8192)) return -1;
+    if (size != 96 && size != 424 && size != 1832 && size != 2368 && (size < 4544 || size >= 8192)) return -1;
     pthread_mutex_lock(&g_lock);
     g_layout = size;
     pthread_mutex_unlock(&g_lock);
@@ -552,6 +564,16 @@ int rsmi_dev_gpu_clk_freq_get(uint32_t dv_ind, int clk_type, rsmi_frequencies_t*
     if (clk_type == RSMI_CLK_TYPE_SYS) mhz = d->sclk_mhz;
     else if (clk_type == RSMI_CLK_TYPE_MEM) mhz = d->mclk_mhz;
     else DONE(RSMI_STATUS_NOT_SUPPORTED);
+    if (g_layout == 96) {  /* a ROCm 5.x release: no has_deep_sleep */
+        rsmi_frequencies_v5_t* old = (rsmi_frequencies_v5_t*)f;
+        memset(old, 0, sizeof(*old));
+        old->num_supported = 3;
+        old->current = 1;
+        old->frequency[0] = 500000000ULL;
+        old->frequency[1] = (uint64_t)(mhz * 1e6);
+        old->frequency[2] = 2100000000ULL;
+        DONE(RSMI_STATUS_SUCCESS);
+    }
     memset(f, 0, sizeof(*f));
     f->has_deep_sleep = 0;
     f->num_supported = 3;
@@ -587,6 +609,7 @@ int rsmi_dev_memory_partition_get(uint32_t dv_ind, char* memory_partition, uint3
 
 static unsigned layout_max_revision(unsigned layout) {
     switch (layout) {
+    case 96: return 3;
     case 424: return 5;
     case 1832: return 6;
     case 2368: return 7;
@@ -652,6 +675,7 @@ int rsmi_dev_gpu_metrics_info_get(uint32_t dv_ind, void* out) {
         m->throttle_status = (uint32_t)d->throttle_mask;
         m->indep_throttle_status = d->throttle_mask;
     }
+    if (g_layout == 96 && rev >= 2) m->system_clock_counter = m->firmware_timestamp * 10;
     size_t bytes = g_layout;
     if (rev >= 6 && g_layout >= 1832) {
         /* The tail fields before xcp_stats sit at the same offsets in 1.6..1.8. */

@@ -26,7 +26,10 @@ struct CounterSpec {
     Aggregation aggregation = Aggregation::Mean;
     // For a counter measured at a hierarchy level: the name under which its mean
     // over a partition's / the device's units is published ("active" ->
-    // "sm_active"). Empty: not rolled up.
+    // "sm_active"). Empty: not rolled up. This one field decides it all: the
+    // aggregator computes exactly these means, the topology declares each at
+    // "partition" level (cuagent/topology.py), and the encoder sends them.
+    // The name must be new (validate() rejects a counter's name, its own too).
     std::string rollup;
 };
 

@@ -1,5 +1,5 @@
 // The mock driver: a discrete-event model of the hardware block scheduler
-// (ARCHITECTURE.md, "The mock GPU"). The only backend with true per-unit
+// (docs/ARCHITECTURE.md, "The mock GPU"). The only backend with true per-unit
 // counters, used by developers without a GPU and by the test suite.
 #pragma once
 

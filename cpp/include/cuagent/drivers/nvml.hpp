@@ -26,7 +26,7 @@ struct NvmlOptions {
     // Consecutive NOT_SUPPORTED answers after which a counter is no longer asked.
     std::uint32_t unsupported_limit = 3;
 
-    // SM layout probe (see sm_layout_probe.hpp): runs once per device at
+    // SM layout probe (see cuagent/drivers/sm_layout.hpp): runs once per device at
     // construction when enabled, needs libcuda and a device without MIG.
     bool probe_layout = false;
     std::string cuda_library = "libcuda.so.1";

@@ -1,5 +1,5 @@
 // Recovering the GPC/TPC arrangement of an NVIDIA GPU's SMs from
-// thread-block-cluster co-residency (ARCHITECTURE.md, "NVIDIA SM layout").
+// thread-block-cluster co-residency (docs/ARCHITECTURE.md, "NVIDIA SM layout").
 //
 // Blocks of one cluster always run together on one GPC, so two SMs seen in
 // the same cluster share a GPC; clusters of 2 land on the two SMs of a TPC.

@@ -1,15 +1,16 @@
 // Discovery for the rocm_smi driver: rsmi devices -> physical GPUs, KFD
 // topology -> units, levels and partitions, probes -> declared counters.
 #include <algorithm>
+#include <cctype>
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <stdexcept>
 #include <tuple>
 
 #include "cuagent/drivers/rocm_smi.hpp"
-#include "cuagent/sample_layout.hpp"
 #include "rocm_kfd.hpp"
 #include "rocm_smi_device.hpp"
 #include "rocm_smi_metrics.hpp"
@@ -35,6 +36,14 @@ std::string format_pci(std::uint64_t bdfid) {
                   static_cast<unsigned>(bdfid >> 8) & 0xFFu, static_cast<unsigned>(bdfid >> 3) & 0x1Fu,
                   static_cast<unsigned>(bdfid) & 0x7u);
     return text;
+}
+
+// A name that is only a hex number ("0x1002"): what 5.2.3 answers for a
+// device the PCI id database lacks (or without the database), not a model.
+std::string model_name(std::string text) {
+    const bool hex = text.size() > 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X') &&
+        std::all_of(text.begin() + 2, text.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
+    return hex ? std::string() : text;
 }
 
 std::string call_string(Name32Fn fn, std::uint32_t device) {
@@ -75,10 +84,21 @@ bool probe_temp(TempFn fn, std::uint32_t device, std::uint32_t sensor) {
     return fn != nullptr && fn(device, sensor, kTempCurrent, &value) == kSuccess;
 }
 
-bool probe_clock(ClockFn fn, std::uint32_t device, std::uint32_t clock) {
-    Frequencies f{};
-    return fn != nullptr && fn(device, clock, &f) == kSuccess && f.num_supported > 0 &&
-           f.num_supported <= 33 && f.current < f.num_supported;
+// Whether the clock reads, and in which rsmi_frequencies_t layout (the
+// library's release decides; nothing else tells it). The buffer starts as
+// all-ones so padding a library leaves alone cannot pass for a field.
+bool probe_clock(ClockFn fn, std::uint32_t device, std::uint32_t clock, FrequencyLayout* layout) {
+    Frequencies f;
+    std::memset(&f, 0xFF, sizeof f);
+    std::uint64_t hz = 0;
+    if (fn == nullptr || fn(device, clock, &f) != kSuccess) return false;
+    for (const FrequencyLayout candidate : {FrequencyLayout::Current, FrequencyLayout::V5}) {
+        if (current_frequency(f, candidate, &hz)) {
+            *layout = candidate;
+            return true;
+        }
+    }
+    return false;
 }
 
 std::string upper_token(std::string text) {
@@ -124,18 +144,6 @@ bool table_has_xcd(const Gpu& gpu) {
     return false;
 }
 
-void add_counter(DeviceDescription& d, const char* name, const char* level, const char* unit,
-                 const char* help, Aggregation aggregation = Aggregation::Mean, const char* rollup = "") {
-    CounterSpec c;
-    c.name = name;
-    c.level = level;
-    c.unit = unit;
-    c.help = help;
-    c.aggregation = aggregation;
-    c.rollup = rollup;
-    d.counters.push_back(std::move(c));
-}
-
 void declare_counters(const Library& lib, Gpu& gpu) {
     const auto& fn = lib.fn();
     DeviceDescription& d = gpu.desc;
@@ -144,11 +152,8 @@ void declare_counters(const Library& lib, Gpu& gpu) {
     const bool partitioned = gpu.per_partition;
     const char* part_level = partitioned ? kPartitionLevel : kDeviceLevel;
 
-    if (gpu.has_table && table_has_xcd(gpu)) {
-        add_counter(d, "active", "xcd", "ratio",
-                    "XCD graphics busy (gpu_metrics xcp_stats gfx_busy_acc, or gfx_busy_inst)",
-                    Aggregation::Mean, "sm_active");
-    }
+    auto declare = [&](Counter id, const char* level = nullptr) { gpu.counters.declare(d, id, level); };
+    if (gpu.has_table && table_has_xcd(gpu)) declare(kActive);
     bool busy = probe_busy(fn.busy_percent, primary);
     bool used = probe_memory(fn.memory_usage, primary);
     for (const std::uint32_t device : gpu.rsmi) {
@@ -156,65 +161,40 @@ void declare_counters(const Library& lib, Gpu& gpu) {
         busy = busy && probe_busy(fn.busy_percent, device);
         used = used && probe_memory(fn.memory_usage, device);
     }
-    if (busy) add_counter(d, "gr_active", part_level, "ratio", "graphics engine busy (rsmi_dev_busy_percent_get)");
-    if (used) {
-        add_counter(d, "mem_used", part_level, "bytes", "VRAM in use (rsmi_dev_memory_usage_get)",
-                    Aggregation::Last);
-    }
+    if (busy) declare(kGrActive, part_level);
+    if (used) declare(kMemUsed, part_level);
 
     if (probe_u64(fn.current_socket_power, primary)) gpu.power = PowerSource::SocketPower;
     else if (fn.power_ave != nullptr && [&] { std::uint64_t p; return fn.power_ave(primary, 0, &p) == kSuccess; }())
         gpu.power = PowerSource::PowerAverage;
     else if (gpu.has_table && table_has(gpu, revision >= 4 ? metrics::kCurrentSocketPower : metrics::kAverageSocketPower))
         gpu.power = PowerSource::Table;
-    if (gpu.power != PowerSource::None) add_counter(d, "power", kDeviceLevel, "W", "socket power");
+    if (gpu.power != PowerSource::None) declare(kPower);
 
     if (probe_temp(fn.temp_metric, primary, kTempTypeJunction)) gpu.temp = TempSource::Junction;
     else if (probe_temp(fn.temp_metric, primary, kTempTypeEdge)) gpu.temp = TempSource::Edge;
     else if (gpu.has_table && table_has(gpu, metrics::kTemperatureHotspot)) gpu.temp = TempSource::Table;
-    if (gpu.temp != TempSource::None) add_counter(d, "temp", kDeviceLevel, "C", "junction (hotspot) temperature");
+    if (gpu.temp != TempSource::None) declare(kTemp);
 
     // Clocks: the table first (one read feeds all); rsmi_dev_gpu_clk_freq_get
     // otherwise.
     const bool table_sclk = gpu.has_table &&
         table_has(gpu, revision >= 4 ? metrics::kCurrentGfxclks : metrics::kCurrentGfxclk);
     if (table_sclk) gpu.sm_clock = ClockSource::Table;
-    else if (probe_clock(fn.gpu_clk_freq, primary, kClkTypeSys)) gpu.sm_clock = ClockSource::Call;
-    if (gpu.sm_clock != ClockSource::None) add_counter(d, "sm_clock", kDeviceLevel, "Hz", "graphics clock");
+    else if (probe_clock(fn.gpu_clk_freq, primary, kClkTypeSys, &gpu.frequency_layout)) gpu.sm_clock = ClockSource::Call;
+    if (gpu.sm_clock != ClockSource::None) declare(kSmClock);
     if (gpu.has_table && table_has(gpu, metrics::kCurrentUclk)) gpu.mem_clock = ClockSource::Table;
-    else if (probe_clock(fn.gpu_clk_freq, primary, kClkTypeMem)) gpu.mem_clock = ClockSource::Call;
-    if (gpu.mem_clock != ClockSource::None) add_counter(d, "mem_clock", kDeviceLevel, "Hz", "memory clock");
+    else if (probe_clock(fn.gpu_clk_freq, primary, kClkTypeMem, &gpu.frequency_layout)) gpu.mem_clock = ClockSource::Call;
+    if (gpu.mem_clock != ClockSource::None) declare(kMemClock);
 
-    if (gpu.has_table && revision <= 5 &&
-        metrics::u64_at(gpu.table.get(), metrics::kIndepThrottleStatus) != metrics::kNoData64) {
-        add_counter(d, "throttle", kDeviceLevel, "mask",
-                    "indep_throttle_status folded: 1 power, 2 current, 4 temperature, 8 other limits",
-                    Aggregation::BitOr);
-    }
+    // indep_throttle_status lies beyond a 96-byte table.
+    if (gpu.has_table && revision <= 5 && gpu.layout.size > metrics::kIndepThrottleStatus &&
+        metrics::u64_at(gpu.table.get(), metrics::kIndepThrottleStatus) != metrics::kNoData64)
+        declare(kThrottle);
     if (gpu.has_table && revision >= 6 && gpu.layout.size >= metrics::kLayoutV16.size &&
         metrics::u64_at(gpu.table.get(), metrics::kAccumulationCounter) != metrics::kNoData64) {
-        add_counter(d, "power_violation", kDeviceLevel, "ratio",
-                    "share of firmware ticks held at the package power limit (ppt_residency_acc)");
-        add_counter(d, "thermal_violation", kDeviceLevel, "ratio",
-                    "share of firmware ticks held at the socket thermal limit (socket_thm_residency_acc)");
-    }
-}
-
-void assign_slots(Gpu& gpu) {
-    const SampleLayout layout(gpu.desc);
-    for (std::size_t i = 0; i < gpu.desc.counters.size(); ++i) {
-        const std::string& name = gpu.desc.counters[i].name;
-        const std::uint32_t offset = layout.slot(i).offset;
-        if (name == "active") gpu.slot.active = offset;
-        else if (name == "gr_active") gpu.slot.gr_active = offset;
-        else if (name == "mem_used") gpu.slot.mem_used = offset;
-        else if (name == "power") gpu.slot.power = offset;
-        else if (name == "temp") gpu.slot.temp = offset;
-        else if (name == "sm_clock") gpu.slot.sm_clock = offset;
-        else if (name == "mem_clock") gpu.slot.mem_clock = offset;
-        else if (name == "throttle") gpu.slot.throttle = offset;
-        else if (name == "power_violation") gpu.slot.power_violation = offset;
-        else if (name == "thermal_violation") gpu.slot.thermal_violation = offset;
+        declare(kPowerViolation);
+        declare(kThermalViolation);
     }
 }
 
@@ -344,9 +324,9 @@ std::vector<Gpu> discover(const Library& lib, const RocmSmiOptions& options) {
         }
         if (!selected(options, physical, d.id)) continue;
 
-        d.model = call_string(fn.market_name, primary.index);
-        if (d.model.empty()) d.model = call_name(fn.name, primary.index);
-        if (d.model.empty()) d.model = call_string(fn.brand, primary.index);
+        d.model = model_name(call_string(fn.market_name, primary.index));
+        if (d.model.empty()) d.model = model_name(call_name(fn.name, primary.index));
+        if (d.model.empty()) d.model = model_name(call_string(fn.brand, primary.index));
         if (d.model.empty()) {
             char model[48];
             std::snprintf(model, sizeof model, "AMD GPU (device 0x%04x)", nodes.front().device_id);
@@ -383,7 +363,7 @@ std::vector<Gpu> discover(const Library& lib, const RocmSmiOptions& options) {
         probe_table(lib, gpu);
         declare_counters(lib, gpu);
         d.validate();
-        assign_slots(gpu);
+        gpu.counters.resolve(d);
         gpus.push_back(std::move(gpu));
     }
 

@@ -4,13 +4,12 @@
 //
 // Declarations below are CUDA driver API facts (cuda.h), kept minimal so the
 // package builds without the CUDA toolkit.
-#include <dlfcn.h>
-
 #include <cstdint>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "common/dynamic_library.hpp"
 #include "cuagent/drivers/sm_layout.hpp"
 
 namespace cuagent {
@@ -97,7 +96,7 @@ DONE:
 )";
 
 struct Cuda {
-    void* handle = nullptr;
+    drivers::DynamicLibrary library;
     CUresult (*cuInit)(unsigned int) = nullptr;
     CUresult (*cuDeviceGetByPCIBusId)(CUdevice*, const char*) = nullptr;
     CUresult (*cuDeviceGetAttribute)(int*, int, CUdevice) = nullptr;
@@ -115,22 +114,12 @@ struct Cuda {
     CUresult (*cuCtxSynchronize)(void) = nullptr;
     CUresult (*cuGetErrorString)(CUresult, const char**) = nullptr;
 
-    ~Cuda() {
-        if (handle) dlclose(handle);
-    }
     std::string error(const char* call, CUresult r) const {
         const char* text = nullptr;
         if (cuGetErrorString) cuGetErrorString(r, &text);
         return std::string(call) + ": " + (text ? text : "CUDA error") + " (" + std::to_string(r) + ")";
     }
 };
-
-template <class F>
-bool lookup(Cuda& cuda, F& fn, const char* name, std::string& why) {
-    fn = reinterpret_cast<F>(dlsym(cuda.handle, name));
-    if (!fn) why = "libcuda lacks " + std::string(name) + " (driver too old for cluster launches?)";
-    return fn != nullptr;
-}
 
 // Everything that needs the context, so that the caller destroys it on every path.
 bool run_probe(Cuda& cuda, CUdevice dev, const SmProbeOptions& options, SmLayout& layout,
@@ -229,30 +218,29 @@ bool run_probe(Cuda& cuda, CUdevice dev, const SmProbeOptions& options, SmLayout
 bool probe_sm_layout(const std::string& pci_bus_id, const SmProbeOptions& options, SmLayout& layout,
                      std::string& why) {
     Cuda cuda;
-    cuda.handle = dlopen(options.cuda_library.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!cuda.handle) {
-        const char* e = dlerror();
-        why = "cannot load " + options.cuda_library + ": " + (e ? e : "unknown dlopen error");
+    if (!cuda.library.try_open({options.cuda_library}, "the CUDA driver library", why)) return false;
+    drivers::DynamicLibrary& lib = cuda.library;
+    lib.lookup("cuInit", cuda.cuInit);
+    lib.lookup("cuDeviceGetByPCIBusId", cuda.cuDeviceGetByPCIBusId);
+    lib.lookup("cuDeviceGetAttribute", cuda.cuDeviceGetAttribute);
+    lib.lookup("cuCtxCreate_v2", cuda.cuCtxCreate_v2);
+    lib.lookup("cuCtxDestroy_v2", cuda.cuCtxDestroy_v2);
+    lib.lookup("cuModuleLoadData", cuda.cuModuleLoadData);
+    lib.lookup("cuModuleUnload", cuda.cuModuleUnload);
+    lib.lookup("cuModuleGetFunction", cuda.cuModuleGetFunction);
+    lib.lookup("cuFuncSetAttribute", cuda.cuFuncSetAttribute);
+    lib.lookup("cuMemAlloc_v2", cuda.cuMemAlloc_v2);
+    lib.lookup("cuMemFree_v2", cuda.cuMemFree_v2);
+    lib.lookup("cuMemsetD32_v2", cuda.cuMemsetD32_v2);
+    lib.lookup("cuMemcpyDtoH_v2", cuda.cuMemcpyDtoH_v2);
+    lib.lookup("cuLaunchKernelEx", cuda.cuLaunchKernelEx);
+    lib.lookup("cuCtxSynchronize", cuda.cuCtxSynchronize);
+    // All of the above are needed; cuGetErrorString (below) only names errors.
+    if (!lib.missing().empty()) {
+        why = options.cuda_library + " lacks " + lib.lacking() + " (driver too old for cluster launches?)";
         return false;
     }
-    if (!lookup(cuda, cuda.cuInit, "cuInit", why) ||
-        !lookup(cuda, cuda.cuDeviceGetByPCIBusId, "cuDeviceGetByPCIBusId", why) ||
-        !lookup(cuda, cuda.cuDeviceGetAttribute, "cuDeviceGetAttribute", why) ||
-        !lookup(cuda, cuda.cuCtxCreate_v2, "cuCtxCreate_v2", why) ||
-        !lookup(cuda, cuda.cuCtxDestroy_v2, "cuCtxDestroy_v2", why) ||
-        !lookup(cuda, cuda.cuModuleLoadData, "cuModuleLoadData", why) ||
-        !lookup(cuda, cuda.cuModuleUnload, "cuModuleUnload", why) ||
-        !lookup(cuda, cuda.cuModuleGetFunction, "cuModuleGetFunction", why) ||
-        !lookup(cuda, cuda.cuFuncSetAttribute, "cuFuncSetAttribute", why) ||
-        !lookup(cuda, cuda.cuMemAlloc_v2, "cuMemAlloc_v2", why) ||
-        !lookup(cuda, cuda.cuMemFree_v2, "cuMemFree_v2", why) ||
-        !lookup(cuda, cuda.cuMemsetD32_v2, "cuMemsetD32_v2", why) ||
-        !lookup(cuda, cuda.cuMemcpyDtoH_v2, "cuMemcpyDtoH_v2", why) ||
-        !lookup(cuda, cuda.cuLaunchKernelEx, "cuLaunchKernelEx", why) ||
-        !lookup(cuda, cuda.cuCtxSynchronize, "cuCtxSynchronize", why))
-        return false;
-    lookup(cuda, cuda.cuGetErrorString, "cuGetErrorString", why);
-    why.clear();
+    lib.lookup("cuGetErrorString", cuda.cuGetErrorString);
 
     CUresult r = cuda.cuInit(0);
     if (r != CUDA_SUCCESS) {

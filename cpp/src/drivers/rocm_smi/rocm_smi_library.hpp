@@ -1,11 +1,12 @@
-// librocm_smi64 loaded at run time: dlopen, rsmi_init / rsmi_shut_down, and
-// every function looked up on its own, so that a release lacking one call
-// loses only the counters that call feeds.
+// librocm_smi64 loaded at run time (common/dynamic_library.hpp): rsmi_init /
+// rsmi_shut_down, and every function looked up on its own, so that a release
+// lacking one call loses only the counters that call feeds.
 #pragma once
 
 #include <string>
 #include <vector>
 
+#include "common/dynamic_library.hpp"
 #include "rocm_smi_abi.hpp"
 
 namespace cuagent::rocm {
@@ -36,26 +37,24 @@ struct Functions {
 class Library {
 public:
     // Loads `path` (a file or a bare name); empty: librocm_smi64.so, then the
-    // versioned names, then /opt/rocm/lib. Throws std::runtime_error naming
-    // every place tried when none loads, or when rsmi_init fails.
+    // versioned names, then /opt/rocm/lib. Throws std::runtime_error (one line)
+    // naming every place tried when none loads, or when rsmi_init fails.
     explicit Library(const std::string& path);
     ~Library();
     Library(const Library&) = delete;
     Library& operator=(const Library&) = delete;
 
     const Functions& fn() const { return fn_; }
-    const std::string& path() const { return path_; }
+    const std::string& path() const { return library_.path(); }
     // Names of the looked-up functions the library does not export.
-    const std::vector<std::string>& missing() const { return missing_; }
+    const std::vector<std::string>& missing() const { return library_.missing(); }
     // The library's text for a status ("RSMI_STATUS_..."); no allocation.
     const char* status_text(Status status) const noexcept;
 
 private:
-    void* handle_ = nullptr;
+    drivers::DynamicLibrary library_;
     bool initialized_ = false;
-    std::string path_;
     Functions fn_;
-    std::vector<std::string> missing_;
 };
 
 // Candidate names, unversioned first (ABI-checked by the package manager's

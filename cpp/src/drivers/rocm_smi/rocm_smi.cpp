@@ -76,40 +76,41 @@ public:
         const Functions& fn = library_.fn();
         Tally tally;
         const std::uint32_t primary = gpu.rsmi.front();
+        const drivers::CounterTable& at = gpu.counters;  // where each counter goes
 
         if (gpu.has_table) read_table(gpu, values, tally);
 
-        if (gpu.slot.gr_active != kAbsent) {
+        if (at.declared(kGrActive)) {
             const std::size_t n = gpu.per_partition ? gpu.rsmi.size() : 1;
             for (std::size_t p = 0; p < n; ++p) {
                 std::uint32_t busy = 0;
                 if (tally.ok("rsmi_dev_busy_percent_get", fn.busy_percent(gpu.rsmi[p], &busy)) && busy <= 100)
-                    values[gpu.slot.gr_active + p] = static_cast<float>(busy) / 100.0f;
+                    values[at.offset(kGrActive) + p] = static_cast<float>(busy) / 100.0f;
             }
         }
-        if (gpu.slot.mem_used != kAbsent) {
+        if (at.declared(kMemUsed)) {
             const std::size_t n = gpu.per_partition ? gpu.rsmi.size() : 1;
             for (std::size_t p = 0; p < n; ++p) {
                 std::uint64_t used = 0;
                 if (tally.ok("rsmi_dev_memory_usage_get", fn.memory_usage(gpu.rsmi[p], kMemTypeVram, &used)))
-                    values[gpu.slot.mem_used + p] = static_cast<float>(used);
+                    values[at.offset(kMemUsed) + p] = static_cast<float>(used);
             }
         }
         std::uint64_t microwatts = 0;
         if (gpu.power == PowerSource::SocketPower &&
             tally.ok("rsmi_dev_current_socket_power_get", fn.current_socket_power(primary, &microwatts)))
-            values[gpu.slot.power] = static_cast<float>(static_cast<double>(microwatts) * 1e-6);
+            values[at.offset(kPower)] = static_cast<float>(static_cast<double>(microwatts) * 1e-6);
         if (gpu.power == PowerSource::PowerAverage &&
             tally.ok("rsmi_dev_power_ave_get", fn.power_ave(primary, 0, &microwatts)))
-            values[gpu.slot.power] = static_cast<float>(static_cast<double>(microwatts) * 1e-6);
+            values[at.offset(kPower)] = static_cast<float>(static_cast<double>(microwatts) * 1e-6);
         if (gpu.temp == TempSource::Junction || gpu.temp == TempSource::Edge) {
             std::int64_t millidegrees = 0;
             const std::uint32_t sensor = gpu.temp == TempSource::Junction ? kTempTypeJunction : kTempTypeEdge;
             if (tally.ok("rsmi_dev_temp_metric_get", fn.temp_metric(primary, sensor, kTempCurrent, &millidegrees)))
-                values[gpu.slot.temp] = static_cast<float>(millidegrees) / 1000.0f;
+                values[at.offset(kTemp)] = static_cast<float>(millidegrees) / 1000.0f;
         }
-        if (gpu.sm_clock == ClockSource::Call) read_clock(primary, kClkTypeSys, values + gpu.slot.sm_clock, tally);
-        if (gpu.mem_clock == ClockSource::Call) read_clock(primary, kClkTypeMem, values + gpu.slot.mem_clock, tally);
+        if (gpu.sm_clock == ClockSource::Call) read_clock(gpu, primary, kClkTypeSys, values + at.offset(kSmClock), tally);
+        if (gpu.mem_clock == ClockSource::Call) read_clock(gpu, primary, kClkTypeMem, values + at.offset(kMemClock), tally);
 
         if (tally.attempted == 0 || tally.succeeded > 0) return ReadStatus::Ok;
         if (detail != nullptr && detail_size > 0) {
@@ -119,15 +120,15 @@ public:
     }
 
 private:
-    // rsmi_frequencies_t as current headers lay it out. Headers before
-    // has_deep_sleep put num_supported first; read through this layout, such a
-    // library's answer fails the bounds check (current lands on a frequency),
-    // so the clock reads absent rather than wrong.
-    void read_clock(std::uint32_t device, std::uint32_t clock, float* out, Tally& tally) noexcept {
+    // rsmi_frequencies_t in the layout discovery found the library to write
+    // (releases before has_deep_sleep put num_supported first); an answer that
+    // does not hold together in it reads absent rather than wrong.
+    void read_clock(const Gpu& gpu, std::uint32_t device, std::uint32_t clock, float* out, Tally& tally) noexcept {
         Frequencies f{};
+        std::uint64_t hz = 0;
         if (tally.ok("rsmi_dev_gpu_clk_freq_get", library_.fn().gpu_clk_freq(device, clock, &f)) &&
-            f.num_supported <= 33 && f.current < f.num_supported)
-            *out = static_cast<float>(f.frequency[f.current]);
+            current_frequency(f, gpu.frequency_layout, &hz))
+            *out = static_cast<float>(hz);
     }
 
     // One table read. A table whose firmware timestamp has not moved since the
@@ -137,22 +138,27 @@ private:
         unsigned char* t = gpu.table.get();
         if (!tally.ok("rsmi_dev_gpu_metrics_info_get", library_.fn().gpu_metrics(gpu.table_device, t))) return;
         const unsigned revision = metrics::content_revision(t);
-        const std::uint64_t stamp = metrics::u64_at(t, metrics::kFirmwareTimestamp);
+        // A 96-byte table ends before firmware_timestamp; its library puts that
+        // (x 10) in system_clock_counter, or the kernel its read time (1.0, 1.1).
+        const std::uint64_t stamp = metrics::u64_at(t, gpu.layout.size > metrics::kFirmwareTimestamp
+                                                           ? metrics::kFirmwareTimestamp
+                                                           : metrics::kSystemClockCounter);
         if (stamp != metrics::kNoData64) {
             if (gpu.seen_table && stamp == gpu.last_firmware_timestamp) return;
             gpu.last_firmware_timestamp = stamp;
         }
         gpu.seen_table = true;
 
+        const drivers::CounterTable& at = gpu.counters;
         if (gpu.power == PowerSource::Table)
-            values[gpu.slot.power] = metrics::u16_or_nan(
+            values[at.offset(kPower)] = metrics::u16_or_nan(
                 t, revision >= 4 ? metrics::kCurrentSocketPower : metrics::kAverageSocketPower);
-        if (gpu.temp == TempSource::Table) values[gpu.slot.temp] = metrics::u16_or_nan(t, metrics::kTemperatureHotspot);
-        if (gpu.sm_clock == ClockSource::Table) values[gpu.slot.sm_clock] = graphics_clock_hz(gpu, t, revision);
+        if (gpu.temp == TempSource::Table) values[at.offset(kTemp)] = metrics::u16_or_nan(t, metrics::kTemperatureHotspot);
+        if (gpu.sm_clock == ClockSource::Table) values[at.offset(kSmClock)] = graphics_clock_hz(gpu, t, revision);
         if (gpu.mem_clock == ClockSource::Table)
-            values[gpu.slot.mem_clock] = metrics::u16_or_nan(t, metrics::kCurrentUclk) * 1e6f;
-        if (gpu.slot.throttle != kAbsent)
-            values[gpu.slot.throttle] = metrics::fold_throttle(metrics::u64_at(t, metrics::kIndepThrottleStatus));
+            values[at.offset(kMemClock)] = metrics::u16_or_nan(t, metrics::kCurrentUclk) * 1e6f;
+        if (at.declared(kThrottle))
+            values[at.offset(kThrottle)] = metrics::fold_throttle(metrics::u64_at(t, metrics::kIndepThrottleStatus));
 
         // Accumulators need a 1.6+ table in a layout that has them.
         const bool v16 = revision >= 6 && gpu.layout.size >= metrics::kLayoutV16.size;
@@ -161,16 +167,16 @@ private:
                                 accumulation > gpu.last_accumulation;
         const double ticks = have_ticks ? static_cast<double>(accumulation - gpu.last_accumulation) : 0.0;
 
-        if (gpu.slot.power_violation != kAbsent) {
+        if (at.declared(kPowerViolation)) {
             const std::uint64_t ppt = v16 ? metrics::u64_at(t, metrics::kPptResidencyAcc) : metrics::kNoData64;
             const std::uint64_t thm = v16 ? metrics::u64_at(t, metrics::kSocketThmResidencyAcc) : metrics::kNoData64;
-            values[gpu.slot.power_violation] = residency_ratio(ppt, gpu.last_ppt, ticks);
-            values[gpu.slot.thermal_violation] = residency_ratio(thm, gpu.last_thm, ticks);
+            values[at.offset(kPowerViolation)] = residency_ratio(ppt, gpu.last_ppt, ticks);
+            values[at.offset(kThermalViolation)] = residency_ratio(thm, gpu.last_thm, ticks);
             gpu.last_ppt = ppt;
             gpu.last_thm = thm;
         }
-        if (gpu.slot.active != kAbsent && gpu.layout.xcp_stride != 0 && revision >= 6) {
-            read_xcds(gpu, t, values + gpu.slot.active, ticks);
+        if (at.declared(kActive) && gpu.layout.xcp_stride != 0 && revision >= 6) {
+            read_xcds(gpu, t, values + at.offset(kActive), ticks);
         }
         gpu.last_accumulation = accumulation;
     }

@@ -1,7 +1,8 @@
 // One physical AMD GPU as the rocm_smi driver sees it: its description, the
 // rsmi devices behind it (one per compute partition on ROCm >= 6.3), which
-// source feeds each counter, where each counter sits in the sample, and the
-// state carried from one read to the next (accumulators, table timestamp).
+// source feeds each counter, where each counter sits in the sample (its
+// CounterTable), and the state carried from one read to the next
+// (accumulators, table timestamp).
 #pragma once
 
 #include <cstdint>
@@ -10,7 +11,9 @@
 #include <vector>
 
 #include "cuagent/topology.hpp"
+#include "common/counter_table.hpp"
 #include "rocm_smi_abi.hpp"
+#include "rocm_smi_counters.hpp"
 #include "rocm_smi_library.hpp"
 #include "rocm_smi_metrics.hpp"
 
@@ -20,7 +23,6 @@ struct RocmSmiOptions;
 
 namespace cuagent::rocm {
 
-inline constexpr std::uint32_t kAbsent = 0xFFFFFFFFu;  // a counter this device does not declare
 inline constexpr std::size_t kMaxXcd = metrics::kMaxXcp * metrics::kMaxXcc;
 
 // Where a device-level counter's value comes from, chosen once at discovery
@@ -28,19 +30,6 @@ inline constexpr std::size_t kMaxXcd = metrics::kMaxXcp * metrics::kMaxXcc;
 enum class PowerSource : std::uint8_t { None, SocketPower, PowerAverage, Table };
 enum class TempSource : std::uint8_t { None, Junction, Edge, Table };
 enum class ClockSource : std::uint8_t { None, Table, Call };
-
-struct Slots {  // first float of each counter in the sample, or kAbsent
-    std::uint32_t active = kAbsent;     // level xcd
-    std::uint32_t gr_active = kAbsent;  // device, or partition when partitioned
-    std::uint32_t mem_used = kAbsent;   // device, or partition when partitioned
-    std::uint32_t power = kAbsent;
-    std::uint32_t temp = kAbsent;
-    std::uint32_t sm_clock = kAbsent;
-    std::uint32_t mem_clock = kAbsent;
-    std::uint32_t throttle = kAbsent;
-    std::uint32_t power_violation = kAbsent;
-    std::uint32_t thermal_violation = kAbsent;
-};
 
 struct Gpu {
     DeviceDescription desc;
@@ -58,7 +47,8 @@ struct Gpu {
     TempSource temp = TempSource::None;
     ClockSource sm_clock = ClockSource::None;
     ClockSource mem_clock = ClockSource::None;
-    Slots slot;
+    FrequencyLayout frequency_layout = FrequencyLayout::Current;  // of rsmi_frequencies_t, probed
+    drivers::CounterTable counters{kCounters};
 
     // Read-to-read state (sampler thread only).
     std::unique_ptr<unsigned char[]> table;  // metrics::kBufferBytes

@@ -12,8 +12,8 @@
 #include <map>
 #include <stdexcept>
 
+#include "common/counter_table.hpp"
 #include "cuagent/drivers/sm_layout.hpp"
-#include "cuagent/sample_layout.hpp"
 #include "nvml_library.hpp"
 #include "nvml_probe_cache.hpp"
 
@@ -25,6 +25,60 @@ using namespace nvml;
 constexpr std::int64_t kRefreshNs = 100'000'000;  // NVML/GPM refresh period (measured, H100)
 constexpr double kMiB = 1048576.0;
 constexpr int kGpmRing = 3;  // samples kept per GPM stream (see GpmStream)
+
+// Every counter this backend can serve. GPM counters come first: they are the
+// ones schedulers care most about, and a device publishes them first.
+enum Counter : std::uint32_t {
+    kSmActive, kSmOccupancy, kTensorActive, kDramActive, kGrActive, kPcieTx, kPcieRx, kNvlinkTx, kNvlinkRx,
+    kMemUsed, kPower, kTemp, kSmClock, kMemClock, kThrottle, kGpuUtil, kMemUtil, kEccUncorrected,
+};
+constexpr drivers::CounterDef kCounters[] = {
+    // GPM: device level, or partition level under MIG for those measured per GPU instance.
+    {kSmActive, "sm_active", kDeviceLevel, "ratio", "fraction of SMs busy (GPM SM_UTIL)"},
+    {kSmOccupancy, "sm_occupancy", kDeviceLevel, "ratio", "resident warps / max warps (GPM SM_OCCUPANCY)"},
+    {kTensorActive, "tensor_active", kDeviceLevel, "ratio", "tensor pipes active (GPM ANY_TENSOR_UTIL)"},
+    {kDramActive, "dram_active", kDeviceLevel, "ratio", "DRAM bandwidth used / peak (GPM DRAM_BW_UTIL)"},
+    {kGrActive, "gr_active", kDeviceLevel, "ratio", "graphics/compute engine active (GPM GRAPHICS_UTIL)"},
+    {kPcieTx, "pcie_tx", kDeviceLevel, "B/s", "PCIe bytes sent by the GPU per second (GPM)"},
+    {kPcieRx, "pcie_rx", kDeviceLevel, "B/s", "PCIe bytes received per second (GPM)"},
+    {kNvlinkTx, "nvlink_tx", kDeviceLevel, "B/s", "NVLink bytes written per second, all links (GPM)"},
+    {kNvlinkRx, "nvlink_rx", kDeviceLevel, "B/s", "NVLink bytes read per second, all links (GPM)"},
+    // NVML device queries.
+    {kMemUsed, "mem_used", kDeviceLevel, "bytes", "device memory in use (nvmlDeviceGetMemoryInfo)"},
+    {kPower, "power", kDeviceLevel, "W", "board power draw (nvmlDeviceGetPowerUsage)"},
+    {kTemp, "temp", kDeviceLevel, "C", "GPU die temperature"},
+    {kSmClock, "sm_clock", kDeviceLevel, "Hz", "current SM clock"},
+    {kMemClock, "mem_clock", kDeviceLevel, "Hz", "current memory clock"},
+    {kThrottle, "throttle", kDeviceLevel, "mask",
+     "clock event (throttle) reasons, nvmlClocksEventReasons bits, OR over the window", Aggregation::BitOr},
+    {kGpuUtil, "gpu_util", kDeviceLevel, "ratio",
+     "fraction of the last period with a kernel running (nvmlDeviceGetUtilizationRates)"},
+    {kMemUtil, "mem_util", kDeviceLevel, "ratio",
+     "fraction of the last period with device memory being read or written"},
+    {kEccUncorrected, "ecc_uncorrected", kDeviceLevel, "count", "uncorrected ECC errors since the driver loaded",
+     Aggregation::Last},
+};
+static_assert(drivers::rows_in_order(kCounters), "kCounters rows must follow the Counter enum");
+
+// The GPM metric behind each GPM counter, and the factor to the counter's unit.
+struct GpmSource {
+    std::uint32_t counter;
+    unsigned metric;
+    double scale;
+    bool per_instance;  // measured per GPU instance under MIG
+};
+constexpr GpmSource kGpmSources[] = {
+    {kSmActive, kGpmSmUtil, 0.01, true},
+    {kSmOccupancy, kGpmSmOccupancy, 0.01, true},
+    {kTensorActive, kGpmAnyTensorUtil, 0.01, true},
+    {kDramActive, kGpmDramBwUtil, 0.01, true},
+    {kGrActive, kGpmGraphicsUtil, 0.01, true},
+    {kPcieTx, kGpmPcieTxPerSec, kMiB, false},
+    {kPcieRx, kGpmPcieRxPerSec, kMiB, false},
+    {kNvlinkTx, kGpmNvlinkTotalTxPerSec, kMiB, false},
+    {kNvlinkRx, kGpmNvlinkTotalRxPerSec, kMiB, false},
+};
+constexpr std::size_t kMaxGpmMetrics = sizeof kGpmSources / sizeof kGpmSources[0];
 
 // Errors that mean the GPU itself is gone (fell off the bus, needs a reset).
 bool gpu_gone(Return r) {
@@ -60,28 +114,21 @@ struct GpmStream {
     Query query;
     // Metrics asked of this stream and where each value goes.
     std::uint32_t metrics = 0;
-    unsigned metric_id[16] = {};
-    std::uint32_t slot[16] = {};  // float index in the sample
-    double scale[16] = {};
-    std::uint32_t metric_unsupported[16] = {};
-};
-
-struct Slots {  // float index of each device-level counter; -1 = absent
-    int mem_used = -1, power = -1, temp = -1, sm_clock = -1, mem_clock = -1, throttle = -1,
-        gpu_util = -1, mem_util = -1, ecc = -1;
+    unsigned metric_id[kMaxGpmMetrics] = {};
+    std::uint32_t counter[kMaxGpmMetrics] = {};  // Counter id
+    std::uint32_t slot[kMaxGpmMetrics] = {};     // float index in the sample (resolved in describe)
+    double scale[kMaxGpmMetrics] = {};
 };
 
 struct NvmlDevice {
     Device handle = nullptr;
     DeviceDescription description;
-    Slots slots;
+    drivers::CounterTable counters{kCounters};
     Query memory, power, temp, sm_clock, mem_clock, throttle, util, ecc;
     bool memory_v2 = false;
     bool event_reasons = false;  // ClocksEventReasons (else the older ThrottleReasons name)
     std::vector<GpmStream> gpm;
 };
-
-std::string trimmed(const char* s) { return std::string(s); }
 
 // "NVIDIA H100 80GB HBM3 MIG 1c.3g.40gb" -> "MIG 3g.40gb" (the GPU instance profile).
 std::string mig_profile_from_name(const std::string& name) {
@@ -138,10 +185,7 @@ public:
         request_.reset(new GpmMetricsGet());
         for (auto index : indices) devices_.push_back(describe(index, note));
         describe_links(count, note);
-        for (auto& d : devices_) {
-            d.description.validate();
-            layouts_.emplace_back(d.description);
-        }
+        for (auto& d : devices_) d.description.validate();
     }
 
     ~NvmlDriver() override {
@@ -169,7 +213,6 @@ private:
     NvmlOptions options_;
     Library nvml_;
     std::vector<NvmlDevice> devices_;
-    std::vector<SampleLayout> layouts_;
     std::unique_ptr<GpmMetricsGet> request_;  // one request buffer, reused (sampler thread only)
     const GpmStream* request_stream_ = nullptr;  // the stream whose metric ids request_ holds
 };
@@ -190,7 +233,7 @@ NvmlDevice NvmlDriver::describe(std::uint32_t index, const std::function<void(co
     desc.unit_kind = "sm";
     char text[kDeviceNameBufferSize] = {};
     if (nvml_.nvmlDeviceGetName && nvml_.nvmlDeviceGetName(d.handle, text, sizeof text) == kSuccess)
-        desc.model = trimmed(text);
+        desc.model = text;
     char uuid[kDeviceUuidBufferSize] = {};
     r = nvml_.nvmlDeviceGetUUID ? nvml_.nvmlDeviceGetUUID(d.handle, uuid, sizeof uuid) : kErrorFunctionNotFound;
     if (r != kSuccess)
@@ -297,34 +340,25 @@ NvmlDevice NvmlDriver::describe(std::uint32_t index, const std::function<void(co
     // GPM first: the counters schedulers care most about.
     if (options_.gpm) add_gpm(d, mig, note);
 
-    auto counter = [&](const char* name, const char* unit, const char* help,
-                       Aggregation agg = Aggregation::Mean) {
-        CounterSpec c;
-        c.name = name;
-        c.level = kDeviceLevel;
-        c.unit = unit;
-        c.help = help;
-        c.aggregation = agg;
-        desc.counters.push_back(c);
-    };
-    if (d.memory.on) counter("mem_used", "bytes", "device memory in use (nvmlDeviceGetMemoryInfo)");
+    auto declare = [&](Counter id) { d.counters.declare(desc, id); };
+    if (d.memory.on) declare(kMemUsed);
     unsigned u = 0;
     unsigned long long ull = 0;
     if (nvml_.nvmlDeviceGetPowerUsage && supported(nvml_.nvmlDeviceGetPowerUsage(d.handle, &u))) {
         d.power.on = true;
-        counter("power", "W", "board power draw (nvmlDeviceGetPowerUsage)");
+        declare(kPower);
     }
     if (nvml_.nvmlDeviceGetTemperature && supported(nvml_.nvmlDeviceGetTemperature(d.handle, kTemperatureGpu, &u))) {
         d.temp.on = true;
-        counter("temp", "C", "GPU die temperature");
+        declare(kTemp);
     }
     if (nvml_.nvmlDeviceGetClockInfo && supported(nvml_.nvmlDeviceGetClockInfo(d.handle, kClockSm, &u))) {
         d.sm_clock.on = true;
-        counter("sm_clock", "Hz", "current SM clock");
+        declare(kSmClock);
     }
     if (nvml_.nvmlDeviceGetClockInfo && supported(nvml_.nvmlDeviceGetClockInfo(d.handle, kClockMem, &u))) {
         d.mem_clock.on = true;
-        counter("mem_clock", "Hz", "current memory clock");
+        declare(kMemClock);
     }
     if (nvml_.nvmlDeviceGetCurrentClocksEventReasons &&
         supported(nvml_.nvmlDeviceGetCurrentClocksEventReasons(d.handle, &ull))) {
@@ -333,49 +367,27 @@ NvmlDevice NvmlDriver::describe(std::uint32_t index, const std::function<void(co
                supported(nvml_.nvmlDeviceGetCurrentClocksThrottleReasons(d.handle, &ull))) {
         d.throttle.on = true;
     }
-    if (d.throttle.on)
-        counter("throttle", "mask", "clock event (throttle) reasons, nvmlClocksEventReasons bits, OR over the window",
-                Aggregation::BitOr);
+    if (d.throttle.on) declare(kThrottle);
     Utilization util{};
     if (nvml_.nvmlDeviceGetUtilizationRates && supported(nvml_.nvmlDeviceGetUtilizationRates(d.handle, &util))) {
         d.util.on = true;
-        counter("gpu_util", "ratio", "fraction of the last period with a kernel running (nvmlDeviceGetUtilizationRates)");
-        counter("mem_util", "ratio", "fraction of the last period with device memory being read or written");
+        declare(kGpuUtil);
+        declare(kMemUtil);
     }
     if (nvml_.nvmlDeviceGetTotalEccErrors &&
         supported(nvml_.nvmlDeviceGetTotalEccErrors(d.handle, kMemoryErrorUncorrected, kVolatileEcc, &ull))) {
         d.ecc.on = true;
-        counter("ecc_uncorrected", "count", "uncorrected ECC errors since the driver loaded", Aggregation::Last);
+        declare(kEccUncorrected);
     }
 
-    // Resolve the float index of every counter once.
-    SampleLayout layout(desc);
-    for (std::size_t c = 0; c < desc.counters.size(); ++c) {
-        const std::string& n = desc.counters[c].name;
-        const int at = static_cast<int>(layout.slot(c).offset);
-        if (n == "mem_used") d.slots.mem_used = at;
-        else if (n == "power") d.slots.power = at;
-        else if (n == "temp") d.slots.temp = at;
-        else if (n == "sm_clock") d.slots.sm_clock = at;
-        else if (n == "mem_clock") d.slots.mem_clock = at;
-        else if (n == "throttle") d.slots.throttle = at;
-        else if (n == "gpu_util") d.slots.gpu_util = at;
-        else if (n == "mem_util") d.slots.mem_util = at;
-        else if (n == "ecc_uncorrected") d.slots.ecc = at;
-    }
-    // GPM slots were recorded as counter indices (see add_gpm); turn them
-    // into float indices, plus the partition's element for MIG streams.
-    for (std::size_t si = 0; si < d.gpm.size(); ++si) {
-        auto& s = d.gpm[si];
-        for (std::uint32_t m = 0; m < s.metrics; ++m) {
-            const std::uint32_t c = UINT32_MAX - s.slot[m];
-            std::uint32_t at = layout.slot(c).offset;
-            if (desc.counters[c].level == kPartitionLevel) {
-                for (std::size_t p = 0; p < desc.partitions.size(); ++p)
-                    if (desc.partitions[p].id == std::to_string(s.gpu_instance)) at += static_cast<std::uint32_t>(p);
-            }
-            s.slot[m] = at;
-        }
+    // Where every counter's values go, once; a per-instance GPM stream writes
+    // its partition's element of each partition-level counter.
+    d.counters.resolve(desc);
+    for (auto& s : d.gpm) {
+        std::uint32_t element = 0;
+        for (std::size_t p = 0; s.mig && p < desc.partitions.size(); ++p)
+            if (desc.partitions[p].id == std::to_string(s.gpu_instance)) element = static_cast<std::uint32_t>(p);
+        for (std::uint32_t m = 0; m < s.metrics; ++m) s.slot[m] = d.counters.offset(s.counter[m]) + element;
     }
     return d;
 }
@@ -396,25 +408,6 @@ void NvmlDriver::add_gpm(NvmlDevice& d, bool mig, const std::function<void(const
     if (mig && !nvml_.nvmlGpmMigSampleGet) {
         note("nvml: " + desc.id + ": per-instance GPM counters absent: no nvmlGpmMigSampleGet");
     }
-    struct Metric {
-        const char* name;
-        unsigned id;
-        const char* unit;
-        double scale;
-        bool per_instance;  // measured per GPU instance under MIG
-        const char* help;
-    };
-    static const Metric metrics[] = {
-        {"sm_active", kGpmSmUtil, "ratio", 0.01, true, "fraction of SMs busy (GPM SM_UTIL)"},
-        {"sm_occupancy", kGpmSmOccupancy, "ratio", 0.01, true, "resident warps / max warps (GPM SM_OCCUPANCY)"},
-        {"tensor_active", kGpmAnyTensorUtil, "ratio", 0.01, true, "tensor pipes active (GPM ANY_TENSOR_UTIL)"},
-        {"dram_active", kGpmDramBwUtil, "ratio", 0.01, true, "DRAM bandwidth used / peak (GPM DRAM_BW_UTIL)"},
-        {"gr_active", kGpmGraphicsUtil, "ratio", 0.01, true, "graphics/compute engine active (GPM GRAPHICS_UTIL)"},
-        {"pcie_tx", kGpmPcieTxPerSec, "B/s", kMiB, false, "PCIe bytes sent by the GPU per second (GPM)"},
-        {"pcie_rx", kGpmPcieRxPerSec, "B/s", kMiB, false, "PCIe bytes received per second (GPM)"},
-        {"nvlink_tx", kGpmNvlinkTotalTxPerSec, "B/s", kMiB, false, "NVLink bytes written per second, all links (GPM)"},
-        {"nvlink_rx", kGpmNvlinkTotalRxPerSec, "B/s", kMiB, false, "NVLink bytes read per second, all links (GPM)"},
-    };
     auto new_stream = [&](bool per_instance, unsigned gi) -> GpmStream* {
         GpmStream s;
         s.mig = per_instance;
@@ -440,20 +433,14 @@ void NvmlDriver::add_gpm(NvmlDevice& d, bool mig, const std::function<void(const
             if (!new_stream(true, static_cast<unsigned>(std::stoul(p.id)))) break;
             instance_streams.push_back(d.gpm.size() - 1);
         }
-    for (const auto& m : metrics) {
+    for (const auto& m : kGpmSources) {
         const bool at_partition = mig && m.per_instance;
         if (at_partition && instance_streams.empty()) continue;
-        CounterSpec c;
-        c.name = m.name;
-        c.level = at_partition ? kPartitionLevel : kDeviceLevel;
-        c.unit = m.unit;
-        c.help = m.help;
-        const auto counter_index = static_cast<std::uint32_t>(desc.counters.size());
-        desc.counters.push_back(c);
+        d.counters.declare(desc, m.counter, at_partition ? kPartitionLevel : kDeviceLevel);
         auto attach = [&](GpmStream& s) {
-            s.metric_id[s.metrics] = m.id;
+            s.metric_id[s.metrics] = m.metric;
             s.scale[s.metrics] = m.scale;
-            s.slot[s.metrics] = UINT32_MAX - counter_index;  // resolved in describe()
+            s.counter[s.metrics] = m.counter;  // its float index is resolved in describe()
             ++s.metrics;
         };
         if (at_partition)
@@ -608,32 +595,32 @@ ReadStatus NvmlDriver::read(std::size_t index, std::int64_t now_ns, float* value
             MemoryV2 mem{};
             mem.version = kMemoryV2Version;
             if (check(nvml_.nvmlDeviceGetMemoryInfo_v2(h, &mem), d.memory, o, "nvmlDeviceGetMemoryInfo_v2"))
-                values[d.slots.mem_used] = static_cast<float>(mem.used);
+                values[d.counters.offset(kMemUsed)] = static_cast<float>(mem.used);
         } else {
             Memory mem{};
             if (check(nvml_.nvmlDeviceGetMemoryInfo(h, &mem), d.memory, o, "nvmlDeviceGetMemoryInfo"))
-                values[d.slots.mem_used] = static_cast<float>(mem.used);
+                values[d.counters.offset(kMemUsed)] = static_cast<float>(mem.used);
         }
         CUAGENT_STOP_IF_LOST
     }
     if (d.power.on) {
         if (check(nvml_.nvmlDeviceGetPowerUsage(h, &u), d.power, o, "nvmlDeviceGetPowerUsage"))
-            values[d.slots.power] = static_cast<float>(u) * 1e-3f;  // mW -> W
+            values[d.counters.offset(kPower)] = static_cast<float>(u) * 1e-3f;  // mW -> W
         CUAGENT_STOP_IF_LOST
     }
     if (d.temp.on) {
         if (check(nvml_.nvmlDeviceGetTemperature(h, kTemperatureGpu, &u), d.temp, o, "nvmlDeviceGetTemperature"))
-            values[d.slots.temp] = static_cast<float>(u);
+            values[d.counters.offset(kTemp)] = static_cast<float>(u);
         CUAGENT_STOP_IF_LOST
     }
     if (d.sm_clock.on) {
         if (check(nvml_.nvmlDeviceGetClockInfo(h, kClockSm, &u), d.sm_clock, o, "nvmlDeviceGetClockInfo"))
-            values[d.slots.sm_clock] = static_cast<float>(u) * 1e6f;  // MHz -> Hz
+            values[d.counters.offset(kSmClock)] = static_cast<float>(u) * 1e6f;  // MHz -> Hz
         CUAGENT_STOP_IF_LOST
     }
     if (d.mem_clock.on) {
         if (check(nvml_.nvmlDeviceGetClockInfo(h, kClockMem, &u), d.mem_clock, o, "nvmlDeviceGetClockInfo"))
-            values[d.slots.mem_clock] = static_cast<float>(u) * 1e6f;
+            values[d.counters.offset(kMemClock)] = static_cast<float>(u) * 1e6f;
         CUAGENT_STOP_IF_LOST
     }
     if (d.throttle.on) {
@@ -641,21 +628,21 @@ ReadStatus NvmlDriver::read(std::size_t index, std::int64_t now_ns, float* value
                                          : nvml_.nvmlDeviceGetCurrentClocksThrottleReasons(h, &ull);
         // The reason bits in use sit far below 2^24, where a float is exact.
         if (check(r, d.throttle, o, "nvmlDeviceGetCurrentClocksEventReasons"))
-            values[d.slots.throttle] = static_cast<float>(ull);
+            values[d.counters.offset(kThrottle)] = static_cast<float>(ull);
         CUAGENT_STOP_IF_LOST
     }
     if (d.util.on) {
         Utilization util{};
         if (check(nvml_.nvmlDeviceGetUtilizationRates(h, &util), d.util, o, "nvmlDeviceGetUtilizationRates")) {
-            values[d.slots.gpu_util] = static_cast<float>(util.gpu) * 0.01f;
-            values[d.slots.mem_util] = static_cast<float>(util.memory) * 0.01f;
+            values[d.counters.offset(kGpuUtil)] = static_cast<float>(util.gpu) * 0.01f;
+            values[d.counters.offset(kMemUtil)] = static_cast<float>(util.memory) * 0.01f;
         }
         CUAGENT_STOP_IF_LOST
     }
     if (d.ecc.on) {
         if (check(nvml_.nvmlDeviceGetTotalEccErrors(h, kMemoryErrorUncorrected, kVolatileEcc, &ull), d.ecc, o,
                   "nvmlDeviceGetTotalEccErrors"))
-            values[d.slots.ecc] = static_cast<float>(ull);
+            values[d.counters.offset(kEccUncorrected)] = static_cast<float>(ull);
         CUAGENT_STOP_IF_LOST
     }
 #undef CUAGENT_STOP_IF_LOST

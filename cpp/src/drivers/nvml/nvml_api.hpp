@@ -1,7 +1,7 @@
 // The slice of the NVML C API that the nvml driver uses, declared here from
 // nvml.h facts (signatures, struct layouts, enum values) so that the package
 // builds without the CUDA toolkit. Every function is looked up at run time
-// (NvmlLibrary); a symbol the installed driver lacks stays null.
+// (nvml::Library, nvml_library.hpp); a symbol the installed driver lacks stays null.
 #pragma once
 
 #include <cstdint>

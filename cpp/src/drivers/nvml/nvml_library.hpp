@@ -1,11 +1,13 @@
-// libnvidia-ml loaded with dlopen, every symbol looked up on its own: an older
-// driver that lacks a function (GPM before Hopper drivers, the 2023 rename of
-// ThrottleReasons to ClocksEventReasons) leaves that pointer null, and the
-// driver drops the counters it serves instead of failing.
+// libnvidia-ml loaded at run time (common/dynamic_library.hpp), every symbol
+// looked up on its own: an older driver that lacks a function (GPM before
+// Hopper drivers, the 2023 rename of ThrottleReasons to ClocksEventReasons)
+// leaves that pointer null, and the driver drops the counters it serves
+// instead of failing.
 #pragma once
 
 #include <string>
 
+#include "common/dynamic_library.hpp"
 #include "nvml_api.hpp"
 
 namespace cuagent::nvml {
@@ -55,7 +57,7 @@ public:
     Library(const Library&) = delete;
     Library& operator=(const Library&) = delete;
 
-    const std::string& path() const { return path_; }
+    const std::string& path() const { return library_.path(); }
     // "nvmlDeviceGetPowerUsage: Not Supported (3)" style text for errors.
     std::string describe(const char* function, Return r) const;
 
@@ -64,8 +66,7 @@ public:
 #undef CUAGENT_NVML_MEMBER
 
 private:
-    std::string path_;
-    void* handle_ = nullptr;
+    drivers::DynamicLibrary library_;
     bool initialised_ = false;
 };
 

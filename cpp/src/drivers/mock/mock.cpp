@@ -8,7 +8,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "cuagent/sample_layout.hpp"
+#include "common/counter_table.hpp"
 #include "mock_presets.hpp"
 #include "mock_rng.hpp"
 #include "mock_scenarios.hpp"
@@ -51,8 +51,40 @@ void check_faults(const MockFaults& f, std::size_t index) {
 
 std::int64_t seconds_to_ns(double s) { return s < 0 ? -1 : std::llround(s * 1e9); }
 
-DeviceDescription describe(const mock::Preset& p, const mock::ScenarioPlan& plan,
-                           std::size_t index) {
+// Every counter a mock device serves. Unit-level counters come from the
+// blocks resident on each unit; the three that schedulers read per partition
+// and device (PROTOCOL.md §3.2) are rolled up, issue and mem_stall are not.
+enum Counter : std::uint32_t {
+    kActive, kOccupancy, kIssue, kTensor, kMemStall,
+    kPower, kTemp, kSmClock, kMemClock, kMemUsed, kDramActive, kThrottle,
+};
+constexpr drivers::CounterDef kCounters[] = {
+    {kActive, "active", nullptr, "ratio",
+     "1 when at least one warp is resident, per sample (mock: from the blocks resident on the {unit})",
+     Aggregation::Mean, "sm_active"},
+    {kOccupancy, "occupancy", nullptr, "ratio",
+     "resident warps / maximum warps (mock: from the blocks resident on the {unit})", Aggregation::Mean,
+     "sm_occupancy"},
+    {kIssue, "issue", nullptr, "ratio", "issue-slot utilisation (mock: from the blocks resident on the {unit})"},
+    {kTensor, "tensor", nullptr, "ratio",
+     "tensor/matrix pipe active (mock: from the blocks resident on the {unit})", Aggregation::Mean,
+     "tensor_active"},
+    {kMemStall, "mem_stall", nullptr, "ratio",
+     "fraction of issue slots stalled on memory (mock: from the blocks resident on the {unit})"},
+    {kPower, "power", kDeviceLevel, "W", "board power, 1 s average as NVML reports it (mock)"},
+    {kTemp, "temp", kDeviceLevel, "C", "GPU temperature (mock: two-pole thermal lag)"},
+    {kSmClock, "sm_clock", kDeviceLevel, "Hz", "SM clock (mock: power-capped governor)"},
+    {kMemClock, "mem_clock", kDeviceLevel, "Hz", "memory clock (mock)"},
+    {kMemUsed, "mem_used", kDeviceLevel, "bytes", "device memory in use (mock)", Aggregation::Last},
+    {kDramActive, "dram_active", kDeviceLevel, "ratio", "DRAM bandwidth in use (mock)"},
+    {kThrottle, "throttle", kDeviceLevel, "mask",
+     "clock throttle reasons, NVML clocks_event_reasons bits: 0x1 idle, 0x4 power cap (mock)",
+     Aggregation::BitOr},
+};
+static_assert(drivers::rows_in_order(kCounters), "kCounters rows must follow the Counter enum");
+
+DeviceDescription describe(const mock::Preset& p, const mock::ScenarioPlan& plan, std::size_t index,
+                           drivers::CounterTable& counters) {
     DeviceDescription d;
     d.id = "mock-" + std::to_string(index);
     d.index = static_cast<std::uint32_t>(index);
@@ -67,33 +99,10 @@ DeviceDescription describe(const mock::Preset& p, const mock::ScenarioPlan& plan
     d.layout_source = "mock";
     d.partitions = plan.partitions;
     d.memory_bytes = p.memory_bytes;
-    const std::string& u = p.unit_kind;
-    const std::string model = " (mock: from the blocks resident on the " + u + ")";
-    d.counters = {
-        {"active", u, "ratio", "1 when at least one warp is resident, per sample" + model,
-         Aggregation::Mean, "sm_active"},
-        {"occupancy", u, "ratio", "resident warps / maximum warps" + model, Aggregation::Mean,
-         "sm_occupancy"},
-        {"issue", u, "ratio", "issue-slot utilisation" + model, Aggregation::Mean, "issue"},
-        {"tensor", u, "ratio", "tensor/matrix pipe active" + model, Aggregation::Mean,
-         "tensor_active"},
-        {"mem_stall", u, "ratio", "fraction of issue slots stalled on memory" + model,
-         Aggregation::Mean, "mem_stall"},
-        {"power", kDeviceLevel, "W", "board power, 1 s average as NVML reports it (mock)",
-         Aggregation::Mean, ""},
-        {"temp", kDeviceLevel, "C", "GPU temperature (mock: two-pole thermal lag)",
-         Aggregation::Mean, ""},
-        {"sm_clock", kDeviceLevel, "Hz", "SM clock (mock: power-capped governor)",
-         Aggregation::Mean, ""},
-        {"mem_clock", kDeviceLevel, "Hz", "memory clock (mock)", Aggregation::Mean, ""},
-        {"mem_used", kDeviceLevel, "bytes", "device memory in use (mock)", Aggregation::Last, ""},
-        {"dram_active", kDeviceLevel, "ratio", "DRAM bandwidth in use (mock)", Aggregation::Mean,
-         ""},
-        {"throttle", kDeviceLevel, "mask",
-         "clock throttle reasons, NVML clocks_event_reasons bits: 0x1 idle, 0x4 power cap (mock)",
-         Aggregation::BitOr, ""},
-    };
+    // A mock device serves every counter, in table order.
+    for (const auto& row : kCounters) counters.declare(d, row.id);
     d.validate();
+    counters.resolve(d);
     return d;
 }
 
@@ -111,7 +120,7 @@ public:
             const mock::Preset preset = mock::make_preset(spec.preset, spec.units);
             const mock::ScenarioPlan plan = mock::make_scenario(spec.scenario, preset);
             Device d;
-            d.description = describe(preset, plan, i);
+            d.description = describe(preset, plan, i, d.counters);
             // One independent random stream per device, and another for its faults.
             const std::uint64_t device_seed = mock::mix64(seed ^ mock::mix64(0x6d6f636b + i));
             d.sim = std::make_unique<DeviceSim>(preset, plan, device_seed);
@@ -125,15 +134,6 @@ public:
             d.next_slow_ns = d.slow_every_ns;
             d.slow_ns = std::llround(spec.faults.slow_read_ms * 1e6);
 
-            const SampleLayout layout(d.description);
-            std::uint32_t* offsets[] = {&d.off_active, &d.off_occupancy, &d.off_issue,
-                                        &d.off_tensor, &d.off_mem_stall, &d.off_power,
-                                        &d.off_temp,   &d.off_sm_clock,  &d.off_mem_clock,
-                                        &d.off_mem_used, &d.off_dram,    &d.off_throttle};
-            static_assert(sizeof offsets / sizeof offsets[0] == 12, "one offset per counter");
-            if (layout.counters() != 12)
-                throw std::logic_error("mock: counter list and offsets disagree");
-            for (std::size_t c = 0; c < layout.counters(); ++c) *offsets[c] = layout.slot(c).offset;
             devices_.push_back(std::move(d));
         }
     }
@@ -178,16 +178,17 @@ public:
             d.reset_done = true;
         }
         sim.advance_to(DeviceSim::kWarmupNs + t);
-        sim.write_units(values + d.off_active, values + d.off_occupancy, values + d.off_issue,
-                        values + d.off_tensor, values + d.off_mem_stall);
+        const drivers::CounterTable& at = d.counters;
+        sim.write_units(values + at.offset(kActive), values + at.offset(kOccupancy), values + at.offset(kIssue),
+                        values + at.offset(kTensor), values + at.offset(kMemStall));
         const mock::PowerModel& power = sim.power();
-        values[d.off_power] = static_cast<float>(power.reported_power_w());
-        values[d.off_temp] = static_cast<float>(power.temp_c());
-        values[d.off_sm_clock] = static_cast<float>(power.sm_clock_hz());
-        values[d.off_mem_clock] = static_cast<float>(sim.calibration().mem_clock_hz);
-        values[d.off_mem_used] = static_cast<float>(sim.mem_used_bytes());
-        values[d.off_dram] = sim.dram_active();
-        values[d.off_throttle] = static_cast<float>(power.throttle_mask());
+        values[at.offset(kPower)] = static_cast<float>(power.reported_power_w());
+        values[at.offset(kTemp)] = static_cast<float>(power.temp_c());
+        values[at.offset(kSmClock)] = static_cast<float>(power.sm_clock_hz());
+        values[at.offset(kMemClock)] = static_cast<float>(sim.calibration().mem_clock_hz);
+        values[at.offset(kMemUsed)] = static_cast<float>(sim.mem_used_bytes());
+        values[at.offset(kDramActive)] = sim.dram_active();
+        values[at.offset(kThrottle)] = static_cast<float>(power.throttle_mask());
         return ReadStatus::Ok;
     }
 
@@ -202,9 +203,7 @@ private:
         bool reset_done = false;
         double read_error_rate = 0;
         std::int64_t slow_every_ns = 0, next_slow_ns = 0, slow_ns = 0;
-        std::uint32_t off_active = 0, off_occupancy = 0, off_issue = 0, off_tensor = 0,
-                      off_mem_stall = 0, off_power = 0, off_temp = 0, off_sm_clock = 0,
-                      off_mem_clock = 0, off_mem_used = 0, off_dram = 0, off_throttle = 0;
+        drivers::CounterTable counters{kCounters};
     };
 
     static void note(char* detail, std::size_t size, const char* format, long long value) {

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace cuagent::rocm {
 
@@ -56,6 +57,38 @@ struct Frequencies {
 static_assert(offsetof(Frequencies, num_supported) == 4 && offsetof(Frequencies, frequency) == 16,
               "rsmi_frequencies_t layout");
 
+// rsmi_frequencies_t of releases before has_deep_sleep (ROCm 5.x; measured on
+// Debian's 5.2.3): num_supported first, at most 32 frequencies. It fits in a
+// Frequencies, which is the buffer passed either way.
+struct FrequenciesV5 {
+    std::uint32_t num_supported;
+    std::uint32_t current;
+    std::uint64_t frequency[32];
+};
+static_assert(sizeof(FrequenciesV5) <= sizeof(Frequencies), "a Frequencies holds either layout");
+
+enum class FrequencyLayout : std::uint8_t { Current, V5 };
+
+// The current frequency (Hz) in what rsmi_dev_gpu_clk_freq_get wrote into `f`,
+// read through `layout`; false when the answer does not hold together in that
+// layout. The two cannot be mistaken for each other: read as V5, a current
+// struct's first word is has_deep_sleep (0 or 1, then padding) and fails
+// current < num_supported; read as current, a V5 struct's first byte is a
+// count >= 2, or 1 with 0 in the num_supported slot.
+inline bool current_frequency(const Frequencies& f, FrequencyLayout layout, std::uint64_t* hz) noexcept {
+    const auto* raw = reinterpret_cast<const unsigned char*>(&f);
+    if (layout == FrequencyLayout::Current) {
+        if (raw[0] > 1 || f.num_supported == 0 || f.num_supported > 33 || f.current >= f.num_supported) return false;
+        *hz = f.frequency[f.current];
+        return true;
+    }
+    FrequenciesV5 v5;
+    std::memcpy(&v5, raw, sizeof v5);
+    if (v5.num_supported == 0 || v5.num_supported > 32 || v5.current >= v5.num_supported) return false;
+    *hz = v5.frequency[v5.current];
+    return true;
+}
+
 // Enums are 32-bit in this ABI; they are passed as uint32_t.
 using InitFn = Status (*)(std::uint64_t);
 using ShutDownFn = Status (*)();
@@ -79,6 +112,11 @@ using MetricsFn = Status (*)(std::uint32_t, void*);
 // header (size, format/content revision) is the kernel table's. The public
 // struct grew with each library release, so its layout is the library's, not
 // the table's:
+//   96 bytes    releases that know tables up to 1.3 (ROCm 5.x; measured on
+//               Debian's 5.2.3): the kernel's 1.1 table; a 1.2 or 1.3 table is
+//               cut to it, its firmware_timestamp x 10 put in
+//               system_clock_counter. (5.2.3 aborts the process, an assertion,
+//               on a 1.4+ table.)
 //   424 bytes   releases that know tables up to 1.5 (no xcp_stats)
 //   1832 bytes  1.6: xcp_stats[8] = {u32 gfx_busy_inst[8], u16 jpeg_busy[32],
 //               u16 vcn_busy[4], u64 gfx_busy_acc[8]} (168 bytes each)
@@ -105,6 +143,7 @@ inline constexpr std::size_t kTemperatureEdge = 4;   // u16, C
 inline constexpr std::size_t kTemperatureHotspot = 6;
 inline constexpr std::size_t kAverageGfxActivity = 16;   // u16, %
 inline constexpr std::size_t kAverageSocketPower = 22;   // u16, W (tables < 1.4)
+inline constexpr std::size_t kSystemClockCounter = 32;   // u64, ns (tables < 1.4)
 inline constexpr std::size_t kCurrentGfxclk = 54;        // u16, MHz (tables < 1.4)
 inline constexpr std::size_t kCurrentUclk = 58;          // u16, MHz
 inline constexpr std::size_t kFirmwareTimestamp = 96;    // u64, 10 ns units (1.2+)
@@ -126,11 +165,12 @@ struct PublicLayout {
     std::size_t gfx_busy_acc;    // offset of gfx_busy_acc inside one XCP entry
 };
 
+inline constexpr PublicLayout kLayoutV13{96, 3, 0, 0};
 inline constexpr PublicLayout kLayoutV15{424, 5, 0, 0};
 inline constexpr PublicLayout kLayoutV16{1832, 6, 168, 104};
 inline constexpr PublicLayout kLayoutV17{2368, 7, 232, 104};
 inline constexpr PublicLayout kLayoutV18{4544, 8, 504, 120};
-inline constexpr PublicLayout kKnownLayouts[] = {kLayoutV15, kLayoutV16, kLayoutV17, kLayoutV18};
+inline constexpr PublicLayout kKnownLayouts[] = {kLayoutV13, kLayoutV15, kLayoutV16, kLayoutV17, kLayoutV18};
 
 constexpr std::size_t align8(std::size_t n) { return (n + 7) / 8 * 8; }
 // The stated sizes follow from the entries: xcp_stats, u32 pcie_lc_perf_other_end_recovery,

@@ -1,0 +1,64 @@
+#include "dynamic_library.hpp"
+
+#include <dlfcn.h>
+
+#include <stdexcept>
+
+namespace cuagent::drivers {
+
+DynamicLibrary::~DynamicLibrary() {
+    if (!keep_loaded_) close();
+}
+
+bool DynamicLibrary::try_open(const std::vector<std::string>& candidates, const std::string& what,
+                              std::string& error) {
+    close();
+    std::string tried;
+    for (const auto& candidate : candidates) {
+        handle_ = dlopen(candidate.c_str(), RTLD_NOW | RTLD_LOCAL);
+        if (handle_ != nullptr) {
+            path_ = candidate;
+            return true;
+        }
+        const char* why = dlerror();
+        tried += (tried.empty() ? "" : "; ") + candidate + " (" + (why ? why : "unknown dlopen error") + ")";
+    }
+    error = "cannot load " + what + ": tried " + (tried.empty() ? "nothing (no candidate given)" : tried);
+    return false;
+}
+
+void DynamicLibrary::open(const std::vector<std::string>& candidates, const std::string& what,
+                          const std::string& prefix) {
+    std::string error;
+    if (!try_open(candidates, what, error)) throw std::runtime_error(prefix + error);
+}
+
+void* DynamicLibrary::find(const char* symbol) {
+    void* address = handle_ != nullptr ? dlsym(handle_, symbol) : nullptr;
+    if (address == nullptr) missing_.emplace_back(symbol);
+    return address;
+}
+
+std::string DynamicLibrary::lacking(std::initializer_list<const char*> required) const {
+    std::string out;
+    for (const char* name : required)
+        for (const auto& m : missing_)
+            if (m == name) {
+                out += (out.empty() ? "" : ", ") + m;
+                break;
+            }
+    return out;
+}
+
+std::string DynamicLibrary::lacking() const {
+    std::string out;
+    for (const auto& m : missing_) out += (out.empty() ? "" : ", ") + m;
+    return out;
+}
+
+void DynamicLibrary::close() {
+    if (handle_ != nullptr) dlclose(handle_);
+    handle_ = nullptr;
+}
+
+}  // namespace cuagent::drivers

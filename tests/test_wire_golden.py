@@ -1,0 +1,109 @@
+"""The feed's bytes for a fixed engine state do not change unless the protocol does.
+
+tests/wire_golden.py builds topo, state, hb and a snapshot reply from each backend's
+devices (mock, and nvml / rocm_smi on their fake libraries) read at fixed times and
+aggregated by the C++ aggregator; tests/golden/wire_<backend>.msgpack holds the bytes
+they made when this test was written. Any refactoring of drivers, aggregator, topology
+or encoder must leave them byte-identical.
+
+A deliberate change of the wire (a PROTOCOL.md edit) regenerates them with
+CUAGENT_WRITE_GOLDEN=1 and commits the new files together with the change.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+
+from fakes.rocm_fixtures import rocm_library  # noqa: F401
+from isolated import run_python
+from wire_golden import NVML_SCRIPT
+
+pytest.importorskip("cuagent._core")
+
+HERE = Path(__file__).resolve().parent
+GOLDEN = HERE / "golden"
+GENERATOR = HERE / "wire_golden.py"
+
+
+def generate(backend: str, out: Path, *args: object, env: dict[str, str] | None = None) -> bytes:
+    # A fresh process per backend: the fake libraries keep their state per process.
+    code = f"import runpy; runpy.run_path({str(GENERATOR)!r}, run_name='__main__')"
+    run_python(code, backend, out, *args, env=env, timeout=120, what=f"wire_golden {backend}")
+    return out.read_bytes()
+
+
+def first_difference(want: Any, got: Any, path: str = "") -> str:
+    """Where two decoded blobs first differ (frames are decoded as msgpack where they can be)."""
+    if isinstance(want, bytes) and isinstance(got, bytes):
+        if want == got:
+            return ""
+        try:
+            return first_difference(msgpack.unpackb(want, raw=False), msgpack.unpackb(got, raw=False), path)
+        except Exception:  # noqa: BLE001 — not msgpack (a topic, an array): compare as bytes
+            at = next((i for i, (a, b) in enumerate(zip(want, got)) if a != b), min(len(want), len(got)))
+            return f"{path}: bytes differ at offset {at} (lengths {len(want)} and {len(got)})"
+    if isinstance(want, dict) and isinstance(got, dict):
+        if list(want) != list(got):
+            return f"{path}: keys {list(want)} != {list(got)}"
+        for key in want:
+            found = first_difference(want[key], got[key], f"{path}.{key}")
+            if found:
+                return found
+        return ""
+    if isinstance(want, list) and isinstance(got, list):
+        if len(want) != len(got):
+            return f"{path}: {len(want)} items != {len(got)}"
+        for i, (a, b) in enumerate(zip(want, got)):
+            found = first_difference(a, b, f"{path}[{i}]")
+            if found:
+                return found
+        return ""
+    if want != got or type(want) is not type(got):
+        return f"{path}: {want!r} != {got!r}"
+    return ""
+
+
+def check(backend: str, got: bytes) -> None:
+    golden = GOLDEN / f"wire_{backend}.msgpack"
+    if os.environ.get("CUAGENT_WRITE_GOLDEN") == "1":
+        golden.parent.mkdir(exist_ok=True)
+        golden.write_bytes(got)
+        pytest.skip(f"wrote {golden}")
+    want = golden.read_bytes()
+    if got != want:
+        where = first_difference(msgpack.unpackb(want, raw=False), msgpack.unpackb(got, raw=False))
+        pytest.fail(f"{backend}: wire bytes changed ({len(want)} -> {len(got)} bytes); first difference at {where}")
+
+
+def test_mock_wire_bytes(tmp_path: Path) -> None:
+    check("mock", generate("mock", tmp_path / "mock.msgpack"))
+
+
+def test_nvml_wire_bytes(fake_nvml) -> None:
+    script = fake_nvml.script(NVML_SCRIPT)
+    got = generate("nvml", fake_nvml.work / "nvml.msgpack", fake_nvml.library, env=fake_nvml.env(script))
+    check("nvml", got)
+
+
+def test_rocm_smi_wire_bytes(rocm_library: Path, tmp_path: Path) -> None:  # noqa: F811
+    check("rocm_smi", generate("rocm_smi", tmp_path / "rocm.msgpack", rocm_library, tmp_path))
+
+
+def test_the_golden_blobs_cover_every_message_kind() -> None:
+    # Not vacuous: each blob holds a topo, a state per device with values, an hb and a snapshot.
+    for backend in ("mock", "nvml", "rocm_smi"):
+        blob = msgpack.unpackb((GOLDEN / f"wire_{backend}.msgpack").read_bytes(), raw=False)
+        topics = [m[0].decode() for m in blob["messages"]]
+        assert topics[0].startswith("cua1/topo/") and topics[-1].startswith("cua1/hb/")
+        topo = msgpack.unpackb(blob["messages"][0][2], raw=False)
+        states = [msgpack.unpackb(m[2], raw=False) for m in blob["messages"] if m[0].startswith(b"cua1/state/")]
+        assert len(states) == len(topo["devices"]) >= 2, backend
+        for s in states:
+            assert s["device"], (backend, "a state without device values")
+        assert msgpack.unpackb(blob["snapshot"], raw=False)["ok"] is True
+

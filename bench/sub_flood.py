@@ -7,7 +7,10 @@ Each target runs in fresh processes; the flooder is a raw ZMTP peer (tests/hosti
 that reconnects whenever it is dropped, until the whole flood was sent or --deadline passed.
 A normal subscriber on the same feed counts what it receives after the flood.
 
-    python bench/sub_flood.py [--sizes-mb 10,50] [--tree python]
+    python bench/sub_flood.py [--sizes-mb 10,50] [--tree python] [--parallel N]
+
+--parallel N floods from N connections at once (each its share): every one of them may hold
+up to the per-connection bound before the total bound catches up, so growth scales with N.
 """
 
 from __future__ import annotations
@@ -118,7 +121,19 @@ def received_within(sub: zmq.Socket, seconds: float) -> int:
         n += 1
 
 
-def run_case(name: str, mb: float, env: dict[str, str], deadline_s: float) -> dict[str, object]:
+def parallel_flood(endpoint: str, total: int, n: int, deadline_s: float) -> dict[str, int]:
+    results: list[dict[str, int]] = []
+    threads = [threading.Thread(target=lambda i=i: results.append(flood(endpoint, total // n, seed=i + 1,
+                                                                         deadline_s=deadline_s)))
+               for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {k: sum(r[k] for r in results) for k in ("sent_bytes", "drops", "connects")}
+
+
+def run_case(name: str, mb: float, env: dict[str, str], deadline_s: float, parallel: int = 1) -> dict[str, object]:
     """Start the case's processes, flood the front feed, report RSS growth per process."""
     ports = [free_port() for _ in range(4)]
     up_feed, up_sync, front_feed, front_sync = (f"tcp://127.0.0.1:{p}" for p in ports)
@@ -146,7 +161,7 @@ def run_case(name: str, mb: float, env: dict[str, str], deadline_s: float) -> di
         before = {k: psutil.Process(p.pid).memory_info().rss for k, p in procs.items()}
         peaks = {k: Peak(p.pid) for k, p in procs.items()}
         t0 = time.monotonic()
-        result = flood(front_feed, int(mb * 1e6), deadline_s=deadline_s)
+        result = parallel_flood(front_feed, int(mb * 1e6), parallel, deadline_s)
         flood_s = time.monotonic() - t0
         sub_drained = received_within(sub, 0.0)  # what queued during the flood
         time.sleep(2.0)  # let dropped connections end and memory settle
@@ -174,12 +189,14 @@ def main() -> None:
                     help="directory holding the cuagent package to run (default: this tree's)")
     ap.add_argument("--cases", default="agent,plain PUB,relay,plain proxy")
     ap.add_argument("--deadline", type=float, default=240.0, help="seconds at most per flood")
+    ap.add_argument("--parallel", type=int, default=1, help="connections flooding at once")
     args = ap.parse_args()
     env = dict(os.environ, PYTHONPATH=args.tree)
-    print(f"cuagent from {args.tree}; libzmq {zmq.zmq_version()}; {os.cpu_count()} CPUs")
+    print(f"cuagent from {args.tree}; libzmq {zmq.zmq_version()}; {os.cpu_count()} CPUs; "
+          f"{args.parallel} flooding connection(s) at a time")
     for mb in (float(x) for x in args.sizes_mb.split(",")):
         for case in args.cases.split(","):
-            r = run_case(case, mb, env, args.deadline)
+            r = run_case(case, mb, env, args.deadline, args.parallel)
             head = (f"{case:12s} {mb:5.0f} MB flood: sent {r['sent_bytes'] / 1e6:6.1f} MB in {r['flood_s']:5.1f} s, "
                     f"{r['connects']} connection(s), {r['drops']} dropped; listener got {r['listener_msgs_after']} "
                     f"msgs in the 2 s after")

@@ -15,7 +15,7 @@ import pytest
 import zmq
 
 import hostile_peers as h
-from cuagent import sockets, subscriptions
+from cuagent import protocol, sockets, subscriptions
 from feed_support import WAIT_S, Proc, Recorder, request, start_agent, wait_until
 
 # The old feed (a plain PUB) grew ~470 MB under a 10 MB flood, an old relay ~500 MB and the
@@ -205,8 +205,11 @@ def _receives(sub: zmq.Socket) -> bool:
     return False
 
 
-def _prefixes(n: int, length: int, tag: bytes) -> list[bytes]:
-    return [tag + b"%06d" % i + b"x" * (length - len(tag) - 6) for i in range(n)]
+def _prefixes(n: int, length: int, tag: bytes, first: int = 0) -> list[bytes]:
+    """``n`` prefixes of ``length`` bytes that share no start with each other (each begins with
+    its own byte), so each costs a connection its full length plus the per-entry overhead."""
+    assert first + n <= 256
+    return [bytes([first + i]) + tag + b"x" * (length - 1 - len(tag)) for i in range(n)]
 
 
 def test_a_connection_is_dropped_exactly_past_its_bound_and_others_keep_receiving(server, raw):
@@ -221,13 +224,30 @@ def test_a_connection_is_dropped_exactly_past_its_bound_and_others_keep_receivin
     wait_until(lambda: server.guard.stats["subscriptions"] >= 2 * within + 1, what="all subscriptions read")
     receiver_cost = len(b"cua1/state/node-s/") + subscriptions.PREFIX_OVERHEAD
     assert server.guard.held_bytes == within * cost + receiver_cost
-    peer.subscribe(_prefixes(1, 100, b"b"))
+    peer.subscribe(_prefixes(1, 100, b"b", first=255))
     assert _dropped(peer)
     assert server.guard.held_bytes == receiver_cost  # the dropped peer's charge is released
     assert _receives(sub)
     sub.close(0)
     stats = server.close()
     assert stats["dropped_peers"] == 1 and stats["unmatchable"] == 2 * within + 1, stats
+    assert stats["reset_peers"] == 0, stats  # it stopped sending: shutting its read side sufficed
+
+
+def test_a_dropped_connection_that_keeps_sending_ends_and_little_more_is_read(server, raw):
+    """Its read side is shut: libzmq reads what is queued and ends it; one whose data keeps
+    coming is reset after RESET_AFTER_REFUSED more prefixes (which of the two depends on timing)."""
+    peer = raw()
+    # Far over the bound in one stream, so that more keeps arriving after the read side is shut.
+    flood = [p for tag in (b"a", b"b", b"c", b"d", b"e", b"f", b"g", b"h") for p in _prefixes(250, 100, tag)]
+    try:
+        peer.subscribe(flood)
+    except h.Dropped:
+        pass
+    assert _dropped(peer)
+    stats = server.close()
+    # Of 2,000 sent: the bound's worth (~150), then what libzmq had read ahead of the guard.
+    assert stats["dropped_peers"] == 1 and stats["subscriptions"] < 1200, stats
 
 
 def test_a_prefix_longer_than_any_topic_drops_its_connection(server, raw):
@@ -279,3 +299,21 @@ def test_normal_subscriptions_are_never_dropped(server):
     sub.close(0)
     stats = server.close()
     assert stats["dropped_peers"] == 0 and stats["unmatchable"] == 200, stats
+
+
+def test_a_thousand_node_prefixes_on_one_connection_fit_the_default_bound(tmp_path):
+    """As many as a libzmq SUB sends when it connects (its SNDHWM, 1,000): 250 nodes, every kind."""
+    srv = _Server(f"ipc://{tmp_path}/feed")
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    for i in range(249):
+        for prefix in protocol.node_prefixes(f"node-{i:03d}"):
+            sub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+    for prefix in protocol.node_prefixes("node-s"):
+        sub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+    sub.connect(srv.endpoint)
+    assert _receives(sub)
+    wait_until(lambda: srv.guard.stats["subscriptions"] >= 1000, what="every subscription read")
+    sub.close(0)
+    stats = srv.close()
+    assert stats["dropped_peers"] == 0, stats

@@ -13,10 +13,17 @@ ends that connection and frees its subscriptions, and every other subscriber kee
 libzmq bounds the rest: ZMQ_MAXMSGSIZE drops a peer that sends a longer frame, and a small
 ZMQ_RCVBUF and ZMQ_RCVHWM keep small what a dropped peer had already sent (libzmq still reads
 that before it sees the connection end).
+
+The read side goes first (SHUT_RD): libzmq reads what was queued, sees the end and closes. Both
+sides only for a peer that keeps sending after that: a full shutdown makes the kernel report a
+hang-up, and libzmq 4.3.5 aborts the process (assertion !_io_error, zeromq/libzmq#4841) when a
+hang-up finds the connection's input paused and a heartbeat or PING is processed before it
+resumes, which a well-behaved subscriber over its bound must not be able to cause.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 import socket
@@ -37,20 +44,29 @@ MAX_PREFIX_BYTES = protocol.MAX_TOPIC_BYTES
 MAX_INBOUND_FRAME_BYTES = 2048
 # Inbound messages libzmq moves from one connection to the socket at a time, and the kernel's
 # receive buffer per connection: a subscriber sends a few short prefixes, and whatever sits
-# here when a peer is dropped is still read and stored before libzmq sees the end.
+# here when a peer is dropped is still read and stored before libzmq sees the end. Above a few
+# messages libzmq keeps moving a flood in one pass before the guard sees any of it (at 64: 26k
+# prefixes, +239 MB); at 1 the connection's input is paused nearly all the time, which is when
+# a reset can abort libzmq (see above).
 INBOUND_HWM = 4
 INBOUND_RCVBUF = 16 * 1024
-# What one distinct prefix costs a connection: its bytes plus this (libzmq's per-entry
-# overhead), so that many short prefixes count too.
-PREFIX_OVERHEAD = 64
-# Per connection: ~1,000 node-level prefixes (cua1/state/<node>/) fit; libzmq then holds a few MB.
-PEER_BUDGET_BYTES = 96 * 1024
+# What one distinct prefix costs a connection: the bytes it adds to libzmq's trie (~50 bytes of
+# memory each), i.e. those beyond the longest start it shares with a prefix the connection
+# already holds, plus this for libzmq's per-entry bookkeeping.
+PREFIX_OVERHEAD = 32
+# Per connection: 1,000 node-level prefixes (cua1/<kind>/<node>/, 2-5 new bytes each) fit, and a
+# libzmq SUB sends at most 1,000 (its SNDHWM) when it connects. Random prefixes: ~2 MB.
+PEER_BUDGET_BYTES = 48 * 1024
 # All connections together: the largest holder is dropped beyond this (~25 MB in libzmq).
 TOTAL_BUDGET_BYTES = 512 * 1024
 # Notifications handled per call, so that a flood cannot starve publishing.
 MAX_NOTIFICATIONS_PER_ROUND = 1024
 SWEEP_INTERVAL_S = 2.0
 LOG_INTERVAL_S = 10.0
+# A dropped peer still sending after this many subscriptions, or this long, is reset (SHUT_RDWR):
+# with only its read side shut, libzmq would read on as long as data keeps coming.
+RESET_AFTER_REFUSED = 64
+RESET_AFTER_S = 2.0
 
 
 @dataclass
@@ -58,9 +74,12 @@ class _Peer:
     fd: int
     inode: int  # of the socket: tells a reused descriptor number from the connection we charged
     address: str
-    prefixes: set[bytes] = field(default_factory=set)
+    prefixes: list[bytes] = field(default_factory=list)  # sorted: neighbours share the longest start
     charge: int = 0
     dropped: bool = False
+    dropped_at: float = 0.0
+    refused: int = 0
+    reset: bool = False
 
 
 class SubscriptionGuard:
@@ -81,8 +100,9 @@ class SubscriptionGuard:
         self.stats: dict[str, int] = {
             "subscriptions": 0,  # subscribe notifications read
             "unmatchable": 0,  # ... whose prefix no topic of this server can start with
-            "refused": 0,  # ... from connections already dropped (not charged, soon freed)
+            "refused": 0,  # ... from connections dropped or gone (not charged, soon freed)
             "dropped_peers": 0,  # connections shut down for going over a bound
+            "reset_peers": 0,  # ... of which kept sending, and were reset
             "inbound_messages": 0,  # non-subscription messages from XSUB peers (discarded)
         }
         self._peers: dict[int, _Peer] = {}
@@ -121,6 +141,9 @@ class SubscriptionGuard:
             self._next_sweep = now + SWEEP_INTERVAL_S
             for peer in [p for p in self._peers.values() if _inode(p.fd) != p.inode]:
                 self._forget(peer)
+            for peer in self._peers.values():
+                if peer.dropped and not peer.reset and now - peer.dropped_at > RESET_AFTER_S:
+                    self._reset(peer)
         if self._unlogged and now >= self._next_log:
             self._flush_log(now)
 
@@ -129,19 +152,30 @@ class SubscriptionGuard:
         self.stats["subscriptions"] += 1
         if not protocol.prefix_could_match(prefix, self.node):
             self.stats["unmatchable"] += 1
-        peer = self._peer(frame)
-        if peer is None:  # an inproc peer (in this process), or a connection already gone
+        try:
+            fd = frame.get(zmq.SRCFD)
+        except zmq.ZMQError:  # no metadata: an inproc peer, in this process
+            return
+        peer = self._peer(fd, frame)
+        if peer is None:  # its connection ended (dropped) before we read this
+            self.stats["refused"] += 1
             return
         if peer.dropped:
             self.stats["refused"] += 1
+            peer.refused += 1
+            if peer.refused >= RESET_AFTER_REFUSED and not peer.reset:
+                self._reset(peer)
             return
         if len(prefix) > MAX_PREFIX_BYTES:
             self._drop(peer, f"a prefix of {len(prefix)} bytes (at most {MAX_PREFIX_BYTES})")
             return
-        if prefix in peer.prefixes:
-            return
-        cost = len(prefix) + PREFIX_OVERHEAD
-        peer.prefixes.add(prefix)
+        held = peer.prefixes
+        i = bisect.bisect_left(held, prefix)
+        if i < len(held) and held[i] == prefix:
+            return  # libzmq holds a prefix once per connection
+        shared = max(_shared(prefix, held[i - 1]) if i else 0, _shared(prefix, held[i]) if i < len(held) else 0)
+        cost = len(prefix) - shared + PREFIX_OVERHEAD
+        held.insert(i, prefix)
         peer.charge += cost
         self._total += cost
         if peer.charge > self.peer_budget:
@@ -151,11 +185,7 @@ class SubscriptionGuard:
             self._drop(biggest, f"the largest holder ({biggest.charge} bytes) when all subscribers held "
                                 f"{self._total} (at most {self.total_budget})")
 
-    def _peer(self, frame: zmq.Frame) -> Optional[_Peer]:
-        try:
-            fd = frame.get(zmq.SRCFD)
-        except zmq.ZMQError:  # no metadata: an inproc peer, or libzmq's own unsubscription
-            return None
+    def _peer(self, fd: int, frame: zmq.Frame) -> Optional[_Peer]:
         inode = _inode(fd) if fd >= 0 else None
         if inode is None:
             return None
@@ -177,12 +207,18 @@ class SubscriptionGuard:
 
     def _drop(self, peer: _Peer, why: str) -> None:
         peer.dropped = True
+        peer.dropped_at = time.monotonic()
         self._total -= peer.charge
         peer.prefixes.clear()
         self.stats["dropped_peers"] += 1
-        shut = _shutdown(peer.fd, peer.inode, self._local)
+        shut = _shutdown(peer.fd, peer.inode, self._local, socket.SHUT_RD)
         self._unlogged.append(f"{peer.address} (fd {peer.fd}{'' if shut else ', already gone'}): {why}")
-        self._flush_log(time.monotonic())
+        self._flush_log(peer.dropped_at)
+
+    def _reset(self, peer: _Peer) -> None:
+        peer.reset = True
+        if _shutdown(peer.fd, peer.inode, self._local, socket.SHUT_RDWR):
+            self.stats["reset_peers"] += 1
 
     def _flush_log(self, now: float) -> None:
         if now < self._next_log:
@@ -192,6 +228,15 @@ class SubscriptionGuard:
         log.warning("feed: dropped a subscriber over its bounds: %s%s; totals %s", first,
                     f" (and {more} more since the last report)" if more else "", self.stats)
         self._unlogged.clear()
+
+
+def _shared(a: bytes, b: bytes) -> int:
+    """Length of the longest common start of ``a`` and ``b``."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
 
 
 def _inode(fd: int) -> Optional[int]:
@@ -211,10 +256,10 @@ def _local_address(endpoint: str) -> Optional[tuple[str, object]]:
     return None
 
 
-def _shutdown(fd: int, inode: int, local: Optional[tuple[str, object]]) -> bool:
-    """Shut down the connection behind ``fd`` if it still is the one we charged (same socket
-    inode) and was accepted on the feed's endpoint. libzmq, which owns the descriptor, then
-    reads the end of the stream and closes it; nothing is closed under it."""
+def _shutdown(fd: int, inode: int, local: Optional[tuple[str, object]], how: int) -> bool:
+    """Shut down (``how``) the connection behind ``fd`` if it still is the one we charged (same
+    socket inode) and was accepted on the feed's endpoint. libzmq, which owns the descriptor,
+    then reads the end of the stream and closes it; nothing is closed under it."""
     try:
         dup = os.dup(fd)
     except OSError:
@@ -237,7 +282,7 @@ def _shutdown(fd: int, inode: int, local: Optional[tuple[str, object]]) -> bool:
                 path = name.decode(errors="replace") if isinstance(name, bytes) else name
                 if sock.family != socket.AF_UNIX or path != local[1]:
                     return False
-            sock.shutdown(socket.SHUT_RDWR)
+            sock.shutdown(how)
             return True
         except OSError:
             return False

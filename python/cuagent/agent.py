@@ -20,10 +20,10 @@ from typing import Any, Callable, Optional
 
 import zmq
 
-from . import protocol, sockets
+from . import sockets, wire
 from .subscriptions import SubscriptionGuard
 from .curve import Authenticator, ServerKeys
-from .protocol import Header
+from .wire import Header
 from .slow_path import SlowPath
 
 log = logging.getLogger("cuagent.agent")
@@ -55,7 +55,7 @@ class AgentConfig:
     curve: Optional[ServerKeys] = None
 
     def __post_init__(self) -> None:
-        protocol.check_node(self.node, "--node")
+        wire.check_node(self.node, "--node")
         if self.publish_interval_ms <= 0:
             raise ValueError(f"publish interval must be > 0 ms, got {self.publish_interval_ms}")
         if self.topo_interval_s <= 0 or self.hb_interval_s <= 0:
@@ -97,7 +97,7 @@ class Agent:
         self._rebuild_engine = rebuild_engine
         self._poller = zmq.Poller()
         self._window_fd: Optional[int] = None
-        self.epoch = protocol.new_epoch()
+        self.epoch = wire.new_epoch()
         self.gen = 1
         self.started_ns = time.time_ns()
         self._started_mono = time.monotonic()
@@ -122,7 +122,7 @@ class Agent:
         self._topo_body = self._encode_topo(self._topology)
         self._counters = [d.counters for d in self._topology]
         self._indices = [d.index for d in self._topology]
-        self._topics = [protocol.build_topic("state", config.node, d.id) for d in self._topology]
+        self._topics = [wire.build_topic("state", config.node, d.id) for d in self._topology]
         self._last_window = [None] * len(self._topology)
         # The ZAP handler must run before the sockets accept anyone.
         self._auth = Authenticator(self._ctx, config.curve) if config.curve is not None else None
@@ -235,8 +235,8 @@ class Agent:
             new = self._rebuild_engine()
         except Exception as e:  # noqa: BLE001 — keep publishing what the old engine sees
             log.error("could not rebuild the engine after a layout change: %s", e)
-            body = protocol.encode_event_body("backend_error", f"engine rebuild after a layout change failed: {e}")
-            self._send(protocol.build_topic("event", self.config.node), time.time_ns(), body, keep=False)
+            body = wire.encode_event_body("backend_error", f"engine rebuild after a layout change failed: {e}")
+            self._send(wire.build_topic("event", self.config.node), time.time_ns(), body, keep=False)
             self.stats["event"] += 1
             return
         self.engine.stop()
@@ -252,7 +252,7 @@ class Agent:
         seq = self.seqs.get(topic, 0) + 1
         self.seqs[topic] = seq
         header = Header(self.config.node, self.epoch, seq, ts, self.gen)
-        frames = protocol.encode_frames(topic, header, body)
+        frames = wire.encode_frames(topic, header, body)
         try:
             # PUB never blocks (it drops at the HWM); NOBLOCK makes that explicit.
             self.feed.send_multipart(frames, zmq.NOBLOCK)
@@ -264,12 +264,12 @@ class Agent:
             self.on_publish(topic, header, body)
 
     def _encode_topo(self, topology: list[Any]) -> dict[str, Any]:
-        agent = protocol.AgentInfo(AGENT_VERSION, _socket.gethostname(), os.getpid(), self.started_ns)
-        return protocol.encode_topo_body(topology, agent)
+        agent = wire.AgentInfo(AGENT_VERSION, _socket.gethostname(), os.getpid(), self.started_ns)
+        return wire.encode_topo_body(topology, agent)
 
     def _publish_topo(self) -> None:
-        body = protocol.with_device_status(self._topo_body, self._lost)
-        self._send(protocol.build_topic("topo", self.config.node), time.time_ns(), body, keep=True)
+        body = wire.with_device_status(self._topo_body, self._lost)
+        self._send(wire.build_topic("topo", self.config.node), time.time_ns(), body, keep=True)
         self.stats["topo"] += 1
 
     def _refresh_topology(self, force_publish: bool, changed: bool = False) -> None:
@@ -277,29 +277,29 @@ class Agent:
         ``changed``: the caller knows it changed (a rebuilt engine), whatever the bodies say."""
         topology = list(self.engine.topology())
         body = self._encode_topo(topology)
-        changed = changed or protocol.pack(body["devices"]) != protocol.pack(self._topo_body["devices"])
+        changed = changed or wire.pack(body["devices"]) != wire.pack(self._topo_body["devices"])
         if changed:
             self.gen += 1
             old = {d.id for d in self._topology}
             self._topology, self._topo_body = topology, body
             self._counters = [d.counters for d in topology]
             self._indices = [d.index for d in topology]
-            self._topics = [protocol.build_topic("state", self.config.node, d.id) for d in topology]
+            self._topics = [wire.build_topic("state", self.config.node, d.id) for d in topology]
             self._last_window = [None] * len(topology)
             self._lost &= {d.id for d in topology}
             self._returning &= self._lost
             # Every latest state belongs to the old generation (its shape may not match the
             # new topo: partitions, levels): a snapshot must not pair it with the new topo.
             # The next window of each device refills it.
-            for topic in [t for t in self._latest if t.startswith(f"{protocol.PREFIX}state/")]:
+            for topic in [t for t in self._latest if t.startswith(f"{wire.PREFIX}state/")]:
                 del self._latest[topic]
             log.warning("topology changed: gen %d, devices %s -> %s", self.gen, sorted(old), [d.id for d in topology])
         if changed or force_publish:
             self._publish_topo()
             self._topology_seen()
         if changed:
-            body_ev = protocol.encode_event_body("topology_changed", f"topology generation {self.gen}")
-            self._send(protocol.build_topic("event", self.config.node), time.time_ns(), body_ev, keep=False)
+            body_ev = wire.encode_event_body("topology_changed", f"topology generation {self.gen}")
+            self._send(wire.build_topic("event", self.config.node), time.time_ns(), body_ev, keep=False)
             self.stats["event"] += 1
 
     def _publish_states(self, now: float, interval: float) -> float:
@@ -332,7 +332,7 @@ class Agent:
             if window_id != self._last_window[i]:
                 self._last_window[i] = window_id
                 processes = self.slow_path.processes(self._indices[i], now)
-                body = protocol.encode_state_body(st, self._counters[i], processes,
+                body = wire.encode_state_body(st, self._counters[i], processes,
                                                   None if pods is None else pods.get(self._topology[i].id, []))
                 self._send(self._topics[i], int(st.t_ns), body, keep=True)
                 self.stats["state"] += 1
@@ -354,8 +354,8 @@ class Agent:
         topo_dirty = status_changed = False
         for ev in events:
             device_id = getattr(ev, "device_id", None) or None
-            topic = protocol.build_topic("event", self.config.node, device_id)
-            body = protocol.encode_event_body(ev.type, ev.detail, device_id)
+            topic = wire.build_topic("event", self.config.node, device_id)
+            body = wire.encode_event_body(ev.type, ev.detail, device_id)
             self._send(topic, int(getattr(ev, "t_ns", 0) or time.time_ns()), body, keep=False)
             self.stats["event"] += 1
             log.warning("event %s on %s: %s", ev.type, device_id or self.config.node, ev.detail)
@@ -374,28 +374,28 @@ class Agent:
         if device_id in self._lost:
             return False
         self._lost.add(device_id)
-        self._latest.pop(protocol.build_topic("state", self.config.node, device_id), None)
+        self._latest.pop(wire.build_topic("state", self.config.node, device_id), None)
         return True
 
     def _publish_hb(self) -> None:
         stats = self.engine.stats()
-        body = protocol.encode_hb_body(
+        body = wire.encode_hb_body(
             # The hb's own topic is listed with the seq this hb will carry.
-            {**self.seqs, protocol.build_topic("hb", self.config.node): self.seqs.get(protocol.build_topic("hb", self.config.node), 0) + 1},
+            {**self.seqs, wire.build_topic("hb", self.config.node): self.seqs.get(wire.build_topic("hb", self.config.node), 0) + 1},
             stats.achieved_rate_hz,
             stats.drops,
             time.monotonic() - self._started_mono,
         )
-        self._send(protocol.build_topic("hb", self.config.node), time.time_ns(), body, keep=False)
+        self._send(wire.build_topic("hb", self.config.node), time.time_ns(), body, keep=False)
         self.stats["hb"] += 1
 
     # ------------------------------------------------------------------ sync
-    def _answer(self, req: sockets.Request) -> bytes:
+    def _answer(self, req: wire.Request) -> bytes:
         if req.op == "ping":
-            return protocol.pack({"ok": True, "v": protocol.VERSION, "node": self.config.node, "epoch": self.epoch, "gen": self.gen})
+            return wire.ping_reply(self.config.node, self.epoch, self.gen)
         if req.op == "snapshot":
-            prefix = sockets.parse_snapshot_prefix(req)
+            prefix = wire.parse_snapshot_prefix(req)
             msgs = [frames for topic, frames in self._latest.items() if topic.startswith(prefix)]
             seqs = {topic: seq for topic, seq in self.seqs.items() if topic.startswith(prefix)}
-            return protocol.snapshot_reply(self.epoch, msgs, seqs)
-        raise sockets.RequestError(f"unknown op {req.op[:64]!r} (known: ping, snapshot)")
+            return wire.snapshot_reply(self.epoch, msgs, seqs)
+        raise wire.unknown_op(req)

@@ -29,9 +29,9 @@ from typing import Any, AsyncIterator, Callable, Iterable, Iterator, NamedTuple,
 import numpy as np
 import zmq
 
-from . import protocol, sockets
+from . import sockets, wire
 from .curve import ClientKeys, apply_client
-from .protocol import Device, Header, ProtocolError, State, Topic
+from .wire import Device, Header, ProtocolError, State, Topic
 
 log = logging.getLogger("cuagent.client")
 
@@ -79,7 +79,7 @@ class DeviceView:
     ts: int = 0  # header ts of the state: unix ns at the end of its window
     seq: int = 0
     # The topo's `status` (PROTOCOL.md §3.1): "ok", or "lost" (no state, never ranked).
-    status: str = protocol.DEVICE_OK
+    status: str = wire.DEVICE_OK
 
     @property
     def id(self) -> str:
@@ -88,7 +88,7 @@ class DeviceView:
     @property
     def lost(self) -> bool:
         """The agent reports this device as not serving (e.g. fallen off the bus)."""
-        return self.status != protocol.DEVICE_OK
+        return self.status != wire.DEVICE_OK
 
     @property
     def idle_units(self) -> Optional[float]:
@@ -117,7 +117,7 @@ class DeviceView:
         if ancestors is None:
             return None
         valid = ancestors < states.shape[0]
-        out = np.full(self.topology.units, protocol.IDLE, np.uint8)
+        out = np.full(self.topology.units, wire.IDLE, np.uint8)
         out[valid] = states[ancestors[valid]]
         return out
 
@@ -126,7 +126,7 @@ class DeviceView:
         states = self.unit_states()
         if states is None:
             return np.empty(0, np.intp)
-        return np.flatnonzero(states == protocol.THRASHING)
+        return np.flatnonzero(states == wire.THRASHING)
 
     def idle_groups(self, level: Optional[str] = None) -> list[int]:
         """The elements of ``level`` (default: the coarsest, GPC or XCD) whose units are all idle.
@@ -144,14 +144,14 @@ class DeviceView:
         state_level, states = found
         n = self.topology.counts[level]
         if state_level == level:
-            return [int(i) for i in np.flatnonzero(states == protocol.IDLE)]
+            return [int(i) for i in np.flatnonzero(states == wire.IDLE)]
         unit_states = self.unit_states()
         ancestors = self.topology.layout.get(level)
         if unit_states is None or ancestors is None:
             return []
         valid = ancestors < n
         busy: np.ndarray = np.zeros(n, bool)
-        busy[ancestors[valid][unit_states[valid] != protocol.IDLE]] = True
+        busy[ancestors[valid][unit_states[valid] != wire.IDLE]] = True
         present: np.ndarray = np.zeros(n, bool)
         present[ancestors[valid]] = True
         return [int(i) for i in np.flatnonzero(present & ~busy)]
@@ -179,9 +179,9 @@ class NodeView:
     name: str
     epoch: int
     gen: int = 1
-    agent: Optional[protocol.AgentInfo] = None
+    agent: Optional[wire.AgentInfo] = None
     devices: dict[str, DeviceView] = field(default_factory=dict)
-    heartbeat: Optional[protocol.Heartbeat] = None
+    heartbeat: Optional[wire.Heartbeat] = None
     last_heard: float = field(default_factory=time.monotonic)  # monotonic time of the last hb
     stale: bool = False
 
@@ -308,7 +308,7 @@ class Client:
     def __init__(
         self,
         endpoints: Iterable[Endpoint | str | Sequence[str]],
-        prefixes: Sequence[str] = (protocol.PREFIX,),
+        prefixes: Sequence[str] = (wire.PREFIX,),
         context: Optional[zmq.Context] = None,
         keep_frames: bool = False,
         stale_after_s: float = STALE_AFTER_S,
@@ -320,7 +320,7 @@ class Client:
         self.curve = curve
         self.prefixes = list(prefixes)
         for prefix in self.prefixes:
-            if not prefix.startswith(protocol.PREFIX) and not protocol.PREFIX.startswith(prefix):
+            if not prefix.startswith(wire.PREFIX) and not wire.PREFIX.startswith(prefix):
                 raise ValueError(f"prefix {prefix!r} cannot match any cua1/ topic")
         self.view = ClusterView()
         self.stats = ClientStats()
@@ -464,7 +464,7 @@ class Client:
     # ------------------------------------------------------------------ feed messages
     def _receive(self, link: _Link, frames: list[bytes]) -> None:
         try:
-            topic, topic_str, header, body = protocol.decode_envelope(frames)
+            topic, topic_str, header, body = wire.decode_envelope(frames)
         except ProtocolError as e:
             self.stats.decode_errors += 1
             log.debug("undecodable feed message: %s", e)
@@ -522,13 +522,13 @@ class Client:
                     return
                 if dv.lost:
                     return  # the agent says no state of it is current (§3.1 status)
-                dv.state = protocol.decode_state_body(msg.body, dv.topology)
+                dv.state = wire.decode_state_body(msg.body, dv.topology)
                 dv.ts, dv.seq = msg.header.ts, msg.header.seq
                 if self.keep_frames:
                     self.frames[msg.topic_str] = msg.frames
                 self._emit("state", node, dv.id, msg.header, dv.state)
             elif kind == "hb":
-                hb = protocol.decode_hb_body(msg.body)
+                hb = wire.decode_hb_body(msg.body)
                 if nv is not None:
                     nv.heartbeat, nv.last_heard = hb, time.monotonic()
                     if nv.stale:
@@ -537,7 +537,7 @@ class Client:
                 self._emit("hb", node, None, msg.header, hb)
                 self._check_hb_seqs(link, node, msg.topic_str, hb)
             else:
-                ev = protocol.decode_event_body(msg.body)
+                ev = wire.decode_event_body(msg.body)
                 self._emit("event", node, msg.topic.device, msg.header, ev)
             self.stats.applied += 1
         except ProtocolError as e:
@@ -545,7 +545,7 @@ class Client:
             log.debug("bad %s body from %s: %s", kind, node, e)
 
     def _apply_topo(self, msg: _Buffered) -> None:
-        topo = protocol.decode_topo_body(msg.body)
+        topo = wire.decode_topo_body(msg.body)
         node = msg.topic.node
         nv = self.view.nodes.get(node)
         if nv is None:
@@ -558,19 +558,19 @@ class Client:
             if dv.lost:
                 # Its last window is no longer current: a follower holds no state for it, as
                 # a client joining now gets none from the snapshot.
-                self.frames.pop(protocol.build_topic("state", node, dev.id), None)
+                self.frames.pop(wire.build_topic("state", node, dev.id), None)
             # Keep the latest window across a topo re-publish when the shape is unchanged.
             elif prev is not None and prev.topology.counts == dev.counts and prev.topology.counters == dev.counters:
                 dv.state, dv.ts, dv.seq = prev.state, prev.ts, prev.seq
             nv.devices[dev.id] = dv
         for gone in set(old) - set(nv.devices):
-            self.frames.pop(protocol.build_topic("state", node, gone), None)
+            self.frames.pop(wire.build_topic("state", node, gone), None)
         nv.agent, nv.gen, nv.epoch = topo.agent, msg.header.gen, msg.header.epoch
         if self.keep_frames:
             self.frames[msg.topic_str] = msg.frames
         self._emit("topo", node, None, msg.header, topo)
 
-    def _check_hb_seqs(self, link: _Link, node: str, hb_topic: str, hb: protocol.Heartbeat) -> None:
+    def _check_hb_seqs(self, link: _Link, node: str, hb_topic: str, hb: wire.Heartbeat) -> None:
         """A heartbeat lists the last seq of every topic: anything we lack there was lost
         (a quiet topic, such as a topo every 10 s, shows its losses no other way)."""
         for topic, seq in hb.seqs.items():
@@ -580,7 +580,7 @@ class Client:
             # key that is no topic, must never move seqs (another node's messages would then
             # be dropped as already seen, and a relay would serve the bogus seq onwards).
             try:
-                if protocol.parse_topic(topic).node != node:
+                if wire.parse_topic(topic).node != node:
                     continue
             except ProtocolError:
                 continue
@@ -588,7 +588,7 @@ class Client:
             if seq > last:
                 self.stats.gaps += seq - last
                 self.stats.gap_events += 1
-                if topic.startswith(f"{protocol.PREFIX}topo/"):
+                if topic.startswith(f"{wire.PREFIX}topo/"):
                     self._resync(link, node, None, reason="topo lost (heartbeat)")
                     return
                 self.seqs[topic] = seq
@@ -621,7 +621,7 @@ class Client:
     def _node_prefixes(self, node: str) -> list[str]:
         """The narrowest snapshot prefixes covering what we follow of ``node``."""
         out: list[str] = []
-        for topic_prefix in protocol.node_prefixes(node):
+        for topic_prefix in wire.node_prefixes(node):
             for sub in self.prefixes:
                 if topic_prefix.startswith(sub):
                     out.append(topic_prefix)
@@ -637,7 +637,7 @@ class Client:
         prefix, node = link.pending.popleft()
         assert link.dealer is not None
         try:
-            link.dealer.send(protocol.pack({"op": "snapshot", "prefix": prefix}), zmq.NOBLOCK)
+            link.dealer.send(wire.snapshot_request(prefix), zmq.NOBLOCK)
         except zmq.Again:
             pass  # not connected yet: the timeout retries
         link.inflight = (prefix, node, time.monotonic())
@@ -651,7 +651,7 @@ class Client:
             prefix, node, _ = link.inflight
             link.inflight = None
             try:
-                snap = protocol.decode_snapshot_reply(data)
+                snap = wire.decode_snapshot_reply(data)
             except ProtocolError as e:
                 self.stats.decode_errors += 1
                 log.warning("bad snapshot reply from %s: %s", link.endpoint.sync, e)
@@ -663,11 +663,11 @@ class Client:
                 self._finish_join(link)
             self._send_next_request(link)
 
-    def _apply_snapshot(self, link: _Link, snap: protocol.Snapshot, only_node: Optional[str]) -> None:
+    def _apply_snapshot(self, link: _Link, snap: wire.Snapshot, only_node: Optional[str]) -> None:
         decoded: dict[str, list[_Buffered]] = {}
         for frames in snap.messages:
             try:
-                topic, topic_str, header, body = protocol.decode_envelope(frames)
+                topic, topic_str, header, body = wire.decode_envelope(frames)
             except ProtocolError as e:
                 self.stats.decode_errors += 1
                 log.debug("bad message in snapshot: %s", e)
@@ -683,7 +683,7 @@ class Client:
         # A relay lists itself among "epochs" before it has published any event of its own
         # (§7): with that epoch known, its first event is applied, not taken for a new node
         # whose snapshot would then cover (and drop) it.
-        seq_nodes |= {n for n in listed if isinstance(n, str) and protocol.NODE_RE.fullmatch(n)}
+        seq_nodes |= {n for n in listed if isinstance(n, str) and wire.NODE_RE.fullmatch(n)}
         if only_node is not None:
             seq_nodes &= {only_node}
         bare: dict[str, int] = {}

@@ -28,7 +28,7 @@ from typing import Optional, Sequence
 
 import zmq
 
-from . import protocol, sockets
+from . import sockets, wire
 from .client import STALE_AFTER_S, Client, Endpoint
 from .curve import Authenticator, ClientKeys, ServerKeys, apply_client
 from .subscriptions import SubscriptionGuard
@@ -54,7 +54,7 @@ class RelayConfig:
     stale_after_s: float = STALE_AFTER_S
 
     def __post_init__(self) -> None:
-        protocol.check_node(self.name, "--name")
+        wire.check_node(self.name, "--name")
         if not self.upstreams:
             raise ValueError("a relay needs at least one upstream (--connect)")
         if not 0 < self.stale_after_s < 1e6:
@@ -65,7 +65,7 @@ class Relay:
     def __init__(self, config: RelayConfig, context: Optional[zmq.Context] = None) -> None:
         self.config = config
         self.ctx = context or zmq.Context.instance()
-        self.epoch = protocol.new_epoch()
+        self.epoch = wire.new_epoch()
         self._stop = threading.Event()
         self.sync_stats: dict[str, int] = {}
         self._auth = Authenticator(self.ctx, config.curve) if config.curve is not None else None
@@ -96,7 +96,7 @@ class Relay:
                              stale_after_s=config.stale_after_s)
         # The relay's own events (node_stale/node_back), as node ``name`` of epoch ``epoch``.
         self.stale: set[str] = set()  # nodes announced stale and withheld from snapshots
-        self._event_topic = protocol.build_topic("event", config.name)
+        self._event_topic = wire.build_topic("event", config.name)
         self._event_seq = 0
         self._events = self.ctx.socket(zmq.PUB)
         self._events.setsockopt(zmq.LINGER, 0)
@@ -106,7 +106,7 @@ class Relay:
         # Take everything upstream regardless of who is subscribed below: a downstream
         # subscription then never has to travel to an agent before it takes effect, so a
         # client joining through the relay cannot miss messages sent while it propagated.
-        self._xsub.send(b"\x01" + protocol.PREFIX.encode())
+        self._xsub.send(b"\x01" + wire.PREFIX.encode())
         for link in self.client.links:
             self._xsub.connect(link.endpoint.feed)
         self._control_addr = f"inproc://cuagent-relay-control-{id(self):x}"
@@ -217,22 +217,20 @@ class Relay:
 
     def _announce(self, kind: str, node: str, detail: str) -> None:
         self._event_seq += 1
-        header = protocol.Header(self.config.name, self.epoch, self._event_seq, time.time_ns(), 1)
-        body = protocol.encode_event_body(kind, detail, node=node)
+        header = wire.Header(self.config.name, self.epoch, self._event_seq, time.time_ns(), 1)
+        body = wire.encode_event_body(kind, detail, node=node)
         try:
-            self._events.send_multipart(protocol.encode_frames(self._event_topic, header, body), zmq.NOBLOCK)
+            self._events.send_multipart(wire.encode_frames(self._event_topic, header, body), zmq.NOBLOCK)
         except zmq.Again:
             pass  # PUB drops at its HWM; the seq shows the loss downstream
 
     # ------------------------------------------------------------------ sync
-    def _answer(self, req: sockets.Request) -> bytes:
+    def _answer(self, req: wire.Request) -> bytes:
         if req.op == "ping":
-            return protocol.pack({
-                "ok": True, "v": protocol.VERSION, "node": self.config.name, "epoch": self.epoch, "gen": 1,
-                "relay": True, "nodes": sorted(self.client.view.nodes), "stale": sorted(self.stale),
-            })
+            return wire.ping_reply(self.config.name, self.epoch, 1, relay=True, nodes=sorted(self.client.view.nodes),
+                                  stale=sorted(self.stale))
         if req.op == "snapshot":
-            prefix = sockets.parse_snapshot_prefix(req)
+            prefix = wire.parse_snapshot_prefix(req)
             # A stale node's topo and state are withheld (its seqs stay: they are what was sent).
             kept = {topic: frames for topic, frames in self.client.frames.items()
                     if topic.startswith(prefix) and topic.split("/", 3)[2] not in self.stale}
@@ -252,6 +250,6 @@ class Relay:
             now = time.monotonic()
             silent = {n: round(now - self.client.view.nodes[n].last_heard, 3)
                       for n in nodes if n in self.client.view.nodes}
-            return protocol.snapshot_reply(epoch, kept.values(), seqs, epochs=epochs, stale=sorted(self.stale & nodes),
+            return wire.snapshot_reply(epoch, kept.values(), seqs, epochs=epochs, stale=sorted(self.stale & nodes),
                                            silent_s=silent)
-        raise sockets.RequestError(f"unknown op {req.op[:64]!r} (known: ping, snapshot)")
+        raise wire.unknown_op(req)

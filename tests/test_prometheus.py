@@ -546,7 +546,7 @@ def http_get(url: str) -> str:
 def test_agent_metrics_equal_what_its_feed_carried(tmp_path: Path):
     """An Agent in this process with /metrics on; a raw SUB records every frame it sends.
     After it stops, every counter equals what the recorded frames say, exactly."""
-    from cuagent.agent import Agent, AgentConfig
+    from cuagent.node.agent import Agent, AgentConfig
     from cuagent.exporters.prometheus import serve_agent
 
     engine = Engine(driver="mock", devices=[MockDevice("h100-sxm", scenario="fragmented"),

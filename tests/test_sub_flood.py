@@ -15,7 +15,7 @@ import pytest
 import zmq
 
 import hostile_peers as h
-from cuagent import sockets, subscriptions
+from cuagent.node import sockets, subscriptions
 from feed_support import WAIT_S, Proc, Recorder, request, start_agent, wait_until
 
 # The old feed (a plain PUB) grew ~470 MB under a 10 MB flood, an old relay ~500 MB and the

@@ -129,7 +129,7 @@ def make_engine(cfg: config_mod.RunConfig) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .agent import Agent, AgentConfig
+    from .node.agent import Agent, AgentConfig
 
     file_values = config_mod.load_file(args.config) if args.config else {}
     flags = {name: getattr(args, name) for name in config_mod.options()}
@@ -139,7 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     curve = _server_keys(cfg.curve_secret_key, cfg.curve_allow)
     agent_cfg = AgentConfig(
         node=node, feed=cfg.feed, sync=cfg.sync, publish_interval_ms=cfg.publish_interval_ms,
-        topo_interval_s=cfg.topo_interval_s, sndhwm=cfg.sndhwm, align_to_windows=not args.publish_timer,
+        topo_interval_s=cfg.topo_interval_s, sndhwm=cfg.sndhwm,
         curve=curve,
     )
     engine = make_engine(cfg)
@@ -180,7 +180,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_relay(args: argparse.Namespace) -> int:
-    from .relay import Relay, RelayConfig
+    from .node.relay import Relay, RelayConfig
 
     _setup_logging(args.log_level)
     import socket
@@ -223,7 +223,7 @@ def cmd_top(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """A mock agent on private ipc endpoints, plus top, in one process."""
-    from .agent import Agent, AgentConfig
+    from .node.agent import Agent, AgentConfig
     from .top import run_top
 
     _setup_logging(args.log_level)
@@ -406,7 +406,6 @@ def build_parser() -> argparse.ArgumentParser:
     for option in config_mod.COMMON_OPTIONS:
         if option.name not in slow + kubernetes + curve:
             settings[option.name].add_to(run)
-    run.add_argument("--publish-timer", action="store_true", help=argparse.SUPPRESS)  # bench baseline only
     for backend in registry.all_backends().values():
         if backend.options:
             group = run.add_argument_group(f"--driver {backend.name}", backend.help or None)

@@ -29,7 +29,8 @@ from typing import Any, AsyncIterator, Callable, Iterable, Iterator, NamedTuple,
 import numpy as np
 import zmq
 
-from . import sockets, wire
+from . import wire
+from .polling import poll_timeout_ms
 from .curve import ClientKeys, apply_client
 from .wire import Device, Header, ProtocolError, State, Topic
 
@@ -380,7 +381,7 @@ class Client:
         for sock in self.poll_sockets():
             poller.register(sock, zmq.POLLIN)
         try:
-            poller.poll(sockets.poll_timeout_ms(min(timeout, self.next_deadline())))
+            poller.poll(poll_timeout_ms(min(timeout, self.next_deadline())))
         except zmq.ZMQError as e:
             if e.errno != errno.EINTR:
                 raise

@@ -34,7 +34,7 @@ from typing import Any, Callable, Optional
 
 import zmq
 
-from .. import sockets
+from ..polling import poll_timeout_ms
 from .request import Request, RequestError, pod_request
 from .scorer import Ranking, Scorer, Weights
 
@@ -314,7 +314,7 @@ class Extender:
             for sock in client.poll_sockets():
                 poller.register(sock, zmq.POLLIN)
             try:
-                poller.poll(sockets.poll_timeout_ms(min(0.1, client.next_deadline())))
+                poller.poll(poll_timeout_ms(min(0.1, client.next_deadline())))
             except zmq.ZMQError as e:
                 if e.errno != errno.EINTR:
                     raise

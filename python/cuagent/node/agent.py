@@ -20,11 +20,13 @@ from typing import Any, Callable, Optional
 
 import zmq
 
-from . import sockets, wire
-from .subscriptions import SubscriptionGuard
-from .curve import Authenticator, ServerKeys
-from .wire import Header
-from .slow_path import SlowPath
+from .. import wire
+from ..curve import ServerKeys
+from ..polling import poll_timeout_ms
+from ..slow_path import SlowPath
+from ..wire import Header
+from . import sockets
+from .server import FeedServer, Ping, SnapshotContent
 
 log = logging.getLogger("cuagent.agent")
 
@@ -48,9 +50,6 @@ class AgentConfig:
     topo_interval_s: float = 10.0
     hb_interval_s: float = 1.0
     sndhwm: int = sockets.DEFAULT_SNDHWM
-    # True: look for each window right after the sampler closes it (low latency). False: a
-    # plain fixed timer, kept only as the baseline of bench/feed_latency.py.
-    align_to_windows: bool = True
     # CURVE (PROTOCOL.md §6): both sockets become CURVE servers admitting only the allow-list.
     curve: Optional[ServerKeys] = None
 
@@ -117,29 +116,16 @@ class Agent:
         # an in-process consumer (the Prometheus exporter) sees what the feed carries without
         # a socket or a decode. It must return quickly and never raise.
         self.on_publish: Optional[Callable[[str, Header, dict[str, Any]], None]] = None
-        self.sync_stats: dict[str, int] = {}
         self._topology = list(engine.topology())
         self._topo_body = self._encode_topo(self._topology)
         self._counters = [d.counters for d in self._topology]
         self._indices = [d.index for d in self._topology]
         self._topics = [wire.build_topic("state", config.node, d.id) for d in self._topology]
         self._last_window = [None] * len(self._topology)
-        # The ZAP handler must run before the sockets accept anyone.
-        self._auth = Authenticator(self._ctx, config.curve) if config.curve is not None else None
-        try:
-            self.feed = sockets.bind_feed(self._ctx, config.feed, config.sndhwm, curve=config.curve)
-            try:
-                self.sync = sockets.bind_sync(self._ctx, config.sync, config.sndhwm, curve=config.curve)
-            except OSError:
-                self.feed.close(0)
-                raise
-        except OSError:
-            if self._auth is not None:
-                self._auth.stop()
-            raise
-        self.feed_endpoint = sockets.bound_endpoint(self.feed)
-        self.sync_endpoint = sockets.bound_endpoint(self.sync)
-        self.feed_guard = SubscriptionGuard(self.feed, self.feed_endpoint, node=config.node)
+        self.server = FeedServer(self._ctx, config.feed, config.sync, self, config.sndhwm, config.curve, node=config.node)
+        self.feed = self.server.feed
+        self.feed_endpoint, self.sync_endpoint = self.server.feed_endpoint, self.server.sync_endpoint
+        self.feed_guard, self.sync_stats = self.server.feed_guard, self.server.sync_stats
 
     # ------------------------------------------------------------------ lifecycle
     def stop(self) -> None:
@@ -149,10 +135,7 @@ class Agent:
     def close(self) -> None:
         # A short linger lets what was already published reach every connected subscriber
         # (each connection drains at its own pace), so a clean stop loses nothing mid-flight.
-        self.feed.close(linger=FLUSH_ON_CLOSE_MS)
-        self.sync.close(0)
-        if self._auth is not None:
-            self._auth.stop()
+        self.server.close(feed_linger_ms=FLUSH_ON_CLOSE_MS)
         self.slow_path.close()
         if self.pods is not None:
             self.pods.close()
@@ -172,7 +155,7 @@ class Agent:
             self.feed_endpoint, self.sync_endpoint, cfg.publish_interval_ms,
         )
         poller = self._poller
-        poller.register(self.sync, zmq.POLLIN)
+        poller.register(self.server.sync, zmq.POLLIN)
         poller.register(self.feed, zmq.POLLIN)  # subscriptions, to bound them
         self._watch_windows()
         interval = cfg.publish_interval_ms / 1000.0
@@ -200,7 +183,7 @@ class Agent:
             # Wake for the earliest timer, and at least every 100 ms to notice stop().
             timeout = max(0.0, min(next_state, next_hb, next_topo, now + 0.1) - time.monotonic())
             try:
-                ready = dict(poller.poll(sockets.poll_timeout_ms(timeout)))
+                ready = dict(poller.poll(poll_timeout_ms(timeout)))
             except zmq.ZMQError as e:
                 if e.errno == errno.EINTR:  # a signal: loop round to check stop
                     continue
@@ -208,11 +191,9 @@ class Agent:
             if self._window_fd is not None and ready.get(self._window_fd):
                 self.engine.drain_window_fd()
                 next_state = time.monotonic()  # publish on the next pass, before anything else
-            if ready.get(self.sync):
-                sockets.serve_requests(self.sync, self._answer, self.sync_stats)
-            if ready.get(self.feed):
-                self.feed_guard.drain()
-            self.feed_guard.tick()
+            if ready.get(self.server.sync):
+                self.server.serve_sync()
+            self.server.serve_subscriptions(bool(ready.get(self.feed)))
         log.info("agent %s stopping: sent %s, feed subscriptions %s", cfg.node, self.stats, self.feed_guard.stats)
 
     def _watch_windows(self) -> None:
@@ -220,7 +201,7 @@ class Agent:
         moment it is readable keeps latency to what encoding and sending cost."""
         if self._window_fd is not None:
             self._poller.unregister(self._window_fd)
-        fd = getattr(self.engine, "window_fd", None) if self.config.align_to_windows else None
+        fd = getattr(self.engine, "window_fd", None)
         self._window_fd = fd
         if fd is not None:
             self._poller.register(fd, zmq.POLLIN)
@@ -291,7 +272,7 @@ class Agent:
             # Every latest state belongs to the old generation (its shape may not match the
             # new topo: partitions, levels): a snapshot must not pair it with the new topo.
             # The next window of each device refills it.
-            for topic in [t for t in self._latest if t.startswith(f"{wire.PREFIX}state/")]:
+            for topic in [t for t in self._latest if t.startswith(wire.kind_prefix("state"))]:
                 del self._latest[topic]
             log.warning("topology changed: gen %d, devices %s -> %s", self.gen, sorted(old), [d.id for d in topology])
         if changed or force_publish:
@@ -338,8 +319,6 @@ class Agent:
                 self.stats["state"] += 1
             due = now + (st.t_ns + st.window_ns - wall_now) / 1e9
             next_due = due if next_due is None else min(next_due, due)
-        if not self.config.align_to_windows:
-            return now + interval
         if getattr(self.engine, "window_fd", None) is not None:
             return now + interval  # the eventfd wakes us; this is only a safety net
         if next_due is None or next_due <= now:
@@ -389,13 +368,11 @@ class Agent:
         self._send(wire.build_topic("hb", self.config.node), time.time_ns(), body, keep=False)
         self.stats["hb"] += 1
 
-    # ------------------------------------------------------------------ sync
-    def _answer(self, req: wire.Request) -> bytes:
-        if req.op == "ping":
-            return wire.ping_reply(self.config.node, self.epoch, self.gen)
-        if req.op == "snapshot":
-            prefix = wire.parse_snapshot_prefix(req)
-            msgs = [frames for topic, frames in self._latest.items() if topic.startswith(prefix)]
-            seqs = {topic: seq for topic, seq in self.seqs.items() if topic.startswith(prefix)}
-            return wire.snapshot_reply(self.epoch, msgs, seqs)
-        raise wire.unknown_op(req)
+    # ------------------------------------------------------------------ sync (FeedServer's SyncSource)
+    def ping(self) -> Ping:
+        return Ping(self.config.node, self.epoch, self.gen)
+
+    def snapshot(self, prefix: str) -> SnapshotContent:
+        msgs = [frames for topic, frames in self._latest.items() if topic.startswith(prefix)]
+        seqs = {topic: seq for topic, seq in self.seqs.items() if topic.startswith(prefix)}
+        return SnapshotContent(self.epoch, msgs, seqs)

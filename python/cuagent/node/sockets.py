@@ -1,19 +1,18 @@
-"""Socket options shared by the agent and the relay (PROTOCOL.md §1), and the request
-handling of a sync ROUTER (§5), so both servers treat malformed requests identically."""
+"""Socket options of a node's server sockets (PROTOCOL.md §1), and the request handling of a
+sync ROUTER (§5), so the agent and the relay treat malformed requests identically."""
 
 from __future__ import annotations
 
 import logging
-import math
 from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 
 import zmq
 
 from . import subscriptions
-from .wire import MAX_SYNC_REQUEST_BYTES, Request, RequestError, describe, error_reply, parse_request
+from ..wire import MAX_SYNC_REQUEST_BYTES, Request, RequestError, describe, error_reply, parse_request
 
 if TYPE_CHECKING:
-    from .curve import ServerKeys
+    from ..curve import ServerKeys
 
 log = logging.getLogger("cuagent.sync")
 
@@ -27,16 +26,6 @@ DEFAULT_SNDHWM = 1000
 MAX_REQUESTS_PER_ROUND = 64
 
 
-def poll_timeout_ms(seconds: float) -> int:
-    """A wait in seconds as the whole milliseconds zmq_poll takes, rounded up: pyzmq truncates
-    a float, so a wait under 1 ms became a non-blocking poll and the loop spun until its
-    deadline. A positive wait is at least 1 ms; float noise (0.3 s -> 300.00000000000006 ms)
-    does not add one."""
-    if not seconds > 0:
-        return 0
-    return max(1, math.ceil(seconds * 1000.0 - 1e-6))
-
-
 def heartbeats(sock: zmq.Socket) -> None:
     sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
     sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
@@ -46,7 +35,7 @@ def heartbeats(sock: zmq.Socket) -> None:
 def bind_feed(ctx: zmq.Context, endpoint: str, sndhwm: int = DEFAULT_SNDHWM,
               curve: Optional["ServerKeys"] = None) -> zmq.Socket:
     """The feed: an XPUB whose every inbound subscription is read and bounded by a
-    :class:`~cuagent.subscriptions.SubscriptionGuard` (PUB would hold them unbounded, unseen)."""
+    :class:`~cuagent.node.subscriptions.SubscriptionGuard` (PUB would hold them unbounded, unseen)."""
     sock = ctx.socket(zmq.XPUB)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SNDHWM, sndhwm)

@@ -26,7 +26,7 @@ from typing import Optional
 
 import zmq
 
-from . import wire
+from .. import wire
 
 log = logging.getLogger("cuagent.feed")
 

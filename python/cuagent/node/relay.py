@@ -29,7 +29,7 @@ from typing import Optional, Sequence
 import zmq
 
 from .. import wire
-from ..client import STALE_AFTER_S, Client, Endpoint
+from ..client import STALE_AFTER_S, Client, Endpoint, FrameCache
 from ..curve import ClientKeys, ServerKeys, apply_client
 from ..polling import poll_timeout_ms
 from . import sockets
@@ -84,8 +84,11 @@ class Relay:
         self.feed_endpoint, self.sync_endpoint = self.server.feed_endpoint, self.server.sync_endpoint
         self.feed_guard, self.sync_stats = self.server.feed_guard, self.server.sync_stats
         self.forward_stats: dict[str, int] = {"messages": 0}
-        self.client = Client(config.upstreams, keep_frames=True, context=self.ctx, curve=config.upstream_curve,
+        self.client = Client(config.upstreams, context=self.ctx, curve=config.upstream_curve,
                              stale_after_s=config.stale_after_s)
+        # The latest topo/state frames of every upstream node: what snapshots serve.
+        self.cache = FrameCache()
+        self.client.observe(self.cache)
         # The relay's own events (node_stale/node_back), as node ``name`` of epoch ``epoch``.
         self.stale: set[str] = set()  # nodes announced stale and withheld from snapshots
         self._event_topic = wire.build_topic("event", config.name)
@@ -99,8 +102,8 @@ class Relay:
         # subscription then never has to travel to an agent before it takes effect, so a
         # client joining through the relay cannot miss messages sent while it propagated.
         self._xsub.send(b"\x01" + wire.PREFIX.encode())
-        for link in self.client.links:
-            self._xsub.connect(link.endpoint.feed)
+        for endpoint in self.client.endpoints:
+            self._xsub.connect(endpoint.feed)
         self._control_addr = f"inproc://cuagent-relay-control-{id(self):x}"
         self._control = self.ctx.socket(zmq.PAIR)
         self._control.bind(self._control_addr)
@@ -152,7 +155,7 @@ class Relay:
         log.info(
             "relay %s epoch %016x: feed %s, sync %s, upstreams %s",
             self.config.name, self.epoch, self.feed_endpoint, self.sync_endpoint,
-            ", ".join(f"{link.endpoint.feed} (sync {link.endpoint.sync})" for link in self.client.links),
+            ", ".join(f"{e.feed} (sync {e.sync})" for e in self.client.endpoints),
         )
         self._proxy_thread = threading.Thread(target=self._proxy, name="cuagent-relay-proxy", daemon=True)
         self._proxy_thread.start()
@@ -220,7 +223,7 @@ class Relay:
 
     def snapshot(self, prefix: str) -> SnapshotContent:
         # A stale node's topo and state are withheld (its seqs stay: they are what was sent).
-        kept = {topic: frames for topic, frames in self.client.frames.items()
+        kept = {topic: frames for topic, frames in self.cache.frames.items()
                 if topic.startswith(prefix) and wire.node_of(topic) not in self.stale}
         seqs = {topic: seq for topic, seq in self.client.seqs.items() if topic.startswith(prefix)}
         nodes = {n for n in map(wire.node_of, seqs) if n is not None}

@@ -335,7 +335,7 @@ class Scorer:
         else goes through the view's helpers, which say the same more slowly."""
         topo, state = view.topology, view.state
         assert state is not None
-        found = view._finest_state()
+        found = view.finest_state()
         units = float(topo.units)
         if found is None:
             return 0.0, (None if track.group_units is None else np.zeros(track.group_units.shape[0]))

@@ -208,7 +208,7 @@ def cmd_exporter(args: argparse.Namespace) -> int:
 
 
 def cmd_top(args: argparse.Namespace) -> int:
-    from .top import run_top
+    from .exporters.top import run_top
 
     _setup_logging(args.log_level)
     from .client import Client
@@ -224,7 +224,7 @@ def cmd_top(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """A mock agent on private ipc endpoints, plus top, in one process."""
     from .node.agent import Agent, AgentConfig
-    from .top import run_top
+    from .exporters.top import run_top
 
     _setup_logging(args.log_level)
     with tempfile.TemporaryDirectory(prefix="cuagent-demo-") as tmp:

@@ -13,8 +13,8 @@ from typing import Any, Optional, TextIO
 
 import numpy as np
 
-from . import wire
-from .client import Client, DeviceView, NodeView
+from .. import wire
+from ..client import Client, DeviceView, NodeView
 
 STATE_STYLES = ("grey35", "green3", "yellow1", "red1")  # idle, active, saturated, thrashing
 BARS = " ▁▂▃▄▅▆▇█"

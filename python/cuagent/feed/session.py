@@ -215,7 +215,7 @@ class Session:
             except zmq.Again:
                 break
             self.state.stats.messages += 1
-            self._receive(frames)
+            self.receive(frames)
         self._drain_sync()
 
     def check_timers(self, now: float) -> None:
@@ -230,8 +230,18 @@ class Session:
             self._new_dealer()
             self._send_next_request()
 
+    def join_from(self, snap: wire.Snapshot) -> None:
+        """Join from ``snap`` as if it answered the first snapshot request, with no request
+        sent: for feeding a session by hand (bench/feed_ingest.py measures ingest so)."""
+        self.pending.clear()
+        self.inflight = None
+        self.feed_seen = True
+        self._apply_snapshot(snap, None)
+        self._finish_join()
+
     # ------------------------------------------------------------------ feed messages
-    def _receive(self, frames: list[bytes]) -> None:
+    def receive(self, frames: list[bytes]) -> None:
+        """Handle one feed message (what :meth:`process` does with each it reads)."""
         try:
             topic, topic_str, header, body = wire.decode_envelope(frames)
         except ProtocolError as e:

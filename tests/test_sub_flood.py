@@ -15,7 +15,8 @@ import pytest
 import zmq
 
 import hostile_peers as h
-from cuagent import protocol, sockets, subscriptions
+from cuagent import protocol
+from cuagent.node import sockets, subscriptions
 from feed_support import WAIT_S, Proc, Recorder, request, start_agent, wait_until
 
 # The old feed (a plain PUB) grew ~470 MB under a 10 MB flood, an old relay ~500 MB and the

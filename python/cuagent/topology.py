@@ -1,7 +1,7 @@
 """What a device is and what it measures: the engine's view of PROTOCOL.md §3.1 and §3.2.
 
 `DeviceTopology` mirrors a `topo` device entry; `DeviceState` mirrors a `state`
-body. The wire encoder (cuagent.protocol) is a thin layer over these.
+body. The wire encoder (cuagent.wire) is a thin layer over these.
 """
 
 from __future__ import annotations

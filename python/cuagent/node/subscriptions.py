@@ -33,12 +33,12 @@ from typing import Optional
 
 import zmq
 
-from . import protocol
+from .. import wire
 
 log = logging.getLogger("cuagent.feed")
 
 # The longest prefix worth holding: one naming a whole topic. Longer ones match nothing.
-MAX_PREFIX_BYTES = protocol.MAX_TOPIC_BYTES
+MAX_PREFIX_BYTES = wire.MAX_TOPIC_BYTES
 # libzmq drops a peer sending a larger frame (checked before anything is stored). Not lower:
 # the connection's own handshake (a CURVE INITIATE with its metadata) must fit.
 MAX_INBOUND_FRAME_BYTES = 2048
@@ -150,7 +150,7 @@ class SubscriptionGuard:
     # ------------------------------------------------------------------ internals
     def _subscribed(self, prefix: bytes, frame: zmq.Frame) -> None:
         self.stats["subscriptions"] += 1
-        if not protocol.prefix_could_match(prefix, self.node):
+        if not wire.prefix_could_match(prefix, self.node):
             self.stats["unmatchable"] += 1
         try:
             fd = frame.get(zmq.SRCFD)

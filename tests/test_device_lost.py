@@ -103,7 +103,10 @@ def test_a_lost_device_is_marked_and_served_no_state_until_it_is_back(tmp_path):
                    what="mock-0's state in the relay's snapshot")
         snap, statuses = _snapshot(relay.sync)
         assert statuses == {"mock-0": "ok", "mock-1": "ok"}
-        assert client.stats.gaps == 0 and client.stats.decode_errors == 0, client.stats
+        # A state gap can be honest: a window the agent missed (CPU starvation on a loaded machine)
+        # skips its seq (PROTOCOL.md §4). What must not happen: topo gaps (they force a resync),
+        # restarts or undecodable messages.
+        assert (client.stats.resyncs, client.stats.restarts, client.stats.decode_errors) == (0, 0, 0), client.stats
         assert client.view.nodes[NODE].gen == 1
     finally:
         for c in (client, feed):

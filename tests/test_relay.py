@@ -80,7 +80,10 @@ def test_stacked_relays_forward_untouched_and_snapshot_like_the_agent(tmp_path):
         ping = msgpack.unpackb(request(r2.sync, {"op": "ping"}))
         assert ping["ok"] is True and ping["node"] == "relay-2" and ping["nodes"] == ["node-a", "node-b"]
         for c in clients.values():
-            assert c.stats.gaps == 0 and c.stats.decode_errors == 0, c.stats
+            # A state gap can be honest: a window the agent missed (CPU starvation on a loaded machine)
+            # skips its seq (PROTOCOL.md §4). What must not happen: topo gaps (they force a resync),
+            # restarts or undecodable messages.
+            assert (c.stats.resyncs, c.stats.restarts, c.stats.decode_errors) == (0, 0, 0), c.stats
     finally:
         for c in clients.values():
             c.close()

@@ -170,11 +170,12 @@ def test_auto_never_falls_back_to_the_mock(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--node", "bad node!"], "node name 'bad node!'"),
-    (["--rate-hz", "-5"], "rate_hz must be > 0"),
-    (["--publish-interval-ms", "0.1", "--rate-hz", "100"], "shorter than one sample"),
+    (["--node", "bad node!"], "'bad node!': expected a node name matching"),
+    (["--rate-hz", "-5"], "--rate-hz: -5 is out of range"),
+    (["--publish-interval-ms", "5", "--rate-hz", "100"], "shorter than one sample"),
     (["--mock-devices", "nonesuch:idle"], "nonesuch"),
-    (["--feed", "bogus://x"], "cannot bind feed socket to 'bogus://x'"),
+    (["--feed", "bogus://x"], "'bogus://x': transport 'bogus' is not supported"),
+    (["--feed", "ipc:///nonexistent-dir/f"], "cannot bind feed socket to 'ipc:///nonexistent-dir/f'"),
 ])
 def test_bad_settings_fail_clearly(tmp_path, args, message):
     base = ["run", "--driver", "mock", "--feed", f"ipc://{tmp_path}/f", "--sync", f"ipc://{tmp_path}/s", "--duration", "1"]

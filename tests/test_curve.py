@@ -5,6 +5,8 @@ server, and from the CLI."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 import time
@@ -15,7 +17,7 @@ import zmq
 import zmq.auth
 
 from cuagent.client import Client
-from cuagent.curve import ClientKeys, CurveError, ServerKeys
+from cuagent.curve import ClientKeys, CurveError, ServerKeys, create_keys
 from feed_support import WAIT_S, Proc, _env, wait_until
 
 pytestmark = pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CURVE")
@@ -25,7 +27,7 @@ pytestmark = pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CUR
 def keys(tmp_path_factory):
     d = tmp_path_factory.mktemp("keys")
     for name in ("server", "good", "bad"):
-        zmq.auth.create_certificates(str(d), name)
+        create_keys(str(d), name)
     allow = d / "allow"
     allow.mkdir()
     (allow / "good.key").write_bytes((d / "good.key").read_bytes())
@@ -140,3 +142,47 @@ def test_an_empty_secret_key_path_fails_instead_of_disabling_curve(keys, tmp_pat
          "--curve-secret-key", "", "--curve-allow", str(keys / "allow"), "--duration", "1"],
         capture_output=True, text=True, timeout=WAIT_S + 10, env=_env())
     assert r.returncode == 2 and "--curve-secret-key '' is not a file" in r.stderr, r.stderr
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cuagent.cli", *args], capture_output=True, text=True,
+                          timeout=WAIT_S + 10, env=_env())
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620])
+@pytest.mark.parametrize("side", ["server", "client"])
+def test_a_secret_key_others_can_read_or_write_is_refused(keys, tmp_path, mode, side):
+    # zmq.auth.create_certificates leaves the secret at the umask's mode (0644 usually): such a
+    # key was accepted silently. Now refused, as OpenSSH refuses an unprotected private key.
+    loose = tmp_path / "loose.key_secret"
+    loose.write_bytes((keys / f"{side if side == 'server' else 'good'}.key_secret").read_bytes())
+    loose.chmod(mode)
+    if side == "server":
+        r = _cli("run", "--driver", "mock", "--feed", f"ipc://{tmp_path}/f", "--sync", f"ipc://{tmp_path}/s",
+                 "--curve-secret-key", str(loose), "--curve-allow", str(keys / "allow"), "--duration", "1")
+        flag = "--curve-secret-key"
+    else:
+        r = _cli("snapshot", f"ipc://{tmp_path}/f,ipc://{tmp_path}/s", "--timeout", "0.2",
+                 "--curve-client-key", str(loose), "--curve-server-key", str(keys / "server.key"))
+        flag = "--curve-client-key"
+    assert r.returncode == 2, r.stderr
+    (line,) = r.stderr.splitlines()
+    assert f"{flag} {str(loose)!r} has mode {mode:04o}" in line and "chmod 600" in line, line
+
+
+def test_cuagent_keys_writes_the_secret_0600_and_never_replaces_a_key(tmp_path):
+    d = tmp_path / "new" / "keys"
+    r = _cli("keys", str(d), "agent", "scheduler")
+    assert r.returncode == 0, r.stderr
+    for name in ("agent", "scheduler"):
+        assert stat.S_IMODE(os.stat(d / f"{name}.key_secret").st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(d / f"{name}.key").st_mode) == 0o644
+        public, secret = zmq.auth.load_certificate(str(d / f"{name}.key_secret"))
+        assert secret and zmq.auth.load_certificate(str(d / f"{name}.key"))[0] == public
+    assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
+    assert sorted(os.listdir(d)) == ["agent.key", "agent.key_secret", "scheduler.key", "scheduler.key_secret"]
+    before = (d / "agent.key_secret").read_bytes()
+    r = _cli("keys", str(d), "agent")
+    assert r.returncode == 2 and "exists: not replacing a key" in r.stderr, r.stderr
+    assert (d / "agent.key_secret").read_bytes() == before
+    ServerKeys.load(str(d / "agent.key_secret"), str(d))  # what it wrote is what the agent accepts

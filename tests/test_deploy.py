@@ -17,7 +17,7 @@ def test_example_config_loads_and_builds():
     values = config_mod.load_file(DEPLOY / "cuagent.toml")
     cfg = config_mod.build(values, {"driver": "mock"})
     assert (cfg.feed, cfg.sync) == ("tcp://*:7710", "tcp://*:7711")
-    assert cfg.driver == "mock" and cfg.mock_devices == [("h100-sxm", "training")]
+    assert cfg.driver == "mock" and cfg.backend_settings["mock_devices"] == ["h100-sxm:training"]
     assert config_mod.build(values, {}).driver == "auto"  # the file itself never picks the mock
 
 

@@ -1,4 +1,8 @@
-"""The ``cuagent`` command: run (the node agent), relay, top, demo, watch, snapshot."""
+"""The ``cuagent`` command: run (the node agent), relay, top, demo, watch, snapshot, keys.
+
+Every number and endpoint a subcommand takes is declared as an :class:`~cuagent.options.Option`
+with its range; a value outside it ends the command with exit status 2 and one line naming
+the value and the range."""
 
 from __future__ import annotations
 
@@ -19,11 +23,35 @@ import numpy as np
 from . import config as config_mod
 from . import protocol, slow_path
 from .curve import ClientKeys, ServerKeys
+from .options import OneLineParser, Option, OptionError, bind_endpoint, peer
 from .scheduling import agent_options as k8s_options
 
 log = logging.getLogger("cuagent")
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:7710"
+
+# The settings of the other subcommands (cuagent run's are config.options()).
+DURATION = config_mod.DURATION_S
+SNDHWM = next(o for o in config_mod.COMMON_OPTIONS if o.name == "sndhwm")
+PEER = Option("endpoint", str, metavar="FEED[,SYNC]", check=peer)
+RELAY_UPSTREAM = Option("connect", str, None, "an upstream agent or relay (repeat); tcp sync defaults to "
+                        "feed port + 1", metavar="FEED[,SYNC]", check=peer)
+BIND = Option("endpoint", str, metavar="ENDPOINT", check=bind_endpoint)
+COUNT = Option("count", int, None, "stop after this many messages", min=1, max=10**9)
+STALE_AFTER = Option("stale_after_s", float, 3.0, "withhold a node from snapshots, and announce node_stale, "
+                     "after this many seconds without its heartbeat (PROTOCOL.md §3.3)", min=0.5, max=3600.0,
+                     unit="s", metavar="S")
+TIMEOUT = Option("timeout", float, 3.0, "seconds to wait for the reply", min=0.0, min_open=True,
+                 max=3600.0, unit="s")
+
+
+def _prefix(text: str) -> str:
+    if len(text) > 256:  # what an agent accepts in a snapshot request (sockets.parse_snapshot_prefix)
+        raise OptionError(f"{len(text)} characters: expected at most 256")
+    return text
+
+
+PREFIX = Option("prefix", str, None, metavar="PREFIX", check=_prefix)
 
 
 class CliError(Exception):
@@ -71,32 +99,32 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def make_engine(cfg: config_mod.RunConfig) -> Any:
-    """The engine the config asks for. ``auto`` takes the first real backend that works and
-    never falls back to the mock: a GPU server must not publish simulated data."""
+    """The engine the config asks for. ``auto`` takes the first real backend that works (in
+    the registry's order) and never falls back to the mock: a GPU server must not publish
+    simulated data."""
+    from .backends import registry
     from .engine import Engine
 
     common: dict[str, Any] = dict(rate_hz=cfg.rate_hz, window_ms=cfg.publish_interval_ms, seed=cfg.seed)
-    if cfg.driver == "mock":
-        # Looked up on the package, not cuagent.mock, so that a launcher can substitute it
-        # (tests/fakes/mock_fault_agent.py gives the devices faults).
-        from . import MockDevice
-        devices = [MockDevice(preset, scenario=scenario) for preset, scenario in cfg.mock_devices]
-        return Engine(driver="mock", devices=devices, **common)
-    names = config_mod.REAL_DRIVERS if cfg.driver == "auto" else (cfg.driver,)
+    chosen = registry.auto_backends() if cfg.driver == "auto" else (registry.get(cfg.driver),)
     failures = []
-    for name in names:
+    for backend in chosen:
+        name = backend.name
         try:
-            engine = Engine(driver=name, **common, **cfg.driver_options(name))
+            devices, options = cfg.driver_args(name)
+            engine = Engine(driver=name, devices=devices, **common, **options)
         except Exception as e:  # noqa: BLE001 — each backend's reason goes into the message
-            reason = str(e)  # the drivers' messages already start with their name
+            reason = str(e)  # the drivers' messages often start with their name already
             failures.append(reason if reason.startswith(f"{name}:") else f"{name}: {reason}")
             continue
         if not engine.topology():
             failures.append(f"{name}: no devices found")
             continue
         return engine
+    if cfg.driver != "auto" and not chosen[0].auto:  # a simulation or plugin asked for by name
+        raise CliError(failures[0])
     hint = " (use --driver mock to run a simulated GPU)" if cfg.driver == "auto" else ""
-    raise CliError("no GPU backend could start: " + "; ".join(failures) + hint)
+    raise CliError("no GPU backend could start: " + "; ".join(failures or ["none is registered"]) + hint)
 
 
 # --------------------------------------------------------------------------- commands
@@ -106,16 +134,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .agent import Agent, AgentConfig
 
     file_values = config_mod.load_file(args.config) if args.config else {}
-    flags = {
-        "driver": args.driver, "mock_devices": args.mock_devices, "seed": args.seed, "node": args.node,
-        "feed": args.feed, "sync": args.sync, "rate_hz": args.rate_hz,
-        "publish_interval_ms": args.publish_interval_ms, "topo_interval_s": args.topo_interval_s,
-        "sndhwm": args.sndhwm, "log_level": args.log_level,
-        "nvml_library": args.nvml_library, "rocm_smi_library": args.rocm_smi_library, "kfd_root": args.kfd_root,
-        "process_interval_s": args.process_interval_s, "topology_poll_s": args.topology_poll_s,
-        "curve_secret_key": args.curve_secret_key, "curve_allow": args.curve_allow,
-        **k8s_options.flag_values(args),
-    }
+    flags = {name: getattr(args, name) for name in config_mod.options()}
     cfg = config_mod.build(file_values, flags)
     _setup_logging(cfg.log_level)
     node = cfg.node_name()
@@ -126,12 +145,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         curve=curve,
     )
     engine = make_engine(cfg)
-    backend = engine.backend
+    backend = engine.driver_name
     # A rebuilt engine (after a partition layout change) uses the backend that was chosen at
     # start, with the same options, never another one `auto` might now find.
     rebuild_cfg = dataclasses.replace(cfg, driver=backend)
-    extras = slow_path.for_backend(backend, cfg.driver_options(backend), cfg.process_interval_s, cfg.topology_poll_s)
-    pods, on_topology = k8s_options.build(cfg, backend, cfg.driver_options(backend))
+    driver_options = cfg.driver_args(backend)[1]
+    extras = slow_path.for_backend(backend, driver_options, cfg.process_interval_s, cfg.topology_poll_s)
+    pods, on_topology = k8s_options.build(cfg, backend, driver_options)
     try:
         agent = Agent(engine, agent_cfg, slow_path=extras, rebuild_engine=lambda: make_engine(rebuild_cfg),
                       pods=pods, on_topology=on_topology)
@@ -143,8 +163,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     _install_stop_signals(agent.stop)
     engine.start()
     try:
-        if args.duration is not None:
-            timer = threading.Timer(args.duration, agent.stop)
+        if cfg.duration is not None:
+            timer = threading.Timer(cfg.duration, agent.stop)
             timer.daemon = True
             timer.start()
         agent.run()
@@ -199,7 +219,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level)
     with tempfile.TemporaryDirectory(prefix="cuagent-demo-") as tmp:
         cfg = config_mod.build({}, {
-            "driver": "mock", "mock_devices": args.mock_devices, "seed": args.seed, "node": "demo",
+            "driver": "mock", "mock_devices": args.mock_devices or DEMO_DEVICES, "mock_faults": args.mock_faults,
+            "seed": args.seed, "node": "demo",
             "feed": f"ipc://{Path(tmp) / 'feed'}", "sync": f"ipc://{Path(tmp) / 'sync'}",
             "rate_hz": args.rate_hz, "publish_interval_ms": args.publish_interval_ms,
         })
@@ -217,6 +238,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             engine.stop()
             agent.close()
     return 0
+
+
+DEMO_DEVICES = ["h100-sxm:fragmented", "mi300x:training"]
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -299,6 +323,16 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    from .curve import create_keys
+
+    for name in args.names:
+        public, secret = create_keys(args.dir, name)
+        print(f"{public} (public: copy it to the peers that admit or trust {name})")
+        print(f"{secret} (secret, mode 0600: stays with {name})")
+    return 0
+
+
 def cmd_extender(args: argparse.Namespace) -> int:
     from .scheduling import extender
 
@@ -341,7 +375,10 @@ def _curve_server_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from .backends import mock as mock_backend
+    from .backends import registry
+
+    parser = OneLineParser(
         prog="cuagent",
         description="Node-level GPU telemetry: per-SM/CU and per-partition state over ZeroMQ "
         "(wire protocol: PROTOCOL.md). Start with `cuagent demo`.",
@@ -352,89 +389,85 @@ def build_parser() -> argparse.ArgumentParser:
         "Sample the GPUs and publish topo/state/hb/event on the feed (PUB) and answer snapshots "
         "on sync (ROUTER). Settings: defaults < --config file < flags."))
     run.add_argument("--config", metavar="FILE", help="TOML file with the same keys as the flags (underscores)")
-    run.add_argument("--driver", choices=config_mod.DRIVERS, help="backend (default auto: the real GPU backend "
-                     "present; never the mock, which must be asked for with --driver mock)")
-    run.add_argument("--mock-devices", metavar="PRESET:SCENARIO,...",
-                     help="simulated devices for --driver mock, e.g. h100-sxm:fragmented,mi300x:training")
-    run.add_argument("--seed", type=int, help="mock seed (same seed, same data)")
-    run.add_argument("--node", help="node name in topics (default: host name) [A-Za-z0-9._-]{1,64}")
-    run.add_argument("--feed", metavar="ENDPOINT", help="PUB endpoint (default tcp://*:7710)")
-    run.add_argument("--sync", metavar="ENDPOINT", help="ROUTER endpoint (default tcp://*:7711)")
-    run.add_argument("--rate-hz", type=float, help="sampling rate (default 1000)")
-    run.add_argument("--publish-interval-ms", type=float, help="state window and publish interval (default 100)")
-    run.add_argument("--topo-interval-s", type=float, help="re-publish topo every this many seconds (default 10)")
-    run.add_argument("--sndhwm", type=int, help="messages queued per subscriber before dropping (default 1000)")
-    run.add_argument("--duration", type=float, help="stop after this many seconds")
+    settings = config_mod.options()
+    slow = ("process_interval_s", "topology_poll_s")
+    kubernetes = ("pod_resources_socket", "nfd_features_dir")
+    curve = ("curve_secret_key", "curve_allow")
+    for option in config_mod.COMMON_OPTIONS:
+        if option.name not in slow + kubernetes + curve:
+            settings[option.name].add_to(run)
     run.add_argument("--publish-timer", action="store_true", help=argparse.SUPPRESS)  # bench baseline only
-    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    backends = run.add_argument_group("real backends")
-    backends.add_argument("--nvml-library", metavar="PATH",
-                          help="libnvidia-ml to load (default: libnvidia-ml.so.1 from the loader's path)")
-    backends.add_argument("--rocm-smi-library", metavar="PATH",
-                          help="librocm_smi64 to load (default: the loader's path; env CUAGENT_ROCM_SMI_LIBRARY)")
-    backends.add_argument("--kfd-root", metavar="PATH",
-                          help="KFD sysfs directory for AMD topology (default /sys/class/kfd/kfd; env CUAGENT_KFD_ROOT)")
-    backends.add_argument("--process-interval-s", type=float,
-                          help="list a device's processes at most this often (default 1; NVML)")
-    backends.add_argument("--topology-poll-s", type=float,
-                          help="check the partition (MIG) layout this often; a change rebuilds the engine (default 5)")
-    k8s_options.add_run_flags(run)
-    _curve_server_flags(run)
+    for backend in registry.all_backends().values():
+        if backend.options:
+            group = run.add_argument_group(f"--driver {backend.name}", backend.help or None)
+            for option in backend.options:
+                option.add_to(group)
+    for title, names in (("slow path (backends that list processes or partitions)", slow),
+                         ("Kubernetes", kubernetes),
+                         ("CURVE server (PROTOCOL.md §6)", curve)):
+        group = run.add_argument_group(title)
+        for name in names:
+            settings[name].add_to(group)
     run.set_defaults(func=cmd_run)
 
     relay = sub.add_parser("relay", help="forward many agents' feeds, answer snapshots for all",
                            description="XSUB->XPUB forwarding (frames untouched) plus a sync socket "
                            "answering snapshots from its own cache. Relays stack.")
-    relay.add_argument("--connect", action="append", required=True, metavar="FEED[,SYNC]",
-                       help="an upstream agent or relay (repeat); tcp sync defaults to feed port + 1")
-    relay.add_argument("--feed", default="tcp://*:7720", metavar="ENDPOINT")
-    relay.add_argument("--sync", default="tcp://*:7721", metavar="ENDPOINT")
+    RELAY_UPSTREAM.add_to(relay, action="append", required=True)
+    BIND.add_to(relay, "--feed", default="tcp://*:7720")
+    BIND.add_to(relay, "--sync", default="tcp://*:7721")
     relay.add_argument("--name", help="relay name in ping replies (default: <host>-relay)")
-    relay.add_argument("--sndhwm", type=int, default=1000)
-    relay.add_argument("--stale-after-s", type=float, default=3.0, metavar="S",
-                       help="withhold a node from snapshots, and announce node_stale, after S s without "
-                            "its heartbeat (default 3, as PROTOCOL.md §3.3)")
-    relay.add_argument("--duration", type=float)
-    relay.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    SNDHWM.add_to(relay, default=SNDHWM.default)
+    STALE_AFTER.add_to(relay, default=STALE_AFTER.default)
+    DURATION.add_to(relay)
+    config_mod.LOG_LEVEL.add_to(relay, default="info")
     _curve_server_flags(relay)
     _curve_client_flags(relay, upstream=True)
     relay.set_defaults(func=cmd_relay)
 
     def viewer(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--duration", type=float, help="end after this many seconds")
+        DURATION.add_to(p, help="end after this many seconds")
         p.add_argument("--plain", action="store_true", help="plain text lines even on a terminal")
-        p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+        config_mod.LOG_LEVEL.add_to(p, default="warning")
 
     top = sub.add_parser("top", help="live terminal view of agents or relays")
-    top.add_argument("endpoints", nargs="*", metavar="FEED[,SYNC]", help=f"default {DEFAULT_ENDPOINT}")
+    PEER.add_to(top, "endpoints", nargs="*", help=f"default {DEFAULT_ENDPOINT}")
     viewer(top)
     _curve_client_flags(top)
     top.set_defaults(func=cmd_top)
 
     demo = sub.add_parser("demo", help="a simulated agent plus top, in one command")
-    demo.add_argument("--mock-devices", default="h100-sxm:fragmented,mi300x:training", metavar="PRESET:SCENARIO,...")
-    demo.add_argument("--seed", type=int, default=1)
-    demo.add_argument("--rate-hz", type=float, default=1000.0)
-    demo.add_argument("--publish-interval-ms", type=float, default=100.0)
+    mock_backend.MOCK_DEVICES.add_to(demo, help="simulated devices (default " + ",".join(DEMO_DEVICES) + ")")
+    mock_backend.MOCK_FAULTS.add_to(demo)
+    config_mod.SEED.add_to(demo, default=1)
+    config_mod.RATE_HZ.add_to(demo, default=config_mod.RATE_HZ.default)
+    config_mod.PUBLISH_INTERVAL_MS.add_to(demo, default=config_mod.PUBLISH_INTERVAL_MS.default)
     viewer(demo)
     demo.set_defaults(func=cmd_demo)
 
     watch = sub.add_parser("watch", help="print decoded feed messages, one JSON per line")
-    watch.add_argument("endpoint", nargs="?", default=DEFAULT_ENDPOINT, metavar="FEED[,SYNC]")
-    watch.add_argument("--prefix", action="append", help="topic prefix (repeat; default cua1/)")
-    watch.add_argument("--duration", type=float)
-    watch.add_argument("--count", type=int, help="stop after this many messages")
+    PEER.add_to(watch, "endpoint", default=DEFAULT_ENDPOINT, nargs="?")
+    PREFIX.add_to(watch, action="append", help="topic prefix (repeat; default cua1/)")
+    DURATION.add_to(watch)
+    COUNT.add_to(watch)
     _curve_client_flags(watch)
     watch.set_defaults(func=cmd_watch)
 
     snap = sub.add_parser("snapshot", help="one-shot JSON dump of a node or relay (sync socket)")
-    snap.add_argument("endpoint", nargs="?", default=DEFAULT_ENDPOINT, metavar="FEED[,SYNC]")
-    snap.add_argument("--prefix", default=protocol.PREFIX)
+    PEER.add_to(snap, "endpoint", default=DEFAULT_ENDPOINT, nargs="?")
+    PREFIX.add_to(snap, default=protocol.PREFIX)
     snap.add_argument("--ping", action="store_true", help="send ping instead of snapshot")
-    snap.add_argument("--timeout", type=float, default=3.0)
+    TIMEOUT.add_to(snap, default=TIMEOUT.default)
     snap.add_argument("--compact", action="store_true", help="one line")
     _curve_client_flags(snap)
     snap.set_defaults(func=cmd_snapshot)
+
+    keys = sub.add_parser("keys", help="make CURVE key pairs (NAME.key public, NAME.key_secret mode 0600)",
+                          description="Write a zmq.auth key pair per NAME into DIR (created 0700 if missing). "
+                          "Existing keys are never replaced.")
+    keys.add_argument("dir", metavar="DIR")
+    keys.add_argument("names", nargs="+", metavar="NAME")
+    keys.set_defaults(func=cmd_keys)
 
     from .scheduling import extender as _extender
     _extender.add_parser(sub, _curve_client_flags).set_defaults(func=cmd_extender)

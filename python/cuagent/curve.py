@@ -11,12 +11,18 @@ writes a ``NAME.key`` with the public key and a ``NAME.key_secret`` with both):
   (the server's public ``.key``).
 
 A client without an admitted key completes no handshake, so it receives nothing at all.
+
+A secret key file that others may read or write is refused, as OpenSSH refuses an unprotected
+private key: whoever reads it can impersonate the agent to every client, and whoever writes
+it can swap in a key of their own. :func:`create_keys` (``cuagent keys``) writes them 0600.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import stat
+import tempfile
 from dataclasses import dataclass
 from typing import Optional
 
@@ -42,7 +48,22 @@ def _load(path: str, need_secret: bool, what: str) -> tuple[bytes, Optional[byte
         raise CurveError(f"{what} {path!r} is not a zmq.auth certificate: {e}") from None
     if need_secret and not secret:
         raise CurveError(f"{what} {path!r} holds no secret key (use the .key_secret file)")
+    if secret:
+        check_private(path, what)
     return public, secret
+
+
+def check_private(path: str, what: str) -> None:
+    """Refuse a secret key file others can read or write. Owned by this user: 0600 at most,
+    OpenSSH's rule. Owned by another user (root handing the key to a service through a
+    group, the PostgreSQL way): group-readable at most (0640)."""
+    st = os.stat(path)
+    mode = stat.S_IMODE(st.st_mode)
+    too_open = mode & (0o077 if st.st_uid == os.getuid() else 0o037)
+    if too_open:
+        allowed = "0600" if st.st_uid == os.getuid() else "0640 (owner another user)"
+        raise CurveError(f"{what} {path!r} has mode {mode:04o}: a secret key must not be accessible to others "
+                         f"(at most {allowed}; chmod 600 {path})")
 
 
 @dataclass(frozen=True)
@@ -114,6 +135,34 @@ class ClientKeys:
         sock.curve_secretkey = self.secret
         sock.curve_publickey = self.public
         sock.curve_serverkey = self.server
+
+
+def create_keys(key_dir: str, name: str) -> tuple[str, str]:
+    """``NAME.key`` (public, 0644) and ``NAME.key_secret`` (0600) in ``key_dir`` (made 0700 if
+    missing); existing files are never replaced. The secret is written under umask 077 into a
+    private temporary directory and linked into place, so it is never readable by others,
+    not even for a moment."""
+    import zmq.auth
+
+    if not name or os.sep in name or name.startswith("."):
+        raise CurveError(f"key name {name!r}: expected a plain file name")
+    public_file, secret_file = (os.path.join(key_dir, name + ext) for ext in (".key", ".key_secret"))
+    for f in (public_file, secret_file):
+        if os.path.lexists(f):
+            raise CurveError(f"{f} exists: not replacing a key (remove it first)")
+    old_umask = os.umask(0o077)
+    try:
+        os.makedirs(key_dir, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=key_dir, prefix=".cuagent-keys-") as tmp:
+            made_public, made_secret = zmq.auth.create_certificates(tmp, name)
+            os.chmod(made_public, 0o644)
+            os.link(made_secret, secret_file)  # link, unlike rename, fails if the name exists
+            os.link(made_public, public_file)
+    except OSError as e:
+        raise CurveError(f"cannot write keys {name!r} in {key_dir}: {e.strerror}") from None
+    finally:
+        os.umask(old_umask)
+    return public_file, secret_file
 
 
 def apply_client(sock: zmq.Socket, keys: Optional[ClientKeys]) -> zmq.Socket:

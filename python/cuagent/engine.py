@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from dataclasses import dataclass
@@ -11,12 +10,9 @@ from typing import Any, List, Optional, Sequence
 from . import _core
 from .topology import DeviceState, DeviceTopology
 
-__all__ = ["Engine", "EngineEvent", "EngineStats", "StateThresholds", "BACKENDS"]
+__all__ = ["Engine", "EngineEvent", "EngineStats", "StateThresholds"]
 
 log = logging.getLogger(__name__)
-
-#: Backend name -> module under cuagent.backends that builds its driver.
-BACKENDS = ("mock", "nvml", "rocm_smi")
 
 
 @dataclass(frozen=True)
@@ -69,13 +65,9 @@ class EngineStats:
 
 
 def _make_driver(name: str, devices: Optional[Sequence[Any]], seed: int, options: dict) -> Any:
-    if name not in BACKENDS:
-        raise ValueError(f"unknown driver {name!r}: expected one of {', '.join(BACKENDS)}")
-    try:
-        backend = importlib.import_module(f"cuagent.backends.{name}")
-    except ImportError as exc:  # pragma: no cover - a packaging error, not user input
-        raise RuntimeError(f"driver {name!r} is not available in this build: {exc}") from exc
-    return backend.make_driver(devices, seed, **options)
+    from .backends import registry
+
+    return registry.get(name).make_driver(devices, seed, **options)
 
 
 class Engine:
@@ -112,6 +104,7 @@ class Engine:
             int(ring_capacity),
             self.thresholds._native(),
         )
+        self.driver_name = driver  # the registered backend that built the driver
         self.rate_hz = float(rate_hz)
         self.window_ms = float(window_ms)
         self.seed = seed

@@ -87,10 +87,14 @@ class NvmlSlowPathPoller(SlowPath):
 
 def for_backend(backend: str, options: dict[str, Any], process_interval_s: float,
                 topology_poll_s: float) -> SlowPath:
-    """The slow path for an engine's backend (``options``: the driver options it was built with)."""
-    if backend == "nvml":
+    """The slow path of a registered backend (``options``: the driver options it was built
+    with); the base SlowPath for a backend without one, or whose slow path cannot start."""
+    from .backends import registry
+
+    make = registry.get(backend).slow_path
+    if make is not None:
         try:
-            return NvmlSlowPathPoller(options.get("library"), process_interval_s, topology_poll_s)
+            return make(options, process_interval_s, topology_poll_s)
         except Exception as e:  # noqa: BLE001 — the feed goes on without processes
-            log.warning("NVML slow path unavailable (no processes, no MIG change detection): %s", e)
+            log.warning("%s slow path unavailable (no processes, no partition change detection): %s", backend, e)
     return SlowPath()

@@ -1,9 +1,11 @@
 """`cuagent run --driver mock` whose devices fall off the bus and come back, so that the feed
-carries `event` messages (the CLI's --mock-devices has no fault options):
+carries `event` messages:
 
     python mock_fault_agent.py <lost_at_s> <back_at_s> [cuagent run flags...]
 
 Every device gets the faults, or only the first N with MOCK_FAULT_DEVICES=N in the environment.
+The same as ``cuagent run ... --mock-faults '*:lost@<lost_at_s>s..<back_at_s>s'`` (or one such
+fault per faulty device); kept so that tests read as what they rehearse.
 """
 
 from __future__ import annotations
@@ -16,23 +18,16 @@ def main() -> int:
     lost_at_s, back_at_s, *flags = sys.argv[1:]
     if flags[:1] == ["run"]:
         flags = flags[1:]
-    import cuagent
-    from cuagent import mock
-
-    plain = mock.MockDevice
+    fault = f"lost@{lost_at_s}s..{back_at_s}s"
     limit = int(os.environ.get("MOCK_FAULT_DEVICES", "-1"))
-    built = [0]
-
-    def faulty(preset: str, scenario: str = "training", **options: object) -> object:
-        built[0] += 1
-        if 0 <= limit < built[0]:
-            return plain(preset, scenario=scenario, **options)  # type: ignore[arg-type]
-        return plain(preset, scenario=scenario, lost_at_s=float(lost_at_s), back_at_s=float(back_at_s), **options)
-
-    cuagent.MockDevice = faulty  # type: ignore[attr-defined]  # what the CLI builds devices with
+    if limit < 0:
+        faults = [f"*:{fault}"]
+    else:
+        devices = flags[flags.index("--mock-devices") + 1].split(",") if "--mock-devices" in flags else ["default"]
+        faults = [f"{i}:{fault}" for i in range(min(limit, len(devices)))]
     from cuagent.cli import main as cli_main
 
-    return cli_main(["run", *flags])
+    return cli_main(["run", *flags, *(["--mock-faults", ",".join(faults)] if faults else [])])
 
 
 if __name__ == "__main__":

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Optional
 
 from cuagent import _core
-from cuagent.mock import MockDevice
+from cuagent.mock import FAULT_SYNTAX, FaultError, MockDevice, parse_fault, with_faults
+from cuagent.options import OptionError
 
-__all__ = ["make_driver"]
+from .registry import Backend, Option
+
+__all__ = ["BACKEND", "MOCK_DEVICES", "MOCK_FAULTS", "make_driver", "parse_devices"]
 
 _DEVICE_OPTIONS = ("preset", "scenario", "units")
 
@@ -54,3 +57,56 @@ def _device(item: Any, defaults: dict[str, Any], index: int) -> MockDevice:
         except TypeError as e:
             raise ValueError(f"mock device {index}: {e}") from None
     raise TypeError(f"mock device {index}: expected MockDevice, str or dict, got {item!r}")
+
+
+# --------------------------------------------------------------------------- cuagent run settings
+
+
+def _device_spec(text: str) -> str:
+    preset, _, scenario = text.partition(":")
+    if not preset.strip() or (":" in text and not scenario.strip()):
+        raise OptionError("expected PRESET[:SCENARIO], e.g. h100-sxm:fragmented")
+    return text
+
+
+def _fault_spec(text: str) -> str:
+    try:
+        parse_fault(text)
+    except FaultError as e:
+        raise OptionError(e.reason) from None
+    return text
+
+
+MOCK_DEVICES = Option("mock_devices", list, ["h100-sxm:training"],
+                      "simulated devices, e.g. h100-sxm:fragmented,mi300x:training",
+                      min=1, metavar="PRESET:SCENARIO,...", check=_device_spec)
+MOCK_FAULTS = Option("mock_faults", list, [],
+                     "faults of the simulated devices (repeatable): " + FAULT_SYNTAX
+                     + ", times from the device's first read, e.g. 1:lost@5s..8s,0:errors=0.1,*:slow=300ms/2s",
+                     metavar="DEVICE:FAULT,...", check=_fault_spec)
+
+
+def parse_devices(specs: Sequence[str]) -> list[tuple[str, str]]:
+    """``["h100-sxm:fragmented", "mi300x"]`` -> [(preset, scenario)] (scenario default training)."""
+    out = []
+    for item in specs:
+        preset, _, scenario = item.partition(":")
+        out.append((preset.strip(), scenario.strip() or "training"))
+    return out
+
+
+def _driver_args(settings: Mapping[str, Any]) -> tuple[Optional[Sequence[Any]], dict[str, Any]]:
+    devices = [MockDevice(preset, scenario=scenario) for preset, scenario in parse_devices(settings["mock_devices"])]
+    return with_faults(devices, [parse_fault(spec) for spec in settings["mock_faults"]]), {}
+
+
+# Never picked by --driver auto: a GPU server must not publish simulated data because a
+# library failed to load.
+BACKEND = Backend(
+    name="mock",
+    make_driver=make_driver,
+    options=(MOCK_DEVICES, MOCK_FAULTS),
+    driver_args=_driver_args,
+    chosen_only=("mock_faults",),
+    help="simulated GPUs (a block-scheduler model); only when asked for",
+)

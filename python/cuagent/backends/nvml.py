@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from .. import _core
+from ..options import nonempty
 from ._pynvml_loader import use_library
+from .registry import Backend, Option
+
+if TYPE_CHECKING:
+    from ..slow_path import SlowPath
 
 log = logging.getLogger(__name__)
 
-__all__ = ["make_driver", "NvmlSlowPath", "DEFAULT_LIBRARY"]
+__all__ = ["BACKEND", "make_driver", "NvmlSlowPath", "DEFAULT_LIBRARY"]
 
 #: What the driver and pynvml open unless told otherwise (the loader's search path).
 DEFAULT_LIBRARY = "libnvidia-ml.so.1"
@@ -228,3 +233,21 @@ def _gpu_instance_profile(name: str) -> str:
     if head.endswith("c") and head[:-1].isdigit() and "." in rest:
         profile = rest
     return "MIG " + profile
+
+
+def _slow_path(options: Dict[str, Any], process_interval_s: float, topology_poll_s: float) -> "SlowPath":
+    from ..slow_path import NvmlSlowPathPoller
+
+    return NvmlSlowPathPoller(options.get("library"), process_interval_s, topology_poll_s)
+
+
+BACKEND = Backend(
+    name="nvml",
+    make_driver=make_driver,
+    options=(Option("nvml_library", str, None, "libnvidia-ml to load (default: libnvidia-ml.so.1 from the "
+                    "loader's path)", metavar="PATH", check=nonempty, param="library"),),
+    slow_path=_slow_path,
+    auto=True,
+    auto_priority=10,
+    help="NVIDIA GPUs: NVML and GPM, pynvml for processes and MIG",
+)

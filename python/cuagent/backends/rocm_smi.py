@@ -12,6 +12,8 @@ import os
 from typing import Any, Optional, Sequence
 
 from .. import _core
+from ..options import nonempty
+from .registry import Backend, Option
 
 DEFAULT_KFD_ROOT = "/sys/class/kfd/kfd"
 
@@ -48,3 +50,18 @@ def make_driver(
         devices=keys,
         min_read_interval_ns=int(round(min_read_interval_ms * 1e6)),
     )
+
+
+BACKEND = Backend(
+    name="rocm_smi",
+    make_driver=make_driver,
+    options=(
+        Option("rocm_smi_library", str, None, "librocm_smi64 to load (default: the loader's path; env "
+               "CUAGENT_ROCM_SMI_LIBRARY)", metavar="PATH", check=nonempty, param="library"),
+        Option("kfd_root", str, None, "KFD sysfs directory for AMD topology (default /sys/class/kfd/kfd; "
+               "env CUAGENT_KFD_ROOT)", metavar="PATH", check=nonempty),
+    ),
+    auto=True,
+    auto_priority=20,
+    help="AMD GPUs: ROCm SMI and the KFD topology",
+)

@@ -339,14 +339,20 @@ def add_parser(sub: Any, curve_client_flags: Callable[[argparse.ArgumentParser],
                        description="Serve the kube-scheduler extender API (POST /prioritize, /filter with "
                        "--filter, /recommend for custom schedulers) from a cuagent feed (agents or a relay). "
                        "Node names are the agents' --node names, which default to the host (= Kubernetes node) name.")
-    p.add_argument("--connect", action="append", required=True, metavar="FEED[,SYNC]",
-                   help="an agent or relay to follow (repeat); tcp sync defaults to feed port + 1")
+    from ..config import DURATION_S
+    from ..options import Option, peer
+
+    Option("connect", str, None, "an agent or relay to follow (repeat); tcp sync defaults to feed port + 1",
+           metavar="FEED[,SYNC]", check=peer).add_to(p, action="append", required=True)
     p.add_argument("--listen", default="0.0.0.0:8888", metavar="HOST:PORT", help="HTTP address (default 0.0.0.0:8888)")
     p.add_argument("--filter", action="store_true",
                    help="also answer /filter (a filter timeout fails scheduling; prioritize timeouts are ignored)")
-    p.add_argument("--horizon-s", type=float, default=10.0, help="time constant of the idle horizon (default 10)")
-    p.add_argument("--max-age-s", type=float, default=3.0, help="a device whose latest window is older scores 0 (default 3)")
-    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    # Bounds (cli.py's rule: a value outside them is one error line, exit 2).
+    Option("horizon_s", float, 10.0, "time constant of the idle horizon", min=0.1, max=86_400.0,
+           unit="s").add_to(p, default=10.0)
+    Option("max_age_s", float, 3.0, "a device whose latest window is older scores 0", min=0.1, max=3600.0,
+           unit="s").add_to(p, default=3.0)
+    DURATION_S.add_to(p)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     curve_client_flags(p)
     return p

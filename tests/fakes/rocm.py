@@ -294,25 +294,31 @@ class FakeAmdHost:
             self.fake.set_lost(dev, 0)
 
     def _write_kfd(self) -> None:
-        nodes = self.kfd_root / "topology" / "nodes"
-        if nodes.exists():
-            shutil.rmtree(nodes)
-        node = 0
-        self._write_node(nodes / "0", _cpu_node(sum(len(g.rsmi_devices) for g in self.gpus)), gpu_id=0)
-        render = 128
-        for gpu in self.gpus:
-            gpu.kfd_nodes.clear()
-            partitions = COMPUTE_PARTITIONS[gpu.compute]
-            for p in range(partitions):
-                node += 1
-                self._write_node(nodes / str(node), _gpu_node(gpu, p, partitions, render),
-                                 gpu_id=40000 + node)
-                gpu.kfd_nodes.append(node)
-                render += 1
+        write_kfd_tree(self.kfd_root, self.gpus)
 
-    @staticmethod
-    def _write_node(path: Path, props: dict[str, int], gpu_id: int) -> None:
-        path.mkdir(parents=True)
-        (path / "properties").write_text(_properties(props))
-        (path / "gpu_id").write_text(f"{gpu_id}\n")
-        (path / "name").write_text("gfx942\n" if props["simd_count"] else "\n")
+
+def write_kfd_tree(kfd_root: Path, gpus: Sequence[FakeGpu]) -> None:
+    """(Re)write <kfd_root>/topology/nodes for `gpus`: a CPU node 0, then one node per
+    compute partition of each GPU, in order (recorded in each gpu.kfd_nodes). Shared by the
+    ROCm SMI and AMD SMI fake hosts: both backends read the same KFD tree."""
+    nodes = Path(kfd_root) / "topology" / "nodes"
+    if nodes.exists():
+        shutil.rmtree(nodes)
+    node = 0
+    _write_node(nodes / "0", _cpu_node(sum(COMPUTE_PARTITIONS[g.compute] for g in gpus)), gpu_id=0)
+    render = 128
+    for gpu in gpus:
+        gpu.kfd_nodes.clear()
+        partitions = COMPUTE_PARTITIONS[gpu.compute]
+        for p in range(partitions):
+            node += 1
+            _write_node(nodes / str(node), _gpu_node(gpu, p, partitions, render), gpu_id=40000 + node)
+            gpu.kfd_nodes.append(node)
+            render += 1
+
+
+def _write_node(path: Path, props: dict[str, int], gpu_id: int) -> None:
+    path.mkdir(parents=True)
+    (path / "properties").write_text(_properties(props))
+    (path / "gpu_id").write_text(f"{gpu_id}\n")
+    (path / "name").write_text("gfx942\n" if props["simd_count"] else "\n")

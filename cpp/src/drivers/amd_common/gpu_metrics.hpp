@@ -42,6 +42,7 @@ inline constexpr std::size_t kContentRevision = 3;   // u8
 inline constexpr std::size_t kTemperatureEdge = 4;   // u16, C
 inline constexpr std::size_t kTemperatureHotspot = 6;
 inline constexpr std::size_t kAverageGfxActivity = 16;   // u16, %
+inline constexpr std::size_t kAverageUmcActivity = 18;   // u16, %
 inline constexpr std::size_t kAverageSocketPower = 22;   // u16, W (tables < 1.4)
 inline constexpr std::size_t kCurrentGfxclk = 54;        // u16, MHz (tables < 1.4)
 inline constexpr std::size_t kCurrentUclk = 58;          // u16, MHz

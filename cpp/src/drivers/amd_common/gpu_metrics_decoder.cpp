@@ -12,6 +12,12 @@ namespace {
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 constexpr std::uint32_t kNone = TableTargets::kNone;
 
+// A u16 percent field as a ratio; NaN when absent or beyond 100 %.
+float percent_ratio(const unsigned char* t, std::size_t offset) noexcept {
+    const std::uint16_t v = metrics::u16_at(t, offset);
+    return v <= 100 ? static_cast<float>(v) / 100.0f : kNaN;
+}
+
 float residency_ratio(std::uint64_t now, std::uint64_t last, double ticks) noexcept {
     if (ticks <= 0 || now == metrics::kNoData64 || last == metrics::kNoData64 || now < last) return kNaN;
     const double ratio = static_cast<double>(now - last) / ticks;
@@ -45,6 +51,8 @@ bool TableDecoder::decode(const unsigned char* t, float* values) noexcept {
     }
     seen_table_ = true;
 
+    if (at_.gr_active != kNone) values[at_.gr_active] = percent_ratio(t, kAverageGfxActivity);
+    if (at_.dram_active != kNone) values[at_.dram_active] = percent_ratio(t, kAverageUmcActivity);
     if (at_.power != kNone)
         values[at_.power] = u16_or_nan(t, revision >= 4 ? kCurrentSocketPower : kAverageSocketPower);
     if (at_.temp != kNone) values[at_.temp] = u16_or_nan(t, kTemperatureHotspot);

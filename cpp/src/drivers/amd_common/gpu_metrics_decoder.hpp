@@ -16,6 +16,8 @@ namespace cuagent::amd {
 // reads elsewhere or not at all.
 struct TableTargets {
     static constexpr std::uint32_t kNone = 0xFFFFFFFFu;
+    std::uint32_t gr_active = kNone;          // ratio, average_gfx_activity
+    std::uint32_t dram_active = kNone;        // ratio, average_umc_activity
     std::uint32_t power = kNone;              // W
     std::uint32_t temp = kNone;               // C, hotspot
     std::uint32_t sm_clock = kNone;           // Hz

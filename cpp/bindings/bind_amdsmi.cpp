@@ -100,4 +100,13 @@ void register_amdsmi(py::module_& m) {
             return out;
         },
         "[(type, field, offset, size)]: what the driver assumes of libamd_smi's struct layouts ('' field: the size).");
+    m.def("amdsmi_abi_constants", &amdsmi_abi_constants, "[(amdsmi.h name, value)] the driver passes or tests for.");
+    m.def(
+        "amdsmi_abi_functions",
+        [] {
+            py::list out;
+            for (const auto& f : amdsmi_abi_functions()) out.append(py::make_tuple(f.name, f.types));
+            return out;
+        },
+        "[(name, [return type, argument types...])] of every function the driver looks up.");
 }

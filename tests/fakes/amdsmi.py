@@ -74,7 +74,7 @@ class FakeAmdSmi:
             "fake_set_partition_modes": ([u32, s, s], i),
             "fake_set_unsupported": ([u32, s], i),
             "fake_set_lost": ([u32, i], i),
-            "fake_add_process": ([u32, u32, s, u64, u64], i),
+            "fake_add_process": ([u32, u32, s, u64, u64, dbl], i),
             "fake_clear_processes": ([u32], i),
             "fake_call_count": ([], u64),
             "fake_calls_of": ([s], u64),
@@ -138,8 +138,9 @@ class FakeAmdSmi:
     def set_lost(self, processor: int, status: int) -> None:
         self._check(self.lib.fake_set_lost(processor, status), f"lost processor {processor}")
 
-    def add_process(self, processor: int, pid: int, name: str, vram: int, gfx_ns: int) -> None:
-        self._check(self.lib.fake_add_process(processor, pid, name.encode(), vram, gfx_ns), f"process {pid}")
+    def add_process(self, processor: int, pid: int, name: str, vram: int, gfx_ns: int = 0, busy: float = 0.0) -> None:
+        """A process (or new figures for it): its GFX time so far, then `busy` of the engine."""
+        self._check(self.lib.fake_add_process(processor, pid, name.encode(), vram, gfx_ns, busy), f"process {pid}")
 
     def clear_processes(self, processor: int) -> None:
         self._check(self.lib.fake_clear_processes(processor), "clear processes")

@@ -147,6 +147,8 @@ struct fake_process {
     uint32_t pid;
     char name[64];
     uint64_t vram, gfx_ns;
+    double busy;        /* GFX engine share it keeps using: gfx_ns grows by busy x elapsed ns */
+    int64_t since_ns;   /* when gfx_ns was set */
 };
 
 struct fake_gpu {  /* one socket */
@@ -418,28 +420,29 @@ int fake_set_lost(unsigned proc, int status) {
     return 0;
 }
 
-int fake_add_process(unsigned proc, uint32_t pid, const char* name, uint64_t vram, uint64_t gfx_ns) {
+/* A process on a processor (or new figures for one already there): its VRAM,
+ * the GFX engine time it has used, and the share of the engine it goes on
+ * using (its gfx_ns grows with the monotonic clock between lists). */
+int fake_add_process(unsigned proc, uint32_t pid, const char* name, uint64_t vram, uint64_t gfx_ns, double busy) {
     if (proc >= g_procs) return -1;
     pthread_mutex_lock(&g_lock);
     struct fake_proc* p = &g_proc[proc];
-    int rc = -1;
-    for (unsigned i = 0; i < p->n_processes; ++i) {
-        if (p->processes[i].pid == pid) {  /* update */
-            p->processes[i].vram = vram;
-            p->processes[i].gfx_ns = gfx_ns;
-            rc = 0;
-        }
-    }
-    if (rc != 0 && p->n_processes < MAX_PROCESSES) {
-        struct fake_process* e = &p->processes[p->n_processes++];
+    struct fake_process* e = NULL;
+    for (unsigned i = 0; i < p->n_processes; ++i)
+        if (p->processes[i].pid == pid) e = &p->processes[i];
+    if (e == NULL && p->n_processes < MAX_PROCESSES) {
+        e = &p->processes[p->n_processes++];
         e->pid = pid;
         snprintf(e->name, sizeof e->name, "%s", name);
+    }
+    if (e != NULL) {
         e->vram = vram;
         e->gfx_ns = gfx_ns;
-        rc = 0;
+        e->busy = busy;
+        e->since_ns = fake_monotonic_ns();
     }
     pthread_mutex_unlock(&g_lock);
-    return rc;
+    return e != NULL ? 0 : -1;
 }
 
 int fake_clear_processes(unsigned proc) {
@@ -729,7 +732,7 @@ int amdsmi_get_gpu_process_list(void* handle, uint32_t* max_processes, amdsmi_pr
         snprintf(out->name, sizeof out->name, "%s", e->name);
         out->pid = e->pid;
         out->mem = e->vram;
-        out->engine_usage.gfx = e->gfx_ns;
+        out->engine_usage.gfx = e->gfx_ns + (uint64_t)(e->busy * (double)(fake_monotonic_ns() - e->since_ns));
         out->memory_usage.vram_mem = e->vram;
         out->cu_occupancy = 0;
     }

@@ -82,4 +82,17 @@ struct AmdSmiAbiField {
 };
 std::vector<AmdSmiAbiField> amdsmi_abi_fields();
 
+// The enum values it passes or tests for, by amdsmi.h name.
+std::vector<std::pair<std::string, std::uint64_t>> amdsmi_abi_constants();
+
+// Each function it looks up, with its return and argument types in one
+// vocabulary ("u32", "u64", "i64", "char", "handle", "ptr:<type>",
+// "ptr:amdsmi_asic_info_t"...), derived from the function pointer types the
+// driver calls through, for the same test.
+struct AmdSmiAbiFunction {
+    std::string name;
+    std::vector<std::string> types;  // return type first
+};
+std::vector<AmdSmiAbiFunction> amdsmi_abi_functions();
+
 }  // namespace cuagent

@@ -77,7 +77,7 @@ public:
         const std::size_t parts = gpu.per_partition ? gpu.processors.size() : 1;
         Tally tally;
 
-        if (gpu.has_table && tally.ok("amdsmi_get_gpu_metrics_info", fn.gpu_metrics(gpu.table_processor, gpu.table.get())))
+        if (gpu.has_table && tally.ok("amdsmi_get_gpu_metrics_info", fn.gpu_metrics(gpu.table_processor, reinterpret_cast<GpuMetrics*>(gpu.table.get()))))
             gpu.decoder.decode(gpu.table.get(), values);
 
         if (gpu.activity == Source::Call) {

@@ -2,6 +2,8 @@
 // compares it with AMD's ctypes description (tests/test_amdsmi_abi.py): every
 // struct in amdsmi_abi.hpp, every field the driver reads, and the gpu_metrics
 // offsets of amd_common/ in the layout AMD SMI 26 writes.
+#include <string>
+
 #include "amd_common/gpu_metrics.hpp"
 #include "amdsmi_abi.hpp"
 #include "cuagent/drivers/amdsmi.hpp"
@@ -12,6 +14,35 @@ namespace {
 
 using namespace amdsmi;
 namespace m = amd::metrics;
+
+// The vocabulary of amdsmi_abi_functions(): each C++ type the function
+// pointer types use, named as the test names AMD's ctypes types.
+template <typename T> struct Kind;
+template <> struct Kind<void> { static std::string name() { return "void"; } };
+template <> struct Kind<void*> { static std::string name() { return "handle"; } };
+template <> struct Kind<char> { static std::string name() { return "char"; } };
+template <> struct Kind<const char> { static std::string name() { return "char"; } };
+template <> struct Kind<std::uint32_t> { static std::string name() { return "u32"; } };
+template <> struct Kind<std::uint64_t> { static std::string name() { return "u64"; } };
+template <> struct Kind<std::int64_t> { static std::string name() { return "i64"; } };
+template <> struct Kind<Status> { static std::string name() { return "u32"; } };
+template <> struct Kind<Bdf> { static std::string name() { return "amdsmi_bdf_t"; } };
+template <> struct Kind<Version> { static std::string name() { return "amdsmi_version_t"; } };
+template <> struct Kind<AsicInfo> { static std::string name() { return "amdsmi_asic_info_t"; } };
+template <> struct Kind<BoardInfo> { static std::string name() { return "amdsmi_board_info_t"; } };
+template <> struct Kind<KfdInfo> { static std::string name() { return "amdsmi_kfd_info_t"; } };
+template <> struct Kind<EngineUsage> { static std::string name() { return "amdsmi_engine_usage_t"; } };
+template <> struct Kind<PowerInfo> { static std::string name() { return "amdsmi_power_info_t"; } };
+template <> struct Kind<ClkInfo> { static std::string name() { return "amdsmi_clk_info_t"; } };
+template <> struct Kind<ErrorCount> { static std::string name() { return "amdsmi_error_count_t"; } };
+template <> struct Kind<ProcInfo> { static std::string name() { return "amdsmi_proc_info_t"; } };
+template <> struct Kind<GpuMetrics> { static std::string name() { return "amdsmi_gpu_metrics_t"; } };
+template <typename T> struct Kind<T*> { static std::string name() { return "ptr:" + Kind<T>::name(); } };
+
+template <typename R, typename... A>
+AmdSmiAbiFunction signature(const char* name, R (*)(A...)) {
+    return {name, {Kind<R>::name(), Kind<A>::name()...}};
+}
 
 #define STRUCT(T, NAME) out.push_back({NAME, "", 0, sizeof(T)})
 #define FIELD(T, NAME, F) out.push_back({NAME, #F, offsetof(T, F), sizeof(T::F)})
@@ -88,6 +119,65 @@ std::vector<AmdSmiAbiField> amdsmi_abi_fields() {
     out.push_back({xcp, "gfx_busy_inst", 0, 4 * m::kMaxXcc});
     out.push_back({xcp, "gfx_busy_acc", m::kLayoutV18.gfx_busy_acc, 8 * m::kMaxXcc});
     return out;
+}
+
+std::vector<std::pair<std::string, std::uint64_t>> amdsmi_abi_constants() {
+    return {
+        {"AMDSMI_STATUS_SUCCESS", kSuccess}, {"AMDSMI_STATUS_INVAL", kInval},
+        {"AMDSMI_STATUS_NOT_SUPPORTED", kNotSupported}, {"AMDSMI_STATUS_NOT_YET_IMPLEMENTED", kNotYetImplemented},
+        {"AMDSMI_STATUS_FAIL_LOAD_MODULE", kFailLoadModule}, {"AMDSMI_STATUS_FAIL_LOAD_SYMBOL", kFailLoadSymbol},
+        {"AMDSMI_STATUS_DRM_ERROR", kDrmError}, {"AMDSMI_STATUS_API_FAILED", kApiFailed},
+        {"AMDSMI_STATUS_TIMEOUT", kTimeout}, {"AMDSMI_STATUS_RETRY", kRetry}, {"AMDSMI_STATUS_NO_PERM", kNoPerm},
+        {"AMDSMI_STATUS_INTERRUPT", kInterrupt}, {"AMDSMI_STATUS_IO", kIo},
+        {"AMDSMI_STATUS_ADDRESS_FAULT", kAddressFault}, {"AMDSMI_STATUS_FILE_ERROR", kFileError},
+        {"AMDSMI_STATUS_OUT_OF_RESOURCES", kOutOfResources},
+        {"AMDSMI_STATUS_INTERNAL_EXCEPTION", kInternalException},
+        {"AMDSMI_STATUS_INPUT_OUT_OF_BOUNDS", kInputOutOfBounds}, {"AMDSMI_STATUS_INIT_ERROR", kInitError},
+        {"AMDSMI_STATUS_REFCOUNT_OVERFLOW", kRefcountOverflow},
+        {"AMDSMI_STATUS_DIRECTORY_NOT_FOUND", kDirectoryNotFound}, {"AMDSMI_STATUS_BUSY", kBusy},
+        {"AMDSMI_STATUS_NOT_FOUND", kNotFound}, {"AMDSMI_STATUS_NOT_INIT", kNotInit},
+        {"AMDSMI_STATUS_NO_SLOT", kNoSlot}, {"AMDSMI_STATUS_DRIVER_NOT_LOADED", kDriverNotLoaded},
+        {"AMDSMI_STATUS_MORE_DATA", kMoreData}, {"AMDSMI_STATUS_NO_DATA", kNoData},
+        {"AMDSMI_STATUS_INSUFFICIENT_SIZE", kInsufficientSize}, {"AMDSMI_STATUS_UNEXPECTED_SIZE", kUnexpectedSize},
+        {"AMDSMI_STATUS_UNEXPECTED_DATA", kUnexpectedData}, {"AMDSMI_STATUS_FILE_NOT_FOUND", kFileNotFound},
+        {"AMDSMI_STATUS_ARG_PTR_NULL", kArgPtrNull}, {"AMDSMI_STATUS_AMDGPU_RESTART_ERR", kAmdgpuRestartErr},
+        {"AMDSMI_STATUS_UNKNOWN_ERROR", kUnknownError},
+        {"AMDSMI_INIT_AMD_GPUS", kInitAmdGpus}, {"AMDSMI_PROCESSOR_TYPE_AMD_GPU", kProcessorAmdGpu},
+        {"AMDSMI_MEM_TYPE_VRAM", kMemTypeVram}, {"AMDSMI_TEMPERATURE_TYPE_EDGE", kTempEdge},
+        {"AMDSMI_TEMPERATURE_TYPE_HOTSPOT", kTempHotspot}, {"AMDSMI_TEMPERATURE_TYPE_VRAM", kTempVram},
+        {"AMDSMI_TEMP_CURRENT", kTempCurrent}, {"AMDSMI_CLK_TYPE_GFX", kClkGfx}, {"AMDSMI_CLK_TYPE_MEM", kClkMem},
+        {"AMDSMI_MAX_STRING_LENGTH", kStringLength}, {"AMDSMI_GPU_UUID_SIZE", kUuidSize},
+    };
+}
+
+std::vector<AmdSmiAbiFunction> amdsmi_abi_functions() {
+    // Every function amdsmi_library.cpp looks up, through the type it is called by.
+    return {
+        signature("amdsmi_init", InitFn{}),
+        signature("amdsmi_shut_down", ShutDownFn{}),
+        signature("amdsmi_status_code_to_string", StatusStringFn{}),
+        signature("amdsmi_get_lib_version", VersionFn{}),
+        signature("amdsmi_get_socket_handles", SocketHandlesFn{}),
+        signature("amdsmi_get_processor_handles", ProcessorHandlesFn{}),
+        signature("amdsmi_get_processor_type", ProcessorTypeFn{}),
+        signature("amdsmi_get_gpu_asic_info", AsicInfoFn{}),
+        signature("amdsmi_get_gpu_board_info", BoardInfoFn{}),
+        signature("amdsmi_get_gpu_device_bdf", BdfFn{}),
+        signature("amdsmi_get_gpu_device_uuid", UuidFn{}),
+        signature("amdsmi_topo_get_numa_node_number", U32Fn{}),
+        signature("amdsmi_get_gpu_kfd_info", KfdInfoFn{}),
+        signature("amdsmi_get_gpu_memory_total", MemoryFn{}),
+        signature("amdsmi_get_gpu_memory_usage", MemoryFn{}),
+        signature("amdsmi_get_gpu_activity", ActivityFn{}),
+        signature("amdsmi_get_power_info", PowerInfoFn{}),
+        signature("amdsmi_get_temp_metric", TempFn{}),
+        signature("amdsmi_get_clock_info", ClockInfoFn{}),
+        signature("amdsmi_get_gpu_total_ecc_count", EccFn{}),
+        signature("amdsmi_get_gpu_metrics_info", MetricsFn{}),
+        signature("amdsmi_get_gpu_compute_partition", PartitionFn{}),
+        signature("amdsmi_get_gpu_memory_partition", PartitionFn{}),
+        signature("amdsmi_get_gpu_process_list", ProcessListFn{}),
+    };
 }
 
 }  // namespace cuagent

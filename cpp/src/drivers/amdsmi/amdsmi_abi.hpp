@@ -205,6 +205,10 @@ struct Out {
     unsigned char slack[512];
 };
 
+// amdsmi_gpu_metrics_t: filled into a byte buffer and read through offsets
+// (amd_common/gpu_metrics.hpp); named only so that the signature says which.
+struct GpuMetrics;
+
 // Handles are opaque pointers; enums are 32-bit and passed as uint32_t.
 using Handle = void*;
 using InitFn = Status (*)(std::uint64_t);
@@ -226,7 +230,7 @@ using TempFn = Status (*)(Handle, std::uint32_t, std::uint32_t, std::int64_t*);
 using PowerInfoFn = Status (*)(Handle, PowerInfo*);
 using ClockInfoFn = Status (*)(Handle, std::uint32_t, ClkInfo*);
 using EccFn = Status (*)(Handle, ErrorCount*);
-using MetricsFn = Status (*)(Handle, void*);                           // amdsmi_gpu_metrics_t
+using MetricsFn = Status (*)(Handle, GpuMetrics*);
 using PartitionFn = Status (*)(Handle, char*, std::uint32_t);
 using ProcessListFn = Status (*)(Handle, std::uint32_t*, ProcInfo*);
 

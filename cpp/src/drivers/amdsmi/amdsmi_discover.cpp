@@ -125,7 +125,9 @@ void probe_table(const Library& lib, Gpu& gpu) {
     if (fetch == nullptr) return;
     for (const Handle h : gpu.processors) {
         const metrics::LayoutProbe probe = metrics::probe_public_layout(
-            [&](unsigned char* buffer) { return static_cast<std::uint32_t>(fetch(h, buffer)); }, gpu.table.get());
+            [&](unsigned char* buffer) {
+                return static_cast<std::uint32_t>(fetch(h, reinterpret_cast<GpuMetrics*>(buffer)));
+            }, gpu.table.get());
         if (probe.status != kSuccess || probe.layout.size == 0) continue;
         gpu.has_table = true;
         gpu.table_processor = h;

@@ -13,8 +13,8 @@ DEFAULT_KFD_ROOT = "/sys/class/kfd/kfd"
 
 #: ``--kfd-root`` / ``kfd_root``: one Option object, in both backends' options (the registry
 #: lets backends share a setting only by sharing its declaration).
-KFD_ROOT = Option("kfd_root", str, None, "KFD sysfs directory for AMD topology (default /sys/class/kfd/kfd; "
-                  "env CUAGENT_KFD_ROOT)", metavar="PATH", check=nonempty)
+KFD_ROOT = Option("kfd_root", str, None, "KFD sysfs directory for AMD topology, both AMD backends "
+                  "(default /sys/class/kfd/kfd; env CUAGENT_KFD_ROOT)", metavar="PATH", check=nonempty)
 
 
 def kfd_root(given: Optional[str]) -> str:

@@ -144,6 +144,12 @@ class AmdSmiSlowPath(SlowPath):
         if modes == self._modes:
             return False
         log.info("AMD partition modes changed: %s -> %s", self._modes, modes)
+        if any(modes.get(i, ("", ""))[0] != old[0] for i, old in self._modes.items()):
+            # KFD shows the new partitions at once, but AMD SMI enumerates its processors at
+            # amdsmi_init, which cannot be redone under a running engine (the handles die).
+            log.warning("an AMD compute partition mode changed: the rebuilt engine has the new partitions from "
+                        "KFD, but AMD SMI keeps its processors of before until the agent restarts, so counters "
+                        "read per partition may be read for the whole GPU until then")
         self._modes = modes
         return True
 

@@ -56,7 +56,6 @@ BOUNDS = [
     ("relay", "connect", "tcp://gpu01:99999", "port '99999' is out of range: expected 1 to 65535"),
     ("relay", "connect", "tcp://*:7710", "cannot connect to host '*'"),
     ("relay", "feed", "tcp://*:65536", "port '65536' is out of range"),
-    ("relay", "stale_after_s", "0", "a number from 0.5 to 3600 s"),
     ("extender", "horizon_s", "inf", "a number from 0.1 to 86400 s"),
     ("extender", "max_age_s", "-3", "a number from 0.1 to 3600 s"),
     ("extender", "duration", "-1", "a number > 0 and <= 31536000 s"),

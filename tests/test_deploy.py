@@ -50,7 +50,7 @@ def test_daemonset_exposes_feed_and_sync_with_limits():
     spec = ds["spec"]["template"]["spec"]
     (c,) = spec["containers"]
     assert spec["hostNetwork"] is True
-    assert {p["containerPort"] for p in c["ports"]} == {7710, 7711}
+    assert {p["containerPort"] for p in c["ports"]} == {7710, 7711, 7712}
     assert c["resources"]["limits"]["cpu"] and c["resources"]["limits"]["memory"]
     assert c["securityContext"]["allowPrivilegeEscalation"] is False
     (cm,) = [d for d in docs if d["kind"] == "ConfigMap"]

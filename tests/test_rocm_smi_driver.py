@@ -11,6 +11,7 @@ import pytest
 from cuagent import _core
 from cuagent.backends.rocm_smi import make_driver
 from fakes.rocm import (
+    LAYOUT_V13,
     LAYOUT_V16,
     LAYOUT_V17,
     LAYOUT_V18,
@@ -236,6 +237,46 @@ def test_cpx_maps_each_partitions_xcp_stats_to_its_xcd(amd_host):
     assert status == "ok"
     np.testing.assert_allclose(v["active"], np.array(BUSY) / 100, atol=1e-6)
     np.testing.assert_allclose(v["gr_active"], np.arange(8) / 10, atol=1e-6)
+
+
+# ---- ROCm 5.x releases: a 96-byte table, rsmi_frequencies_t without has_deep_sleep ------
+# (what Debian's librocm-smi64-1 5.2.3 does; test_rocm_real.py runs that library itself)
+
+@pytest.fixture
+def rocm5_host(rocm_library, tmp_path):  # noqa: F811
+    return FakeAmdHost(rocm_library, tmp_path / "kfd", layout=LAYOUT_V13)
+
+
+def test_a_rocm5_table_of_96_bytes_feeds_the_clocks(rocm5_host):
+    gpu = rocm5_host.add_mi210()  # table 1.3
+    rocm5_host.fake.set_value(gpu.metrics_device, "sclk_mhz", 1650.0)
+    rocm5_host.fake.set_value(gpu.metrics_device, "mclk_mhz", 1550.0)
+    rocm5_host.fake.set_unsupported(gpu.metrics_device, "rsmi_dev_gpu_clk_freq_get")  # the table alone
+    driver = open_driver(rocm5_host)
+    names = set(counters(driver.device(0)))
+    assert {"sm_clock", "mem_clock", "power", "temp", "gr_active", "mem_used"} <= names
+    assert "throttle" not in names  # indep_throttle_status lies beyond 96 bytes
+    status, v, _ = read(driver)
+    assert status == "ok"
+    assert v["sm_clock"][0] == pytest.approx(1.65e9) and v["mem_clock"][0] == pytest.approx(1.55e9)
+
+
+def test_a_rocm5_table_is_new_when_its_system_clock_counter_moves(rocm5_host):
+    gpu = rocm5_host.add_mi210()  # firmware ticks only when the test says
+    rocm5_host.fake.set_unsupported(gpu.metrics_device, "rsmi_dev_gpu_clk_freq_get")
+    driver = open_driver(rocm5_host)
+    assert not np.isnan(read(driver)[1]["sm_clock"][0])
+    assert np.isnan(read(driver)[1]["sm_clock"][0])  # the same table again
+    rocm5_host.tick(gpu)
+    assert not np.isnan(read(driver)[1]["sm_clock"][0])
+
+
+def test_a_rocm5_frequency_struct_reads_the_current_level(rocm5_host):
+    gpu = rocm5_host.add_mi210(metrics_revision=0)  # no table: the clocks come from the call
+    rocm5_host.fake.set_value(gpu.metrics_device, "sclk_mhz", 1700.0)
+    rocm5_host.fake.set_value(gpu.metrics_device, "mclk_mhz", 1600.0)
+    _, v, _ = read(open_driver(rocm5_host))
+    assert v["sm_clock"][0] == pytest.approx(1.7e9) and v["mem_clock"][0] == pytest.approx(1.6e9)
 
 
 # ---- failures ------------------------------------------------------------------------

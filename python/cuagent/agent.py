@@ -112,6 +112,10 @@ class Agent:
         self._lost: set[str] = set()
         self._returning: set[str] = set()
         self.stats: dict[str, int] = {"state": 0, "topo": 0, "hb": 0, "event": 0}
+        # Called with (topic, header, body map) of each message sent, on this loop's thread:
+        # an in-process consumer (the Prometheus exporter) sees what the feed carries without
+        # a socket or a decode. It must return quickly and never raise.
+        self.on_publish: Optional[Callable[[str, Header, dict[str, Any]], None]] = None
         self.sync_stats: dict[str, int] = {}
         self._topology = list(engine.topology())
         self._topo_body = self._encode_topo(self._topology)
@@ -241,7 +245,8 @@ class Agent:
     def _send(self, topic: str, ts: int, body: dict[str, Any], keep: bool) -> None:
         seq = self.seqs.get(topic, 0) + 1
         self.seqs[topic] = seq
-        frames = protocol.encode_frames(topic, Header(self.config.node, self.epoch, seq, ts, self.gen), body)
+        header = Header(self.config.node, self.epoch, seq, ts, self.gen)
+        frames = protocol.encode_frames(topic, header, body)
         try:
             # PUB never blocks (it drops at the HWM); NOBLOCK makes that explicit.
             self.feed.send_multipart(frames, zmq.NOBLOCK)
@@ -249,6 +254,8 @@ class Agent:
             pass
         if keep:
             self._latest[topic] = frames
+        if self.on_publish is not None:
+            self.on_publish(topic, header, body)
 
     def _encode_topo(self, topology: list[Any]) -> dict[str, Any]:
         agent = protocol.AgentInfo(AGENT_VERSION, _socket.gethostname(), os.getpid(), self.started_ns)

@@ -23,6 +23,7 @@ import numpy as np
 from . import config as config_mod
 from . import protocol, slow_path
 from .curve import ClientKeys, ServerKeys
+from .exporters import prometheus_cli
 from .options import OneLineParser, Option, OptionError, bind_endpoint, peer
 from .scheduling import agent_options as k8s_options
 
@@ -38,9 +39,6 @@ RELAY_UPSTREAM = Option("connect", str, None, "an upstream agent or relay (repea
                         "feed port + 1", metavar="FEED[,SYNC]", check=peer)
 BIND = Option("endpoint", str, metavar="ENDPOINT", check=bind_endpoint)
 COUNT = Option("count", int, None, "stop after this many messages", min=1, max=10**9)
-STALE_AFTER = Option("stale_after_s", float, 3.0, "withhold a node from snapshots, and announce node_stale, "
-                     "after this many seconds without its heartbeat (PROTOCOL.md §3.3)", min=0.5, max=3600.0,
-                     unit="s", metavar="S")
 TIMEOUT = Option("timeout", float, 3.0, "seconds to wait for the reply", min=0.0, min_open=True,
                  max=3600.0, unit="s")
 
@@ -160,6 +158,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if pods is not None:
             pods.close()
         raise CliError(str(e)) from None
+    try:
+        metrics = prometheus_cli.start_agent_metrics(args, agent)
+    except ValueError:
+        agent.close()
+        raise
     _install_stop_signals(agent.stop)
     engine.start()
     try:
@@ -171,6 +174,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         agent.engine.stop()  # the engine it runs now: a layout change may have replaced it
         agent.close()
+        if metrics is not None:
+            metrics.close()
     return 0
 
 
@@ -195,6 +200,11 @@ def cmd_relay(args: argparse.Namespace) -> int:
     finally:
         relay.close()
     return 0
+
+
+def cmd_exporter(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level)
+    return prometheus_cli.run_exporter(args, _client_keys(args), _install_stop_signals)
 
 
 def cmd_top(args: argparse.Namespace) -> int:
@@ -411,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
         group = run.add_argument_group(title)
         for name in names:
             settings[name].add_to(group)
+    prometheus_cli.add_metrics_flags(run)
     run.set_defaults(func=cmd_run)
 
     relay = sub.add_parser("relay", help="forward many agents' feeds, answer snapshots for all",
@@ -421,12 +432,19 @@ def build_parser() -> argparse.ArgumentParser:
     BIND.add_to(relay, "--sync", default="tcp://*:7721")
     relay.add_argument("--name", help="relay name in ping replies (default: <host>-relay)")
     SNDHWM.add_to(relay, default=SNDHWM.default)
-    STALE_AFTER.add_to(relay, default=STALE_AFTER.default)
+    # Its range is RelayConfig's to check (relay.py): > 0 and < 1e6 s.
+    relay.add_argument("--stale-after-s", type=float, default=3.0, metavar="S",
+                       help="withhold a node from snapshots, and announce node_stale, after S s without "
+                            "its heartbeat (default 3, as PROTOCOL.md §3.3)")
     DURATION.add_to(relay)
     config_mod.LOG_LEVEL.add_to(relay, default="info")
     _curve_server_flags(relay)
     _curve_client_flags(relay, upstream=True)
     relay.set_defaults(func=cmd_relay)
+
+    exporter = prometheus_cli.add_exporter_parser(sub)
+    _curve_client_flags(exporter, upstream=True)
+    exporter.set_defaults(func=cmd_exporter)
 
     def viewer(p: argparse.ArgumentParser) -> None:
         DURATION.add_to(p, help="end after this many seconds")

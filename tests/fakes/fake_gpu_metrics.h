@@ -8,6 +8,9 @@
  *   field the kernel table lacks set to all-ones, the header (size, format and
  *   content revision) taken from the kernel table. The layout depends on the
  *   library release, not the table:
+ *     96 bytes    ROCm 5.x releases (Debian's 5.2.3, measured): the kernel 1.1
+ *                  table, tables up to 1.3; 1.2/1.3 cut to it with
+ *                  firmware_timestamp x 10 as system_clock_counter
  *     424 bytes   libraries that know tables up to 1.5 (no xcp_stats)
  *     1832 bytes  + 1.6: xcp_stats[8] of {gfx_busy_inst u32[8], jpeg_busy u16[32],
  *                  vcn_busy u16[4], gfx_busy_acc u64[8]}
@@ -186,6 +189,7 @@ static uint16_t fake_kernel_table_size(unsigned revision) {
 /* Newest table content revision a library of this public layout knows. */
 static unsigned fake_layout_max_revision(unsigned layout) {
     switch (layout) {
+    case 96: return 3;
     case 424: return 5;
     case 1832: return 6;
     case 2368: return 7;
@@ -194,11 +198,11 @@ static unsigned fake_layout_max_revision(unsigned layout) {
     }
 }
 
-/* 424, 1832, 2368, 4544: the known releases. Any size above 4544 and below
+/* 96, 424, 1832, 2368, 4544: the known releases. Any size above 4544 and below
  * 8192 emulates a future release: the 1.8 struct followed by new all-ones
  * fields, knowing tables up to 1.9. */
 static int fake_layout_valid(unsigned size) {
-    return size == 424 || size == 1832 || size == 2368 || (size >= 4544 && size < 8192);
+    return size == 96 || size == 424 || size == 1832 || size == 2368 || (size >= 4544 && size < 8192);
 }
 
 /* Fill the xcp_stats of whichever public layout, through a stride. */
@@ -256,6 +260,7 @@ static void fake_table_fill(void* out, unsigned layout, struct fake_table* t, co
         m->throttle_status = (uint32_t)t->throttle_mask;
         m->indep_throttle_status = t->throttle_mask;
     }
+    if (layout == 96 && rev >= 2) m->system_clock_counter = m->firmware_timestamp * 10;
     if (rev >= 6 && layout >= 1832) {
         /* The tail fields before xcp_stats sit at the same offsets in 1.6..1.8. */
         struct public_v16* m16 = &buffer.v16;

@@ -36,8 +36,9 @@ RSMI_STATUS_FILE_ERROR = 3
 RSMI_STATUS_INIT_ERROR = 8
 RSMI_STATUS_BUSY = 16
 
-# Public rsmi_gpu_metrics_t sizes of the library releases the fake can emulate.
-LAYOUT_V15, LAYOUT_V16, LAYOUT_V17, LAYOUT_V18 = 424, 1832, 2368, 4544
+# Public rsmi_gpu_metrics_t sizes of the library releases the fake can emulate
+# (96: a ROCm 5.x release, which also has the old rsmi_frequencies_t).
+LAYOUT_V13, LAYOUT_V15, LAYOUT_V16, LAYOUT_V17, LAYOUT_V18 = 96, 424, 1832, 2368, 4544
 
 COMPUTE_PARTITIONS = {"SPX": 1, "DPX": 2, "QPX": 4, "CPX": 8}
 MEMORY_PARTITIONS = ("NPS1", "NPS2", "NPS4", "NPS8")
@@ -297,28 +298,40 @@ class FakeAmdHost:
         write_kfd_tree(self.kfd_root, self.gpus)
 
 
+def gfx_name(gfx_target_version: int) -> str:
+    """KFD's node name for a target version: 90402 -> gfx942, 90010 -> gfx90a."""
+    major, minor, step = gfx_target_version // 10000, gfx_target_version // 100 % 100, gfx_target_version % 100
+    return f"gfx{major}{minor:x}{step:x}"
+
+
 def write_kfd_tree(kfd_root: Path, gpus: Sequence[FakeGpu]) -> None:
-    """(Re)write <kfd_root>/topology/nodes for `gpus`: a CPU node 0, then one node per
-    compute partition of each GPU, in order (recorded in each gpu.kfd_nodes). Shared by the
-    ROCm SMI and AMD SMI fake hosts: both backends read the same KFD tree."""
+    """(Re)write kfd_root/topology/nodes as the amdgpu driver lays it out: node 0 the CPU,
+    then one node per compute partition of each GPU (recorded in gpu.kfd_nodes). Each node
+    has properties, gpu_id, name and the io_links/p2p_links/mem_banks directories (the real
+    librocm_smi64 asserts when io_links is missing). Shared by the ROCm SMI and AMD SMI fake
+    hosts: both backends read the same KFD tree."""
     nodes = Path(kfd_root) / "topology" / "nodes"
     if nodes.exists():
         shutil.rmtree(nodes)
     node = 0
-    _write_node(nodes / "0", _cpu_node(sum(COMPUTE_PARTITIONS[g.compute] for g in gpus)), gpu_id=0)
+    partitions_total = sum(COMPUTE_PARTITIONS[g.compute] for g in gpus)
+    _write_node(nodes / "0", _cpu_node(partitions_total), gpu_id=0, name="")
     render = 128
     for gpu in gpus:
         gpu.kfd_nodes.clear()
         partitions = COMPUTE_PARTITIONS[gpu.compute]
         for p in range(partitions):
             node += 1
-            _write_node(nodes / str(node), _gpu_node(gpu, p, partitions, render), gpu_id=40000 + node)
+            _write_node(nodes / str(node), _gpu_node(gpu, p, partitions, render), gpu_id=40000 + node,
+                        name=gfx_name(gpu.model.gfx_target_version))
             gpu.kfd_nodes.append(node)
             render += 1
 
 
-def _write_node(path: Path, props: dict[str, int], gpu_id: int) -> None:
+def _write_node(path: Path, props: dict[str, int], gpu_id: int, name: str) -> None:
     path.mkdir(parents=True)
     (path / "properties").write_text(_properties(props))
     (path / "gpu_id").write_text(f"{gpu_id}\n")
-    (path / "name").write_text("gfx942\n" if props["simd_count"] else "\n")
+    (path / "name").write_text(f"{name}\n")
+    for links in ("io_links", "p2p_links", "mem_banks", "caches"):
+        (path / links).mkdir()

@@ -11,7 +11,9 @@
  *   rsmi_gpu_metrics_t is the library's *public* table, the same as AMD
  *   SMI's: fake_gpu_metrics.h writes it (layouts by library release, firmware
  *   cadence), for this fake and amdsmi_fake.c. The fake emulates one library
- *   release at a time (fake_set_library_layout).
+ *   release at a time (fake_set_library_layout). A 96-byte one is a ROCm 5.x
+ *   release (Debian's 5.2.3, measured), which also lays rsmi_frequencies_t out
+ *   without has_deep_sleep; the fake then does too.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -54,6 +56,13 @@ typedef struct {
     uint32_t current;
     uint64_t frequency[33];
 } rsmi_frequencies_t;
+
+/* rsmi_frequencies_t of ROCm 5.x releases (emulated with the 96-byte layout). */
+typedef struct {
+    uint32_t num_supported;
+    uint32_t current;
+    uint64_t frequency[32];
+} rsmi_frequencies_v5_t;
 
 /* ---- scripted state ----------------------------------------------------- */
 #define MAX_DEVICES 32
@@ -147,7 +156,7 @@ int fake_add_device(const char* name, uint64_t unique_id, uint64_t bdfid, int32_
     return index;
 }
 
-/* 424, 1832, 2368, 4544: the known releases. Any size above 4544 and below
+/* 96, 424, 1832, 2368, 4544: the known releases. Any size above 4544 and below
  * 8192 emulates a future release: the 1.8 struct followed by new all-ones
  * fields, knowing tables up to 1.9. */
 int fake_set_library_layout(unsigned size) {
@@ -402,6 +411,16 @@ int rsmi_dev_gpu_clk_freq_get(uint32_t dv_ind, int clk_type, rsmi_frequencies_t*
     if (clk_type == RSMI_CLK_TYPE_SYS) mhz = d->sclk_mhz;
     else if (clk_type == RSMI_CLK_TYPE_MEM) mhz = d->mclk_mhz;
     else DONE(RSMI_STATUS_NOT_SUPPORTED);
+    if (g_layout == 96) {  /* a ROCm 5.x release: no has_deep_sleep */
+        rsmi_frequencies_v5_t* old = (rsmi_frequencies_v5_t*)f;
+        memset(old, 0, sizeof(*old));
+        old->num_supported = 3;
+        old->current = 1;
+        old->frequency[0] = 500000000ULL;
+        old->frequency[1] = (uint64_t)(mhz * 1e6);
+        old->frequency[2] = 2100000000ULL;
+        DONE(RSMI_STATUS_SUCCESS);
+    }
     memset(f, 0, sizeof(*f));
     f->has_deep_sleep = 0;
     f->num_supported = 3;

@@ -8,6 +8,11 @@
 // field the kernel table lacks set to all-ones, the header (size,
 // format/content revision) taken from the kernel table. The public struct grew
 // with each library release, so its layout is the library's, not the table's:
+//   96 bytes    ROCm SMI releases that know tables up to 1.3 (ROCm 5.x; measured
+//               on Debian's 5.2.3): the kernel's 1.1 table; a 1.2 or 1.3 table is
+//               cut to it, its firmware_timestamp x 10 put in
+//               system_clock_counter. (5.2.3 aborts the process, an assertion,
+//               on a 1.4+ table.)
 //   424 bytes   releases that know tables up to 1.5 (no xcp_stats)
 //   1832 bytes  1.6: xcp_stats[8] = {u32 gfx_busy_inst[8], u16 jpeg_busy[32],
 //               u16 vcn_busy[4], u64 gfx_busy_acc[8]} (168 bytes each)
@@ -44,6 +49,7 @@ inline constexpr std::size_t kTemperatureHotspot = 6;
 inline constexpr std::size_t kAverageGfxActivity = 16;   // u16, %
 inline constexpr std::size_t kAverageUmcActivity = 18;   // u16, %
 inline constexpr std::size_t kAverageSocketPower = 22;   // u16, W (tables < 1.4)
+inline constexpr std::size_t kSystemClockCounter = 32;   // u64, ns (tables < 1.4)
 inline constexpr std::size_t kCurrentGfxclk = 54;        // u16, MHz (tables < 1.4)
 inline constexpr std::size_t kCurrentUclk = 58;          // u16, MHz
 inline constexpr std::size_t kFirmwareTimestamp = 96;    // u64, 10 ns units (1.2+)
@@ -65,11 +71,12 @@ struct PublicLayout {
     std::size_t gfx_busy_acc;    // offset of gfx_busy_acc inside one XCP entry
 };
 
+inline constexpr PublicLayout kLayoutV13{96, 3, 0, 0};
 inline constexpr PublicLayout kLayoutV15{424, 5, 0, 0};
 inline constexpr PublicLayout kLayoutV16{1832, 6, 168, 104};
 inline constexpr PublicLayout kLayoutV17{2368, 7, 232, 104};
 inline constexpr PublicLayout kLayoutV18{4544, 8, 504, 120};
-inline constexpr PublicLayout kKnownLayouts[] = {kLayoutV15, kLayoutV16, kLayoutV17, kLayoutV18};
+inline constexpr PublicLayout kKnownLayouts[] = {kLayoutV13, kLayoutV15, kLayoutV16, kLayoutV17, kLayoutV18};
 
 constexpr std::size_t align8(std::size_t n) { return (n + 7) / 8 * 8; }
 // The stated sizes follow from the entries: xcp_stats, u32 pcie_lc_perf_other_end_recovery,

@@ -44,7 +44,9 @@ void TableDecoder::configure(const metrics::PublicLayout& layout, std::uint32_t 
 bool TableDecoder::decode(const unsigned char* t, float* values) noexcept {
     using namespace metrics;
     const unsigned revision = content_revision(t);
-    const std::uint64_t stamp = u64_at(t, kFirmwareTimestamp);
+    // A 96-byte table ends before firmware_timestamp; its library puts that
+    // (x 10) in system_clock_counter, or the kernel its read time (1.0, 1.1).
+    const std::uint64_t stamp = u64_at(t, layout_.size > kFirmwareTimestamp ? kFirmwareTimestamp : kSystemClockCounter);
     if (stamp != kNoData64) {
         if (seen_table_ && stamp == last_firmware_timestamp_) return false;
         last_firmware_timestamp_ = stamp;

@@ -201,7 +201,8 @@ void declare_counters(const Library& lib, Gpu& gpu) {
         gpu.mem_clock = Source::Call;
     if (gpu.mem_clock != Source::None) declare(kMemClock);
 
-    if (gpu.has_table && revision <= 5 && metrics::u64_at(t, metrics::kIndepThrottleStatus) != metrics::kNoData64)
+    if (gpu.has_table && revision <= 5 && gpu.layout.size > metrics::kIndepThrottleStatus &&
+        metrics::u64_at(t, metrics::kIndepThrottleStatus) != metrics::kNoData64)
         declare(kThrottle);
     if (gpu.has_table && metrics::has_accumulators(t, gpu.layout)) {
         declare(kPowerViolation);

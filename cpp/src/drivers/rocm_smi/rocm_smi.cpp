@@ -105,8 +105,8 @@ public:
             if (tally.ok("rsmi_dev_temp_metric_get", fn.temp_metric(primary, sensor, kTempCurrent, &millidegrees)))
                 values[at.offset(kTemp)] = static_cast<float>(millidegrees) / 1000.0f;
         }
-        if (gpu.sm_clock == ClockSource::Call) read_clock(primary, kClkTypeSys, values + at.offset(kSmClock), tally);
-        if (gpu.mem_clock == ClockSource::Call) read_clock(primary, kClkTypeMem, values + at.offset(kMemClock), tally);
+        if (gpu.sm_clock == ClockSource::Call) read_clock(gpu, primary, kClkTypeSys, values + at.offset(kSmClock), tally);
+        if (gpu.mem_clock == ClockSource::Call) read_clock(gpu, primary, kClkTypeMem, values + at.offset(kMemClock), tally);
 
         if (tally.attempted == 0 || tally.succeeded > 0) return ReadStatus::Ok;
         if (detail != nullptr && detail_size > 0) {
@@ -116,15 +116,15 @@ public:
     }
 
 private:
-    // rsmi_frequencies_t as current headers lay it out. Headers before
-    // has_deep_sleep put num_supported first; read through this layout, such a
-    // library's answer fails the bounds check (current lands on a frequency),
-    // so the clock reads absent rather than wrong.
-    void read_clock(std::uint32_t device, std::uint32_t clock, float* out, Tally& tally) noexcept {
+    // rsmi_frequencies_t in the layout discovery found the library to write
+    // (releases before has_deep_sleep put num_supported first); an answer that
+    // does not hold together in it reads absent rather than wrong.
+    void read_clock(const Gpu& gpu, std::uint32_t device, std::uint32_t clock, float* out, Tally& tally) noexcept {
         Frequencies f{};
+        std::uint64_t hz = 0;
         if (tally.ok("rsmi_dev_gpu_clk_freq_get", library_.fn().gpu_clk_freq(device, clock, &f)) &&
-            f.num_supported <= 33 && f.current < f.num_supported)
-            *out = static_cast<float>(f.frequency[f.current]);
+            current_frequency(f, gpu.frequency_layout, &hz))
+            *out = static_cast<float>(hz);
     }
 
     // One table read, decoded by the device's TableDecoder (amd_common/).

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace cuagent::rocm {
 
@@ -55,6 +56,38 @@ struct Frequencies {
 };
 static_assert(offsetof(Frequencies, num_supported) == 4 && offsetof(Frequencies, frequency) == 16,
               "rsmi_frequencies_t layout");
+
+// rsmi_frequencies_t of releases before has_deep_sleep (ROCm 5.x; measured on
+// Debian's 5.2.3): num_supported first, at most 32 frequencies. It fits in a
+// Frequencies, which is the buffer passed either way.
+struct FrequenciesV5 {
+    std::uint32_t num_supported;
+    std::uint32_t current;
+    std::uint64_t frequency[32];
+};
+static_assert(sizeof(FrequenciesV5) <= sizeof(Frequencies), "a Frequencies holds either layout");
+
+enum class FrequencyLayout : std::uint8_t { Current, V5 };
+
+// The current frequency (Hz) in what rsmi_dev_gpu_clk_freq_get wrote into `f`,
+// read through `layout`; false when the answer does not hold together in that
+// layout. The two cannot be mistaken for each other: read as V5, a current
+// struct's first word is has_deep_sleep (0 or 1, then padding) and fails
+// current < num_supported; read as current, a V5 struct's first byte is a
+// count >= 2, or 1 with 0 in the num_supported slot.
+inline bool current_frequency(const Frequencies& f, FrequencyLayout layout, std::uint64_t* hz) noexcept {
+    const auto* raw = reinterpret_cast<const unsigned char*>(&f);
+    if (layout == FrequencyLayout::Current) {
+        if (raw[0] > 1 || f.num_supported == 0 || f.num_supported > 33 || f.current >= f.num_supported) return false;
+        *hz = f.frequency[f.current];
+        return true;
+    }
+    FrequenciesV5 v5;
+    std::memcpy(&v5, raw, sizeof v5);
+    if (v5.num_supported == 0 || v5.num_supported > 32 || v5.current >= v5.num_supported) return false;
+    *hz = v5.frequency[v5.current];
+    return true;
+}
 
 // Enums are 32-bit in this ABI; they are passed as uint32_t.
 using InitFn = Status (*)(std::uint64_t);

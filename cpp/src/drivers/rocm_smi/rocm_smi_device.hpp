@@ -48,6 +48,7 @@ struct Gpu {
     TempSource temp = TempSource::None;
     ClockSource sm_clock = ClockSource::None;
     ClockSource mem_clock = ClockSource::None;
+    FrequencyLayout frequency_layout = FrequencyLayout::Current;  // of rsmi_frequencies_t, probed
     drivers::CounterTable counters{kCounters};
 
     // Read-to-read state (sampler thread only).

@@ -1,9 +1,11 @@
 // Discovery for the rocm_smi driver: rsmi devices -> physical GPUs, KFD
 // topology -> units, levels and partitions, probes -> declared counters.
 #include <algorithm>
+#include <cctype>
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <stdexcept>
 #include <tuple>
@@ -33,6 +35,14 @@ std::string format_pci(std::uint64_t bdfid) {
                   static_cast<unsigned>(bdfid >> 8) & 0xFFu, static_cast<unsigned>(bdfid >> 3) & 0x1Fu,
                   static_cast<unsigned>(bdfid) & 0x7u);
     return text;
+}
+
+// A name that is only a hex number ("0x1002"): what 5.2.3 answers for a
+// device the PCI id database lacks (or without the database), not a model.
+std::string model_name(std::string text) {
+    const bool hex = text.size() > 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X') &&
+        std::all_of(text.begin() + 2, text.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
+    return hex ? std::string() : text;
 }
 
 std::string call_string(Name32Fn fn, std::uint32_t device) {
@@ -73,10 +83,21 @@ bool probe_temp(TempFn fn, std::uint32_t device, std::uint32_t sensor) {
     return fn != nullptr && fn(device, sensor, kTempCurrent, &value) == kSuccess;
 }
 
-bool probe_clock(ClockFn fn, std::uint32_t device, std::uint32_t clock) {
-    Frequencies f{};
-    return fn != nullptr && fn(device, clock, &f) == kSuccess && f.num_supported > 0 &&
-           f.num_supported <= 33 && f.current < f.num_supported;
+// Whether the clock reads, and in which rsmi_frequencies_t layout (the
+// library's release decides; nothing else tells it). The buffer starts as
+// all-ones so padding a library leaves alone cannot pass for a field.
+bool probe_clock(ClockFn fn, std::uint32_t device, std::uint32_t clock, FrequencyLayout* layout) {
+    Frequencies f;
+    std::memset(&f, 0xFF, sizeof f);
+    std::uint64_t hz = 0;
+    if (fn == nullptr || fn(device, clock, &f) != kSuccess) return false;
+    for (const FrequencyLayout candidate : {FrequencyLayout::Current, FrequencyLayout::V5}) {
+        if (current_frequency(f, candidate, &hz)) {
+            *layout = candidate;
+            return true;
+        }
+    }
+    return false;
 }
 
 // Probes the gpu_metrics table of `gpu` and records which fields it carries.
@@ -135,13 +156,14 @@ void declare_counters(const Library& lib, Gpu& gpu) {
     const bool table_sclk = gpu.has_table &&
         table_has(gpu, revision >= 4 ? metrics::kCurrentGfxclks : metrics::kCurrentGfxclk);
     if (table_sclk) gpu.sm_clock = ClockSource::Table;
-    else if (probe_clock(fn.gpu_clk_freq, primary, kClkTypeSys)) gpu.sm_clock = ClockSource::Call;
+    else if (probe_clock(fn.gpu_clk_freq, primary, kClkTypeSys, &gpu.frequency_layout)) gpu.sm_clock = ClockSource::Call;
     if (gpu.sm_clock != ClockSource::None) declare(kSmClock);
     if (gpu.has_table && table_has(gpu, metrics::kCurrentUclk)) gpu.mem_clock = ClockSource::Table;
-    else if (probe_clock(fn.gpu_clk_freq, primary, kClkTypeMem)) gpu.mem_clock = ClockSource::Call;
+    else if (probe_clock(fn.gpu_clk_freq, primary, kClkTypeMem, &gpu.frequency_layout)) gpu.mem_clock = ClockSource::Call;
     if (gpu.mem_clock != ClockSource::None) declare(kMemClock);
 
-    if (gpu.has_table && revision <= 5 &&
+    // indep_throttle_status lies beyond a 96-byte table.
+    if (gpu.has_table && revision <= 5 && gpu.layout.size > metrics::kIndepThrottleStatus &&
         metrics::u64_at(gpu.table.get(), metrics::kIndepThrottleStatus) != metrics::kNoData64)
         declare(kThrottle);
     if (gpu.has_table && metrics::has_accumulators(gpu.table.get(), gpu.layout)) {
@@ -238,9 +260,9 @@ std::vector<Gpu> discover(const Library& lib, const RocmSmiOptions& options) {
         }
         if (!selected(options, physical, d.id)) continue;
 
-        d.model = call_string(fn.market_name, primary.index);
-        if (d.model.empty()) d.model = call_name(fn.name, primary.index);
-        if (d.model.empty()) d.model = call_string(fn.brand, primary.index);
+        d.model = model_name(call_string(fn.market_name, primary.index));
+        if (d.model.empty()) d.model = model_name(call_name(fn.name, primary.index));
+        if (d.model.empty()) d.model = model_name(call_string(fn.brand, primary.index));
         if (d.model.empty()) {
             char model[48];
             std::snprintf(model, sizeof model, "AMD GPU (device 0x%04x)", nodes.front().device_id);

@@ -1,0 +1,98 @@
+"""The command-line face of the Prometheus exporter: ``cuagent run --metrics-listen`` and
+``cuagent exporter``. Kept apart from :mod:`.prometheus` so that building the parser imports
+no prometheus-client (``cuagent`` starts as fast as before).
+
+Default ports: ``cuagent run`` serves ``/metrics`` on 7712, next to its feed (7710) and sync
+(7711); ``cuagent exporter`` on 7722, next to the relay it usually fronts (7720/7721). Both are
+outside 9100–9999, where node_exporter (9100), dcgm-exporter (9400) and the other exporters of
+the Prometheus wiki's allocation list live, and off AMD's device-metrics-exporter (5000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from typing import Any, Callable, Optional
+
+DEFAULT_AGENT_PORT = 7712
+DEFAULT_EXPORTER_PORT = 7722
+
+
+def parse_listen(spec: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``:PORT`` (every interface) or ``[IPv6]:PORT`` -> (host, port). Port 0
+    takes any free port (the bound one is logged)."""
+    host, sep, port_text = spec.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535 or host.count("[") != host.count("]"):
+        raise ValueError(f"{spec!r}: expected HOST:PORT with PORT from 0 to 65535")
+    return host.strip("[]") or "0.0.0.0", int(port_text)
+
+
+def _listen(spec: str) -> tuple[str, int]:
+    """argparse's type for a listen address: its error names the flag itself."""
+    try:
+        return parse_listen(spec)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_metrics_flags(run: argparse.ArgumentParser) -> None:
+    """``cuagent run``'s flags for serving /metrics from the agent's own process."""
+    g = run.add_argument_group("Prometheus /metrics")
+    g.add_argument("--metrics-listen", nargs="?", const=("0.0.0.0", DEFAULT_AGENT_PORT),
+                   type=_listen, metavar="HOST:PORT",
+                   help=f"serve Prometheus metrics at http://HOST:PORT/metrics (alone: 0.0.0.0:{DEFAULT_AGENT_PORT})")
+    g.add_argument("--metrics-per-unit", action="store_true",
+                   help="also one series per SM/CU and counter (132 x counters per H100; off by default)")
+    g.add_argument("--metrics-per-process", action="store_true",
+                   help="also one series per GPU process (pid labels churn with jobs; off by default)")
+
+
+def start_agent_metrics(args: argparse.Namespace, agent: Any) -> Optional[Any]:
+    """The running /metrics server of ``cuagent run`` (None without --metrics-listen).
+    A port that cannot be bound is a ValueError naming it."""
+    listen = getattr(args, "metrics_listen", None)
+    if listen is None:
+        return None
+    from .prometheus import serve_agent
+
+    try:
+        return serve_agent(agent, listen, per_unit=args.metrics_per_unit, per_process=args.metrics_per_process)
+    except OSError as e:
+        raise ValueError(f"--metrics-listen {listen[0]}:{listen[1]}: {e.strerror or e}") from None
+
+
+def add_exporter_parser(sub: Any) -> argparse.ArgumentParser:
+    """The ``cuagent exporter`` subcommand (the caller adds the CURVE client flags)."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "exporter", help="Prometheus /metrics for any agents or relays",
+        description="Follow agents or relays (the client library: snapshot, gaps, restarts) and serve "
+        "Prometheus metrics for every node behind them, each series labelled with its node.")
+    p.add_argument("--connect", action="append", required=True, metavar="FEED[,SYNC]",
+                   help="an agent or relay (repeat); tcp sync defaults to feed port + 1")
+    p.add_argument("--listen", type=_listen, default=("0.0.0.0", DEFAULT_EXPORTER_PORT),
+                   metavar="HOST:PORT", help=f"serve http://HOST:PORT/metrics (default 0.0.0.0:{DEFAULT_EXPORTER_PORT})")
+    p.add_argument("--per-unit", action="store_true", help="also one series per SM/CU and counter")
+    p.add_argument("--per-process", action="store_true", help="also one series per GPU process")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def run_exporter(args: argparse.Namespace, curve: Any, install_stop: Callable[[Callable[[], None]], None]) -> int:
+    from .prometheus import FeedExporter
+
+    try:
+        exporter = FeedExporter(args.connect, args.listen, curve=curve, per_unit=args.per_unit,
+                                per_process=args.per_process)
+    except OSError as e:
+        raise ValueError(f"--listen {args.listen[0]}:{args.listen[1]}: {e.strerror or e}") from None
+    install_stop(exporter.stop)
+    try:
+        if args.duration is not None:
+            timer = threading.Timer(args.duration, exporter.stop)
+            timer.daemon = True
+            timer.start()
+        exporter.run()
+    finally:
+        exporter.close()
+    return 0

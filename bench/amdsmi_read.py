@@ -4,8 +4,8 @@ Both read the same fake libamd_smi (tests/fakes) in the same run and take the sa
 per sample: the gpu_metrics table (8 XCD activities from the accumulators, power, hotspot
 temperature, clocks, violation residencies), engine activity (gfx, umc) and VRAM used per
 partition processor, and the ECC counts at most once a second. The fake's firmware refreshes
-every 1 µs, so every read decodes a fresh table on both paths. The fake's own cost (a mutex
-and a 4.5 KB copy per table) is in both figures; a real library adds sysfs and DRM reads on
+every 1 µs, so every read decodes a fresh table on both paths. The fake's own cost (a mutex,
+a per-function call count and a 4.5 KB copy per table) is in both figures; a real library adds sysfs and DRM reads on
 top, the same for both. The table decoding of the ctypes path is bench/rocm_read.py's: both
 libraries fill the same table.
 

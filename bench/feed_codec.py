@@ -1,5 +1,5 @@
 """Encode/decode cost and size of one `state` message (8-counter H100 window, 132 SMs):
-cuagent.protocol (msgpack + float32 bin) against JSON of the same content, in one run.
+cuagent.wire (msgpack + float32 bin) against JSON of the same content, in one run.
 
     python bench/feed_codec.py
 """
@@ -12,7 +12,7 @@ import time
 import msgpack
 import numpy as np
 
-from cuagent import protocol as p  # noqa: E402
+from cuagent import wire as p  # noqa: E402
 
 UNITS = 132
 COUNTERS = ("active", "occupancy", "issue", "tensor", "mem_stall")

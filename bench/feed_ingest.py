@@ -18,7 +18,7 @@ import zmq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from cuagent import protocol as p  # noqa: E402
+from cuagent import wire as p  # noqa: E402
 from cuagent.client import Client  # noqa: E402
 from feed_codec import make_state, to_json  # noqa: E402
 
@@ -48,12 +48,9 @@ def main() -> None:
 
     client = Client([f"ipc:///tmp/cuagent-bench-unused-{id(rng)},ipc:///tmp/cuagent-bench-unused-sync"],
                     context=zmq.Context())
-    link = client.links[0]
+    session = client.sessions[0]
     topo = [[f"cua1/topo/{n}/".encode(), p.encode_header(p.Header(n, 7, 1, 1, 1)), p.pack(p.encode_topo_body(devs, AGENT))] for n in nodes]
-    client._apply_snapshot(link, p.decode_snapshot_reply(p.snapshot_reply(7, topo, {t[0].decode(): 1 for t in topo})), None)
-    link.pending.clear()
-    client._finish_join(link)
-    link.feed_seen = True
+    session.join_from(p.decode_snapshot_reply(p.snapshot_reply(7, topo, {t[0].decode(): 1 for t in topo})))
 
     # Pre-built feed frames, as they come off the socket: every node x device x round.
     msgs = []
@@ -64,7 +61,7 @@ def main() -> None:
                 msgs.append([topic, p.encode_header(p.Header(n, 7, r + 1, 1, 1)), bodies[(r + d) % len(bodies)]])
     t0 = time.perf_counter()
     for frames in msgs:
-        client._receive(link, frames)
+        session.receive(frames)
     ours = len(msgs) / (time.perf_counter() - t0)
     assert client.stats.gaps == 0 and client.stats.decode_errors == 0, client.stats
     assert client.stats.applied >= len(msgs)

@@ -1,7 +1,9 @@
 """End-to-end latency: end of a sampled window (header ts) -> the client holds the decoded
 state, p50/p99, for `cuagent run --driver mock` with 8 H100s publishing at 100 Hz on loopback.
-Baseline in the same run: the same agent with a plain fixed publish timer (not aligned to the
-sampler's window ends), which is what a naive agent does.
+Baseline in the same run: a publisher on a plain fixed timer (not aligned to the sampler's
+window ends), which is what a naive agent does. It lives here only: it is the agent's loop
+without the window eventfd, built from the same parts (engine, cuagent.wire, the node's
+FeedServer), and the agent itself no longer carries a mode for it.
 
     python bench/feed_latency.py [--seconds 8]
 """
@@ -17,20 +19,74 @@ import time
 from pathlib import Path
 
 import numpy as np
+import zmq
 
 ROOT = Path(__file__).resolve().parents[1]
+from cuagent import Engine, MockDevice, wire  # noqa: E402
 from cuagent.client import Client  # noqa: E402
+from cuagent.node.server import FeedServer, Ping, SnapshotContent  # noqa: E402
 from machine import Steal  # noqa: E402
+
+
+class FixedTimerPublisher:
+    """The baseline: every ``interval_s``, publish each device's window if it is new. Topo and
+    heartbeat every second; snapshots answered as the agent answers them."""
+
+    def __init__(self, feed: str, sync: str, interval_s: float) -> None:
+        self.engine = Engine(driver="mock", devices=[MockDevice("h100-sxm", scenario="training") for _ in range(8)],
+                             rate_hz=1000, window_ms=interval_s * 1000.0, seed=1)
+        self.interval_s, self.epoch = interval_s, wire.new_epoch()
+        self.seqs: dict[str, int] = {}
+        self.latest: dict[str, list[bytes]] = {}
+        self.server = FeedServer(zmq.Context.instance(), feed, sync, self, node="lat")
+
+    def ping(self) -> Ping:
+        return Ping("lat", self.epoch, 1)
+
+    def snapshot(self, prefix: str) -> SnapshotContent:
+        return SnapshotContent(self.epoch, [f for t, f in self.latest.items() if t.startswith(prefix)],
+                               {t: s for t, s in self.seqs.items() if t.startswith(prefix)})
+
+    def send(self, topic: str, ts: int, body: dict, keep: bool) -> None:
+        self.seqs[topic] = seq = self.seqs.get(topic, 0) + 1
+        frames = wire.encode_frames(topic, wire.Header("lat", self.epoch, seq, ts, 1), body)
+        self.server.feed.send_multipart(frames, zmq.NOBLOCK)
+        if keep:
+            self.latest[topic] = frames
+
+    def run(self) -> None:
+        self.engine.start()
+        topology = list(self.engine.topology())
+        topo = wire.encode_topo_body(topology, wire.AgentInfo("bench", "lat", os.getpid(), time.time_ns()))
+        topics = [wire.build_topic("state", "lat", d.id) for d in topology]
+        last: list = [None] * len(topology)
+        next_tick = next_second = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now >= next_second:
+                self.send(wire.build_topic("topo", "lat"), time.time_ns(), topo, keep=True)
+                hb = wire.build_topic("hb", "lat")
+                self.send(hb, time.time_ns(), wire.encode_hb_body({**self.seqs, hb: self.seqs.get(hb, 0) + 1}, 1000, 0, 0), False)
+                next_second = now + 1.0
+            if now >= next_tick:
+                for i, st in enumerate(self.engine.snapshot()):
+                    if st is not None and st.t_ns != last[i]:
+                        last[i] = st.t_ns
+                        self.send(topics[i], int(st.t_ns), wire.encode_state_body(st, topology[i].counters), keep=True)
+                next_tick += self.interval_s
+            if self.server.sync.poll(max(0, int((min(next_tick, next_second) - time.monotonic()) * 1000))):
+                self.server.serve_sync()
 
 
 def measure(align: bool, seconds: float, tmp: str) -> np.ndarray:
     feed, sync = f"ipc://{tmp}/lat-{align}.feed", f"ipc://{tmp}/lat-{align}.sync"
     env = dict(os.environ)
-    args = [sys.executable, "-m", "cuagent.cli", "run", "--driver", "mock", "--mock-devices", ",".join(["h100-sxm:training"] * 8),
-            "--node", "lat", "--feed", feed, "--sync", sync, "--rate-hz", "1000", "--publish-interval-ms", "10",
-            "--log-level", "warning"]
-    if not align:
-        args += ["--publish-timer"]
+    if align:
+        args = [sys.executable, "-m", "cuagent.cli", "run", "--driver", "mock", "--mock-devices", ",".join(["h100-sxm:training"] * 8),
+                "--node", "lat", "--feed", feed, "--sync", sync, "--rate-hz", "1000", "--publish-interval-ms", "10",
+                "--log-level", "warning"]
+    else:
+        args = [sys.executable, __file__, "--baseline-publisher", feed, sync]
     proc = subprocess.Popen(args, env=env)
     lat: list[int] = []
     try:
@@ -52,7 +108,11 @@ def measure(align: bool, seconds: float, tmp: str) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--baseline-publisher", nargs=2, metavar=("FEED", "SYNC"), help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.baseline_publisher:
+        FixedTimerPublisher(*a.baseline_publisher, interval_s=0.010).run()
+        return
     with tempfile.TemporaryDirectory() as tmp, Steal() as steal:
         ours = measure(True, a.seconds, tmp)
         base = measure(False, a.seconds, tmp)

@@ -13,7 +13,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from cuagent import protocol
-from cuagent.agent import Agent, AgentConfig
+from cuagent.node.agent import Agent, AgentConfig
 from cuagent.client import ClusterView, DeviceView, NodeView
 from cuagent.topology import CounterInfo, CounterStat, DeviceState, DeviceTopology, PartitionInfo
 

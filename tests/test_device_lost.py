@@ -9,7 +9,7 @@ from pathlib import Path
 import msgpack
 
 from cuagent.client import Client
-from cuagent.top import FeedRates, plain_lines
+from cuagent.exporters.top import FeedRates, plain_lines
 from feed_support import WAIT_S, CheckedFeed, Proc, request, start_relay, wait_until
 from protocol_checker import FeedChecker
 from test_external_client import PageClient

@@ -10,9 +10,6 @@ import textwrap
 from isolated import last_json, run_python
 import pytest
 
-
-pytest.importorskip("cuagent._core")
-
 # Runs inside the subprocess: builds the driver and prints JSON on the last line.
 PRELUDE = """
 import json, math, sys, time

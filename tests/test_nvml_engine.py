@@ -8,7 +8,7 @@ import textwrap
 from isolated import last_json, run_python
 import pytest
 
-pytest.importorskip("cuagent._core")
+from cuagent import _core  # noqa: E402,F401 — a missing extension fails the suite, never skips it
 
 
 def run(fake, script: str, body: str, timeout: float = 90.0):

@@ -546,7 +546,7 @@ def http_get(url: str) -> str:
 def test_agent_metrics_equal_what_its_feed_carried(tmp_path: Path):
     """An Agent in this process with /metrics on; a raw SUB records every frame it sends.
     After it stops, every counter equals what the recorded frames say, exactly."""
-    from cuagent.agent import Agent, AgentConfig
+    from cuagent.node.agent import Agent, AgentConfig
     from cuagent.exporters.prometheus import serve_agent
 
     engine = Engine(driver="mock", devices=[MockDevice("h100-sxm", scenario="fragmented"),
@@ -685,7 +685,8 @@ def test_deploy_files_serve_and_scrape_the_default_ports():
     """The DaemonSet serves /metrics where the ServiceMonitor and the scrape config look, and
     both set the `node` label that the dashboard and the alerts group by."""
     yaml = pytest.importorskip("yaml")
-    from cuagent.exporters.prometheus_cli import DEFAULT_AGENT_PORT, DEFAULT_EXPORTER_PORT, parse_listen
+    from cuagent.exporters.prometheus_cli import DEFAULT_AGENT_PORT, DEFAULT_EXPORTER_PORT
+    from cuagent.options import parse_listen
 
     deploy = Path(__file__).resolve().parents[1] / "deploy"
     (ds,) = [d for d in yaml.safe_load_all((deploy / "daemonset.yaml").read_text()) if d and d["kind"] == "DaemonSet"]

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from cuagent.sockets import poll_timeout_ms
+from cuagent.polling import poll_timeout_ms
 
 
 @pytest.mark.parametrize("seconds, ms", [

@@ -23,7 +23,7 @@ from fakes.rocm_fixtures import rocm_library  # noqa: F401
 from isolated import run_python
 from wire_golden import NVML_SCRIPT
 
-pytest.importorskip("cuagent._core")
+from cuagent import _core  # noqa: E402,F401 — a missing extension fails the suite, never skips it
 
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE / "golden"

@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include "cuagent/engine.hpp"
+#include "cuagent/platform.hpp"
 #include "window_dict.hpp"
 
 namespace py = pybind11;
@@ -20,7 +21,11 @@ py::dict stats_to_dict(const EngineStats& s) {
         dd["drops"] = d.drops;
         dd["read_errors"] = d.read_errors;
         dd["windows"] = d.windows;
+        dd["windows_missed"] = d.windows_missed;
+        dd["late_samples"] = d.late_samples;
+        dd["skipped_reads"] = d.skipped_reads;
         dd["lost"] = d.lost;
+        dd["own_thread"] = d.own_thread;
         devices.append(dd);
     }
     py::dict out;
@@ -61,6 +66,9 @@ void register_engine(py::module_& m) {
         .def_readwrite("thrashing_mem_stall", &StateThresholds::thrashing_mem_stall)
         .def_readwrite("hysteresis", &StateThresholds::hysteresis);
 
+    m.def("platform", [] { return std::string(platform::name()); },
+          "The OS layer this build uses: 'linux' (eventfd, clock_nanosleep, timer slack) or 'posix'.");
+
     m.def("next_unit_state", &next_unit_state, py::arg("current"), py::arg("active"),
           py::arg("occupancy"), py::arg("mem_stall"), py::arg("thresholds"),
           "The state machine of one element (exposed so tests can check it directly).");
@@ -84,10 +92,11 @@ void register_engine(py::module_& m) {
         .def_property_readonly("ring_capacity", [](const Engine& e) { return e.config().ring_capacity; })
         .def("device", [](const Engine& e, std::size_t i) {
                  if (i >= e.device_count()) throw py::index_error("no device " + std::to_string(i));
-                 return e.driver().device(i);
+                 return e.device(i);
              })
         .def_property_readonly("window_fd", &Engine::window_fd,
-                               "eventfd readable when a window finishes (read 8 bytes to re-arm)")
+                               "descriptor readable when a window finishes (drain_window_fd() re-arms it)")
+        .def("drain_window_fd", &Engine::drain_window_fd, "Make window_fd unreadable until the next window.")
         .def_property_readonly("backend", [](const Engine& e) { return e.driver().name(); })
         .def("latest",
              [](Engine& e, std::size_t i) -> py::object {
@@ -100,7 +109,7 @@ void register_engine(py::module_& m) {
                      found = e.latest(i, window);
                  }
                  if (!found) return py::none();
-                 return window_to_dict(e.driver().device(i), e.plan(i), window, e.realtime_offset_ns());
+                 return window_to_dict(e.device(i), e.plan(i), window, e.realtime_offset_ns());
              },
              py::arg("device"), "Latest finished window of a device as a dict, or None.")
         .def("stats", [](const Engine& e) {

@@ -77,6 +77,7 @@ py::dict window_to_dict(const DeviceDescription& d, const AggregationPlan& plan,
     out["t_ns"] = w.t_end_ns + realtime_offset_ns;
     out["window_ns"] = w.window_ns;
     out["samples"] = w.samples;
+    out["windows_missed"] = w.windows_missed;
     out["levels"] = levels;
     out["groups"] = groups;
     out["partition"] = partition;

@@ -178,16 +178,22 @@ DeviceAggregator::DeviceAggregator(const DeviceDescription& device,
     unit_state_ = published_.back().state;  // all idle, sized like the published states
 }
 
-void DeviceAggregator::add(std::int64_t t_ns, const float* values) noexcept {
+void DeviceAggregator::add(std::int64_t t_ns, const float* values, std::uint32_t presence) noexcept {
     const std::int64_t index = t_ns >= origin_ns_ ? (t_ns - origin_ns_) / window_ns_ : 0;
+    // Late: its window was finished without it, or time has moved on past it.
+    // Folding it into the open window would misplace it; opening its window
+    // again would publish that window twice.
+    if (index <= finished_index_ || (samples_ > 0 && index < window_index_)) {
+        late_samples_.store(late_samples_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        return;
+    }
     if (samples_ == 0) {
         window_index_ = index;
     } else if (index > window_index_) {
         finish_window();
         window_index_ = index;
     }
-    // A sample older than the open window (it waited in the ring past the
-    // window's grace period) is folded into the open window, not dropped.
+    presence_ = presence;
     accumulate(values, sum_.data(), max_.data(), count_.data(), sum_.size());
     if (++block_samples_ == kSumBlock) fold_sums();
     for (std::uint32_t i : bitor_values_) {
@@ -231,6 +237,14 @@ void DeviceAggregator::finish_window() noexcept {
     const DeviceDescription& d = *device_;
     out.seq = windows_.load(std::memory_order_relaxed) + 1;
     windows_.store(out.seq, std::memory_order_relaxed);
+    if (finished_index_ != std::numeric_limits<std::int64_t>::min() && window_index_ > finished_index_ + 1 &&
+        presence_ == finished_presence_)
+        windows_missed_.store(windows_missed_.load(std::memory_order_relaxed) +
+                                  static_cast<std::uint64_t>(window_index_ - finished_index_ - 1),
+                              std::memory_order_relaxed);
+    finished_index_ = window_index_;
+    finished_presence_ = presence_;
+    out.windows_missed = windows_missed_.load(std::memory_order_relaxed);
     out.t_end_ns = origin_ns_ + (window_index_ + 1) * window_ns_;
     out.window_ns = window_ns_;
     out.samples = samples_;

@@ -1,8 +1,5 @@
 #include "cuagent/engine.hpp"
 
-#include <sys/eventfd.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -21,7 +18,7 @@ constexpr std::size_t kEventCapacity = 1024;
 constexpr std::size_t kMaxRingCapacity = std::size_t{1} << 24;  // SlotRing's own limit
 }  // namespace
 
-Engine::Engine(std::shared_ptr<Driver> driver, const EngineConfig& config)
+Engine::Engine(std::shared_ptr<Driver> driver, const EngineConfig& config, std::vector<ExtraSource> sources)
     : driver_(std::move(driver)), config_(config) {
     if (!driver_) throw std::invalid_argument("Engine needs a driver");
     if (!(config_.rate_hz >= kMinRateHz) || config_.rate_hz > kMaxRateHz)
@@ -45,24 +42,51 @@ Engine::Engine(std::shared_ptr<Driver> driver, const EngineConfig& config)
         throw std::invalid_argument("hysteresis must lie in [0, 0.5), got " + std::to_string(t.hysteresis));
     for (std::size_t d = 0; d < driver_->device_count(); ++d) {
         driver_->device(d).validate();
+        devices_.push_back(driver_->device(d));
+        sources_.push_back({{driver_, d, 0, SampleLayout(devices_[d]).values()}});
+    }
+    for (const auto& extra : sources) merge_source(extra);
+    for (const auto& device : devices_) {
         reader_mutex_.push_back(std::make_unique<std::mutex>());
-        plans_.push_back(std::make_shared<const AggregationPlan>(driver_->device(d)));
+        plans_.push_back(std::make_shared<const AggregationPlan>(device));
     }
     if (config_.ring_capacity == 0)
         config_.ring_capacity = std::max<std::size_t>(256, static_cast<std::size_t>(config_.rate_hz / 10.0));
-    window_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (window_fd_ < 0) throw std::runtime_error("eventfd failed: cannot signal finished windows");
 }
 
-Engine::~Engine() {
-    stop();
-    close(window_fd_);
+void Engine::merge_source(const ExtraSource& extra) {
+    if (!extra.driver) throw std::invalid_argument("a source needs a driver");
+    if (extra.device >= devices_.size())
+        throw std::invalid_argument("source for device " + std::to_string(extra.device) + ": the engine has " +
+                                    std::to_string(devices_.size()) + " devices");
+    if (extra.index >= extra.driver->device_count())
+        throw std::invalid_argument("source " + extra.driver->name() + " has no device " + std::to_string(extra.index));
+    const DeviceDescription& own = extra.driver->device(extra.index);
+    own.validate();
+    DeviceDescription& merged = devices_[extra.device];
+    // The source writes its own sample layout; appended at the end of the
+    // device's, each of its counters lands at the same place relative to the
+    // block's start as long as every counter has as many values here as there.
+    const std::uint32_t offset = SampleLayout(merged).values();
+    for (const auto& counter : own.counters) {
+        if (merged.elements_at(counter.level) != own.elements_at(counter.level))
+            throw std::invalid_argument("source " + extra.driver->name() + " device " + std::to_string(extra.index) +
+                                        ": counter '" + counter.name + "' at level '" + counter.level + "' has " +
+                                        std::to_string(own.elements_at(counter.level)) + " values there but " +
+                                        std::to_string(merged.elements_at(counter.level)) + " on device " +
+                                        merged.id);
+        merged.counters.push_back(counter);
+    }
+    merged.validate();  // e.g. a counter name both sources give
+    sources_[extra.device].push_back({extra.driver, extra.index, offset, SampleLayout(own).values()});
 }
+
+Engine::~Engine() { stop(); }
 
 void Engine::start() {
     std::lock_guard<std::mutex> control(control_mutex_);
     if (running_) throw std::logic_error("engine is already running");
-    const std::size_t n = driver_->device_count();
+    const std::size_t n = devices_.size();
 
     // Everything the threads touch is allocated here, before they start, and
     // aside from the previous run's state: if an allocation throws, the engine
@@ -77,16 +101,21 @@ void Engine::start() {
     // Windows are aligned to multiples of the window length in Unix time, so
     // windows of different devices and of different nodes line up.
     const std::int64_t origin = -realtime_offset;  // monotonic time of Unix time 0
+    std::vector<std::vector<DeviceSource>> sources(n);
+    std::vector<std::uint32_t> values(n);
     for (std::size_t d = 0; d < n; ++d) {
-        const SampleLayout layout(driver_->device(d));
+        const SampleLayout& layout = plans_[d]->layout;
+        values[d] = layout.values();
+        for (const auto& source : sources_[d])
+            sources[d].push_back({source.driver.get(), source.index, source.offset, source.values});
         rings.push_back(std::make_unique<SlotRing>(
-            sizeof(SampleHeader) + layout.values() * sizeof(float), config_.ring_capacity));
+            sizeof(SampleHeader) + values[d] * sizeof(float), config_.ring_capacity));
         aggregators.push_back(std::make_unique<DeviceAggregator>(
-            driver_->device(d), plans_[d], config_.thresholds, config_.window_ns, origin));
+            devices_[d], plans_[d], config_.thresholds, config_.window_ns, origin));
     }
     // The sampler keeps a reference to the member rings_, filled below.
-    auto sampler = std::make_unique<Sampler>(*driver_, rings_, *events, device_counters.get(),
-                                             *counters, period_ns_);
+    auto sampler = std::make_unique<Sampler>(sources, values, rings_, *events, device_counters.get(),
+                                             *counters, period_ns_, config_.ring_capacity);
 
     {
         // Readers of the previous run's windows and events wait while we swap.
@@ -109,28 +138,37 @@ void Engine::start() {
     // window runs the moment it ends instead of up to a period later.
     t0_ns_ = origin + ((mono + period_ns_ - origin + period_ns_ - 1) / period_ns_) * period_ns_;
     stopped_ns_ = 0;
-    aggregator_thread_ = std::thread([this] { aggregate_loop(); });
     try {
+        aggregator_thread_ = std::thread([this] { aggregate_loop(); });
+        for (SourceReader* reader : sampler_->readers())
+            reader_threads_.emplace_back([this, reader, t0 = t0_ns_, origin] { reader->run(stop_sampler_, t0, origin); });
         sampler_thread_ = std::thread([this, t0 = t0_ns_, origin] { sampler_->run(stop_sampler_, t0, origin); });
     } catch (...) {
-        // No thread for the sampler: take the aggregator down again, so that
-        // the engine is stopped and a later start() finds no joinable thread.
-        stop_aggregator_.store(true);
-        aggregator_thread_.join();
+        // A thread could not start: take down those that did, so that the
+        // engine is stopped and a later start() finds no joinable thread.
+        join_threads();
         stopped_ns_ = monotonic_ns();
         throw;
     }
     running_ = true;
 }
 
+void Engine::join_threads() noexcept {
+    stop_sampler_.store(true);
+    // A reader in the middle of a stalled read is waited for: its driver call
+    // cannot be interrupted, and the driver must outlive it.
+    for (auto& reader : reader_threads_) reader.join();
+    reader_threads_.clear();
+    if (sampler_thread_.joinable()) sampler_thread_.join();
+    // The aggregator drains what the sampler left in the rings, then exits.
+    stop_aggregator_.store(true);
+    if (aggregator_thread_.joinable()) aggregator_thread_.join();
+}
+
 void Engine::stop() {
     std::lock_guard<std::mutex> control(control_mutex_);
     if (!running_) return;
-    stop_sampler_.store(true);
-    sampler_thread_.join();
-    // The aggregator drains what the sampler left in the rings, then exits.
-    stop_aggregator_.store(true);
-    aggregator_thread_.join();
+    join_threads();
     stopped_ns_ = monotonic_ns();
     running_ = false;
 }
@@ -139,12 +177,15 @@ void Engine::aggregate_loop() noexcept {
     // Wake-ups cost CPU (tens of us each in a VM), so the aggregator does not
     // poll. A window is complete once the sampler has finished a tick that
     // started at or after the window's end (ticks run one after another, so
-    // every earlier sample is then in the rings). The aggregator sleeps until
+    // every earlier sample is then in the rings; a read still running on a
+    // device's reader thread holds back that device's window). The aggregator sleeps until
     // just after the first tick deadline past the next window end, drains the
     // rings, finishes the complete windows and signals them; if that tick is
     // not done yet it looks again every `recheck`. A device no tick reads for
     // a while (slow reads, devices read every 100 ms with no other device)
-    // still has its window finished `grace` after its end. It also wakes at
+    // still has its window finished `grace` after its end: that is how long a
+    // stalled read is waited for before its window goes out without it (its
+    // sample, when it comes, is late and dropped). It also wakes at
     // least every quarter of the ring's span (at most 100 ms), so a ring never
     // fills however long the window.
     const std::int64_t window = config_.window_ns;
@@ -168,31 +209,28 @@ void Engine::aggregate_loop() noexcept {
         std::uint64_t finished_before = 0;
         for (const auto& aggregator : aggregators_) finished_before += aggregator->windows();
         const bool last_pass = stop_aggregator_.load(std::memory_order_acquire);
-        // Acquire, before draining: the samples of that tick are then visible.
-        const std::int64_t complete_before = counters_->completed_tick_start_ns.load(std::memory_order_acquire);
+        bool overdue = false;
         for (std::size_t d = 0; d < n; ++d) {
+            // Acquire, before draining: the samples it covers are then visible.
+            const std::int64_t complete_before =
+                device_counters_[d].complete_before_ns.load(std::memory_order_acquire);
             SlotRing& ring = *rings_[d];
             DeviceAggregator& aggregator = *aggregators_[d];
             while (const void* slot = ring.front()) {
-                aggregator.add(static_cast<const SampleHeader*>(slot)->t_ns, sample_values(slot));
+                const auto* header = static_cast<const SampleHeader*>(slot);
+                aggregator.add(header->t_ns, sample_values(slot), header->presence);
                 ring.pop();
             }
+            if (last_pass) continue;  // an unfinished window is not published
+            const std::int64_t now = monotonic_ns();
+            aggregator.poll(now, grace, complete_before);
+            overdue |= aggregator.open_window_end() <= now;
         }
-        if (last_pass) break;  // an unfinished window is not published
+        if (last_pass) break;
         const std::int64_t now = monotonic_ns();
-        bool overdue = false;
-        for (std::size_t d = 0; d < n; ++d) {
-            aggregators_[d]->poll(now, grace, complete_before);
-            overdue |= aggregators_[d]->open_window_end() <= now;
-        }
         std::uint64_t finished_after = 0;
         for (const auto& aggregator : aggregators_) finished_after += aggregator->windows();
-        if (finished_after != finished_before) {
-            const std::uint64_t one = 1;
-            // Non-blocking; EAGAIN only if the counter would overflow, which
-            // still leaves the fd readable, so the result can be ignored.
-            [[maybe_unused]] const ssize_t written = write(window_fd_, &one, sizeof one);
-        }
+        if (finished_after != finished_before) windows_ready_.notify();
         const std::int64_t next_end = origin + ((now - origin) / window + 1) * window;
         const std::int64_t first_tick = t0 + ((next_end - t0 + period_ns_ - 1) / period_ns_) * period_ns_;
         std::int64_t wake = std::min(now + max_sleep, first_tick + recheck);
@@ -218,6 +256,11 @@ bool Engine::latest(std::size_t device, WindowResult& out) {
     if (front.seq == 0) return false;
     out = front;
     return true;
+}
+
+const DeviceDescription& Engine::device(std::size_t device) const {
+    if (device >= devices_.size()) throw std::out_of_range("no device " + std::to_string(device));
+    return devices_[device];
 }
 
 const AggregationPlan& Engine::plan(std::size_t device) const {
@@ -253,6 +296,11 @@ EngineStats Engine::stats() const {
         ds.read_errors = dc.read_errors.load(std::memory_order_relaxed);
         ds.lost = dc.lost.load(std::memory_order_relaxed);
         ds.windows = aggregators_[d]->windows();
+        ds.windows_missed = aggregators_[d]->windows_missed();
+        ds.late_samples = aggregators_[d]->late_samples();
+        ds.skipped_reads = sampler_->skipped_reads(d);
+        ds.drops += sampler_->reader_drops(d);
+        ds.own_thread = sampler_->has_reader(d);
         s.samples += ds.samples;
         s.drops += ds.drops;
         s.read_errors += ds.read_errors;

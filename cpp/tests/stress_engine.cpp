@@ -1,5 +1,5 @@
 // The engine end to end under the sanitizers: a sampler at 10 kHz over four
-// synthetic devices, readers hammering latest()/stats()/drain_events() from
+// synthetic devices (two read inline, two on reader threads), readers hammering latest()/stats()/drain_events() from
 // other threads, and start/stop cycles from a control thread. Every window a
 // reader sees must be internally consistent (each device writes a constant, so
 // every mean and max equals it exactly), windows never go backwards within a
@@ -46,6 +46,9 @@ public:
     std::string name() const override { return "test"; }
     std::size_t device_count() const override { return devices_.size(); }
     const DeviceDescription& device(std::size_t i) const override { return devices_[i]; }
+    // Devices 0 and 1 are read inline on the sampler thread, 2 and 3 on reader
+    // threads of their own: both paths under the sanitizers.
+    bool read_may_block(std::size_t i) const override { return i >= 2; }
     ReadStatus read(std::size_t d, std::int64_t, float* values, char* detail, std::size_t size) noexcept override {
         if (d == 3 && ++reads_of_3_ > 500) {  // device 3 falls off the bus after 500 reads
             std::snprintf(detail, size, "synthetic loss");
@@ -59,7 +62,7 @@ public:
 private:
     std::vector<DeviceDescription> devices_;
     std::vector<std::uint32_t> values_;
-    std::uint64_t reads_of_3_ = 0;  // sampler thread only
+    std::uint64_t reads_of_3_ = 0;  // device 3's reader thread only
 };
 
 }  // namespace

@@ -21,7 +21,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from . import config as config_mod
-from . import protocol, slow_path
+from . import slow_path, wire
 from .curve import ClientKeys, ServerKeys
 from .exporters import prometheus_cli
 from .options import OneLineParser, Option, OptionError, bind_endpoint, peer
@@ -129,7 +129,7 @@ def make_engine(cfg: config_mod.RunConfig) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .agent import Agent, AgentConfig
+    from .node.agent import Agent, AgentConfig
 
     file_values = config_mod.load_file(args.config) if args.config else {}
     flags = {name: getattr(args, name) for name in config_mod.options()}
@@ -139,7 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     curve = _server_keys(cfg.curve_secret_key, cfg.curve_allow)
     agent_cfg = AgentConfig(
         node=node, feed=cfg.feed, sync=cfg.sync, publish_interval_ms=cfg.publish_interval_ms,
-        topo_interval_s=cfg.topo_interval_s, sndhwm=cfg.sndhwm, align_to_windows=not args.publish_timer,
+        topo_interval_s=cfg.topo_interval_s, sndhwm=cfg.sndhwm,
         curve=curve,
     )
     engine = make_engine(cfg)
@@ -180,12 +180,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_relay(args: argparse.Namespace) -> int:
-    from .relay import Relay, RelayConfig
+    from .node.relay import Relay, RelayConfig
 
     _setup_logging(args.log_level)
     import socket
 
-    name = args.name or protocol.sanitize_node(socket.gethostname() + "-relay")
+    name = args.name or wire.sanitize_node(socket.gethostname() + "-relay")
     server = _server_keys(args.curve_secret_key, args.curve_allow)
     try:
         relay = Relay(RelayConfig(args.connect, name, args.feed, args.sync, args.sndhwm,
@@ -208,7 +208,7 @@ def cmd_exporter(args: argparse.Namespace) -> int:
 
 
 def cmd_top(args: argparse.Namespace) -> int:
-    from .top import run_top
+    from .exporters.top import run_top
 
     _setup_logging(args.log_level)
     from .client import Client
@@ -223,8 +223,8 @@ def cmd_top(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """A mock agent on private ipc endpoints, plus top, in one process."""
-    from .agent import Agent, AgentConfig
-    from .top import run_top
+    from .node.agent import Agent, AgentConfig
+    from .exporters.top import run_top
 
     _setup_logging(args.log_level)
     with tempfile.TemporaryDirectory(prefix="cuagent-demo-") as tmp:
@@ -265,7 +265,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     keys = _client_keys(args)
     if keys is not None:
         keys.apply(sub)
-    for prefix in args.prefix or [protocol.PREFIX]:
+    for prefix in args.prefix or [wire.PREFIX]:
         sub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
     sub.connect(ep.feed)
     end = None if args.duration is None else time.monotonic() + args.duration
@@ -277,10 +277,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 continue
             frames = sub.recv_multipart()
             try:
-                topic, topic_str, header, body = protocol.decode_envelope(frames)
-                decoded = protocol.decode_body(topic.kind, body)
+                topic, topic_str, header, body = wire.decode_envelope(frames)
+                decoded = wire.decode_body(topic.kind, body)
                 line = {"topic": topic_str, "header": header.to_map(), "body": to_jsonable(decoded)}
-            except protocol.ProtocolError as e:
+            except wire.ProtocolError as e:
                 line = {"error": str(e), "topic": frames[0].decode("utf-8", "replace") if frames else None}
             print(json.dumps(line), flush=True)
             printed += 1
@@ -291,7 +291,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
-def sync_request(sync_endpoint: str, request: dict, timeout: float, curve: Optional[ClientKeys] = None) -> bytes:
+def sync_request(sync_endpoint: str, request: bytes, timeout: float, curve: Optional[ClientKeys] = None) -> bytes:
     import zmq
 
     sock: zmq.Socket = zmq.Context.instance().socket(zmq.DEALER)
@@ -300,7 +300,7 @@ def sync_request(sync_endpoint: str, request: dict, timeout: float, curve: Optio
         curve.apply(sock)
     sock.connect(sync_endpoint)
     try:
-        sock.send(protocol.pack(request))
+        sock.send(request)
         if not sock.poll(int(timeout * 1000)):
             raise CliError(f"no reply from {sync_endpoint} within {timeout:g} s")
         return sock.recv()
@@ -314,19 +314,19 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     ep = parse_endpoint(args.endpoint)
     keys = _client_keys(args)
     if args.ping:
-        print(json.dumps(to_jsonable(protocol.unpack(sync_request(ep.sync, {"op": "ping"}, args.timeout, keys)))))
+        print(json.dumps(to_jsonable(wire.decode_ping_reply(sync_request(ep.sync, wire.ping_request(), args.timeout, keys)))))
         return 0
-    snap = protocol.decode_snapshot_reply(
-        sync_request(ep.sync, {"op": "snapshot", "prefix": args.prefix}, args.timeout, keys))
-    devices: dict[tuple[str, str], protocol.Device] = {}
+    snap = wire.decode_snapshot_reply(
+        sync_request(ep.sync, wire.snapshot_request(args.prefix), args.timeout, keys))
+    devices: dict[tuple[str, str], wire.Device] = {}
     messages = []
-    for frames in sorted(snap.messages, key=lambda f: not f[0].startswith(b"cua1/topo/")):
-        topic, topic_str, header, body = protocol.decode_envelope(frames)
+    for frames in sorted(snap.messages, key=lambda f: not f[0].startswith(wire.kind_prefix("topo").encode())):
+        topic, topic_str, header, body = wire.decode_envelope(frames)
         if topic.kind == "topo":
-            decoded = protocol.decode_topo_body(body)
+            decoded = wire.decode_topo_body(body)
             devices.update({(topic.node, d.id): d for d in decoded.devices})
         else:
-            decoded = protocol.decode_body(topic.kind, body, devices.get((topic.node, topic.device or "")))
+            decoded = wire.decode_body(topic.kind, body, devices.get((topic.node, topic.device or "")))
         messages.append({"topic": topic_str, "header": header.to_map(), "body": to_jsonable(decoded)})
     out = {"epoch": snap.epoch, "seqs": snap.seqs, "messages": messages, **to_jsonable(snap.extra)}
     print(json.dumps(out, indent=None if args.compact else 1))
@@ -406,7 +406,6 @@ def build_parser() -> argparse.ArgumentParser:
     for option in config_mod.COMMON_OPTIONS:
         if option.name not in slow + kubernetes + curve:
             settings[option.name].add_to(run)
-    run.add_argument("--publish-timer", action="store_true", help=argparse.SUPPRESS)  # bench baseline only
     added: set[str] = set()
     for backend in registry.all_backends().values():
         own = [o for o in backend.options if o.name not in added]  # a shared setting: under its first backend
@@ -476,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     snap = sub.add_parser("snapshot", help="one-shot JSON dump of a node or relay (sync socket)")
     PEER.add_to(snap, "endpoint", default=DEFAULT_ENDPOINT, nargs="?")
-    PREFIX.add_to(snap, default=protocol.PREFIX)
+    PREFIX.add_to(snap, default=wire.PREFIX)
     snap.add_argument("--ping", action="store_true", help="send ping instead of snapshot")
     TIMEOUT.add_to(snap, default=TIMEOUT.default)
     snap.add_argument("--compact", action="store_true", help="one line")
@@ -499,7 +498,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (CliError, config_mod.ConfigError, protocol.ProtocolError, ValueError) as e:
+    except (CliError, config_mod.ConfigError, wire.ProtocolError, ValueError) as e:
         print(f"cuagent {args.command}: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `cuagent watch | head`

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from . import protocol
+from . import wire
 from .backends import registry
 from .options import Option, OptionError, bind_endpoint
 
@@ -44,7 +44,7 @@ class ConfigError(ValueError):
 
 
 def _node(text: str) -> str:
-    if not protocol.NODE_RE.fullmatch(text):
+    if not wire.NODE_RE.fullmatch(text):
         raise OptionError("expected a node name matching [A-Za-z0-9._-]{1,64}")
     return text
 
@@ -160,13 +160,13 @@ class RunConfig:
     def node_name(self) -> str:
         if self.node is not None:
             try:
-                return protocol.check_node(self.node, "node")
-            except protocol.ProtocolError:
+                return wire.check_node(self.node, "node")
+            except wire.ProtocolError:
                 raise ConfigError(f"node name {self.node!r} must match [A-Za-z0-9._-]{{1,64}}") from None
         host = socket.gethostname()
         try:
-            return protocol.sanitize_node(host)
-        except protocol.ProtocolError:
+            return wire.sanitize_node(host)
+        except wire.ProtocolError:
             raise ConfigError(f"host name {host!r} gives no valid node name; pass --node NAME") from None
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence
 
@@ -174,10 +173,7 @@ class Engine:
         return int(self._native.window_fd)
 
     def drain_window_fd(self) -> None:
-        try:
-            os.read(self.window_fd, 8)
-        except BlockingIOError:
-            pass
+        self._native.drain_window_fd()
 
     @property
     def driver(self) -> Any:

@@ -260,3 +260,21 @@ def nonempty(text: str) -> str:
     if not text:
         raise OptionError("empty: expected a path")
     return text
+
+
+def parse_listen(spec: str) -> tuple[str, int]:
+    """An HTTP listen address: ``HOST:PORT``, ``:PORT`` (every interface) or ``[IPv6]:PORT`` ->
+    (host, port). Port 0 takes any free port (the bound one is logged). The one parser of
+    every ``--listen``-style flag (the exporters' /metrics, the scheduler extender)."""
+    host, sep, port_text = spec.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535 or host.count("[") != host.count("]"):
+        raise ValueError(f"{spec!r}: expected HOST:PORT with PORT from 0 to 65535")
+    return host.strip("[]") or "0.0.0.0", int(port_text)
+
+
+def listen_address(spec: str) -> tuple[str, int]:
+    """argparse's type for a listen address: its error names the flag itself."""
+    try:
+        return parse_listen(spec)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None

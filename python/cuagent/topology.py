@@ -1,7 +1,7 @@
 """What a device is and what it measures: the engine's view of PROTOCOL.md §3.1 and §3.2.
 
 `DeviceTopology` mirrors a `topo` device entry; `DeviceState` mirrors a `state`
-body. The wire encoder (cuagent.protocol) is a thin layer over these.
+body. The wire encoder (cuagent.wire) is a thin layer over these.
 """
 
 from __future__ import annotations
@@ -156,6 +156,8 @@ class DeviceState:
     device: Dict[str, float]
     idle_units: Optional[float]
     processes: Optional[List[Dict[str, Any]]] = None
+    # Windows of this device since the engine started that had no sample while it was there.
+    windows_missed: int = 0
 
     @classmethod
     def from_window(cls, topo: DeviceTopology, w: Mapping[str, Any]) -> "DeviceState":
@@ -179,4 +181,5 @@ class DeviceState:
             partition={pid: dict(vals) for pid, vals in w["partition"].items()},
             device=dict(w["device"]),
             idle_units=w["idle_units"],
+            windows_missed=int(w.get("windows_missed", 0)),
         )

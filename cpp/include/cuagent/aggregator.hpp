@@ -74,8 +74,14 @@ public:
                      const StateThresholds& thresholds, std::int64_t window_ns,
                      std::int64_t window_origin_ns);
 
-    // Fold one raw sample taken at t_ns (same clock as window_origin_ns).
-    void add(std::int64_t t_ns, const float* values) noexcept;
+    // Fold one raw sample taken at t_ns (same clock as window_origin_ns). A
+    // sample of a window already finished, or older than the open one (a read
+    // that stalled past its window's grace period), is late: it is dropped and
+    // counted, never folded into another window nor allowed to finish its own
+    // window a second time.
+    // `presence` (SampleHeader::presence): windows between two finished ones
+    // count as missed only if both were of the same presence.
+    void add(std::int64_t t_ns, const float* values, std::uint32_t presence = 0) noexcept;
     // Finish the open window if every sample before its end is known to be in
     // (its end <= `complete_before_ns`), or `now_ns` is past its end by `grace_ns`.
     void poll(std::int64_t now_ns, std::int64_t grace_ns,
@@ -88,6 +94,12 @@ public:
     TripleBuffer<WindowResult>& published() { return published_; }
     // Windows finished so far (any thread may ask).
     std::uint64_t windows() const { return windows_.load(std::memory_order_relaxed); }
+    // Windows on the grid between two finished ones that had no sample while
+    // the device was there (it stalled or failed through them), and late
+    // samples dropped (any thread may ask).
+    std::uint64_t windows_missed() const { return windows_missed_.load(std::memory_order_relaxed); }
+    std::uint64_t late_samples() const { return late_samples_.load(std::memory_order_relaxed); }
+
 
 private:
     void finish_window() noexcept;
@@ -103,6 +115,9 @@ private:
     // Open window.
     std::int64_t window_index_ = 0;
     std::uint32_t samples_ = 0;
+    // Index of the last finished window; none yet at first.
+    std::int64_t finished_index_ = std::numeric_limits<std::int64_t>::min();
+    std::uint32_t presence_ = 0, finished_presence_ = 0;  // of the open / last finished window
     // Running sums: float over the last block of at most kSumBlock samples (the
     // hot loop), folded into double totals after each block. A float sum alone
     // passes 2^20 in a long window (2M samples: 20 s at 100 kHz) and then
@@ -121,6 +136,8 @@ private:
     std::vector<std::uint32_t> group_count_;
     std::vector<std::vector<std::uint8_t>> unit_state_;  // persists across windows (hysteresis)
     std::atomic<std::uint64_t> windows_{0};
+    std::atomic<std::uint64_t> windows_missed_{0};
+    std::atomic<std::uint64_t> late_samples_{0};
     const DeviceDescription* device_;  // owned by the driver, outlives us
     TripleBuffer<WindowResult> published_;
 };

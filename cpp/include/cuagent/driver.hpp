@@ -1,9 +1,12 @@
 // The contract between a vendor backend and the engine.
 //
 // A driver is built on the slow path (it may allocate, dlopen, probe, throw),
-// describes its devices once, and is then read by the sampler thread, which
-// calls read() once per device per due tick. read() must not allocate, lock,
-// throw or touch Python: it writes into the preallocated sample it is given.
+// describes its devices once, and is then read once per device per due tick:
+// on the engine's sampler thread, or, for a device whose reads may block, on a
+// reader thread of that device's own. So read() may run concurrently for
+// *different* devices; the reads of one device never overlap. read() must not
+// allocate, lock, throw or touch Python: it writes into the preallocated sample
+// it is given.
 #pragma once
 
 #include <cstddef>
@@ -35,8 +38,18 @@ public:
     // engine tick. The engine reads each device no more often than this.
     virtual std::int64_t min_read_interval_ns(std::size_t /*index*/) const { return 0; }
 
-    // Called once from the sampler thread before its first tick and once after
-    // its last (e.g. to set up per-thread vendor state). No allocation rules here.
+    // Whether a read of this device can stall for longer than a tick: it waits
+    // on the kernel driver or the hardware (NVML and ROCm SMI calls can hang on
+    // a sick GPU), or on an injected stall. Such a device is read on a thread
+    // of its own, so that a stalled read costs only that device's counters and
+    // windows while every other device keeps its ticks. A driver whose reads
+    // are bounded computation or buffer copies says false and is read inline
+    // on the sampler thread (cheaper: no second wake-up per read).
+    virtual bool read_may_block(std::size_t /*index*/) const { return true; }
+
+    // Called on every thread that reads this driver (the sampler, a device's
+    // reader) before its first read and after its last (e.g. to set up
+    // per-thread vendor state). No allocation rules here.
     virtual void on_sampler_start() {}
     virtual void on_sampler_stop() {}
 

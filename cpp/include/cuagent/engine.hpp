@@ -1,6 +1,7 @@
 // The engine: a driver, one sampler thread, one aggregator thread, and between
 // them a lock-free ring per device; finished windows come out through a triple
-// buffer per device. Control calls (start, stop, snapshot, stats, events) come
+// buffer per device. A device whose reads may block is read on a reader
+// thread of its own, which the sampler relays, so it cannot stall the others. Control calls (start, stop, snapshot, stats, events) come
 // from Python threads; the engine's own threads never touch Python.
 #pragma once
 
@@ -14,6 +15,7 @@
 #include "cuagent/aggregator.hpp"
 #include "cuagent/driver.hpp"
 #include "cuagent/events.hpp"
+#include "cuagent/platform.hpp"
 #include "cuagent/sampler.hpp"
 #include "cuagent/slot_ring.hpp"
 #include "cuagent/unit_state.hpp"
@@ -28,9 +30,27 @@ struct EngineConfig {
     StateThresholds thresholds;
 };
 
+// A further source of counters for one of the engine's devices: device
+// `index` of `driver` adds its counters to engine device `device` (e.g. a
+// high-rate CUPTI source every tick beside NVML every 100 ms). Each source is
+// read at its own interval, inline or on a thread of its own as its driver
+// says, and its values merge into the device's one sample layout before the
+// ring: a source that stalls or fails costs only its own counters, which are
+// then absent from the windows it missed, never its last values again.
+struct ExtraSource {
+    std::size_t device = 0;
+    std::shared_ptr<Driver> driver;
+    std::size_t index = 0;
+};
+
 struct DeviceStats {
     std::uint64_t samples = 0, drops = 0, read_errors = 0, windows = 0;
+    // Windows between finished ones that had no sample; samples dropped
+    // because their window was already finished (a stalled read); reads a
+    // reader thread missed while one of its reads overran.
+    std::uint64_t windows_missed = 0, late_samples = 0, skipped_reads = 0;
     bool lost = false;
+    bool own_thread = false;  // some source of it is read on a thread of its own
 };
 
 struct EngineStats {
@@ -48,7 +68,11 @@ struct EngineStats {
 class Engine {
 public:
     // Throws std::invalid_argument for a bad configuration (naming the value).
-    Engine(std::shared_ptr<Driver> driver, const EngineConfig& config);
+    // `driver` describes the devices and decides whether each is there; each
+    // of `sources` adds counters to one of them (appended to its description,
+    // which must give them as many values as the source's own device does;
+    // a counter name may not repeat).
+    Engine(std::shared_ptr<Driver> driver, const EngineConfig& config, std::vector<ExtraSource> sources = {});
     ~Engine();
     Engine(const Engine&) = delete;
     Engine& operator=(const Engine&) = delete;
@@ -60,7 +84,9 @@ public:
     bool running() const { return running_.load(std::memory_order_acquire); }
 
     const Driver& driver() const { return *driver_; }
-    std::size_t device_count() const { return driver_->device_count(); }
+    std::size_t device_count() const { return devices_.size(); }
+    // What the engine publishes for `device`: every counter of every source.
+    const DeviceDescription& device(std::size_t device) const;
     const EngineConfig& config() const { return config_; }
 
     // Copy of the latest finished window of `device` into `out`; false when no
@@ -71,17 +97,30 @@ public:
     EngineStats stats() const;
     // Moves pending events into `out`; returns how many.
     std::size_t drain_events(std::vector<EngineEvent>& out);
-    // An eventfd that becomes readable whenever any device finishes a window
-    // (the count is the number of passes that published): a publisher polls it
-    // instead of guessing when windows are due. Read it to re-arm.
-    int window_fd() const { return window_fd_; }
+    // A descriptor that becomes readable whenever any device finishes a
+    // window (an eventfd on Linux, a pipe elsewhere): a publisher polls it
+    // instead of guessing when windows are due, and drains it to re-arm.
+    int window_fd() const { return windows_ready_.fd(); }
+    void drain_window_fd() { windows_ready_.drain(); }
     // CLOCK_REALTIME minus CLOCK_MONOTONIC, taken at start(): labels windows.
     std::int64_t realtime_offset_ns() const { return realtime_offset_ns_.load(std::memory_order_relaxed); }
 
 private:
     void aggregate_loop() noexcept;
 
+    void merge_source(const ExtraSource& extra);
+    void join_threads() noexcept;
+
+    // Where each device's values come from; the first is `driver_`.
+    struct SourceRef {
+        std::shared_ptr<Driver> driver;
+        std::size_t index;
+        std::uint32_t offset, values;
+    };
+
     std::shared_ptr<Driver> driver_;
+    std::vector<DeviceDescription> devices_;
+    std::vector<std::vector<SourceRef>> sources_;
     EngineConfig config_;
     std::int64_t period_ns_;
 
@@ -99,11 +138,12 @@ private:
     std::atomic<bool> stop_sampler_{false};
     std::atomic<bool> stop_aggregator_{false};
     std::thread sampler_thread_, aggregator_thread_;
+    std::vector<std::thread> reader_threads_;
     std::atomic<bool> running_{false};  // read by any thread, written under control_mutex_
     std::int64_t t0_ns_ = 0;
     std::int64_t stopped_ns_ = 0;
     std::atomic<std::int64_t> realtime_offset_ns_{0};
-    int window_fd_ = -1;
+    platform::Notifier windows_ready_;
 };
 
 }  // namespace cuagent

@@ -14,6 +14,10 @@ struct WindowResult {
     std::int64_t t_end_ns = 0;   // CLOCK_MONOTONIC end of the window
     std::int64_t window_ns = 0;
     std::uint32_t samples = 0;   // raw samples aggregated
+    // Windows on the grid since the engine started that had no sample while
+    // the device was there (it stalled or failed through them), up to this
+    // one: a publisher tells the loss from a jump in this count.
+    std::uint64_t windows_missed = 0;
     // Per sample value, in SampleLayout order: mean and max over the window
     // (NaN where no sample of the window had a value).
     std::vector<float> mean, max;

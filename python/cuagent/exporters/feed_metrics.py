@@ -27,8 +27,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .. import protocol
-from ..protocol import AgentInfo, Device, Header, Heartbeat, State, Topic, Topo
+from .. import wire
+from ..wire import AgentInfo, Device, Header, Heartbeat, State, Topic, Topo
 from .unit_seconds import UnitSeconds, partition_elements
 
 log = logging.getLogger("cuagent.exporters")
@@ -67,8 +67,8 @@ class DeviceMetrics:
                 self._decoded = self.latest
             else:
                 try:
-                    self._decoded = protocol.decode_state_body(self.latest, self.device)
-                except protocol.ProtocolError as e:
+                    self._decoded = wire.decode_state_body(self.latest, self.device)
+                except wire.ProtocolError as e:
                     log.warning("state of %s/%s does not match its topology: %s", self.node, self.device.id, e)
                     self.latest = None
         return self._decoded
@@ -133,7 +133,7 @@ class FeedMetrics:
             try:
                 parsed = topics.get(topic)
                 if parsed is None:
-                    parsed = topics[topic] = protocol.parse_topic(topic)
+                    parsed = topics[topic] = wire.parse_topic(topic)
                 self.push(parsed.kind, parsed.node, parsed.device, header.ts, header.gen, body)
             except Exception:  # noqa: BLE001 — metrics must never stop the feed
                 log.exception("metrics: could not take message %s", topic)
@@ -164,7 +164,7 @@ class FeedMetrics:
             kind, node, device, ts, gen, body, arrived = self._queue.popleft()
             try:
                 self._apply(kind, node, device, ts, gen, body, arrived)
-            except (protocol.ProtocolError, KeyError, TypeError, ValueError) as e:
+            except (wire.ProtocolError, KeyError, TypeError, ValueError) as e:
                 self.decode_errors += 1
                 log.warning("metrics: %s message from %s not understood: %s", kind, node, e)
 
@@ -176,16 +176,16 @@ class FeedMetrics:
             if dm is not None:  # a state before its topology cannot be interpreted
                 self._window(dm, ts, body, arrived)
         elif kind == "topo":
-            self._topology(node, gen, body if isinstance(body, Topo) else protocol.decode_topo_body(body))
+            self._topology(node, gen, body if isinstance(body, Topo) else wire.decode_topo_body(body))
             nv = self.nodes[node]
             if nv.last_hb is None:
                 nv.last_hb = arrived  # as a client joining by snapshot: heard now, stale 3 s on
         elif kind == "hb":
             nv = self._node(node)
-            hb = body if isinstance(body, Heartbeat) else protocol.decode_hb_body(body)
+            hb = body if isinstance(body, Heartbeat) else wire.decode_hb_body(body)
             nv.last_hb, nv.rate_hz, nv.dropped = arrived, hb.rate_hz, hb.dropped
         elif kind == "event":
-            ev = body if isinstance(body, protocol.Event) else protocol.decode_event_body(body)
+            ev = body if isinstance(body, wire.Event) else wire.decode_event_body(body)
             nv = self.nodes.get(node)
             if ev.type == "device_lost" and nv is not None and device in nv.devices:
                 nv.devices[device].lost = True
@@ -217,14 +217,14 @@ class FeedMetrics:
             dm = nv.devices.get(dev.id)
             if dm is None:
                 dm = DeviceMetrics(node, dev, UnitSeconds(dev))
-            elif protocol.encode_device(dm.device) != protocol.encode_device(dev):
+            elif wire.encode_device(dm.device) != wire.encode_device(dev):
                 # A new partition layout (or any change of shape): the counts so far stay
                 # with their labels; windows from now on map through the new topology.
                 dm.ledger.rebind(dev)
                 dm.device, dm.latest, dm._decoded, dm._elements = dev, None, None, None
             else:
                 dm.device = dev
-            if topo.device_status(dev.id) != protocol.DEVICE_OK:
+            if topo.device_status(dev.id) != wire.DEVICE_OK:
                 dm.lost = True  # §3.1: lost (or a status we do not know) until its next window
             devices[dev.id] = dm
         nv.devices = devices  # a device the topology no longer lists is no longer exported

@@ -33,7 +33,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from ..protocol import DEVICE_LEVEL, PARTITION_LEVEL
+from ..wire import DEVICE_LEVEL, PARTITION_LEVEL
 from .feed_metrics import DeviceMetrics, FeedMetrics, NodeMetrics
 from .names import PREFIX, counter_metric
 from .unit_seconds import unit_groups, unit_partitions

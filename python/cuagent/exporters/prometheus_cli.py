@@ -14,32 +14,17 @@ import argparse
 import threading
 from typing import Any, Callable, Optional
 
+from ..options import listen_address
+
 DEFAULT_AGENT_PORT = 7712
 DEFAULT_EXPORTER_PORT = 7722
-
-
-def parse_listen(spec: str) -> tuple[str, int]:
-    """``HOST:PORT``, ``:PORT`` (every interface) or ``[IPv6]:PORT`` -> (host, port). Port 0
-    takes any free port (the bound one is logged)."""
-    host, sep, port_text = spec.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535 or host.count("[") != host.count("]"):
-        raise ValueError(f"{spec!r}: expected HOST:PORT with PORT from 0 to 65535")
-    return host.strip("[]") or "0.0.0.0", int(port_text)
-
-
-def _listen(spec: str) -> tuple[str, int]:
-    """argparse's type for a listen address: its error names the flag itself."""
-    try:
-        return parse_listen(spec)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def add_metrics_flags(run: argparse.ArgumentParser) -> None:
     """``cuagent run``'s flags for serving /metrics from the agent's own process."""
     g = run.add_argument_group("Prometheus /metrics")
     g.add_argument("--metrics-listen", nargs="?", const=("0.0.0.0", DEFAULT_AGENT_PORT),
-                   type=_listen, metavar="HOST:PORT",
+                   type=listen_address, metavar="HOST:PORT",
                    help=f"serve Prometheus metrics at http://HOST:PORT/metrics (alone: 0.0.0.0:{DEFAULT_AGENT_PORT})")
     g.add_argument("--metrics-per-unit", action="store_true",
                    help="also one series per SM/CU and counter (132 x counters per H100; off by default)")
@@ -69,7 +54,7 @@ def add_exporter_parser(sub: Any) -> argparse.ArgumentParser:
         "Prometheus metrics for every node behind them, each series labelled with its node.")
     p.add_argument("--connect", action="append", required=True, metavar="FEED[,SYNC]",
                    help="an agent or relay (repeat); tcp sync defaults to feed port + 1")
-    p.add_argument("--listen", type=_listen, default=("0.0.0.0", DEFAULT_EXPORTER_PORT),
+    p.add_argument("--listen", type=listen_address, default=("0.0.0.0", DEFAULT_EXPORTER_PORT),
                    metavar="HOST:PORT", help=f"serve http://HOST:PORT/metrics (default 0.0.0.0:{DEFAULT_EXPORTER_PORT})")
     p.add_argument("--per-unit", action="store_true", help="also one series per SM/CU and counter")
     p.add_argument("--per-process", action="store_true", help="also one series per GPU process")

@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..protocol import STATE_NAMES
+from ..wire import STATE_NAMES
 
 #: The partition of a unit that the topology lists in no partition (under MIG: an SM that no
 #: GPU instance holds, idle by construction and worth seeing).

@@ -1,31 +1,16 @@
 """The Kubernetes extras of ``cuagent run``: pod attribution and the NFD feature file.
 
-cli.py adds these flags to ``run`` and builds the extras through :func:`build`, so the
-agent itself only sees two optional hooks."""
+Their settings are declared with the others (config.COMMON_OPTIONS); cli.py builds the extras
+through :func:`build`, so the agent itself only sees two optional hooks."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 from typing import Any, Callable, Optional
 
 from . import podresources
 
 log = logging.getLogger("cuagent.agent")
-
-
-def add_run_flags(run: argparse.ArgumentParser) -> None:
-    g = run.add_argument_group("Kubernetes")
-    g.add_argument("--pod-resources-socket", metavar="PATH",
-                   help=f"kubelet PodResources socket for pod attribution (default {podresources.DEFAULT_SOCKET}; "
-                   "'' turns it off; absent socket: no attribution, one log line)")
-    g.add_argument("--nfd-features-dir", metavar="DIR",
-                   help="write Node Feature Discovery labels (static GPU topology) into DIR, e.g. "
-                   "/etc/kubernetes/node-feature-discovery/features.d (default: off)")
-
-
-def flag_values(args: argparse.Namespace) -> dict[str, Any]:
-    return {"pod_resources_socket": args.pod_resources_socket, "nfd_features_dir": args.nfd_features_dir}
 
 
 def build(cfg: Any, backend: str, driver_options: dict[str, Any]) -> tuple[Optional[Any], Optional[Callable[[list[Any]], Any]]]:

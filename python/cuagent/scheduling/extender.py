@@ -34,7 +34,7 @@ from typing import Any, Callable, Optional
 
 import zmq
 
-from .. import sockets
+from ..polling import poll_timeout_ms
 from .request import Request, RequestError, pod_request
 from .scorer import Ranking, Scorer, Weights
 
@@ -269,13 +269,6 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, _Handler)
 
 
-def parse_listen(spec: str) -> tuple[str, int]:
-    host, sep, port = spec.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"--listen {spec!r}: expected HOST:PORT with a port in 0..65535")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
 class Extender:
     """A :class:`~cuagent.client.Client` and an HTTP server around one :class:`ExtenderService`.
 
@@ -314,7 +307,7 @@ class Extender:
             for sock in client.poll_sockets():
                 poller.register(sock, zmq.POLLIN)
             try:
-                poller.poll(sockets.poll_timeout_ms(min(0.1, client.next_deadline())))
+                poller.poll(poll_timeout_ms(min(0.1, client.next_deadline())))
             except zmq.ZMQError as e:
                 if e.errno != errno.EINTR:
                     raise
@@ -340,11 +333,12 @@ def add_parser(sub: Any, curve_client_flags: Callable[[argparse.ArgumentParser],
                        "--filter, /recommend for custom schedulers) from a cuagent feed (agents or a relay). "
                        "Node names are the agents' --node names, which default to the host (= Kubernetes node) name.")
     from ..config import DURATION_S
-    from ..options import Option, peer
+    from ..options import Option, listen_address, peer
 
     Option("connect", str, None, "an agent or relay to follow (repeat); tcp sync defaults to feed port + 1",
            metavar="FEED[,SYNC]", check=peer).add_to(p, action="append", required=True)
-    p.add_argument("--listen", default="0.0.0.0:8888", metavar="HOST:PORT", help="HTTP address (default 0.0.0.0:8888)")
+    p.add_argument("--listen", default="0.0.0.0:8888", type=listen_address, metavar="HOST:PORT",
+                   help="HTTP address (default 0.0.0.0:8888)")
     p.add_argument("--filter", action="store_true",
                    help="also answer /filter (a filter timeout fails scheduling; prioritize timeouts are ignored)")
     # Bounds (cli.py's rule: a value outside them is one error line, exit 2).
@@ -362,7 +356,7 @@ def run_cli(args: argparse.Namespace, client_keys: Any) -> int:
     """``cuagent extender``: returns the exit status; raises ValueError for bad flags."""
     from ..client import Client
 
-    listen = parse_listen(args.listen)
+    listen = args.listen
     for name in ("horizon_s", "max_age_s"):
         v = getattr(args, name)
         if not v > 0:
@@ -372,7 +366,7 @@ def run_cli(args: argparse.Namespace, client_keys: Any) -> int:
         ext = Extender(client, listen, args.filter, args.horizon_s, args.max_age_s)
     except OSError as e:
         client.close()
-        raise ValueError(f"--listen {args.listen}: {e.strerror or e}") from None
+        raise ValueError(f"--listen {listen[0]}:{listen[1]}: {e.strerror or e}") from None
     ext.start()
     timer = None
     if args.duration is not None:

@@ -53,7 +53,7 @@ from typing import Any, Iterable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from .. import protocol
+from .. import wire
 from ..client import ClusterView, DeviceView
 from .request import Request
 
@@ -121,7 +121,7 @@ class _Track:
 
     __slots__ = ("topology", "ts", "group_level", "group_units", "group_anc", "group_valid", "group_ewma", "partitions")
 
-    def __init__(self, topology: protocol.Device) -> None:
+    def __init__(self, topology: wire.Device) -> None:
         self.topology = topology
         self.ts = 0
         self.group_level: Optional[str] = None
@@ -273,7 +273,7 @@ class Scorer:
         return i
 
     def fold(self, node: str, device: Optional[str], ts: int, state: Any) -> None:
-        """Fold one window (a decoded :class:`~cuagent.protocol.State` of ``device`` on
+        """Fold one window (a decoded :class:`~cuagent.wire.State` of ``device`` on
         ``node``, whose header ``ts`` is given) into the horizon. The device's topology is
         taken from the view."""
         nv = self.view.nodes.get(node)
@@ -335,19 +335,19 @@ class Scorer:
         else goes through the view's helpers, which say the same more slowly."""
         topo, state = view.topology, view.state
         assert state is not None
-        found = view._finest_state()
+        found = view.finest_state()
         units = float(topo.units)
         if found is None:
             return 0.0, (None if track.group_units is None else np.zeros(track.group_units.shape[0]))
         level, states = found
         if level == topo.unit and track.group_anc is not None and track.group_units is not None:
-            thrash = float(np.count_nonzero(states == protocol.THRASHING)) / units
-            busy = np.bincount(track.group_anc, weights=states[track.group_valid] != protocol.IDLE,
+            thrash = float(np.count_nonzero(states == wire.THRASHING)) / units
+            busy = np.bincount(track.group_anc, weights=states[track.group_valid] != wire.IDLE,
                                minlength=track.group_units.shape[0])
             return thrash, ((busy == 0) & (track.group_units > 0)).astype(np.float64)
         if level == track.group_level and track.group_units is not None:
-            thrash = float(track.group_units[states == protocol.THRASHING].sum()) / units
-            return thrash, ((states == protocol.IDLE) & (track.group_units > 0)).astype(np.float64)
+            thrash = float(track.group_units[states == wire.THRASHING].sum()) / units
+            return thrash, ((states == wire.IDLE) & (track.group_units > 0)).astype(np.float64)
         thrash = view.thrashing_units().size / units
         if track.group_level is None or track.group_units is None:
             return thrash, None
@@ -477,7 +477,7 @@ class Scorer:
         return p["node"], np.where(eligible, np.clip(score, 0.0, 1.0), 0.0), eligible
 
 
-def _same_shape(a: protocol.Device, b: protocol.Device) -> bool:
+def _same_shape(a: wire.Device, b: wire.Device) -> bool:
     return (a.counts == b.counts and a.levels == b.levels and a.units == b.units
             and [(p.id, p.units, p.profile) for p in a.partitions] == [(p.id, p.units, p.profile) for p in b.partitions]
             and set(a.layout) == set(b.layout) and all(np.array_equal(a.layout[k], b.layout[k]) for k in a.layout))

@@ -143,6 +143,8 @@ public:
     const DeviceDescription& device(std::size_t index) const override {
         return devices_.at(index).description;
     }
+    // The simulation is bounded computation; only an injected stall blocks.
+    bool read_may_block(std::size_t index) const override { return devices_.at(index).slow_every_ns > 0; }
 
     ReadStatus read(std::size_t index, std::int64_t now_ns, float* values, char* detail,
                     std::size_t detail_size) noexcept override {
@@ -159,7 +161,7 @@ public:
             return ReadStatus::Lost;
         }
         if (d.slow_every_ns > 0 && t >= d.next_slow_ns) {
-            // The point of this fault: the sampler thread itself is held up.
+            // The point of this fault: whichever thread reads this device is held up.
             d.next_slow_ns += ((t - d.next_slow_ns) / d.slow_every_ns + 1) * d.slow_every_ns;
             std::this_thread::sleep_for(std::chrono::nanoseconds(d.slow_ns));
         }

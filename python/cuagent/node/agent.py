@@ -20,10 +20,13 @@ from typing import Any, Callable, Optional
 
 import zmq
 
-from . import protocol, sockets
-from .curve import Authenticator, ServerKeys
-from .protocol import Header
-from .slow_path import SlowPath
+from .. import wire
+from ..curve import ServerKeys
+from ..polling import poll_timeout_ms
+from ..slow_path import SlowPath
+from ..wire import Header
+from . import sockets
+from .server import FeedServer, Ping, SnapshotContent
 
 log = logging.getLogger("cuagent.agent")
 
@@ -47,14 +50,11 @@ class AgentConfig:
     topo_interval_s: float = 10.0
     hb_interval_s: float = 1.0
     sndhwm: int = sockets.DEFAULT_SNDHWM
-    # True: look for each window right after the sampler closes it (low latency). False: a
-    # plain fixed timer, kept only as the baseline of bench/feed_latency.py.
-    align_to_windows: bool = True
     # CURVE (PROTOCOL.md §6): both sockets become CURVE servers admitting only the allow-list.
     curve: Optional[ServerKeys] = None
 
     def __post_init__(self) -> None:
-        protocol.check_node(self.node, "--node")
+        wire.check_node(self.node, "--node")
         if self.publish_interval_ms <= 0:
             raise ValueError(f"publish interval must be > 0 ms, got {self.publish_interval_ms}")
         if self.topo_interval_s <= 0 or self.hb_interval_s <= 0:
@@ -96,7 +96,7 @@ class Agent:
         self._rebuild_engine = rebuild_engine
         self._poller = zmq.Poller()
         self._window_fd: Optional[int] = None
-        self.epoch = protocol.new_epoch()
+        self.epoch = wire.new_epoch()
         self.gen = 1
         self.started_ns = time.time_ns()
         self._started_mono = time.monotonic()
@@ -116,28 +116,16 @@ class Agent:
         # an in-process consumer (the Prometheus exporter) sees what the feed carries without
         # a socket or a decode. It must return quickly and never raise.
         self.on_publish: Optional[Callable[[str, Header, dict[str, Any]], None]] = None
-        self.sync_stats: dict[str, int] = {}
         self._topology = list(engine.topology())
         self._topo_body = self._encode_topo(self._topology)
         self._counters = [d.counters for d in self._topology]
         self._indices = [d.index for d in self._topology]
-        self._topics = [protocol.build_topic("state", config.node, d.id) for d in self._topology]
+        self._topics = [wire.build_topic("state", config.node, d.id) for d in self._topology]
         self._last_window = [None] * len(self._topology)
-        # The ZAP handler must run before the sockets accept anyone.
-        self._auth = Authenticator(self._ctx, config.curve) if config.curve is not None else None
-        try:
-            self.feed = sockets.bind_feed(self._ctx, config.feed, config.sndhwm, curve=config.curve)
-            try:
-                self.sync = sockets.bind_sync(self._ctx, config.sync, config.sndhwm, curve=config.curve)
-            except OSError:
-                self.feed.close(0)
-                raise
-        except OSError:
-            if self._auth is not None:
-                self._auth.stop()
-            raise
-        self.feed_endpoint = sockets.bound_endpoint(self.feed)
-        self.sync_endpoint = sockets.bound_endpoint(self.sync)
+        self.server = FeedServer(self._ctx, config.feed, config.sync, self, config.sndhwm, config.curve, node=config.node)
+        self.feed = self.server.feed
+        self.feed_endpoint, self.sync_endpoint = self.server.feed_endpoint, self.server.sync_endpoint
+        self.feed_guard, self.sync_stats = self.server.feed_guard, self.server.sync_stats
 
     # ------------------------------------------------------------------ lifecycle
     def stop(self) -> None:
@@ -147,10 +135,7 @@ class Agent:
     def close(self) -> None:
         # A short linger lets what was already published reach every connected subscriber
         # (each connection drains at its own pace), so a clean stop loses nothing mid-flight.
-        self.feed.close(linger=FLUSH_ON_CLOSE_MS)
-        self.sync.close(0)
-        if self._auth is not None:
-            self._auth.stop()
+        self.server.close(feed_linger_ms=FLUSH_ON_CLOSE_MS)
         self.slow_path.close()
         if self.pods is not None:
             self.pods.close()
@@ -170,7 +155,8 @@ class Agent:
             self.feed_endpoint, self.sync_endpoint, cfg.publish_interval_ms,
         )
         poller = self._poller
-        poller.register(self.sync, zmq.POLLIN)
+        poller.register(self.server.sync, zmq.POLLIN)
+        poller.register(self.feed, zmq.POLLIN)  # subscriptions, to bound them
         self._watch_windows()
         interval = cfg.publish_interval_ms / 1000.0
         now = time.monotonic()
@@ -197,7 +183,7 @@ class Agent:
             # Wake for the earliest timer, and at least every 100 ms to notice stop().
             timeout = max(0.0, min(next_state, next_hb, next_topo, now + 0.1) - time.monotonic())
             try:
-                ready = dict(poller.poll(sockets.poll_timeout_ms(timeout)))
+                ready = dict(poller.poll(poll_timeout_ms(timeout)))
             except zmq.ZMQError as e:
                 if e.errno == errno.EINTR:  # a signal: loop round to check stop
                     continue
@@ -205,16 +191,17 @@ class Agent:
             if self._window_fd is not None and ready.get(self._window_fd):
                 self.engine.drain_window_fd()
                 next_state = time.monotonic()  # publish on the next pass, before anything else
-            if ready.get(self.sync):
-                sockets.serve_requests(self.sync, self._answer, self.sync_stats)
-        log.info("agent %s stopping: sent %s", cfg.node, self.stats)
+            if ready.get(self.server.sync):
+                self.server.serve_sync()
+            self.server.serve_subscriptions(bool(ready.get(self.feed)))
+        log.info("agent %s stopping: sent %s, feed subscriptions %s", cfg.node, self.stats, self.feed_guard.stats)
 
     def _watch_windows(self) -> None:
         """Poll the engine's eventfd: it signals each finished window, and publishing the
         moment it is readable keeps latency to what encoding and sending cost."""
         if self._window_fd is not None:
             self._poller.unregister(self._window_fd)
-        fd = getattr(self.engine, "window_fd", None) if self.config.align_to_windows else None
+        fd = getattr(self.engine, "window_fd", None)
         self._window_fd = fd
         if fd is not None:
             self._poller.register(fd, zmq.POLLIN)
@@ -229,8 +216,8 @@ class Agent:
             new = self._rebuild_engine()
         except Exception as e:  # noqa: BLE001 — keep publishing what the old engine sees
             log.error("could not rebuild the engine after a layout change: %s", e)
-            body = protocol.encode_event_body("backend_error", f"engine rebuild after a layout change failed: {e}")
-            self._send(protocol.build_topic("event", self.config.node), time.time_ns(), body, keep=False)
+            body = wire.encode_event_body("backend_error", f"engine rebuild after a layout change failed: {e}")
+            self._send(wire.build_topic("event", self.config.node), time.time_ns(), body, keep=False)
             self.stats["event"] += 1
             return
         self.engine.stop()
@@ -242,11 +229,13 @@ class Agent:
         self._refresh_topology(force_publish=False, changed=True)
 
     # ------------------------------------------------------------------ publishing
-    def _send(self, topic: str, ts: int, body: dict[str, Any], keep: bool) -> None:
-        seq = self.seqs.get(topic, 0) + 1
+    def _send(self, topic: str, ts: int, body: dict[str, Any], keep: bool, lost: int = 0) -> None:
+        """``lost``: messages of this topic that were due before this one and never sent: their
+        seqs are skipped, so a client counts them as a gap (PROTOCOL.md §4)."""
+        seq = self.seqs.get(topic, 0) + 1 + lost
         self.seqs[topic] = seq
         header = Header(self.config.node, self.epoch, seq, ts, self.gen)
-        frames = protocol.encode_frames(topic, header, body)
+        frames = wire.encode_frames(topic, header, body)
         try:
             # PUB never blocks (it drops at the HWM); NOBLOCK makes that explicit.
             self.feed.send_multipart(frames, zmq.NOBLOCK)
@@ -258,12 +247,12 @@ class Agent:
             self.on_publish(topic, header, body)
 
     def _encode_topo(self, topology: list[Any]) -> dict[str, Any]:
-        agent = protocol.AgentInfo(AGENT_VERSION, _socket.gethostname(), os.getpid(), self.started_ns)
-        return protocol.encode_topo_body(topology, agent)
+        agent = wire.AgentInfo(AGENT_VERSION, _socket.gethostname(), os.getpid(), self.started_ns)
+        return wire.encode_topo_body(topology, agent)
 
     def _publish_topo(self) -> None:
-        body = protocol.with_device_status(self._topo_body, self._lost)
-        self._send(protocol.build_topic("topo", self.config.node), time.time_ns(), body, keep=True)
+        body = wire.with_device_status(self._topo_body, self._lost)
+        self._send(wire.build_topic("topo", self.config.node), time.time_ns(), body, keep=True)
         self.stats["topo"] += 1
 
     def _refresh_topology(self, force_publish: bool, changed: bool = False) -> None:
@@ -271,29 +260,29 @@ class Agent:
         ``changed``: the caller knows it changed (a rebuilt engine), whatever the bodies say."""
         topology = list(self.engine.topology())
         body = self._encode_topo(topology)
-        changed = changed or protocol.pack(body["devices"]) != protocol.pack(self._topo_body["devices"])
+        changed = changed or wire.pack(body["devices"]) != wire.pack(self._topo_body["devices"])
         if changed:
             self.gen += 1
             old = {d.id for d in self._topology}
             self._topology, self._topo_body = topology, body
             self._counters = [d.counters for d in topology]
             self._indices = [d.index for d in topology]
-            self._topics = [protocol.build_topic("state", self.config.node, d.id) for d in topology]
+            self._topics = [wire.build_topic("state", self.config.node, d.id) for d in topology]
             self._last_window = [None] * len(topology)
             self._lost &= {d.id for d in topology}
             self._returning &= self._lost
             # Every latest state belongs to the old generation (its shape may not match the
             # new topo: partitions, levels): a snapshot must not pair it with the new topo.
             # The next window of each device refills it.
-            for topic in [t for t in self._latest if t.startswith(f"{protocol.PREFIX}state/")]:
+            for topic in [t for t in self._latest if t.startswith(wire.kind_prefix("state"))]:
                 del self._latest[topic]
             log.warning("topology changed: gen %d, devices %s -> %s", self.gen, sorted(old), [d.id for d in topology])
         if changed or force_publish:
             self._publish_topo()
             self._topology_seen()
         if changed:
-            body_ev = protocol.encode_event_body("topology_changed", f"topology generation {self.gen}")
-            self._send(protocol.build_topic("event", self.config.node), time.time_ns(), body_ev, keep=False)
+            body_ev = wire.encode_event_body("topology_changed", f"topology generation {self.gen}")
+            self._send(wire.build_topic("event", self.config.node), time.time_ns(), body_ev, keep=False)
             self.stats["event"] += 1
 
     def _publish_states(self, now: float, interval: float) -> float:
@@ -308,12 +297,13 @@ class Agent:
         for i, st in enumerate(snapshot):
             if st is None or i >= len(self._topics):
                 continue
-            window_id = getattr(st, "window_seq", None)
-            if window_id is None:
-                window_id = st.t_ns
+            # A window is known by its end on the grid: never publish one twice, nor an older one.
+            last = self._last_window[i]
+            fresh = last is None or st.t_ns > last[0]
+            window = (st.t_ns, st.window_seq, st.windows_missed)
             device_id = self._topology[i].id
-            if device_id in self._lost:
-                if device_id in self._returning and window_id != self._last_window[i]:
+            if fresh and device_id in self._lost:
+                if device_id in self._returning:
                     # Its first window since device_back: OK again, announced just before it,
                     # so that no snapshot pairs an OK status with no current state.
                     self._lost.discard(device_id)
@@ -322,18 +312,24 @@ class Agent:
                 else:
                     # A window closing as the device fell off, or one while lost: topo says
                     # lost, and a lost device publishes no state (nor this window later).
-                    self._last_window[i] = window_id
-            if window_id != self._last_window[i]:
-                self._last_window[i] = window_id
+                    self._last_window[i] = window
+                    fresh = False
+            if fresh:
+                # Windows lost since the last one sent, the engine's (no sample while the device
+                # was there) and ours (finished but replaced before we looked): skip their seqs
+                # so a client sees a gap, not a silent jump in `ts`. A device gone from the bus
+                # misses none: its device_lost / device_back events say why nothing came.
+                lost = 0
+                if last is not None:
+                    lost = max(0, st.window_seq - last[1] - 1) + max(0, st.windows_missed - last[2])
+                self._last_window[i] = window
                 processes = self.slow_path.processes(self._indices[i], now)
-                body = protocol.encode_state_body(st, self._counters[i], processes,
+                body = wire.encode_state_body(st, self._counters[i], processes,
                                                   None if pods is None else pods.get(self._topology[i].id, []))
-                self._send(self._topics[i], int(st.t_ns), body, keep=True)
+                self._send(self._topics[i], int(st.t_ns), body, keep=True, lost=lost)
                 self.stats["state"] += 1
             due = now + (st.t_ns + st.window_ns - wall_now) / 1e9
             next_due = due if next_due is None else min(next_due, due)
-        if not self.config.align_to_windows:
-            return now + interval
         if getattr(self.engine, "window_fd", None) is not None:
             return now + interval  # the eventfd wakes us; this is only a safety net
         if next_due is None or next_due <= now:
@@ -348,8 +344,8 @@ class Agent:
         topo_dirty = status_changed = False
         for ev in events:
             device_id = getattr(ev, "device_id", None) or None
-            topic = protocol.build_topic("event", self.config.node, device_id)
-            body = protocol.encode_event_body(ev.type, ev.detail, device_id)
+            topic = wire.build_topic("event", self.config.node, device_id)
+            body = wire.encode_event_body(ev.type, ev.detail, device_id)
             self._send(topic, int(getattr(ev, "t_ns", 0) or time.time_ns()), body, keep=False)
             self.stats["event"] += 1
             log.warning("event %s on %s: %s", ev.type, device_id or self.config.node, ev.detail)
@@ -368,28 +364,26 @@ class Agent:
         if device_id in self._lost:
             return False
         self._lost.add(device_id)
-        self._latest.pop(protocol.build_topic("state", self.config.node, device_id), None)
+        self._latest.pop(wire.build_topic("state", self.config.node, device_id), None)
         return True
 
     def _publish_hb(self) -> None:
         stats = self.engine.stats()
-        body = protocol.encode_hb_body(
+        body = wire.encode_hb_body(
             # The hb's own topic is listed with the seq this hb will carry.
-            {**self.seqs, protocol.build_topic("hb", self.config.node): self.seqs.get(protocol.build_topic("hb", self.config.node), 0) + 1},
+            {**self.seqs, wire.build_topic("hb", self.config.node): self.seqs.get(wire.build_topic("hb", self.config.node), 0) + 1},
             stats.achieved_rate_hz,
             stats.drops,
             time.monotonic() - self._started_mono,
         )
-        self._send(protocol.build_topic("hb", self.config.node), time.time_ns(), body, keep=False)
+        self._send(wire.build_topic("hb", self.config.node), time.time_ns(), body, keep=False)
         self.stats["hb"] += 1
 
-    # ------------------------------------------------------------------ sync
-    def _answer(self, req: sockets.Request) -> bytes:
-        if req.op == "ping":
-            return protocol.pack({"ok": True, "v": protocol.VERSION, "node": self.config.node, "epoch": self.epoch, "gen": self.gen})
-        if req.op == "snapshot":
-            prefix = sockets.parse_snapshot_prefix(req)
-            msgs = [frames for topic, frames in self._latest.items() if topic.startswith(prefix)]
-            seqs = {topic: seq for topic, seq in self.seqs.items() if topic.startswith(prefix)}
-            return protocol.snapshot_reply(self.epoch, msgs, seqs)
-        raise sockets.RequestError(f"unknown op {req.op[:64]!r} (known: ping, snapshot)")
+    # ------------------------------------------------------------------ sync (FeedServer's SyncSource)
+    def ping(self) -> Ping:
+        return Ping(self.config.node, self.epoch, self.gen)
+
+    def snapshot(self, prefix: str) -> SnapshotContent:
+        msgs = [frames for topic, frames in self._latest.items() if topic.startswith(prefix)]
+        seqs = {topic: seq for topic, seq in self.seqs.items() if topic.startswith(prefix)}
+        return SnapshotContent(self.epoch, msgs, seqs)

@@ -13,8 +13,8 @@ from typing import Any, Optional, TextIO
 
 import numpy as np
 
-from . import protocol
-from .client import Client, DeviceView, NodeView
+from .. import wire
+from ..client import Client, DeviceView, NodeView
 
 STATE_STYLES = ("grey35", "green3", "yellow1", "red1")  # idle, active, saturated, thrashing
 BARS = " ▁▂▃▄▅▆▇█"
@@ -86,7 +86,7 @@ def state_counts(dv: DeviceView) -> dict[str, int]:
     states = dv.unit_states()
     if states is None:
         return {}
-    return {name: int(np.count_nonzero(states == i)) for i, name in enumerate(protocol.STATE_NAMES)}
+    return {name: int(np.count_nonzero(states == i)) for i, name in enumerate(wire.STATE_NAMES)}
 
 
 def _rows(dv: DeviceView) -> list[tuple[str, np.ndarray]]:
@@ -132,7 +132,7 @@ def device_panel(dv: DeviceView, node: NodeView) -> Any:
         counts = state_counts(dv)
         idle = "?" if st.idle_units is None else f"{st.idle_units:.1f}"
         body.append(f"idle_units {idle}/{topo.units}  ", style="bold cyan")
-        for i, name in enumerate(protocol.STATE_NAMES):
+        for i, name in enumerate(wire.STATE_NAMES):
             if name in counts:
                 body.append(f"{name} {counts[name]}  ", style=STATE_STYLES[i])
         body.append("\n" + counters_line(dv), style="white")

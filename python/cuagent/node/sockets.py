@@ -1,19 +1,18 @@
-"""Socket options shared by the agent and the relay (PROTOCOL.md §1), and the request
-handling of a sync ROUTER (§5), so both servers treat malformed requests identically."""
+"""Socket options of a node's server sockets (PROTOCOL.md §1), and the request handling of a
+sync ROUTER (§5), so the agent and the relay treat malformed requests identically."""
 
 from __future__ import annotations
 
 import logging
-import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 
 import zmq
 
-from . import protocol
+from . import subscriptions
+from ..wire import MAX_SYNC_REQUEST_BYTES, Request, RequestError, describe, error_reply, parse_request
 
 if TYPE_CHECKING:
-    from .curve import ServerKeys
+    from ..curve import ServerKeys
 
 log = logging.getLogger("cuagent.sync")
 
@@ -27,27 +26,24 @@ DEFAULT_SNDHWM = 1000
 MAX_REQUESTS_PER_ROUND = 64
 
 
-def poll_timeout_ms(seconds: float) -> int:
-    """A wait in seconds as the whole milliseconds zmq_poll takes, rounded up: pyzmq truncates
-    a float, so a wait under 1 ms became a non-blocking poll and the loop spun until its
-    deadline. A positive wait is at least 1 ms; float noise (0.3 s -> 300.00000000000006 ms)
-    does not add one."""
-    if not seconds > 0:
-        return 0
-    return max(1, math.ceil(seconds * 1000.0 - 1e-6))
-
-
 def heartbeats(sock: zmq.Socket) -> None:
     sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
     sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
     sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS)
 
 
-def bind_feed(ctx: zmq.Context, endpoint: str, sndhwm: int = DEFAULT_SNDHWM, kind: int = zmq.PUB,
+def bind_feed(ctx: zmq.Context, endpoint: str, sndhwm: int = DEFAULT_SNDHWM,
               curve: Optional["ServerKeys"] = None) -> zmq.Socket:
-    sock = ctx.socket(kind)
+    """The feed: an XPUB whose every inbound subscription is read and bounded by a
+    :class:`~cuagent.node.subscriptions.SubscriptionGuard` (PUB would hold them unbounded, unseen)."""
+    sock = ctx.socket(zmq.XPUB)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SNDHWM, sndhwm)
+    # Every subscription, duplicates included, is reported with its connection.
+    sock.setsockopt(zmq.XPUB_VERBOSE, 1)
+    sock.setsockopt(zmq.MAXMSGSIZE, subscriptions.MAX_INBOUND_FRAME_BYTES)
+    sock.setsockopt(zmq.RCVHWM, subscriptions.INBOUND_HWM)
+    sock.setsockopt(zmq.RCVBUF, subscriptions.INBOUND_RCVBUF)
     heartbeats(sock)
     if curve is not None:
         curve.apply(sock)
@@ -64,7 +60,7 @@ def bind_sync(ctx: zmq.Context, endpoint: str, sndhwm: int = DEFAULT_SNDHWM,
     sock.setsockopt(zmq.SNDHWM, sndhwm)
     # libzmq drops the connection of a peer that sends a larger message: no request can make
     # the agent buffer more than this.
-    sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_SYNC_REQUEST_BYTES)
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_SYNC_REQUEST_BYTES)
     heartbeats(sock)
     _bind(sock, endpoint, "sync")
     return sock
@@ -82,41 +78,6 @@ def bound_endpoint(sock: zmq.Socket) -> str:
     """The endpoint actually bound (resolves tcp port 0 / wildcards for tests and demo)."""
     ep = cast(bytes, sock.getsockopt(zmq.LAST_ENDPOINT)).decode()
     return ep.replace("0.0.0.0", "127.0.0.1")
-
-
-@dataclass
-class Request:
-    op: str
-    body: dict[str, Any]
-
-
-class RequestError(Exception):
-    """A request that gets ``{"ok": false, "error": ...}``."""
-
-
-def parse_request(frames: list[bytes]) -> tuple[list[bytes], Optional[Request], Optional[str]]:
-    """Split a ROUTER message into (reply envelope, request, error).
-
-    The envelope is the identity plus, for REQ peers, the empty delimiter, so the reply goes
-    back in the shape the peer expects. Exactly one request frame must follow."""
-    identity, rest = frames[:1], frames[1:]
-    if rest and rest[0] == b"":
-        identity, rest = identity + [b""], rest[1:]
-    if len(rest) != 1:
-        return identity, None, f"expected exactly one request frame, got {len(rest)}"
-    raw = rest[0]
-    if len(raw) > protocol.MAX_SYNC_REQUEST_BYTES:
-        return identity, None, f"request of {len(raw)} bytes exceeds {protocol.MAX_SYNC_REQUEST_BYTES}"
-    try:
-        req = protocol.unpack(raw, "request")
-    except protocol.ProtocolError as e:
-        return identity, None, str(e)
-    if not isinstance(req, dict):
-        return identity, None, f"request must be a msgpack map, got {type(req).__name__}"
-    op = req.get("op")
-    if not isinstance(op, str):
-        return identity, None, f"request.op must be a string, got {op!r}"[:200]
-    return identity, Request(op, req), None
 
 
 def serve_requests(sock: zmq.Socket, answer: Callable[[Request], bytes], stats: dict[str, int]) -> None:
@@ -137,12 +98,12 @@ def serve_requests(sock: zmq.Socket, answer: Callable[[Request], bytes], stats: 
             except RequestError as e:
                 error = str(e)
             except Exception:  # noqa: BLE001 — a bug must not take the agent down with it
-                log.exception("sync: internal error answering %r", req.op)
+                log.exception("sync: internal error answering %s", describe(req.op))
                 error = "internal error"
         if error is not None:
             stats["bad_requests"] = stats.get("bad_requests", 0) + 1
             log.debug("sync: bad request: %s", error)
-            reply = protocol.error_reply(error)
+            reply = error_reply(error)
         try:
             sock.send_multipart(envelope + [reply], zmq.NOBLOCK)
         except zmq.Again:
@@ -150,12 +111,3 @@ def serve_requests(sock: zmq.Socket, answer: Callable[[Request], bytes], stats: 
             stats["dropped_replies"] = stats.get("dropped_replies", 0) + 1
         except zmq.ZMQError as e:  # e.g. EHOSTUNREACH: the peer left
             log.debug("sync: reply not sent: %s", e)
-
-
-def parse_snapshot_prefix(req: Request) -> str:
-    prefix = req.body.get("prefix", protocol.PREFIX)
-    if not isinstance(prefix, str):
-        raise RequestError(f"snapshot.prefix must be a string, got {type(prefix).__name__}")
-    if len(prefix) > 256:
-        raise RequestError("snapshot.prefix longer than 256 characters")
-    return prefix

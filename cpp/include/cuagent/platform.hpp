@@ -1,0 +1,49 @@
+// The few operating-system services the core needs beyond standard C++.
+//
+// Linux has precise ones: an eventfd to signal finished windows, a sleep to an
+// absolute CLOCK_MONOTONIC deadline (clock_nanosleep with TIMER_ABSTIME), and a
+// per-thread timer slack of 1 ns (prctl). Any other POSIX system (a developer's
+// macOS laptop) gets stand-ins built from plain POSIX calls: a non-blocking
+// pipe, relative nanosleeps towards the deadline that re-read the clock, and
+// the system's default slack. The CMake option CUAGENT_PORTABLE forces the
+// stand-ins on Linux too, so that CI builds and tests them.
+#pragma once
+
+#include <cstdint>
+
+namespace cuagent::platform {
+
+// The implementation this build uses: "linux" or "posix".
+const char* name() noexcept;
+
+// A file descriptor that one thread makes readable and a poller (select,
+// zmq.Poller, asyncio) waits on.
+class Notifier {
+public:
+    Notifier();  // throws std::runtime_error when the OS gives no descriptor
+    ~Notifier();
+    Notifier(const Notifier&) = delete;
+    Notifier& operator=(const Notifier&) = delete;
+
+    // Readable from the first notify() until drain().
+    int fd() const noexcept { return read_fd_; }
+    // Any thread; never blocks, never allocates.
+    void notify() noexcept;
+    // Makes fd() unreadable until the next notify(); a notify() racing with it
+    // may be consumed, so look for what was notified after draining.
+    void drain() noexcept;
+
+private:
+    int read_fd_ = -1;
+    int write_fd_ = -1;  // the same descriptor as read_fd_ for an eventfd
+};
+
+// Sleeps until an absolute CLOCK_MONOTONIC time; signals do not cut it short.
+void sleep_until_monotonic_ns(std::int64_t deadline_ns) noexcept;
+
+// Asks for the finest timer slack for the calling thread: the default 50 us
+// on Linux would dominate a sampler's jitter at 10 kHz. Does nothing where
+// the OS has no such setting.
+void set_fine_timer_slack() noexcept;
+
+}  // namespace cuagent::platform

@@ -1,0 +1,115 @@
+#include "cuagent/platform.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <ctime>
+#include <stdexcept>
+
+#if defined(__linux__) && !defined(CUAGENT_PORTABLE)
+#define CUAGENT_LINUX 1
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#endif
+
+namespace cuagent::platform {
+
+#ifdef CUAGENT_LINUX
+
+const char* name() noexcept { return "linux"; }
+
+Notifier::Notifier() {
+    read_fd_ = write_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (read_fd_ < 0) throw std::runtime_error("eventfd failed: cannot signal finished windows");
+}
+
+Notifier::~Notifier() { close(read_fd_); }
+
+void Notifier::notify() noexcept {
+    const std::uint64_t one = 1;
+    // EAGAIN only if the counter would overflow, which still leaves the fd
+    // readable, so the result can be ignored.
+    [[maybe_unused]] const ssize_t written = write(write_fd_, &one, sizeof one);
+}
+
+void Notifier::drain() noexcept {
+    std::uint64_t count = 0;
+    [[maybe_unused]] const ssize_t got = read(read_fd_, &count, sizeof count);  // resets the counter
+}
+
+void sleep_until_monotonic_ns(std::int64_t deadline_ns) noexcept {
+    timespec ts;
+    ts.tv_sec = static_cast<time_t>(deadline_ns / 1000000000);
+    ts.tv_nsec = static_cast<long>(deadline_ns % 1000000000);
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {}
+}
+
+void set_fine_timer_slack() noexcept { prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL); }
+
+#else  // plain POSIX
+
+namespace {
+bool set_flags(int fd) noexcept {
+    const int status = fcntl(fd, F_GETFL);
+    const int descriptor = fcntl(fd, F_GETFD);
+    return status >= 0 && descriptor >= 0 && fcntl(fd, F_SETFL, status | O_NONBLOCK) == 0 &&
+           fcntl(fd, F_SETFD, descriptor | FD_CLOEXEC) == 0;
+}
+
+std::int64_t monotonic_now_ns() noexcept {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return std::int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+}  // namespace
+
+const char* name() noexcept { return "posix"; }
+
+Notifier::Notifier() {
+    int fds[2];
+    // pipe2 is not POSIX (macOS lacks it): set the flags afterwards.
+    if (pipe(fds) != 0) throw std::runtime_error("pipe failed: cannot signal finished windows");
+    read_fd_ = fds[0];
+    write_fd_ = fds[1];
+    if (!set_flags(read_fd_) || !set_flags(write_fd_)) {
+        close(read_fd_);
+        close(write_fd_);
+        throw std::runtime_error("fcntl failed: cannot make the window pipe non-blocking");
+    }
+}
+
+Notifier::~Notifier() {
+    close(read_fd_);
+    close(write_fd_);
+}
+
+void Notifier::notify() noexcept {
+    const char byte = 1;
+    // A full pipe (EAGAIN: 64 KiB of notifications nobody drained) is still
+    // readable, which is all a notification has to achieve.
+    [[maybe_unused]] const ssize_t written = write(write_fd_, &byte, 1);
+}
+
+void Notifier::drain() noexcept {
+    char bytes[256];
+    while (read(read_fd_, bytes, sizeof bytes) > 0) {}
+}
+
+void sleep_until_monotonic_ns(std::int64_t deadline_ns) noexcept {
+    // nanosleep is relative: sleep what is left, then look at the clock again
+    // (after a signal, or an early or late wake), until the deadline passed.
+    for (std::int64_t now = monotonic_now_ns(); now < deadline_ns; now = monotonic_now_ns()) {
+        const std::int64_t left = deadline_ns - now;
+        timespec ts;
+        ts.tv_sec = static_cast<time_t>(left / 1000000000);
+        ts.tv_nsec = static_cast<long>(left % 1000000000);
+        nanosleep(&ts, nullptr);
+    }
+}
+
+void set_fine_timer_slack() noexcept {}
+
+#endif
+
+}  // namespace cuagent::platform

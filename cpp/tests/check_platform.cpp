@@ -1,0 +1,52 @@
+// The platform layer, whichever implementation this build has (Linux's, or the
+// POSIX stand-ins under -DCUAGENT_PORTABLE=ON): a Notifier's descriptor is
+// readable exactly between notify() and drain(), notify() never blocks however
+// often nobody drains (a pipe fills at 64 KiB), one thread's notify() wakes a
+// poller in another, and a sleep never returns before its deadline.
+#include <poll.h>
+
+#include <cstdio>
+#include <initializer_list>
+#include <thread>
+
+#include "check.hpp"
+#include "cuagent/clock.hpp"
+#include "cuagent/platform.hpp"
+
+using namespace cuagent;
+
+namespace {
+bool readable(int fd, int timeout_ms = 0) {
+    pollfd p{fd, POLLIN, 0};
+    return poll(&p, 1, timeout_ms) == 1 && (p.revents & POLLIN);
+}
+}  // namespace
+
+int main() {
+    platform::Notifier n;
+    CHECK(!readable(n.fd()), "readable before any notify()");
+    n.notify();
+    CHECK(readable(n.fd()), "not readable after notify()");
+    n.drain();
+    CHECK(!readable(n.fd()), "still readable after drain()");
+
+    for (int i = 0; i < 200'000; ++i) n.notify();  // would block on a full blocking pipe
+    CHECK(readable(n.fd()), "not readable after many notify()");
+    n.drain();
+    CHECK(!readable(n.fd()), "still readable after draining many notify()");
+
+    std::thread other([&] { n.notify(); });
+    CHECK(readable(n.fd(), 10'000), "a notify() from another thread never woke the poller");
+    other.join();
+    n.drain();
+
+    for (std::int64_t step : {0LL, 1'000LL, 200'000LL, 3'000'000LL}) {
+        const std::int64_t deadline = monotonic_ns() + step;
+        sleep_until_ns(deadline);
+        CHECK(monotonic_ns() >= deadline, "woke %lld ns before the deadline", (long long)(deadline - monotonic_ns()));
+    }
+    sleep_until_ns(monotonic_ns() - 1'000'000);  // a deadline in the past returns at once
+    platform::set_fine_timer_slack();
+    std::printf("check_platform (%s): passed\n", platform::name());
+    return 0;
+}

@@ -1,0 +1,496 @@
+"""Following one upstream (an agent or a relay), PROTOCOL.md §4: join with the clone pattern
+(subscribe, queue, snapshot, replay), gaps, restarts and resynchronisation.
+
+A :class:`Session` owns one upstream's SUB and sync DEALER. What every session of a client
+shares (which seqs and epochs have been applied, the view, the updates, the observers) is
+one :class:`FeedState`: a node heard through two upstreams is still applied once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Optional, Protocol, Sequence
+
+import zmq
+
+from .. import wire
+from ..curve import ClientKeys, apply_client
+from ..wire import Header, ProtocolError, Topic
+from .view import ClusterView, DeviceView, NodeView
+
+log = logging.getLogger("cuagent.client")
+
+SNAPSHOT_TIMEOUT_S = 2.0
+JOIN_WAIT_S = 1.2  # longest wait for a first feed message before the first snapshot (hb: 1 s)
+MAX_BUFFERED = 100_000  # feed messages queued per upstream while (re)joining
+
+
+class Endpoint(NamedTuple):
+    feed: str
+    sync: str
+
+
+def parse_endpoint(spec: str) -> Endpoint:
+    """``FEED[,SYNC]``; for ``tcp://host:port`` the sync endpoint defaults to port + 1."""
+    feed, _, sync = spec.partition(",")
+    feed, sync = feed.strip(), sync.strip()
+    if not feed:
+        raise ValueError(f"endpoint {spec!r}: no feed endpoint")
+    if not sync:
+        if not feed.startswith("tcp://") or feed.rsplit(":", 1)[-1].isdigit() is False:
+            raise ValueError(f"endpoint {spec!r}: give the sync endpoint too, as FEED,SYNC")
+        host, port = feed.rsplit(":", 1)
+        sync = f"{host}:{int(port) + 1}"
+    return Endpoint(feed, sync)
+
+
+def as_endpoint(e: Endpoint | str | Sequence[str]) -> Endpoint:
+    if isinstance(e, Endpoint):
+        return e
+    if isinstance(e, str):
+        return parse_endpoint(e)
+    return Endpoint(*e)
+
+
+class Update(NamedTuple):
+    """One change to the view: a feed ``kind`` (topo/state/hb/event), or ``restart``
+    (a node's epoch changed; its old data is gone) or ``stale`` (no heartbeat for 3 s)."""
+
+    kind: str
+    node: str
+    device: Optional[str]
+    header: Optional[Header]
+    body: Any
+
+
+@dataclass
+class ClientStats:
+    messages: int = 0  # feed messages received
+    applied: int = 0  # messages (feed or snapshot) applied to the view
+    duplicates: int = 0  # dropped because seq <= the last applied (snapshot overlap)
+    gaps: int = 0  # messages known lost (seq jumps, heartbeat seqs)
+    gap_events: int = 0  # times a loss was detected
+    resyncs: int = 0  # snapshots requested after the initial join
+    restarts: int = 0  # node epochs that changed
+    decode_errors: int = 0
+    snapshot_timeouts: int = 0
+
+
+@dataclass
+class Received:
+    """One message as it came (from the feed or a snapshot): topic and header checked, the body
+    unpacked but not decoded, and the original ``frames`` (which a relay re-serves)."""
+
+    topic: Topic
+    topic_str: str
+    header: Header
+    body: Any
+    frames: Sequence[bytes]
+
+
+class FeedObserver(Protocol):
+    """The public hook on what a client applies, called synchronously from inside
+    :meth:`Client.poll` (so an observer is never behind the view). The relay's frame cache
+    is one; it must return quickly and never raise."""
+
+    def applied(self, msg: Received, decoded: Any) -> None:
+        """``msg`` was applied to the view; ``decoded`` is its body (Topo, State, Heartbeat,
+        Event)."""
+
+    def forgot(self, node: str) -> None:
+        """Everything of ``node`` was dropped (it restarted): what was kept of it is void."""
+
+
+class FeedState:
+    """What every session of one client shares: the seqs and epochs applied, the view, the
+    updates not yet delivered, the observers."""
+
+    def __init__(self, prefixes: list[str], snapshot_timeout_s: float) -> None:
+        self.prefixes = prefixes
+        self.snapshot_timeout_s = snapshot_timeout_s
+        self.view = ClusterView()
+        self.stats = ClientStats()
+        self.seqs: dict[str, int] = {}  # topic -> last seq applied (current epoch of its node)
+        self.epochs: dict[str, int] = {}  # node -> epoch
+        self.updates: list[Update] = []
+        self.observers: list[FeedObserver] = []
+
+    def emit(self, kind: str, node: str, device: Optional[str], header: Optional[Header], body: Any) -> None:
+        self.updates.append(Update(kind, node, device, header, body))
+
+    def applied(self, msg: Received, decoded: Any) -> None:
+        for observer in self.observers:
+            observer.applied(msg, decoded)
+
+    def subscribed(self, topic: str) -> bool:
+        return any(topic.startswith(p) for p in self.prefixes)
+
+    def discard_node(self, node: str) -> None:
+        self.view.nodes.pop(node, None)
+        self.epochs.pop(node, None)
+        for topic in [t for t in self.seqs if wire.node_of(t) == node]:
+            del self.seqs[topic]
+        for observer in self.observers:
+            observer.forgot(node)
+
+    def node_prefixes(self, node: str) -> list[str]:
+        """The narrowest snapshot prefixes covering what we follow of ``node``."""
+        out: list[str] = []
+        for topic_prefix in wire.node_prefixes(node):
+            for sub in self.prefixes:
+                if topic_prefix.startswith(sub):
+                    out.append(topic_prefix)
+                elif sub.startswith(topic_prefix):
+                    out.append(sub)
+        return sorted(set(out))
+
+
+class Session:
+    """One upstream: its SUB and its sync DEALER, and where its join stands."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: Endpoint, state: FeedState, rcvhwm: int,
+                 curve: Optional[ClientKeys] = None) -> None:
+        self.ctx = ctx
+        self.curve = curve
+        self.endpoint = endpoint
+        self.state = state
+        self.sub = ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.LINGER, 0)
+        self.sub.setsockopt(zmq.RCVHWM, rcvhwm)
+        apply_client(self.sub, curve)
+        for prefix in state.prefixes:
+            self.sub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+        self.sub.connect(endpoint.feed)
+        self.dealer: Optional[zmq.Socket] = None
+        self.joining = True  # until the first full snapshot is applied
+        # The first snapshot waits until the feed has delivered something (proof that our
+        # subscription reached the publisher; a snapshot taken before that could miss the
+        # messages sent in between), or JOIN_WAIT_S at most for a quiet prefix.
+        self.feed_seen = False
+        self.created = time.monotonic()
+        self.resyncing: set[str] = set()  # nodes whose messages wait for a snapshot
+        self.pending: deque[tuple[str, Optional[str]]] = deque((p, None) for p in state.prefixes)
+        self.inflight: Optional[tuple[str, Optional[str], float]] = None
+        self.buffer: list[Received] = []
+        self._new_dealer()
+        self._send_next_request()
+
+    def _new_dealer(self) -> None:
+        # A fresh DEALER per retry: a late reply to an abandoned request can never be
+        # mistaken for the answer to the next one.
+        if self.dealer is not None:
+            self.dealer.close(0)
+        dealer = self.dealer = self.ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        apply_client(dealer, self.curve)
+        dealer.connect(self.endpoint.sync)
+
+    def close(self) -> None:
+        self.sub.close(0)
+        if self.dealer is not None:
+            self.dealer.close(0)
+
+    # ------------------------------------------------------------------ driving
+    def poll_sockets(self) -> list[zmq.Socket]:
+        socks = [self.sub]
+        if self.inflight is not None and self.dealer is not None:
+            socks.append(self.dealer)
+        return socks
+
+    def deadlines(self, now: float) -> list[float]:
+        """Seconds until this session's snapshot times out, or its first one is due."""
+        if self.inflight:
+            return [self.inflight[2] + self.state.snapshot_timeout_s - now]
+        return [self.created + JOIN_WAIT_S - now] if self.joining else []
+
+    def process(self) -> None:
+        """Handle everything already received (never blocks)."""
+        self._drain_sync()
+        for _ in range(10_000):  # bounded so that sync replies and timers get their turn
+            try:
+                frames = self.sub.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            self.state.stats.messages += 1
+            self.receive(frames)
+        self._drain_sync()
+
+    def check_timers(self, now: float) -> None:
+        if self.inflight is None and self.pending:
+            self._send_next_request()
+        if self.inflight is not None and now - self.inflight[2] > self.state.snapshot_timeout_s:
+            self.state.stats.snapshot_timeouts += 1
+            log.info("snapshot from %s timed out; retrying", self.endpoint.sync)
+            prefix, node, _ = self.inflight
+            self.inflight = None
+            self.pending.appendleft((prefix, node))
+            self._new_dealer()
+            self._send_next_request()
+
+    def join_from(self, snap: wire.Snapshot) -> None:
+        """Join from ``snap`` as if it answered the first snapshot request, with no request
+        sent: for feeding a session by hand (bench/feed_ingest.py measures ingest so)."""
+        self.pending.clear()
+        self.inflight = None
+        self.feed_seen = True
+        self._apply_snapshot(snap, None)
+        self._finish_join()
+
+    # ------------------------------------------------------------------ feed messages
+    def receive(self, frames: list[bytes]) -> None:
+        """Handle one feed message (what :meth:`process` does with each it reads)."""
+        try:
+            topic, topic_str, header, body = wire.decode_envelope(frames)
+        except ProtocolError as e:
+            self.state.stats.decode_errors += 1
+            log.debug("undecodable feed message: %s", e)
+            return
+        msg = Received(topic, topic_str, header, body, frames)
+        if not self.feed_seen:
+            self.feed_seen = True
+            self._send_next_request()
+        if self.joining or topic.node in self.resyncing:
+            if len(self.buffer) >= MAX_BUFFERED:
+                self.buffer.pop(0)  # the seq check will count what this loses
+            self.buffer.append(msg)
+            return
+        self._ingest(msg)
+
+    def _ingest(self, msg: Received) -> None:
+        node, header = msg.topic.node, msg.header
+        epoch = self.state.epochs.get(node)
+        if epoch is None:
+            # A node we have no snapshot of (it appeared after we joined): join it.
+            self._resync(node, msg, reason="new node")
+            return
+        if header.epoch != epoch:
+            self.state.stats.restarts += 1
+            log.warning("node %s restarted (epoch %016x -> %016x): resynchronising", node, epoch, header.epoch)
+            self.state.discard_node(node)
+            self.state.emit("restart", node, None, header, None)
+            self._resync(node, msg, reason="restart")
+            return
+        last = self.state.seqs.get(msg.topic_str, 0)
+        if header.seq <= last:
+            self.state.stats.duplicates += 1
+            return
+        if header.seq > last + 1:
+            self.state.stats.gaps += header.seq - last - 1
+            self.state.stats.gap_events += 1
+            if msg.topic.kind == "topo":
+                # A lost topo may mean a topology we do not know: only a snapshot can tell.
+                self._resync(node, msg, reason="topo gap")
+                return
+        self.state.seqs[msg.topic_str] = header.seq
+        self._apply(msg)
+
+    def _apply(self, msg: Received) -> None:
+        kind, node = msg.topic.kind, msg.topic.node
+        nv = self.state.view.nodes.get(node)
+        try:
+            if kind == "topo":
+                self._apply_topo(msg)
+            elif kind == "state":
+                dv = nv.devices.get(msg.topic.device) if nv else None  # type: ignore[arg-type]
+                if dv is None:
+                    # A state for a device the topo we hold does not list: we missed a topo.
+                    self._resync(node, None, reason=f"state for unknown device {msg.topic.device}")
+                    return
+                if dv.lost:
+                    return  # the agent says no state of it is current (§3.1 status)
+                dv.state = wire.decode_state_body(msg.body, dv.topology)
+                dv.ts, dv.seq = msg.header.ts, msg.header.seq
+                self.state.applied(msg, dv.state)
+                self.state.emit("state", node, dv.id, msg.header, dv.state)
+            elif kind == "hb":
+                hb = wire.decode_hb_body(msg.body)
+                if nv is not None:
+                    nv.heartbeat, nv.last_heard = hb, time.monotonic()
+                    if nv.stale:
+                        nv.stale = False
+                        log.info("node %s is heard again", node)
+                self.state.applied(msg, hb)
+                self.state.emit("hb", node, None, msg.header, hb)
+                self._check_hb_seqs(node, msg.topic_str, hb)
+            else:
+                ev = wire.decode_event_body(msg.body)
+                self.state.applied(msg, ev)
+                self.state.emit("event", node, msg.topic.device, msg.header, ev)
+            self.state.stats.applied += 1
+        except ProtocolError as e:
+            self.state.stats.decode_errors += 1
+            log.debug("bad %s body from %s: %s", kind, node, e)
+
+    def _apply_topo(self, msg: Received) -> None:
+        topo = wire.decode_topo_body(msg.body)
+        node = msg.topic.node
+        nv = self.state.view.nodes.get(node)
+        if nv is None:
+            nv = self.state.view.nodes[node] = NodeView(node, msg.header.epoch)
+        old = nv.devices
+        nv.devices = {}
+        for dev in topo.devices:
+            dv = DeviceView(node, dev, status=topo.device_status(dev.id))
+            prev = old.get(dev.id)
+            # Keep the latest window across a topo re-publish when the shape is unchanged (a
+            # lost device's last window is no longer current: it keeps none).
+            if not dv.lost and prev is not None and prev.topology.counts == dev.counts and prev.topology.counters == dev.counters:
+                dv.state, dv.ts, dv.seq = prev.state, prev.ts, prev.seq
+            nv.devices[dev.id] = dv
+        nv.agent, nv.gen, nv.epoch = topo.agent, msg.header.gen, msg.header.epoch
+        self.state.applied(msg, topo)
+        self.state.emit("topo", node, None, msg.header, topo)
+
+    def _check_hb_seqs(self, node: str, hb_topic: str, hb: wire.Heartbeat) -> None:
+        """A heartbeat lists the last seq of every topic: anything we lack there was lost
+        (a quiet topic, such as a topo every 10 s, shows its losses no other way)."""
+        for topic, seq in hb.seqs.items():
+            if topic == hb_topic or not isinstance(topic, str) or not self.state.subscribed(topic):
+                continue
+            # A heartbeat speaks for its own node only (§3.3): a topic of another node, or a
+            # key that is no topic, must never move seqs (another node's messages would then
+            # be dropped as already seen, and a relay would serve the bogus seq onwards).
+            try:
+                if wire.parse_topic(topic).node != node:
+                    continue
+            except ProtocolError:
+                continue
+            last = self.state.seqs.get(topic, 0)
+            if seq > last:
+                self.state.stats.gaps += seq - last
+                self.state.stats.gap_events += 1
+                if topic.startswith(wire.kind_prefix("topo")):
+                    self._resync(node, None, reason="topo lost (heartbeat)")
+                    return
+                self.state.seqs[topic] = seq
+
+    # ------------------------------------------------------------------ snapshots
+    def _resync(self, node: str, msg: Optional[Received], reason: str) -> None:
+        if msg is not None:
+            self.buffer.append(msg)
+        if node in self.resyncing:
+            return
+        if reason not in ("new node",):
+            self.state.stats.resyncs += 1
+        log.info("resync %s via %s: %s", node, self.endpoint.sync, reason)
+        self.resyncing.add(node)
+        for prefix in self.state.node_prefixes(node):
+            self.pending.append((prefix, node))
+        self._send_next_request()
+
+    def _send_next_request(self) -> None:
+        if self.inflight is not None or not self.pending:
+            return
+        if self.joining and not self.feed_seen and time.monotonic() - self.created < JOIN_WAIT_S:
+            return  # _check_timers / _receive send it
+        prefix, node = self.pending.popleft()
+        assert self.dealer is not None
+        try:
+            self.dealer.send(wire.snapshot_request(prefix), zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # not connected yet: the timeout retries
+        self.inflight = (prefix, node, time.monotonic())
+
+    def _drain_sync(self) -> None:
+        while self.inflight is not None and self.dealer is not None:
+            try:
+                data = self.dealer.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            prefix, node, _ = self.inflight
+            self.inflight = None
+            try:
+                snap = wire.decode_snapshot_reply(data)
+            except ProtocolError as e:
+                self.state.stats.decode_errors += 1
+                log.warning("bad snapshot reply from %s: %s", self.endpoint.sync, e)
+                self.pending.appendleft((prefix, node))
+                self._send_next_request()
+                continue
+            self._apply_snapshot(snap, node)
+            if not self.pending:
+                self._finish_join()
+            self._send_next_request()
+
+    def _apply_snapshot(self, snap: wire.Snapshot, only_node: Optional[str]) -> None:
+        decoded: dict[str, list[Received]] = {}
+        for frames in snap.messages:
+            try:
+                topic, topic_str, header, body = wire.decode_envelope(frames)
+            except ProtocolError as e:
+                self.state.stats.decode_errors += 1
+                log.debug("bad message in snapshot: %s", e)
+                continue
+            if only_node is None or topic.node == only_node:
+                decoded.setdefault(topic.node, []).append(Received(topic, topic_str, header, body, frames))
+        # Nodes known only by their seqs (a follower of hb or event topics: a snapshot holds
+        # none of their messages) take their epoch from the reply: a relay lists each node's
+        # in "epochs"; otherwise the reply's "epoch" is the node's when it is the only one.
+        seq_nodes = {n for n in (wire.node_of(t) for t in snap.seqs if isinstance(t, str)) if n is not None}
+        extra_epochs = snap.extra.get("epochs")
+        listed = extra_epochs if isinstance(extra_epochs, dict) else {}
+        # A relay lists itself among "epochs" before it has published any event of its own
+        # (§7): with that epoch known, its first event is applied, not taken for a new node
+        # whose snapshot would then cover (and drop) it.
+        seq_nodes |= {n for n in listed if isinstance(n, str) and wire.NODE_RE.fullmatch(n)}
+        if only_node is not None:
+            seq_nodes &= {only_node}
+        bare: dict[str, int] = {}
+        for node in seq_nodes - set(decoded):
+            epoch = listed.get(node)
+            if epoch is None and len(seq_nodes) == 1 and "epochs" not in snap.extra:
+                epoch = snap.epoch
+            if type(epoch) is int:
+                bare[node] = epoch
+        for node, epoch in bare.items():
+            if self.state.epochs.get(node) not in (None, epoch):
+                self.state.stats.restarts += 1
+                self.state.discard_node(node)
+                self.state.emit("restart", node, None, None, None)
+            self.state.epochs[node] = epoch
+            for seq_topic, seq in snap.seqs.items():
+                if isinstance(seq_topic, str) and wire.node_of(seq_topic) == node:
+                    self.state.seqs[seq_topic] = max(self.state.seqs.get(seq_topic, 0), seq)
+        silent = snap.extra.get("silent_s")
+        for node, msgs in decoded.items():
+            epoch = msgs[0].header.epoch
+            if self.state.epochs.get(node) not in (None, epoch):
+                self.state.stats.restarts += 1
+                self.state.discard_node(node)
+                self.state.emit("restart", node, None, msgs[0].header, None)
+            self.state.epochs[node] = epoch
+            held = dict(self.state.seqs)  # what we had applied before this snapshot
+            for seq_topic, seq in snap.seqs.items():
+                if isinstance(seq_topic, str) and wire.node_of(seq_topic) == node:
+                    self.state.seqs[seq_topic] = max(self.state.seqs.get(seq_topic, 0), seq)
+            # topo first: states are decoded against it.
+            for msg in sorted(msgs, key=lambda m: m.topic.kind != "topo"):
+                if msg.header.epoch != epoch:
+                    continue  # a relay caught mid-restart; the feed will tell us
+                if msg.header.seq <= held.get(msg.topic_str, 0):
+                    continue  # already applied (or something newer): never apply twice
+                self._apply(msg)
+            nv = self.state.view.nodes.get(node)
+            if nv is not None:
+                # A relay says how long it has not heard the node (§7): a node silent there
+                # goes stale here as soon as it does there, not a full interval later.
+                age = silent.get(node, 0.0) if isinstance(silent, dict) else 0.0
+                age = float(age) if type(age) in (int, float) and 0.0 <= age < 1e9 else 0.0
+                nv.last_heard = time.monotonic() - age
+
+    def _finish_join(self) -> None:
+        self.joining = False
+        self.resyncing.clear()
+        buffered, self.buffer = self.buffer, []
+        for msg in buffered:
+            self._replay(msg)
+
+    def _replay(self, msg: Received) -> None:
+        if self.joining or msg.topic.node in self.resyncing:
+            self.buffer.append(msg)
+        else:
+            self._ingest(msg)
+

@@ -1,0 +1,61 @@
+"""The header frame (PROTOCOL.md §3): node, epoch, seq, ts, gen."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from .codec import ProtocolError, describe, pack, uint64, unpack
+from .topics import check_node
+
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Header:
+    node: str
+    epoch: int
+    seq: int
+    ts: int
+    gen: int
+    v: int = VERSION
+
+    def to_map(self) -> dict[str, Any]:
+        return {"v": self.v, "node": self.node, "epoch": self.epoch, "seq": self.seq, "ts": self.ts, "gen": self.gen}
+
+
+def new_epoch() -> int:
+    """A random non-zero 64-bit epoch: a new one means every earlier message is void."""
+    return secrets.randbits(64) or 1
+
+
+def header_from_map(m: Any) -> Header:
+    if not isinstance(m, dict):
+        raise ProtocolError("header", f"expected a map, got {type(m).__name__}")
+    for key in ("v", "node", "epoch", "seq", "ts", "gen"):
+        if key not in m:
+            raise ProtocolError(f"header.{key}", "missing")
+    if type(m["v"]) is not int:
+        raise ProtocolError("header.v", f"expected int, got {describe(m['v'])}")
+    if m["v"] != VERSION:
+        raise ProtocolError("header.v", f"unsupported protocol version {describe(m['v'])} (this is {VERSION})")
+    node = check_node(m["node"], "header.node")
+    epoch = uint64(m["epoch"], "header.epoch")
+    seq = uint64(m["seq"], "header.seq")
+    if seq < 1:
+        raise ProtocolError("header.seq", "seq starts at 1")
+    if type(m["ts"]) is not int:
+        raise ProtocolError("header.ts", f"expected int ns, got {describe(m['ts'])}")
+    gen = uint64(m["gen"], "header.gen")
+    if gen < 1:
+        raise ProtocolError("header.gen", "gen starts at 1")
+    return Header(node=node, epoch=epoch, seq=seq, ts=m["ts"], gen=gen, v=m["v"])
+
+
+def encode_header(h: Header) -> bytes:
+    return pack(h.to_map())
+
+
+def decode_header(data: bytes) -> Header:
+    return header_from_map(unpack(data, "header"))

@@ -1,0 +1,57 @@
+"""One feed message, three frames (PROTOCOL.md §3): topic, header, body."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Sequence
+
+from .codec import ProtocolError, pack, unpack
+from .event import decode_event_body
+from .header import Header, decode_header, encode_header
+from .heartbeat import decode_hb_body
+from .state import decode_state_body
+from .topics import Topic, parse_topic_cached
+from .topo import Device, decode_topo_body
+
+
+def encode_frames(topic: str, header: Header, body: Mapping[str, Any]) -> list[bytes]:
+    """The three feed frames of one message."""
+    return [topic.encode("utf-8"), encode_header(header), pack(body)]
+
+
+@dataclass
+class Message:
+    """One decoded feed message. ``frames`` keeps the original bytes (relays re-serve them)."""
+
+    topic: Topic
+    topic_str: str
+    header: Header
+    body: Any  # Topo | State | Heartbeat | Event
+    frames: Sequence[bytes]
+
+
+def decode_body(kind: str, body_map: Any, device: Optional[Device] = None) -> Any:
+    if kind == "state":
+        return decode_state_body(body_map, device)
+    if kind == "topo":
+        return decode_topo_body(body_map)
+    if kind == "hb":
+        return decode_hb_body(body_map)
+    return decode_event_body(body_map)
+
+
+def decode_envelope(frames: Sequence[bytes]) -> tuple[Topic, str, Header, Any]:
+    """Topic and header, checked; the body is unpacked but not yet decoded (needs the topo)."""
+    if len(frames) != 3:
+        raise ProtocolError("message", f"{len(frames)} frames, expected 3 (topic, header, body)")
+    topic, topic_str = parse_topic_cached(frames[0])
+    header = decode_header(frames[1])
+    if header.node != topic.node:
+        raise ProtocolError("header.node", f"{header.node!r} differs from the topic's node {topic.node!r}")
+    body = unpack(frames[2], "body")
+    return topic, topic_str, header, body
+
+
+def decode_message(frames: Sequence[bytes], device: Optional[Device] = None) -> Message:
+    topic, topic_str, header, body_map = decode_envelope(frames)
+    return Message(topic, topic_str, header, decode_body(topic.kind, body_map, device), frames)

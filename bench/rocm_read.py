@@ -33,6 +33,55 @@ BUSY = [90.0, 0.0, 0.0, 10.0, 50.0, 60.0, 70.0, 100.0]
 NO64 = 0xFFFFFFFFFFFFFFFF
 
 
+class CtypesTable:
+    """What a Python agent would do per table with struct: the 1.8 public layout decoded as the
+    C++ TableDecoder does (clocks, accumulators, per-XCD busy), the previous table's
+    accumulators kept. Shared with bench/amdsmi_read.py: both libraries fill the same table."""
+
+    def __init__(self, xcp: int, xcc: int, power_temp: bool):
+        self.power_temp = power_temp  # ROCm SMI reads them by call, AMD SMI from the table
+        self.buffer = ctypes.create_string_buffer(16384)
+        self.view = memoryview(self.buffer).cast("B")
+        self.xcp, self.xcc = xcp, xcc
+        self.last_fw = None
+        self.last_acc_counter = NO64
+        self.last_busy = [NO64] * 64
+        self.last_ppt = self.last_thm = NO64
+
+    def decode(self, out: np.ndarray) -> None:
+        """XCD activity into out[:8]; violations and clocks (and power, temp) into out[-6:]."""
+        raw = self.view  # no copy of the 16 KiB buffer
+        (fw,) = struct.unpack_from("<Q", raw, 96)
+        if fw == self.last_fw:
+            return
+        self.last_fw = fw
+        if self.power_temp:
+            out[-6] = struct.unpack_from("<H", raw, 120)[0]  # current_socket_power
+            out[-5] = struct.unpack_from("<H", raw, 6)[0]    # temperature_hotspot
+        clocks = [c for c in struct.unpack_from("<8H", raw, 312) if c != 0xFFFF]
+        out[-2] = np.mean(clocks) * 1e6 if clocks else np.nan
+        out[-1] = struct.unpack_from("<H", raw, 58)[0] * 1e6
+        acc_counter, ppt, thm = struct.unpack_from("<Q8xQQ", raw, 424)
+        ticks = acc_counter - self.last_acc_counter if self.last_acc_counter != NO64 else 0
+        for p in range(self.xcp):
+            entry = 480 + p * 504
+            inst = struct.unpack_from("<8I", raw, entry)
+            accs = struct.unpack_from("<8Q", raw, entry + 120)
+            for x in range(self.xcc):
+                i = p * self.xcc + x
+                value = np.nan
+                if ticks > 0 and accs[x] != NO64 and self.last_busy[i] != NO64:
+                    value = (accs[x] - self.last_busy[i]) / ticks / 100
+                if value != value and inst[x] != 0xFFFFFFFF:
+                    value = inst[x] / 100
+                out[i] = value
+                self.last_busy[i] = accs[x]
+        if ticks > 0:
+            out[-4] = (ppt - self.last_ppt) / ticks
+            out[-3] = (thm - self.last_thm) / ticks
+        self.last_acc_counter, self.last_ppt, self.last_thm = acc_counter, ppt, thm
+
+
 class CtypesReader:
     """The baseline: what a Python agent would do per sample with ctypes."""
 
@@ -49,46 +98,15 @@ class CtypesReader:
         self.power.argtypes = [u32, ctypes.POINTER(u64)]
         self.temp = lib.rsmi_dev_temp_metric_get
         self.temp.argtypes = [u32, u32, u32, ctypes.POINTER(ctypes.c_int64)]
-        self.buffer = ctypes.create_string_buffer(16384)
-        self.view = memoryview(self.buffer).cast("B")
+        self.table = CtypesTable(xcp, xcc, power_temp=False)
         self.devices = devices
-        self.xcp, self.xcc = xcp, xcc
-        self.last_fw = None
-        self.last_acc_counter = NO64
-        self.last_busy = [NO64] * 64
-        self.last_ppt = self.last_thm = NO64
         self.u32, self.u64, self.i64 = u32(), u64(), ctypes.c_int64()
 
     def read(self) -> np.ndarray:
         out = np.full(8 + 2 * len(self.devices) + 6, np.nan, dtype=np.float32)
         primary = self.devices[0]
-        if self.metrics(primary, self.buffer) == 0:
-            raw = self.view  # no copy of the 16 KiB buffer
-            (fw,) = struct.unpack_from("<Q", raw, 96)
-            if fw != self.last_fw:
-                self.last_fw = fw
-                clocks = [c for c in struct.unpack_from("<8H", raw, 312) if c != 0xFFFF]
-                out[-2] = np.mean(clocks) * 1e6 if clocks else np.nan
-                out[-1] = struct.unpack_from("<H", raw, 58)[0] * 1e6
-                acc_counter, ppt, thm = struct.unpack_from("<Q8xQQ", raw, 424)
-                ticks = acc_counter - self.last_acc_counter if self.last_acc_counter != NO64 else 0
-                for p in range(self.xcp):
-                    entry = 480 + p * 504
-                    inst = struct.unpack_from("<8I", raw, entry)
-                    accs = struct.unpack_from("<8Q", raw, entry + 120)
-                    for x in range(self.xcc):
-                        i = p * self.xcc + x
-                        value = np.nan
-                        if ticks > 0 and accs[x] != NO64 and self.last_busy[i] != NO64:
-                            value = (accs[x] - self.last_busy[i]) / ticks / 100
-                        if value != value and inst[x] != 0xFFFFFFFF:
-                            value = inst[x] / 100
-                        out[i] = value
-                        self.last_busy[i] = accs[x]
-                if ticks > 0:
-                    out[-4] = (ppt - self.last_ppt) / ticks
-                    out[-3] = (thm - self.last_thm) / ticks
-                self.last_acc_counter, self.last_ppt, self.last_thm = acc_counter, ppt, thm
+        if self.metrics(primary, self.table.buffer) == 0:
+            self.table.decode(out)
         for k, dev in enumerate(self.devices):
             if self.busy(dev, ctypes.byref(self.u32)) == 0:
                 out[8 + k] = self.u32.value / 100

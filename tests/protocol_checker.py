@@ -192,7 +192,7 @@ class FeedChecker:
             _fail(f"{where}.id", f"{d['id']!r} cannot be a topic component")
         if d["vendor"] not in ("nvidia", "amd", "mock"):
             _fail(f"{where}.vendor", repr(d["vendor"]))
-        if d["backend"] not in ("nvml", "rocm_smi", "cupti", "mock"):
+        if d["backend"] not in ("nvml", "rocm_smi", "amdsmi", "cupti", "mock"):
             _fail(f"{where}.backend", repr(d["backend"]))
         if d["unit"] not in ("sm", "cu"):
             _fail(f"{where}.unit", repr(d["unit"]))

@@ -171,7 +171,8 @@ def test_auto_never_falls_back_to_the_mock(tmp_path):
 
 
 # Every real backend's library flag, at a path that does not exist.
-_NO_VENDOR_LIBRARY = ("--nvml-library", "/nonexistent/libnvidia-ml.so.1", "--rocm-smi-library", "/nonexistent/librocm_smi64.so")
+_NO_VENDOR_LIBRARY = ("--nvml-library", "/nonexistent/libnvidia-ml.so.1", "--rocm-smi-library", "/nonexistent/librocm_smi64.so",
+                      "--amdsmi-library", "/nonexistent/libamd_smi.so")
 
 
 @pytest.mark.parametrize("args, message", [

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from cuagent import config as config_mod
+from cuagent.backends import mock as mock_backend
 from cuagent.backends import registry
 from feed_support import CheckedFeed, Proc, _env
 
@@ -100,7 +101,7 @@ def test_a_backend_from_outside_the_package_runs_through_cuagent_run(site: Path,
 
 def test_its_options_are_flags_and_keys_with_their_bounds(site: Path, tmp_path: Path):
     r = cli(site, "run", "--help")
-    assert r.returncode == 0 and "--driver {auto,mock,nvml,rocm_smi,fakegpu}" in r.stdout
+    assert r.returncode == 0 and "--driver {auto,amdsmi,mock,nvml,rocm_smi,fakegpu}" in r.stdout
     assert "--driver fakegpu:" in r.stdout and "--fakegpu-count FAKEGPU_COUNT" in r.stdout
     r = cli(site, "run", "--driver", "fakegpu", "--fakegpu-count", "9")
     assert r.returncode == 2 and r.stderr.splitlines() == [
@@ -118,7 +119,7 @@ def test_auto_never_picks_a_backend_that_did_not_ask_for_it(site: Path):
                         "print([b.name for b in registry.auto_backends()], registry.names())"],
                        capture_output=True, text=True, timeout=30, env=_env_with(site))
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split("] ")[0] + "]" == "['nvml', 'rocm_smi']"
+    assert r.stdout.split("] ")[0] + "]" == "['nvml', 'amdsmi', 'rocm_smi']"
     assert "'fakegpu'" in r.stdout.split("] ")[1]
 
 
@@ -143,13 +144,33 @@ def test_a_broken_or_clashing_backend_is_left_out_and_says_why(site: Path, tmp_p
 
 def test_built_in_backends_come_from_their_modules():
     built_in = registry.all_backends()
-    assert list(built_in)[:3] == ["mock", "nvml", "rocm_smi"]
-    assert config_mod.drivers()[:4] == ("auto", "mock", "nvml", "rocm_smi")
-    # Each option belongs to exactly one backend, and is a setting of cuagent run.
-    owners = {o.name: b.name for b in built_in.values() for o in b.options}
-    assert owners == {"mock_devices": "mock", "mock_faults": "mock", "nvml_library": "nvml",
-                      "rocm_smi_library": "rocm_smi", "kfd_root": "rocm_smi"}
+    assert list(built_in)[:4] == ["amdsmi", "mock", "nvml", "rocm_smi"]
+    assert config_mod.drivers()[:5] == ("auto", "amdsmi", "mock", "nvml", "rocm_smi")
+    # Each option belongs to one backend, or to several that share its one declaration (the
+    # AMD backends' kfd_root), and is a setting of cuagent run.
+    owners: dict[str, set[str]] = {}
+    for b in built_in.values():
+        for o in b.options:
+            owners.setdefault(o.name, set()).add(b.name)
+    assert owners == {"mock_devices": {"mock"}, "mock_faults": {"mock"}, "nvml_library": {"nvml"},
+                      "rocm_smi_library": {"rocm_smi"}, "amdsmi_library": {"amdsmi"},
+                      "kfd_root": {"amdsmi", "rocm_smi"}}
+    assert built_in["amdsmi"].options[1] is built_in["rocm_smi"].options[1]  # shared by declaration
     assert set(owners) <= set(config_mod.options())
     cfg = config_mod.build({"nvml_library": "/opt/libnvidia-ml.so.1", "kfd_root": "/tmp/kfd"}, {"driver": "nvml"})
     assert cfg.driver_args("nvml") == (None, {"library": "/opt/libnvidia-ml.so.1"})
     assert cfg.driver_args("rocm_smi") == (None, {"kfd_root": "/tmp/kfd"})
+
+
+def test_backends_share_a_setting_only_by_sharing_its_declaration():
+    from cuagent.backends._amd import KFD_ROOT
+    from cuagent.backends.registry import Backend, Option, _Registry
+
+    reg = _Registry()
+    reg._loaded = True  # only what this test adds
+    reg.register(Backend(name="amd_a", make_driver=mock_backend.make_driver, options=(KFD_ROOT,)))
+    reg.register(Backend(name="amd_b", make_driver=mock_backend.make_driver, options=(KFD_ROOT,)))
+    assert list(reg.all()) == ["amd_a", "amd_b"]
+    lookalike = Option("kfd_root", str, None, "another kfd_root")
+    with pytest.raises(ValueError, match=r"option\(s\) \['kfd_root'\] already belong to backend 'amd_[ab]'"):
+        reg.register(Backend(name="amd_c", make_driver=mock_backend.make_driver, options=(lookalike,)))

@@ -40,7 +40,7 @@ BOUNDS = [
     ("run", "sync", "ipc:///" + "x" * 120, "expected at most 107"),
     ("run", "feed", "inproc://feed", "reachable only inside one process"),
     ("run", "node", "bad node!", "expected a node name matching"),
-    ("run", "driver", "cuda", "expected one of auto, mock, nvml, rocm_smi"),
+    ("run", "driver", "cuda", "expected one of auto, amdsmi, mock, nvml, rocm_smi"),
     ("run", "log_level", "loud", "is not one of debug, info, warning, error"),
     ("run", "nvml_library", "", "empty: expected a path"),
     ("run", "mock_devices", "h100-sxm:", "expected PRESET[:SCENARIO]"),

@@ -406,11 +406,14 @@ def build_parser() -> argparse.ArgumentParser:
     for option in config_mod.COMMON_OPTIONS:
         if option.name not in slow + kubernetes + curve:
             settings[option.name].add_to(run)
+    added: set[str] = set()
     for backend in registry.all_backends().values():
-        if backend.options:
+        own = [o for o in backend.options if o.name not in added]  # a shared setting: under its first backend
+        if own:
             group = run.add_argument_group(f"--driver {backend.name}", backend.help or None)
-            for option in backend.options:
+            for option in own:
                 option.add_to(group)
+                added.add(option.name)
     for title, names in (("slow path (backends that list processes or partitions)", slow),
                          ("Kubernetes", kubernetes),
                          ("CURVE server (PROTOCOL.md §6)", curve)):

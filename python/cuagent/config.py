@@ -83,10 +83,10 @@ COMMON_OPTIONS: tuple[Option, ...] = (
     DURATION_S,
     LOG_LEVEL,
     # Slow path: per-process lists at most this often per device; partition layout polled this often.
-    Option("process_interval_s", float, 1.0, "list a device's processes at most this often (NVML)",
+    Option("process_interval_s", float, 1.0, "list a device's processes at most this often (NVML, AMD SMI)",
            min=0.1, max=3600.0, unit="s"),
     Option("topology_poll_s", float, 5.0,
-           "check the partition (MIG) layout this often; a change rebuilds the engine",
+           "check the partition layout (MIG, AMD partition modes) this often; a change rebuilds the engine",
            min=0.1, max=3600.0, unit="s"),
     # Kubernetes (cuagent.scheduling/agent_options.py builds what these ask for). "" is a
     # setting, not a mistake: it turns pod attribution off.

@@ -308,7 +308,8 @@ def write_kfd_tree(kfd_root: Path, gpus: Sequence[FakeGpu]) -> None:
     """(Re)write kfd_root/topology/nodes as the amdgpu driver lays it out: node 0 the CPU,
     then one node per compute partition of each GPU (recorded in gpu.kfd_nodes). Each node
     has properties, gpu_id, name and the io_links/p2p_links/mem_banks directories (the real
-    librocm_smi64 asserts when io_links is missing)."""
+    librocm_smi64 asserts when io_links is missing). Shared by the ROCm SMI and AMD SMI fake
+    hosts: both backends read the same KFD tree."""
     nodes = Path(kfd_root) / "topology" / "nodes"
     if nodes.exists():
         shutil.rmtree(nodes)

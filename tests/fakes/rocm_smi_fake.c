@@ -8,29 +8,12 @@
  * state). Nothing here is copied from ROCm; the layouts below are written from
  * the documented header facts:
  *
- *   rsmi_gpu_metrics_t is the library's *public* table. rsmi_dev_gpu_metrics_info_get
- *   copies the kernel's table into it, every field the kernel table lacks set
- *   to all-ones, the header (size, format and content revision) taken from the
- *   kernel table. Its layout depends on the library release, not the table:
- *     96 bytes    ROCm 5.x releases (Debian's 5.2.3, measured): the kernel 1.1
- *                  table, tables up to 1.3; 1.2/1.3 cut to it with
- *                  firmware_timestamp x 10 as system_clock_counter. Such a
- *                  release also lays rsmi_frequencies_t out without
- *                  has_deep_sleep, which the fake then does too.
- *     424 bytes   libraries that know tables up to 1.5 (no xcp_stats)
- *     1832 bytes  + 1.6: xcp_stats[8] of {gfx_busy_inst u32[8], jpeg_busy u16[32],
- *                  vcn_busy u16[4], gfx_busy_acc u64[8]}
- *     2368 bytes  + 1.7: xcp_stats gain gfx_below_host_limit_acc u64[8];
- *                  vram_max_bandwidth, xgmi_link_status[8] at the end
- *     4544 bytes  + 1.8: jpeg_busy grows to u16[40] (moving vcn_busy and
- *                  gfx_busy_acc), four more u64[8] accumulators per XCP
- *   The fake emulates one library release at a time (fake_set_library_layout)
- *   and writes exactly that many bytes, as the real library's struct copy does.
- *
- * Firmware cadence: the firmware refreshes the table every fw_period_ns. Each
- * refresh advances firmware_timestamp (10 ns units), accumulation_counter by
- * one and every gfx_busy_acc[xcc] by that XCD's busy percent. A period of 0
- * means manual: the table advances only through fake_tick().
+ *   rsmi_gpu_metrics_t is the library's *public* table, the same as AMD
+ *   SMI's: fake_gpu_metrics.h writes it (layouts by library release, firmware
+ *   cadence), for this fake and amdsmi_fake.c. The fake emulates one library
+ *   release at a time (fake_set_library_layout). A 96-byte one is a ROCm 5.x
+ *   release (Debian's 5.2.3, measured), which also lays rsmi_frequencies_t out
+ *   without has_deep_sleep; the fake then does too.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -38,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "fake_gpu_metrics.h"
 
 /* rsmi_status_t */
 enum {
@@ -79,113 +64,8 @@ typedef struct {
     uint64_t frequency[32];
 } rsmi_frequencies_v5_t;
 
-/* ---- public gpu_metrics layouts ---------------------------------------- */
-struct metrics_header {
-    uint16_t structure_size;
-    uint8_t format_revision;
-    uint8_t content_revision;
-};
-
-#define METRICS_BASE                                                              \
-    struct metrics_header common_header;                                         \
-    uint16_t temperature_edge, temperature_hotspot, temperature_mem;             \
-    uint16_t temperature_vrgfx, temperature_vrsoc, temperature_vrmem;            \
-    uint16_t average_gfx_activity, average_umc_activity, average_mm_activity;    \
-    uint16_t average_socket_power;                                               \
-    uint64_t energy_accumulator;                                                 \
-    uint64_t system_clock_counter;                                               \
-    uint16_t average_gfxclk_frequency, average_socclk_frequency;                 \
-    uint16_t average_uclk_frequency, average_vclk0_frequency;                    \
-    uint16_t average_dclk0_frequency, average_vclk1_frequency;                   \
-    uint16_t average_dclk1_frequency;                                            \
-    uint16_t current_gfxclk, current_socclk, current_uclk, current_vclk0;        \
-    uint16_t current_dclk0, current_vclk1, current_dclk1;                        \
-    uint32_t throttle_status;                                                    \
-    uint16_t current_fan_speed, pcie_link_width, pcie_link_speed;                \
-    uint32_t gfx_activity_acc, mem_activity_acc;                                 \
-    uint16_t temperature_hbm[4];                                                 \
-    uint64_t firmware_timestamp;                                                 \
-    uint16_t voltage_soc, voltage_gfx, voltage_mem;                              \
-    uint64_t indep_throttle_status;                                              \
-    uint16_t current_socket_power;                                               \
-    uint16_t vcn_activity[4];                                                    \
-    uint32_t gfxclk_lock_status;                                                 \
-    uint16_t xgmi_link_width, xgmi_link_speed;                                   \
-    uint64_t pcie_bandwidth_acc, pcie_bandwidth_inst;                            \
-    uint64_t pcie_l0_to_recov_count_acc, pcie_replay_count_acc;                  \
-    uint64_t pcie_replay_rover_count_acc;                                        \
-    uint64_t xgmi_read_data_acc[8], xgmi_write_data_acc[8];                      \
-    uint16_t current_gfxclks[8], current_socclks[4];                             \
-    uint16_t current_vclk0s[4], current_dclk0s[4];                               \
-    uint16_t jpeg_activity[32];                                                  \
-    uint32_t pcie_nak_sent_count_acc, pcie_nak_rcvd_count_acc;
-
-#define METRICS_V16_TAIL(XCP)                                                     \
-    uint64_t accumulation_counter;                                               \
-    uint64_t prochot_residency_acc, ppt_residency_acc, socket_thm_residency_acc; \
-    uint64_t vr_thm_residency_acc, hbm_thm_residency_acc;                        \
-    uint16_t num_partition;                                                      \
-    struct XCP xcp_stats[8];                                                     \
-    uint32_t pcie_lc_perf_other_end_recovery;
-
-struct xcp_v16 {
-    uint32_t gfx_busy_inst[8];
-    uint16_t jpeg_busy[32];
-    uint16_t vcn_busy[4];
-    uint64_t gfx_busy_acc[8];
-};
-struct xcp_v17 {
-    uint32_t gfx_busy_inst[8];
-    uint16_t jpeg_busy[32];
-    uint16_t vcn_busy[4];
-    uint64_t gfx_busy_acc[8];
-    uint64_t gfx_below_host_limit_acc[8];
-};
-struct xcp_v18 {
-    uint32_t gfx_busy_inst[8];
-    uint16_t jpeg_busy[40];
-    uint16_t vcn_busy[4];
-    uint64_t gfx_busy_acc[8];
-    uint64_t gfx_below_host_limit_acc[8];
-    uint64_t gfx_below_host_limit_ppt_acc[8];
-    uint64_t gfx_below_host_limit_thm_acc[8];
-    uint64_t gfx_low_utilization_acc[8];
-    uint64_t gfx_below_host_limit_total_acc[8];
-};
-
-struct public_v15 { METRICS_BASE };
-struct public_v16 { METRICS_BASE METRICS_V16_TAIL(xcp_v16) };
-struct public_v17 {
-    METRICS_BASE METRICS_V16_TAIL(xcp_v17)
-    uint64_t vram_max_bandwidth;
-    uint16_t xgmi_link_status[8];
-};
-struct public_v18 {
-    METRICS_BASE METRICS_V16_TAIL(xcp_v18)
-    uint64_t vram_max_bandwidth;
-    uint16_t xgmi_link_status[8];
-};
-
-_Static_assert(sizeof(struct public_v15) == 424, "1.5-era public table");
-_Static_assert(sizeof(struct public_v16) == 1832, "1.6-era public table (older header)");
-_Static_assert(sizeof(struct public_v17) == 2368, "1.7-era public table");
-_Static_assert(sizeof(struct public_v18) == 4544, "1.8-era public table (2025 header)");
-
-/* Kernel-side table sizes, only echoed in the header's structure_size. */
-static uint16_t kernel_table_size(unsigned revision) {
-    switch (revision) {
-    case 3: return 264;
-    case 4: return 368;
-    case 5: return 440;
-    case 6: return 1448;
-    case 7: return 2032;
-    default: return 4576;
-    }
-}
-
 /* ---- scripted state ----------------------------------------------------- */
 #define MAX_DEVICES 32
-#define MAX_XCD 8
 #define MAX_UNSUPPORTED 16
 
 struct fake_device {
@@ -203,20 +83,7 @@ struct fake_device {
     double busy_pct;  /* <0: mean of the XCD busy values */
     char compute_partition[16];
     char memory_partition[16];
-    /* gpu_metrics */
-    unsigned metrics_revision;  /* 0: rsmi_dev_gpu_metrics_info_get not supported */
-    unsigned num_partition;     /* XCPs in the table */
-    unsigned xcc_per_partition;
-    uint64_t fw_period_ns;
-    double xcd_busy[MAX_XCD];   /* percent, by XCD of this table */
-    double ppt_violation;       /* 0..1 share of firmware ticks power-limited */
-    double thermal_violation;
-    uint64_t throttle_mask;     /* indep_throttle_status for tables <= 1.5 */
-    /* firmware accumulators */
-    uint64_t fw_ticks;
-    uint64_t busy_acc[MAX_XCD];
-    double ppt_acc, thm_acc;
-    int64_t fw_epoch_ns;
+    struct fake_table t;        /* gpu_metrics; t.revision 0: the call is not supported */
     /* failures */
     int lost_status;            /* 0: present; else every call returns this */
     char unsupported[MAX_UNSUPPORTED][48];
@@ -230,28 +97,6 @@ static unsigned g_layout = 4544;
 static int g_init_status = RSMI_STATUS_SUCCESS;
 static int g_initialized;
 static uint64_t g_calls;
-
-static int64_t monotonic_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-/* One firmware refresh: accumulate what the XCDs did during it. */
-static void fw_tick_locked(struct fake_device* d, uint64_t n) {
-    for (unsigned x = 0; x < MAX_XCD; ++x)
-        d->busy_acc[x] += (uint64_t)(d->xcd_busy[x] + 0.5) * n;
-    d->ppt_acc += d->ppt_violation * (double)n;
-    d->thm_acc += d->thermal_violation * (double)n;
-    d->fw_ticks += n;
-}
-
-static void fw_catch_up_locked(struct fake_device* d) {
-    if (d->fw_period_ns == 0) return;
-    int64_t elapsed = monotonic_ns() - d->fw_epoch_ns;
-    uint64_t due = (uint64_t)(elapsed / (int64_t)d->fw_period_ns);
-    if (due > d->fw_ticks) fw_tick_locked(d, due - d->fw_ticks);
-}
 
 static int is_unsupported(const struct fake_device* d, const char* fn) {
     for (unsigned i = 0; i < d->n_unsupported; ++i)
@@ -304,7 +149,8 @@ int fake_add_device(const char* name, uint64_t unique_id, uint64_t bdfid, int32_
     d->busy_pct = -1.0;
     snprintf(d->compute_partition, sizeof(d->compute_partition), "SPX");
     snprintf(d->memory_partition, sizeof(d->memory_partition), "NPS1");
-    d->fw_epoch_ns = monotonic_ns();
+    d->t.fw_epoch_ns = fake_monotonic_ns();
+    d->t.umc_pct = -1.0;  /* ROCm SMI releases never showed it here */
     int index = (int)g_count++;
     pthread_mutex_unlock(&g_lock);
     return index;
@@ -314,7 +160,7 @@ int fake_add_device(const char* name, uint64_t unique_id, uint64_t bdfid, int32_
  * 8192 emulates a future release: the 1.8 struct followed by new all-ones
  * fields, knowing tables up to 1.9. */
 int fake_set_library_layout(unsigned size) {
-    if (size != 96 && size != 424 && size != 1832 && size != 2368 && (size < 4544 || size >= 8192)) return -1;
+    if (!fake_layout_valid(size)) return -1;
     pthread_mutex_lock(&g_lock);
     g_layout = size;
     pthread_mutex_unlock(&g_lock);
@@ -330,24 +176,25 @@ void fake_set_init_status(int status) {
 /* revision: content revision of the table (3..8), 0 = call not supported. */
 int fake_set_metrics(unsigned dev, unsigned revision, unsigned num_partition,
                      unsigned xcc_per_partition, uint64_t fw_period_ns) {
-    if (dev >= g_count || num_partition * xcc_per_partition > MAX_XCD) return -1;
+    if (dev >= g_count || num_partition * xcc_per_partition > FAKE_MAX_XCD) return -1;
     pthread_mutex_lock(&g_lock);
     struct fake_device* d = &g_dev[dev];
-    d->metrics_revision = revision;
-    d->num_partition = num_partition;
-    d->xcc_per_partition = xcc_per_partition;
-    d->fw_period_ns = fw_period_ns;
-    d->fw_epoch_ns = monotonic_ns();
-    d->fw_ticks = 0;
+    d->t.revision = revision;
+    d->t.num_partition = num_partition;
+    d->t.xcc_per_partition = xcc_per_partition;
+    d->t.fw_period_ns = fw_period_ns;
+    d->t.fw_epoch_ns = fake_monotonic_ns();
+    d->t.umc_pct = -1.0;  /* ROCm SMI releases never showed it here */
+    d->t.fw_ticks = 0;
     pthread_mutex_unlock(&g_lock);
     return 0;
 }
 
 int fake_set_xcd_busy(unsigned dev, unsigned xcd, double percent) {
-    if (dev >= g_count || xcd >= MAX_XCD) return -1;
+    if (dev >= g_count || xcd >= FAKE_MAX_XCD) return -1;
     pthread_mutex_lock(&g_lock);
-    fw_catch_up_locked(&g_dev[dev]);  /* what ran before the change stays accounted */
-    g_dev[dev].xcd_busy[xcd] = percent;
+    fake_table_catch_up(&g_dev[dev].t);  /* what ran before the change stays accounted */
+    g_dev[dev].t.xcd_busy[xcd] = percent;
     pthread_mutex_unlock(&g_lock);
     return 0;
 }
@@ -356,7 +203,7 @@ int fake_set_xcd_busy(unsigned dev, unsigned xcd, double percent) {
 int fake_tick(unsigned dev, uint64_t n) {
     if (dev >= g_count) return -1;
     pthread_mutex_lock(&g_lock);
-    fw_tick_locked(&g_dev[dev], n);
+    fake_table_tick(&g_dev[dev].t, n);
     pthread_mutex_unlock(&g_lock);
     return 0;
 }
@@ -374,9 +221,9 @@ int fake_set_value(unsigned dev, const char* key, double value) {
     else if (strcmp(key, "sclk_mhz") == 0) d->sclk_mhz = value;
     else if (strcmp(key, "mclk_mhz") == 0) d->mclk_mhz = value;
     else if (strcmp(key, "busy_pct") == 0) d->busy_pct = value;
-    else if (strcmp(key, "ppt_violation") == 0) { fw_catch_up_locked(d); d->ppt_violation = value; }
-    else if (strcmp(key, "thermal_violation") == 0) { fw_catch_up_locked(d); d->thermal_violation = value; }
-    else if (strcmp(key, "throttle_mask") == 0) d->throttle_mask = (uint64_t)value;
+    else if (strcmp(key, "ppt_violation") == 0) { fake_table_catch_up(&d->t); d->t.ppt_violation = value; }
+    else if (strcmp(key, "thermal_violation") == 0) { fake_table_catch_up(&d->t); d->t.thermal_violation = value; }
+    else if (strcmp(key, "throttle_mask") == 0) d->t.throttle_mask = (uint64_t)value;
     else rc = -2;
     pthread_mutex_unlock(&g_lock);
     return rc;
@@ -588,9 +435,9 @@ int rsmi_dev_busy_percent_get(uint32_t dv_ind, uint32_t* busy_percent) {
     DEVICE_CALL("rsmi_dev_busy_percent_get", dv_ind, busy_percent)
     double pct = d->busy_pct;
     if (pct < 0) {
-        unsigned n = d->num_partition * d->xcc_per_partition;
+        unsigned n = d->t.num_partition * d->t.xcc_per_partition;
         double sum = 0;
-        for (unsigned x = 0; x < n; ++x) sum += d->xcd_busy[x];
+        for (unsigned x = 0; x < n; ++x) sum += d->t.xcd_busy[x];
         pct = n ? sum / n : 0.0;
     }
     *busy_percent = (uint32_t)(pct + 0.5);
@@ -607,90 +454,11 @@ int rsmi_dev_memory_partition_get(uint32_t dv_ind, char* memory_partition, uint3
     DONE(copy_string(memory_partition, len, d->memory_partition));
 }
 
-static unsigned layout_max_revision(unsigned layout) {
-    switch (layout) {
-    case 96: return 3;
-    case 424: return 5;
-    case 1832: return 6;
-    case 2368: return 7;
-    case 4544: return 8;
-    default: return 9;
-    }
-}
-
-/* Fill the xcp_stats of whichever public layout, through a stride. */
-static void fill_xcp(unsigned char* base, size_t stride, size_t acc_offset,
-                     const struct fake_device* d) {
-    for (unsigned p = 0; p < d->num_partition; ++p) {
-        unsigned char* xcp = base + p * stride;
-        uint32_t* inst = (uint32_t*)xcp;
-        uint64_t* acc = (uint64_t*)(xcp + acc_offset);
-        for (unsigned x = 0; x < d->xcc_per_partition; ++x) {
-            unsigned xcd = p * d->xcc_per_partition + x;
-            inst[x] = (uint32_t)(d->xcd_busy[xcd] + 0.5);
-            acc[x] = d->busy_acc[xcd];
-        }
-    }
-}
-
 int rsmi_dev_gpu_metrics_info_get(uint32_t dv_ind, void* out) {
     DEVICE_CALL("rsmi_dev_gpu_metrics_info_get", dv_ind, out)
-    if (d->metrics_revision == 0 || d->metrics_revision > layout_max_revision(g_layout))
+    if (d->t.revision == 0 || d->t.revision > fake_layout_max_revision(g_layout))
         DONE(RSMI_STATUS_NOT_SUPPORTED);
-    fw_catch_up_locked(d);
-
-    /* Build the largest layout, then hand out the emulated release's prefix:
-     * everything up to xcp_stats is identical in all four layouts. */
-    static union {
-        struct public_v15 v15;
-        struct public_v16 v16;
-        struct public_v17 v17;
-        struct public_v18 v18;
-        unsigned char future[8192];
-    } t;
-    memset(&t, 0xFF, sizeof(t));  /* all-ones: no data */
-    struct public_v15* m = &t.v15;
-    unsigned rev = d->metrics_revision;
-    m->common_header.structure_size = kernel_table_size(rev);
-    m->common_header.format_revision = 1;
-    m->common_header.content_revision = (uint8_t)rev;
-    m->temperature_hotspot = (uint16_t)d->temp_c;
-    m->temperature_mem = (uint16_t)d->mem_temp_c;
-    m->system_clock_counter = (uint64_t)monotonic_ns();
-    m->firmware_timestamp = d->fw_ticks * (d->fw_period_ns ? d->fw_period_ns : 1000000ULL) / 10;
-    m->current_uclk = (uint16_t)d->mclk_mhz;
-    double busy = 0;
-    unsigned nxcd = d->num_partition * d->xcc_per_partition;
-    for (unsigned x = 0; x < nxcd; ++x) busy += d->xcd_busy[x];
-    m->average_gfx_activity = (uint16_t)(nxcd ? busy / nxcd + 0.5 : 0);
-    if (rev < 4) {
-        m->temperature_edge = (uint16_t)d->temp_c;
-        m->average_socket_power = (uint16_t)d->power_w;
-        m->current_gfxclk = (uint16_t)d->sclk_mhz;
-    } else {
-        m->current_socket_power = (uint16_t)d->power_w;
-        for (unsigned x = 0; x < nxcd; ++x) m->current_gfxclks[x] = (uint16_t)d->sclk_mhz;
-    }
-    if (rev <= 5) {
-        m->throttle_status = (uint32_t)d->throttle_mask;
-        m->indep_throttle_status = d->throttle_mask;
-    }
-    if (g_layout == 96 && rev >= 2) m->system_clock_counter = m->firmware_timestamp * 10;
-    size_t bytes = g_layout;
-    if (rev >= 6 && g_layout >= 1832) {
-        /* The tail fields before xcp_stats sit at the same offsets in 1.6..1.8. */
-        struct public_v16* m16 = &t.v16;
-        m16->accumulation_counter = d->fw_ticks;
-        m16->ppt_residency_acc = (uint64_t)d->ppt_acc;
-        m16->socket_thm_residency_acc = (uint64_t)d->thm_acc;
-        m16->num_partition = (uint16_t)d->num_partition;
-        if (g_layout == 1832)
-            fill_xcp((unsigned char*)t.v16.xcp_stats, sizeof(struct xcp_v16), 104, d);
-        else if (g_layout == 2368)
-            fill_xcp((unsigned char*)t.v17.xcp_stats, sizeof(struct xcp_v17), 104, d);
-        else
-            fill_xcp((unsigned char*)t.v18.xcp_stats, sizeof(struct xcp_v18), 120, d);
-    }
-    memcpy(out, &t, bytes);
+    struct fake_sensors sensors = {d->power_w, d->temp_c, d->mem_temp_c, d->sclk_mhz, d->mclk_mhz};
+    fake_table_fill(out, g_layout, &d->t, &sensors);
     DONE(RSMI_STATUS_SUCCESS);
 }

@@ -55,7 +55,8 @@ class Backend:
     ``make_driver(devices, seed, **kwargs)`` builds the native driver (what
     ``Engine(driver=name, devices=..., **kwargs)`` calls). ``options`` are the settings it
     adds to ``cuagent run``; their names are global (one flag, one TOML key each), so they
-    carry the backend's name (``nvml_library``). ``driver_args`` turns their values (None
+    carry the backend's name (``nvml_library``), unless several backends share one setting by
+    listing the same Option object (``kfd_root``). ``driver_args`` turns their values (None
     when not set) into ``(devices, kwargs)`` for ``make_driver``; by default there are no
     devices (all of them) and each set option is passed as its ``param`` (or its name).
     ``slow_path(kwargs, process_interval_s, topology_poll_s)`` gives the agent's per-publish
@@ -135,10 +136,12 @@ class _Registry:
     def _add(self, backend: Backend) -> None:
         if backend.name in self._backends:
             raise ValueError(f"a backend named {backend.name!r} is already registered")
-        taken = {o.name: b.name for b in self._backends.values() for o in b.options}
-        clash = [o.name for o in backend.options if o.name in taken]
+        taken = {o.name: (b.name, o) for b in self._backends.values() for o in b.options}
+        # Backends share a setting only by sharing its declaration (the AMD backends' kfd_root):
+        # the same Option object is one flag and one key; another one of the same name clashes.
+        clash = [o.name for o in backend.options if o.name in taken and taken[o.name][1] is not o]
         if clash:
-            raise ValueError(f"option(s) {clash} already belong to backend {taken[clash[0]]!r}")
+            raise ValueError(f"option(s) {clash} already belong to backend {taken[clash[0]][0]!r}")
         self._backends[backend.name] = backend
 
     def register(self, backend: Backend) -> None:

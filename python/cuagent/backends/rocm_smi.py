@@ -13,17 +13,10 @@ from typing import Any, Optional, Sequence
 
 from .. import _core
 from ..options import nonempty
+from ._amd import DEFAULT_KFD_ROOT, KFD_ROOT, device_key, interval_ms, kfd_root as _kfd_root
 from .registry import Backend, Option
 
-DEFAULT_KFD_ROOT = "/sys/class/kfd/kfd"
-
-
-def _device_key(device: Any) -> str:
-    if isinstance(device, bool) or not isinstance(device, (int, str)):
-        raise ValueError(f"rocm_smi: a device is an index or an id string, got {device!r}")
-    if isinstance(device, int) and device < 0:
-        raise ValueError(f"rocm_smi: device index must be >= 0, got {device}")
-    return str(device)
+__all__ = ["BACKEND", "DEFAULT_KFD_ROOT", "make_driver"]
 
 
 def make_driver(
@@ -38,15 +31,12 @@ def make_driver(
     del seed
     if options:
         raise TypeError(f"rocm_smi: unknown option(s) {', '.join(sorted(options))}")
-    if isinstance(min_read_interval_ms, bool) or not isinstance(min_read_interval_ms, (int, float)) \
-            or min_read_interval_ms < 0:
-        raise ValueError(f"rocm_smi: min_read_interval_ms must be a number >= 0, got {min_read_interval_ms!r}")
+    min_read_interval_ms = interval_ms("rocm_smi", "min_read_interval_ms", min_read_interval_ms)
     library = library or os.environ.get("CUAGENT_ROCM_SMI_LIBRARY", "")
-    kfd_root = kfd_root or os.environ.get("CUAGENT_KFD_ROOT", DEFAULT_KFD_ROOT)
-    keys = [_device_key(d) for d in devices] if devices else []
+    keys = [device_key("rocm_smi", d) for d in devices] if devices else []
     return _core.make_rocm_smi_driver(
         library=str(library),
-        kfd_root=str(kfd_root),
+        kfd_root=_kfd_root(kfd_root),
         devices=keys,
         min_read_interval_ns=int(round(min_read_interval_ms * 1e6)),
     )
@@ -58,8 +48,7 @@ BACKEND = Backend(
     options=(
         Option("rocm_smi_library", str, None, "librocm_smi64 to load (default: the loader's path; env "
                "CUAGENT_ROCM_SMI_LIBRARY)", metavar="PATH", check=nonempty, param="library"),
-        Option("kfd_root", str, None, "KFD sysfs directory for AMD topology (default /sys/class/kfd/kfd; "
-               "env CUAGENT_KFD_ROOT)", metavar="PATH", check=nonempty),
+        KFD_ROOT,
     ),
     auto=True,
     auto_priority=20,

@@ -1,7 +1,7 @@
 // The parts of librocm_smi64's C ABI the rocm_smi driver uses, written from
 // rocm_smi.h (no ROCm headers are needed to build cuagent): status codes, enum
-// values, function signatures, and the byte layouts of the public
-// rsmi_gpu_metrics_t of each library release.
+// values and function signatures. The public rsmi_gpu_metrics_t is shared
+// with AMD SMI: amd_common/gpu_metrics.hpp.
 #pragma once
 
 #include <cstddef>
@@ -105,81 +105,4 @@ using TempFn = Status (*)(std::uint32_t, std::uint32_t, std::uint32_t, std::int6
 using ClockFn = Status (*)(std::uint32_t, std::uint32_t, Frequencies*);
 using MetricsFn = Status (*)(std::uint32_t, void*);
 
-// ---- gpu_metrics -----------------------------------------------------------
-//
-// rsmi_dev_gpu_metrics_info_get fills the library's own public table, whatever
-// the kernel's table version: fields the kernel table lacks are all-ones, the
-// header (size, format/content revision) is the kernel table's. The public
-// struct grew with each library release, so its layout is the library's, not
-// the table's:
-//   96 bytes    releases that know tables up to 1.3 (ROCm 5.x; measured on
-//               Debian's 5.2.3): the kernel's 1.1 table; a 1.2 or 1.3 table is
-//               cut to it, its firmware_timestamp x 10 put in
-//               system_clock_counter. (5.2.3 aborts the process, an assertion,
-//               on a 1.4+ table.)
-//   424 bytes   releases that know tables up to 1.5 (no xcp_stats)
-//   1832 bytes  1.6: xcp_stats[8] = {u32 gfx_busy_inst[8], u16 jpeg_busy[32],
-//               u16 vcn_busy[4], u64 gfx_busy_acc[8]} (168 bytes each)
-//   2368 bytes  1.7: + u64 gfx_below_host_limit_acc[8] per XCP (232 bytes),
-//               + vram_max_bandwidth, xgmi_link_status[8] after xcp_stats
-//   4544 bytes  1.8: jpeg_busy grows to u16[40], which moves vcn_busy and
-//               gfx_busy_acc (now at +120), + four u64[8] per XCP (504 bytes)
-// The caller's buffer must hold the largest; which one the library writes is
-// measured once (see detect_public_layout), never assumed from a header.
-namespace metrics {
-
-inline constexpr std::size_t kMaxXcp = 8;
-inline constexpr std::size_t kMaxXcc = 8;
-// Bigger than any known table, so a release newer than 4544 bytes cannot
-// overflow it either (it writes its own, unknown, size; we then decode nothing
-// past the common prefix).
-inline constexpr std::size_t kBufferBytes = 16384;
-
-// Offsets shared by every release (the struct only ever grew at the end).
-inline constexpr std::size_t kStructureSize = 0;     // u16
-inline constexpr std::size_t kFormatRevision = 2;    // u8
-inline constexpr std::size_t kContentRevision = 3;   // u8
-inline constexpr std::size_t kTemperatureEdge = 4;   // u16, C
-inline constexpr std::size_t kTemperatureHotspot = 6;
-inline constexpr std::size_t kAverageGfxActivity = 16;   // u16, %
-inline constexpr std::size_t kAverageSocketPower = 22;   // u16, W (tables < 1.4)
-inline constexpr std::size_t kSystemClockCounter = 32;   // u64, ns (tables < 1.4)
-inline constexpr std::size_t kCurrentGfxclk = 54;        // u16, MHz (tables < 1.4)
-inline constexpr std::size_t kCurrentUclk = 58;          // u16, MHz
-inline constexpr std::size_t kFirmwareTimestamp = 96;    // u64, 10 ns units (1.2+)
-inline constexpr std::size_t kIndepThrottleStatus = 112; // u64 (1.3+)
-inline constexpr std::size_t kCurrentSocketPower = 120;  // u16, W (1.4+)
-inline constexpr std::size_t kCurrentGfxclks = 312;      // u16[8], MHz per XCC (1.4+)
-inline constexpr std::size_t kV15End = 424;
-// 1.6+ (public layouts of 1832 bytes and more)
-inline constexpr std::size_t kAccumulationCounter = 424; // u64
-inline constexpr std::size_t kPptResidencyAcc = 440;     // u64
-inline constexpr std::size_t kSocketThmResidencyAcc = 448;
-inline constexpr std::size_t kNumPartition = 472;        // u16
-inline constexpr std::size_t kXcpStats = 480;
-
-struct PublicLayout {
-    std::size_t size;            // bytes the library writes
-    unsigned max_revision;       // newest table content revision it knows
-    std::size_t xcp_stride;      // 0: no xcp_stats
-    std::size_t gfx_busy_acc;    // offset of gfx_busy_acc inside one XCP entry
-};
-
-inline constexpr PublicLayout kLayoutV13{96, 3, 0, 0};
-inline constexpr PublicLayout kLayoutV15{424, 5, 0, 0};
-inline constexpr PublicLayout kLayoutV16{1832, 6, 168, 104};
-inline constexpr PublicLayout kLayoutV17{2368, 7, 232, 104};
-inline constexpr PublicLayout kLayoutV18{4544, 8, 504, 120};
-inline constexpr PublicLayout kKnownLayouts[] = {kLayoutV13, kLayoutV15, kLayoutV16, kLayoutV17, kLayoutV18};
-
-constexpr std::size_t align8(std::size_t n) { return (n + 7) / 8 * 8; }
-// The stated sizes follow from the entries: xcp_stats, u32 pcie_lc_perf_other_end_recovery,
-// then (1.7+) u64 vram_max_bandwidth and u16 xgmi_link_status[8], padded to 8 bytes.
-static_assert(align8(kXcpStats + kMaxXcp * kLayoutV16.xcp_stride + 4) == kLayoutV16.size);
-static_assert(align8(align8(kXcpStats + kMaxXcp * kLayoutV17.xcp_stride + 4) + 8 + 16) == kLayoutV17.size);
-static_assert(align8(align8(kXcpStats + kMaxXcp * kLayoutV18.xcp_stride + 4) + 8 + 16) == kLayoutV18.size);
-static_assert(kLayoutV16.gfx_busy_acc == 4 * 8 + 2 * 32 + 2 * 4);
-static_assert(kLayoutV18.gfx_busy_acc == 4 * 8 + 2 * 40 + 2 * 4);
-
-}  // namespace metrics
 }  // namespace cuagent::rocm

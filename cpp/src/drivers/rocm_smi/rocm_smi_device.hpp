@@ -1,8 +1,8 @@
 // One physical AMD GPU as the rocm_smi driver sees it: its description, the
 // rsmi devices behind it (one per compute partition on ROCm >= 6.3), which
 // source feeds each counter, where each counter sits in the sample (its
-// CounterTable), and the state carried from one read to the next
-// (accumulators, table timestamp).
+// CounterTable), and its gpu_metrics decoder (amd_common/), which carries the
+// table state from one read to the next.
 #pragma once
 
 #include <cstdint>
@@ -10,12 +10,14 @@
 #include <string>
 #include <vector>
 
-#include "cuagent/topology.hpp"
+#include "amd_common/compute_topology.hpp"
+#include "amd_common/gpu_metrics.hpp"
+#include "amd_common/gpu_metrics_decoder.hpp"
 #include "common/counter_table.hpp"
+#include "cuagent/topology.hpp"
 #include "rocm_smi_abi.hpp"
 #include "rocm_smi_counters.hpp"
 #include "rocm_smi_library.hpp"
-#include "rocm_smi_metrics.hpp"
 
 namespace cuagent {
 struct RocmSmiOptions;
@@ -23,7 +25,7 @@ struct RocmSmiOptions;
 
 namespace cuagent::rocm {
 
-inline constexpr std::size_t kMaxXcd = metrics::kMaxXcp * metrics::kMaxXcc;
+namespace metrics = amd::metrics;
 
 // Where a device-level counter's value comes from, chosen once at discovery
 // by probing each call: the first source that answers wins.
@@ -40,8 +42,7 @@ struct Gpu {
     bool has_table = false;
     std::uint32_t table_device = 0;   // the rsmi device that answers for the GPU
     metrics::PublicLayout layout{0, 0, 0, 0};
-    std::uint32_t xcp_count = 1;      // XCPs in the table (compute partitions)
-    std::uint32_t xcc_per_xcp = 1;
+    amd::XcdShape shape;              // XCPs in the table (compute partitions), XCCs in each
 
     PowerSource power = PowerSource::None;
     TempSource temp = TempSource::None;
@@ -52,12 +53,7 @@ struct Gpu {
 
     // Read-to-read state (sampler thread only).
     std::unique_ptr<unsigned char[]> table;  // metrics::kBufferBytes
-    std::uint64_t last_firmware_timestamp = 0;
-    bool seen_table = false;
-    std::uint64_t last_accumulation = metrics::kNoData64;
-    std::uint64_t last_ppt = metrics::kNoData64;
-    std::uint64_t last_thm = metrics::kNoData64;
-    std::uint64_t last_busy_acc[kMaxXcd];
+    amd::TableDecoder decoder;
 };
 
 // Enumerates the library's devices, groups partitions into physical GPUs,

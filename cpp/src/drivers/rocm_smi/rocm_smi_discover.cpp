@@ -10,10 +10,9 @@
 #include <stdexcept>
 #include <tuple>
 
+#include "amd_common/kfd.hpp"
 #include "cuagent/drivers/rocm_smi.hpp"
-#include "rocm_kfd.hpp"
 #include "rocm_smi_device.hpp"
-#include "rocm_smi_metrics.hpp"
 
 namespace cuagent::rocm {
 
@@ -101,19 +100,14 @@ bool probe_clock(ClockFn fn, std::uint32_t device, std::uint32_t clock, Frequenc
     return false;
 }
 
-std::string upper_token(std::string text) {
-    // Partition strings come back as "SPX", "CPX", "NPS1"; keep the first word.
-    const auto end = text.find_first_of(" \t\n");
-    if (end != std::string::npos) text.resize(end);
-    for (auto& c : text) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    return text;
-}
-
 // Probes the gpu_metrics table of `gpu` and records which fields it carries.
 void probe_table(const Library& lib, Gpu& gpu) {
     const auto& fn = lib.fn();
+    if (fn.gpu_metrics == nullptr) return;
     for (const std::uint32_t device : gpu.rsmi) {
-        const metrics::LayoutProbe probe = metrics::probe_public_layout(fn.gpu_metrics, device, gpu.table.get());
+        const metrics::LayoutProbe probe = metrics::probe_public_layout(
+            [&](unsigned char* buffer) { return static_cast<std::uint32_t>(fn.gpu_metrics(device, buffer)); },
+            gpu.table.get());
         if (probe.status != kSuccess || probe.layout.size == 0) continue;
         gpu.has_table = true;
         gpu.table_device = device;
@@ -122,27 +116,7 @@ void probe_table(const Library& lib, Gpu& gpu) {
     }
 }
 
-bool table_has(const Gpu& gpu, std::size_t offset16) {
-    return metrics::u16_at(gpu.table.get(), offset16) != metrics::kNoData16;
-}
-
-// Per-XCD data: a 1.6+ table in a layout whose xcp_stats we know, with at
-// least one XCD reading.
-bool table_has_xcd(const Gpu& gpu) {
-    const unsigned char* t = gpu.table.get();
-    if (gpu.layout.xcp_stride == 0 || metrics::content_revision(t) < 6) return false;
-    // The table holds at most kMaxXcp partitions of kMaxXcc XCCs: a topology
-    // beyond that cannot be read from it (per-XCD counters stay absent).
-    if (gpu.xcp_count > metrics::kMaxXcp || gpu.xcc_per_xcp > metrics::kMaxXcc) return false;
-    for (std::uint32_t p = 0; p < gpu.xcp_count; ++p) {
-        const unsigned char* entry = t + metrics::kXcpStats + p * gpu.layout.xcp_stride;
-        for (std::uint32_t x = 0; x < gpu.xcc_per_xcp; ++x) {
-            if (metrics::u32_at(entry, 4 * x) != metrics::kNoData32) return true;
-            if (metrics::u64_at(entry, gpu.layout.gfx_busy_acc + 8 * x) != metrics::kNoData64) return true;
-        }
-    }
-    return false;
-}
+bool table_has(const Gpu& gpu, std::size_t offset16) { return metrics::has_u16(gpu.table.get(), offset16); }
 
 void declare_counters(const Library& lib, Gpu& gpu) {
     const auto& fn = lib.fn();
@@ -153,7 +127,8 @@ void declare_counters(const Library& lib, Gpu& gpu) {
     const char* part_level = partitioned ? kPartitionLevel : kDeviceLevel;
 
     auto declare = [&](Counter id, const char* level = nullptr) { gpu.counters.declare(d, id, level); };
-    if (gpu.has_table && table_has_xcd(gpu)) declare(kActive);
+    if (gpu.has_table && metrics::has_xcd_activity(gpu.table.get(), gpu.layout, gpu.shape.xcps, gpu.shape.xccs_per_xcp))
+        declare(kActive);
     bool busy = probe_busy(fn.busy_percent, primary);
     bool used = probe_memory(fn.memory_usage, primary);
     for (const std::uint32_t device : gpu.rsmi) {
@@ -191,64 +166,25 @@ void declare_counters(const Library& lib, Gpu& gpu) {
     if (gpu.has_table && revision <= 5 && gpu.layout.size > metrics::kIndepThrottleStatus &&
         metrics::u64_at(gpu.table.get(), metrics::kIndepThrottleStatus) != metrics::kNoData64)
         declare(kThrottle);
-    if (gpu.has_table && revision >= 6 && gpu.layout.size >= metrics::kLayoutV16.size &&
-        metrics::u64_at(gpu.table.get(), metrics::kAccumulationCounter) != metrics::kNoData64) {
+    if (gpu.has_table && metrics::has_accumulators(gpu.table.get(), gpu.layout)) {
         declare(kPowerViolation);
         declare(kThermalViolation);
     }
 }
 
-// Units, levels (xcd/se/cu), layout and partitions from the GPU's KFD nodes,
-// in partition order. KFD gives counts, not which CU sits in which shader
-// engine; CUs are numbered XCD by XCD and split evenly over each XCD's
-// engines (38 CUs over 4 engines: 10, 9, 10, 9).
-void build_topology(Gpu& gpu, const std::vector<KfdNode>& nodes, const std::string& compute,
-                    const std::string& memory, const std::vector<std::uint64_t>& partition_memory) {
-    DeviceDescription& d = gpu.desc;
-    std::uint32_t xcds = 0, ses = 0, cus = 0;
-    for (const auto& n : nodes) {
-        xcds += n.xccs;
-        ses += n.shader_engines;
-        cus += n.cus;
-    }
-    d.unit_kind = "cu";
-    d.units = cus;
-    d.levels = {"xcd", "se", "cu"};
-    d.counts = {xcds, ses, cus};
-    d.layout.assign(2, std::vector<std::uint16_t>(cus));
-    d.layout_source = "vendor";
-
-    std::uint32_t cu = 0, xcd = 0, se = 0;
-    std::string profile = compute;
-    if (!memory.empty()) profile += profile.empty() ? memory : " " + memory;
-    for (std::size_t p = 0; p < nodes.size(); ++p) {
-        const KfdNode& n = nodes[p];
-        const std::uint32_t cus_per_xcd = n.cus / n.xccs;
-        const std::uint32_t ses_per_xcd = n.shader_engines / n.xccs;
-        Partition part;
-        part.id = std::to_string(p);
-        part.kind = nodes.size() == 1 ? "whole" : "xcp";
-        part.units = n.cus;
-        part.profile = profile;
-        part.memory_bytes = p < partition_memory.size() ? partition_memory[p] : d.memory_bytes;
-        for (std::uint32_t x = 0; x < n.xccs; ++x, ++xcd) {
-            for (std::uint32_t c = 0; c < cus_per_xcd; ++c, ++cu) {
-                d.layout[0][cu] = static_cast<std::uint16_t>(xcd);
-                d.layout[1][cu] = static_cast<std::uint16_t>(se + c * ses_per_xcd / cus_per_xcd);
-                if (nodes.size() > 1) part.unit_ids.push_back(static_cast<std::uint16_t>(cu));
-            }
-            se += ses_per_xcd;
-        }
-        d.partitions.push_back(std::move(part));
-    }
-    gpu.xcp_count = static_cast<std::uint32_t>(nodes.size());
-    gpu.xcc_per_xcp = nodes.front().xccs;
-    for (const auto& n : nodes) {
-        if (n.xccs != gpu.xcc_per_xcp) {
-            throw std::runtime_error("rocm_smi: device " + d.pci + " has partitions with different XCC counts; "
-                                     "the gpu_metrics xcp_stats cannot be mapped to XCDs");
-        }
-    }
+// The gpu_metrics fields the decoder writes: those whose source is the table.
+amd::TableTargets table_targets(const Gpu& gpu) {
+    const drivers::CounterTable& at = gpu.counters;
+    amd::TableTargets t;
+    if (gpu.power == PowerSource::Table) t.power = at.offset(kPower);
+    if (gpu.temp == TempSource::Table) t.temp = at.offset(kTemp);
+    if (gpu.sm_clock == ClockSource::Table) t.sm_clock = at.offset(kSmClock);
+    if (gpu.mem_clock == ClockSource::Table) t.mem_clock = at.offset(kMemClock);
+    t.throttle = at.offset(kThrottle);
+    t.power_violation = at.offset(kPowerViolation);
+    t.thermal_violation = at.offset(kThermalViolation);
+    t.xcd_active = at.offset(kActive);
+    return t;
 }
 
 bool selected(const RocmSmiOptions& options, std::size_t physical, const std::string& id) {
@@ -284,7 +220,12 @@ std::vector<Gpu> discover(const Library& lib, const RocmSmiOptions& options) {
         by_pci[key].push_back(devices[i]);
     }
 
-    const std::vector<KfdNode> kfd = read_kfd_gpu_nodes(options.kfd_root);
+    std::vector<amd::KfdNode> kfd;
+    try {
+        kfd = amd::read_kfd_gpu_nodes(options.kfd_root);
+    } catch (const std::runtime_error& e) {
+        throw std::runtime_error(std::string("rocm_smi: ") + e.what());
+    }
     std::vector<Gpu> gpus;
     for (std::size_t physical = 0; physical < order.size(); ++physical) {
         std::vector<RsmiDevice> members = by_pci[order[physical]];
@@ -300,19 +241,14 @@ std::vector<Gpu> discover(const Library& lib, const RocmSmiOptions& options) {
         d.backend = "rocm_smi";
         d.pci = primary.bdfid == kNoPci ? std::string() : format_pci(primary.bdfid & ~(std::uint64_t{0xF} << 28));
 
-        std::vector<KfdNode> nodes;
-        for (const auto& n : kfd) {
-            if (primary.bdfid != kNoPci && n.domain == primary.domain() && n.bus_device() == primary.bus_device())
-                nodes.push_back(n);
-        }
+        const std::vector<amd::KfdNode> nodes = primary.bdfid == kNoPci
+            ? std::vector<amd::KfdNode>{} : amd::nodes_of_gpu(kfd, primary.domain(), primary.bus_device());
         if (nodes.empty()) {
             throw std::runtime_error("rocm_smi: no KFD topology node for device " + std::to_string(physical) +
                                      (d.pci.empty() ? std::string(" (no PCI id)") : " (PCI " + d.pci + ")") +
                                      " under " + options.kfd_root +
                                      "/topology/nodes; is /sys/class/kfd visible (containers: mount /sys)?");
         }
-        std::stable_sort(nodes.begin(), nodes.end(),
-                         [](const KfdNode& a, const KfdNode& b) { return a.partition_key() < b.partition_key(); });
 
         std::uint64_t unique = 0;
         if (probe_u64(fn.unique_id, primary.index, &unique) || (unique = nodes.front().unique_id) != 0) {
@@ -342,8 +278,8 @@ std::vector<Gpu> discover(const Library& lib, const RocmSmiOptions& options) {
         std::vector<std::uint64_t> partition_memory;
         std::uint64_t total = 0;
         probe_memory(fn.memory_total, primary.index, &total);
-        const std::string compute = upper_token(call_string(fn.compute_partition, primary.index));
-        const std::string memory = upper_token(call_string(fn.memory_partition, primary.index));
+        const std::string compute = amd::partition_token(call_string(fn.compute_partition, primary.index));
+        const std::string memory = amd::partition_token(call_string(fn.memory_partition, primary.index));
         if (gpu.per_partition) {
             std::uint64_t sum = 0;
             for (const auto& m : members) {
@@ -356,14 +292,14 @@ std::vector<Gpu> discover(const Library& lib, const RocmSmiOptions& options) {
             if (!memory.empty() && memory != "NPS1") total = sum;
         }
         d.memory_bytes = total;
-        build_topology(gpu, nodes, compute, memory, partition_memory);
+        gpu.shape = amd::describe_compute(d, nodes, amd::partition_profile(compute, memory), partition_memory);
 
         gpu.table.reset(new unsigned char[metrics::kBufferBytes]);
-        std::fill(std::begin(gpu.last_busy_acc), std::end(gpu.last_busy_acc), metrics::kNoData64);
         probe_table(lib, gpu);
         declare_counters(lib, gpu);
         d.validate();
         gpu.counters.resolve(d);
+        gpu.decoder.configure(gpu.layout, gpu.shape.xcps, gpu.shape.xccs_per_xcp, d.counts.front(), table_targets(gpu));
         gpus.push_back(std::move(gpu));
     }
 

@@ -1,4 +1,4 @@
-#include "rocm_kfd.hpp"
+#include "kfd.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -9,7 +9,7 @@
 #include <sstream>
 #include <stdexcept>
 
-namespace cuagent::rocm {
+namespace cuagent::amd {
 
 namespace fs = std::filesystem;
 
@@ -17,7 +17,7 @@ namespace {
 
 std::map<std::string, std::uint64_t> read_properties(const fs::path& file) {
     std::ifstream in(file);
-    if (!in) throw std::runtime_error("rocm_smi: cannot read " + file.string());
+    if (!in) throw std::runtime_error("cannot read " + file.string());
     std::map<std::string, std::uint64_t> props;
     std::string line;
     while (std::getline(in, line)) {
@@ -41,7 +41,7 @@ std::uint64_t get(const std::map<std::string, std::uint64_t>& props, const char*
 }
 
 [[noreturn]] void bad_node(const fs::path& file, const std::string& why) {
-    throw std::runtime_error("rocm_smi: KFD node " + file.string() + ": " + why);
+    throw std::runtime_error("KFD node " + file.string() + ": " + why);
 }
 
 std::uint32_t ratio(const fs::path& file, const std::map<std::string, std::uint64_t>& props,
@@ -92,4 +92,14 @@ std::vector<KfdNode> read_kfd_gpu_nodes(const std::string& root) {
     return nodes;
 }
 
-}  // namespace cuagent::rocm
+std::vector<KfdNode> nodes_of_gpu(const std::vector<KfdNode>& nodes, std::uint32_t domain,
+                                  std::uint32_t bus_device) {
+    std::vector<KfdNode> out;
+    for (const auto& n : nodes)
+        if (n.domain == domain && n.bus_device() == bus_device) out.push_back(n);
+    std::stable_sort(out.begin(), out.end(),
+                     [](const KfdNode& a, const KfdNode& b) { return a.partition_key() < b.partition_key(); });
+    return out;
+}
+
+}  // namespace cuagent::amd

@@ -1,4 +1,5 @@
-// The compute topology of AMD GPUs, from the KFD sysfs tree
+// The compute topology of AMD GPUs, from the KFD sysfs tree, for both AMD
+// drivers (rocm_smi, amdsmi)
 // (<root>/topology/nodes/<n>/properties, "name value" lines). Each GPU compute
 // partition is one KFD node: an MI300X in SPX is one node of 8 XCCs, in CPX
 // eight nodes of 1 XCC, all on the same PCI device; kernels put the
@@ -10,7 +11,7 @@
 #include <string>
 #include <vector>
 
-namespace cuagent::rocm {
+namespace cuagent::amd {
 
 struct KfdNode {
     unsigned node = 0;               // directory number under topology/nodes
@@ -35,4 +36,9 @@ struct KfdNode {
 // a GPU node is inconsistent (e.g. simd_count not a multiple of simd_per_cu).
 std::vector<KfdNode> read_kfd_gpu_nodes(const std::string& root);
 
-}  // namespace cuagent::rocm
+// The nodes of one physical GPU (PCI domain, bus/device) among `nodes`, in
+// partition order.
+std::vector<KfdNode> nodes_of_gpu(const std::vector<KfdNode>& nodes, std::uint32_t domain,
+                                  std::uint32_t bus_device);
+
+}  // namespace cuagent::amd

@@ -1,8 +1,8 @@
-#include "rocm_smi_metrics.hpp"
+#include "gpu_metrics.hpp"
 
 #include <initializer_list>
 
-namespace cuagent::rocm::metrics {
+namespace cuagent::amd::metrics {
 
 namespace {
 
@@ -14,16 +14,16 @@ std::size_t written_extent(const unsigned char* buffer, unsigned char canary) no
 
 }  // namespace
 
-LayoutProbe probe_public_layout(MetricsFn fn, std::uint32_t device, unsigned char* buffer) noexcept {
+LayoutProbe probe_public_layout(const std::function<std::uint32_t(unsigned char*)>& fill,
+                                unsigned char* buffer) {
     LayoutProbe probe;
-    if (fn == nullptr) return probe;
     // Two canaries: a last field that happens to equal one canary byte cannot
     // equal both.
     std::size_t written = 0;
     for (const unsigned char canary : {static_cast<unsigned char>(0xA5), static_cast<unsigned char>(0x5A)}) {
         std::memset(buffer, canary, kBufferBytes);
-        probe.status = fn(device, buffer);
-        if (probe.status != kSuccess) return probe;
+        probe.status = fill(buffer);
+        if (probe.status != 0) return probe;
         const std::size_t extent = written_extent(buffer, canary);
         if (extent > written) written = extent;
     }
@@ -46,6 +46,27 @@ LayoutProbe probe_public_layout(MetricsFn fn, std::uint32_t device, unsigned cha
     return probe;
 }
 
+bool has_xcd_activity(const unsigned char* t, const PublicLayout& layout, std::uint32_t xcps,
+                      std::uint32_t xccs_per_xcp) noexcept {
+    if (layout.xcp_stride == 0 || content_revision(t) < 6) return false;
+    // The table holds at most kMaxXcp partitions of kMaxXcc XCCs: a topology
+    // beyond that cannot be read from it (per-XCD counters stay absent).
+    if (xcps > kMaxXcp || xccs_per_xcp > kMaxXcc) return false;
+    for (std::uint32_t p = 0; p < xcps; ++p) {
+        const unsigned char* entry = t + kXcpStats + p * layout.xcp_stride;
+        for (std::uint32_t x = 0; x < xccs_per_xcp; ++x) {
+            if (u32_at(entry, 4 * x) != kNoData32) return true;
+            if (u64_at(entry, layout.gfx_busy_acc + 8 * x) != kNoData64) return true;
+        }
+    }
+    return false;
+}
+
+bool has_accumulators(const unsigned char* t, const PublicLayout& layout) noexcept {
+    return content_revision(t) >= 6 && layout.size >= kLayoutV16.size &&
+           u64_at(t, kAccumulationCounter) != kNoData64;
+}
+
 float fold_throttle(std::uint64_t status) noexcept {
     if (status == kNoData64) return std::numeric_limits<float>::quiet_NaN();
     unsigned folded = 0;
@@ -56,4 +77,4 @@ float fold_throttle(std::uint64_t status) noexcept {
     return static_cast<float>(folded);
 }
 
-}  // namespace cuagent::rocm::metrics
+}  // namespace cuagent::amd::metrics

@@ -1,0 +1,37 @@
+"""What the AMD backends (rocm_smi, amdsmi) share: the KFD sysfs root both read the compute
+topology from (one setting, declared once, given to whichever AMD backend runs) and how a
+device is named in ``devices``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+from ..options import Option, nonempty
+
+DEFAULT_KFD_ROOT = "/sys/class/kfd/kfd"
+
+#: ``--kfd-root`` / ``kfd_root``: one Option object, in both backends' options (the registry
+#: lets backends share a setting only by sharing its declaration).
+KFD_ROOT = Option("kfd_root", str, None, "KFD sysfs directory for AMD topology, both AMD backends "
+                  "(default /sys/class/kfd/kfd; env CUAGENT_KFD_ROOT)", metavar="PATH", check=nonempty)
+
+
+def kfd_root(given: Optional[str]) -> str:
+    return str(given or os.environ.get("CUAGENT_KFD_ROOT", DEFAULT_KFD_ROOT))
+
+
+def device_key(backend: str, device: Any) -> str:
+    """A ``devices`` entry as the C++ drivers take it: an index or an id, as a string."""
+    if isinstance(device, bool) or not isinstance(device, (int, str)):
+        raise ValueError(f"{backend}: a device is an index or an id string, got {device!r}")
+    if isinstance(device, int) and device < 0:
+        raise ValueError(f"{backend}: device index must be >= 0, got {device}")
+    return str(device)
+
+
+def interval_ms(backend: str, name: str, value: Any) -> float:
+    """A non-negative interval option, named in the error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"{backend}: {name} must be a number >= 0, got {value!r}")
+    return float(value)

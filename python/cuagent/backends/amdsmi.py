@@ -1,0 +1,173 @@
+"""AMD GPUs through AMD SMI (libamd_smi, dlopen'd by the C++ driver) and the KFD topology.
+
+AMD SMI is the library current ROCm ships (ROCm SMI is no longer in TheRock builds); this
+backend reports what ``rocm_smi`` reports for the same hardware (``levels.xcd``, partitions,
+``idle_units``), plus memory activity, ECC counts and the processes on each device.
+``--driver auto`` tries it before ``rocm_smi``.
+
+Options (also settable from the environment, for agents started by systemd or Kubernetes):
+  library   path or name of libamd_smi (CUAGENT_AMDSMI_LIBRARY); default: the loader's search
+  kfd_root  KFD sysfs directory (CUAGENT_KFD_ROOT); default /sys/class/kfd/kfd
+  min_read_interval_ms  shortest interval between reads of one device (default 10 ms)
+  ecc_interval_s        ECC counts are re-read at most this often (default 1 s)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Optional, Sequence
+
+from .. import _core
+from ..options import nonempty
+from ..slow_path import SlowPath
+from ._amd import KFD_ROOT, device_key, interval_ms, kfd_root as _kfd_root
+from .registry import Backend, Option
+
+__all__ = ["BACKEND", "AmdSmiSlowPath", "make_driver"]
+
+log = logging.getLogger(__name__)
+
+
+def _library(library: Optional[str]) -> str:
+    return str(library or os.environ.get("CUAGENT_AMDSMI_LIBRARY", ""))
+
+
+def make_driver(
+    devices: Optional[Sequence[Any]],
+    seed: int,
+    library: Optional[str] = None,
+    kfd_root: Optional[str] = None,
+    min_read_interval_ms: float = 10.0,
+    ecc_interval_s: float = 1.0,
+    **options: Any,
+) -> Any:
+    """Build the amdsmi driver. `seed` is unused: real hardware is not simulated."""
+    del seed
+    if options:
+        raise TypeError(f"amdsmi: unknown option(s) {', '.join(sorted(options))}")
+    min_read_interval_ms = interval_ms("amdsmi", "min_read_interval_ms", min_read_interval_ms)
+    ecc_interval_s = interval_ms("amdsmi", "ecc_interval_s", ecc_interval_s)
+    keys = [device_key("amdsmi", d) for d in devices] if devices else []
+    driver, notes = _core.make_amdsmi_driver(
+        library=_library(library),
+        kfd_root=_kfd_root(kfd_root),
+        devices=keys,
+        min_read_interval_ns=int(round(min_read_interval_ms * 1e6)),
+        ecc_interval_ns=int(round(ecc_interval_s * 1e9)),
+    )
+    for line in notes:
+        log.info("%s", line)
+    return driver
+
+
+class AmdSmiSlowPath(SlowPath):
+    """The agent's per-publish queries on AMD SMI: each device's processes, at most once per
+    ``process_interval_s``, and its partition modes, compared every ``topology_poll_s`` (a
+    change makes the agent rebuild its engine: the KFD nodes, hence the partitions, change
+    with them).
+
+    A process's ``sm`` is its GFX engine time over the time between two lists
+    (``engine_usage.gfx``, summed over the device's partitions), divided by the device's
+    partitions, so it is a share of the whole device; a process seen for the first time has
+    no ``sm`` yet (nothing to take a difference from). ``mem`` is its VRAM."""
+
+    def __init__(self, library: Optional[str], kfd_root: Optional[str], process_interval_s: float,
+                 topology_poll_s: float) -> None:
+        if process_interval_s <= 0 or topology_poll_s <= 0:
+            raise ValueError(
+                f"process interval and topology poll must be > 0 s, got {process_interval_s}, {topology_poll_s}")
+        self._queries = _core.make_amdsmi_slow_queries(library=_library(library), kfd_root=_kfd_root(kfd_root))
+        self.process_interval_s = process_interval_s
+        self.topology_poll_s = topology_poll_s
+        self._listed: dict[int, tuple[float, Optional[list[dict[str, Any]]]]] = {}
+        self._gfx: dict[int, tuple[float, dict[int, int]]] = {}  # device -> (when, pid -> gfx ns)
+        self._modes = self._partition_modes()
+        self._next_topology: Optional[float] = None
+
+    def close(self) -> None:
+        self._queries = None  # the library is shut down when the driver lets go too
+
+    def _partition_modes(self) -> dict[int, tuple[str, str]]:
+        return {i: tuple(self._queries.partition_modes(i)) for i in self._queries.devices}
+
+    def processes(self, device_index: int, now: float) -> Optional[list[dict[str, Any]]]:
+        cached = self._listed.get(device_index)
+        if cached is not None and now - cached[0] < self.process_interval_s:
+            return cached[1]
+        result: Optional[list[dict[str, Any]]] = None
+        try:
+            result = self._list(device_index, now)
+        except Exception as e:  # noqa: BLE001 — unsupported, or the GPU is gone: absent, not fatal
+            log.debug("processes of device %d not available: %s", device_index, e)
+            self._gfx.pop(device_index, None)
+        self._listed[device_index] = (now, result)
+        return result
+
+    def _list(self, device_index: int, now: float) -> list[dict[str, Any]]:
+        import psutil
+
+        listed = self._queries.processes(device_index)
+        partitions = max(1, int(self._queries.partitions(device_index)))
+        before = self._gfx.get(device_index)
+        self._gfx[device_index] = (now, {int(p["pid"]): int(p["gfx_ns"]) for p in listed})
+        out = []
+        for p in listed:
+            pid = int(p["pid"])
+            entry: dict[str, Any] = {"pid": pid}
+            if before is not None and pid in before[1] and now > before[0]:
+                busy_ns = int(p["gfx_ns"]) - before[1][pid]
+                if busy_ns >= 0:  # a smaller count: the process reopened the device; no difference
+                    entry["sm"] = min(1.0, busy_ns / ((now - before[0]) * 1e9 * partitions))
+            entry["mem"] = int(p["vram_bytes"])
+            name = str(p["name"])
+            if not name:
+                try:
+                    name = psutil.Process(pid).name()
+                except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                    name = ""
+            entry["name"] = name
+            out.append(entry)
+        return out
+
+    def topology_changed(self, now: float) -> bool:
+        if self._next_topology is None:
+            self._next_topology = now + self.topology_poll_s
+        if now < self._next_topology:
+            return False
+        self._next_topology = now + self.topology_poll_s
+        try:
+            modes = self._partition_modes()
+        except Exception as e:  # noqa: BLE001 — e.g. one GPU lost: look again next time
+            log.debug("partition mode check failed: %s", e)
+            return False
+        if modes == self._modes:
+            return False
+        log.info("AMD partition modes changed: %s -> %s", self._modes, modes)
+        if any(modes.get(i, ("", ""))[0] != old[0] for i, old in self._modes.items()):
+            # KFD shows the new partitions at once, but AMD SMI enumerates its processors at
+            # amdsmi_init, which cannot be redone under a running engine (the handles die).
+            log.warning("an AMD compute partition mode changed: the rebuilt engine has the new partitions from "
+                        "KFD, but AMD SMI keeps its processors of before until the agent restarts, so counters "
+                        "read per partition may be read for the whole GPU until then")
+        self._modes = modes
+        return True
+
+
+def _slow_path(options: dict[str, Any], process_interval_s: float, topology_poll_s: float) -> SlowPath:
+    return AmdSmiSlowPath(options.get("library"), options.get("kfd_root"), process_interval_s, topology_poll_s)
+
+
+BACKEND = Backend(
+    name="amdsmi",
+    make_driver=make_driver,
+    options=(
+        Option("amdsmi_library", str, None, "libamd_smi to load (default: the loader's path, then /opt/rocm/lib; "
+               "env CUAGENT_AMDSMI_LIBRARY)", metavar="PATH", check=nonempty, param="library"),
+        KFD_ROOT,
+    ),
+    slow_path=_slow_path,
+    auto=True,
+    auto_priority=15,  # before rocm_smi (20): the library current ROCm ships
+    help="AMD GPUs: AMD SMI (ROCm 7 and later) and the KFD topology",
+)

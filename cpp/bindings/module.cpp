@@ -11,6 +11,7 @@ void register_driver_io(py::module_& m);
 void register_mock(py::module_& m);
 void register_nvml(py::module_& m);
 void register_rocm_smi(py::module_& m);
+void register_cupti(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "cuagent's compiled core: drivers, sampler, lock-free aggregation (private; use cuagent)";
@@ -21,4 +22,5 @@ PYBIND11_MODULE(_core, m) {
     register_mock(m);
     register_nvml(m);
     register_rocm_smi(m);
+    register_cupti(m);
 }

@@ -169,6 +169,7 @@ DeviceAggregator::DeviceAggregator(const DeviceDescription& device,
         for (std::uint32_t i = slot.offset; i < slot.offset + slot.elements; ++i) {
             if (plan_->aggregation[c] == Aggregation::BitOr) bitor_values_.push_back(i);
             if (plan_->aggregation[c] == Aggregation::Last) last_values_.push_back(i);
+            if (plan_->aggregation[c] == Aggregation::Sum) sum_values_.push_back(i);
         }
     }
     std::uint32_t largest_level = 0;
@@ -258,6 +259,8 @@ void DeviceAggregator::finish_window() noexcept {
     for (std::uint32_t i : bitor_values_)
         out.mean[i] = out.max[i] = count_[i] ? static_cast<float>(bits_[i]) : kNaN;
     for (std::uint32_t i : last_values_) out.mean[i] = out.max[i] = last_[i];
+    for (std::uint32_t i : sum_values_)
+        out.mean[i] = out.max[i] = count_[i] ? static_cast<float>(total_[i] + sum_[i]) : kNaN;
     for (std::size_t c = 0; c < plan_->layout.counters(); ++c) {
         const auto& slot = plan_->layout.slot(c);
         std::uint8_t any = 0;

@@ -8,6 +8,7 @@ class Aggregation:
     mean: Aggregation
     bit_or: Aggregation
     last: Aggregation
+    sum: Aggregation
 
 class CounterSpec:
     name: str

@@ -15,7 +15,8 @@ void register_topology(py::module_& m) {
         .value("mean", Aggregation::Mean)
         .value("bit_or", Aggregation::BitOr)
         .value("last", Aggregation::Last)
-        .value("sum", Aggregation::Sum);
+        .value("sum", Aggregation::Sum)
+        .value("max", Aggregation::Max);
 
     py::class_<CounterSpec>(m, "CounterSpec")
         .def(py::init<>())

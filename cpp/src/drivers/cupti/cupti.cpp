@@ -25,12 +25,14 @@ using namespace cupti;
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
 enum Counter : std::uint32_t {
-    kSmActive, kSmActiveMax, kSmActiveMin, kTensor, kInstIssue, kSmIdle, kDramRead, kDramWrite,
+    kSmActive, kSmActivePeak, kSmActiveMax, kSmActiveMin, kTensor, kInstIssue, kSmIdle, kDramRead, kDramWrite,
     kNvlinkRx, kNvlinkTx, kPcieRead, kPcieWrite, kGpcClock, kSamples, kCounterCount,
 };
 constexpr drivers::CounterDef kCounters[] = {
     {kSmActive, "pm_sm_active", kDeviceLevel, "ratio",
-     "mean over SMs of the fraction of cycles active (CUPTI PM sampling sm__cycles_active.avg); window max: burst peak"},
+     "mean over SMs of the fraction of cycles active (CUPTI PM sampling sm__cycles_active.avg)"},
+    {kSmActivePeak, "pm_sm_active_peak", kDeviceLevel, "ratio",
+     "largest pm_sm_active of one kHz sample in the window (burst peak)", Aggregation::Max},
     {kSmActiveMax, "pm_sm_active_max", kDeviceLevel, "ratio",
      "busiest SM's fraction of cycles active per kHz sample (sm__cycles_active.max)"},
     {kSmActiveMin, "pm_sm_active_min", kDeviceLevel, "ratio",
@@ -160,6 +162,7 @@ public:
         double sums[kCounterCount - 1] = {};
         std::uint32_t counts[kCounterCount - 1] = {};
         std::uint32_t n = 0;
+        float peak = kNaN;
         while (const void* slot = d.ring->front()) {
             const auto* s = static_cast<const PmSample*>(slot);
             if (s->t_ns > now_ns) break;  // belongs to a later tick
@@ -167,6 +170,7 @@ public:
                 // Its window is over: counted nowhere rather than in the wrong one.
                 d.late.fetch_add(1, std::memory_order_relaxed);
             } else {
+                if (!(peak >= s->values[kSmActive])) peak = s->values[kSmActive];  // NaN: first wins
                 for (std::size_t c = 0; c + 1 < kCounterCount; ++c)
                     if (std::isfinite(s->values[c])) {
                         sums[c] += s->values[c];
@@ -179,6 +183,7 @@ public:
         if (n == 0) return ReadStatus::Ok;  // nothing new: absent, never the last values again
         for (std::size_t c = 0; c + 1 < kCounterCount; ++c)
             if (counts[c]) values[table_.offset(static_cast<std::uint32_t>(c))] = static_cast<float>(sums[c] / counts[c]);
+        values[table_.offset(kSmActivePeak)] = peak;
         values[table_.offset(kSamples)] = static_cast<float>(n);
         return ReadStatus::Ok;
     }
@@ -518,6 +523,7 @@ private:
         auto* s = static_cast<PmSample*>(slot);
         s->t_ns = static_cast<std::int64_t>(start + (end - start) / 2) + d.offset_ns;
         s->values[kSmActive] = ratio_of_cycles(raw[kSmCyclesAvg]);
+        s->values[kSmActivePeak] = kNaN;  // filled by read(): the largest kSmActive it folds
         s->values[kSmActiveMax] = ratio_of_cycles(raw[kSmCyclesMax]);
         s->values[kSmActiveMin] = ratio_of_cycles(raw[kSmCyclesMin]);
         s->values[kTensor] = pct(raw[kTensorPct]);

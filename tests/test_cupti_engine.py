@@ -1,0 +1,62 @@
+"""NVML and the CUPTI source on one device: one engine device, counters from both.
+
+CUPTI's kHz counters merge into the NVML device's windows; while CUPTI is
+paused (the operator, or a profiler holding the counters) they are absent,
+never stale, and NVML's counters go on unaffected.
+"""
+from __future__ import annotations
+
+import pytest
+
+import cupti_fake
+
+pytest.importorskip("cuagent._core")
+if cupti_fake.compiler() is None:
+    pytest.skip("no C compiler for the fake libcupti", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def fake_cupti(tmp_path_factory):
+    return cupti_fake.build(tmp_path_factory.mktemp("fake_cupti"))
+
+
+def test_one_device_with_counters_from_nvml_and_cupti(fake_cupti, fake_nvml):
+    script = fake_nvml.script("devices 1\n")
+    out = cupti_fake.run(fake_cupti, f"""
+        fake.fake_cupti_set_active(0.4, 0.95, 0.05)
+        nvml, _ = _core.make_nvml_driver(library={str(fake_nvml.library)!r})
+        cupti = source(devices=[0])
+        engine = _core.Engine(nvml, rate_hz=1000, window_ns=100_000_000, sources=[(0, cupti, 0)])
+        names = [c.name for c in engine.device(0).counters]
+        engine.start()
+        def window():
+            return engine.latest(0) or {{"device": {{}}, "seq": 0}}
+        assert wait(lambda: window()["device"].get("pm_samples", 0) >= 50 and "power" in window()["device"])
+        sampling = window()
+        cupti.pause("operator")
+        assert wait(lambda: fake.fake_cupti_enabled() == 0)
+        seq = window()["seq"]
+        assert wait(lambda: window()["seq"] >= seq + 3)
+        paused = window()
+        cupti.resume()
+        assert wait(lambda: "pm_sm_active" in window()["device"])
+        engine.stop()
+        print(json.dumps({{"units": engine.device(0).units, "names": names, "sampling": sampling, "paused": paused}}))
+    """, env=fake_nvml.env(script))
+    names = out["names"]
+    assert "power" in names and "pm_sm_active" in names and names.index("power") < names.index("pm_sm_active")
+    dev = out["sampling"]["device"]
+    assert dev["pm_sm_active"] == pytest.approx(0.4, abs=1e-3)
+    assert dev["pm_sm_active_peak"] == pytest.approx(0.4, abs=1e-3)
+    assert dev["pm_sm_active_max"] == pytest.approx(0.95, abs=1e-3)
+    assert dev["pm_sm_active_min"] == pytest.approx(0.05, abs=1e-3)
+    assert dev["pm_tensor_active"] == pytest.approx(0.25)
+    assert dev["pm_nvlink_rx"] == pytest.approx(1e9, rel=1e-3)
+    assert dev["pm_gpc_clock"] == pytest.approx(1.5e9)
+    # About 100 kHz samples per 100 ms window, none counted in a window not its own.
+    assert 50 <= dev["pm_samples"] <= 101
+    # idle_units from the kHz mean: (1 - 0.4) x SMs.
+    assert out["sampling"]["idle_units"] == pytest.approx(0.6 * out["units"], rel=1e-3)
+    paused = out["paused"]["device"]
+    assert not any(k.startswith("pm_") for k in paused)  # absent, never stale
+    assert "power" in paused and "mem_used" in paused  # NVML unaffected

@@ -38,11 +38,12 @@ PRELUDE = """
 import ctypes, json, sys, time
 from cuagent import _core
 LIB = sys.argv[1]
-fake = ctypes.CDLL(LIB)
-fake.fake_cupti_fail.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int]
-fake.fake_cupti_set_active.argtypes = [ctypes.c_double] * 3
-fake.fake_cupti_log.restype = ctypes.c_size_t
-fake.fake_cupti_log.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+fake = ctypes.CDLL(LIB) if LOAD_FAKE else None
+if fake is not None:
+    fake.fake_cupti_fail.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int]
+    fake.fake_cupti_set_active.argtypes = [ctypes.c_double] * 3
+    fake.fake_cupti_log.restype = ctypes.c_size_t
+    fake.fake_cupti_log.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 
 def calls():
     buf = ctypes.create_string_buffer(1 << 16)
@@ -70,6 +71,7 @@ def state(src, i=0):
 """
 
 
-def run(library: Path, body: str, timeout: float = 90.0, env: dict[str, str] | None = None) -> Any:
-    code = PRELUDE + textwrap.dedent(body)
+def run(library: Path, body: str, timeout: float = 90.0, env: dict[str, str] | None = None,
+        load_fake: bool = True) -> Any:
+    code = f"LOAD_FAKE = {load_fake!r}\n" + PRELUDE + textwrap.dedent(body)
     return last_json(run_python(code, library, env=env, timeout=timeout, what="cupti source run"))

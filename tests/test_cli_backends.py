@@ -148,6 +148,7 @@ def test_built_in_backends_come_from_their_modules():
     # Each option belongs to exactly one backend, and is a setting of cuagent run.
     owners = {o.name: b.name for b in built_in.values() for o in b.options}
     assert owners == {"mock_devices": "mock", "mock_faults": "mock", "nvml_library": "nvml",
+                      "cupti": "nvml", "cupti_rate_hz": "nvml", "cupti_library": "nvml", "profiling_socket": "nvml",
                       "rocm_smi_library": "rocm_smi", "kfd_root": "rocm_smi"}
     assert set(owners) <= set(config_mod.options())
     cfg = config_mod.build({"nvml_library": "/opt/libnvidia-ml.so.1", "kfd_root": "/tmp/kfd"}, {"driver": "nvml"})

@@ -6,6 +6,8 @@ never stale, and NVML's counters go on unaffected.
 """
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 
 import cupti_fake
@@ -60,3 +62,63 @@ def test_one_device_with_counters_from_nvml_and_cupti(fake_cupti, fake_nvml):
     paused = out["paused"]["device"]
     assert not any(k.startswith("pm_") for k in paused)  # absent, never stale
     assert "power" in paused and "mem_used" in paused  # NVML unaffected
+
+
+def test_python_engine_cupti_option_control_socket_and_cli(fake_cupti, fake_nvml, tmp_path):
+    script = fake_nvml.script("devices 2\n")
+    sock = tmp_path / "profiling.sock"
+    out = cupti_fake.run(fake_cupti, f"""
+        import os, stat, subprocess
+        from cuagent import Engine
+        from cuagent import profiling
+        engine = Engine(driver="nvml", library={str(fake_nvml.library)!r}, cupti="on", cupti_library=LIB,
+                        profiling_socket={str(sock)!r}, rate_hz=1000, window_ms=100)
+        engine.start()
+        def dev(i):
+            s = engine.snapshot()[i]
+            return s.device if s is not None else {{}}
+        assert wait(lambda: all("pm_sm_active" in dev(i) for i in range(2)))
+        mode = stat.S_IMODE(os.stat({str(sock)!r}).st_mode)
+        cli = [sys.executable, "-m", "cuagent.cli", "profiling"]
+        paused = subprocess.run(cli + ["pause", "nsys", "session", "--socket", {str(sock)!r}],
+                                capture_output=True, text=True, timeout=30)
+        assert wait(lambda: fake.fake_cupti_enabled() == 0)
+        time.sleep(0.35)
+        while_paused = [dev(i) for i in range(2)]
+        events = [(e.type, e.device_id, e.detail) for e in engine.events()]
+        status = profiling.request({str(sock)!r}, "status")
+        bad = subprocess.run(cli + ["frobnicate", "--socket", {str(sock)!r}], capture_output=True, text=True,
+                             timeout=30)
+        resumed = subprocess.run(cli + ["resume", "--socket", {str(sock)!r}], capture_output=True, text=True,
+                                 timeout=30)
+        assert wait(lambda: all("pm_sm_active" in dev(i) for i in range(2)))
+        events += [(e.type, e.device_id, e.detail) for e in engine.events()]
+        ids = [t.id for t in engine.topology()]
+        engine.stop()
+        print(json.dumps({{"mode": mode, "paused_rc": paused.returncode, "while_paused": while_paused,
+                          "events": events, "status": status, "bad": [bad.returncode, bad.stderr],
+                          "resumed_rc": resumed.returncode, "ids": ids}}))
+    """, env=fake_nvml.env(script))
+    assert out["mode"] == 0o600
+    assert out["paused_rc"] == 0 and out["resumed_rc"] == 0
+    for dev in out["while_paused"]:
+        assert "power" in dev and not any(k.startswith("pm_") for k in dev)
+    paused = [e for e in out["events"] if e[0] == "profiling_paused"]
+    assert sorted(e[1] for e in paused) == sorted(out["ids"]) and all(e[2] == "nsys session" for e in paused)
+    assert sorted(e[1] for e in out["events"] if e[0] == "profiling_resumed") == sorted(out["ids"])
+    (src,) = out["status"]["sources"]
+    assert src["paused"] and [d["state"] for d in src["devices"]] == ["paused", "paused"]
+    assert out["bad"][0] == 2 and "invalid choice: 'frobnicate'" in out["bad"][1]
+
+
+def test_cupti_auto_without_a_usable_library_goes_on_with_nvml_alone(fake_nvml, tmp_path):
+    script = fake_nvml.script("devices 1\n")
+    out = cupti_fake.run(pathlib.Path("/nonexistent"), f"""
+        from cuagent import Engine
+        engine = Engine(driver="nvml", library={str(fake_nvml.library)!r}, cupti_library="/nonexistent/libcupti.so",
+                        rate_hz=100, window_ms=100)
+        print(json.dumps({{"profiling": engine.profiling is not None,
+                          "names": list(engine.topology()[0].counters)}}))
+    """, env=fake_nvml.env(script), load_fake=False)
+    assert out["profiling"] is False
+    assert "power" in out["names"] and not any(n.startswith("pm_") for n in out["names"])

@@ -43,7 +43,7 @@ void register_cupti(py::module_& m) {
         "make_cupti_source",
         [](const std::vector<std::string>& library, const std::vector<std::string>& python_paths,
            const std::vector<std::uint32_t>& devices, double rate_hz, std::int64_t decode_interval_ns,
-           std::int64_t window_ns, std::int64_t retry_min_ns, std::int64_t retry_max_ns, bool start_paused) {
+           std::int64_t window_ns, std::int64_t retry_min_ns, std::int64_t retry_max_ns, bool start_paused, std::int64_t read_interval_ns) {
             CuptiOptions o;
             o.library = library;
             o.python_paths = python_paths;
@@ -54,6 +54,7 @@ void register_cupti(py::module_& m) {
             o.retry_min_ns = retry_min_ns;
             o.retry_max_ns = retry_max_ns;
             o.start_paused = start_paused;
+            o.read_interval_ns = read_interval_ns;
             py::gil_scoped_release release;
             return make_cupti_source(o);
         },
@@ -61,7 +62,7 @@ void register_cupti(py::module_& m) {
         py::arg("devices") = std::vector<std::uint32_t>{0}, py::arg("rate_hz") = 1000.0,
         py::arg("decode_interval_ns") = 2'000'000, py::arg("window_ns") = 100'000'000,
         py::arg("retry_min_ns") = 1'000'000'000, py::arg("retry_max_ns") = 60'000'000'000,
-        py::arg("start_paused") = false,
+        py::arg("start_paused") = false, py::arg("read_interval_ns") = 1'000'000,
         "Open libcupti and start PM sampling of `devices` (CUDA indices) on a decode thread of its own.");
 
     m.def(

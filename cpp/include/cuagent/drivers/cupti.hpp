@@ -30,6 +30,10 @@ struct CuptiOptions {
     std::vector<std::uint32_t> devices;
     double rate_hz = 1000.0;               // GPU sampling rate, 100..20000
     std::int64_t decode_interval_ns = 2'000'000;  // how often the hardware buffer is decoded
+    // How often the sampler takes the decoded samples (each read folds all it
+    // finds). Longer costs less CPU, but a sample still waiting when its window
+    // ends is dropped (counted as late): latency over the window is the loss.
+    std::int64_t read_interval_ns = 1'000'000;
     std::int64_t window_ns = 100'000'000;  // the engine's window: a sample is only counted in its own
     std::size_t hardware_buffer_bytes = 64u << 20;
     std::int64_t retry_min_ns = 1'000'000'000;   // back-off after busy / not permitted / lost

@@ -121,6 +121,9 @@ public:
             throw std::invalid_argument("cupti rate " + std::to_string(o.rate_hz) +
                                         " Hz is out of range: 100..20000");
         if (o.devices.empty()) throw std::invalid_argument("cupti source needs at least one device");
+        if (o.decode_interval_ns < 100'000 || o.decode_interval_ns > 50'000'000 || o.read_interval_ns < 0 ||
+            o.read_interval_ns > 50'000'000)
+            throw std::invalid_argument("cupti decode/read intervals must lie in 0.1..50 ms");
         lib_ = std::make_unique<Library>(o.library.empty() ? default_candidates(o.python_paths) : o.library);
         const Result r = profiler_initialize(*lib_);
         if (r != kSuccess) throw std::runtime_error("cuptiProfilerInitialize: " + lib_->error_string(r));
@@ -150,7 +153,7 @@ public:
     std::string name() const override { return "cupti"; }
     std::size_t device_count() const override { return devices_.size(); }
     const DeviceDescription& device(std::size_t i) const override { return devices_.at(i)->description; }
-    std::int64_t min_read_interval_ns(std::size_t) const override { return 0; }
+    std::int64_t min_read_interval_ns(std::size_t) const override { return options_.read_interval_ns; }
     // read() only pops the hand-off ring: bounded, never waits on CUPTI.
     bool read_may_block(std::size_t) const override { return false; }
     void on_sampler_start() override { realtime_offset_ = realtime_ns() - monotonic_ns(); }

@@ -122,3 +122,34 @@ def test_cupti_auto_without_a_usable_library_goes_on_with_nvml_alone(fake_nvml, 
     """, env=fake_nvml.env(script), load_fake=False)
     assert out["profiling"] is False
     assert "power" in out["names"] and not any(n.startswith("pm_") for n in out["names"])
+
+
+def test_cuda_indices_follow_pci_order_mig_and_visible_devices_stay_on_nvml(fake_cupti, fake_nvml):
+    # NVML index 0 sits on the higher PCI bus: CUDA (PCI_BUS_ID order) calls it 1.
+    script = fake_nvml.script("devices 3\nset 0 pci 0000:c1:00.0\nset 1 pci 0000:41:00.0\nset 2 pci 0000:81:00.0\n"
+                              "mig 2 1 3g.40gb 60 40320 0 4 1\n")
+    out = cupti_fake.run(fake_cupti, f"""
+        import os
+        from cuagent import profiling
+        nvml, _ = _core.make_nvml_driver(library={str(fake_nvml.library)!r})
+        sources, src = profiling.attach(nvml, "on", 1000.0, LIB)
+        mapping = [(e, k) for e, _, k in sources]
+        cuda = src.status()
+        engine_devices, cuda_indices, notes = profiling._cuda_indices(nvml)
+        os.environ["CUDA_VISIBLE_DEVICES"] = "0"
+        try:
+            profiling.attach(nvml, "on", 1000.0, LIB)
+            refused = ""
+        except RuntimeError as e:
+            refused = str(e)
+        auto = profiling.attach(nvml, "auto", 1000.0, LIB)
+        print(json.dumps({{"mapping": mapping, "devices": len(cuda), "order": os.environ.get("CUDA_DEVICE_ORDER"),
+                          "refused": refused, "auto": auto[1] is None,
+                          "cuda": [engine_devices, cuda_indices], "notes": notes}}))
+    """, env=fake_nvml.env(script))
+    # Engine device 2 has MIG on: left to NVML. 0 -> CUDA 2 (c1), 1 -> CUDA 0 (41).
+    assert out["mapping"] == [[0, 0], [1, 1]] and out["devices"] == 2
+    assert out["cuda"] == [[0, 1], [2, 0]]
+    assert len(out["notes"]) == 1 and "MIG is on" in out["notes"][0]
+    assert out["order"] == "PCI_BUS_ID"
+    assert "CUDA_VISIBLE_DEVICES" in out["refused"] and out["auto"]

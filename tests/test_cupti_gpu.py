@@ -53,3 +53,42 @@ def test_real_gpu_gives_kilohertz_samples():
     st = json.loads(proc.stdout.strip().splitlines()[-1])
     assert st["state"] == "sampling", st
     assert st["samples"] >= 500 and st["chip"].startswith("GH")
+
+
+ENGINE = """
+import json, os, sys, time
+from cuagent import Engine
+engine = Engine(driver="nvml", cupti="on", rate_hz=1000, window_ms=100, devices=[0])
+engine.start()
+deadline = time.monotonic() + 20
+windows = []
+seq = 0
+while time.monotonic() < deadline and len(windows) < 20:
+    s = engine.snapshot()[0]
+    if s is not None and s.window_seq != seq:
+        seq = s.window_seq
+        windows.append(dict(s.device))
+    time.sleep(0.02)
+engine.stop()
+print(json.dumps({"windows": windows, "status": engine.profiling.status()}))
+"""
+
+
+def test_real_gpu_idle_windows_hold_khz_samples_beside_nvml():
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(ENGINE)], capture_output=True, text=True,
+                          timeout=120)
+    if proc.returncode != 0 and ("not permitted" in proc.stderr or "busy" in proc.stderr):
+        pytest.skip(proc.stderr.strip().splitlines()[-1])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    import json
+
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    full = [w for w in out["windows"][2:] if "pm_samples" in w]
+    assert len(full) >= 10, out
+    for w in full:
+        assert 50 <= w["pm_samples"] <= 101  # about 100 kHz samples per 100 ms window
+        assert 0.0 <= w["pm_sm_active_min"] <= w["pm_sm_active"] <= w["pm_sm_active_max"] <= 1.05
+        assert w["pm_sm_active"] <= w["pm_sm_active_peak"] + 1e-6
+        assert "power" in w and "sm_active" in w  # NVML/GPM alongside
+    st = out["status"][0]
+    assert st["late"] <= 0.1 * st["samples"], st

@@ -12,7 +12,6 @@
  * Samples: one per sampling interval of CLOCK_MONOTONIC since Start, with
  * GPU timestamps = monotonic + 1e12 ns (a clock the source must map back).
  */
-#define _GNUC_SOURCE
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -4,6 +4,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <tuple>
+
 #include "cuagent/engine.hpp"
 #include "cuagent/platform.hpp"
 #include "window_dict.hpp"
@@ -76,16 +78,21 @@ void register_engine(py::module_& m) {
 
     py::class_<Engine>(m, "Engine")
         .def(py::init([](std::shared_ptr<Driver> driver, double rate_hz, std::int64_t window_ns,
-                         std::size_t ring_capacity, const StateThresholds& thresholds) {
+                         std::size_t ring_capacity, const StateThresholds& thresholds,
+                         const std::vector<std::tuple<std::size_t, std::shared_ptr<Driver>, std::size_t>>& sources) {
                  EngineConfig config;
                  config.rate_hz = rate_hz;
                  config.window_ns = window_ns;
                  config.ring_capacity = ring_capacity;
                  config.thresholds = thresholds;
-                 return std::make_unique<Engine>(std::move(driver), config);
+                 // ExtraSource: (engine device, driver, that driver's device index).
+                 std::vector<ExtraSource> extra;
+                 for (const auto& [device, source, index] : sources) extra.push_back({device, source, index});
+                 return std::make_unique<Engine>(std::move(driver), config, std::move(extra));
              }),
              py::arg("driver"), py::arg("rate_hz"), py::arg("window_ns"),
-             py::arg("ring_capacity") = 0, py::arg("thresholds") = StateThresholds{})
+             py::arg("ring_capacity") = 0, py::arg("thresholds") = StateThresholds{},
+             py::arg("sources") = std::vector<std::tuple<std::size_t, std::shared_ptr<Driver>, std::size_t>>{})
         .def("start", &Engine::start, py::call_guard<py::gil_scoped_release>())
         .def("stop", &Engine::stop, py::call_guard<py::gil_scoped_release>())
         .def_property_readonly("running", &Engine::running)

@@ -15,7 +15,9 @@ void register_topology(py::module_& m) {
     py::enum_<Aggregation>(m, "Aggregation")
         .value("mean", Aggregation::Mean)
         .value("bit_or", Aggregation::BitOr)
-        .value("last", Aggregation::Last);
+        .value("last", Aggregation::Last)
+        .value("sum", Aggregation::Sum)
+        .value("max", Aggregation::Max);
 
     py::class_<CounterSpec>(m, "CounterSpec")
         .def(py::init<>())

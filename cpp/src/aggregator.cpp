@@ -142,7 +142,10 @@ AggregationPlan::AggregationPlan(const DeviceDescription& d) : layout(d) {
             break;
         }
     partition_sm_active = find_counter(d, "sm_active", kPartitionLevel);
-    device_sm_active = find_counter(d, "sm_active", kDeviceLevel);
+    // The kHz CUPTI mean across SMs (pm_sm_active) when a CUPTI source gives
+    // it: measured over every sample of the window, not GPM's 100 ms refresh.
+    device_sm_active = find_counter(d, "pm_sm_active", kDeviceLevel);
+    if (device_sm_active < 0) device_sm_active = find_counter(d, "sm_active", kDeviceLevel);
     for (const auto& p : d.partitions) partition_units.push_back(static_cast<float>(p.units));
     device_units = static_cast<float>(d.units);
 }
@@ -169,6 +172,8 @@ DeviceAggregator::DeviceAggregator(const DeviceDescription& device,
         for (std::uint32_t i = slot.offset; i < slot.offset + slot.elements; ++i) {
             if (plan_->aggregation[c] == Aggregation::BitOr) bitor_values_.push_back(i);
             if (plan_->aggregation[c] == Aggregation::Last) last_values_.push_back(i);
+            if (plan_->aggregation[c] == Aggregation::Sum) sum_values_.push_back(i);
+            if (plan_->aggregation[c] == Aggregation::Max) max_values_.push_back(i);
         }
     }
     std::uint32_t largest_level = 0;
@@ -258,6 +263,9 @@ void DeviceAggregator::finish_window() noexcept {
     for (std::uint32_t i : bitor_values_)
         out.mean[i] = out.max[i] = count_[i] ? static_cast<float>(bits_[i]) : kNaN;
     for (std::uint32_t i : last_values_) out.mean[i] = out.max[i] = last_[i];
+    for (std::uint32_t i : sum_values_)
+        out.mean[i] = out.max[i] = count_[i] ? static_cast<float>(total_[i] + sum_[i]) : kNaN;
+    for (std::uint32_t i : max_values_) out.mean[i] = out.max[i];
     for (std::size_t c = 0; c < plan_->layout.counters(); ++c) {
         const auto& slot = plan_->layout.slot(c);
         std::uint8_t any = 0;

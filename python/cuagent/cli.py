@@ -497,6 +497,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["profiling"]:  # release/retake the CUPTI counters (cuagent.profiling)
+        from . import profiling
+        return profiling.cli(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence
 
-from . import _core
+from . import _core, profiling
 from .topology import DeviceState, DeviceTopology
 
 __all__ = ["Engine", "EngineEvent", "EngineStats", "StateThresholds"]
@@ -95,13 +96,16 @@ class Engine:
         if ring_capacity < 0:
             raise ValueError(f"ring_capacity must be >= 0 (0: automatic), got {ring_capacity!r}")
         self.thresholds = thresholds or StateThresholds()
-        self._driver = _make_driver(driver, devices, seed, driver_options)
+        # A backend may add further sources per device (NVML + CUPTI: cuagent.profiling).
+        self._driver, self._sources, self.profiling = profiling.unpack(
+            _make_driver(driver, devices, seed, driver_options))
         self._native = _core.Engine(
             self._driver,
             float(rate_hz),
             int(round(window_ms * 1e6)),
             int(ring_capacity),
             self.thresholds._native(),
+            sources=self._sources,
         )
         self.driver_name = driver  # the registered backend that built the driver
         self.rate_hz = float(rate_hz)
@@ -162,7 +166,8 @@ class Engine:
         return [
             EngineEvent(type=t, device=int(d), device_id=self._topology[d].id, detail=detail, t_ns=int(ts))
             for t, d, ts, detail in self._native.drain_events()
-        ]
+        ] + profiling.events(self.profiling, self._sources, lambda t, d, detail: EngineEvent(
+            type=t, device=d, device_id=self._topology[d].id, detail=detail, t_ns=time.time_ns()))
 
     @property
     def window_fd(self) -> int:

@@ -130,6 +130,8 @@ private:
     std::vector<std::uint32_t> count_, bits_;
     std::vector<std::uint32_t> bitor_values_;  // value indices of BitOr counters
     std::vector<std::uint32_t> last_values_;   // value indices of Last counters
+    std::vector<std::uint32_t> sum_values_;    // value indices of Sum counters
+    std::vector<std::uint32_t> max_values_;    // value indices of Max counters
 
     // Scratch for coarser-level groups.
     std::vector<float> group_sum_;

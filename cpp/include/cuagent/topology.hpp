@@ -11,8 +11,10 @@ namespace cuagent {
 
 // How a counter's raw samples combine over a window. Ratios, watts and clocks
 // average; a vendor bitmask ORs (a reason seen once in the window matters); a
-// cumulative count keeps its latest (largest) value.
-enum class Aggregation : std::uint8_t { Mean, BitOr, Last };
+// cumulative count keeps its latest (largest) value; a count of events per
+// read (e.g. kHz samples folded into one read) sums; a burst peak keeps the
+// largest value of the window.
+enum class Aggregation : std::uint8_t { Mean, BitOr, Last, Sum, Max };
 
 // Levels a counter can be measured at besides the device's own hierarchy.
 inline constexpr const char* kPartitionLevel = "partition";

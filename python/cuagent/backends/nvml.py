@@ -51,9 +51,15 @@ def make_driver(
     probe_cache_dir: Optional[str] = None,
     cuda_library: str = "libcuda.so.1",
     unsupported_limit: int = 3,
+    cupti: str = "auto",
+    cupti_rate_hz: float = 1000.0,
+    cupti_library: Optional[str] = None,
+    profiling_socket: Optional[str] = None,
 ) -> Any:
     """The nvml driver over `devices` (NVML indices; None: all). `seed` is unused (real hardware).
 
+    With ``cupti`` auto/on, a CUPTI PM-sampling source joins each device it can take
+    (cuagent.profiling): then ``(driver, sources, cupti source)`` is returned.
     Raises RuntimeError naming the library when libnvidia-ml cannot be loaded.
     """
     del seed
@@ -72,7 +78,13 @@ def make_driver(
     )
     for line in notes:
         log.info("%s", line)
-    return driver
+    from .. import profiling
+
+    sources, source = profiling.attach(driver, cupti, cupti_rate_hz, cupti_library)
+    if source is None:
+        return driver
+    profiling.serve(profiling_socket)
+    return driver, sources, source
 
 
 class NvmlSlowPath:
@@ -245,7 +257,16 @@ BACKEND = Backend(
     name="nvml",
     make_driver=make_driver,
     options=(Option("nvml_library", str, None, "libnvidia-ml to load (default: libnvidia-ml.so.1 from the "
-                    "loader's path)", metavar="PATH", check=nonempty, param="library"),),
+                    "loader's path)", metavar="PATH", check=nonempty, param="library"),
+             Option("cupti", str, None, "CUPTI PM sampling beside NVML (kHz counters across SMs): auto (the default) "
+                    "uses it where it can, on requires it, off never loads libcupti", choices=("auto", "off", "on")),
+             Option("cupti_rate_hz", float, None, "CUPTI PM sampling rate per GPU (default 1000)", min=100.0, max=20000.0,
+                    unit="Hz"),
+             Option("cupti_library", str, None, "libcupti to load (default: the nvidia-cuda-cupti wheel, CUDA_HOME, "
+                    "/usr/local/cuda, then the loader's path)", metavar="PATH", check=nonempty),
+             Option("profiling_socket", str, None, "Unix socket (mode 0600) on which `cuagent profiling "
+                    "pause|resume|status` releases and retakes the CUPTI counters", metavar="PATH",
+                    check=nonempty)),
     slow_path=_slow_path,
     auto=True,
     auto_priority=10,

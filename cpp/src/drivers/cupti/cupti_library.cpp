@@ -1,0 +1,90 @@
+#include "cupti/cupti_library.hpp"
+
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <stdexcept>
+
+namespace cuagent::cupti {
+
+namespace {
+std::string directory_of(const std::string& path) {
+    const auto slash = path.rfind('/');
+    return slash == std::string::npos ? std::string() : path.substr(0, slash + 1);
+}
+bool exists(const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0;
+}
+}  // namespace
+
+Library::Library(const std::vector<std::string>& candidates) {
+    // Load the sibling libnvperf_host.so of the first candidate that exists as
+    // a file, before libcupti itself: see the header.
+    for (const auto& candidate : candidates) {
+        const std::string dir = directory_of(candidate);
+        if (dir.empty() || !exists(candidate)) continue;
+        std::string ignored;
+        if (exists(dir + "libnvperf_host.so")) nvperf_host_.try_open({dir + "libnvperf_host.so"}, "libnvperf_host", ignored);
+        break;
+    }
+    lib_.open(candidates, "libcupti", "CUPTI PM sampling unavailable: ");
+    // Unloading CUPTI with its threads and atexit handlers crashes at exit.
+    lib_.keep_loaded();
+    nvperf_host_.keep_loaded();
+    lib_.lookup("cuptiProfilerInitialize", ProfilerInitialize);
+    lib_.lookup("cuptiProfilerDeInitialize", ProfilerDeInitialize);
+    lib_.lookup("cuptiDeviceGetChipName", DeviceGetChipName);
+    lib_.lookup("cuptiProfilerHostInitialize", HostInitialize);
+    lib_.lookup("cuptiProfilerHostDeinitialize", HostDeinitialize);
+    lib_.lookup("cuptiProfilerHostConfigAddMetrics", HostConfigAddMetrics);
+    lib_.lookup("cuptiProfilerHostGetConfigImageSize", HostGetConfigImageSize);
+    lib_.lookup("cuptiProfilerHostGetConfigImage", HostGetConfigImage);
+    lib_.lookup("cuptiProfilerHostGetNumOfPasses", HostGetNumOfPasses);
+    lib_.lookup("cuptiProfilerHostEvaluateToGpuValues", HostEvaluateToGpuValues);
+    lib_.lookup("cuptiPmSamplingGetCounterAvailability", PmGetCounterAvailability);
+    lib_.lookup("cuptiPmSamplingEnable", PmEnable);
+    lib_.lookup("cuptiPmSamplingDisable", PmDisable);
+    lib_.lookup("cuptiPmSamplingSetConfig", PmSetConfig);
+    lib_.lookup("cuptiPmSamplingStart", PmStart);
+    lib_.lookup("cuptiPmSamplingStop", PmStop);
+    lib_.lookup("cuptiPmSamplingGetCounterDataSize", PmGetCounterDataSize);
+    lib_.lookup("cuptiPmSamplingCounterDataImageInitialize", PmCounterDataImageInitialize);
+    lib_.lookup("cuptiPmSamplingDecodeData", PmDecodeData);
+    lib_.lookup("cuptiPmSamplingGetCounterDataInfo", PmGetCounterDataInfo);
+    lib_.lookup("cuptiPmSamplingCounterDataGetSampleInfo", PmGetSampleInfo);
+    lib_.lookup("cuptiGetResultString", GetResultString);
+    // Every one but the result string is needed (PM sampling came in 12.6).
+    const std::string lacking = lib_.lacking();
+    if (!lacking.empty() && lacking != "cuptiGetResultString")
+        throw std::runtime_error("CUPTI PM sampling unavailable: " + lib_.path() +
+                                 " lacks " + lacking + " (CUPTI 12.6 or later needed, 12.8+ advised)");
+}
+
+std::string Library::error_string(Result r) const {
+    const char* s = nullptr;
+    if (GetResultString && GetResultString(r, &s) == kSuccess && s) return s;
+    return "CUPTI error " + std::to_string(r);
+}
+
+std::vector<std::string> default_candidates(const std::vector<std::string>& python_paths) {
+    std::vector<std::string> out;
+    for (const auto& p : python_paths) {
+        for (const char* sub : {"/nvidia/cuda_cupti/lib/libcupti.so.12", "/nvidia/cu13/lib/libcupti.so.13",
+                                "/nvidia/cuda_cupti/lib/libcupti.so.13"}) {
+            const std::string path = p + sub;
+            if (exists(path)) out.push_back(path);
+        }
+    }
+    if (const char* home = std::getenv("CUDA_HOME")) {
+        const std::string path = std::string(home) + "/extras/CUPTI/lib64/libcupti.so";
+        if (exists(path)) out.push_back(path);
+    }
+    for (const char* path : {"/usr/local/cuda/extras/CUPTI/lib64/libcupti.so"})
+        if (exists(path)) out.push_back(path);
+    out.push_back("libcupti.so.12");
+    out.push_back("libcupti.so");
+    return out;
+}
+
+}  // namespace cuagent::cupti

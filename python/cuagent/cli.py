@@ -16,7 +16,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from types import FrameType
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -67,9 +68,9 @@ def _setup_logging(level: str) -> None:
     )
 
 
-def _install_stop_signals(stop) -> None:
+def _install_stop_signals(stop: Callable[[], None]) -> None:
     """SIGINT/SIGTERM ask the loop to stop; the loop notices within one tick."""
-    def handler(signum, _frame):
+    def handler(signum: int, _frame: Optional[FrameType]) -> None:
         log.info("received %s: stopping", signal.Signals(signum).name)
         stop()
 
@@ -259,7 +260,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from .client import parse_endpoint
 
     ep = parse_endpoint(args.endpoint)
-    ctx: zmq.Context = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
     keys = _client_keys(args)
@@ -294,7 +295,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def sync_request(sync_endpoint: str, request: bytes, timeout: float, curve: Optional[ClientKeys] = None) -> bytes:
     import zmq
 
-    sock: zmq.Socket = zmq.Context.instance().socket(zmq.DEALER)
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     if curve is not None:
         curve.apply(sock)

@@ -34,6 +34,7 @@ from typing import Any, Callable, Optional
 
 import zmq
 
+from ..options import OneLineParser
 from ..polling import poll_timeout_ms
 from .request import Request, RequestError, pod_request
 from .scorer import Ranking, Scorer, Weights
@@ -326,7 +327,7 @@ class Extender:
 # --------------------------------------------------------------------------- command line
 
 
-def add_parser(sub: Any, curve_client_flags: Callable[[argparse.ArgumentParser], None]) -> argparse.ArgumentParser:
+def add_parser(sub: argparse._SubParsersAction[OneLineParser], curve_client_flags: Callable[[argparse.ArgumentParser], None]) -> argparse.ArgumentParser:
     """The ``cuagent extender`` subcommand (cli.py calls this with its subparsers)."""
     p = sub.add_parser("extender", help="kube-scheduler extender (prioritize, optional filter) fed by the feed",
                        description="Serve the kube-scheduler extender API (POST /prioritize, /filter with "

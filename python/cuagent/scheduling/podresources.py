@@ -271,7 +271,8 @@ class PodAttribution:
         self.mig_resolver = mig_resolver
         self._assignments: Optional[list[Assignment]] = None  # None: unknown
         self._generation = 0
-        self._cache: Any = ()
+        # (generation and devices, attribution) of the last pods() call
+        self._cache: Optional[tuple[object, dict[str, list[dict[str, str]]]]] = None
         self._unmatched_logged: set[str] = set()
         self._status = "starting"
         self._stop = threading.Event()
@@ -350,7 +351,7 @@ class PodAttribution:
         if assignments is None:
             return None
         key = (self._generation, tuple((d.id, getattr(d, "pci", None), d.index) for d in devices))
-        if self._cache and self._cache[0] == key:
+        if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         unmatched: set[str] = set()
         result = attribute(assignments, devices, self.mig_resolver, unmatched)

@@ -171,6 +171,8 @@ def decode_state_body(m: Any, device: Optional[Device] = None) -> State:
 
 
 def _numbers(values: Any) -> dict[str, Any]:
+    if not isinstance(values, dict):
+        raise _Unusual
     for k, v in values.items():
         if type(k) is not str or type(v) not in _NUMBER_TYPES:
             raise _Unusual

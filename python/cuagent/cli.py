@@ -24,6 +24,7 @@ import numpy as np
 from . import config as config_mod
 from . import slow_path, wire
 from .curve import ClientKeys, ServerKeys
+from .duration import stop_after
 from .exporters import prometheus_cli
 from .options import OneLineParser, Option, OptionError, bind_endpoint, peer
 from .scheduling import agent_options as k8s_options
@@ -167,10 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _install_stop_signals(agent.stop)
     engine.start()
     try:
-        if cfg.duration is not None:
-            timer = threading.Timer(cfg.duration, agent.stop)
-            timer.daemon = True
-            timer.start()
+        stop_after(cfg.duration, agent.stop)
         agent.run()
     finally:
         agent.engine.stop()  # the engine it runs now: a layout change may have replaced it
@@ -195,8 +193,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
         raise CliError(str(e)) from None
     _install_stop_signals(relay.stop)
     try:
-        if args.duration is not None:
-            threading.Timer(args.duration, relay.stop).start()
+        stop_after(args.duration, relay.stop)
         relay.run()
     finally:
         relay.close()

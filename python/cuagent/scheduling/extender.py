@@ -34,6 +34,7 @@ from typing import Any, Callable, Optional
 
 import zmq
 
+from ..duration import stop_after
 from ..options import OneLineParser
 from ..polling import poll_timeout_ms
 from .request import Request, RequestError, pod_request
@@ -369,11 +370,7 @@ def run_cli(args: argparse.Namespace, client_keys: Any) -> int:
         client.close()
         raise ValueError(f"--listen {listen[0]}:{listen[1]}: {e.strerror or e}") from None
     ext.start()
-    timer = None
-    if args.duration is not None:
-        timer = threading.Timer(args.duration, ext.stop)
-        timer.daemon = True
-        timer.start()
+    stop_after(args.duration, ext.stop)
     import signal
 
     for sig in (signal.SIGINT, signal.SIGTERM):

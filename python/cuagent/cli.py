@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from .duration import stop_after
 from .exporters import prometheus_cli
 from .options import OneLineParser, Option, OptionError, bind_endpoint, peer
 from .scheduling import agent_options as k8s_options
+
+if TYPE_CHECKING:
+    from .engine import Engine  # make_engine imports it when it runs (engine loads _core)
 
 log = logging.getLogger("cuagent")
 
@@ -98,7 +101,7 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
-def make_engine(cfg: config_mod.RunConfig) -> Any:
+def make_engine(cfg: config_mod.RunConfig) -> Engine:
     """The engine the config asks for. ``auto`` takes the first real backend that works (in
     the registry's order) and never falls back to the mock: a GPU server must not publish
     simulated data."""

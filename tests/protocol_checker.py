@@ -1,4 +1,4 @@
-"""A conformance checker for the cuagent feed, written from shared/PROTOCOL.md alone.
+"""A conformance checker for the cuagent feed, written from docs/PROTOCOL.md alone.
 
 It deliberately does not import cuagent.protocol (or anything from cuagent): it is the second,
 independent reading of the page, so an encoder bug cannot hide behind a decoder with the same

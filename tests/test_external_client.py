@@ -1,4 +1,4 @@
-"""A client written from shared/PROTOCOL.md alone, with nothing but pyzmq, msgpack and numpy.
+"""A client written from docs/PROTOCOL.md alone, with nothing but pyzmq, msgpack and numpy.
 
 It imports nothing from cuagent (feed_support only starts `cuagent run` / `cuagent relay`
 subprocesses), so it checks what the page promises rather than what our own client library

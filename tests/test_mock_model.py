@@ -8,7 +8,7 @@ import pytest
 
 from mock_support import T0_NS, driver, group_means, read, window
 
-# Figures of the traced H100 under a bf16 matmul loop (shared/data/h100-nvml-trace.json).
+# Figures of the traced H100 under a bf16 matmul loop (tests/data/h100-nvml-trace.json).
 TRACE_MATMUL = {"sm_active": 0.93, "tensor_active": 0.90, "sm_occupancy": 0.136, "dram_active": 0.23}
 
 

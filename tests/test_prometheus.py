@@ -225,7 +225,7 @@ def check_conventions(text: str) -> set[str]:
 
 
 def nvml_like_device() -> DeviceTopology:
-    """What the NVML driver declares (cpp/src/drivers/nvml.cpp), under MIG with 7 instances:
+    """What the NVML driver declares (cpp/src/drivers/nvml/nvml.cpp), under MIG with 7 instances:
     every unit of the protocol, and no per-SM level."""
     gpm = [(n, "partition", "ratio") for n in ("sm_active", "sm_occupancy", "tensor_active", "dram_active",
                                                "gr_active")]

@@ -9,6 +9,7 @@
 
 #include "cuagent/aggregator.hpp"
 #include "window_dict.hpp"
+#include "registration.hpp"
 
 namespace py = pybind11;
 using namespace cuagent;
@@ -82,3 +83,5 @@ void register_aggregator(py::module_& m) {
         .def("latest", &AggregatorHarness::latest)
         .def_property_readonly("windows", &AggregatorHarness::windows);
 }
+
+CUAGENT_REGISTER_BINDING(register_aggregator, 20)

@@ -11,6 +11,7 @@
 #include "cuagent/clock.hpp"
 #include "cuagent/driver.hpp"
 #include "cuagent/sample_layout.hpp"
+#include "registration.hpp"
 
 namespace py = pybind11;
 using namespace cuagent;
@@ -90,3 +91,5 @@ void register_driver_io(py::module_& m) {
           "Time `reads` back-to-back read() calls in C++, step_ns apart in the driver's clock: "
           "(elapsed_ns, ok_reads).");
 }
+
+CUAGENT_REGISTER_BINDING(register_driver_io, 30)

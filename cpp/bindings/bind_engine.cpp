@@ -7,6 +7,7 @@
 #include "cuagent/engine.hpp"
 #include "cuagent/platform.hpp"
 #include "window_dict.hpp"
+#include "registration.hpp"
 
 namespace py = pybind11;
 using namespace cuagent;
@@ -132,3 +133,5 @@ void register_engine(py::module_& m) {
                  return out;
              });
 }
+
+CUAGENT_REGISTER_BINDING(register_engine, 10)

@@ -13,6 +13,7 @@
 
 #include "cuagent/drivers/mock.hpp"
 #include "cuagent/sample_layout.hpp"
+#include "registration.hpp"
 
 namespace py = pybind11;
 using cuagent::MockDeviceSpec;
@@ -144,3 +145,5 @@ void register_mock(py::module_& m) {
     m.def("mock_presets", &cuagent::mock_presets);
     m.def("mock_scenarios", &cuagent::mock_scenarios);
 }
+
+CUAGENT_REGISTER_BINDING(register_mock, 40)

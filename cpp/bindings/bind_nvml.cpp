@@ -11,6 +11,7 @@
 #include "cuagent/drivers/nvml.hpp"
 #include "cuagent/drivers/sm_layout.hpp"
 #include "cuagent/sample_layout.hpp"
+#include "registration.hpp"
 
 namespace py = pybind11;
 using namespace cuagent;
@@ -89,3 +90,5 @@ void register_nvml(py::module_& m) {
         py::arg("pci_bus_id"), py::arg("cuda_library") = "libcuda.so.1", py::arg("launches_per_size") = 50,
         "Run the SM layout probe on one device: (layout dict or None, reason when None).");
 }
+
+CUAGENT_REGISTER_BINDING(register_nvml, 50)

@@ -9,6 +9,7 @@
 
 #include "cuagent/drivers/rocm_smi.hpp"
 #include "cuagent/sample_layout.hpp"
+#include "registration.hpp"
 
 namespace py = pybind11;
 using namespace cuagent;
@@ -30,3 +31,5 @@ void register_rocm_smi(py::module_& m) {
           "Open ROCm SMI and describe every AMD GPU (RuntimeError when the library is missing).");
 
 }
+
+CUAGENT_REGISTER_BINDING(register_rocm_smi, 60)

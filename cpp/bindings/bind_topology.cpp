@@ -6,6 +6,7 @@
 
 #include "cuagent/driver.hpp"
 #include "cuagent/topology.hpp"
+#include "registration.hpp"
 
 namespace py = pybind11;
 using namespace cuagent;
@@ -82,3 +83,5 @@ void register_topology(py::module_& m) {
                  return d.min_read_interval_ns(i);
              });
 }
+
+CUAGENT_REGISTER_BINDING(register_topology, 0)

@@ -1,24 +1,11 @@
-// cuagent._core: the compiled core. Each area binds itself in its own file;
-// this file only declares and calls them.
+// cuagent._core: the compiled core. Each area binds itself in its own bind_<area>.cpp and
+// registers there (registration.hpp); this file only calls them, so adding a backend's
+// binding never edits it.
 #include <pybind11/pybind11.h>
 
-namespace py = pybind11;
-
-void register_topology(py::module_& m);
-void register_engine(py::module_& m);
-void register_aggregator(py::module_& m);
-void register_driver_io(py::module_& m);
-void register_mock(py::module_& m);
-void register_nvml(py::module_& m);
-void register_rocm_smi(py::module_& m);
+#include "registration.hpp"
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "cuagent's compiled core: drivers, sampler, lock-free aggregation (private; use cuagent)";
-    register_topology(m);
-    register_engine(m);
-    register_aggregator(m);
-    register_driver_io(m);
-    register_mock(m);
-    register_nvml(m);
-    register_rocm_smi(m);
+    cuagent::bindings::register_all(m);
 }

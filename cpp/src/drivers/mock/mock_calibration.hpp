@@ -1,6 +1,6 @@
 // Every number the mock's device-level model is calibrated with, in one place.
 //
-// Source of the H100 figures: shared/data/h100-nvml-trace.json, an H100 80GB
+// Source of the H100 figures: tests/data/h100-nvml-trace.json (a copy of the measured trace), an H100 80GB
 // HBM3 (driver 580.159.04) read through NVML/GPM every 100 ms while idle, while
 // a second process ran a bf16 8192^3 matmul loop, and while cooling down:
 //   idle        76.4 W at 345 MHz, 51 C, throttle mask 1 (GPU idle), 480 MiB used

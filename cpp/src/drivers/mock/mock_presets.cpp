@@ -7,7 +7,7 @@ namespace cuagent::mock {
 namespace {
 
 // GPCs of the H100 80GB HBM3 measured with the thread-block-cluster probe
-// (shared/data/h100-sxm-layout.json, copied here because /work/shared is not
+// (tests/data/h100-sxm-layout.json, written into this table because tests/ is not
 // part of the package). Ordered by lowest SM id:
 //  - gpc 0: the 8 SMs that took clusters up to 8 but not 10 ("group_max_cluster_8");
 //  - gpc 1..7: the groups that took clusters of 16 ("gpc_groups_cluster16");

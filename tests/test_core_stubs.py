@@ -95,7 +95,7 @@ CLASSES = sorted(n for n in _public(dir(_core)) if inspect.isclass(getattr(_core
 @pytest.mark.parametrize("name", CLASSES)
 def test_class_members_match(name):
     cls = getattr(_core, name)
-    stub_cls = _stub_members(_stub_tree().body)[name]
+    stub_cls = _stub_members(_stub_tree().body).get(name)
     assert isinstance(stub_cls, ast.ClassDef)
     stub = _public(_stub_members(stub_cls.body))
     native = _native_class_members(cls)
@@ -105,7 +105,7 @@ def test_class_members_match(name):
 
 def _callables():
     tree = _stub_members(_stub_tree().body)
-    for name in sorted(_public(dir(_core))):
+    for name in sorted(_public(dir(_core)) & set(tree)):  # a missing stub fails the test above
         obj = getattr(_core, name)
         if inspect.isclass(obj):
             stub_cls = tree[name]

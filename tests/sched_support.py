@@ -99,6 +99,10 @@ class ScriptedEngine:
     ``activity(t_s) -> (active per SM, mem_stall per SM or None)``."""
 
     backend = "test"
+    window_fd = None  # no descriptor: the agent looks when windows are due
+
+    def drain_window_fd(self) -> None:
+        pass
 
     def __init__(self, devices: list[tuple[DeviceTopology, Callable[[float], tuple]]], window_ms: int = 50) -> None:
         self.devices = devices

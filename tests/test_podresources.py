@@ -129,10 +129,11 @@ def test_device_ids_map_to_devices_and_partitions(caplog):
 
 def test_poller_without_socket_then_with_then_gone(pb, tmp_path, caplog):
     path = tmp_path / "kubelet.sock"
-    att = PodAttribution(str(path), interval_s=0.05, timeout_s=1.0).start()
+    att = PodAttribution(str(path), interval_s=0.05, timeout_s=1.0)
     kubelet = None
     try:
         with caplog.at_level(logging.INFO, logger="cuagent.podresources"):
+            att.start()  # inside: its first look (and the one log line) comes at once
             time.sleep(0.5)  # ten looks at a missing socket
             assert att.pods(devices()) is None and att.polls == 0
             assert sum("no kubelet PodResources socket" in r.getMessage() for r in caplog.records) == 1

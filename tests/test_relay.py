@@ -3,6 +3,7 @@ subscriber, frames untouched, and snapshots that reproduce the agent's."""
 
 from __future__ import annotations
 
+import signal
 from collections import defaultdict
 
 import msgpack
@@ -91,3 +92,11 @@ def test_stacked_relays_forward_untouched_and_snapshot_like_the_agent(tmp_path):
             r.close()
         for p in reversed(procs):
             assert p.stop() == 0, p.log()
+
+
+def test_a_signal_stops_a_relay_whose_duration_is_far_off(tmp_path):
+    # --duration arms a timer; stopped sooner by a signal, the relay must exit then, not wait
+    # (as a non-daemon timer thread made it) until the duration is up.
+    proc = start_relay(tmp_path, "relay-long", "ipc:///nonexistent/up,ipc:///nonexistent/up-sync",
+                       extra=("--duration", "3600"))
+    assert proc.stop(signal.SIGTERM, timeout=15) == 0, proc.log()

@@ -1,15 +1,33 @@
-"""Type stubs for cuagent's private compiled core. Use the public API in cuagent."""
+"""Type stubs for cuagent's private compiled core (cpp/bindings/). Use the public API in cuagent.
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+tests/test_core_stubs.py checks that every public name here is exported by the module and
+vice versa. The underscore-prefixed TypedDicts exist only here: they describe the dicts the
+bindings build (window_dict.cpp, bind_engine.cpp, bind_nvml.cpp)."""
+
+from typing import Any, ClassVar, overload, Dict, List, Optional, Sequence, Tuple, TypedDict, Union
 
 import numpy as np
+import numpy.typing as npt
 
+_Floats = npt.NDArray[np.float32]
+
+# --- cpp/bindings/bind_topology.cpp ---
 class Aggregation:
-    mean: Aggregation
-    bit_or: Aggregation
-    last: Aggregation
-    sum: Aggregation
-    max: Aggregation
+    mean: ClassVar[Aggregation]
+    bit_or: ClassVar[Aggregation]
+    last: ClassVar[Aggregation]
+    sum: ClassVar[Aggregation]
+    max: ClassVar[Aggregation]
+    __members__: ClassVar[Dict[str, Aggregation]]
+    def __init__(self, value: int) -> None: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __int__(self) -> int: ...
+    def __index__(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> int: ...
 
 class CounterSpec:
     name: str
@@ -18,7 +36,10 @@ class CounterSpec:
     help: str
     aggregation: Aggregation
     rollup: str
-    def __init__(self, name: str = ..., level: str = ..., unit: str = ..., help: str = ...,
+    @overload
+    def __init__(self) -> None: ...
+    @overload
+    def __init__(self, name: str, level: str, unit: str, help: str = ...,
                  aggregation: Aggregation = ..., rollup: str = ...) -> None: ...
 
 class Partition:
@@ -63,9 +84,10 @@ class Driver:
     def name(self) -> str: ...
     @property
     def device_count(self) -> int: ...
-    def device(self, index: int) -> DeviceDescription: ...
-    def min_read_interval_ns(self, index: int) -> int: ...
+    def device(self, arg0: int) -> DeviceDescription: ...
+    def min_read_interval_ns(self, arg0: int) -> int: ...
 
+# --- cpp/bindings/bind_cupti.cpp ---
 class CuptiSource(Driver):
     def pause(self, reason: str = ...) -> None: ...
     def resume(self) -> None: ...
@@ -84,6 +106,7 @@ def cupti_offline_check(library: list[str], chip: str) -> dict[str, Any]: ...
 def cupti_metric_names() -> list[str]: ...
 def cupti_struct_sizes() -> list[tuple[str, int]]: ...
 
+# --- cpp/bindings/bind_engine.cpp ---
 class StateThresholds:
     idle_active: float
     saturated_occupancy: float
@@ -96,6 +119,52 @@ class StateThresholds:
 def platform() -> str: ...
 def next_unit_state(current: int, active: float, occupancy: float, mem_stall: float,
                     thresholds: StateThresholds) -> int: ...
+
+# One level's entries in a window: each counter's (mean, max) per element, and "state"
+# (uint8 per element) where the level has one.
+_LevelEntries = Dict[str, Union[Tuple[_Floats, _Floats], npt.NDArray[np.uint8]]]
+
+class _Window(TypedDict):
+    """A finished window (window_dict.cpp); absent counters are absent, never zero."""
+    seq: int
+    t_ns: int
+    window_ns: int
+    samples: int
+    windows_missed: int
+    levels: Dict[str, _LevelEntries]
+    groups: Dict[str, _LevelEntries]
+    partition: Dict[str, Dict[str, float]]
+    device: Dict[str, float]
+    idle_units: Optional[float]
+
+class _DeviceStats(TypedDict):
+    samples: int
+    drops: int
+    read_errors: int
+    windows: int
+    windows_missed: int
+    late_samples: int
+    skipped_reads: int
+    lost: bool
+    own_thread: bool
+
+class _EngineStats(TypedDict):
+    running: bool
+    rate_hz: float
+    target_rate_hz: float
+    achieved_rate_hz: float
+    elapsed_s: float
+    ticks: int
+    skipped_ticks: int
+    samples: int
+    drops: int
+    read_errors: int
+    events_dropped: int
+    jitter_p50_ns: int
+    jitter_p90_ns: int
+    jitter_p99_ns: int
+    jitter_max_ns: int
+    devices: List[_DeviceStats]
 
 class Engine:
     def __init__(self, driver: Driver, rate_hz: float, window_ns: int, ring_capacity: int = ...,
@@ -114,11 +183,13 @@ class Engine:
     @property
     def window_fd(self) -> int: ...
     def drain_window_fd(self) -> None: ...
-    def device(self, index: int) -> DeviceDescription: ...
-    def latest(self, device: int) -> Optional[Dict[str, Any]]: ...
-    def stats(self) -> Dict[str, Any]: ...
+    def device(self, arg0: int) -> DeviceDescription: ...
+    def latest(self, device: int) -> Optional[_Window]: ...
+    def stats(self) -> _EngineStats: ...
+    # (type, device index, Unix ns, detail)
     def drain_events(self) -> List[Tuple[str, int, int, str]]: ...
 
+# --- cpp/bindings/bind_aggregator.cpp ---
 class AggregatorHarness:
     def __init__(self, device: DeviceDescription, thresholds: StateThresholds, window_ns: int,
                  origin_ns: int = ...) -> None: ...
@@ -127,11 +198,15 @@ class AggregatorHarness:
     @property
     def windows(self) -> int: ...
     def counter_slots(self) -> List[Tuple[str, int, int]]: ...
-    def add(self, t_ns: np.ndarray, samples: np.ndarray) -> None: ...
+    def add(self, t_ns: npt.ArrayLike, samples: npt.ArrayLike) -> None: ...
     def poll(self, now_ns: int, grace_ns: int = ...) -> None: ...
-    def latest(self) -> Optional[Dict[str, Any]]: ...
+    def latest(self) -> Optional[_Window]: ...
 
-# --- mock driver (bind_mock.cpp) ---
+# --- cpp/bindings/bind_driver_io.cpp ---
+def driver_read(driver: Driver, device: int, t_ns: int = ...) -> Tuple[str, Dict[str, _Floats], str]: ...
+def driver_time_reads(driver: Driver, device: int, reads: int, step_ns: int = ...) -> Tuple[int, int]: ...
+
+# --- cpp/bindings/bind_mock.cpp ---
 class MockFaults:
     lost_at_s: float
     back_at_s: float
@@ -149,16 +224,31 @@ class MockDeviceSpec:
     def __init__(self, preset: str = ..., scenario: str = ..., units: int = ...,
                  faults: MockFaults = ...) -> None: ...
 
-def make_mock_driver(devices: Sequence[Union[MockDeviceSpec, Dict[str, Any]]], seed: int = ...) -> Driver: ...
+# A dict spec: preset, scenario, units, faults (dict or MockFaults) and/or the fault options flat.
+_MockSpecValue = Union[str, int, float, None, MockFaults, Dict[str, Optional[float]]]
+
+def make_mock_driver(devices: Sequence[Union[MockDeviceSpec, Dict[str, _MockSpecValue]]], seed: int = ...) -> Driver: ...
 def mock_presets() -> List[str]: ...
 def mock_scenarios() -> List[str]: ...
 
-# rocm_smi (cpp/bindings/bind_rocm_smi.cpp)
+# --- cpp/bindings/bind_nvml.cpp ---
+class _SmLayout(TypedDict):
+    units: int
+    gpc: List[int]
+    tpc: List[int]
+    gpcs: int
+    tpcs: int
+    gpc_max_cluster: List[int]
+    notes: List[str]
+
+def make_nvml_driver(library: str = ..., devices: List[int] = ..., gpm: bool = ..., probe_layout: bool = ...,
+                     cuda_library: str = ..., probe_cache_dir: str = ...,
+                     unsupported_limit: int = ...) -> Tuple[Driver, List[str]]: ...
+def nvidia_sm_count_for_model(model: str) -> int: ...
+def group_sms(units: int, observations: Sequence[Tuple[int, Sequence[int]]]) -> _SmLayout: ...
+def probe_sm_layout(pci_bus_id: str, cuda_library: str = ...,
+                    launches_per_size: int = ...) -> Tuple[Optional[_SmLayout], str]: ...
+
+# --- cpp/bindings/bind_rocm_smi.cpp ---
 def make_rocm_smi_driver(library: str = ..., kfd_root: str = ..., devices: List[str] = ...,
                          min_read_interval_ns: int = ...) -> Driver: ...
-
-# Reading a driver outside an engine (tests, tools, benchmarks).
-def driver_read(driver: Driver, device: int, t_ns: int = ...) -> Tuple[str, Dict[str, np.ndarray], str]: ...
-def driver_time_reads(driver: Driver, device: int, reads: int, step_ns: int = ...) -> Tuple[int, int]: ...
-
-def __getattr__(name: str) -> Any: ...  # driver factories bound by each backend

@@ -16,16 +16,21 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 
 from . import config as config_mod
 from . import slow_path, wire
 from .curve import ClientKeys, ServerKeys
+from .duration import stop_after
 from .exporters import prometheus_cli
 from .options import OneLineParser, Option, OptionError, bind_endpoint, peer
 from .scheduling import agent_options as k8s_options
+
+if TYPE_CHECKING:
+    from .engine import Engine  # make_engine imports it when it runs (engine loads _core)
 
 log = logging.getLogger("cuagent")
 
@@ -67,9 +72,9 @@ def _setup_logging(level: str) -> None:
     )
 
 
-def _install_stop_signals(stop) -> None:
+def _install_stop_signals(stop: Callable[[], None]) -> None:
     """SIGINT/SIGTERM ask the loop to stop; the loop notices within one tick."""
-    def handler(signum, _frame):
+    def handler(signum: int, _frame: Optional[FrameType]) -> None:
         log.info("received %s: stopping", signal.Signals(signum).name)
         stop()
 
@@ -96,7 +101,7 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
-def make_engine(cfg: config_mod.RunConfig) -> Any:
+def make_engine(cfg: config_mod.RunConfig) -> Engine:
     """The engine the config asks for. ``auto`` takes the first real backend that works (in
     the registry's order) and never falls back to the mock: a GPU server must not publish
     simulated data."""
@@ -166,10 +171,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _install_stop_signals(agent.stop)
     engine.start()
     try:
-        if cfg.duration is not None:
-            timer = threading.Timer(cfg.duration, agent.stop)
-            timer.daemon = True
-            timer.start()
+        stop_after(cfg.duration, agent.stop)
         agent.run()
     finally:
         agent.engine.stop()  # the engine it runs now: a layout change may have replaced it
@@ -194,8 +196,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
         raise CliError(str(e)) from None
     _install_stop_signals(relay.stop)
     try:
-        if args.duration is not None:
-            threading.Timer(args.duration, relay.stop).start()
+        stop_after(args.duration, relay.stop)
         relay.run()
     finally:
         relay.close()
@@ -259,7 +260,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from .client import parse_endpoint
 
     ep = parse_endpoint(args.endpoint)
-    ctx: zmq.Context = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
     keys = _client_keys(args)
@@ -294,7 +295,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def sync_request(sync_endpoint: str, request: bytes, timeout: float, curve: Optional[ClientKeys] = None) -> bytes:
     import zmq
 
-    sock: zmq.Socket = zmq.Context.instance().socket(zmq.DEALER)
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     if curve is not None:
         curve.apply(sock)

@@ -83,7 +83,7 @@ class ServerKeys:
         assert secret is not None
         return cls(public, secret, allow_dir)
 
-    def apply(self, sock: zmq.Socket) -> None:
+    def apply(self, sock: zmq.Socket[bytes]) -> None:
         """Make ``sock`` a CURVE server (before it binds)."""
         sock.curve_secretkey = self.secret
         sock.curve_publickey = self.public
@@ -94,7 +94,7 @@ class Authenticator:
     """The ZAP handler of one context: admits CURVE clients whose key is in the allow dir.
     Must be started before the sockets it guards accept connections."""
 
-    def __init__(self, ctx: zmq.Context, keys: ServerKeys) -> None:
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], keys: ServerKeys) -> None:
         from zmq.auth.thread import ThreadAuthenticator
 
         self._auth = ThreadAuthenticator(ctx, log=logging.getLogger("cuagent.curve.zap"))
@@ -130,7 +130,7 @@ class ClientKeys:
             raise CurveError("CURVE needs both --curve-client-key and --curve-server-key")
         return cls.load(client_key_file, server_key_file)
 
-    def apply(self, sock: zmq.Socket) -> None:
+    def apply(self, sock: zmq.Socket[bytes]) -> None:
         """Make ``sock`` a CURVE client of the server (before it connects)."""
         sock.curve_secretkey = self.secret
         sock.curve_publickey = self.public
@@ -165,7 +165,7 @@ def create_keys(key_dir: str, name: str) -> tuple[str, str]:
     return public_file, secret_file
 
 
-def apply_client(sock: zmq.Socket, keys: Optional[ClientKeys]) -> zmq.Socket:
+def apply_client(sock: zmq.Socket[bytes], keys: Optional[ClientKeys]) -> zmq.Socket[bytes]:
     if keys is not None:
         keys.apply(sock)
     return sock

@@ -5,10 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence
+from typing import TYPE_CHECKING, List, Optional, Sequence
 
 from . import _core, profiling
 from .topology import DeviceState, DeviceTopology
+
+if TYPE_CHECKING:
+    # One device's counters in EngineStats (a dict the bindings build; the stubs describe it).
+    from ._core import _DeviceStats as DeviceStats
 
 __all__ = ["Engine", "EngineEvent", "EngineStats", "StateThresholds"]
 
@@ -25,7 +29,7 @@ class StateThresholds:
     thrashing_mem_stall: float = 0.6
     hysteresis: float = 0.05
 
-    def _native(self) -> Any:
+    def _native(self) -> _core.StateThresholds:
         return _core.StateThresholds(
             self.idle_active,
             self.saturated_occupancy,
@@ -61,10 +65,10 @@ class EngineStats:
     jitter_p90_ns: int
     jitter_p99_ns: int
     jitter_max_ns: int
-    devices: List[dict]
+    devices: List[DeviceStats]
 
 
-def _make_driver(name: str, devices: Optional[Sequence[Any]], seed: int, options: dict) -> Any:
+def _make_driver(name: str, devices: Optional[Sequence[object]], seed: int, options: dict[str, object]) -> _core.Driver:
     from .backends import registry
 
     return registry.get(name).make_driver(devices, seed, **options)
@@ -80,14 +84,14 @@ class Engine:
     def __init__(
         self,
         driver: str = "mock",
-        devices: Optional[Sequence[Any]] = None,
+        devices: Optional[Sequence[object]] = None,
         *,
         rate_hz: float = 1000.0,
         window_ms: float = 100.0,
         seed: int = 0,
         thresholds: Optional[StateThresholds] = None,
         ring_capacity: int = 0,
-        **driver_options: Any,
+        **driver_options: object,
     ) -> None:
         if isinstance(rate_hz, bool) or not isinstance(rate_hz, (int, float)) or not rate_hz > 0:
             raise ValueError(f"rate_hz must be a number > 0, got {rate_hz!r}")
@@ -132,20 +136,20 @@ class Engine:
 
     @property
     def running(self) -> bool:
-        return bool(self._native.running)
+        return self._native.running
 
     def __enter__(self) -> "Engine":
         if not self.running:
             self.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # -- what it knows -------------------------------------------------------------
     @property
     def backend(self) -> str:
-        return str(self._native.backend)
+        return self._native.backend
 
     def topology(self) -> List[DeviceTopology]:
         return list(self._topology)
@@ -164,7 +168,7 @@ class Engine:
     def events(self) -> List[EngineEvent]:
         """Events raised since the last call (device lost/back, backend errors)."""
         return [
-            EngineEvent(type=t, device=int(d), device_id=self._topology[d].id, detail=detail, t_ns=int(ts))
+            EngineEvent(type=t, device=d, device_id=self._topology[d].id, detail=detail, t_ns=ts)
             for t, d, ts, detail in self._native.drain_events()
         ] + profiling.events(self.profiling, self._sources, lambda t, d, detail: EngineEvent(
             type=t, device=d, device_id=self._topology[d].id, detail=detail, t_ns=time.time_ns()))
@@ -175,12 +179,12 @@ class Engine:
 
         Poll it (select, zmq.Poller, asyncio) instead of guessing when windows
         are due; `drain_window_fd()` re-arms it."""
-        return int(self._native.window_fd)
+        return self._native.window_fd
 
     def drain_window_fd(self) -> None:
         self._native.drain_window_fd()
 
     @property
-    def driver(self) -> Any:
+    def driver(self) -> _core.Driver:
         """The native driver (backends expose extra slow-path calls on it)."""
         return self._driver

@@ -7,9 +7,12 @@ body. The wire encoder (cuagent.wire) is a thin layer over these.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, NamedTuple, Optional, Union
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from . import _core
 
 __all__ = [
     "CounterInfo",
@@ -85,7 +88,7 @@ class DeviceTopology:
         return np.flatnonzero(self.layout[level] == element)
 
     @classmethod
-    def from_description(cls, d: Any) -> "DeviceTopology":
+    def from_description(cls, d: _core.DeviceDescription) -> "DeviceTopology":
         """Build from a `cuagent._core.DeviceDescription`."""
         counters: Dict[str, CounterInfo] = {}
         for c in d.counters:

@@ -23,10 +23,11 @@ def use_library(path: str | None) -> ModuleType:
     """Return pynvml, bound to `path` (None: pynvml's own default search)."""
     import pynvml
 
+    module: ModuleType = pynvml  # pynvml ships no type hints
     global _current
     with _lock:
         if path is None or path == _current:
-            return pynvml
+            return module
         for name in ("nvmlLib", "_nvmlGetFunctionPointer_cache", "libLoadLock"):
             if not hasattr(pynvml, name):
                 raise RuntimeError(
@@ -37,4 +38,4 @@ def use_library(path: str | None) -> ModuleType:
             pynvml.nvmlLib = handle
             pynvml._nvmlGetFunctionPointer_cache.clear()
         _current = path
-        return pynvml
+        return module

@@ -99,6 +99,8 @@ class NvmlSlowPath:
         self._nvml.nvmlInit()
         self._open = True
         self._last_seen: Dict[int, int] = {}  # device -> last process sample timestamp (µs)
+        # Per device, its MIG instances (id, profile, units, compute instances, placement).
+        self._mig_signature: tuple[tuple[object, ...], ...] = ()
         self._mig_signature = self._signature()
 
     def close(self) -> None:
@@ -209,10 +211,10 @@ class NvmlSlowPath:
                     pass
         return [instances[k] for k in sorted(instances)]
 
-    def _signature(self) -> tuple:
+    def _signature(self) -> tuple[tuple[object, ...], ...]:
         nvml = self._nvml
-        sig = []
-        previous = getattr(self, "_mig_signature", None) or ()  # None during __init__
+        sig: list[tuple[object, ...]] = []
+        previous = self._mig_signature  # () during __init__
         for i in range(nvml.nvmlDeviceGetCount()):
             try:
                 inv = self.mig_inventory(i)

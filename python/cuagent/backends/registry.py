@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 from ..options import Option
 
 if TYPE_CHECKING:
+    from .. import _core
     from ..slow_path import SlowPath
 
 __all__ = ["Backend", "Option", "ENTRY_POINT_GROUP", "UnknownBackend", "all_backends", "auto_backends", "failure",
@@ -66,7 +67,7 @@ class Backend:
     they would otherwise be ignored without a word (mock faults with a real GPU)."""
 
     name: str
-    make_driver: Callable[..., Any]
+    make_driver: Callable[..., _core.Driver]
     options: tuple[Option, ...] = ()
     driver_args: Optional[Callable[[Mapping[str, Any]], tuple[Optional[Sequence[Any]], dict[str, Any]]]] = None
     slow_path: Optional[Callable[[dict[str, Any], float, float], SlowPath]] = None

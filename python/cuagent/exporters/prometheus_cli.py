@@ -11,9 +11,9 @@ the Prometheus wiki's allocation list live, and off AMD's device-metrics-exporte
 from __future__ import annotations
 
 import argparse
-import threading
 from typing import Any, Callable, Optional
 
+from ..duration import stop_after
 from ..options import listen_address
 
 DEFAULT_AGENT_PORT = 7712
@@ -73,10 +73,7 @@ def run_exporter(args: argparse.Namespace, curve: Any, install_stop: Callable[[C
         raise ValueError(f"--listen {args.listen[0]}:{args.listen[1]}: {e.strerror or e}") from None
     install_stop(exporter.stop)
     try:
-        if args.duration is not None:
-            timer = threading.Timer(args.duration, exporter.stop)
-            timer.daemon = True
-            timer.start()
+        stop_after(args.duration, exporter.stop)
         exporter.run()
     finally:
         exporter.close()

@@ -54,7 +54,7 @@ class Client:
         self,
         endpoints: Iterable[Endpoint | str | Sequence[str]],
         prefixes: Sequence[str] = (wire.PREFIX,),
-        context: Optional[zmq.Context] = None,
+        context: Optional[zmq.Context[zmq.Socket[bytes]]] = None,
         keep_frames: bool = False,
         stale_after_s: float = STALE_AFTER_S,
         snapshot_timeout_s: float = SNAPSHOT_TIMEOUT_S,
@@ -141,7 +141,7 @@ class Client:
             self.poll(min(0.05, max(0.0, deadline - time.monotonic())))
         return self.ready
 
-    def poll_sockets(self) -> list[zmq.Socket]:
+    def poll_sockets(self) -> list[zmq.Socket[bytes]]:
         """The sockets that have work for :meth:`process` when readable (to embed the client
         in another poll loop, as the relay does)."""
         return [sock for session in self.sessions for sock in session.poll_sockets()]

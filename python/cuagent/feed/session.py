@@ -151,7 +151,7 @@ class FeedState:
 class Session:
     """One upstream: its SUB and its sync DEALER, and where its join stands."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: Endpoint, state: FeedState, rcvhwm: int,
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], endpoint: Endpoint, state: FeedState, rcvhwm: int,
                  curve: Optional[ClientKeys] = None) -> None:
         self.ctx = ctx
         self.curve = curve
@@ -164,7 +164,7 @@ class Session:
         for prefix in state.prefixes:
             self.sub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
         self.sub.connect(endpoint.feed)
-        self.dealer: Optional[zmq.Socket] = None
+        self.dealer: Optional[zmq.Socket[bytes]] = None
         self.joining = True  # until the first full snapshot is applied
         # The first snapshot waits until the feed has delivered something (proof that our
         # subscription reached the publisher; a snapshot taken before that could miss the
@@ -194,7 +194,7 @@ class Session:
             self.dealer.close(0)
 
     # ------------------------------------------------------------------ driving
-    def poll_sockets(self) -> list[zmq.Socket]:
+    def poll_sockets(self) -> list[zmq.Socket[bytes]]:
         socks = [self.sub]
         if self.inflight is not None and self.dealer is not None:
             socks.append(self.dealer)

@@ -16,7 +16,7 @@ import socket as _socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Sequence
 
 import zmq
 
@@ -27,6 +27,11 @@ from ..slow_path import SlowPath
 from ..wire import Header
 from . import sockets
 from .server import FeedServer, Ping, SnapshotContent
+
+if TYPE_CHECKING:
+    from ..engine import EngineEvent
+    from ..scheduling.podresources import PodAttribution
+    from ..topology import DeviceState, DeviceTopology
 
 log = logging.getLogger("cuagent.agent")
 
@@ -63,6 +68,32 @@ class AgentConfig:
             raise ValueError(f"sndhwm must be >= 1, got {self.sndhwm}")
 
 
+class HeartbeatStats(Protocol):
+    """What a heartbeat reports of an engine's stats (cuagent.engine.EngineStats has more)."""
+
+    @property
+    def achieved_rate_hz(self) -> float: ...
+    @property
+    def drops(self) -> int: ...
+
+
+class FeedEngine(Protocol):
+    """What the agent drives: cuagent.engine.Engine, or a test's scripted engine."""
+
+    @property
+    def backend(self) -> str: ...
+    @property
+    def window_fd(self) -> Optional[int]:
+        """Readable when a window finishes; None: no such descriptor, the agent polls."""
+    def drain_window_fd(self) -> None: ...
+    def start(self) -> object: ...
+    def stop(self) -> None: ...
+    def topology(self) -> Sequence[DeviceTopology]: ...
+    def snapshot(self) -> Sequence[Optional[DeviceState]]: ...
+    def events(self) -> Sequence[EngineEvent]: ...
+    def stats(self) -> HeartbeatStats: ...
+
+
 class Agent:
     """Publishes ``engine`` (a started cuagent Engine) until :meth:`stop`.
 
@@ -77,13 +108,13 @@ class Agent:
 
     def __init__(
         self,
-        engine: Any,
+        engine: FeedEngine,
         config: AgentConfig,
-        context: Optional[zmq.Context] = None,
+        context: Optional[zmq.Context[zmq.Socket[bytes]]] = None,
         slow_path: Optional[SlowPath] = None,
-        rebuild_engine: Optional[Callable[[], Any]] = None,
-        pods: Optional[Any] = None,
-        on_topology: Optional[Callable[[list[Any]], Any]] = None,
+        rebuild_engine: Optional[Callable[[], FeedEngine]] = None,
+        pods: Optional[PodAttribution] = None,
+        on_topology: Optional[Callable[[list[DeviceTopology]], object]] = None,
     ) -> None:
         self.engine = engine
         # Kubernetes extras (cuagent.scheduling): ``pods`` maps devices to the containers
@@ -105,7 +136,8 @@ class Agent:
         self.seqs: dict[str, int] = {}
         # Latest frames of every topo/state topic: what a snapshot serves (§4.3).
         self._latest: dict[str, list[bytes]] = {}
-        self._last_window: list[Any] = []
+        # Per device, (t_ns, window seq, windows missed) of the last window sent.
+        self._last_window: list[Optional[tuple[int, int, int]]] = []
         # Devices lost (from device_lost to their first window after device_back): topo marks
         # them (§3.1 status), they publish no state, and snapshots hold no state of theirs (it
         # would pass as current). ``_returning``: lost devices whose device_back has come.
@@ -201,7 +233,7 @@ class Agent:
         moment it is readable keeps latency to what encoding and sending cost."""
         if self._window_fd is not None:
             self._poller.unregister(self._window_fd)
-        fd = getattr(self.engine, "window_fd", None)
+        fd = self.engine.window_fd
         self._window_fd = fd
         if fd is not None:
             self._poller.register(fd, zmq.POLLIN)
@@ -210,7 +242,7 @@ class Agent:
         """The partition layout changed under the engine (e.g. MIG reconfigured): its topology
         and driver are void. Build a fresh engine with the same options, then announce it."""
         assert self._rebuild_engine is not None
-        log.warning("partition layout changed: rebuilding the %s engine", getattr(self.engine, "backend", "?"))
+        log.warning("partition layout changed: rebuilding the %s engine", self.engine.backend)
         self._publish_events()  # what the old engine still had to say
         try:
             new = self._rebuild_engine()
@@ -246,7 +278,7 @@ class Agent:
         if self.on_publish is not None:
             self.on_publish(topic, header, body)
 
-    def _encode_topo(self, topology: list[Any]) -> dict[str, Any]:
+    def _encode_topo(self, topology: list[DeviceTopology]) -> dict[str, Any]:
         agent = wire.AgentInfo(AGENT_VERSION, _socket.gethostname(), os.getpid(), self.started_ns)
         return wire.encode_topo_body(topology, agent)
 
@@ -330,7 +362,7 @@ class Agent:
                 self.stats["state"] += 1
             due = now + (st.t_ns + st.window_ns - wall_now) / 1e9
             next_due = due if next_due is None else min(next_due, due)
-        if getattr(self.engine, "window_fd", None) is not None:
+        if self.engine.window_fd is not None:
             return now + interval  # the eventfd wakes us; this is only a safety net
         if next_due is None or next_due <= now:
             # No window yet, or the next one is already late: look again soon.
@@ -343,10 +375,10 @@ class Agent:
             return
         topo_dirty = status_changed = False
         for ev in events:
-            device_id = getattr(ev, "device_id", None) or None
+            device_id = ev.device_id or None
             topic = wire.build_topic("event", self.config.node, device_id)
             body = wire.encode_event_body(ev.type, ev.detail, device_id)
-            self._send(topic, int(getattr(ev, "t_ns", 0) or time.time_ns()), body, keep=False)
+            self._send(topic, ev.t_ns or time.time_ns(), body, keep=False)
             self.stats["event"] += 1
             log.warning("event %s on %s: %s", ev.type, device_id or self.config.node, ev.detail)
             topo_dirty |= ev.type in ("device_lost", "device_back")

@@ -64,7 +64,7 @@ class RelayConfig:
 
 
 class Relay:
-    def __init__(self, config: RelayConfig, context: Optional[zmq.Context] = None) -> None:
+    def __init__(self, config: RelayConfig, context: Optional[zmq.Context[zmq.Socket[bytes]]] = None) -> None:
         self.config = config
         self.ctx = context or zmq.Context.instance()
         self.epoch = wire.new_epoch()
@@ -135,7 +135,7 @@ class Relay:
             control.close(0)
 
     @staticmethod
-    def _forward(xsub: zmq.Socket, xpub: zmq.Socket) -> int:
+    def _forward(xsub: zmq.Socket[bytes], xpub: zmq.Socket[bytes]) -> int:
         """Pass up to FORWARD_BATCH whole messages down, frame by frame without copying
         (about half recv_multipart's cost: no getsockopt(RCVMORE) per frame). XSUB hands
         over only complete messages, and XPUB drops at a subscriber's HWM rather than block."""

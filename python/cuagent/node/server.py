@@ -56,7 +56,7 @@ class FeedServer:
     fails before anything runs). ``node``: the only node whose topics the feed carries (an
     agent), for counting subscriptions that can never match; None for a relay (any node)."""
 
-    def __init__(self, ctx: zmq.Context, feed: str, sync: str, source: SyncSource,
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], feed: str, sync: str, source: SyncSource,
                  sndhwm: int = sockets.DEFAULT_SNDHWM, curve: Optional[ServerKeys] = None,
                  node: Optional[str] = None) -> None:
         self.source = source

@@ -26,14 +26,14 @@ DEFAULT_SNDHWM = 1000
 MAX_REQUESTS_PER_ROUND = 64
 
 
-def heartbeats(sock: zmq.Socket) -> None:
+def heartbeats(sock: zmq.Socket[bytes]) -> None:
     sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
     sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
     sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS)
 
 
-def bind_feed(ctx: zmq.Context, endpoint: str, sndhwm: int = DEFAULT_SNDHWM,
-              curve: Optional["ServerKeys"] = None) -> zmq.Socket:
+def bind_feed(ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str, sndhwm: int = DEFAULT_SNDHWM,
+              curve: Optional["ServerKeys"] = None) -> zmq.Socket[bytes]:
     """The feed: an XPUB whose every inbound subscription is read and bounded by a
     :class:`~cuagent.node.subscriptions.SubscriptionGuard` (PUB would hold them unbounded, unseen)."""
     sock = ctx.socket(zmq.XPUB)
@@ -51,8 +51,8 @@ def bind_feed(ctx: zmq.Context, endpoint: str, sndhwm: int = DEFAULT_SNDHWM,
     return sock
 
 
-def bind_sync(ctx: zmq.Context, endpoint: str, sndhwm: int = DEFAULT_SNDHWM,
-              curve: Optional["ServerKeys"] = None) -> zmq.Socket:
+def bind_sync(ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str, sndhwm: int = DEFAULT_SNDHWM,
+              curve: Optional["ServerKeys"] = None) -> zmq.Socket[bytes]:
     sock = ctx.socket(zmq.ROUTER)
     if curve is not None:
         curve.apply(sock)
@@ -66,7 +66,7 @@ def bind_sync(ctx: zmq.Context, endpoint: str, sndhwm: int = DEFAULT_SNDHWM,
     return sock
 
 
-def _bind(sock: zmq.Socket, endpoint: str, what: str) -> None:
+def _bind(sock: zmq.Socket[bytes], endpoint: str, what: str) -> None:
     try:
         sock.bind(endpoint)
     except zmq.ZMQError as e:
@@ -74,13 +74,13 @@ def _bind(sock: zmq.Socket, endpoint: str, what: str) -> None:
         raise OSError(f"cannot bind {what} socket to {endpoint!r}: {e}") from None
 
 
-def bound_endpoint(sock: zmq.Socket) -> str:
+def bound_endpoint(sock: zmq.Socket[bytes]) -> str:
     """The endpoint actually bound (resolves tcp port 0 / wildcards for tests and demo)."""
     ep = cast(bytes, sock.getsockopt(zmq.LAST_ENDPOINT)).decode()
     return ep.replace("0.0.0.0", "127.0.0.1")
 
 
-def serve_requests(sock: zmq.Socket, answer: Callable[[Request], bytes], stats: dict[str, int]) -> None:
+def serve_requests(sock: zmq.Socket[bytes], answer: Callable[[Request], bytes], stats: dict[str, int]) -> None:
     """Answer what is queued on a sync ROUTER, each request at most once, never blocking.
 
     ``answer`` returns the packed reply or raises RequestError; anything else it raises is a

@@ -90,7 +90,7 @@ class SubscriptionGuard:
     ``node``: an agent publishes only its own node's topics (for counting subscriptions that
     can never match); a relay publishes any node's (None)."""
 
-    def __init__(self, sock: zmq.Socket, endpoint: str, node: Optional[str] = None,
+    def __init__(self, sock: zmq.Socket[bytes], endpoint: str, node: Optional[str] = None,
                  peer_budget: int = PEER_BUDGET_BYTES, total_budget: int = TOTAL_BUDGET_BYTES) -> None:
         self.sock = sock
         self.node = node

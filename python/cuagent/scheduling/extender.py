@@ -34,6 +34,8 @@ from typing import Any, Callable, Optional
 
 import zmq
 
+from ..duration import stop_after
+from ..options import OneLineParser
 from ..polling import poll_timeout_ms
 from .request import Request, RequestError, pod_request
 from .scorer import Ranking, Scorer, Weights
@@ -326,7 +328,7 @@ class Extender:
 # --------------------------------------------------------------------------- command line
 
 
-def add_parser(sub: Any, curve_client_flags: Callable[[argparse.ArgumentParser], None]) -> argparse.ArgumentParser:
+def add_parser(sub: argparse._SubParsersAction[OneLineParser], curve_client_flags: Callable[[argparse.ArgumentParser], None]) -> argparse.ArgumentParser:
     """The ``cuagent extender`` subcommand (cli.py calls this with its subparsers)."""
     p = sub.add_parser("extender", help="kube-scheduler extender (prioritize, optional filter) fed by the feed",
                        description="Serve the kube-scheduler extender API (POST /prioritize, /filter with "
@@ -368,11 +370,7 @@ def run_cli(args: argparse.Namespace, client_keys: Any) -> int:
         client.close()
         raise ValueError(f"--listen {listen[0]}:{listen[1]}: {e.strerror or e}") from None
     ext.start()
-    timer = None
-    if args.duration is not None:
-        timer = threading.Timer(args.duration, ext.stop)
-        timer.daemon = True
-        timer.start()
+    stop_after(args.duration, ext.stop)
     import signal
 
     for sig in (signal.SIGINT, signal.SIGTERM):

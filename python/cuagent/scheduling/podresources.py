@@ -31,7 +31,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Protocol, Sequence
 
 log = logging.getLogger("cuagent.podresources")
 
@@ -150,7 +150,20 @@ def _pci_key(pci: str) -> Optional[tuple[int, int, int, int]]:
 MigResolver = Callable[[str], Optional[tuple[str, str]]]
 
 
-def match_device(device_id: str, devices: Sequence[Any],
+class AttributedDevice(Protocol):
+    """What matching needs of a device (cuagent.topology.DeviceTopology has it)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def index(self) -> int: ...
+    @property
+    def vendor(self) -> str: ...
+    @property
+    def pci(self) -> Optional[str]: ...
+
+
+def match_device(device_id: str, devices: Sequence[AttributedDevice],
                  mig_resolver: Optional[MigResolver] = None) -> Optional[tuple[str, Optional[str]]]:
     """(topo device id, partition id or None) for a kubelet device id, or None."""
     raw = device_id.split("::", 1)[0].strip()
@@ -167,7 +180,7 @@ def match_device(device_id: str, devices: Sequence[Any],
     key = _pci_key(raw) if ":" in raw else None
     if key is not None:
         for d in devices:
-            if getattr(d, "pci", None) and _pci_key(d.pci) == key:
+            if d.pci and _pci_key(d.pci) == key:
                 return d.id, None
         return None
     if raw.isdigit():
@@ -177,7 +190,7 @@ def match_device(device_id: str, devices: Sequence[Any],
     return None
 
 
-def attribute(assignments: Iterable[Assignment], devices: Sequence[Any],
+def attribute(assignments: Iterable[Assignment], devices: Sequence[AttributedDevice],
               mig_resolver: Optional[MigResolver] = None,
               unmatched: Optional[set[str]] = None) -> dict[str, list[dict[str, str]]]:
     """device id -> its ``pods`` entries (every device listed; [] when nobody holds it).
@@ -271,7 +284,8 @@ class PodAttribution:
         self.mig_resolver = mig_resolver
         self._assignments: Optional[list[Assignment]] = None  # None: unknown
         self._generation = 0
-        self._cache: Any = ()
+        # (generation and devices, attribution) of the last pods() call
+        self._cache: Optional[tuple[object, dict[str, list[dict[str, str]]]]] = None
         self._unmatched_logged: set[str] = set()
         self._status = "starting"
         self._stop = threading.Event()
@@ -343,14 +357,14 @@ class PodAttribution:
         if channel is not None:
             channel.close()
 
-    def pods(self, devices: Sequence[Any]) -> Optional[dict[str, list[dict[str, str]]]]:
+    def pods(self, devices: Sequence[AttributedDevice]) -> Optional[dict[str, list[dict[str, str]]]]:
         """device id -> ``pods`` entries for the agent's current ``devices``; None when
         attribution is unknown. Cached until the next List or a new device list."""
         assignments = self._assignments
         if assignments is None:
             return None
-        key = (self._generation, tuple((d.id, getattr(d, "pci", None), d.index) for d in devices))
-        if self._cache and self._cache[0] == key:
+        key = (self._generation, tuple((d.id, d.pci, d.index) for d in devices))
+        if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         unmatched: set[str] = set()
         result = attribute(assignments, devices, self.mig_resolver, unmatched)

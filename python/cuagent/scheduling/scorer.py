@@ -398,7 +398,7 @@ class Scorer:
         d = self._dev
         if not d.n:
             return np.zeros(0, bool)
-        return d["alive"] & (now_ns - d["ts"] <= int(self.max_age_s * 1e9)) & node_ok[d["node"]]
+        return np.asarray(d["alive"] & (now_ns - d["ts"] <= int(self.max_age_s * 1e9)) & node_ok[d["node"]], bool)
 
     def _vendor_ok(self, request: Request) -> np.ndarray:
         vendor = self._dev["vendor"]
@@ -406,7 +406,7 @@ class Scorer:
             return np.ones(vendor.shape, bool)
         # A simulated device stands in for either vendor, so the mock driver can drive a
         # Kubernetes extender end to end.
-        return (vendor == VENDOR_CODES[request.vendor]) | (vendor == _MOCK)
+        return np.asarray((vendor == VENDOR_CODES[request.vendor]) | (vendor == _MOCK), bool)
 
     def rank(self, request: Request, now_ns: Optional[int] = None, nodes: Optional[Iterable[str]] = None) -> "Ranking":
         """Rank ``nodes`` (default: every node seen) for ``request`` at ``now_ns`` (default

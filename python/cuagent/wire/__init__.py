@@ -43,10 +43,8 @@ from .header import (
     header_from_map,
     new_epoch,
 )
+from ..topology import CounterInfo, CounterStat, LinkInfo, PartitionInfo
 from .topo import (
-    CounterInfo,
-    LinkInfo,
-    PartitionInfo,
     AgentInfo,
     DEVICE_LEVEL,
     DEVICE_LOST,
@@ -65,7 +63,6 @@ from .topo import (
     with_device_status,
 )
 from .state import (
-    CounterStat,
     ACTIVE,
     IDLE,
     SATURATED,

@@ -3,7 +3,7 @@ field checks the body decoders share."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Union
 
 import msgpack
 import numpy as np
@@ -22,7 +22,8 @@ class ProtocolError(ValueError):
 
 def pack(obj: Any) -> bytes:
     """msgpack with str as str and bytes as bin, floats as float64 (so re-encoding is exact)."""
-    return msgpack.packb(obj, use_bin_type=True)
+    packed: bytes = msgpack.packb(obj, use_bin_type=True)  # msgpack has no type hints
+    return packed
 
 
 def unpack(data: bytes, field_name: str = "frame") -> Any:
@@ -73,7 +74,7 @@ def uint64(value: Any, field_name: str) -> int:
 
 
 
-def get(m: Mapping[str, Any], key: str, types: Any, where: str, optional: bool = False) -> Any:
+def get(m: Mapping[str, Any], key: str, types: Union[type, tuple[type, ...]], where: str, optional: bool = False) -> Any:
     if key not in m:
         if optional:
             return None
@@ -87,7 +88,7 @@ def get(m: Mapping[str, Any], key: str, types: Any, where: str, optional: bool =
     return value
 
 
-def type_names(types: Any) -> str:
+def type_names(types: Union[type, tuple[type, ...]]) -> str:
     if isinstance(types, tuple):
         return " or ".join(t.__name__ for t in types)
     return types.__name__

@@ -8,7 +8,7 @@ from typing import Any, Iterable, Mapping, Optional
 
 import numpy as np
 
-from ..topology import CounterStat
+from ..topology import CounterStat, DeviceState
 from .codec import NUMBER, ProtocolError, as_array, as_map, describe, get
 from .topo import DEVICE_LEVEL, PARTITION_LEVEL, Device
 
@@ -62,7 +62,7 @@ def _measured(value: Any) -> bool:
 
 
 def encode_state_body(
-    s: Any, counters: Optional[Mapping[str, Any]] = None, processes: Optional[Iterable[Mapping[str, Any]]] = None,
+    s: DeviceState | State, counters: Optional[Mapping[str, Any]] = None, processes: Optional[Iterable[Mapping[str, Any]]] = None,
     pods: Optional[Iterable[Mapping[str, Any]]] = None,
 ) -> dict[str, Any]:
     """A ``state`` map from an engine DeviceState (or a decoded :class:`State`).
@@ -108,10 +108,10 @@ def encode_state_body(
     body["partition"] = partition
     body["device"] = device
     # None: no counter to estimate it from; absent rather than invented.
-    if getattr(s, "idle_units", None) is not None and not math.isnan(s.idle_units):
+    if s.idle_units is not None and not math.isnan(s.idle_units):
         body["idle_units"] = float(s.idle_units)
     if processes is None:
-        processes = getattr(s, "processes", None)
+        processes = s.processes
     if processes is not None:
         body["processes"] = [_process(p) for p in processes]
     if pods is not None:
@@ -171,6 +171,8 @@ def decode_state_body(m: Any, device: Optional[Device] = None) -> State:
 
 
 def _numbers(values: Any) -> dict[str, Any]:
+    if not isinstance(values, dict):
+        raise _Unusual
     for k, v in values.items():
         if type(k) is not str or type(v) not in _NUMBER_TYPES:
             raise _Unusual

@@ -54,7 +54,7 @@ def _u16(values: Any) -> bytes:
 
 
 
-def encode_device(d: Any) -> dict[str, Any]:
+def encode_device(d: DeviceTopology) -> dict[str, Any]:
     """A topo ``Device`` map from an engine DeviceTopology (or a decoded :class:`Device`)."""
     m: dict[str, Any] = {
         "id": str(d.id),
@@ -66,9 +66,8 @@ def encode_device(d: Any) -> dict[str, Any]:
         "units": int(d.units),
         "levels": [str(level) for level in d.levels],
     }
-    layout = getattr(d, "layout", None) or {}
-    if layout:
-        m["layout"] = {str(level): _u16(arr) for level, arr in layout.items()}
+    if d.layout:
+        m["layout"] = {str(level): _u16(arr) for level, arr in d.layout.items()}
     m["layout_source"] = str(d.layout_source)
     # A coarser level whose size the backend does not know (NVML without the SM layout
     # probe reports 0 GPCs/TPCs) has no count: absent, never a made-up number.
@@ -82,30 +81,27 @@ def encode_device(d: Any) -> dict[str, Any]:
             "memory_bytes": int(p.memory_bytes),
             "profile": str(p.profile or ""),
         }
-        unit_ids = getattr(p, "unit_ids", None)
-        if unit_ids is not None and len(unit_ids):
-            pm["unit_ids"] = _u16(unit_ids)
+        if p.unit_ids is not None and len(p.unit_ids):
+            pm["unit_ids"] = _u16(p.unit_ids)
         parts.append(pm)
     m["partitions"] = parts
     m["memory_bytes"] = int(d.memory_bytes)
-    pci = getattr(d, "pci", None)
-    if pci:
-        m["pci"] = str(pci)
-    numa = getattr(d, "numa", None)
-    if numa is not None and int(numa) >= 0:
-        m["numa"] = int(numa)
+    if d.pci:
+        m["pci"] = str(d.pci)
+    if d.numa is not None and int(d.numa) >= 0:
+        m["numa"] = int(d.numa)
     m["counters"] = {
         str(name): {"level": str(c.level), "unit": str(c.unit), "help": str(c.help or "")}
         for name, c in d.counters.items()
     }
     m["links"] = [
         {"peer": str(link.peer), "type": str(link.type), "count": int(link.count), "path": str(link.path)}
-        for link in (getattr(d, "links", None) or [])
+        for link in d.links
     ]
     return m
 
 
-def encode_topo_body(devices: Iterable[Any], agent: AgentInfo | Mapping[str, Any]) -> dict[str, Any]:
+def encode_topo_body(devices: Iterable[DeviceTopology], agent: AgentInfo | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(agent, AgentInfo):
         agent_map = {"version": agent.version, "host": agent.host, "pid": agent.pid, "started_ns": agent.started_ns}
     else:

@@ -187,4 +187,5 @@ class Engine:
     @property
     def driver(self) -> _core.Driver:
         """The native driver (backends expose extra slow-path calls on it)."""
-        return self._driver
+        driver: _core.Driver = self._driver
+        return driver

@@ -112,7 +112,7 @@ def unpack(built: Any) -> Tuple[Any, List[Tuple[int, Any, int]], Optional[Any]]:
 
 # ---- the control channel ----------------------------------------------------------
 
-def _command(line: str) -> dict:
+def _command(line: str) -> dict[str, Any]:
     words = line.strip().split(None, 1)
     verb = words[0] if words else ""
     with _lock:
@@ -200,7 +200,7 @@ def serve(path: Optional[str]) -> None:
             _server = ControlServer(path)
 
 
-def request(path: str, command: str, timeout: float = 5.0) -> dict:
+def request(path: str, command: str, timeout: float = 5.0) -> dict[str, Any]:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         s.connect(path)

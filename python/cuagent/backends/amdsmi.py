@@ -77,7 +77,7 @@ class AmdSmiSlowPath(SlowPath):
         if process_interval_s <= 0 or topology_poll_s <= 0:
             raise ValueError(
                 f"process interval and topology poll must be > 0 s, got {process_interval_s}, {topology_poll_s}")
-        self._queries = _core.make_amdsmi_slow_queries(library=_library(library), kfd_root=_kfd_root(kfd_root))
+        self._queries: Optional[_core.AmdSmiSlowQueries] = _core.make_amdsmi_slow_queries(library=_library(library), kfd_root=_kfd_root(kfd_root))
         self.process_interval_s = process_interval_s
         self.topology_poll_s = topology_poll_s
         self._listed: dict[int, tuple[float, Optional[list[dict[str, Any]]]]] = {}
@@ -89,7 +89,13 @@ class AmdSmiSlowPath(SlowPath):
         self._queries = None  # the library is shut down when the driver lets go too
 
     def _partition_modes(self) -> dict[int, tuple[str, str]]:
-        return {i: tuple(self._queries.partition_modes(i)) for i in self._queries.devices}
+        q = self._live()
+        return {i: q.partition_modes(i) for i in q.devices}
+
+    def _live(self) -> _core.AmdSmiSlowQueries:
+        if self._queries is None:
+            raise RuntimeError("amdsmi slow path used after close()")
+        return self._queries
 
     def processes(self, device_index: int, now: float) -> Optional[list[dict[str, Any]]]:
         cached = self._listed.get(device_index)
@@ -107,8 +113,8 @@ class AmdSmiSlowPath(SlowPath):
     def _list(self, device_index: int, now: float) -> list[dict[str, Any]]:
         import psutil
 
-        listed = self._queries.processes(device_index)
-        partitions = max(1, int(self._queries.partitions(device_index)))
+        listed = self._live().processes(device_index)
+        partitions = max(1, int(self._live().partitions(device_index)))
         before = self._gfx.get(device_index)
         self._gfx[device_index] = (now, {int(p["pid"]): int(p["gfx_ns"]) for p in listed})
         out = []

@@ -435,6 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .scheduling import extender as _extender
     _extender.add_parser(sub, _curve_client_flags).set_defaults(func=cmd_extender)
+    from .simulate import cli as _simulate  # `cuagent simulate` (issue 13): its parser sets its own func
+    _simulate.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,135 @@
+"""``cuagent simulate``: the placement study on trace files given as arguments.
+
+    cuagent simulate --pods openb_pod_list_default.csv --nodes openb_node_list_gpu_node.csv \\
+        --duty pod_gpu_duty_cycle_anon.csv.gz --memory pod_gpu_memory_used_bytes_anon.csv.gz \\
+        --cdfs utilization_cdfs.csv --pairs simulation_throughputs.json --out results/
+
+Prints the assumptions and the table; with ``--out`` also writes ``results.json`` (every
+figure), ``table.md`` and the plots (PNG + SVG, needs the ``sim`` extra: matplotlib).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import policies
+from .demand import DEFAULT_CDF_CLUSTERS
+
+if TYPE_CHECKING:
+    from . import study
+
+
+def _floats(text: str, what: str, low: float = 0.0) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"{what}: {text!r} is not a comma-separated list of numbers") from None
+    if not vals or any(not math.isfinite(v) or v < low for v in vals):
+        raise ValueError(f"{what}: {text!r}: each value must be a number >= {low:g}")
+    return vals
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    p = sub.add_parser("simulate", help="placement policies on real cluster traces: GPUs needed, slowdowns",
+                       description="Discrete-event simulation of a cluster of H100s driven by a pod trace: "
+                       "whole GPUs (P0), packing by request (P1), packing with the cuagent scorer (P2), MIG "
+                       "right-sizing (P3), SM shares (P4) and the fluid bound, under an analytic and a measured "
+                       "slowdown model. Trace files are arguments; nothing is read from elsewhere.")
+    t = p.add_argument_group("traces")
+    t.add_argument("--pods", required=True, metavar="CSV", help="Alibaba openb_pod_list CSV (the pod stream)")
+    t.add_argument("--nodes", metavar="CSV", help="node list whose GPU count is the reference fleet")
+    t.add_argument("--reference-gpus", type=int, metavar="N", help="reference fleet size instead of --nodes")
+    t.add_argument("--duty", required=True, metavar="CSV[.gz]", help="GenAI per-pod GPU duty cycle series")
+    t.add_argument("--memory", required=True, metavar="CSV[.gz]", help="GenAI per-pod GPU memory used series")
+    t.add_argument("--cdfs", required=True, metavar="CSV", help="utilisation CDFs (cluster,metric,value_pct,cdf_pct)")
+    t.add_argument("--pairs", metavar="JSON", help="Gavel simulation_throughputs.json (measured slowdown model)")
+    t.add_argument("--limit", type=int, metavar="N", help="read only the first N pod rows")
+    m = p.add_argument_group("model")
+    m.add_argument("--policies", default=",".join(policies.POLICIES), help="comma-separated (default all)")
+    m.add_argument("--seed", type=int, default=1, help="seed of the demand draws (default 1)")
+    m.add_argument("--gpus-per-node", type=int, default=8)
+    m.add_argument("--gpus", type=int, metavar="N", help="run every policy on N GPUs instead of searching")
+    m.add_argument("--bandwidth", default="0,0.25,0.5", metavar="B,...",
+                   help="memory-bandwidth terms β of the analytic model to sweep (default 0,0.25,0.5)")
+    m.add_argument("--slowdown-tolerance", type=float, default=0.05,
+                   help="target p95 slowdown is 1 + this (default 0.05)")
+    m.add_argument("--wait-tolerance-s", type=float, default=0.0,
+                   help="target p95 wait is P0's on the reference fleet + this many s (default 0)")
+    m.add_argument("--horizon-s", type=float, default=300.0, help="P2 scorer horizon (default 300 s)")
+    m.add_argument("--sizing-percentile", type=float, default=95.0,
+                   help="the SM demand percentile a scheduler sizes by (default 95)")
+    m.add_argument("--cdf-clusters", default=",".join(DEFAULT_CDF_CLUSTERS),
+                   help="clusters of the CDFs whose sm_active and fb_used give SM demand and memory")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", metavar="DIR", help="write results.json, table.md and plots here")
+    o.add_argument("--no-plots", action="store_true", help="with --out: no plots (no matplotlib needed)")
+    o.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=run_cli)
+    return p
+
+
+def options(args: argparse.Namespace) -> "study.Options":
+    from . import study
+
+    names = tuple(n.strip() for n in args.policies.split(",") if n.strip())
+    bad = [n for n in names if n not in policies.POLICIES]
+    if not names or bad:
+        raise ValueError(f"--policies: {args.policies!r}: each must be one of {', '.join(policies.POLICIES)}")
+    if args.gpus_per_node < 1:
+        raise ValueError(f"--gpus-per-node {args.gpus_per_node}: must be >= 1")
+    if args.gpus is not None and args.gpus < 1:
+        raise ValueError(f"--gpus {args.gpus}: must be >= 1")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit {args.limit}: must be >= 1")
+    if args.reference_gpus is not None and args.reference_gpus < 1:
+        raise ValueError(f"--reference-gpus {args.reference_gpus}: must be >= 1")
+    for flag, v in (("--slowdown-tolerance", args.slowdown_tolerance), ("--wait-tolerance-s", args.wait_tolerance_s)):
+        if not (math.isfinite(v) and v >= 0):
+            raise ValueError(f"{flag} {v}: must be a number >= 0")
+    if not (math.isfinite(args.horizon_s) and args.horizon_s > 0):
+        raise ValueError(f"--horizon-s {args.horizon_s}: must be > 0")
+    if not (0 < args.sizing_percentile <= 100):
+        raise ValueError(f"--sizing-percentile {args.sizing_percentile}: must be in (0, 100]")
+    if args.seed < 0:
+        raise ValueError(f"--seed {args.seed}: must be >= 0")
+    clusters = tuple(c.strip() for c in args.cdf_clusters.split(",") if c.strip())
+    if not clusters:
+        raise ValueError("--cdf-clusters: give at least one cluster")
+    return study.Options(seed=args.seed, gpus_per_node=args.gpus_per_node, policies=names,
+                         bandwidths=_floats(args.bandwidth, "--bandwidth"),
+                         slowdown_tolerance=args.slowdown_tolerance, wait_tolerance_s=args.wait_tolerance_s,
+                         horizon_s=args.horizon_s, sizing_percentile=args.sizing_percentile,
+                         cdf_clusters=clusters, gpus=args.gpus)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from . import report, study
+
+    opts = options(args)
+    t0 = time.perf_counter()
+
+    def progress(line: str) -> None:
+        if not args.quiet:
+            print(f"[{time.perf_counter() - t0:6.1f} s] {line}", file=sys.stderr, flush=True)
+
+    inp = study.load(args.pods, args.duty, args.memory, args.cdfs, args.pairs, args.nodes, args.reference_gpus, opts,
+                     args.limit)
+    res = study.check_finite(study.run(inp, opts, progress))
+    print(report.text(res))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
+        (out / "table.md").write_text(report.table(res) + "\n")
+        if not args.no_plots:
+            from . import plots
+
+            plots.draw(res, out)
+        progress(f"wrote {out}")
+    return 0

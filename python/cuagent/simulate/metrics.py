@@ -1,0 +1,121 @@
+"""Figures of one run, the target a policy must meet, and the search for the fewest GPUs.
+
+Percentiles are the inverted-CDF kind (the smallest value that at least that share of pods
+is at or below): "p95 wait <= W" then means exactly "at most 5 % of pods waited longer".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from .engine import Result
+
+
+def pct(x: np.ndarray, q: float) -> Optional[float]:
+    x = x[np.isfinite(x)]
+    if not x.size:
+        return None
+    return float(np.percentile(x, q, method="inverted_cdf"))
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a policy must keep: p95 wait at most ``wait_s``, p95 slowdown at most ``slowdown``."""
+
+    wait_s: float
+    slowdown: float
+
+    def met(self, r: Result) -> bool:
+        if not r.complete:
+            return False
+        w, s = pct(r.wait, 95), pct(r.slowdown, 95)
+        return w is not None and s is not None and w <= self.wait_s + 1e-9 and s <= self.slowdown + 1e-9
+
+
+def summary(r: Result) -> dict[str, Any]:
+    """The raw figures of one run (JSON-ready)."""
+    def dist(x: np.ndarray) -> dict[str, Optional[float]]:
+        return {"p50": pct(x, 50), "p95": pct(x, 95), "p99": pct(x, 99),
+                "max": float(np.nanmax(x)) if np.isfinite(x).any() else None,
+                "mean": float(np.nanmean(x)) if np.isfinite(x).any() else None}
+
+    fin = np.isfinite(r.slowdown)
+    shared = ~r.whole
+    out: dict[str, Any] = {
+        "policy": r.policy, "model": r.model, "gpus": r.gpus, "pods": r.pods, "complete": r.complete,
+        "stop_reason": r.stop_reason,
+        "wait_s": dist(r.wait),
+        "pods_waited": int(np.sum(r.wait > 0)),
+        "slowdown": dist(r.slowdown),
+        "slowdown_latency_sensitive": dist(r.slowdown[r.ls]),
+        "slowdown_batch": dist(r.slowdown[~r.ls]),
+        "slowdown_shared_pods": dist(r.slowdown[shared]),
+        "pods_slowed_over_5pct": int(np.sum(r.slowdown[fin] > 1.05)),
+        "occupied_gpu_hours": r.occupied_gpu_s / 3600,
+        "served_sm_hours": r.served_sm_s / 3600,
+        "idle_sm_hours": r.idle_sm_s / 3600 if r.occupied_gpu_s else None,
+        "shared_gpu_hours": r.shared_gpu_s / 3600,
+        "memory_binds_share_reserved": r.memory_binds_reserved_s / r.shared_gpu_s if r.shared_gpu_s else None,
+        "memory_binds_share_used": r.memory_binds_used_s / r.shared_gpu_s if r.shared_gpu_s else None,
+        "peak_occupied_gpus": r.peak_occupied,
+        "peak_sm_demand_gpus": r.peak_sm_gpus,
+        "peak_memory_share_gpus": r.peak_memory_gpus,
+        "wall_s": r.wall_s,
+    }
+    if r.feed:
+        out["feed"] = dict(r.feed, rank_calls=r.scorer_calls)
+    profiles = [p for p in r.profile if p]
+    if profiles and any(p != "7g.80gb" for p in profiles):
+        names, counts = np.unique(profiles, return_counts=True)
+        out["mig_profiles"] = {str(n): int(c) for n, c in zip(names, counts)}
+    return out
+
+
+@dataclass
+class Search:
+    """The fewest GPUs at which a policy met the target, and every size tried."""
+
+    policy: str
+    model: str
+    fewest: Optional[int]  # None: not met at any size up to the ceiling
+    tried: dict[int, dict[str, Any]]  # gpus -> summary
+    ceiling: int
+
+    def best(self) -> Optional[dict[str, Any]]:
+        return self.tried.get(self.fewest) if self.fewest is not None else None
+
+
+def fewest_gpus(evaluate: Callable[[int], Result], target: Target, hint: int, floor: int, ceiling: int,
+                progress: Callable[[str], None] = lambda _s: None) -> tuple[Optional[int], dict[int, Result]]:
+    """The smallest size in [floor, ceiling] meeting ``target``, assuming more GPUs never hurt:
+    try ``hint``, widen upward (×1.25) while it fails, then bisect down to ``floor``."""
+    tried: dict[int, Result] = {}
+
+    def ok(n: int) -> bool:
+        if n not in tried:
+            tried[n] = evaluate(n)
+            r = tried[n]
+            progress(f"{r.policy} {r.model} {n} GPUs: {'met' if target.met(r) else 'not met'}"
+                     f"{'' if r.complete else ' (' + r.stop_reason + ')'} [{r.wall_s:.1f} s]")
+        return target.met(tried[n])
+
+    hi = max(floor, min(hint, ceiling))
+    while not ok(hi):
+        if hi >= ceiling:
+            return None, tried
+        lo_fail = hi
+        hi = min(ceiling, max(hi + 1, int(math.ceil(hi * 1.25))))
+        floor = max(floor, lo_fail + 1)
+    lo = floor
+    # Invariant: hi meets the target; everything below lo that was tried did not.
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi, tried

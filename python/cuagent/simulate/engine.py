@@ -63,6 +63,9 @@ class Result:
     ls: np.ndarray
     whole: np.ndarray  # pod took whole GPUs
     profile: list[str]  # MIG profile per pod (P3), "" otherwise
+    placements: list[Optional[Placement]] = field(default_factory=list)  # per pod: where it ran
+    start: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per pod, s (NaN: never started)
+    finish: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per pod, s (NaN: did not finish)
     occupied_gpu_s: float = 0.0  # GPU-seconds with at least one pod
     served_sm_s: float = 0.0  # SM-seconds of demand served
     shared_gpu_s: float = 0.0  # GPU-seconds hosting a shared pod
@@ -177,6 +180,11 @@ class Simulation:
             return t1, []
         m_first = int(t0 // MINUTE)
         cells = max(1, CHUNK_CELLS // rows)
+        batch_left = self.work[self.r_pod[self.r_prim & ~self.r_ls]]
+        if batch_left.size:
+            # Look no further ahead than the first batch pod would need at half speed (slower
+            # pods just take another step): no speeds are computed for minutes never reached.
+            t1 = min(t1, t0 + max(MINUTE, 2.0 * float(batch_left.min())))
         if math.isinf(t1):
             t1 = (m_first + cells) * MINUTE
         count = max(1, int(math.ceil(t1 / MINUTE)) - m_first)
@@ -382,6 +390,7 @@ class Simulation:
             if reason:
                 res.stop_reason = reason
                 break
+        res.placements, res.start, res.finish = list(self.placement), self.start.copy(), self.finish.copy()
         if not res.stop_reason:
             if self.queue:
                 res.stop_reason = f"{len(self.queue)} pod(s) can never be placed on {self.cl.gpus} GPUs"

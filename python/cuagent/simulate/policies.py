@@ -90,12 +90,12 @@ class Policy:
             cl.occupy(g, p.milli, p.sm, p.mig_mask)
         return p
 
-    def _whole(self, cl: Cluster, ask: Ask, count: int) -> Optional[Placement]:
+    def _whole(self, cl: Cluster, ask: Ask, count: int, profile: str = "") -> Optional[Placement]:
         gpus = cl.whole_gpus(count)
         if gpus is None:
             return None
         return self._take(cl, Placement(tuple(gpus), 1000, cl.units, WHOLE_GPU_PROFILE.mask(0), float(cl.units),
-                                        profile=WHOLE_GPU_PROFILE.name))
+                                        profile=profile))
 
 
 def _best_fit(cl: Cluster, ok: np.ndarray, left: np.ndarray) -> Optional[int]:
@@ -142,8 +142,7 @@ class ScorerPlacement(PackByRequest):
     def place(self, cl: Cluster, ask: Ask, now: float) -> Optional[Placement]:
         ok = cl.empty() if ask.whole else self.fits(cl, ask)
         if ask.whole:
-            nodes = np.flatnonzero(cl.empty_per_node >= ask.gpus)
-            ok &= np.isin(cl.node_of, nodes)
+            ok &= (cl.empty_per_node >= ask.gpus)[cl.node_of]
         if not ok.any():
             return None
         candidates = np.flatnonzero(ok)
@@ -170,8 +169,7 @@ class ScorerPlacement(PackByRequest):
             members = members[ok[members]]
             order = members[np.lexsort((members, -np.where(good[members], score[members], 0.0)))]
             gpus = tuple(sorted(int(g) for g in order[:ask.gpus]))
-            return self._take(cl, Placement(gpus, 1000, cl.units, WHOLE_GPU_PROFILE.mask(0), float(cl.units),
-                                            profile=WHOLE_GPU_PROFILE.name))
+            return self._take(cl, Placement(gpus, 1000, cl.units, WHOLE_GPU_PROFILE.mask(0), float(cl.units)))
         if good.any():
             top = good & (score >= score[good].max() - 1e-12)
             g = _best_fit(cl, top, 1000 - cl.milli - ask.milli)  # P1's order among equals
@@ -193,7 +191,7 @@ class MigRightSizing(Policy):
     def place(self, cl: Cluster, ask: Ask, now: float) -> Optional[Placement]:
         prof = WHOLE_GPU_PROFILE if ask.whole else self.profile(ask)
         if prof is WHOLE_GPU_PROFILE:
-            return self._whole(cl, ask, ask.gpus)
+            return self._whole(cl, ask, ask.gpus, WHOLE_GPU_PROFILE.name)
         start = np.full(cl.gpus, -1, np.int64)
         for s in reversed(prof.starts):  # the lowest free slot wins
             start[(cl.mig & prof.mask(s)) == 0] = s

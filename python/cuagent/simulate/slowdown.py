@@ -111,6 +111,7 @@ def speeds(model: Model, demand: np.ndarray, units: int, gpu_inv: np.ndarray, n_
     i, j, pen = pairs
     extra = np.bincount((i[:, None] * minutes + np.arange(minutes)).ravel(), weights=(pen[:, None] * busy[j]).ravel(),
                         minlength=rows * minutes).reshape(rows, minutes)
-    interference = 1.0 / (1.0 + extra)
+    # A pod running no kernel in a minute (demand 0) is not slowed in it.
+    interference = np.where(busy, 1.0 / (1.0 + extra), 1.0)
     sm_cap = np.where(partitioned[:, None], cap, 1.0)
     return sm_cap * interference, sm_cap

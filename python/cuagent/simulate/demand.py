@@ -20,7 +20,7 @@ Every pod also gets a Gavel job type (uniformly at random) for the measured slow
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
@@ -50,11 +50,35 @@ class Profiles:
     source: list[str]  # per pod: the GenAI pod replayed, or "cdf"
     sm_units: int
     memory_bytes: int
+    _prefix: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
 
     def demand(self, pods: np.ndarray, minute: np.ndarray) -> np.ndarray:
         """SM demand of ``pods`` (P,) in their minutes ``minute`` (P, M) or (P,)."""
         p = pods if minute.ndim == 1 else pods[:, None]
         return self.sm[self.start[p] + (self.phase[p] + minute) % self.length[p]]
+
+    def cumulative(self, pods: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """Sum of each pod's demand over its minutes ``[0, k)`` (series loop included)."""
+        if self._prefix is None:
+            self._prefix = np.concatenate([[0.0], np.cumsum(self.sm)])
+        pre = self._prefix
+        a, n, ph = self.start[pods], self.length[pods], self.phase[pods]
+        total = pre[a + n] - pre[a]
+
+        def upto(u: np.ndarray) -> np.ndarray:
+            return (u // n) * total + pre[a + u % n] - pre[a]
+        return upto(ph + k) - upto(ph)
+
+    def integral(self, pods: np.ndarray, minute0: np.ndarray, t0: float, t1: float) -> np.ndarray:
+        """SM-seconds of demand of each pod over ``[t0, t1]`` (demand changes on the minute
+        grid; ``minute0``: the minute each pod started in)."""
+        ma, mb = int(t0 // 60), int(t1 // 60)
+        ka, kb = ma - minute0, mb - minute0
+        first = self.demand(pods, ka)
+        if ma == mb:
+            return first * (t1 - t0)
+        full = 60.0 * (self.cumulative(pods, kb) - self.cumulative(pods, ka + 1))
+        return first * (60.0 * (ma + 1) - t0) + full + self.demand(pods, kb) * (t1 - 60.0 * mb)
 
     def memory(self, pods: np.ndarray, minute: np.ndarray) -> np.ndarray:
         p = pods if minute.ndim == 1 else pods[:, None]

@@ -86,7 +86,7 @@ class Result:
 class Simulation:
     def __init__(self, pods: Pods, profiles: Profiles, policy: Policy, cluster: Cluster, model: slowdown.Model,
                  factors: Optional[np.ndarray] = None, feed: Optional[Feed] = None,
-                 limits: Optional[Limits] = None) -> None:
+                 limits: Optional[Limits] = None, track_peak: bool = False) -> None:
         if model.kind == "measured" and factors is None:
             raise ValueError("the measured slowdown model needs Gavel's pair throughputs")
         self.pods, self.prof, self.policy, self.cl, self.model = pods, profiles, policy, cluster, model
@@ -97,6 +97,10 @@ class Simulation:
         self.n = n
         self.asks = [ask_of(pods.gpus[p], pods.milli[p], profiles.estimate[p], profiles.mem_request[p]) for p in range(n)]
         self.fluid = isinstance(policy, Fluid)
+        # Whether pods share GPUs at all (not P0): the memory-binding figure is theirs.
+        self.sharing = policy.name not in ("P0", "fluid")
+        # Follow the whole cluster's SM demand minute by minute (its peak): costs a full pass.
+        self.track_peak = track_peak
         self.start = np.full(n, np.nan)
         self.finish = np.full(n, np.nan)
         self.work = pods.duration.astype(np.float64).copy()  # batch: seconds of work left
@@ -148,13 +152,28 @@ class Simulation:
         self.r_on = on
         per_gpu = np.bincount(self.r_inv[on], minlength=self.gids.size) if self.gids.size else np.zeros(0, np.int64)
         capped = self.r_part & (self.r_alloc < self.cl.units)
-        # Every pod alone on its GPU with all of it: every speed is 1.
-        self.trivial = self.fluid or (int(per_gpu.max(initial=0)) <= 1 and not capped.any())
-        self.pen = None
-        if self.model.kind == "measured" and not self.trivial:
-            self.pen = slowdown.penalties(self.factors, self.prof.job[pod], self.r_gpu, self.r_iso, pod)
         self.g_mem = self.mem_reserved[self.gids]
         self.g_shared = self.shared_pods[self.gids] > 0
+        # Rows whose speed can drop below 1 (sharing a GPU, or capped by a partition), and
+        # rows on GPUs hosting a shared pod (the memory-binding figure and the feed read them
+        # minute by minute), are integrated minute by minute; a pod alone on its GPU with all
+        # of it runs at speed 1 and only its demand integral is needed (prefix sums).
+        if self.fluid:
+            minute_rows = np.zeros(pod.size, bool)
+        elif self.track_peak:
+            minute_rows = np.ones(pod.size, bool)
+        else:
+            ri = np.where(on, self.r_inv, 0)
+            minute_rows = on & ((per_gpu[ri] > 1) | capped | (self.sharing & self.g_shared[ri]))
+        self.m_rows = np.flatnonzero(minute_rows)
+        self.t_rows = np.flatnonzero(~minute_rows)
+        m_gpu = self.r_gpu[self.m_rows]
+        self.m_gids, m_inv = np.unique(m_gpu, return_inverse=True)
+        self.m_inv = m_inv.reshape(-1)
+        self.pen = None
+        if self.model.kind == "measured" and self.m_rows.size:
+            self.pen = slowdown.penalties(self.factors, self.prof.job[pod[self.m_rows]], m_gpu,
+                                          self.r_iso[self.m_rows], pod[self.m_rows])
         self.occupied = int(self.gids.size)
         self.res.peak_occupied = max(self.res.peak_occupied, self.occupied)
         self._dirty = False
@@ -175,106 +194,120 @@ class Simulation:
         """Integrate from ``t0`` towards ``t1``; returns (time reached, batch pods finished then)."""
         if self._dirty:
             self._rows()
-        rows = self.r_pod.size
-        if rows == 0 or t1 <= t0:
+        if self.r_pod.size == 0 or t1 <= t0:
             return t1, []
-        m_first = int(t0 // MINUTE)
-        cells = max(1, CHUNK_CELLS // rows)
-        batch_left = self.work[self.r_pod[self.r_prim & ~self.r_ls]]
-        if batch_left.size:
+        pods = self.r_pod
+        batch_all = self.r_prim & ~self.r_ls
+        if batch_all.any():
             # Look no further ahead than the first batch pod would need at half speed (slower
             # pods just take another step): no speeds are computed for minutes never reached.
-            t1 = min(t1, t0 + max(MINUTE, 2.0 * float(batch_left.min())))
-        if math.isinf(t1):
-            t1 = (m_first + cells) * MINUTE
-        count = max(1, int(math.ceil(t1 / MINUTE)) - m_first)
-        if count > cells:
-            count = cells
-            t1 = min(t1, (m_first + count) * MINUTE)
-        mins = m_first + np.arange(count)
-        seg_start = np.maximum(mins * MINUTE, t0)
-        seg_end = np.minimum((mins + 1) * MINUTE, t1)
-        k = mins[None, :] - self.minute0[self.r_pod][:, None]
-        demand = self.prof.demand(self.r_pod, k)
-        n_g = int(self.gids.size)
-        batch = np.flatnonzero(self.r_prim & ~self.r_ls)
-        ls_rows = np.flatnonzero(self.r_prim & self.r_ls)
-        need = self.work[self.r_pod[batch]]
+            t1 = min(t1, t0 + max(MINUTE, 2.0 * float(self.work[pods[batch_all]].min())))
+        rows = self.m_rows
+        m_first = int(t0 // MINUTE)
+        if rows.size:
+            cells = max(1, CHUNK_CELLS // rows.size)
+            if math.isinf(t1) or int(math.ceil(t1 / MINUTE)) - m_first > cells:
+                t1 = min(t1, (m_first + cells) * MINUTE)
+        assert math.isfinite(t1)
         t_end = t1
         finished: list[int] = []
-        speed: Optional[np.ndarray] = None
-        cap: Optional[np.ndarray] = None
-        if self.trivial:
-            if batch.size:
-                t_fin = t0 + need
-                first = float(t_fin.min())
-                if first <= t1:
-                    t_end = first
-                    finished = self.r_pod[batch[t_fin <= t_end + 1e-6]].tolist()
-            used = np.clip(np.minimum(seg_end, t_end) - seg_start, 0.0, None)
-            span = t_end - t0
-            self.work[self.r_pod[batch]] -= span
-            self.inv_speed_s[self.r_pod[ls_rows]] += span
-            served = float(demand.sum(axis=0) @ used)
-        else:
-            speed, cap = slowdown.speeds(self.model, demand, self.cl.units, self.r_inv, n_g, self.r_part,
-                                         self.r_alloc, self.r_iso, self.pen)
-            length = seg_end - seg_start
-            if batch.size:
-                prog = speed[batch] * length
+        # Pods at speed 1: a batch pod finishes when its work runs out.
+        tb = self.t_rows[batch_all[self.t_rows]]
+        if tb.size:
+            t_fin = t0 + self.work[pods[tb]]
+            if float(t_fin.min()) <= t_end:
+                t_end = float(t_fin.min())
+        res = self.res
+        count = 0
+        if rows.size:
+            count = max(1, int(math.ceil(t1 / MINUTE)) - m_first)
+            mins = m_first + np.arange(count)
+            seg_start = np.maximum(mins * MINUTE, t0)
+            seg_end = np.minimum((mins + 1) * MINUTE, t1)
+            k = mins[None, :] - self.minute0[pods[rows]][:, None]
+            demand = self.prof.demand(pods[rows], k)
+            n_g = int(self.m_gids.size)
+            speed, cap = slowdown.speeds(self.model, demand, self.cl.units, self.m_inv, n_g, self.r_part[rows],
+                                         self.r_alloc[rows], self.r_iso[rows], self.pen)
+            mb = np.flatnonzero(batch_all[rows])
+            if mb.size:
+                prog = speed[mb] * (seg_end - seg_start)
                 cum = np.cumsum(prog, axis=1)
+                need = self.work[pods[rows[mb]]]
                 done = np.flatnonzero(cum[:, -1] >= need - 1e-9)
                 if done.size:
                     kk = np.argmax(cum[done] >= (need[done] - 1e-9)[:, None], axis=1)
                     before = cum[done, kk] - prog[done, kk]
-                    t_fin = seg_start[kk] + (need[done] - before) / speed[batch[done], kk]
-                    t_end = float(min(t1, t_fin.min()))
-                    finished = self.r_pod[batch[done[t_fin <= t_end + 1e-6]]].tolist()
-            used = np.clip(np.minimum(seg_end, t_end) - seg_start, 0.0, None)
-            span = t_end - t0
-            if batch.size:
-                self.work[self.r_pod[batch]] -= speed[batch] @ used
-            if ls_rows.size:
-                self.inv_speed_s[self.r_pod[ls_rows]] += (used / speed[ls_rows]) @ np.ones(count)
-            served = float(((demand * speed) @ used).sum())
-        self.work[finished] = 0.0
-        res = self.res
-        res.served_sm_s += served
-        res.occupied_gpu_s += self.occupied * span
-        res.peak_sm_gpus = max(res.peak_sm_gpus, float(demand.sum(axis=0)[used > 0].max(initial=0.0)) / self.cl.units)
-        if n_g and (self.g_shared.any() or self.feed is not None):
-            on = self.r_on
-            flat = (self.r_inv[on][:, None] * count + np.arange(count)).ravel()
-            g_demand = np.bincount(flat, weights=demand[on].ravel(), minlength=n_g * count).reshape(n_g, count)
-            g_sm = np.minimum(1.0, g_demand / self.cl.units)
-            shared = self.g_shared
-            if shared.any():
-                res.shared_gpu_s += float(shared.sum()) * span
-                res.memory_binds_reserved_s += float(((self.g_mem[shared, None] > g_sm[shared]) @ used).sum())
-                on_shared = on & self.g_shared[np.where(on, self.r_inv, 0)]
-                flat_s = (self.r_inv[on_shared][:, None] * count + np.arange(count)).ravel()
-                mem = self.prof.memory(self.r_pod[on_shared], k[on_shared]) / self.cl.memory_bytes
-                held = np.bincount(flat_s, weights=mem.ravel(), minlength=n_g * count).reshape(n_g, count)
-                res.memory_binds_used_s += float(((held[shared] > g_sm[shared]) @ used).sum())
+                    t_fin_m = seg_start[kk] + (need[done] - before) / speed[mb[done], kk]
+                    t_end = min(t_end, float(t_fin_m.min()))
+                    finished += pods[rows[mb[done[t_fin_m <= t_end + 1e-6]]]].tolist()
+        if tb.size:
+            finished += pods[tb[t0 + self.work[pods[tb]] <= t_end + 1e-6]].tolist()
+        span = t_end - t0
+        # Speed 1 rows.
+        t_rows = self.t_rows
+        if t_rows.size:
+            self.work[pods[tb]] -= span
+            self.inv_speed_s[pods[t_rows[self.r_prim[t_rows] & self.r_ls[t_rows]]]] += span
+            integral = self.prof.integral(pods[t_rows], self.minute0[pods[t_rows]], t0, t_end)
+            res.served_sm_s += float(integral.sum())
             if self.feed is not None:
-                if speed is None or cap is None:
-                    stall = np.zeros((n_g, count))
-                else:
-                    served_g = np.bincount(flat, weights=(demand * speed)[on].ravel(), minlength=n_g * count)
-                    capped_g = np.bincount(flat, weights=(demand * cap)[on].ravel(), minlength=n_g * count)
-                    with np.errstate(invalid="ignore", divide="ignore"):
-                        stall = np.where(capped_g > 0, 1.0 - served_g / capped_g, 0.0).reshape(n_g, count)
-                self.feed.integrate(self.gids, g_sm @ used, (g_sm * stall) @ used)
-                # A GPU whose activity moved within the interval changed then (for the feed's
-                # convergence rule): at the start of its last differing minute.
-                if count > 1:
-                    diff = np.diff(g_sm, axis=1) != 0
-                    moved = np.flatnonzero(diff.any(axis=1))
-                    if moved.size:
-                        last = count - 1 - np.argmax(diff[moved][:, ::-1], axis=1)
-                        g = self.gids[moved]
-                        self.feed.changed[g] = np.maximum(self.feed.changed[g], seg_start[last])
+                on = self.r_gpu[t_rows] >= 0
+                self.feed.integrate(self.r_gpu[t_rows][on], integral[on] / self.cl.units, np.zeros(int(on.sum())))
+                ls_gpus = self.r_gpu[t_rows][on & self.r_ls[t_rows]]
+                self.feed.changed[ls_gpus] = np.maximum(self.feed.changed[ls_gpus], t_end)
+        if rows.size:
+            used = np.clip(np.minimum(seg_end, t_end) - seg_start, 0.0, None)
+            if mb.size:
+                self.work[pods[rows[mb]]] -= speed[mb] @ used
+            ml = np.flatnonzero(self.r_prim[rows] & self.r_ls[rows])
+            if ml.size:
+                self.inv_speed_s[pods[rows[ml]]] += (used / speed[ml]) @ np.ones(count)
+            res.served_sm_s += float(((demand * speed) @ used).sum())
+            if self.track_peak:
+                res.peak_sm_gpus = max(res.peak_sm_gpus,
+                                       float(demand.sum(axis=0)[used > 0].max(initial=0.0)) / self.cl.units)
+            self._per_gpu_minutes(rows, demand, speed, cap, k, count, seg_start, used, span)
+        self.work[finished] = 0.0
+        res.occupied_gpu_s += self.occupied * span
         return t_end, finished
+
+    def _per_gpu_minutes(self, rows: np.ndarray, demand: np.ndarray, speed: np.ndarray, cap: np.ndarray,
+                         k: np.ndarray, count: int, seg_start: np.ndarray, used: np.ndarray, span: float) -> None:
+        """Figures per GPU and minute: which limit binds on GPUs hosting shared pods, and the
+        activity (and interference) the feed publishes."""
+        n_g = int(self.m_gids.size)
+        if not n_g:
+            return
+        res = self.res
+        flat = (self.m_inv[:, None] * count + np.arange(count)).ravel()
+        g_demand = np.bincount(flat, weights=demand.ravel(), minlength=n_g * count).reshape(n_g, count)
+        g_sm = np.minimum(1.0, g_demand / self.cl.units)
+        lut = self._lut
+        lut[self.gids] = np.arange(self.gids.size)
+        shared = self.g_shared[lut[self.m_gids]] if self.sharing else np.zeros(n_g, bool)
+        if shared.any():
+            res.shared_gpu_s += float(shared.sum()) * span
+            g_mem = self.g_mem[lut[self.m_gids]]
+            res.memory_binds_reserved_s += float(((g_mem[shared, None] > g_sm[shared]) @ used).sum())
+            mem = self.prof.memory(self.r_pod[rows], k) / self.cl.memory_bytes
+            held = np.bincount(flat, weights=mem.ravel(), minlength=n_g * count).reshape(n_g, count)
+            res.memory_binds_used_s += float(((held[shared] > g_sm[shared]) @ used).sum())
+        if self.feed is not None:
+            served_g = np.bincount(flat, weights=(demand * speed).ravel(), minlength=n_g * count)
+            capped_g = np.bincount(flat, weights=(demand * cap).ravel(), minlength=n_g * count)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                stall = np.where(capped_g > 0, 1.0 - served_g / capped_g, 0.0).reshape(n_g, count)
+            self.feed.integrate(self.m_gids, g_sm @ used, (g_sm * stall) @ used)
+            # A GPU whose activity moved within the interval changed then (for the feed's
+            # convergence rule): at the start of its last differing minute.
+            if count > 1:
+                diff = np.diff(g_sm, axis=1) != 0
+                moved = np.flatnonzero(diff.any(axis=1))
+                if moved.size:
+                    last = count - 1 - np.argmax(diff[moved][:, ::-1], axis=1)
+                    g = self.m_gids[moved]
+                    self.feed.changed[g] = np.maximum(self.feed.changed[g], seg_start[last])
 
     # ------------------------------------------------------------------ events
     def _try_place(self, p: int, now: float) -> bool:

@@ -82,13 +82,13 @@ def load(pods_path: str, duty_path: str, memory_path: str, cdfs_path: str, pairs
 
 
 def simulate(inp: Inputs, policy: str, model: slowdown.Model, gpus: int, opts: Options,
-             limits: Optional[Limits] = None) -> Result:
+             limits: Optional[Limits] = None, track_peak: bool = False) -> Result:
     """One run of ``policy`` on ``gpus`` H100s."""
     topo = inp.topology
     cl = cluster_mod.Cluster(gpus, opts.gpus_per_node, topo.units, topo.memory_bytes)
     feed = Feed(cl, topo, opts.horizon_s, opts.scorer_factory) if policy == "P2" else None
     pol = policies.make(policy, feed)
-    return Simulation(inp.pods, inp.profiles, pol, cl, model, inp.factors, feed, limits).run()
+    return Simulation(inp.pods, inp.profiles, pol, cl, model, inp.factors, feed, limits, track_peak).run()
 
 
 def models(inp: Inputs, opts: Options) -> list[slowdown.Model]:
@@ -139,7 +139,7 @@ def run(inp: Inputs, opts: Options, progress: Callable[[str], None] = lambda _s:
         raise ValueError(f"scorer horizon must be > 0 s, got {opts.horizon_s}")
     base = slowdown.Model("analytic", 0.0)
     progress(f"reference: P0 on {inp.reference_gpus} GPUs")
-    ref = simulate(inp, "P0", base, inp.reference_gpus, opts)
+    ref = simulate(inp, "P0", base, inp.reference_gpus, opts, track_peak=True)
     if not ref.complete:
         raise ValueError(f"P0 cannot run the stream on the reference fleet of {inp.reference_gpus} GPUs: "
                          f"{ref.stop_reason}")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import io
 import json
 import math
 from dataclasses import dataclass
@@ -39,16 +38,16 @@ class TraceError(ValueError):
 
 
 def _open_text(path: PathLike) -> IO[str]:
+    """A text file, gzip or plain (told apart by its first bytes, not its name)."""
     p = Path(path)
     try:
-        raw = p.open("rb")
+        with p.open("rb") as raw:
+            head = raw.read(2)
+        if head == b"\x1f\x8b":
+            return gzip.open(p, "rt", encoding="utf-8", newline="")
+        return p.open("r", encoding="utf-8", newline="")
     except OSError as e:
         raise TraceError(f"{p}: cannot open ({e.strerror or e})") from None
-    head = raw.read(2)
-    raw.seek(0)
-    if head == b"\x1f\x8b":
-        return io.TextIOWrapper(gzip.GzipFile(fileobj=raw), encoding="utf-8", newline="")
-    return io.TextIOWrapper(raw, encoding="utf-8", newline="")
 
 
 def _rows(path: PathLike, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:

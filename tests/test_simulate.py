@@ -10,7 +10,7 @@ import pytest
 from cuagent import protocol
 from cuagent.scheduling import Scorer
 from cuagent.scheduling.scorer import Ranking
-from cuagent.simulate import cluster, slowdown
+from cuagent.simulate import cluster, engine, metrics, slowdown
 from cuagent.simulate.cluster import mig_profile_for, mig_start, sm_share
 from sim_support import run
 
@@ -69,6 +69,12 @@ def test_time_slicing_two_saturating_pods_halves_their_speed():
     # P0 gives each its own GPU: no slowdown, but two GPUs.
     r, _ = run(two, "P0")
     assert [p.gpus for p in r.placements] == [(0,), (1,)] and r.slowdown.tolist() == [1.0, 1.0]
+    # The fluid bound pools the two GPUs' SMs: 264 SMs of demand on 264 SMs, nobody slows...
+    r, _ = run(two, "fluid")
+    assert r.slowdown.tolist() == [1.0, 1.0]
+    # ...and on one GPU's worth it slows both as time slicing does.
+    r, _ = run(two, "fluid", gpus=1, per_node=1)
+    assert r.slowdown.tolist() == pytest.approx([2.0, 2.0])
 
 
 def test_a_share_below_demand_slows_batch_work_but_not_a_service_lifetime():
@@ -190,3 +196,27 @@ def feed_ns(t: float) -> int:
     from cuagent.simulate.feed import T0_NS
 
     return T0_NS + int(t * 1e9)
+
+
+def _result(gpus: int, wait: float, slow: float) -> engine.Result:
+    n = 20
+    return engine.Result("P1", "analytic-b0", gpus, n, 132, True, "", np.full(n, wait), np.full(n, slow),
+                         np.zeros(n, bool), np.zeros(n, bool), np.ones(n, np.int64), [""] * n)
+
+
+def test_fewest_gpu_search_finds_the_threshold_and_gives_up_when_unreachable():
+    target = metrics.Target(wait_s=0.0, slowdown=1.05)
+    seen: list[int] = []
+
+    def queueing_below_37(n: int):
+        seen.append(n)
+        return _result(n, 0.0 if n >= 37 else 60.0, 1.0)
+
+    n, tried = metrics.fewest_gpus(queueing_below_37, target, hint=20, floor=8, ceiling=1000)
+    assert n == 37 and set(tried) == set(seen) and len(seen) < 15
+    n, _ = metrics.fewest_gpus(queueing_below_37, target, hint=80, floor=8, ceiling=1000)
+    assert n == 37
+    # Slowed at every size: the search checks the ceiling once instead of walking up to it.
+    seen.clear()
+    n, _ = metrics.fewest_gpus(lambda g: (seen.append(g), _result(g, 0.0, 1.3))[1], target, 40, 8, 1000)
+    assert n is None and seen == [40, 1000]

@@ -151,7 +151,8 @@ def build(pods: Pods, seed: int, duty: dict[str, np.ndarray], memory: dict[str, 
     sm_draw = np.interp(s_sm.random(n), np.linspace(0, 1, sm_all.size), sm_all) * sm_units
     mem_draw = np.interp(s_mem.random(n), np.linspace(0, 1, fb.size), fb) * memory_bytes
     series_estimate = {k: float(np.percentile(sm_parts[i], percentile)) for i, k in enumerate(keys)}
-    consts_sm, consts_mem = [], []
+    consts_sm: list[float] = []
+    consts_mem: list[float] = []
     for p in range(n):
         if pods.ls[p]:
             k = keys[pick[p]]

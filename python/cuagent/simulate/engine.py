@@ -62,7 +62,7 @@ class Result:
     slowdown: np.ndarray  # per pod (NaN: did not finish)
     ls: np.ndarray
     whole: np.ndarray  # pod took whole GPUs
-    profile: list[str]  # MIG profile per pod (P3), "" otherwise
+    gpus_per_pod: np.ndarray    profile: list[str]  # MIG profile per pod (P3), "" otherwise
     placements: list[Optional[Placement]] = field(default_factory=list)  # per pod: where it ran
     start: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per pod, s (NaN: never started)
     finish: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per pod, s (NaN: did not finish)
@@ -124,7 +124,7 @@ class Simulation:
         self.late_wait = 0
         self.late_slow = 0
         self.res = Result(policy.name, model.key, cluster.gpus, n, cluster.units, False, "", np.full(n, np.nan), np.full(n, np.nan),
-                          pods.ls.copy(), pods.milli >= 1000, [""] * n)
+                          pods.ls.copy(), pods.milli >= 1000, pods.gpus.copy(), [""] * n)
         if feed is not None:
             feed.mem_source = self._memory_now
 
@@ -158,9 +158,7 @@ class Simulation:
         # rows on GPUs hosting a shared pod (the memory-binding figure and the feed read them
         # minute by minute), are integrated minute by minute; a pod alone on its GPU with all
         # of it runs at speed 1 and only its demand integral is needed (prefix sums).
-        if self.fluid:
-            minute_rows = np.zeros(pod.size, bool)
-        elif self.track_peak:
+        if self.fluid or self.track_peak:
             minute_rows = np.ones(pod.size, bool)
         else:
             ri = np.where(on, self.r_inv, 0)
@@ -168,8 +166,11 @@ class Simulation:
         self.m_rows = np.flatnonzero(minute_rows)
         self.t_rows = np.flatnonzero(~minute_rows)
         m_gpu = self.r_gpu[self.m_rows]
-        self.m_gids, m_inv = np.unique(m_gpu, return_inverse=True)
-        self.m_inv = m_inv.reshape(-1)
+        if self.fluid:  # one pooled device, no GPU of its own
+            self.m_gids, self.m_inv = np.zeros(0, np.int64), np.zeros(self.m_rows.size, np.int64)
+        else:
+            self.m_gids, m_inv = np.unique(m_gpu, return_inverse=True)
+            self.m_inv = m_inv.reshape(-1)
         self.pen = None
         if self.model.kind == "measured" and self.m_rows.size:
             self.pen = slowdown.penalties(self.factors, self.prof.job[pod[self.m_rows]], m_gpu,
@@ -226,9 +227,15 @@ class Simulation:
             seg_end = np.minimum((mins + 1) * MINUTE, t1)
             k = mins[None, :] - self.minute0[pods[rows]][:, None]
             demand = self.prof.demand(pods[rows], k)
-            n_g = int(self.m_gids.size)
-            speed, cap = slowdown.speeds(self.model, demand, self.cl.units, self.m_inv, n_g, self.r_part[rows],
-                                         self.r_alloc[rows], self.r_iso[rows], self.pen)
+            if self.fluid:
+                # One pooled device: every pod shares the cluster's SMs, nothing interferes.
+                pool = self.cl.units * self.cl.gpus
+                speed, cap = slowdown.speeds(slowdown.Model("analytic"), demand, pool, np.zeros(rows.size, np.int64), 1,
+                                             np.zeros(rows.size, bool), np.full(rows.size, float(pool)),
+                                             np.zeros(rows.size, bool), None)
+            else:
+                speed, cap = slowdown.speeds(self.model, demand, self.cl.units, self.m_inv, int(self.m_gids.size),
+                                             self.r_part[rows], self.r_alloc[rows], self.r_iso[rows], self.pen)
             mb = np.flatnonzero(batch_all[rows])
             if mb.size:
                 prog = speed[mb] * (seg_end - seg_start)

@@ -50,6 +50,9 @@ def summary(r: Result) -> dict[str, Any]:
         "stop_reason": r.stop_reason,
         "wait_s": dist(r.wait),
         "pods_waited": int(np.sum(r.wait > 0)),
+        "wait_s_multi_gpu_pods": dist(r.wait[r.gpus_per_pod > 1]) if (r.gpus_per_pod > 1).any() else None,
+        "wait_s_whole_gpu_pods": dist(r.wait[r.whole]),
+        "wait_s_shared_pods": dist(r.wait[~r.whole]),
         "slowdown": dist(r.slowdown),
         "slowdown_latency_sensitive": dist(r.slowdown[r.ls]),
         "slowdown_batch": dist(r.slowdown[~r.ls]),
@@ -92,7 +95,9 @@ class Search:
 def fewest_gpus(evaluate: Callable[[int], Result], target: Target, hint: int, floor: int, ceiling: int,
                 progress: Callable[[str], None] = lambda _s: None) -> tuple[Optional[int], dict[int, Result]]:
     """The smallest size in [floor, ceiling] meeting ``target``, assuming more GPUs never hurt:
-    try ``hint``, widen upward (×1.25) while it fails, then bisect down to ``floor``."""
+    try ``hint``; while it fails on waiting, widen upward (×1.25); when it fails on slowdown
+    alone (more GPUs may not help: best fit packs the same way on any size), try the ceiling
+    at once; then bisect down to ``floor``."""
     tried: dict[int, Result] = {}
 
     def ok(n: int) -> bool:
@@ -103,13 +108,19 @@ def fewest_gpus(evaluate: Callable[[int], Result], target: Target, hint: int, fl
                      f"{'' if r.complete else ' (' + r.stop_reason + ')'} [{r.wall_s:.1f} s]")
         return target.met(tried[n])
 
+    def slowed(n: int) -> bool:
+        r = tried[n]
+        w, s = pct(r.wait, 95), pct(r.slowdown, 95)
+        if not r.complete:
+            return "slowed" in r.stop_reason
+        return w is not None and w <= target.wait_s + 1e-9 and s is not None and s > target.slowdown + 1e-9
+
     hi = max(floor, min(hint, ceiling))
     while not ok(hi):
         if hi >= ceiling:
             return None, tried
-        lo_fail = hi
-        hi = min(ceiling, max(hi + 1, int(math.ceil(hi * 1.25))))
-        floor = max(floor, lo_fail + 1)
+        floor = max(floor, hi + 1)
+        hi = ceiling if slowed(hi) else min(ceiling, max(hi + 1, int(math.ceil(hi * 1.25))))
     lo = floor
     # Invariant: hi meets the target; everything below lo that was tried did not.
     while lo < hi:

@@ -65,21 +65,25 @@ def draw(res: dict[str, Any], out: Path, formats: tuple[str, ...] = ("png", "svg
         written += _save(fig, out, "fewest_gpus", formats)
         plt.close(fig)
 
-    # 2. Slowdown distribution at one size, each model.
+    # 2. Slowdown distribution at one size, each model: the share of pods slowed more than x.
     cdfs = res["slowdown_cdf_at_common_size"]
+    above = [1 - q / 100 for q in res["slowdown_cdf_percentiles"]]
     fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.4), squeeze=False, sharey=True)
-    qs = [i / 100 for i in range(101)]
     for ax, m in zip(axes[0], models):
         for n, lab in zip(names, labels):
             xs = cdfs[m].get(n) or []
-            if xs:
-                ax.step(xs, qs[:len(xs)], where="post", label=lab)
-        ax.set_xscale("log")
-        ax.set_xlabel("slowdown (log)")
+            pts = [(x, a) for x, a in zip(xs, above) if x is not None and a > 0]
+            if pts and max(p[0] for p in pts) > 1.0 + 1e-9:
+                ax.step([p[0] for p in pts], [p[1] for p in pts], where="post", label=lab)
+            else:
+                ax.plot([], [], label=f"{lab}: none slowed")
+        ax.set_yscale("log")
+        ax.set_ylim(1e-3, 1.0)
+        ax.set_xlabel("slowdown")
         ax.set_title(res["models"][m], fontsize=9)
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(f"share of pods (on {common} GPUs)")
-    axes[0][-1].legend(fontsize=7, loc="lower right")
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].set_ylabel(f"share of pods slowed more (on {common} GPUs)")
+    axes[0][-1].legend(fontsize=7, loc="upper right")
     written += _save(fig, out, "slowdown_cdf", formats)
     plt.close(fig)
 
@@ -88,10 +92,10 @@ def draw(res: dict[str, Any], out: Path, formats: tuple[str, ...] = ("png", "svg
     on_gpus = [n for n in names if n != "fluid"]
     served = [at[base][n]["served_sm_hours"] / 132 for n in on_gpus]
     idle = [(at[base][n]["idle_sm_hours"] or 0) / 132 for n in on_gpus]
-    xs = range(len(on_gpus))
-    ax.bar(xs, served, label="SMs busy (demand served)")
-    ax.bar(xs, idle, bottom=served, label="SMs idle on occupied GPUs")
-    ax.set_xticks(list(xs), [LABELS.get(n, n) for n in on_gpus], rotation=20, ha="right", fontsize=8)
+    pos = list(range(len(on_gpus)))
+    ax.bar(pos, served, label="SMs busy (demand served)")
+    ax.bar(pos, idle, bottom=served, label="SMs idle on occupied GPUs")
+    ax.set_xticks(pos, [LABELS.get(n, n) for n in on_gpus], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("GPU-hours (SM-hours ÷ 132)")
     ax.set_title(f"Occupied GPU-hours on {common} GPUs, analytic model", fontsize=9)
     ax.legend(fontsize=7)
@@ -101,7 +105,7 @@ def draw(res: dict[str, Any], out: Path, formats: tuple[str, ...] = ("png", "svg
     # 4. What binds: SM demand vs memory requested, at the peak and over GPUs hosting shared pods.
     ref = res["reference"]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.2))
-    a1.bar(["SM demand", "memory requested", "GPUs busy (P0)"],
+    a1.bar(["SM\ndemand", "memory\nrequested", "GPUs busy\n(P0)"],
            [ref["peak_sm_demand_gpus"], ref["peak_memory_share_gpus"], ref["peak_occupied_gpus"]],
            color=["tab:blue", "tab:orange", "tab:gray"])
     a1.set_ylabel("GPUs' worth, at the peak")

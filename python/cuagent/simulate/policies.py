@@ -16,7 +16,9 @@
   rounded up to 8-SM granules, on the GPU with the fewest SMs left that has room for the
   share and for its memory share.
 - **fluid** the whole cluster as one pooled device: a pod starts when the pool has its memory
-  share and SM sizing left, no fragmentation, no interference — the lower bound.
+  share left (the constraint every policy keeps), and all running pods share the pool's SMs
+  fluidly (slowed alike only when their total demand exceeds them): no fragmentation, no
+  partition rounding, no interference — a lower bound for every policy.
 
 Whole-GPU pods (``milli`` 1000, and every multi-GPU pod) take empty GPUs on one node in every
 policy: the node with the fewest empty GPUs that has enough (best fit keeps whole nodes free).
@@ -170,13 +172,12 @@ class ScorerPlacement(PackByRequest):
             order = members[np.lexsort((members, -np.where(good[members], score[members], 0.0)))]
             gpus = tuple(sorted(int(g) for g in order[:ask.gpus]))
             return self._take(cl, Placement(gpus, 1000, cl.units, WHOLE_GPU_PROFILE.mask(0), float(cl.units)))
-        if good.any():
-            top = good & (score >= score[good].max() - 1e-12)
-            g = _best_fit(cl, top, 1000 - cl.milli - ask.milli)  # P1's order among equals
-        else:
-            g = _best_fit(cl, ok, 1000 - cl.milli - ask.milli)  # prioritize only: P1's choice stands
-        assert g is not None
-        return self._take(cl, Placement((g,), ask.milli, alloc=float(cl.units)))
+        # Among the best-scored eligible GPUs, P1's order; none eligible: P1's choice stands
+        # (the extender only prioritizes).
+        among = good & (score >= score[good].max() - 1e-12) if good.any() else ok
+        chosen = _best_fit(cl, among, 1000 - cl.milli - ask.milli)
+        assert chosen is not None
+        return self._take(cl, Placement((chosen,), ask.milli, alloc=float(cl.units)))
 
 
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], np.int64)
@@ -225,26 +226,24 @@ class SmShares(Policy):
 
 
 class Fluid(Policy):
-    """The cluster as one device: memory shares and SM sizings add up across GPUs."""
+    """The cluster as one device: memory shares add up across GPUs, and the pooled SMs are
+    shared fluidly by every running pod (the engine slows all pods alike when their total
+    demand exceeds the pool)."""
 
     name = "fluid"
 
     def __init__(self) -> None:
         self.milli = 0
-        self.sms = 0.0
 
     def place(self, cl: Cluster, ask: Ask, now: float) -> Optional[Placement]:
         milli = ask.gpus * ask.milli
-        sms = ask.gpus * min(float(cl.units), ask.sizing)
-        if self.milli + milli > 1000 * cl.gpus or self.sms + sms > cl.units * cl.gpus + 1e-6:
+        if self.milli + milli > 1000 * cl.gpus:
             return None
         self.milli += milli
-        self.sms += sms
-        return Placement((), milli, 0, 0, sms)
+        return Placement((), milli, 0, 0, float(cl.units * cl.gpus))
 
     def release(self, cl: Cluster, p: Placement) -> None:
         self.milli -= p.milli
-        self.sms -= p.alloc
 
 
 def make(name: str, feed: Optional["Feed"] = None) -> Policy:

@@ -24,14 +24,13 @@ def table(res: dict[str, Any]) -> str:
     betas = sorted({k for s in sweep.values() for k in s if k.startswith("analytic-b")}, key=lambda k: float(k[10:]))
     head = ["policy"]
     if fewest:
-        head += ["fewest GPUs (analytic β=0)", "fewest GPUs (measured)" if measured else None, "vs P0"]
-    head += [f"p95 wait s @{common}", f"p95 / p99 slowdown @{common} (analytic β=0)"]
+        head += ["fewest GPUs (analytic β=0)"] + (["fewest GPUs (measured)"] if measured else []) + ["vs P0"]
+    head += [f"pods waiting @{common} (multi-GPU: max wait h)", f"p95 / p99 slowdown @{common} (analytic β=0)"]
     if measured:
         head += [f"p95 slowdown @{common} (measured)"]
     head += [f"GPU-hours @{common}", "idle SM-hours reclaimed vs P0", "memory binds (reserved / held)"]
     head += ["p95 slowdown at own fewest: " + ", ".join(f"β={float(b[10:]):g}" for b in betas)
              + (", measured" if measured else "")]
-    head = [h for h in head if h is not None]
     rows = []
     for name, s in at[base].items():
         row = [LABELS.get(name, name)]
@@ -41,7 +40,8 @@ def table(res: dict[str, Any]) -> str:
             if measured:
                 row.append(_f(fewest.get(measured, {}).get(name), "{:d}", "not met"))
             row.append(f"{(n_a / p0 - 1) * 100:+.0f} %" if (n_a and p0) else "—")
-        row.append(_f(s["wait_s"]["p95"], "{:.0f}"))
+        multi = s.get("wait_s_multi_gpu_pods") or {}
+        row.append(f"{s['pods_waited']} ({_f((multi.get('max') or 0) / 3600, '{:.1f}')})")
         row.append(f"{_f(s['slowdown']['p95'])} / {_f(s['slowdown']['p99'])}")
         if measured:
             row.append(_f(at[measured][name]["slowdown"]["p95"]))

@@ -123,11 +123,15 @@ def assumptions(inp: Inputs, opts: Options, target: metrics.Target) -> list[str]
     ]
 
 
+#: Percentiles at which slowdown distributions are kept: every 1 % to 90, then every 0.1 %.
+SLOWDOWN_PERCENTILES = [float(q) for q in np.round(np.r_[np.arange(0, 90), np.arange(900, 1001) / 10], 1)]
+
+
 def _slowdown_cdf(r: Result) -> list[Optional[float]]:
     x = r.slowdown[np.isfinite(r.slowdown)]
     if not x.size:
         return []
-    return [float(v) for v in np.percentile(x, np.linspace(0, 100, 101), method="inverted_cdf")]
+    return [float(v) for v in np.percentile(x, SLOWDOWN_PERCENTILES, method="inverted_cdf")]
 
 
 def run(inp: Inputs, opts: Options, progress: Callable[[str], None] = lambda _s: None) -> dict[str, Any]:
@@ -189,9 +193,12 @@ def run(inp: Inputs, opts: Options, progress: Callable[[str], None] = lambda _s:
                     fewest[m.key][name] = fewest[base.key].get(name)
                     continue
                 hint = hint_p0 if name == "P0" else (fewest[base.key].get("P0") or hint_p0)
-                n, tried = metrics.fewest_gpus(lambda g, name=name, m=m: evaluate(name, m, g), target, int(hint),
-                                               floor, inp.reference_gpus, progress)
+                def at_size(g: int, name: str = name, m: slowdown.Model = m) -> Result:
+                    return evaluate(name, m, g)
+                n, tried = metrics.fewest_gpus(at_size, target, int(hint), floor, inp.reference_gpus, progress)
                 fewest[m.key][name] = n
+                if n is not None:
+                    out.setdefault("at_fewest", {}).setdefault(m.key, {})[name] = metrics.summary(tried[n])
                 out["searches"][m.key][name] = {str(g): {"met": target.met(r), "complete": r.complete,
                                                          "p95_wait_s": metrics.pct(r.wait, 95),
                                                          "p95_slowdown": metrics.pct(r.slowdown, 95),
@@ -214,6 +221,7 @@ def run(inp: Inputs, opts: Options, progress: Callable[[str], None] = lambda _s:
             cdfs[m.key][name] = _slowdown_cdf(r)
     out["at_common_size"] = at
     out["slowdown_cdf_at_common_size"] = cdfs
+    out["slowdown_cdf_percentiles"] = SLOWDOWN_PERCENTILES
     p0 = at[base.key].get("P0")
     if p0 is not None and p0["idle_sm_hours"] is not None:
         out["idle_sm_hours_reclaimed"] = {

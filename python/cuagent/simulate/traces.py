@@ -200,11 +200,11 @@ def read_series(path: PathLike, value: str = "value", key: str = "container_ip",
     out: dict[str, np.ndarray] = {}
     for k in sorted(by_key):
         samples = sorted(by_key[k])
-        t = np.array([s[0] for s in samples])
-        v = np.array([s[1] for s in samples])
-        grid = np.arange(t[0], t[-1] + cadence_s / 2, cadence_s)
-        idx = np.clip(np.searchsorted(t, grid, side="right") - 1, 0, len(t) - 1)
-        out[k] = v[idx]
+        times = np.array([s[0] for s in samples])
+        values = np.array([s[1] for s in samples])
+        grid = np.arange(times[0], times[-1] + cadence_s / 2, cadence_s)
+        idx = np.clip(np.searchsorted(times, grid, side="right") - 1, 0, times.size - 1)
+        out[k] = values[idx]
     return out
 
 
@@ -222,14 +222,14 @@ def read_cdfs(path: PathLike) -> dict[tuple[str, str], tuple[np.ndarray, np.ndar
         raw.setdefault((row["cluster"].strip(), row["metric"].strip()), []).append((c, v))
     if not raw:
         raise TraceError(f"{path}: no CDF points")
-    out = {}
+    out: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
     for k, pts in raw.items():
         pts.sort()
-        c = np.array([p[0] for p in pts]) / 100.0
+        shares = np.array([p[0] for p in pts]) / 100.0
         # A few source CDFs are not monotonic in value: the running maximum is the CDF's
         # quantile function read as it must be (non-decreasing).
-        v = np.maximum.accumulate(np.array([p[1] for p in pts]) / 100.0)
-        out[k] = (v, c)
+        values = np.maximum.accumulate(np.array([p[1] for p in pts]) / 100.0)
+        out[k] = (values, shares)
     return out
 
 

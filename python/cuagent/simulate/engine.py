@@ -62,7 +62,8 @@ class Result:
     slowdown: np.ndarray  # per pod (NaN: did not finish)
     ls: np.ndarray
     whole: np.ndarray  # pod took whole GPUs
-    gpus_per_pod: np.ndarray    profile: list[str]  # MIG profile per pod (P3), "" otherwise
+    gpus_per_pod: np.ndarray
+    profile: list[str]  # MIG profile per pod (P3), "" otherwise
     placements: list[Optional[Placement]] = field(default_factory=list)  # per pod: where it ran
     start: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per pod, s (NaN: never started)
     finish: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per pod, s (NaN: did not finish)

@@ -124,7 +124,7 @@ def assumptions(inp: Inputs, opts: Options, target: metrics.Target) -> list[str]
 
 
 #: Percentiles at which slowdown distributions are kept: every 1 % to 90, then every 0.1 %.
-SLOWDOWN_PERCENTILES = [float(q) for q in np.round(np.r_[np.arange(0, 90), np.arange(900, 1001) / 10], 1)]
+SLOWDOWN_PERCENTILES = [float(q) for q in range(90)] + [q / 10 for q in range(900, 1001)]
 
 
 def _slowdown_cdf(r: Result) -> list[Optional[float]]:

@@ -201,11 +201,11 @@ def feed_ns(t: float) -> int:
 def _result(gpus: int, wait: float, slow: float) -> engine.Result:
     n = 20
     return engine.Result("P1", "analytic-b0", gpus, n, 132, True, "", np.full(n, wait), np.full(n, slow),
-                         np.zeros(n, bool), np.zeros(n, bool), np.ones(n, np.int64), [""] * n)
+                         np.zeros(n, bool), np.zeros(n, bool), np.ones(n, np.int64), np.zeros(n, np.int64), [""] * n)
 
 
 def test_fewest_gpu_search_finds_the_threshold_and_gives_up_when_unreachable():
-    target = metrics.Target(wait_s=0.0, slowdown=1.05)
+    target = metrics.Target(wait_s=(0.0, 0.0, 0.0), slowdown=1.05)
     seen: list[int] = []
 
     def queueing_below_37(n: int):
@@ -220,3 +220,13 @@ def test_fewest_gpu_search_finds_the_threshold_and_gives_up_when_unreachable():
     seen.clear()
     n, _ = metrics.fewest_gpus(lambda g: (seen.append(g), _result(g, 0.0, 1.3))[1], target, 40, 8, 1000)
     assert n is None and seen == [40, 1000]
+
+
+def test_the_target_holds_per_pod_class_so_few_big_pods_cannot_be_starved():
+    r = _result(40, 0.0, 1.0)
+    r.klass[-1] = 2  # one multi-GPU pod among 20...
+    r.wait[-1] = 3600.0  # ...waited an hour: the p95 over all pods is still 0
+    assert metrics.pct(r.wait, 95) == 0.0
+    target = metrics.Target(wait_s=(0.0, 0.0, 0.0), slowdown=1.05)
+    assert target.failing(r) == (True, False) and not target.met(r)
+    assert metrics.by_class(r, r.wait) == {"shared": 0.0, "multi": 3600.0}

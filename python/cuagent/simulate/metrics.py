@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .engine import Result
+from .engine import CLASSES, Result
 
 
 def pct(x: np.ndarray, q: float) -> Optional[float]:
@@ -24,16 +24,36 @@ def pct(x: np.ndarray, q: float) -> Optional[float]:
 
 @dataclass(frozen=True)
 class Target:
-    """What a policy must keep: p95 wait at most ``wait_s``, p95 slowdown at most ``slowdown``."""
+    """What a policy must keep, in every class of pods (:data:`~.engine.CLASSES`): p95 wait at
+    most that class's ``wait_s``, p95 slowdown at most ``slowdown``."""
 
-    wait_s: float
+    wait_s: tuple[float, ...]
     slowdown: float
 
-    def met(self, r: Result) -> bool:
+    def failing(self, r: Result) -> tuple[bool, bool]:
+        """(some class waits too long, some class is slowed too much); incomplete runs fail both."""
         if not r.complete:
-            return False
-        w, s = pct(r.wait, 95), pct(r.slowdown, 95)
-        return w is not None and s is not None and w <= self.wait_s + 1e-9 and s <= self.slowdown + 1e-9
+            return True, True
+        waits = slows = False
+        for c in range(len(CLASSES)):
+            k = r.klass == c
+            if not k.any():
+                continue
+            w, s = pct(r.wait[k], 95), pct(r.slowdown[k], 95)
+            waits |= w is None or w > self.wait_s[c] + 1e-9
+            slows |= s is None or s > self.slowdown + 1e-9
+        return waits, slows
+
+    def met(self, r: Result) -> bool:
+        return not any(self.failing(r))
+
+    def describe(self) -> str:
+        waits = ", ".join(f"{n} {w:g} s" for n, w in zip(CLASSES, self.wait_s))
+        return f"p95 wait of each pod class <= P0's ({waits}) and p95 slowdown of each class <= {self.slowdown:g}"
+
+
+def by_class(r: Result, x: np.ndarray, q: float = 95) -> dict[str, Optional[float]]:
+    return {n: pct(x[r.klass == c], q) for c, n in enumerate(CLASSES) if (r.klass == c).any()}
 
 
 def summary(r: Result) -> dict[str, Any]:
@@ -49,6 +69,8 @@ def summary(r: Result) -> dict[str, Any]:
         "policy": r.policy, "model": r.model, "gpus": r.gpus, "pods": r.pods, "complete": r.complete,
         "stop_reason": r.stop_reason,
         "wait_s": dist(r.wait),
+        "p95_wait_s_by_class": by_class(r, r.wait),
+        "p95_slowdown_by_class": by_class(r, r.slowdown),
         "pods_waited": int(np.sum(r.wait > 0)),
         "wait_s_multi_gpu_pods": dist(r.wait[r.gpus_per_pod > 1]) if (r.gpus_per_pod > 1).any() else None,
         "wait_s_whole_gpu_pods": dist(r.wait[r.whole]),
@@ -110,10 +132,10 @@ def fewest_gpus(evaluate: Callable[[int], Result], target: Target, hint: int, fl
 
     def slowed(n: int) -> bool:
         r = tried[n]
-        w, s = pct(r.wait, 95), pct(r.slowdown, 95)
         if not r.complete:
             return "slowed" in r.stop_reason
-        return w is not None and w <= target.wait_s + 1e-9 and s is not None and s > target.slowdown + 1e-9
+        waits, slows = target.failing(r)
+        return slows and not waits
 
     hi = max(floor, min(hint, ceiling))
     while not ok(hi):

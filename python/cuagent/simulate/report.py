@@ -69,8 +69,7 @@ def text(res: dict[str, Any]) -> str:
     out.append(f"Reference: P0 on {ref['gpus']} GPUs: p95 wait {_f(ref['wait_s']['p95'], '{:.0f}')} s, "
                f"peak {ref['peak_occupied_gpus']} GPUs busy; peak demand of the running pods: "
                f"{ref['peak_sm_demand_gpus']:.1f} GPUs of SMs, {ref['peak_memory_share_gpus']:.1f} GPUs of requested memory.")
-    out.append(f"Target: p95 wait <= {res['target']['p95_wait_s']:g} s and p95 slowdown <= "
-               f"{res['target']['p95_slowdown']:g}. Models: " + "; ".join(f"{k}: {v}" for k, v in res["models"].items()))
+    out.append(f"Target: {res['target']['text']}. Models: " + "; ".join(f"{k}: {v}" for k, v in res["models"].items()))
     out.append("")
     out.append(table(res))
     return "\n".join(out)

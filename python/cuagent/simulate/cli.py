@@ -61,6 +61,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="target p95 slowdown is 1 + this (default 0.05)")
     m.add_argument("--wait-tolerance-s", type=float, default=0.0,
                    help="target p95 wait is P0's on the reference fleet + this many s (default 0)")
+    m.add_argument("--pooled-target", action="store_true",
+                   help="one p95 over all pods (lets a policy starve the few multi-GPU pods) instead of one per "
+                   "pod class (shared, whole, multi-GPU)")
     m.add_argument("--horizon-s", type=float, default=300.0, help="P2 scorer horizon (default 300 s)")
     m.add_argument("--sizing-percentile", type=float, default=95.0,
                    help="the SM demand percentile a scheduler sizes by (default 95)")
@@ -105,7 +108,7 @@ def options(args: argparse.Namespace) -> "study.Options":
                          bandwidths=_floats(args.bandwidth, "--bandwidth"),
                          slowdown_tolerance=args.slowdown_tolerance, wait_tolerance_s=args.wait_tolerance_s,
                          horizon_s=args.horizon_s, sizing_percentile=args.sizing_percentile,
-                         cdf_clusters=clusters, gpus=args.gpus)
+                         cdf_clusters=clusters, gpus=args.gpus, pooled_target=args.pooled_target)
 
 
 def run_cli(args: argparse.Namespace) -> int:

@@ -58,6 +58,7 @@ class Limits:
     wait_s: tuple[float, ...]  # per class (CLASSES)
     slowdown: float
     share: float = 0.05
+    pooled: bool = False  # one class: all pods (wait_s[0])
 
 
 @dataclass
@@ -135,6 +136,8 @@ class Simulation:
         self.memory_share = 0.0  # memory shares of the running pods, in GPUs
         self._dirty = True
         self.klass = pod_classes(pods.gpus, pods.milli)
+        if limits is not None and limits.pooled:
+            self.klass = np.zeros(n, np.int64)
         self.class_n = np.bincount(self.klass, minlength=len(CLASSES))
         self.late_wait = np.zeros(len(CLASSES), np.int64)
         self.late_slow = np.zeros(len(CLASSES), np.int64)

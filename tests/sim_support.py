@@ -52,7 +52,7 @@ def run(jobs: Union[Sequence[dict], tuple], policy: str, gpus: int = 2, per_node
     pods, prof = stream(jobs) if not isinstance(jobs, tuple) else jobs
     cl = cluster.Cluster(gpus, per_node, UNITS, MEM)
     feed = None
-    if policy == "P2":
+    if policy in ("P2", "P2f"):
         kw = {} if scorer_factory is None else {"scorer_factory": scorer_factory}
         feed = Feed(cl, cluster.h100_topology(), 300.0, **kw)
     sim = engine.Simulation(pods, prof, policies.make(policy, feed), cl, model or slowdown.Model("analytic"),

@@ -29,6 +29,8 @@ EXPECTED = {
     "P1": [((0,), 0), ((0,), 10), ((1,), 20)],
     # The scorer prefers the idle GPU for B (GPU 0 has 40 SMs busy): C waits as under P0.
     "P2": [((0,), 0), ((1,), 10), ((0,), 600)],
+    # The scorer as a filter: GPU 0 has the 30 idle SMs B needs, so P1's best fit stands.
+    "P2f": [((0,), 0), ((0,), 10), ((1,), 20)],
     # MIG: A and B both on GPU 0 in 3g.40gb instances, C on the other GPU.
     "P3": [((0,), 0), ((0,), 10), ((1,), 20)],
     # SM shares: A and B on the fuller GPU, C the empty one.
@@ -75,6 +77,27 @@ def test_time_slicing_two_saturating_pods_halves_their_speed():
     # ...and on one GPU's worth it slows both as time slicing does.
     r, _ = run(two, "fluid", gpus=1, per_node=1)
     assert r.slowdown.tolist() == pytest.approx([2.0, 2.0])
+
+
+def test_scorer_as_filter_keeps_a_pod_off_a_busy_gpu_until_it_frees():
+    busy = [{"t": 0, "run": 600, "milli": 400, "sm": 120}, {"t": 60, "run": 600, "milli": 400, "sm": 120}]
+    r, _ = run(busy, "P1", gpus=1, per_node=1)
+    assert r.start.tolist() == [0, 60] and r.slowdown.max() > 1.5  # packed by request, both slowed
+    r, feed = run(busy, "P2f", gpus=1, per_node=1)
+    # The feed shows 120 of 132 SMs busy: the second pod waits for the first to leave.
+    assert r.start.tolist() == [0, 600] and r.slowdown.tolist() == [1.0, 1.0]
+    assert feed is not None and feed.rank_calls >= 2
+
+
+def test_scorer_filter_retries_on_a_timer_as_a_tenant_goes_quiet():
+    # A service busy on 120 SMs for 10 minutes, then idle for the rest of its life; B needs 60.
+    quiet = [{"t": 0, "run": 7200, "milli": 400, "sm": [120] * 10 + [0] * 200, "ls": True},
+             {"t": 60, "run": 600, "milli": 400, "sm": 60}]
+    r, _ = run(quiet, "P2f", gpus=1, per_node=1)
+    # No pod leaves before B starts: the minute retries find room once the horizon (300 s)
+    # has seen A idle long enough.
+    assert 600 < r.start[1] < 1200 and r.start[1] % 60 == 0
+    assert r.slowdown.tolist() == [1.0, 1.0]
 
 
 def test_a_share_below_demand_slows_batch_work_but_not_a_service_lifetime():

@@ -421,14 +421,18 @@ class Simulation:
         nxt = 0
         t = 0.0
         res = self.res
+        retry_s = self.policy.retry_s
+        next_retry = math.inf
         while True:
             next_arrival = float(arrival[nxt]) if nxt < self.n else math.inf
             next_end = self.ls_ends[0][0] if self.ls_ends else math.inf
-            target = min(next_arrival, next_end)
-            if not self.running and math.isinf(target):
+            target = min(next_arrival, next_end, next_retry)
+            if not self.running and math.isinf(min(next_arrival, next_end)) and \
+                    (math.isinf(next_retry) or not self.queue):
                 break  # nothing runs, nothing will arrive: done (or stuck with a queue)
             t, finished = self._advance(t, target) if self.running else (target, [])
-            departed = False
+            departed = t >= next_retry - 1e-9  # a policy that reads the feed retries on a timer
+            next_retry = math.inf
             for p in finished:
                 self._depart(p, t)
                 departed = True
@@ -447,6 +451,8 @@ class Simulation:
                 nxt += 1
                 if not self._try_place(p, t):
                     self.queue.append(p)
+            if retry_s is not None and self.queue and self.running:
+                next_retry = t + retry_s
             reason = self._over_limits(t)
             if reason:
                 res.stop_reason = reason

@@ -9,6 +9,10 @@
   the node the scorer ranks best among those where the pod fits, the best-scored GPU there
   that fits. As the extender's ``prioritize``: when the scorer finds every candidate
   ineligible (score 0), P1's choice stands.
+- **P2f** P1's best fit, among the GPUs the scorer finds eligible — enough idle SMs over its
+  horizon for the pod's share and sizing, and its memory free (the extender's ``filter``
+  beside kube-scheduler's bin packing); an empty GPU always passes. A shared pod no GPU passes
+  for waits and is retried every minute; whole-GPU pods take empty GPUs as under P1.
 - **P3** MIG right-sizing: a shared pod gets the smallest H100 MIG profile with its memory
   share and its SM sizing, on the GPU with the fewest free memory slices where that profile
   can start (lowest free slot). Whole-GPU pods take whole GPUs (7g.80gb).
@@ -37,11 +41,12 @@ from .cluster import WHOLE_GPU_PROFILE, Cluster, MigProfile, mig_profile_for, sm
 if TYPE_CHECKING:
     from .feed import Feed
 
-POLICIES = ("P0", "P1", "P2", "P3", "P4", "fluid")
+POLICIES = ("P0", "P1", "P2", "P2f", "P3", "P4", "fluid")
 LABELS = {
     "P0": "P0 whole GPUs",
     "P1": "P1 pack by request",
     "P2": "P2 P1 + cuagent scorer",
+    "P2f": "P2f P1 + scorer as filter",
     "P3": "P3 MIG right-sizing",
     "P4": "P4 SM shares (MPS)",
     "fluid": "fluid bound",
@@ -79,6 +84,9 @@ class Placement:
 
 class Policy:
     name = ""
+    #: Retry waiting pods this often (s) even when no pod left: for a policy whose answer
+    #: changes as the feed does. None: only when a pod leaves.
+    retry_s: Optional[float] = None
 
     def place(self, cl: Cluster, ask: Ask, now: float) -> Optional[Placement]:
         raise NotImplementedError
@@ -180,6 +188,36 @@ class ScorerPlacement(PackByRequest):
         return self._take(cl, Placement((chosen,), ask.milli, alloc=float(cl.units)))
 
 
+class ScorerFilter(PackByRequest):
+    """P2f: P1's best fit among the GPUs the cuagent scorer finds room on (see the module doc)."""
+
+    name = "P2f"
+    retry_s = 60.0  # kube-scheduler retries unschedulable pods; the feed moves each minute
+
+    def __init__(self, feed: "Feed") -> None:
+        self.feed = feed
+
+    def place(self, cl: Cluster, ask: Ask, now: float) -> Optional[Placement]:
+        if ask.whole:
+            return self._whole(cl, ask, ask.gpus)  # an empty GPU is free whoever used it before
+        ok = self.fits(cl, ask)
+        if not ok.any():
+            return None
+        ranking = self.feed.rank(ask, now, np.flatnonzero(ok))
+        # As the extender's filter: only a GPU whose data shows the pod cannot fit fails; one
+        # without data yet passes, and so does an empty GPU (the scheduler knows it is free;
+        # the horizon still remembers its last tenant).
+        failed = np.zeros(cl.gpus, bool)
+        for d in ranking.devices():
+            g = self.feed.gpu_of[d.device]
+            if not d.eligible and d.idle_units is not None and cl.pods[g] > 0:
+                failed[g] = True
+        chosen = _best_fit(cl, ok & ~failed, 1000 - cl.milli - ask.milli)
+        if chosen is None:
+            return None  # the extender's filter: no GPU with the idle SMs the pod needs, it waits
+        return self._take(cl, Placement((chosen,), ask.milli, alloc=float(cl.units)))
+
+
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], np.int64)
 
 
@@ -251,10 +289,10 @@ def make(name: str, feed: Optional["Feed"] = None) -> Policy:
         return WholeGpus()
     if name == "P1":
         return PackByRequest()
-    if name == "P2":
+    if name in ("P2", "P2f"):
         if feed is None:
-            raise ValueError("P2 needs a simulated feed")
-        return ScorerPlacement(feed)
+            raise ValueError(f"{name} needs a simulated feed")
+        return ScorerPlacement(feed) if name == "P2" else ScorerFilter(feed)
     if name == "P3":
         return MigRightSizing()
     if name == "P4":

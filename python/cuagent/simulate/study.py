@@ -87,7 +87,7 @@ def simulate(inp: Inputs, policy: str, model: slowdown.Model, gpus: int, opts: O
     """One run of ``policy`` on ``gpus`` H100s."""
     topo = inp.topology
     cl = cluster_mod.Cluster(gpus, opts.gpus_per_node, topo.units, topo.memory_bytes)
-    feed = Feed(cl, topo, opts.horizon_s, opts.scorer_factory) if policy == "P2" else None
+    feed = Feed(cl, topo, opts.horizon_s, opts.scorer_factory) if policy in ("P2", "P2f") else None
     pol = policies.make(policy, feed)
     return Simulation(inp.pods, inp.profiles, pol, cl, model, inp.factors, feed, limits, track_peak).run()
 
@@ -141,7 +141,7 @@ def run(inp: Inputs, opts: Options, progress: Callable[[str], None] = lambda _s:
     for name in opts.policies:
         if name not in policies.POLICIES:
             raise ValueError(f"policy {name!r}: expected one of {', '.join(policies.POLICIES)}")
-    if "P2" in opts.policies and opts.horizon_s <= 0:
+    if opts.horizon_s <= 0:
         raise ValueError(f"scorer horizon must be > 0 s, got {opts.horizon_s}")
     base = slowdown.Model("analytic", 0.0)
     progress(f"reference: P0 on {inp.reference_gpus} GPUs")

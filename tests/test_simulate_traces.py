@@ -115,7 +115,7 @@ def excerpt():
     return study.load(str(PODS), str(DUTY), str(MEMORY), str(CDFS), str(PAIRS), str(NODES), None, study.Options())
 
 
-@pytest.mark.parametrize("policy", ["P0", "P1", "P2", "P3", "P4", "fluid"])
+@pytest.mark.parametrize("policy", ["P0", "P1", "P2", "P2f", "P3", "P4", "fluid"])
 def test_every_policy_conserves_and_finishes_every_pod(excerpt, policy):
     opts = study.Options()
     # P0, P3 and the fluid bound slow nothing down in either model: one run each.
@@ -165,13 +165,14 @@ def _args(tmp_path, *extra):
 def test_simulate_command_searches_and_writes_table_json_and_plots(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     out = tmp_path / "out"
-    assert main(_args(tmp_path, "--out", str(out), "--bandwidth", "0.5", "--limit", "80")) == 0
+    assert main(_args(tmp_path, "--out", str(out), "--bandwidth", "0.5", "--limit", "80",
+                      "--policies", "P0,P2,P3,P4,fluid")) == 0
     printed = capsys.readouterr().out
     assert "Assumptions:" in printed and "| P2 P1 + cuagent scorer |" in printed
     res = json.loads((out / "results.json").read_text())
     assert set(res["fewest_gpus"]) == {"analytic-b0", "measured"}
     fewest = res["fewest_gpus"]["analytic-b0"]
-    assert set(fewest) == {"P0", "P1", "P2", "P3", "P4", "fluid"}
+    assert set(fewest) == {"P0", "P2", "P3", "P4", "fluid"}
     # The fluid bound needs no more GPUs than any policy that met the target.
     assert all(fewest["fluid"] <= n for n in fewest.values() if n is not None)
     assert res["reference"]["gpus"] == 32 and res["at_common_size"]["analytic-b0"]["P0"]["complete"]

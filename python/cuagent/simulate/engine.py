@@ -131,6 +131,7 @@ class Simulation:
         self._lut = np.zeros(cluster.gpus, np.int64)
         self.ls_ends: list[tuple[float, int]] = []
         self.queue: list[int] = []
+        self.blocked: set[int] = set()  # waiting pods the feed turned away (retried on a timer)
         self.mem_reserved = np.zeros(cluster.gpus)  # memory share given out per GPU
         self.shared_pods = np.zeros(cluster.gpus, np.int64)  # shared (fractional) pods per GPU
         self.memory_share = 0.0  # memory shares of the running pods, in GPUs
@@ -340,7 +341,12 @@ class Simulation:
         ask: Ask = self.asks[p]
         pl = self.policy.place(self.cl, ask, now)
         if pl is None:
+            if self.policy.refused_by_feed:
+                self.blocked.add(p)
+            else:
+                self.blocked.discard(p)
             return False
+        self.blocked.discard(p)
         self.placement[p] = pl
         self.running.add(p)
         self.run_mask[p] = True
@@ -431,8 +437,9 @@ class Simulation:
                     (math.isinf(next_retry) or not self.queue):
                 break  # nothing runs, nothing will arrive: done (or stuck with a queue)
             t, finished = self._advance(t, target) if self.running else (target, [])
-            departed = t >= next_retry - 1e-9  # a policy that reads the feed retries on a timer
+            timer = t >= next_retry - 1e-9
             next_retry = math.inf
+            departed = False
             for p in finished:
                 self._depart(p, t)
                 departed = True
@@ -440,10 +447,11 @@ class Simulation:
                 _, p = heapq.heappop(self.ls_ends)
                 self._depart(p, t)
                 departed = True
-            if departed and self.queue:
+            if (departed or timer) and self.queue:
                 still = []
                 for q in self.queue:
-                    if not self._try_place(q, t):
+                    # On the timer, only the pods the feed turned away: nothing else changed.
+                    if (not departed and q not in self.blocked) or not self._try_place(q, t):
                         still.append(q)
                 self.queue = still
             while nxt < self.n and arrival[nxt] <= t + 1e-9:
@@ -451,7 +459,7 @@ class Simulation:
                 nxt += 1
                 if not self._try_place(p, t):
                     self.queue.append(p)
-            if retry_s is not None and self.queue and self.running:
+            if retry_s is not None and self.blocked and self.running:
                 next_retry = t + retry_s
             reason = self._over_limits(t)
             if reason:

@@ -12,7 +12,8 @@
 - **P2f** P1's best fit, among the GPUs the scorer finds eligible — enough idle SMs over its
   horizon for the pod's share and sizing, and its memory free (the extender's ``filter``
   beside kube-scheduler's bin packing); an empty GPU always passes. A shared pod no GPU passes
-  for waits and is retried every minute; whole-GPU pods take empty GPUs as under P1.
+  for waits, and is retried every 5 minutes as kube-scheduler does; whole-GPU pods take empty
+  GPUs as under P1.
 - **P3** MIG right-sizing: a shared pod gets the smallest H100 MIG profile with its memory
   share and its SM sizing, on the GPU with the fewest free memory slices where that profile
   can start (lowest free slot). Whole-GPU pods take whole GPUs (7g.80gb).
@@ -84,9 +85,11 @@ class Placement:
 
 class Policy:
     name = ""
-    #: Retry waiting pods this often (s) even when no pod left: for a policy whose answer
-    #: changes as the feed does. None: only when a pod leaves.
+    #: Retry pods the feed turned away this often (s), even when no pod left: the feed's
+    #: answer changes as the GPUs' activity does. None: retry only when a pod leaves.
     retry_s: Optional[float] = None
+    #: Whether the last refusal was the feed's (the pod fits by request, the scorer said no).
+    refused_by_feed = False
 
     def place(self, cl: Cluster, ask: Ask, now: float) -> Optional[Placement]:
         raise NotImplementedError
@@ -192,12 +195,15 @@ class ScorerFilter(PackByRequest):
     """P2f: P1's best fit among the GPUs the cuagent scorer finds room on (see the module doc)."""
 
     name = "P2f"
-    retry_s = 60.0  # kube-scheduler retries unschedulable pods; the feed moves each minute
+    # kube-scheduler moves unschedulable pods back to its active queue at least every 5 minutes
+    # (podMaxInUnschedulablePodsDuration), as well as on cluster events (a pod leaving).
+    retry_s = 300.0
 
     def __init__(self, feed: "Feed") -> None:
         self.feed = feed
 
     def place(self, cl: Cluster, ask: Ask, now: float) -> Optional[Placement]:
+        self.refused_by_feed = False
         if ask.whole:
             return self._whole(cl, ask, ask.gpus)  # an empty GPU is free whoever used it before
         ok = self.fits(cl, ask)
@@ -213,6 +219,7 @@ class ScorerFilter(PackByRequest):
             if not d.eligible and d.idle_units is not None and cl.pods[g] > 0:
                 failed[g] = True
         chosen = _best_fit(cl, ok & ~failed, 1000 - cl.milli - ask.milli)
+        self.refused_by_feed = chosen is None
         if chosen is None:
             return None  # the extender's filter: no GPU with the idle SMs the pod needs, it waits
         return self._take(cl, Placement((chosen,), ask.milli, alloc=float(cl.units)))

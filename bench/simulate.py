@@ -60,7 +60,8 @@ def main() -> None:
                 total += dt
                 extra = f", {r.feed['windows']} feed windows, {r.scorer_calls} Scorer.rank calls" if r.feed else ""
                 print(f"  {name:>5} {m.key:<12} {dt:6.1f} s  complete={r.complete}{extra}")
-    print(f"all policies × both models (12 simulations): {total:.1f} s = {total / base_s:.1f}× P0 alone | "
+    runs = len(models) * len(policies.POLICIES)
+    print(f"all policies × both models ({runs} simulations): {total:.1f} s = {total / base_s:.1f}× P0 alone | "
           f"target <= 120 s: {'met' if total + load_s <= 120 else 'NOT met'} (with reading the traces: {total + load_s:.1f} s)")
     print(steal.summary())
 

@@ -98,7 +98,7 @@ def draw(res: dict[str, Any], out: Path, formats: tuple[str, ...] = ("png", "svg
     ax.set_xticks(pos, [LABELS.get(n, n) for n in on_gpus], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("GPU-hours (SM-hours ÷ 132)")
     ax.set_title(f"Occupied GPU-hours on {common} GPUs, analytic model", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.32), ncol=2)
     written += _save(fig, out, "gpu_hours", formats)
     plt.close(fig)
 
@@ -118,27 +118,34 @@ def draw(res: dict[str, Any], out: Path, formats: tuple[str, ...] = ("png", "svg
     a2.set_ylim(0, 100)
     a2.set_ylabel("% of shared-GPU time")
     a2.set_title("Memory fuller than SMs on GPUs shared", fontsize=9)
-    a2.legend(fontsize=7)
+    a2.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
     fig.tight_layout()
     written += _save(fig, out, "binding_limit", formats)
     plt.close(fig)
 
-    # 5. The searches: p95 wait against cluster size (analytic bound).
+    # 5. The searches: every size tried, met or not and why.
     if res.get("searches"):
         fig, ax = plt.subplots(figsize=(7.5, 3.4))
-        for n in names:
-            tried = res["searches"].get(base, {}).get(n)
-            if not tried:
-                continue
-            pts = sorted((int(g), max(w for w in v["p95_wait_s_by_class"].values() if w is not None))
-                         for g, v in tried.items() if v["complete"] and v["p95_wait_s_by_class"])
-            if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=LABELS.get(n, n), ms=3)
-        ax.set_xlabel("H100s in the cluster")
-        ax.set_ylabel("worst class's p95 wait (s), complete runs")
-        ax.set_title("Sizes tried by the search (analytic β=0)", fontsize=9)
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
+        rows = [n for n in names if res["searches"].get(base, {}).get(n)]
+        for y, n in enumerate(rows):
+            for g, v in res["searches"][base][n].items():
+                reason = v.get("stop_reason") or ""
+                if v["met"]:
+                    style = dict(marker="o", color="tab:green")
+                elif "slowed" in reason or (v["complete"] and "wait" not in reason):
+                    style = dict(marker="x", color="tab:red")
+                else:
+                    style = dict(marker="|", color="tab:orange")
+                ax.plot([int(g)], [y], linestyle="none", ms=7, **style)
+        ax.plot([], [], "o", color="tab:green", label="met")
+        ax.plot([], [], "|", color="tab:orange", label="pods waited")
+        ax.plot([], [], "x", color="tab:red", label="pods slowed")
+        ax.set_yticks(range(len(rows)), [LABELS.get(n, n) for n in rows], fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel("H100s in the cluster (log)")
+        ax.set_title("Sizes the search tried (analytic β=0)", fontsize=9)
+        ax.legend(fontsize=7, loc="lower right")
+        ax.grid(alpha=0.3, axis="x", which="both")
         written += _save(fig, out, "search", formats)
         plt.close(fig)
     return written

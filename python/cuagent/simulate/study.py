@@ -255,8 +255,9 @@ def run(inp: Inputs, opts: Options, progress: Callable[[str], None] = lambda _s:
                                        "p95_wait_s": metrics.pct(r.wait, 95),
                                        "mean_slowdown": metrics.summary(r)["slowdown"]["mean"]}
     out["bandwidth_sweep"] = sweep
-    out["simulations"] = len(cache)
-    out["simulated_seconds"] = float(sum(r.wall_s for r in {id(r): r for r in cache.values()}.values()))
+    runs = {id(r): r for r in cache.values()}  # a complete run is cached under two keys
+    out["simulations"] = len(runs) + 1  # and the reference
+    out["simulated_seconds"] = float(sum(r.wall_s for r in runs.values()) + ref.wall_s)
     return out
 
 

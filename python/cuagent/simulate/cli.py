@@ -38,9 +38,10 @@ def _floats(text: str, what: str, low: float = 0.0) -> tuple[float, ...]:
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="placement policies on real cluster traces: GPUs needed, slowdowns",
                        description="Discrete-event simulation of a cluster of H100s driven by a pod trace: "
-                       "whole GPUs (P0), packing by request (P1), packing with the cuagent scorer (P2), MIG "
-                       "right-sizing (P3), SM shares (P4) and the fluid bound, under an analytic and a measured "
-                       "slowdown model. Trace files are arguments; nothing is read from elsewhere.")
+                       "whole GPUs (P0), packing by request (P1), packing with the cuagent scorer as prioritize "
+                       "(P2) and as filter (P2f), MIG right-sizing (P3), SM shares (P4) and the fluid bound, under "
+                       "an analytic and a measured slowdown model. Trace files are arguments; nothing is read "
+                       "from elsewhere.")
     t = p.add_argument_group("traces")
     t.add_argument("--pods", required=True, metavar="CSV", help="Alibaba openb_pod_list CSV (the pod stream)")
     t.add_argument("--nodes", metavar="CSV", help="node list whose GPU count is the reference fleet")

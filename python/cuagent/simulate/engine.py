@@ -414,7 +414,7 @@ class Simulation:
                 break
             if now - self.pods.arrival[q] > lim.wait_s[self.klass[q]]:
                 waiting[self.klass[q]] += 1
-        for c, name in enumerate(CLASSES):
+        for c, name in enumerate(("all",) if lim.pooled else CLASSES):
             if self.late_wait[c] + waiting[c] > allowed[c]:
                 return f"more than {lim.share:.0%} of {name} pods waited over {lim.wait_s[c]:g} s"
             if self.late_slow[c] > allowed[c]:

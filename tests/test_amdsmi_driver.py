@@ -452,8 +452,9 @@ def test_the_slow_path_gives_sm_as_a_share_of_the_device_and_sees_mode_changes(a
     fake = amdsmi_host.fake
     pid = 4_194_400  # above any pid_max: no such process, so no name from /proc either
     fake.add_process(gpu.processors[2], pid, "", 5 << 30, gfx_ns=0)
+    ticks = iter([10.0, 12.0])  # the slow path's clock at its two lists: 2 s apart
     slow = AmdSmiSlowPath(str(amdsmi_host.library), str(amdsmi_host.kfd_root), process_interval_s=1.0,
-                          topology_poll_s=5.0)
+                          topology_poll_s=5.0, clock=lambda: next(ticks))
     first = slow.processes(0, now=100.0)
     assert first == [{"pid": pid, "mem": 5 << 30, "name": ""}]  # first sight: no sm yet
     assert slow.processes(0, now=100.5) is first  # within the interval: the same list

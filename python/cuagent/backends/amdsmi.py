@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Optional, Sequence
+import time
+from typing import Any, Callable, Optional, Sequence
 
 from .. import _core
 from ..options import nonempty
@@ -70,16 +71,19 @@ class AmdSmiSlowPath(SlowPath):
     A process's ``sm`` is its GFX engine time over the time between two lists
     (``engine_usage.gfx``, summed over the device's partitions), divided by the device's
     partitions, so it is a share of the whole device; a process seen for the first time has
-    no ``sm`` yet (nothing to take a difference from). ``mem`` is its VRAM."""
+    no ``sm`` yet (nothing to take a difference from). ``mem`` is its VRAM. The time between
+    two lists is ``clock``'s, read just before each (the agent's ``now`` is its loop's, which
+    may lag the query by a whole publish)."""
 
     def __init__(self, library: Optional[str], kfd_root: Optional[str], process_interval_s: float,
-                 topology_poll_s: float) -> None:
+                 topology_poll_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         if process_interval_s <= 0 or topology_poll_s <= 0:
             raise ValueError(
                 f"process interval and topology poll must be > 0 s, got {process_interval_s}, {topology_poll_s}")
         self._queries: Optional[_core.AmdSmiSlowQueries] = _core.make_amdsmi_slow_queries(library=_library(library), kfd_root=_kfd_root(kfd_root))
         self.process_interval_s = process_interval_s
         self.topology_poll_s = topology_poll_s
+        self._clock = clock
         self._listed: dict[int, tuple[float, Optional[list[dict[str, Any]]]]] = {}
         self._gfx: dict[int, tuple[float, dict[int, int]]] = {}  # device -> (when, pid -> gfx ns)
         self._modes = self._partition_modes()
@@ -103,16 +107,17 @@ class AmdSmiSlowPath(SlowPath):
             return cached[1]
         result: Optional[list[dict[str, Any]]] = None
         try:
-            result = self._list(device_index, now)
+            result = self._list(device_index)
         except Exception as e:  # noqa: BLE001 — unsupported, or the GPU is gone: absent, not fatal
             log.debug("processes of device %d not available: %s", device_index, e)
             self._gfx.pop(device_index, None)
         self._listed[device_index] = (now, result)
         return result
 
-    def _list(self, device_index: int, now: float) -> list[dict[str, Any]]:
+    def _list(self, device_index: int) -> list[dict[str, Any]]:
         import psutil
 
+        now = self._clock()
         listed = self._live().processes(device_index)
         partitions = max(1, int(self._live().partitions(device_index)))
         before = self._gfx.get(device_index)

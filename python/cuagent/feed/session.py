@@ -26,6 +26,7 @@ log = logging.getLogger("cuagent.client")
 SNAPSHOT_TIMEOUT_S = 2.0
 JOIN_WAIT_S = 1.2  # longest wait for a first feed message before the first snapshot (hb: 1 s)
 MAX_BUFFERED = 100_000  # feed messages queued per upstream while (re)joining
+_SUM_PREFIX = wire.kind_prefix("sum")
 
 
 class Endpoint(NamedTuple):
@@ -56,7 +57,7 @@ def as_endpoint(e: Endpoint | str | Sequence[str]) -> Endpoint:
 
 
 class Update(NamedTuple):
-    """One change to the view: a feed ``kind`` (topo/state/hb/event), or ``restart``
+    """One change to the view: a feed ``kind`` (topo/state/hb/event/sum), or ``restart``
     (a node's epoch changed; its old data is gone) or ``stale`` (no heartbeat for 3 s)."""
 
     kind: str
@@ -77,6 +78,8 @@ class ClientStats:
     restarts: int = 0  # node epochs that changed
     decode_errors: int = 0
     snapshot_timeouts: int = 0
+    unknown_kinds: int = 0  # messages of a kind this client does not know, ignored (§8)
+    summaries_skipped: int = 0  # summaries never received: no loss, the next one replaces them (§3.5)
 
 
 @dataclass
@@ -98,7 +101,7 @@ class FeedObserver(Protocol):
 
     def applied(self, msg: Received, decoded: Any) -> None:
         """``msg`` was applied to the view; ``decoded`` is its body (Topo, State, Heartbeat,
-        Event)."""
+        Event, or for a summary the :class:`~cuagent.feed.summaries.NodeSummary`)."""
 
     def forgot(self, node: str) -> None:
         """Everything of ``node`` was dropped (it restarted): what was kept of it is void."""
@@ -130,6 +133,7 @@ class FeedState:
 
     def discard_node(self, node: str) -> None:
         self.view.nodes.pop(node, None)
+        self.view.summaries.forget(node)
         self.epochs.pop(node, None)
         for topic in [t for t in self.seqs if wire.node_of(t) == node]:
             del self.seqs[topic]
@@ -244,6 +248,9 @@ class Session:
         """Handle one feed message (what :meth:`process` does with each it reads)."""
         try:
             topic, topic_str, header, body = wire.decode_envelope(frames)
+        except wire.UnknownKind:
+            self.state.stats.unknown_kinds += 1  # a newer agent's kind: ignored (§8)
+            return
         except ProtocolError as e:
             self.state.stats.decode_errors += 1
             log.debug("undecodable feed message: %s", e)
@@ -277,7 +284,11 @@ class Session:
         if header.seq <= last:
             self.state.stats.duplicates += 1
             return
-        if header.seq > last + 1:
+        if header.seq > last + 1 and msg.topic.kind == "sum":
+            # Each summary replaces every earlier one of its node, and a relay may forward
+            # only some (§3.5): the ones skipped are no loss.
+            self.state.stats.summaries_skipped += header.seq - last - 1
+        elif header.seq > last + 1:
             self.state.stats.gaps += header.seq - last - 1
             self.state.stats.gap_events += 1
             if msg.topic.kind == "topo":
@@ -315,6 +326,10 @@ class Session:
                 self.state.applied(msg, hb)
                 self.state.emit("hb", node, None, msg.header, hb)
                 self._check_hb_seqs(node, msg.topic_str, hb)
+            elif kind == "sum":
+                summary = self.state.view.summaries.apply(node, msg.header, msg.body)
+                self.state.applied(msg, summary)
+                self.state.emit("sum", node, None, msg.header, summary)
             else:
                 ev = wire.decode_event_body(msg.body)
                 self.state.applied(msg, ev)
@@ -348,7 +363,8 @@ class Session:
         """A heartbeat lists the last seq of every topic: anything we lack there was lost
         (a quiet topic, such as a topo every 10 s, shows its losses no other way)."""
         for topic, seq in hb.seqs.items():
-            if topic == hb_topic or not isinstance(topic, str) or not self.state.subscribed(topic):
+            if topic == hb_topic or not isinstance(topic, str) or not self.state.subscribed(topic) \
+                    or topic.startswith(_SUM_PREFIX):  # summaries not received are no loss (§3.5)
                 continue
             # A heartbeat speaks for its own node only (§3.3): a topic of another node, or a
             # key that is no topic, must never move seqs (another node's messages would then
@@ -420,6 +436,9 @@ class Session:
         for frames in snap.messages:
             try:
                 topic, topic_str, header, body = wire.decode_envelope(frames)
+            except wire.UnknownKind:
+                self.state.stats.unknown_kinds += 1
+                continue
             except ProtocolError as e:
                 self.state.stats.decode_errors += 1
                 log.debug("bad message in snapshot: %s", e)

@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import wire
 from ..wire import Device, State
+from .summaries import Summaries
 
 
 @dataclass
@@ -134,6 +135,8 @@ class ClusterView:
 
     def __init__(self) -> None:
         self.nodes: dict[str, NodeView] = {}
+        # Every node's latest summary (PROTOCOL.md §3.5), for questions about many GPUs at once.
+        self.summaries = Summaries(self.nodes)
 
     def __iter__(self) -> Iterator[DeviceView]:
         return self.devices()

@@ -85,7 +85,7 @@ def _install_stop_signals(stop: Callable[[], None]) -> None:
 def to_jsonable(obj: Any) -> Any:
     """Decoded wire content as JSON: arrays as lists, dataclasses/namedtuples as maps."""
     if isinstance(obj, wire.Summary):  # records as maps, absent values as null
-        return {"layout": obj.layout, "window_ns": obj.window_ns, "devices": obj.rows()}
+        return {"layout": obj.layout, "devices": obj.rows()}
     if isinstance(obj, np.ndarray):
         return [round(float(x), 6) for x in obj] if obj.dtype.kind == "f" else obj.tolist()
     if isinstance(obj, bytes):
@@ -358,8 +358,7 @@ def _summary_snapshot(sync: str, timeout: float, keys: Optional[ClientKeys]) -> 
             if names is not None and len(names) != len(summary):
                 names = None
             rows = [{"id": names[i] if names else None, **row} for i, row in enumerate(summary.rows())]
-            nodes[topic.node] = {"ts": header.ts, "seq": header.seq, "gen": header.gen,
-                                 "window_ns": summary.window_ns, "devices": rows}
+            nodes[topic.node] = {"ts": header.ts, "seq": header.seq, "gen": header.gen, "devices": rows}
     return {"nodes": dict(sorted(nodes.items())), **to_jsonable(replies[1].extra)}
 
 

@@ -34,7 +34,6 @@ class NodeSummary:
     ts: int  # header ts: when the summary was made (each record's window ended age_ms before)
     seq: int
     gen: int
-    window_ns: int
     records: np.ndarray
     devices: Optional[tuple[str, ...]] = None
 
@@ -95,8 +94,7 @@ class Summaries(Mapping[str, NodeSummary]):
                 raise ProtocolError("sum.records", f"{len(s.records)} records for the {len(nv.devices)} devices "
                                     f"of {node}'s topo of gen {header.gen}")
             devices = tuple(nv.devices)
-        ns = self._by_node[node] = NodeSummary(node, header.ts, header.seq, header.gen, s.window_ns, s.records,
-                                                devices)
+        ns = self._by_node[node] = NodeSummary(node, header.ts, header.seq, header.gen, s.records, devices)
         self._tables.clear()
         return ns
 

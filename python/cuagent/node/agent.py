@@ -160,7 +160,6 @@ class Agent:
         self._topics = [wire.build_topic("state", config.node, d.id) for d in self._topology]
         self._last_window = [None] * len(self._topology)
         self._summary = SummaryPublisher(config.summary_every)
-        self._window_ns = int(round(config.publish_interval_ms * 1e6))  # the engine's window (cli.make_engine)
         self.server = FeedServer(self._ctx, config.feed, config.sync, self, config.sndhwm, config.curve, node=config.node)
         self.feed = self.server.feed
         self.feed_endpoint, self.sync_endpoint = self.server.feed_endpoint, self.server.sync_endpoint
@@ -385,8 +384,7 @@ class Agent:
         if self._summary.every == 0:
             return
         now_ns = time.time_ns()
-        body = self._summary.due(self._topology, snapshot, self._lost, self.gen, now_ns,
-                                 self._window_ns)
+        body = self._summary.due(self._topology, snapshot, self._lost, self.gen, now_ns)
         if body is not None:
             self._send(wire.build_topic("sum", self.config.node), now_ns, body, keep=True)
             self.stats["sum"] += 1

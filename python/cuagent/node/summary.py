@@ -159,10 +159,9 @@ class SummaryPublisher:
         self._snapshot: Sequence[Optional[DeviceState]] = ()  # the latest windows seen
 
     def due(self, topology: Sequence[DeviceTopology], snapshot: Optional[Sequence[Optional[DeviceState]]],
-            lost: Collection[str], gen: int, now_ns: int, window_ns: int) -> Optional[dict[str, object]]:
+            lost: Collection[str], gen: int, now_ns: int) -> Optional[dict[str, object]]:
         """The ``sum`` body to publish now, or None. ``snapshot``: the engine's latest windows,
-        or None for the last ones given (to publish a change of status or gen at once);
-        ``window_ns``: the window length until a window says it."""
+        or None for the last ones given (to publish a change of status or gen at once)."""
         if self.every == 0:
             return None
         if snapshot is None:
@@ -183,8 +182,5 @@ class SummaryPublisher:
             return None
         self._windows = 0
         self._published = key
-        records = self._builder.records(snapshot, lost, now_ns)
-        # The windows' own length where one is known (what the state messages say).
-        window_ns = next((int(st.window_ns) for st in snapshot if st is not None), window_ns)
-        return wire.encode_summary_body(records, window_ns)
+        return wire.encode_summary_body(self._builder.records(snapshot, lost, now_ns))
 

@@ -86,7 +86,6 @@ class Summary:
     """One decoded ``sum`` body: ``records`` is a read-only structured array of
     :data:`RECORD_DTYPE` fields (one per device, in the topo's device order)."""
 
-    window_ns: int
     records: np.ndarray
     layout: int = LAYOUT
 
@@ -98,12 +97,11 @@ class Summary:
         return summary_rows(self.records)
 
 
-def encode_summary_body(records: np.ndarray, window_ns: int) -> dict[str, Any]:
+def encode_summary_body(records: np.ndarray) -> dict[str, Any]:
     """A ``sum`` map from records of :data:`RECORD_DTYPE` (see cuagent.node.summary)."""
     if records.dtype != RECORD_DTYPE:
         raise ProtocolError("sum.records", f"dtype {records.dtype} is not the layout {LAYOUT} record")
-    return {"layout": LAYOUT, "size": RECORD_SIZE, "window_ns": int(window_ns),
-            "records": np.ascontiguousarray(records).tobytes()}
+    return {"layout": LAYOUT, "size": RECORD_SIZE, "records": np.ascontiguousarray(records).tobytes()}
 
 
 def decode_summary_body(m: Any) -> Summary:
@@ -111,13 +109,11 @@ def decode_summary_body(m: Any) -> Summary:
     §3.5); a larger ``size`` is read through its first 47 bytes per record."""
     if type(m) is not dict:
         raise ProtocolError("sum", f"expected a map, got {type(m).__name__}")
-    layout, size, window_ns, raw = m.get("layout"), m.get("size"), m.get("window_ns"), m.get("records")
+    layout, size, raw = m.get("layout"), m.get("size"), m.get("records")
     if type(layout) is not int or layout != LAYOUT:
         raise ProtocolError("sum.layout", f"{describe(layout)} is not a record layout this client knows ({LAYOUT})")
     if type(size) is not int or not RECORD_SIZE <= size <= 4096:
         raise ProtocolError("sum.size", f"{describe(size)}: expected an int from {RECORD_SIZE} to 4096")
-    if type(window_ns) is not int or window_ns < 0:
-        raise ProtocolError("sum.window_ns", f"{describe(window_ns)}: expected an int >= 0")
     if type(raw) is not bytes:
         raise ProtocolError("sum.records", f"expected bin, got {describe(raw)}")
     if len(raw) % size:
@@ -125,7 +121,7 @@ def decode_summary_body(m: Any) -> Summary:
     dtype = _DTYPES.get(size)
     if dtype is None:
         dtype = _DTYPES[size] = record_dtype(size)
-    return Summary(window_ns, np.frombuffer(raw, dtype), layout)
+    return Summary(np.frombuffer(raw, dtype), layout)
 
 
 def _float(v: Any) -> Optional[float]:

@@ -369,7 +369,7 @@ class PageClient:
             assert flags & ~7 == 0, flags
             assert (age == 65535) == (not flags & 4), (age, flags)
             first = d["levels"][0]
-            assert groups == (min(d["counts"][first], 255) if len(d["levels"]) > 1 else 0), (groups, d["counts"])
+            assert groups == (min(d["counts"].get(first, 0), 255) if len(d["levels"]) > 1 else 0), (groups, d["counts"])
             counts = (idle, active, saturated, thrashing)
             assert sum(counts) <= units if flags & 1 else counts == (0, 0, 0, 0), (flags, counts)
             assert sum(group_idle) <= idle and not any(group_idle[min(groups, 12):]), group_idle

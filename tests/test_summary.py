@@ -322,7 +322,11 @@ def test_an_agent_on_loopback_tcp_publishes_summaries_the_client_keeps():
         assert ns.devices == tuple(ids) and len(ns.records) == 3
         for i, device in enumerate(ids):
             r = ns.records[i]
-            assert r["status"] == 0 and r["flags"] & WINDOW and r["flags"] & STATES, r
+            assert r["status"] == 0, r
+            if not r["flags"] & WINDOW:  # no window of it yet when the first one was made
+                assert r["flags"] == 0 and r["age_ms"] == NO_WINDOW and math.isnan(r["idle_units"]), r
+                continue
+            assert r["flags"] & STATES, r
             # The window it summarises is a state the agent sent: the one that ended age_ms
             # (floored) before the summary.
             ends = [ts for (dev, ts) in states if dev == device and 0 <= ns.ts - ts - int(r["age_ms"]) * 10**6 < 10**6]
@@ -346,7 +350,8 @@ def test_an_agent_on_loopback_tcp_publishes_summaries_the_client_keeps():
     table = client.view.summaries.table()
     assert len(table) == 3 and [table.device_id(i) for i in range(3)] == ids and table.nodes == ["sum-a"]
     np.testing.assert_array_equal(client.view.summaries.idle_units(), summary.records["idle_units"])
-    assert client.stats.decode_errors == 0 and client.stats.unknown_kinds == 0 and client.stats.gaps == 0
+    # (No gap check: a window the agent missed on a starved machine is an honest gap.)
+    assert client.stats.decode_errors == 0 and client.stats.unknown_kinds == 0 and client.stats.resyncs == 0
     client.close()
 
 

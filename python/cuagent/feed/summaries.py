@@ -16,26 +16,43 @@ from typing import TYPE_CHECKING, Iterator, Mapping, Optional
 
 import numpy as np
 
-from .. import wire
-from ..wire import Header, ProtocolError, Summary
-from ..wire.summary import RECORD_DTYPE, RECORD_SIZE, STATUS_OK
+from ..wire import Header, ProtocolError
+from ..wire.summary import RECORD_DTYPE, RECORD_SIZE, STATUS_OK, records_dtype, summary_records
 
 if TYPE_CHECKING:
     from .view import NodeView
 
 
-@dataclass
 class NodeSummary:
-    """A node's latest summary. ``records`` (read-only, :data:`cuagent.wire.RECORD_DTYPE`
-    fields) are in the order of the node's topo devices of generation ``gen``; ``devices``
-    names them when the client holds that topo (None otherwise: positions only)."""
+    """A node's latest summary. ``records`` (read-only, :data:`cuagent.wire.RECORD_DTYPE`)
+    are in the order of the node's topo devices of generation ``gen``; ``devices`` names them
+    when the client holds that topo (None otherwise: positions only). ``ts`` is the header's:
+    when the summary was made (each record's window ended ``age_ms`` before).
 
-    node: str
-    ts: int  # header ts: when the summary was made (each record's window ended age_ms before)
-    seq: int
-    gen: int
-    records: np.ndarray
-    devices: Optional[tuple[str, ...]] = None
+    The records stay the bytes that came off the wire until first asked for: making a numpy
+    array is most of what taking in a summary costs, and a scheduler of many nodes reads
+    them through :meth:`Summaries.table`, which joins the bytes of all nodes at once."""
+
+    __slots__ = ("node", "ts", "seq", "gen", "raw", "devices", "_records")
+
+    def __init__(self, node: str, ts: int, seq: int, gen: int, raw: bytes,
+                 devices: Optional[tuple[str, ...]] = None) -> None:
+        self.node, self.ts, self.seq, self.gen = node, ts, seq, gen
+        self.raw = raw  # layout-1 records, RECORD_SIZE bytes each
+        self.devices = devices
+        self._records: Optional[np.ndarray] = None
+
+    @property
+    def records(self) -> np.ndarray:
+        if self._records is None:
+            self._records = np.frombuffer(self.raw, RECORD_DTYPE)
+        return self._records
+
+    def __len__(self) -> int:
+        return len(self.raw) // RECORD_SIZE
+
+    def __repr__(self) -> str:
+        return f"NodeSummary({self.node!r}, seq={self.seq}, gen={self.gen}, devices={len(self)})"
 
     def record(self, device: str) -> np.void:
         """The record of one device (by id; needs ``devices``)."""
@@ -85,20 +102,20 @@ class Summaries(Mapping[str, NodeSummary]):
 
     # ------------------------------------------------------------------ filled by the session
     def apply(self, node: str, header: Header, body: object) -> NodeSummary:
-        """Decode a ``sum`` body and make it the node's summary (the session has checked its
+        """Check a ``sum`` body and make it the node's summary (the session has checked its
         seq: it is newer than the one held). Raises ProtocolError for a bad body."""
-        s: Summary = wire.decode_summary_body(body)
+        raw, size = summary_records(body)
+        if size != RECORD_SIZE:  # a later agent's wider records: keep their first 47 bytes
+            raw = np.frombuffer(raw, records_dtype(size)).astype(RECORD_DTYPE).tobytes()
+        n = len(raw) // RECORD_SIZE
         nv = self._nodes.get(node)
         devices = None
         if nv is not None and nv.gen == header.gen:
-            if len(nv.devices) != len(s.records):
-                raise ProtocolError("sum.records", f"{len(s.records)} records for the {len(nv.devices)} devices "
+            if len(nv.devices) != n:
+                raise ProtocolError("sum.records", f"{n} records for the {len(nv.devices)} devices "
                                     f"of {node}'s topo of gen {header.gen}")
             devices = tuple(nv.devices)
-        records = s.records
-        if records.itemsize != RECORD_SIZE:  # a later agent's wider records: their first 47 bytes
-            records = records.astype(RECORD_DTYPE)
-        ns = self._by_node[node] = NodeSummary(node, header.ts, header.seq, header.gen, records, devices)
+        ns = self._by_node[node] = NodeSummary(node, header.ts, header.seq, header.gen, raw, devices)
         self._tables.clear()
         return ns
 
@@ -116,10 +133,10 @@ class Summaries(Mapping[str, NodeSummary]):
         if cached is not None:
             return cached
         held = [s for s in self._by_node.values() if s.node not in stale]
-        sizes = np.fromiter((len(s.records) for s in held), np.int64, len(held))
-        # Bytes joined, then one frombuffer: numpy's concatenate of structured arrays checks
-        # the dtypes of each of thousands of small arrays (40 us apiece).
-        records = np.frombuffer(b"".join([s.records.tobytes() for s in held]), RECORD_DTYPE)
+        sizes = np.fromiter((len(s) for s in held), np.int64, len(held))
+        # The nodes' bytes joined, then one frombuffer (numpy's concatenate of structured
+        # arrays checks the dtypes of each of thousands of small arrays: 40 us apiece).
+        records = np.frombuffer(b"".join([s.raw for s in held]), RECORD_DTYPE)
         node_index = np.repeat(np.arange(len(held), dtype=np.int32), sizes)
         starts = np.repeat(np.cumsum(sizes) - sizes, sizes)
         position = (np.arange(len(records)) - starts).astype(np.int32)

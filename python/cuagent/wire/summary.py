@@ -107,6 +107,21 @@ def encode_summary_body(records: np.ndarray) -> dict[str, Any]:
 def decode_summary_body(m: Any) -> Summary:
     """Decode a ``sum`` map. An unknown ``layout`` is refused (the message is to be ignored,
     §3.5); a larger ``size`` is read through its first 47 bytes per record."""
+    raw, size = summary_records(m)
+    return Summary(np.frombuffer(raw, records_dtype(size)), LAYOUT)
+
+
+def records_dtype(size: int) -> np.dtype:
+    """:func:`record_dtype`, made once per size."""
+    dtype = _DTYPES.get(size)
+    if dtype is None:
+        dtype = _DTYPES[size] = record_dtype(size)
+    return dtype
+
+
+def summary_records(m: Any) -> tuple[bytes, int]:
+    """The checks of :func:`decode_summary_body` without the array: (records bytes, record
+    size). For a client that makes the array only when asked (numpy's is most of the cost)."""
     if type(m) is not dict:
         raise ProtocolError("sum", f"expected a map, got {type(m).__name__}")
     layout, size, raw = m.get("layout"), m.get("size"), m.get("records")
@@ -118,10 +133,7 @@ def decode_summary_body(m: Any) -> Summary:
         raise ProtocolError("sum.records", f"expected bin, got {describe(raw)}")
     if len(raw) % size:
         raise ProtocolError("sum.records", f"{len(raw)} bytes is not a whole number of {size}-byte records")
-    dtype = _DTYPES.get(size)
-    if dtype is None:
-        dtype = _DTYPES[size] = record_dtype(size)
-    return Summary(np.frombuffer(raw, dtype), layout)
+    return raw, size
 
 
 def _float(v: Any) -> Optional[float]:

@@ -21,7 +21,7 @@ NODE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 KINDS = {"topo", "state", "hb", "event"}
 UNITS = {"ratio", "W", "C", "bytes", "Hz", "B/s", "count", "mask"}
 EVENT_TYPES = {"device_lost", "device_back", "backend_error", "topology_changed", "throttle", "xid",
-               "node_stale", "node_back"}
+               "node_stale", "node_back", "profiling_paused", "profiling_resumed"}
 RELAY_EVENTS = {"node_stale", "node_back"}  # a relay's own, naming a node it forwards (§7)
 DEVICE_STATUSES = {"ok", "lost"}
 HEADER_KEYS = {"v", "node", "epoch", "seq", "ts", "gen"}

@@ -27,7 +27,7 @@ TOPIC_RE = re.compile(r"cua1/(topo|state|hb|event)/([A-Za-z0-9._-]{1,64})/(?:([^
 HEADER_KEYS = ("v", "node", "epoch", "seq", "ts", "gen")
 UNITS = {"ratio", "W", "C", "bytes", "Hz", "B/s", "count", "mask"}
 EVENT_TYPES = {"device_lost", "device_back", "backend_error", "topology_changed", "throttle", "xid",
-               "node_stale", "node_back"}
+               "node_stale", "node_back", "profiling_paused", "profiling_resumed"}
 NODE_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 U64 = 1 << 64
 

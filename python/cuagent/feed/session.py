@@ -147,6 +147,7 @@ class FeedState:
         self.prefixes = prefixes
         self.snapshot_timeout_s = snapshot_timeout_s
         self.lazy = lazy  # state bodies decoded when read (feed/lazy.py), not when received
+        self.report_bad_state = self.bad_state  # bound once: every lazy state body holds it
         self.view = ClusterView()
         self.stats = ClientStats()
         self.seqs: dict[str, int] = {}  # topic -> last seq applied (current epoch of its node)
@@ -377,16 +378,18 @@ class Session:
             return False
         if dv.status != wire.DEVICE_OK:
             return False  # lost: the agent says no state of it is current (§3.1 status)
-        header = msg.header
+        header, feed = msg.header, self.state
         body: Any
-        if self.state.lazy:
-            body = LazyState(msg.frames[2], dv.topology, header, self.state.bad_state)
+        if feed.lazy:
+            body = LazyState(msg.frames[2], dv.topology, header, feed.report_bad_state)
             dv.receive(body)
         else:
             body = dv.state = wire.decode_state_body(msg.body, dv.topology)
             dv.ts, dv.seq = header.ts, header.seq
-        self.state.applied(msg, body)
-        self.state.emit("state", node, dv.id, header, body)
+        # FeedState.applied and .emit, spelled out: this is every state message's path.
+        if feed.observers:
+            feed.applied(msg, body)
+        feed.updates.append(Update("state", node, device, header, body))
         return True
 
     def _apply_topo(self, msg: Received) -> None:

@@ -83,8 +83,11 @@ def _usual_header(m: Any, node: str) -> Optional[Header]:
     six ``object.__setattr__`` calls of the dataclass's ``__init__``."""
     if type(m) is not dict or len(m) != 6:
         return None
-    v, epoch, seq, ts, gen = m.get("v"), m.get("epoch"), m.get("seq"), m.get("ts"), m.get("gen")
-    if (type(v) is int and v == VERSION and m.get("node") == node
+    try:
+        v, n, epoch, seq, ts, gen = m["v"], m["node"], m["epoch"], m["seq"], m["ts"], m["gen"]
+    except KeyError:
+        return None
+    if (type(v) is int and v == VERSION and n == node
             and type(epoch) is int and 0 <= epoch <= _UINT64_MAX
             and type(seq) is int and 1 <= seq <= _UINT64_MAX
             and type(ts) is int

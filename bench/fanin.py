@@ -364,7 +364,8 @@ def phase(a: argparse.Namespace, kind: str, tmp: Path) -> dict[str, Any]:
         # One counter per relay of every tier; the clients on the top tier only.
         for t, relays in enumerate(tiers):
             for r in relays:
-                roles[f"counter:{t + 1}:{r.name}"] = start_role(run, "counter", r.endpoint, start_at)[1]
+                roles[f"counter:{t + 1}:{r.name}"] = start_role(
+                    run, "counter", r.endpoint, start_at, ("--decode-every", str(a.counter_decode_every)))[1]
         if tiers and kind != "proxy":
             top = tiers[-1][0]
             roles["client"] = start_role(run, "client", top.endpoint, start_at, ("--prefix", "cua1/"))[1]
@@ -434,7 +435,7 @@ def tier_figures(res: dict[str, Any]) -> list[TierFigures]:
         in_rate = res["fleet_msgs_per_s"] if t == 0 else out[-1].out_rate
         cpus = [r["cpu"] for r in tier]
         per_msg = sum(cpus) / max(1e-9, out_rate)
-        gaps = sum(c.get("gaps") or 0 for c in counters)
+        gaps = sum(c.get("gaps") or 0 for c in counters)  # None (not counted) reads as 0
         # Behind: it delivers visibly less than it is offered, or loses messages.
         saturated = out_rate < 0.97 * in_rate or gaps > res["fleet_skipped_windows"] * res["gpus"]
         out.append(TierFigures(res["kind"], t + 1, len(tier), in_rate, out_rate,
@@ -576,6 +577,9 @@ def main() -> None:
     ap.add_argument("--relay-arg", action="append", help="one more relay argument (repeat; --relay-arg=--opt=value)")
     ap.add_argument("--tree", default=str(ROOT / "python"), help="PYTHONPATH of fleets, relays and clients")
     ap.add_argument("--old-tree", help="python/ of another cuagent for the `old` phase's relay")
+    ap.add_argument("--counter-decode-every", type=int, default=1,
+                    help="tier counters decode every Kth header (K > 1: no gap count; for rates a Python counter "
+                         "cannot decode)")
     ap.add_argument("--json", help="write every figure here")
     # Role processes (started by the phases).
     ap.add_argument("--role", choices=("counter", "client", "snapshot"), help=argparse.SUPPRESS)

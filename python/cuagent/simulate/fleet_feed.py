@@ -38,7 +38,6 @@ from typing import Any, Optional
 import zmq
 
 from .. import wire
-from ..node import sockets
 from ..node.agent import AGENT_VERSION
 from ..node.server import FeedServer, Ping, SnapshotContent
 from ..polling import poll_timeout_ms
@@ -307,17 +306,3 @@ class FleetFeed:
         epoch = next(iter(epochs.values())) if len(epochs) == 1 else self.epoch
         return SnapshotContent(epoch, messages, seqs, {"epochs": epochs})
 
-
-def run_fleet(recording: Recording, config: FleetConfig, duration: Optional[float] = None) -> FleetFeed:
-    """Publish until ``duration`` s have passed (None: until :meth:`FleetFeed.stop`); returns the
-    closed feed (its ``stats`` stay readable)."""
-    feed = FleetFeed(recording, config)
-    try:
-        if duration is not None:
-            timer = threading.Timer(duration, feed.stop)
-            timer.daemon = True
-            timer.start()
-        feed.run()
-    finally:
-        feed.close()
-    return feed

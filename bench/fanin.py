@@ -520,7 +520,7 @@ def extrapolate(results: list[dict[str, Any]], a: argparse.Namespace) -> str:
     def line(label: str, f: TierFigures) -> str:
         per_relay = 1.0 / f.per_msg_s
         relays = math.ceil(total * f.per_msg_s)
-        behind = " — measured while behind: a lower bound on the cost" if f.saturated else ""
+        behind = " — measured while behind, CPU-starved on this machine" if f.saturated else ""
         return (f"- {label}: {f.per_msg_s * 1e6:,.1f} µs per message ({f.phase} tier {f.tier}{behind}) -> one core "
                 f"carries {per_relay:,.0f} msg/s ≈ {per_relay / per_node(a):,.0f} nodes; all {nodes:,} nodes need "
                 f"{total * f.per_msg_s:,.1f} cores = {relays:,} relays.")

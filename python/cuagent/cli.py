@@ -503,6 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
     _extender.add_parser(sub, _curve_client_flags).set_defaults(func=cmd_extender)
     from .simulate import cli as _simulate  # `cuagent simulate` (issue 13): its parser sets its own func
     _simulate.add_parser(sub)
+    from .simulate import fleet_cli as _fleet  # `cuagent fleet` (issue 14): a synthetic fleet on one feed
+    _fleet.add_parser(sub)
     return parser
 
 

@@ -33,7 +33,7 @@ SUM_RECORD = "<5f6H3B12B"
 HEADER_KEYS = ("v", "node", "epoch", "seq", "ts", "gen")
 UNITS = {"ratio", "W", "C", "bytes", "Hz", "B/s", "count", "mask"}
 EVENT_TYPES = {"device_lost", "device_back", "backend_error", "topology_changed", "throttle", "xid",
-               "node_stale", "node_back"}
+               "node_stale", "node_back", "profiling_paused", "profiling_resumed"}
 NODE_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 U64 = 1 << 64
 

@@ -44,6 +44,9 @@ RELAY_UPSTREAM = Option("connect", str, None, "an upstream agent or relay (repea
                         "feed port + 1", metavar="FEED[,SYNC]", check=peer)
 BIND = Option("endpoint", str, metavar="ENDPOINT", check=bind_endpoint)
 COUNT = Option("count", int, None, "stop after this many messages", min=1, max=10**9)
+TOP_DEVICE = Option("device", list, None, "draw these NVIDIA devices in full, the others compact (comma-separated "
+                    "or repeated): a device id or its first 4+ characters, its index, NODE/ID or NODE/INDEX",
+                    metavar="ID")
 TIMEOUT = Option("timeout", float, 3.0, "seconds to wait for the reply", min=0.0, min_open=True,
                  max=3600.0, unit="s")
 
@@ -219,7 +222,8 @@ def cmd_top(args: argparse.Namespace) -> int:
     endpoints = args.endpoints or [DEFAULT_ENDPOINT]
     client = Client(endpoints, curve=_client_keys(args))
     try:
-        return run_top(endpoints, duration=args.duration, plain=args.plain or None, client=client)
+        return run_top(endpoints, duration=args.duration, plain=args.plain or None, client=client,
+                       selectors=args.device or ())
     finally:
         client.close()
 
@@ -479,8 +483,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--plain", action="store_true", help="plain text lines even on a terminal")
         config_mod.LOG_LEVEL.add_to(p, default="warning")
 
-    top = sub.add_parser("top", help="live terminal view of agents or relays")
+    top = sub.add_parser("top", help="live terminal view of agents or relays",
+                         description="One panel per device. NVIDIA: the probed GPC layout or the MIG "
+                         "instances, the kHz band of CUPTI (idlest/mean/busiest SM per window), processes, "
+                         "counters. When the NVIDIA panels do not fit the terminal's height, each is drawn "
+                         "in three lines (compact); --device draws the devices it names in full.")
     PEER.add_to(top, "endpoints", nargs="*", help=f"default {DEFAULT_ENDPOINT}")
+    TOP_DEVICE.add_to(top)
     viewer(top)
     _curve_client_flags(top)
     top.set_defaults(func=cmd_top)
@@ -526,6 +535,8 @@ def build_parser() -> argparse.ArgumentParser:
     _extender.add_parser(sub, _curve_client_flags).set_defaults(func=cmd_extender)
     from .simulate import cli as _simulate  # `cuagent simulate` (issue 13): its parser sets its own func
     _simulate.add_parser(sub)
+    from .simulate import fleet_cli as _fleet  # `cuagent fleet` (issue 14): a synthetic fleet on one feed
+    _fleet.add_parser(sub)
     return parser
 
 

@@ -96,6 +96,7 @@ from .message import (
     Message,
     decode_body,
     decode_envelope,
+    decode_head,
     decode_message,
     encode_frames,
 )
@@ -167,6 +168,7 @@ __all__ = [
     'decode_body',
     'decode_device',
     'decode_envelope',
+    'decode_head',
     'decode_event_body',
     'decode_hb_body',
     'decode_header',

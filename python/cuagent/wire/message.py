@@ -45,14 +45,21 @@ def decode_body(kind: str, body_map: Any, device: Optional[Device] = None) -> An
 
 def decode_envelope(frames: Sequence[bytes]) -> tuple[Topic, str, Header, Any]:
     """Topic and header, checked; the body is unpacked but not yet decoded (needs the topo)."""
+    topic, topic_str, header = decode_head(frames)
+    body = unpack(frames[2], "body")
+    return topic, topic_str, header, body
+
+
+def decode_head(frames: Sequence[bytes]) -> tuple[Topic, str, Header]:
+    """Topic and header, checked; the body frame is left as it is (a client that decodes
+    ``state`` bodies only when they are read starts so)."""
     if len(frames) != 3:
         raise ProtocolError("message", f"{len(frames)} frames, expected 3 (topic, header, body)")
     topic, topic_str = parse_topic_cached(frames[0])
-    header = decode_header(frames[1])
+    header = decode_header(frames[1], topic.node)
     if header.node != topic.node:
         raise ProtocolError("header.node", f"{header.node!r} differs from the topic's node {topic.node!r}")
-    body = unpack(frames[2], "body")
-    return topic, topic_str, header, body
+    return topic, topic_str, header
 
 
 def decode_message(frames: Sequence[bytes], device: Optional[Device] = None) -> Message:

@@ -27,6 +27,7 @@ log = logging.getLogger("cuagent.client")
 SNAPSHOT_TIMEOUT_S = 2.0
 JOIN_WAIT_S = 1.2  # longest wait for a first feed message before the first snapshot (hb: 1 s)
 MAX_BUFFERED = 100_000  # feed messages queued per upstream while (re)joining
+_SUM_PREFIX = wire.kind_prefix("sum")
 
 
 class Endpoint(NamedTuple):
@@ -65,10 +66,10 @@ class _UpdateFields(NamedTuple):
 
 
 class Update(_UpdateFields):
-    """One change to the view: a feed ``kind`` (topo/state/hb/event), or ``restart``
+    """One change to the view: a feed ``kind`` (topo/state/hb/event/sum), or ``restart``
     (a node's epoch changed; its old data is gone) or ``stale`` (no heartbeat for 3 s).
 
-    ``body`` is the decoded body (Topo, State, Heartbeat, Event; None for restart and stale).
+    ``body`` is the decoded body (Topo, State, Heartbeat, Event, NodeSummary; None for restart and stale).
     A lazy client's state update holds its body undecoded (a :class:`LazyState`, which is what
     the tuple itself holds at index 4): reading ``body`` decodes it, once, shared with the
     view; it is None when the body is malformed (counted in ``decode_errors``)."""
@@ -92,6 +93,8 @@ class ClientStats:
     restarts: int = 0  # node epochs that changed
     decode_errors: int = 0
     snapshot_timeouts: int = 0
+    unknown_kinds: int = 0  # messages of a kind this client does not know, ignored (§8)
+    summaries_skipped: int = 0  # summaries never received: no loss, the next one replaces them (§3.5)
 
 
 _NOT_UNPACKED: Any = object()
@@ -130,7 +133,8 @@ class FeedObserver(Protocol):
 
     def applied(self, msg: Received, decoded: Any) -> None:
         """``msg`` was applied to the view; ``decoded`` is its body (Topo, State, Heartbeat,
-        Event). For a ``state`` message of a lazy client (the default) ``decoded`` is a
+        Event, or for a summary the :class:`~cuagent.feed.summaries.NodeSummary`). For a
+        ``state`` message of a lazy client (the default) ``decoded`` is a
         :class:`~cuagent.feed.lazy.LazyState`: ``decoded.get()`` decodes it (once, shared
         with the view and the update) and gives the State, or None for a malformed body;
         an observer that needs only the frames never pays for the decode."""
@@ -173,6 +177,7 @@ class FeedState:
 
     def discard_node(self, node: str) -> None:
         self.view.nodes.pop(node, None)
+        self.view.summaries.forget(node)
         self.epochs.pop(node, None)
         for topic in [t for t in self.seqs if wire.node_of(t) == node]:
             del self.seqs[topic]
@@ -287,6 +292,9 @@ class Session:
         """Handle one feed message (what :meth:`process` does with each it reads)."""
         try:
             msg = self._received(frames)
+        except wire.UnknownKind:
+            self.state.stats.unknown_kinds += 1  # a newer agent's kind: ignored (§8)
+            return
         except ProtocolError as e:
             self.state.stats.decode_errors += 1
             log.debug("undecodable feed message: %s", e)
@@ -328,7 +336,11 @@ class Session:
         if header.seq <= last:
             self.state.stats.duplicates += 1
             return
-        if header.seq > last + 1:
+        if header.seq > last + 1 and msg.topic.kind == "sum":
+            # Each summary replaces every earlier one of its node, and a relay may forward
+            # only some (§3.5): the ones skipped are no loss.
+            self.state.stats.summaries_skipped += header.seq - last - 1
+        elif header.seq > last + 1:
             self.state.stats.gaps += header.seq - last - 1
             self.state.stats.gap_events += 1
             if msg.topic.kind == "topo":
@@ -357,6 +369,10 @@ class Session:
                 self.state.applied(msg, hb)
                 self.state.emit("hb", node, None, msg.header, hb)
                 self._check_hb_seqs(node, msg.topic_str, hb)
+            elif kind == "sum":
+                summary = self.state.view.summaries.apply(node, msg.header, msg.body)
+                self.state.applied(msg, summary)
+                self.state.emit("sum", node, None, msg.header, summary)
             else:
                 ev = wire.decode_event_body(msg.body)
                 self.state.applied(msg, ev)
@@ -416,7 +432,8 @@ class Session:
         """A heartbeat lists the last seq of every topic: anything we lack there was lost
         (a quiet topic, such as a topo every 10 s, shows its losses no other way)."""
         for topic, seq in hb.seqs.items():
-            if topic == hb_topic or not isinstance(topic, str) or not self.state.subscribed(topic):
+            if topic == hb_topic or not isinstance(topic, str) or not self.state.subscribed(topic) \
+                    or topic.startswith(_SUM_PREFIX):  # summaries not received are no loss (§3.5)
                 continue
             # A heartbeat speaks for its own node only (§3.3): a topic of another node, or a
             # key that is no topic, must never move seqs (another node's messages would then
@@ -488,6 +505,9 @@ class Session:
         for frames in snap.messages:
             try:
                 msg = self._received(frames)
+            except wire.UnknownKind:
+                self.state.stats.unknown_kinds += 1
+                continue
             except ProtocolError as e:
                 self.state.stats.decode_errors += 1
                 log.debug("bad message in snapshot: %s", e)

@@ -13,6 +13,7 @@ import numpy as np
 from .. import wire
 from ..wire import Device, State
 from .lazy import LazyState
+from .summaries import Summaries
 
 
 class DeviceView:
@@ -209,6 +210,8 @@ class ClusterView:
 
     def __init__(self) -> None:
         self.nodes: dict[str, NodeView] = {}
+        # Every node's latest summary (PROTOCOL.md §3.5), for questions about many GPUs at once.
+        self.summaries = Summaries(self.nodes)
 
     def __iter__(self) -> Iterator[DeviceView]:
         return self.devices()

@@ -10,6 +10,7 @@ from .event import decode_event_body
 from .header import Header, decode_header, encode_header
 from .heartbeat import decode_hb_body
 from .state import decode_state_body
+from .summary import decode_summary_body
 from .topics import Topic, parse_topic_cached
 from .topo import Device, decode_topo_body
 
@@ -26,7 +27,7 @@ class Message:
     topic: Topic
     topic_str: str
     header: Header
-    body: Any  # Topo | State | Heartbeat | Event
+    body: Any  # Topo | State | Heartbeat | Event | Summary
     frames: Sequence[bytes]
 
 
@@ -37,6 +38,8 @@ def decode_body(kind: str, body_map: Any, device: Optional[Device] = None) -> An
         return decode_topo_body(body_map)
     if kind == "hb":
         return decode_hb_body(body_map)
+    if kind == "sum":
+        return decode_summary_body(body_map)
     return decode_event_body(body_map)
 
 

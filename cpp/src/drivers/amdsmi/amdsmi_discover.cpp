@@ -342,17 +342,13 @@ std::vector<Gpu> discover(const Library& lib, const AmdSmiOptions& options, std:
         probe_memory(lib.fn().memory_total, primary.handle, &total);
         std::vector<std::uint64_t> partition_memory;
         if (gpu.per_partition) {
-            std::uint64_t sum = 0;
             for (const Handle h : gpu.processors) {
                 std::uint64_t part = 0;
                 probe_memory(lib.fn().memory_total, h, &part);
                 partition_memory.push_back(part);
-                sum += part;
             }
-            // NPS1: every partition sees the one pool, so the device has it once.
-            if (!memory.empty() && memory != "NPS1") total = sum;
         }
-        d.memory_bytes = total;
+        d.memory_bytes = amd::device_memory(total, partition_memory, memory);
         gpu.shape = amd::describe_compute(d, nodes, amd::partition_profile(compute, memory), partition_memory);
 
         gpu.table.reset(new unsigned char[metrics::kBufferBytes]);

@@ -275,17 +275,13 @@ std::vector<Gpu> discover(const Library& lib, const RocmSmiOptions& options) {
         const std::string compute = amd::partition_token(call_string(fn.compute_partition, primary.index));
         const std::string memory = amd::partition_token(call_string(fn.memory_partition, primary.index));
         if (gpu.per_partition) {
-            std::uint64_t sum = 0;
             for (const auto& m : members) {
                 std::uint64_t part = 0;
                 probe_memory(fn.memory_total, m.index, &part);
                 partition_memory.push_back(part);
-                sum += part;
             }
-            // NPS1: every partition sees the one pool, so the device has it once.
-            if (!memory.empty() && memory != "NPS1") total = sum;
         }
-        d.memory_bytes = total;
+        d.memory_bytes = amd::device_memory(total, partition_memory, memory);
         gpu.shape = amd::describe_compute(d, nodes, amd::partition_profile(compute, memory), partition_memory);
 
         gpu.table.reset(new unsigned char[metrics::kBufferBytes]);

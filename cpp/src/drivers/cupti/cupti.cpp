@@ -78,6 +78,7 @@ struct Fold {
 // engine's aggregator (take_sample).
 struct PmWindow {
     std::int64_t t_ns;
+    std::uint64_t grid;  // the engine run whose grid it was folded on
     float values[kValues];
 };
 
@@ -114,8 +115,10 @@ enum class State { Off, Sampling, Retrying, Failed };
 // Device::complete_before while a device owes no samples (not sampling).
 constexpr std::int64_t kOwesNothing = std::numeric_limits<std::int64_t>::max();
 // How long past its settle time a window may wait for the decode of every
-// device (evaluating a window's samples takes time on real CUPTI).
-constexpr std::int64_t kDecodeAllowanceNs = 20'000'000;
+// device: evaluating a window's samples takes time on real CUPTI, and a busy
+// machine runs the decode thread late (on a loaded 2-vCPU VM, 20 ms was now
+// and then too short). A window waits only while its samples are missing.
+constexpr std::int64_t kDecodeAllowanceNs = 40'000'000;
 
 struct Device {
     std::uint32_t cuda_index = 0;
@@ -208,6 +211,7 @@ public:
             std::lock_guard<std::mutex> lock(mutex_);
             window_ns_ = window_ns;
             origin_ns_ = origin_ns;
+            grid_.store(grid_.load() + 1);
         }
         // Windows an earlier run left untaken are no part of this one (no
         // engine thread takes samples now: this thread is the consumer).
@@ -218,13 +222,19 @@ public:
 
     bool take_sample(std::size_t index, std::int64_t* t_ns, float* values) noexcept override {
         SlotRing& ring = *devices_[index]->ring;
-        const void* slot = ring.front();
-        if (slot == nullptr) return false;
-        const auto* w = static_cast<const PmWindow*>(slot);
-        *t_ns = w->t_ns;
-        for (std::uint32_t c = 0; c < kCounterCount; ++c) values[table_.offset(c)] = w->values[c];
-        ring.pop();
-        return true;
+        const std::uint64_t grid = grid_.load(std::memory_order_relaxed);
+        while (const void* slot = ring.front()) {
+            const auto* w = static_cast<const PmWindow*>(slot);
+            if (w->grid != grid) {  // folded on another grid, before this run began
+                ring.pop();
+                continue;
+            }
+            *t_ns = w->t_ns;
+            for (std::uint32_t c = 0; c < kCounterCount; ++c) values[table_.offset(c)] = w->values[c];
+            ring.pop();
+            return true;
+        }
+        return false;
     }
     std::int64_t complete_before_ns(std::size_t index) const noexcept override {
         return devices_[index]->complete_before.load(std::memory_order_acquire);
@@ -335,8 +345,9 @@ private:
         while (!stop_) {
             const bool want = !paused_.load();
             const std::string pause_reason = pause_reason_;
-            if (window_ != window_ns_ || origin_ != origin_ns_) {
-                // Another engine (grid): the open windows were folded on the old one.
+            if (grid_seen_ != grid_.load()) {
+                // Another engine run (grid): the open windows were folded on the old one.
+                grid_seen_ = grid_.load();
                 window_ = window_ns_;
                 origin_ = origin_ns_;
                 for (auto& d : devices_) {
@@ -673,6 +684,7 @@ private:
         } else {
             auto* w = static_cast<PmWindow*>(slot);
             w->t_ns = d.fold.t_ns;
+            w->grid = grid_seen_;
             for (std::size_t c = 0; c < kValues; ++c)
                 w->values[c] = d.fold.counts[c] ? static_cast<float>(d.fold.sums[c] / d.fold.counts[c]) : kNaN;
             w->values[kSmActivePeak] = d.fold.peak;
@@ -715,7 +727,9 @@ private:
 
     mutable std::mutex mutex_;  // pause state, reasons, events, retry times, the grid; never on the hot path
     std::int64_t window_ns_ = 0, origin_ns_ = 0;  // the engine's window grid (under mutex_)
-    std::int64_t window_ = 1, origin_ = 0;        // the decode thread's copy of it
+    std::atomic<std::uint64_t> grid_{1};          // +1 at each engine start (written under mutex_)
+    std::int64_t window_ = 1, origin_ = 0;        // the decode thread's copy of the grid
+    std::uint64_t grid_seen_ = 0;                 // and its number
     std::atomic<std::uint64_t> decode_cpu_ns_{0};
     std::condition_variable wake_;
     bool stop_ = false;

@@ -107,6 +107,12 @@ class Summaries(Mapping[str, NodeSummary]):
         raw, size = summary_records(body)
         if size != RECORD_SIZE:  # a later agent's wider records: keep their first 47 bytes
             raw = np.frombuffer(raw, records_dtype(size)).astype(RECORD_DTYPE).tobytes()
+        return self.apply_records(node, header, raw)
+
+    def apply_records(self, node: str, header: Header, raw: bytes) -> NodeSummary:
+        """:meth:`apply` of a body already checked: ``raw`` is its records, 47 bytes each.
+        Raises ProtocolError when they are not as many as the devices of the node's topo of
+        their gen."""
         n = len(raw) // RECORD_SIZE
         nv = self._nodes.get(node)
         devices = None

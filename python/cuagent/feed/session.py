@@ -299,12 +299,14 @@ class Session:
 
     def receive(self, frames: list[bytes]) -> None:
         """Handle one feed message (what :meth:`process` does with each it reads)."""
-        if len(frames) == 3 and self.sum_fast_path:
-            hit = _peek_topic(frames[0])
-            if hit is not None and hit[0].kind == "sum" and self._receive_sum(hit[0], hit[1], frames):
-                return
+        # A topic seen before is parsed already: the usual summary takes its own path, and
+        # the general path starts from the parse.
+        parsed = _peek_topic(frames[0]) if len(frames) == 3 else None
+        if parsed is not None and parsed[0].kind == "sum" and self.sum_fast_path \
+                and self._receive_sum(parsed, frames):
+            return
         try:
-            msg = self._received(frames)
+            msg = self._received(frames, parsed)
         except wire.UnknownKind:
             self.state.stats.unknown_kinds += 1  # a newer agent's kind: ignored (§8)
             return
@@ -323,7 +325,7 @@ class Session:
             return
         self._ingest(msg)
 
-    def _receive_sum(self, topic: Topic, topic_str: str, frames: list[bytes]) -> bool:
+    def _receive_sum(self, parsed: tuple[Topic, str], frames: list[bytes]) -> bool:
         """The general path (:meth:`_received`, :meth:`_ingest`, :meth:`_apply`) for the usual
         summary, spelled out: a node's summary in its current epoch, with the usual body
         (:func:`~cuagent.wire.summary.usual_summary_records`), while joined. There are
@@ -331,6 +333,7 @@ class Session:
         replaces every earlier one of its node, so it needs the seq counter only: no gap
         accounting, no queueing. False (having changed nothing): not such a summary, the
         general path takes it (and names what is wrong with it, if anything)."""
+        topic, topic_str = parsed
         node = topic.node
         if self.joining or not self.feed_seen or node in self.resyncing:
             return False
@@ -367,10 +370,11 @@ class Session:
         stats.applied += 1
         return True
 
-    def _received(self, frames: Sequence[bytes]) -> Received:
+    def _received(self, frames: Sequence[bytes], parsed: Optional[tuple[Topic, str]] = None) -> Received:
         """Topic and header checked; the body unpacked, except a state's in a lazy client
-        (left packed until read: most of a message's cost, and most are never read)."""
-        topic, topic_str, header = wire.decode_head(frames)
+        (left packed until read: most of a message's cost, and most are never read).
+        ``parsed``: the topic frame's parse, when :meth:`receive` has it."""
+        topic, topic_str, header = wire.decode_head(frames, parsed)
         if topic.kind == "state" and self.state.lazy:
             return Received(topic, topic_str, header, _NOT_UNPACKED, frames)
         return Received(topic, topic_str, header, wire.unpack(frames[2], "body"), frames)

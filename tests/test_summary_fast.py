@@ -2,8 +2,9 @@
 every other message takes: on the same random feeds (duplicates, jumps, restarts, new nodes,
 topo changes of the devices and of gen, bodies and headers the usual path must refuse, kinds
 the client does not know, snapshots) the two give the same view, stats, seqs, updates and
-observer calls after every message. And the wire check behind it: a body the usual path takes,
-the general decode takes alike, with the same records.
+observer calls after every message, and each summary names the devices of the topo held.
+And the wire check behind it: a body the usual path takes, the general decode takes alike,
+with the same records.
 
 The frames are handed to each client's session as a feed socket would (``Session.receive``
 after joining from a snapshot reply, as tests/test_client_lazy.py does), so both clients see
@@ -37,6 +38,7 @@ class Agent:
 
     def __init__(self, node: str, epoch: int) -> None:
         self.node, self.epoch, self.gen, self.devices = node, epoch, 1, 2
+        self.serial = 0  # a device replaced under the same gen and count renames it
         self.seqs: dict[str, int] = {}
         self.latest: dict[str, list[bytes]] = {}  # topic -> the frames a snapshot serves
 
@@ -49,7 +51,7 @@ class Agent:
 
     def topo(self) -> list[bytes]:
         topic = f"cua1/topo/{self.node}/"
-        devs = [h100_device(f"GPU-{self.gen}-{i}") for i in range(self.devices)]
+        devs = [h100_device(f"GPU-{self.gen}-{i}-{self.serial if i == 0 else 0}") for i in range(self.devices)]
         frames = [topic.encode(), wire.encode_header(self.header(topic, self.next_seq(topic))),
                   wire.pack(wire.encode_topo_body(devs, AGENT))]
         self.latest[topic] = frames
@@ -117,13 +119,20 @@ def summary(agent: Agent, seq_step: int, header: str, body: str, count: int, idl
 
 
 class Watcher:
-    """An observer that writes down every call as plain values (reading each summary's body)."""
+    """An observer that writes down every call as plain values (reading each summary's body),
+    and checks that a summary, as it is applied, names the devices of the topo the view holds
+    when it is of their gen."""
 
-    def __init__(self) -> None:
+    def __init__(self, view: Any) -> None:
+        self.view = view
         self.calls: list[Any] = []
 
     def applied(self, msg: Received, decoded: Any) -> None:
-        body = msg.body if msg.topic.kind == "sum" else None
+        body = None
+        if msg.topic.kind == "sum":
+            body = msg.body
+            nv = self.view.nodes.get(msg.topic.node)
+            assert decoded.devices == (tuple(nv.devices) if nv is not None and nv.gen == decoded.gen else None)
         self.calls.append(("applied", msg.topic_str, msg.header, list(msg.frames), body, plain(decoded)))
 
     def forgot(self, node: str) -> None:
@@ -143,12 +152,13 @@ def picture(client: Client, watcher: Optional[Watcher]) -> Any:
     """Everything the client shows, as plain values; takes its updates."""
     session = client.sessions[0]
     view = client.view
+    updates = client.process()
     return (
         dataclasses.asdict(client.stats), dict(client.seqs), dict(client.epochs),
         {n: (nv.epoch, nv.gen, list(nv.devices)) for n, nv in view.nodes.items()},
         {n: plain(s) for n, s in view.summaries.items()},
         view.summaries.idle_units(include_stale=True).tobytes(),
-        [(u.kind, u.node, u.device, u.header, plain(u.body)) for u in client.process()],
+        [(u.kind, u.node, u.device, u.header, plain(u.body)) for u in updates],
         [(m.topic_str, m.header) for m in session.buffer], sorted(session.resyncing), session.feed_seen,
         None if watcher is None else watcher.calls,
     )
@@ -169,7 +179,7 @@ _sum_steps = st.tuples(st.just("sum"), st.sampled_from(NODES),
                        st.floats(0, 100, width=32))
 _steps = st.lists(st.one_of(
     _sum_steps, _sum_steps, _sum_steps, _sum_steps, _sum_steps, _sum_steps,
-    st.tuples(st.just("topo"), st.sampled_from(NODES), st.sampled_from(["same", "more", "fewer", "next gen", "one lost"])),
+    st.tuples(st.just("topo"), st.sampled_from(NODES), st.sampled_from(["same", "more", "fewer", "renamed", "next gen", "one lost"])),
     st.tuples(st.just("restart"), st.sampled_from(NODES)),
     st.tuples(st.just("unknown kind"), st.sampled_from(NODES)),
     st.tuples(st.just("snapshot"),),
@@ -192,7 +202,7 @@ def test_the_fast_path_shows_what_the_general_path_shows(steps: list[Any], obser
             c = Client([f"inproc://unused-{len(clients)},inproc://unused-sync-{len(clients)}"], context=ctx,
                        snapshot_timeout_s=3600.0, stale_after_s=3600.0)
             c.sessions[0].sum_fast_path = fast
-            w = Watcher() if observed else None
+            w = Watcher(c.view) if observed else None
             if w is not None:
                 c.observe(w)
             snapshot({n: a for n, a in agents.items() if n != "node-c"}, c)
@@ -215,13 +225,15 @@ def test_the_fast_path_shows_what_the_general_path_shows(steps: list[Any], obser
                     agent.devices = max(1, agent.devices - 1)
                 elif rest[1] == "next gen":
                     agent.gen += 1
+                elif rest[1] == "renamed":
+                    agent.serial += 1
                 elif rest[1] == "one lost":  # a topo gap: the clients resync the node, its epoch held
                     agent.next_seq(f"cua1/topo/{agent.node}/")
                 frames = agent.topo()
             elif kind == "restart":
                 old = agents[rest[0]]
                 agent = agents[rest[0]] = Agent(old.node, old.epoch + 1000)
-                agent.gen, agent.devices = old.gen, old.devices
+                agent.gen, agent.devices, agent.serial = old.gen, old.devices, old.serial
                 frames = agent.topo()  # a restarted agent publishes its topo first (§3.1)
             elif kind == "unknown kind":
                 frames = [f"cua1/later/{rest[0]}/".encode(), wire.encode_header(agents[rest[0]].header("", 1)),
@@ -235,6 +247,34 @@ def test_the_fast_path_shows_what_the_general_path_shows(steps: list[Any], obser
     finally:
         for c in clients:
             c.close()
+        ctx.term()
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_each_summary_names_the_devices_of_the_topo_held(fast: bool) -> None:
+    """A node's summaries reuse the device ids while the topo held is the same; a topo of the
+    same gen with more devices, or another device, is read afresh."""
+    ctx: zmq.Context[Any] = zmq.Context()
+    agent = Agent("node-a", 5)
+    agent.topo()
+    c = Client(["inproc://unused-names,inproc://unused-names-sync"], context=ctx)
+    try:
+        c.sessions[0].sum_fast_path = fast
+        snapshot({"node-a": agent}, c)
+        seen = []
+        for change in ["", "", "more", "", "renamed", "", "", "fewer", "same", ""]:
+            if change:
+                agent.devices += {"more": 1, "fewer": -1}.get(change, 0)
+                agent.serial += change == "renamed"
+                c.sessions[0].receive(agent.topo())
+            c.sessions[0].receive(summary(agent, 1, "usual", "usual", 0, 1.0))
+            s = c.view.summaries["node-a"]
+            assert s.devices == tuple(c.view.nodes["node-a"].devices), change
+            seen.append(s.devices)
+        assert c.stats.decode_errors == 0 and c.stats.applied == 10 + 1 + 4
+        assert seen[4] == ("GPU-1-0-1", "GPU-1-1-0", "GPU-1-2-0") and seen[7] == ("GPU-1-0-1", "GPU-1-1-0")
+    finally:
+        c.close()
         ctx.term()
 
 

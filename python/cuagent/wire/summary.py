@@ -149,7 +149,7 @@ def usual_summary_records(frame: bytes) -> Optional[bytes]:
     decode (:func:`~cuagent.wire.codec.unpack`, :func:`summary_records`) decides and names
     what is wrong. What this accepts, that decode accepts with the same records
     (tests/test_summary_fast.py): it skips the map a client would only take apart again,
-    a third of what taking in a summary costs."""
+    half of what the body's checks cost (bench/summary_ingest.py --parts)."""
     if type(frame) is not bytes or not frame.startswith(_USUAL_HEAD) or len(frame) < _BIN + 5:
         return None
     tag = frame[_BIN]

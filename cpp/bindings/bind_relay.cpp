@@ -76,7 +76,7 @@ py::object snapshot(const RelayTable& table, const std::string& prefix, std::opt
             continue;
         }
         const auto& [topic, msg] = view.messages[i];
-        messages.append(py::make_tuple(py::str(topic), as_bytes(msg->header()), as_bytes(msg->body())));
+        messages.append(py::make_tuple(py::bytes(topic), as_bytes(msg->header()), as_bytes(msg->body())));
     }
     py::dict seqs, epochs, silent;
     for (const auto& [topic, seq] : view.seqs) seqs[py::str(topic)] = seq;

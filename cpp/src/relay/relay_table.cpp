@@ -344,8 +344,11 @@ SnapshotView RelayTable::snapshot(std::string_view prefix, std::int64_t now_ns) 
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [name, topic] : topics_) {
         if (topic->seq == 0 || std::string_view(name).substr(0, prefix.size()) != prefix) continue;
-        view.seqs.emplace_back(name, topic->seq);
         const Node& node = *topic->node;
+        // A node being joined is not served yet, as a client would not have it yet: its seqs
+        // without the topo it may lack would leave a joining client states it cannot place.
+        if (!node.joined && !node.own) continue;
+        view.seqs.emplace_back(name, topic->seq);
         nodes.push_back(&node);
         if (!topic->latest || node.stale) continue;
         if (topic->kind == FeedKind::State && !(node.has_topo && serving(node, topic->device))) continue;
@@ -368,7 +371,7 @@ std::vector<NodeSummary> RelayTable::nodes() const {
     std::lock_guard<std::mutex> lock(mu_);
     std::vector<NodeSummary> out;
     for (const auto& [name, node] : nodes_)
-        if (node->has_topo && !node->own) out.push_back(NodeSummary{name, node->stale});
+        if (node->has_topo && node->joined && !node->own) out.push_back(NodeSummary{name, node->stale});
     std::sort(out.begin(), out.end(), [](const NodeSummary& a, const NodeSummary& b) { return a.name < b.name; });
     return out;
 }

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple, Optional
 from .codec import ProtocolError, describe
 
 PREFIX = "cua1/"
-KINDS = ("topo", "state", "hb", "event")
+KINDS = ("topo", "state", "hb", "event", "sum")
 # The longest topic the grammar allows (§2), in bytes: cua1/event/<node: 64 ASCII>/<device: 128
 # characters, up to 4 bytes each in UTF-8>/.
 MAX_TOPIC_BYTES = len("cua1/event/") + 64 + 1 + 128 * 4 + 1

@@ -104,6 +104,7 @@ struct NodeSummary {
 // What one snapshot serves: for every topic under the prefix its seq; the frames of topo,
 // state and sum topics, unless withheld (a stale node; a state its node's topo does not let
 // serve); each node's epoch; for nodes with a topo, seconds since their last hb; the stale.
+// A node still to be joined is left out altogether (as if not heard yet).
 struct SnapshotView {
     std::vector<std::pair<std::string, std::shared_ptr<const CachedMessage>>> messages;  // topo first
     std::vector<std::pair<std::string, std::uint64_t>> seqs;
@@ -162,7 +163,7 @@ public:
     std::vector<StaleChange> check_stale(std::int64_t now_ns, std::int64_t stale_after_ns);
 
     SnapshotView snapshot(std::string_view prefix, std::int64_t now_ns) const;
-    std::vector<NodeSummary> nodes() const;  // nodes with a topo, by name
+    std::vector<NodeSummary> nodes() const;  // nodes joined and with a topo, by name
     std::uint64_t seq(std::string_view topic) const;  // 0: none carried
     TableStats stats() const;
 

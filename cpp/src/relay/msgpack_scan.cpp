@@ -211,7 +211,10 @@ bool MsgpackCursor::skip(int open, bool as_key) noexcept {
                     if (!need(1)) return false;
                     const auto type = static_cast<std::int8_t>(*p_++);
                     if (!need(len)) return false;
-                    if (type == -1) {  // a timestamp: Python builds it, and refuses bad ones
+                    // Python builds an ExtType (codes 0-127 only) or, for -1, a timestamp, and
+                    // refuses what neither takes.
+                    if (type < -1) return false;
+                    if (type == -1) {
                         if (len == 8) {
                             std::uint64_t data64 = 0;
                             for (std::size_t i = 0; i < 8; ++i) data64 = (data64 << 8) | p_[i];

@@ -5,7 +5,7 @@
 // one frame it refuses, spliced into a reply, would make the whole reply undecodable:
 //   - strings are valid UTF-8;
 //   - a map key is never an array or a map (Python cannot hash them);
-//   - a timestamp (ext -1) is 4, 8 or 12 bytes with nanoseconds below 10^9;
+//   - an ext type code is 0-127, or -1: a timestamp of 4, 8 or 12 bytes, nanoseconds below 10^9;
 //   - at most 1024 arrays/maps are open when another one starts (msgpack's stack);
 //   - nothing follows the value; 0xc1 never appears.
 // Never reads past the end of its input, never allocates, never recurses.

@@ -247,7 +247,9 @@ Verdict RelayTable::ingest(const FeedFrames& frames, std::int64_t now_ns, const 
         ++stats_.duplicates;
         return Verdict::Forward;
     }
-    if (topic->seq != 0 && header.seq > topic->seq + 1) stats_.gaps += header.seq - topic->seq - 1;
+    // (Summaries this relay skipped are no gap.)
+    if (topic->seq != 0 && header.seq > topic->seq + 1 && !(topic->kind == FeedKind::Sum && summary_interval_ns_ > 0))
+        stats_.gaps += header.seq - topic->seq - 1;
     apply(*topic, header, frames, keeper, now_ns);
     return Verdict::Forward;
 }

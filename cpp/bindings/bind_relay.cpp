@@ -59,30 +59,22 @@ struct Frames {
 
 py::object snapshot(const RelayTable& table, const std::string& prefix, std::optional<std::int64_t> now_ns) {
     SnapshotView view;
-    std::vector<char> well_formed;
     {
-        // The copy holds the table's lock (the forwarding thread waits for it) and checking
-        // bodies reads only shared immutable frames: neither needs Python.
+        // The copy holds the table's lock (the forwarding thread waits for it); checking the
+        // copied bodies needs nothing else: neither needs Python.
         py::gil_scoped_release release;
         view = table.snapshot(prefix, now_or(now_ns));
-        well_formed.reserve(view.messages.size());
-        for (const auto& m : view.messages) well_formed.push_back(m.second->body_well_formed());
     }
     py::list messages;
-    std::size_t refused = 0;
-    for (std::size_t i = 0; i < view.messages.size(); ++i) {
-        if (!well_formed[i]) {
-            ++refused;  // spliced into the reply, it would spoil all of it
-            continue;
-        }
-        const auto& [topic, msg] = view.messages[i];
-        messages.append(py::make_tuple(py::bytes(topic), as_bytes(msg->header()), as_bytes(msg->body())));
-    }
+    const char* data = view.bytes.data();
+    for (const auto& m : view.messages)
+        messages.append(py::make_tuple(py::bytes(m.topic), py::bytes(data + m.at, m.header_size),
+                                       py::bytes(data + m.at + m.header_size, m.body_size)));
     py::dict seqs, epochs, silent;
     for (const auto& [topic, seq] : view.seqs) seqs[py::str(topic)] = seq;
     for (const auto& [node, epoch] : view.epochs) epochs[py::str(node)] = epoch;
     for (const auto& [node, s] : view.silent_s) silent[py::str(node)] = s;
-    return py::make_tuple(messages, seqs, epochs, silent, py::cast(view.stale), refused);
+    return py::make_tuple(messages, seqs, epochs, silent, py::cast(view.stale), view.refused);
 }
 
 py::dict table_stats(const RelayTable& table) {
@@ -112,7 +104,7 @@ void register_relay(py::module_& m) {
             "ingest",
             [](RelayTable& t, const py::sequence& frames, std::optional<std::int64_t> now_ns) {
                 const Frames f(frames);
-                return t.ingest(f.frames, now_or(now_ns), CopyingKeeper()) == Verdict::Forward;
+                return t.ingest(f.frames, now_or(now_ns)) == Verdict::Forward;
             },
             "frames"_a, "now_ns"_a = py::none(), "A feed message (its frames): whether to forward it.")
         .def(
@@ -133,6 +125,24 @@ void register_relay(py::module_& m) {
                 t.merge_silent(node, silent_s, now_or(now_ns));
             },
             "node"_a, "silent_s"_a, "now_ns"_a = py::none())
+        .def(
+            "merge_snapshot",
+            [](RelayTable& t, const py::bytes& reply, const std::string& only_node, std::optional<std::int64_t> now_ns) {
+                const std::string_view data(reply);
+                const std::int64_t now = now_or(now_ns);
+                SnapshotMerge merged;
+                {
+                    // Reads only the reply's bytes (kept alive by the caller) and the table.
+                    py::gil_scoped_release release;
+                    merged = t.merge_snapshot(reinterpret_cast<const std::uint8_t*>(data.data()), data.size(),
+                                              only_node, now);
+                }
+                py::list nodes;
+                for (const auto& [node, epoch] : merged.nodes) nodes.append(py::make_tuple(node, epoch));
+                return py::make_tuple(merged.ok, merged.error, merged.relay, nodes);
+            },
+            "reply"_a, "only_node"_a = "", "now_ns"_a = py::none(),
+            "An upstream's snapshot reply, merged without decoding: (ok, error, relay, [(node, epoch)]).")
         .def(
             "take_joins",
             [](RelayTable& t) {

@@ -111,7 +111,6 @@ int main() {
         std::vector<std::uint64_t> epoch(kNodes);
         std::vector<std::unordered_map<std::string, std::uint64_t>> seqs(kNodes);
         std::vector<int> lost(kNodes, -1);
-        const CopyingKeeper keeper;
         auto send = [&](int n, const std::string& kind, const std::string& device, const std::string& b_or_empty,
                         int what) {
             const std::string node = "n" + std::to_string(n);
@@ -121,7 +120,7 @@ int main() {
             if (what == 0) b = body(epoch[n], seq);
             if (what == 1) b = topo(epoch[n], seq, lost[n]);
             Message m{topic, header(node, epoch[n], seq), b};
-            table.ingest(m.frames(), clock.load(std::memory_order_relaxed), keeper);
+            table.ingest(m.frames(), clock.load(std::memory_order_relaxed));
         };
         for (int n = 0; n < kNodes; ++n) {
             epoch[n] = 1000 + static_cast<std::uint64_t>(n);
@@ -165,31 +164,35 @@ int main() {
             std::unordered_map<std::string, std::uint64_t> seqs(s.seqs.begin(), s.seqs.end());
             std::unordered_map<std::string, std::uint64_t> epochs(s.epochs.begin(), s.epochs.end());
             std::unordered_map<std::string, std::string> lost_device;
-            for (const auto& [topic, msg] : s.messages) {
+            const auto* bytes = reinterpret_cast<const std::uint8_t*>(s.bytes.data());
+            CHECK(s.refused == 0, "bodies refused");
+            for (const auto& m : s.messages) {
+                const std::string& topic = m.topic;
+                const FrameView header{bytes + m.at, m.header_size}, body{bytes + m.at + m.header_size, m.body_size};
                 CHECK(topic.compare(0, prefix.size(), prefix) == 0, "%s outside %s", topic.c_str(), prefix.c_str());
                 FeedHeader h;
-                CHECK(parse_header(msg->header().data, msg->header().size, h), "%s: header", topic.c_str());
+                CHECK(parse_header(header.data, header.size, h), "%s: header", topic.c_str());
                 CHECK(seqs.count(topic) && seqs[topic] == h.seq, "%s: frame seq %llu, listed %llu", topic.c_str(),
                       (unsigned long long)h.seq, (unsigned long long)seqs[topic]);
                 const std::string node(h.node);
                 CHECK(epochs.count(node) && epochs[node] == h.epoch, "%s: epoch", topic.c_str());
-                CHECK(msg->body_well_formed(), "%s: body", topic.c_str());
-                CHECK(read_u64_field(msg->body(), "s") == h.seq && read_u64_field(msg->body(), "e") == h.epoch,
+                CHECK(msgpack_well_formed(body.data, body.size), "%s: body", topic.c_str());
+                CHECK(read_u64_field(body, "s") == h.seq && read_u64_field(body, "e") == h.epoch,
                       "%s: body of another message", topic.c_str());
                 if (topic.compare(0, 10, "cua1/topo/") == 0) {
                     std::vector<TopoDevice> devices;
-                    CHECK(read_topo_devices(msg->body().data, msg->body().size, devices), "topo");
+                    CHECK(read_topo_devices(body.data, body.size, devices), "topo");
                     for (const auto& d : devices)
                         if (!d.serving) lost_device[node] = d.id;
                 }
                 frames_checked.fetch_add(1, std::memory_order_relaxed);
             }
-            for (const auto& [topic, msg] : s.messages) {
+            for (const auto& m : s.messages) {
                 FeedTopic t;
-                CHECK(parse_topic(topic, t), "topic");
+                CHECK(parse_topic(m.topic, t), "topic");
                 auto it = lost_device.find(std::string(t.node));
                 CHECK(t.kind != FeedKind::State || it == lost_device.end() || it->second != t.device,
-                      "%s: the state of a lost device served", topic.c_str());
+                      "%s: the state of a lost device served", m.topic.c_str());
             }
             snapshots.fetch_add(1, std::memory_order_relaxed);
         }

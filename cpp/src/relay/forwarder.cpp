@@ -17,44 +17,6 @@ constexpr int kBatch = 512;
 // Frames of a message the table reads (topic, header, body); more are forwarded as they come.
 constexpr int kReadFrames = 3;
 
-// A message the table keeps: libzmq copies of its header and body frames, which share the
-// received payloads (reference-counted by libzmq) instead of copying them.
-class SharedZmqMessage final : public CachedMessage {
-public:
-    SharedZmqMessage(std::shared_ptr<const ZmqApi> api, ZmqMsg* header, ZmqMsg* body) : api_(std::move(api)) {
-        api_->msg_init(&header_msg_);
-        api_->msg_init(&body_msg_);
-        api_->msg_copy(&header_msg_, header);
-        api_->msg_copy(&body_msg_, body);
-        header_ = {static_cast<const std::uint8_t*>(api_->msg_data(&header_msg_)), api_->msg_size(&header_msg_)};
-        body_ = {static_cast<const std::uint8_t*>(api_->msg_data(&body_msg_)), api_->msg_size(&body_msg_)};
-    }
-    ~SharedZmqMessage() override {
-        api_->msg_close(&header_msg_);
-        api_->msg_close(&body_msg_);
-    }
-    SharedZmqMessage(const SharedZmqMessage&) = delete;
-    SharedZmqMessage& operator=(const SharedZmqMessage&) = delete;
-
-private:
-    std::shared_ptr<const ZmqApi> api_;  // a table may outlive its forwarder
-    ZmqMsg header_msg_, body_msg_;
-};
-
-class SharingKeeper final : public MessageKeeper {
-public:
-    SharingKeeper(const std::shared_ptr<const ZmqApi>& api, ZmqMsg* header, ZmqMsg* body)
-        : api_(api), header_(header), body_(body) {}
-    std::shared_ptr<const CachedMessage> keep(const FeedFrames&) const override {
-        return std::make_shared<SharedZmqMessage>(api_, header_, body_);
-    }
-
-private:
-    const std::shared_ptr<const ZmqApi>& api_;  // the forwarder's, alive while it forwards
-    ZmqMsg* header_;
-    ZmqMsg* body_;
-};
-
 }  // namespace
 
 Forwarder::Forwarder(std::shared_ptr<const ZmqApi> api, void* xsub, void* xpub, void* control, RelayTable& table)
@@ -95,9 +57,7 @@ int Forwarder::forward_one(std::int64_t now_ns) {
     for (int i = 0; i < count; ++i)
         *views[i] = {static_cast<const std::uint8_t*>(api_->msg_data(&parts[i])), api_->msg_size(&parts[i])};
     frames.count = more ? kReadFrames + 1 : static_cast<std::size_t>(count);  // more than three: malformed
-    const Verdict verdict = count == kReadFrames
-                                ? table_.ingest(frames, now_ns, SharingKeeper(api_, &parts[1], &parts[2]))
-                                : table_.ingest(frames, now_ns, CopyingKeeper());
+    const Verdict verdict = table_.ingest(frames, now_ns);
     bool sent_all = verdict == Verdict::Forward;
     for (int i = 0; i < count; ++i) {
         // A send that succeeds takes the payload and leaves an empty message; close either way.

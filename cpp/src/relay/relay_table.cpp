@@ -24,7 +24,7 @@ struct RelayTable::Topic {
     Node* node = nullptr;
     std::string device;
     std::uint64_t seq = 0;                          // the last carried in the node's epoch; 0: none
-    std::shared_ptr<const CachedMessage> latest;   // topo/state/sum: the frames a snapshot serves
+    KeptFrames latest;                              // topo/state/sum: the frames a snapshot serves
     bool sum_sent = false;                          // sum: one forwarded in this epoch, at sum_ts
     __int128 sum_ts = 0;
 };
@@ -49,24 +49,13 @@ struct RelayTable::Node {
     bool join_queued = false;
 };
 
-bool CachedMessage::body_well_formed() const noexcept {
-    std::uint8_t known = body_check_.load(std::memory_order_relaxed);
-    if (known == 0) {
-        // Idempotent: two threads checking at once store the same answer.
-        known = msgpack_well_formed(body_.data, body_.size) ? 1 : 2;
-        body_check_.store(known, std::memory_order_relaxed);
-    }
-    return known == 1;
-}
-
-OwnedMessage::OwnedMessage(FrameView header, FrameView body)
-    : header_bytes_(header.text()), body_bytes_(body.text()) {
-    header_ = {reinterpret_cast<const std::uint8_t*>(header_bytes_.data()), header_bytes_.size()};
-    body_ = {reinterpret_cast<const std::uint8_t*>(body_bytes_.data()), body_bytes_.size()};
-}
-
-std::shared_ptr<const CachedMessage> CopyingKeeper::keep(const FeedFrames& frames) const {
-    return std::make_shared<OwnedMessage>(frames.header, frames.body);
+void KeptFrames::assign(FrameView header, FrameView body) {
+    const std::size_t size = header.size + body.size;
+    // A buffer grown once for a large message goes when the messages get small again.
+    if (bytes_.capacity() > 2 * size + 4096) std::string().swap(bytes_);
+    bytes_.assign(header.text()).append(body.text());
+    header_size_ = header.size;
+    held_ = true;
 }
 
 RelayTable::RelayTable(std::int64_t summary_interval_ns, std::string own_node, std::size_t max_topics)
@@ -110,7 +99,7 @@ RelayTable::Topic* RelayTable::find_or_add(std::string_view name) {
 void RelayTable::forget(Node& node) {
     for (Topic* t : node.topics) {
         t->seq = 0;
-        t->latest.reset();
+        t->latest.clear();
         t->sum_sent = false;
     }
     node.has_topo = false;
@@ -158,19 +147,18 @@ bool RelayTable::adopt_epoch(Node& node, const FeedHeader& header, const Topic& 
     return true;
 }
 
-void RelayTable::apply(Topic& topic, const FeedHeader& header, const FeedFrames& frames, const MessageKeeper& keeper,
-                       std::int64_t now_ns) {
+void RelayTable::apply(Topic& topic, const FeedHeader& header, const FeedFrames& frames, std::int64_t now_ns) {
     Node& node = *topic.node;
     topic.seq = header.seq;
     switch (topic.kind) {
         case FeedKind::Topo: {
-            const bool unchanged = node.has_topo && topic.latest && same_bytes(topic.latest->body(), frames.body);
+            const bool unchanged = node.has_topo && topic.latest.held() && same_bytes(topic.latest.body(), frames.body);
             if (!unchanged) {
                 std::vector<TopoDevice> devices;
                 if (!read_topo_devices(frames.body.data, frames.body.size, devices)) {
                     // Not served: a client could not read it either. Its seq stays (it was sent).
                     ++stats_.unreadable_bodies;
-                    topic.latest.reset();
+                    topic.latest.clear();
                     node.has_topo = false;
                     node.devices.clear();
                     break;
@@ -181,14 +169,14 @@ void RelayTable::apply(Topic& topic, const FeedHeader& header, const FeedFrames&
                 // A device lost, or gone from the topo: its last window is no longer current
                 // (§3.1), and one back serves nothing until its next window.
                 for (Topic* t : node.topics)
-                    if (t->kind == FeedKind::State && !serving(node, t->device)) t->latest.reset();
+                    if (t->kind == FeedKind::State && !serving(node, t->device)) t->latest.clear();
             }
-            topic.latest = keeper.keep(frames);
+            topic.latest.assign(frames.header, frames.body);
             if (node.hb_topo_seq <= topic.seq) node.topo_lost = false;
             break;
         }
         case FeedKind::State:
-            topic.latest = keeper.keep(frames);
+            topic.latest.assign(frames.header, frames.body);
             if (node.has_topo && std::none_of(node.devices.begin(), node.devices.end(),
                                               [&](const TopoDevice& d) { return d.id == topic.device; })) {
                 node.unknown_device = true;  // a topo we missed lists it
@@ -196,7 +184,7 @@ void RelayTable::apply(Topic& topic, const FeedHeader& header, const FeedFrames&
             }
             break;
         case FeedKind::Sum:
-            topic.latest = keeper.keep(frames);
+            topic.latest.assign(frames.header, frames.body);
             topic.sum_sent = true;
             topic.sum_ts = ts_value(header.ts);
             break;
@@ -220,7 +208,7 @@ void RelayTable::apply(Topic& topic, const FeedHeader& header, const FeedFrames&
     }
 }
 
-Verdict RelayTable::ingest(const FeedFrames& frames, std::int64_t now_ns, const MessageKeeper& keeper) {
+Verdict RelayTable::ingest(const FeedFrames& frames, std::int64_t now_ns) {
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.messages;
     if (frames.count != 3) {
@@ -250,7 +238,7 @@ Verdict RelayTable::ingest(const FeedFrames& frames, std::int64_t now_ns, const 
     // (Summaries this relay skipped are no gap.)
     if (topic->seq != 0 && header.seq > topic->seq + 1 && !(topic->kind == FeedKind::Sum && summary_interval_ns_ > 0))
         stats_.gaps += header.seq - topic->seq - 1;
-    apply(*topic, header, frames, keeper, now_ns);
+    apply(*topic, header, frames, now_ns);
     return Verdict::Forward;
 }
 
@@ -264,7 +252,7 @@ bool RelayTable::merge_message(const FeedFrames& frames, std::int64_t now_ns) {
         return false;
     if (!adopt_epoch(*topic->node, header, *topic, now_ns, /*from_feed=*/false) || header.seq <= topic->seq)
         return false;
-    apply(*topic, header, frames, CopyingKeeper(), now_ns);
+    apply(*topic, header, frames, now_ns);
     ++stats_.merged;
     return true;
 }
@@ -281,7 +269,7 @@ bool RelayTable::merge_seq(std::string_view name, std::uint64_t epoch, std::uint
     topic->seq = seq;
     // Frames older than the seq upstream lists are not its latest (a lost device's state,
     // withheld upstream): never serve a seq with other frames than its own.
-    topic->latest.reset();
+    topic->latest.clear();
     if (topic->kind == FeedKind::Topo) {
         node.has_topo = false;
         node.devices.clear();
@@ -295,6 +283,195 @@ void RelayTable::merge_silent(std::string_view name, double silent_s, std::int64
     auto it = nodes_.find(std::string(name));
     if (it == nodes_.end() || it->second->hb_heard || !(silent_s >= 0.0 && silent_s < 1e9)) return;
     it->second->last_heard_ns = now_ns - static_cast<std::int64_t>(silent_s * 1e9);
+}
+
+namespace {
+
+// Where a value starts and ends in the reply.
+struct Span {
+    std::size_t begin = 0, end = 0;
+    bool found() const noexcept { return end > begin; }
+};
+
+bool skip_span(MsgpackCursor& c, int open, Span& span) noexcept {
+    span.begin = c.offset();
+    if (!c.skip(open)) return false;
+    span.end = c.offset();
+    return true;
+}
+
+bool read_uint(MsgpackCursor& c, std::uint64_t& out) noexcept {
+    MsgpackInt v;
+    if (!c.read_int(v) || v.negative) return false;
+    out = v.bits;
+    return true;
+}
+
+bool read_number(MsgpackCursor& c, const std::uint8_t* data, double& out) noexcept {
+    const std::size_t at = c.offset();
+    const std::uint8_t b = data[at];
+    if (b == 0xca || b == 0xcb) {  // float32/64, big-endian
+        std::uint64_t bits = 0;
+        const std::size_t n = b == 0xca ? 4 : 8;
+        for (std::size_t i = 1; i <= n; ++i) bits = (bits << 8) | data[at + i];
+        if (n == 4) {
+            float f;
+            const auto b32 = static_cast<std::uint32_t>(bits);
+            std::memcpy(&f, &b32, 4);
+            out = f;
+        } else {
+            std::memcpy(&out, &bits, 8);
+        }
+        c.seek(at + 1 + n);
+        return true;
+    }
+    MsgpackInt v;
+    if (!c.read_int(v)) return false;
+    out = v.negative ? static_cast<double>(v.as_signed()) : static_cast<double>(v.bits);
+    return true;
+}
+
+}  // namespace
+
+SnapshotMerge RelayTable::merge_snapshot(const std::uint8_t* data, std::size_t size, std::string_view only_node,
+                                         std::int64_t now_ns) {
+    SnapshotMerge out;
+    auto refuse = [&](const char* why) {
+        out.error = why;
+        out.nodes.clear();
+        return out;
+    };
+    if (!msgpack_well_formed(data, size)) return refuse("not well-formed msgpack");
+    MsgpackCursor c(data, size);
+    std::uint32_t entries = 0;
+    if (!c.read_map(entries)) return refuse("not a map");
+    Span ok, epoch, messages, seqs, epochs, silent;
+    for (std::uint32_t i = 0; i < entries; ++i) {
+        std::string_view key;
+        if (!c.read_str(key)) return refuse("a key that is no string");
+        Span value;
+        skip_span(c, 1, value);
+        if (key == "ok") ok = value;
+        else if (key == "epoch") epoch = value;
+        else if (key == "messages") messages = value;
+        else if (key == "seqs") seqs = value;
+        else if (key == "epochs") epochs = value;
+        else if (key == "silent_s") silent = value;
+    }
+    if (!ok.found() || data[ok.begin] != 0xc3) return refuse("refused (ok is not true)");
+    std::uint64_t reply_epoch = 0;
+    c.seek(epoch.begin);
+    MsgpackInt reply_epoch_int;
+    if (!epoch.found() || !c.read_int(reply_epoch_int)) return refuse("epoch: not an int");
+    reply_epoch = reply_epoch_int.bits;
+    // Checked whole before anything is merged: a reply is taken entirely or not at all.
+    std::vector<std::pair<std::string_view, std::uint64_t>> seq_list;
+    c.seek(seqs.begin);
+    std::uint32_t n = 0;
+    if (!seqs.found() || !c.read_map(n)) return refuse("seqs: not a map");
+    for (std::uint32_t i = 0; i < n; ++i) {
+        std::string_view topic;
+        std::uint64_t seq = 0;
+        if (!c.read_str(topic)) return refuse("seqs: a key that is no string");
+        if (!read_uint(c, seq)) return refuse("seqs: a seq that is no uint64");
+        seq_list.emplace_back(topic, seq);
+    }
+    struct Item {
+        std::string_view topic;
+        Span header, body;
+    };
+    std::vector<Item> items;
+    c.seek(messages.begin);
+    if (!messages.found() || !c.read_array(n)) return refuse("messages: not a list");
+    for (std::uint32_t i = 0; i < n; ++i) {
+        std::uint32_t parts = 0;
+        Item item;
+        if (!c.read_array(parts) || parts != 3) return refuse("messages: an item that is not [topic, header, body]");
+        if (!c.read_str(item.topic)) return refuse("messages: a topic that is no string");
+        skip_span(c, 2, item.header);
+        skip_span(c, 2, item.body);
+        items.push_back(item);
+    }
+    // Each node's epoch: a relay's "epochs" first, then its messages' headers, then, for a
+    // reply covering one node only, the reply's own.
+    std::vector<std::pair<std::string, std::uint64_t>> epoch_of;
+    auto find_epoch = [&](std::string_view node) -> std::uint64_t* {
+        for (auto& [name, e] : epoch_of)
+            if (name == node) return &e;
+        return nullptr;
+    };
+    auto wanted = [&](std::string_view node) { return only_node.empty() || node == only_node; };
+    if (epochs.found()) {
+        c.seek(epochs.begin);
+        std::uint32_t m = 0;
+        if (c.read_map(m)) {
+            out.relay = true;
+            for (std::uint32_t i = 0; i < m; ++i) {
+                std::string_view node;
+                MsgpackInt e;
+                const bool named = c.next_is_str() && c.read_str(node);
+                if (!named) c.skip(2, true);
+                const std::size_t at = c.offset();
+                if (named && c.read_int(e) && !e.negative && valid_node_name(node) && wanted(node) &&
+                    !find_epoch(node))
+                    epoch_of.emplace_back(std::string(node), e.bits);
+                c.seek(at);
+                c.skip(2);
+            }
+        }
+    }
+    for (const Item& item : items) {
+        FeedTopic topic;
+        FeedHeader header;
+        if (!parse_topic(item.topic, topic) || !wanted(topic.node) || find_epoch(topic.node)) continue;
+        if (parse_header(data + item.header.begin, item.header.end - item.header.begin, header))
+            epoch_of.emplace_back(std::string(topic.node), header.epoch);
+    }
+    if (!out.relay) {
+        std::string_view single;
+        bool one = true;
+        for (const auto& [topic, seq] : seq_list) {
+            FeedTopic t;
+            if (!parse_topic(topic, t)) continue;
+            if (!single.empty() && t.node != single) one = false;
+            single = t.node;
+        }
+        if (one && !single.empty() && wanted(single) && !find_epoch(single))
+            epoch_of.emplace_back(std::string(single), reply_epoch);
+    }
+    for (const Item& item : items) {
+        FeedTopic topic;
+        if (!parse_topic(item.topic, topic) || !wanted(topic.node)) continue;
+        const FeedFrames frames{{reinterpret_cast<const std::uint8_t*>(item.topic.data()), item.topic.size()},
+                                {data + item.header.begin, item.header.end - item.header.begin},
+                                {data + item.body.begin, item.body.end - item.body.begin},
+                                3};
+        merge_message(frames, now_ns);
+    }
+    for (const auto& [topic, seq] : seq_list) {
+        FeedTopic t;
+        if (!parse_topic(topic, t) || !wanted(t.node)) continue;
+        if (const std::uint64_t* e = find_epoch(t.node)) merge_seq(topic, *e, seq, now_ns);
+    }
+    if (silent.found()) {
+        c.seek(silent.begin);
+        std::uint32_t m = 0;
+        if (c.read_map(m)) {
+            for (std::uint32_t i = 0; i < m; ++i) {
+                std::string_view node;
+                double age = 0;
+                const bool named = c.next_is_str() && c.read_str(node);
+                if (!named) c.skip(2, true);
+                const std::size_t at = c.offset();
+                if (named && read_number(c, data, age) && wanted(node)) merge_silent(node, age, now_ns);
+                c.seek(at);
+                c.skip(2);
+            }
+        }
+    }
+    out.ok = true;
+    out.nodes = std::move(epoch_of);
+    return out;
 }
 
 std::vector<JoinNeed> RelayTable::take_joins() {
@@ -342,30 +519,45 @@ std::vector<StaleChange> RelayTable::check_stale(std::int64_t now_ns, std::int64
 
 SnapshotView RelayTable::snapshot(std::string_view prefix, std::int64_t now_ns) const {
     SnapshotView view;
-    std::vector<const Node*> nodes;
-    std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& [name, topic] : topics_) {
-        if (topic->seq == 0 || std::string_view(name).substr(0, prefix.size()) != prefix) continue;
-        const Node& node = *topic->node;
-        // A node being joined is not served yet, as a client would not have it yet: its seqs
-        // without the topo it may lack would leave a joining client states it cannot place.
-        if (!node.joined && !node.own) continue;
-        view.seqs.emplace_back(name, topic->seq);
-        nodes.push_back(&node);
-        if (!topic->latest || node.stale) continue;
-        if (topic->kind == FeedKind::State && !(node.has_topo && serving(node, topic->device))) continue;
-        view.messages.emplace_back(name, topic->latest);
+    {
+        std::vector<const Node*> nodes;
+        std::lock_guard<std::mutex> lock(mu_);
+        for (int pass = 0; pass < 2; ++pass) {  // topo first
+            for (const auto& [name, topic] : topics_) {
+                if (topic->seq == 0 || std::string_view(name).substr(0, prefix.size()) != prefix) continue;
+                if ((topic->kind == FeedKind::Topo) != (pass == 0)) continue;
+                const Node& node = *topic->node;
+                // A node being joined is not served yet, as a client would not have it yet: its
+                // seqs without the topo it may lack would leave a joining client states it
+                // cannot place.
+                if (!node.joined && !node.own) continue;
+                view.seqs.emplace_back(name, topic->seq);
+                nodes.push_back(&node);
+                if (!topic->latest.held() || node.stale) continue;
+                if (topic->kind == FeedKind::State && !(node.has_topo && serving(node, topic->device))) continue;
+                const FrameView h = topic->latest.header(), b = topic->latest.body();
+                view.messages.push_back(SnapshotView::Served{name, view.bytes.size(), h.size, b.size});
+                view.bytes.append(h.text()).append(b.text());
+            }
+        }
+        std::sort(nodes.begin(), nodes.end());
+        nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
+        for (const Node* node : nodes) {
+            view.epochs.emplace_back(node->name, node->epoch);
+            if (node->has_topo && !node->own)
+                view.silent_s.emplace_back(node->name, static_cast<double>(now_ns - node->last_heard_ns) / 1e9);
+            if (node->stale) view.stale.push_back(node->name);
+        }
     }
-    std::stable_partition(view.messages.begin(), view.messages.end(),
-                          [](const auto& m) { return m.first.compare(5, 5, "topo/") == 0; });
-    std::sort(nodes.begin(), nodes.end());
-    nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
-    for (const Node* node : nodes) {
-        view.epochs.emplace_back(node->name, node->epoch);
-        if (node->has_topo && !node->own)
-            view.silent_s.emplace_back(node->name, static_cast<double>(now_ns - node->last_heard_ns) / 1e9);
-        if (node->stale) view.stale.push_back(node->name);
-    }
+    // Outside the lock: the copies are this view's own.
+    const auto* data = reinterpret_cast<const std::uint8_t*>(view.bytes.data());
+    const std::size_t before = view.messages.size();
+    view.messages.erase(std::remove_if(view.messages.begin(), view.messages.end(),
+                                       [&](const SnapshotView::Served& m) {
+                                           return !msgpack_well_formed(data + m.at + m.header_size, m.body_size);
+                                       }),
+                        view.messages.end());
+    view.refused = before - view.messages.size();
     return view;
 }
 

@@ -62,7 +62,7 @@ std::shared_ptr<const ZmqApi> find_loaded_libzmq(const std::string& anchor, std:
     auto api = std::make_shared<ZmqApi>();
     api->path = path;
     if (!take(handle, "zmq_msg_init", api->msg_init, why) || !take(handle, "zmq_msg_close", api->msg_close, why) ||
-        !take(handle, "zmq_msg_copy", api->msg_copy, why) || !take(handle, "zmq_msg_data", api->msg_data, why) ||
+        !take(handle, "zmq_msg_data", api->msg_data, why) ||
         !take(handle, "zmq_msg_size", api->msg_size, why) || !take(handle, "zmq_msg_more", api->msg_more, why) ||
         !take(handle, "zmq_msg_recv", api->msg_recv, why) || !take(handle, "zmq_msg_send", api->msg_send, why) ||
         !take(handle, "zmq_poll", api->poll, why) || !take(handle, "zmq_errno", api->errno_of, why) ||

@@ -172,15 +172,19 @@ class UpstreamJoins:
                 return
             prefix, node, _ = u.inflight
             u.inflight = None
-            try:
-                snap = wire.decode_snapshot_reply(data)
-            except wire.ProtocolError as e:
+            # Merged as it came: its frames go into the table as they are in the reply.
+            ok, error, relay, covered = self.table.merge_snapshot(data, node or "")
+            if not ok:
                 self.stats["bad_replies"] += 1
-                log.warning("bad snapshot reply from %s: %s", u.endpoint.sync, e)
+                log.warning("bad snapshot reply from %s: %s", u.endpoint.sync, error)
                 u.pending.appendleft((prefix, node))
                 continue
             self.stats["snapshots"] += 1
-            self._merge(index, u, snap, node)
+            u.relay = u.relay or relay
+            for covered_node, epoch in covered:
+                self.node_upstreams.setdefault(covered_node, set()).add(index)
+                if node is None:
+                    self.table.mark_joined(covered_node, epoch)  # a whole snapshot joins every node it lists
             if node is None:
                 u.answered = True
             else:
@@ -197,42 +201,3 @@ class UpstreamJoins:
         del self.joining[node]
         # Every upstream answered for that epoch: joined, even if none knew the node.
         self.table.mark_joined(node, epoch)
-
-    def _merge(self, index: int, u: _Upstream, snap: wire.Snapshot, only_node: Optional[str]) -> None:
-        """Into the table: the messages, then the seqs (with each node's epoch: from its
-        messages' headers, a relay's ``epochs``, or the reply's own when it serves one node)."""
-        table = self.table
-        listed = snap.extra.get("epochs")
-        epochs_of: dict[str, int] = {}
-        if isinstance(listed, dict):
-            u.relay = True
-            epochs_of.update({n: e for n, e in listed.items() if isinstance(n, str) and type(e) is int})
-        for frames in snap.messages:
-            node = wire.node_of(frames[0].decode())
-            if node is None or (only_node is not None and node != only_node):
-                continue
-            table.merge_message(frames)
-            if node not in epochs_of:
-                try:
-                    epochs_of[node] = wire.decode_header(frames[1]).epoch
-                except wire.ProtocolError:
-                    pass
-        seq_nodes = {n for n in (wire.node_of(t) for t in snap.seqs) if n is not None}
-        if len(seq_nodes) == 1 and not isinstance(listed, dict):
-            (single,) = seq_nodes
-            epochs_of.setdefault(single, snap.epoch)
-        for topic, seq in snap.seqs.items():
-            node = wire.node_of(topic)
-            if node is None or (only_node is not None and node != only_node) or node not in epochs_of:
-                continue
-            table.merge_seq(topic, epochs_of[node], seq)
-        silent = snap.extra.get("silent_s")
-        if isinstance(silent, dict):
-            for node, age in silent.items():
-                if isinstance(node, str) and type(age) in (int, float) and (only_node is None or node == only_node):
-                    table.merge_silent(node, float(age))
-        for node, epoch in epochs_of.items():
-            if only_node is None or node == only_node:
-                self.node_upstreams.setdefault(node, set()).add(index)
-                if only_node is None:
-                    table.mark_joined(node, epoch)  # a whole snapshot joins every node it lists

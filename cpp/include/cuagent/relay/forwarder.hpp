@@ -1,7 +1,6 @@
 // The relay's forwarding loop (PROTOCOL.md §7) in native code: whole messages from the XSUB
-// to the XPUB, frames untouched and never copied (libzmq's payloads are shared with the table
-// that keeps the latest ones), each message's topic and header read on the way into a
-// RelayTable. It hands control back only when the XPUB holds subscriptions to read (the
+// to the XPUB, frames untouched and never copied on the way, each message's topic and header
+// read into a RelayTable (which copies the header and body of the latest per topic). It hands control back only when the XPUB holds subscriptions to read (the
 // relay's Python subscription guard reads them), when the control socket is readable, or
 // after a wait (for timers): libzmq's own proxy would pass subscriptions upstream instead.
 //

@@ -35,44 +35,26 @@ struct FeedFrames {
     std::size_t count = 0;
 };
 
-// The header and body frames of one message, immutable, shared by the table and the snapshots
-// being assembled from it.
-class CachedMessage {
+// The frames a table keeps of a topic's latest message: header and body, copied into one
+// buffer of the table's own, overwritten in place by the next message of the topic (a table in
+// its steady state allocates nothing per message). Never a reference to libzmq's payload: a
+// received frame lives in its connection's 8 KiB receive buffer (zero-copy decoding), which
+// one kept reference pins whole. A snapshot copies the bytes out under the table's lock, so
+// nothing is ever shared between threads.
+class KeptFrames {
 public:
-    virtual ~CachedMessage() = default;
-    FrameView header() const noexcept { return header_; }
-    FrameView body() const noexcept { return body_; }
-    // Whether the body is one well-formed msgpack value (msgpack_scan.hpp): checked when a
-    // snapshot first serves it, not on the forwarding path; once, from any thread.
-    bool body_well_formed() const noexcept;
-
-protected:
-    FrameView header_, body_;
+    bool held() const noexcept { return held_; }
+    FrameView header() const noexcept { return {data(), header_size_}; }
+    FrameView body() const noexcept { return {data() + header_size_, bytes_.size() - header_size_}; }
+    void assign(FrameView header, FrameView body);
+    void clear() noexcept { held_ = false; }
 
 private:
-    mutable std::atomic<std::uint8_t> body_check_{0};  // 0 not checked, 1 well-formed, 2 not
-};
+    const std::uint8_t* data() const noexcept { return reinterpret_cast<const std::uint8_t*>(bytes_.data()); }
 
-// A message kept as its own copy of the bytes (snapshot merges, the Python forwarding loop).
-class OwnedMessage final : public CachedMessage {
-public:
-    OwnedMessage(FrameView header, FrameView body);
-
-private:
-    std::string header_bytes_, body_bytes_;
-};
-
-// How the table keeps a message it caches: the native forwarder shares libzmq's payloads,
-// everyone else copies.
-class MessageKeeper {
-public:
-    virtual ~MessageKeeper() = default;
-    virtual std::shared_ptr<const CachedMessage> keep(const FeedFrames& frames) const = 0;
-};
-
-class CopyingKeeper final : public MessageKeeper {
-public:
-    std::shared_ptr<const CachedMessage> keep(const FeedFrames& frames) const override;
+    std::string bytes_;
+    std::size_t header_size_ = 0;
+    bool held_ = false;
 };
 
 enum class Verdict : std::uint8_t { Forward, Drop };
@@ -106,11 +88,27 @@ struct NodeSummary {
 // serve); each node's epoch; for nodes with a topo, seconds since their last hb; the stale.
 // A node still to be joined is left out altogether (as if not heard yet).
 struct SnapshotView {
-    std::vector<std::pair<std::string, std::shared_ptr<const CachedMessage>>> messages;  // topo first
+    struct Served {
+        std::string topic;
+        std::size_t at = 0, header_size = 0, body_size = 0;  // the header, then the body, in `bytes`
+    };
+    std::string bytes;  // the frames served, copied out of the table
+    std::vector<Served> messages;  // topo first
+    // Frames withheld because their body is not one well-formed msgpack value (msgpack_scan.hpp):
+    // spliced into a reply, it would spoil all of it. Checked here, not on the forwarding path.
+    std::size_t refused = 0;
     std::vector<std::pair<std::string, std::uint64_t>> seqs;
     std::vector<std::pair<std::string, std::uint64_t>> epochs;
     std::vector<std::pair<std::string, double>> silent_s;
     std::vector<std::string> stale;
+};
+
+// What merging an upstream's snapshot reply did.
+struct SnapshotMerge {
+    bool ok = false;
+    std::string error;  // why the reply was refused (nothing merged)
+    bool relay = false;  // it lists "epochs": an upstream relay's
+    std::vector<std::pair<std::string, std::uint64_t>> nodes;  // the nodes it covered, each with its epoch
 };
 
 struct TableStats {
@@ -142,7 +140,7 @@ public:
 
     // A message from the feed: whether to forward it. Malformed messages are forwarded
     // untouched (clients judge them) but change nothing here.
-    Verdict ingest(const FeedFrames& frames, std::int64_t now_ns, const MessageKeeper& keeper);
+    Verdict ingest(const FeedFrames& frames, std::int64_t now_ns);
 
     // From an upstream's snapshot reply (§4): a message applied if newer than what is held, in
     // the node's epoch (or adopting its epoch for a node not heard yet); a seq raised likewise
@@ -151,6 +149,13 @@ public:
     bool merge_seq(std::string_view topic, std::uint64_t epoch, std::uint64_t seq, std::int64_t now_ns);
     // An upstream relay's silent_s for `node`: its last hb is that old, unless heard here since.
     void merge_silent(std::string_view node, double silent_s, std::int64_t now_ns);
+    // A whole snapshot reply (§5, §7) as it came, read without building objects: its messages
+    // (their header and body bytes as they are in the reply), then its seqs, each node in the
+    // epoch its messages carry, or that "epochs" lists, or the reply's own when it covers one
+    // node; silent_s. Only `only_node`'s, unless empty. Refused whole when it is not one that
+    // wire.decode_snapshot_reply accepts.
+    SnapshotMerge merge_snapshot(const std::uint8_t* reply, std::size_t size, std::string_view only_node,
+                                 std::int64_t now_ns);
 
     // Nodes queued for a join since the last call (each once), with why; and whether one
     // still needs it (a join answered, or its epoch's first topo seen, settles it).
@@ -173,8 +178,7 @@ private:
 
     Topic* find_or_add(std::string_view name);
     bool adopt_epoch(Node& node, const FeedHeader& header, const Topic& topic, std::int64_t now_ns, bool from_feed);
-    void apply(Topic& topic, const FeedHeader& header, const FeedFrames& frames, const MessageKeeper& keeper,
-               std::int64_t now_ns);
+    void apply(Topic& topic, const FeedHeader& header, const FeedFrames& frames, std::int64_t now_ns);
     void forget(Node& node);
     void queue_join(Node& node);
     bool needs_join(const Node& node) const noexcept;

@@ -30,7 +30,6 @@ constexpr int kZmqETerm = 156384712 + 53;  // ZMQ_HAUSNUMERO + 53
 struct ZmqApi {
     int (*msg_init)(ZmqMsg*) = nullptr;
     int (*msg_close)(ZmqMsg*) = nullptr;
-    int (*msg_copy)(ZmqMsg* dest, ZmqMsg* src) = nullptr;
     void* (*msg_data)(ZmqMsg*) = nullptr;
     std::size_t (*msg_size)(const ZmqMsg*) = nullptr;
     int (*msg_more)(const ZmqMsg*) = nullptr;

@@ -262,3 +262,31 @@ def wire_request(sync: str, req: dict) -> bytes:
     reply = request(sync, req, timeout=WAIT_S)
     assert reply is not None
     return reply
+
+
+def test_an_upstream_that_never_answers_holds_up_no_join_through_the_others(tmp_path):
+    up = SyntheticNodes(f"ipc://{tmp_path}/up.feed", f"ipc://{tmp_path}/up.sync", 3, TOPO, STATE, prefix="j")
+    up.start_all()
+    relay = start_relay(tmp_path, "relay-j", f"ipc://{tmp_path}/up.feed,ipc://{tmp_path}/up.sync",
+                        f"ipc://{tmp_path}/gone.feed,ipc://{tmp_path}/gone.sync", extra=("--stale-after-s", "600"))
+
+    def step() -> None:
+        up.round(time.time_ns())
+        up.serve()
+        time.sleep(0.02)
+
+    def served_epoch(node: str):
+        snap = msgpack.unpackb(wire_request(relay.sync, {"op": "snapshot", "prefix": f"cua1/topo/{node}/"}))
+        return snap["epochs"].get(node) if snap["messages"] else None
+
+    try:
+        wait_until(lambda: len(msgpack.unpackb(wire_request(relay.sync, {"op": "ping"}))["nodes"]) == 3, step=step,
+                   what="the relay to join the upstream that answers")
+        # A restart the relay sees through a state first: it must join the node again, and
+        # the upstream that never answers must not keep it from being served.
+        node = up.nodes[1]
+        up.restart(node, topo_first=False)
+        wait_until(lambda: served_epoch(node.name) == node.epoch, step=step, what="the restarted node served again")
+    finally:
+        assert relay.stop() == 0, relay.log()
+        up.close()

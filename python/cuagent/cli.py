@@ -206,7 +206,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
         relay.run()
     finally:
         relay.close()
-    return 0
+    return 1 if relay.failure else 0  # the failure was logged where it happened
 
 
 def cmd_exporter(args: argparse.Namespace) -> int:

@@ -98,7 +98,9 @@ class UpstreamJoins:
         self.first_sent = False
         self.node_upstreams: dict[str, set[int]] = {}  # node -> upstreams whose replies listed it
         self.wanted: dict[str, int] = {}  # node -> reasons, waiting for a join
-        self.joining: dict[str, tuple[int, int]] = {}  # node -> (epoch, requests outstanding)
+        # node -> (epoch, requests outstanding per upstream asked)
+        self.joining: dict[str, tuple[int, dict[int, int]]] = {}
+        self.first_deadline = 0.0
         self.next_join: dict[str, float] = {}  # node -> earliest time of its next join
         self.stats = {"snapshots": 0, "node_joins": 0, "bad_replies": 0, "timeouts": 0}
 
@@ -121,6 +123,7 @@ class UpstreamJoins:
             if self.table.stats()["messages"] == 0 and now - self.started < JOIN_WAIT_S:
                 return
             self.first_sent = True
+            self.first_deadline = now + SNAPSHOT_TIMEOUT_S
             for u in self.upstreams:
                 u.pending.append((wire.PREFIX, None))
         for i, u in enumerate(self.upstreams):
@@ -136,8 +139,9 @@ class UpstreamJoins:
 
     # ------------------------------------------------------------------ joins
     def _start_joins(self, now: float) -> None:
-        # While a first snapshot is outstanding it may well bring what a node lacks.
-        if not self.ready or not self.wanted:
+        # While the first snapshots are outstanding they may well bring what a node lacks (but
+        # an upstream that does not answer holds up no one for long).
+        if not self.wanted or not self.first_sent or (not self.ready and now < self.first_deadline):
             return
         for node in list(self.wanted):
             if node in self.joining or now < self.next_join.get(node, 0.0):
@@ -152,7 +156,7 @@ class UpstreamJoins:
             prefixes = wire.node_prefixes(node)
             for i in targets:
                 self.upstreams[i].pending.extend((prefix, node) for prefix in prefixes)
-            self.joining[node] = (epoch, len(targets) * len(prefixes))
+            self.joining[node] = (epoch, {i: len(prefixes) for i in targets})
             self.next_join[node] = now + JOIN_INTERVAL_S
             self.stats["node_joins"] += 1
 
@@ -188,16 +192,17 @@ class UpstreamJoins:
             if node is None:
                 u.answered = True
             else:
-                self._request_done(node)
+                self._request_done(node, index)
 
-    def _request_done(self, node: str) -> None:
+    def _request_done(self, node: str, index: int) -> None:
         joining = self.joining.get(node)
-        if joining is None:
+        if joining is None or index not in joining[1]:
             return
         epoch, left = joining
-        if left > 1:
-            self.joining[node] = (epoch, left - 1)
+        left[index] -= 1
+        if left[index] > 0:
             return
+        # One upstream answered every prefix for that epoch: joined (even if it did not know
+        # the node), without waiting for others, which may be down. Their answers still merge.
         del self.joining[node]
-        # Every upstream answered for that epoch: joined, even if none knew the node.
         self.table.mark_joined(node, epoch)

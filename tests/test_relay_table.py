@@ -145,6 +145,21 @@ def test_summaries_go_on_once_per_interval_of_their_windows():
     assert all(everything.ingest(n.sum(ts), now_ns=0) for ts in range(10))
 
 
+def test_a_summary_after_a_topo_change_goes_on_at_once():
+    # A device lost: the agent re-publishes topo and sends a summary at once (§3.5); a relay
+    # downsampling to one a second must not hold that one back.
+    table, n = _core.RelayTable(summary_interval_ns=S), Node()
+    table.ingest(n.topo(), now_ns=0)
+    assert table.ingest(n.sum(0), now_ns=0)
+    assert not table.ingest(n.sum(S // 10), now_ns=0)
+    table.ingest(n.topo(), now_ns=0)  # the same topo again: nothing changed
+    assert not table.ingest(n.sum(2 * S // 10), now_ns=0)
+    table.ingest(n.topo(lost=["d1"]), now_ns=0)
+    assert table.ingest(n.sum(3 * S // 10), now_ns=0)
+    assert not table.ingest(n.sum(4 * S // 10), now_ns=0)  # and the interval counts from it
+    assert table.ingest(n.sum(13 * S // 10), now_ns=0)
+
+
 def test_an_upstream_snapshot_fills_in_what_is_older_and_never_moves_back():
     table, n = _core.RelayTable(), Node()
     for frames in (n.topo(), n.state("d0"), n.state("d0"), n.state("d0")):

@@ -11,6 +11,7 @@ Run as a script (the fake vendor libraries must be loaded by a fresh process):
     python wire_golden.py mock <out>
     python wire_golden.py nvml <out> <fake libnvidia-ml> <script dir>
     python wire_golden.py rocm_smi <out> <fake librocm_smi64> <work dir>
+    python wire_golden.py summary <backend> <out> [...]   # the node summary (§3.5) instead
 """
 
 from __future__ import annotations
@@ -89,7 +90,27 @@ def wire(driver: Any, states: List[DeviceState]) -> bytes:
     return msgpack.packb({"messages": messages, "hb": hb, "snapshot": snapshot}, use_bin_type=True)
 
 
-def mock_wire() -> bytes:
+def summary_wire(driver: Any, states: List[DeviceState]) -> bytes:
+    """topo and the node summary (PROTOCOL.md §3.5) of the same windows, as the agent frames
+    them: once with every device ok, once with the first one lost; and a snapshot reply."""
+    from cuagent.node.summary import SummaryBuilder
+
+    topology = [DeviceTopology.from_description(driver.device(i)) for i in range(driver.device_count)]
+    builder = SummaryBuilder(topology)
+    # The summary is made 23 ms after the last window ended (its ages say so).
+    now = max(s.t_ns for s in states) + 23_000_000
+    messages = [protocol.encode_frames(protocol.build_topic("topo", NODE), protocol.Header(NODE, EPOCH, 1, TS, 1),
+                                       protocol.encode_topo_body(topology, AGENT))]
+    for seq, lost in ((1, ()), (2, (topology[0].id,))):
+        body = protocol.encode_summary_body(builder.records(states, lost, now))
+        messages.append(protocol.encode_frames(protocol.build_topic("sum", NODE), protocol.Header(NODE, EPOCH, seq, now, 1),
+                                               body))
+    snapshot = protocol.snapshot_reply(EPOCH, [messages[0], messages[-1]],
+                                       {protocol.build_topic("topo", NODE): 1, protocol.build_topic("sum", NODE): 2})
+    return msgpack.packb({"messages": messages, "snapshot": snapshot}, use_bin_type=True)
+
+
+def mock_wire(encode: Callable[[Any, List[DeviceState]], bytes] = wire) -> bytes:
     from cuagent.backends import mock
 
     driver = mock.make_driver(
@@ -99,7 +120,7 @@ def mock_wire() -> bytes:
         seed=11,
     )
     times = [k * 1_000_000 for k in range(350)]  # 1 kHz for 350 ms: three full windows and a part
-    return wire(driver, read_all(driver, times))
+    return encode(driver, read_all(driver, times))
 
 
 NVML_SCRIPT = """devices 2
@@ -131,7 +152,7 @@ topo 0 1 10
 """
 
 
-def nvml_wire(library: str) -> bytes:
+def nvml_wire(library: str, encode: Callable[[Any, List[DeviceState]], bytes] = wire) -> bytes:
     from cuagent.backends import nvml
 
     driver = nvml.make_driver(None, 0, library=library)
@@ -141,10 +162,10 @@ def nvml_wire(library: str) -> bytes:
     # clock: each round of reads waits out a refresh, so every pair spans one (the values
     # are static, so how long it waits does not matter).
     times = [k * WINDOW_NS for k in range(4)]
-    return wire(driver, read_all(driver, times, lambda k: time.sleep(0.12 if k else 0)))
+    return encode(driver, read_all(driver, times, lambda k: time.sleep(0.12 if k else 0)))
 
 
-def rocm_wire(library: str, work: str) -> bytes:
+def rocm_wire(library: str, work: str, encode: Callable[[Any, List[DeviceState]], bytes] = wire) -> bytes:
     from cuagent.backends.rocm_smi import make_driver
     from fakes.rocm import FakeAmdHost
 
@@ -171,17 +192,20 @@ def rocm_wire(library: str, work: str) -> bytes:
         host.tick(big)
         host.tick(old)
 
-    return wire(driver, read_all(driver, times, firmware_tick))
+    return encode(driver, read_all(driver, times, firmware_tick))
 
 
 def main(argv: List[str]) -> None:
+    encode: Callable[[Any, List[DeviceState]], bytes] = wire
+    if argv[0] == "summary":
+        encode, argv = summary_wire, argv[1:]
     backend, out = argv[0], Path(argv[1])
     if backend == "mock":
-        blob = mock_wire()
+        blob = mock_wire(encode)
     elif backend == "nvml":
-        blob = nvml_wire(argv[2])
+        blob = nvml_wire(argv[2], encode)
     elif backend == "rocm_smi":
-        blob = rocm_wire(argv[2], argv[3])
+        blob = rocm_wire(argv[2], argv[3], encode)
     else:
         raise SystemExit(f"unknown backend {backend!r}")
     out.write_bytes(blob)

@@ -98,7 +98,8 @@ bool parse_topic(std::string_view text, FeedTopic& out) noexcept {
         const std::string_view device = parts[2];
         const std::size_t chars = characters(device);
         if (chars < 1 || chars > kMaxDeviceChars || device.find('\0') != std::string_view::npos) return false;
-        if (kind->kind == FeedKind::Topo || kind->kind == FeedKind::Hb) return false;
+        if (kind->kind == FeedKind::Topo || kind->kind == FeedKind::Hb || kind->kind == FeedKind::Sum)
+            return false;  // wire.NODE_KINDS: per node
         out.device = device;
     } else {
         if (kind->kind == FeedKind::State) return false;

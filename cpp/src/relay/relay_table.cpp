@@ -25,8 +25,9 @@ struct RelayTable::Topic {
     std::string device;
     std::uint64_t seq = 0;                          // the last carried in the node's epoch; 0: none
     KeptFrames latest;                              // topo/state/sum: the frames a snapshot serves
-    bool sum_sent = false;                          // sum: one forwarded in this epoch, at sum_ts
-    __int128 sum_ts = 0;
+    bool sum_sent = false;                          // sum: one forwarded in this epoch, at sum_ts,
+    __int128 sum_ts = 0;                            // when its node's topo had changed so often
+    std::uint64_t sum_topo_changes = 0;
 };
 
 struct RelayTable::Node {
@@ -38,6 +39,7 @@ struct RelayTable::Node {
     std::vector<Topic*> topics;
     Topic* topo = nullptr;
     bool has_topo = false;  // a readable topo of this epoch is held
+    std::uint64_t topo_changes = 0;  // topos with another body than the one before (status, gen)
     std::vector<TopoDevice> devices;
     std::uint64_t hb_topo_seq = 0;  // the topo seq the last hb listed
     std::int64_t last_heard_ns = 0;
@@ -154,6 +156,7 @@ void RelayTable::apply(Topic& topic, const FeedHeader& header, const FeedFrames&
         case FeedKind::Topo: {
             const bool unchanged = node.has_topo && topic.latest.held() && same_bytes(topic.latest.body(), frames.body);
             if (!unchanged) {
+                ++node.topo_changes;
                 std::vector<TopoDevice> devices;
                 if (!read_topo_devices(frames.body.data, frames.body.size, devices)) {
                     // Not served: a client could not read it either. Its seq stays (it was sent).
@@ -187,6 +190,7 @@ void RelayTable::apply(Topic& topic, const FeedHeader& header, const FeedFrames&
             topic.latest.assign(frames.header, frames.body);
             topic.sum_sent = true;
             topic.sum_ts = ts_value(header.ts);
+            topic.sum_topo_changes = node.topo_changes;
             break;
         case FeedKind::Hb: {
             std::uint64_t topo_seq = 0;
@@ -223,9 +227,12 @@ Verdict RelayTable::ingest(const FeedFrames& frames, std::int64_t now_ns) {
         return Verdict::Forward;
     }
     adopt_epoch(*topic->node, header, *topic, now_ns, /*from_feed=*/true);
-    if (topic->kind == FeedKind::Sum && summary_interval_ns_ > 0 && topic->sum_sent) {
+    // A summary within the interval is dropped, unless its node's topo changed since the last
+    // one went on (a device lost or back, a new gen: the agent sends that summary at once,
+    // §3.5, and upper tiers should not wait for it), or its ts went back (the clock stepped).
+    if (topic->kind == FeedKind::Sum && summary_interval_ns_ > 0 && topic->sum_sent &&
+        topic->sum_topo_changes == topic->node->topo_changes) {
         const __int128 ts = ts_value(header.ts);
-        // A ts that went back (the agent's clock stepped) restarts the count.
         if (ts >= topic->sum_ts && ts - topic->sum_ts < summary_interval_ns_) {
             ++stats_.summaries_skipped;
             return Verdict::Drop;

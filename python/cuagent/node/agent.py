@@ -27,6 +27,7 @@ from ..slow_path import SlowPath
 from ..wire import Header
 from . import sockets
 from .server import FeedServer, Ping, SnapshotContent
+from .summary import SummaryPublisher
 
 if TYPE_CHECKING:
     from ..engine import EngineEvent
@@ -57,6 +58,8 @@ class AgentConfig:
     sndhwm: int = sockets.DEFAULT_SNDHWM
     # CURVE (PROTOCOL.md §6): both sockets become CURVE servers admitting only the allow-list.
     curve: Optional[ServerKeys] = None
+    # The node summary (PROTOCOL.md §3.5) after every this many windows; 0: none.
+    summary_every: int = 1
 
     def __post_init__(self) -> None:
         wire.check_node(self.node, "--node")
@@ -66,6 +69,8 @@ class AgentConfig:
             raise ValueError("topo and hb intervals must be > 0 s")
         if self.sndhwm < 1:
             raise ValueError(f"sndhwm must be >= 1, got {self.sndhwm}")
+        if self.summary_every < 0:
+            raise ValueError(f"summary every {self.summary_every} windows: expected >= 0 (0: no summary)")
 
 
 class HeartbeatStats(Protocol):
@@ -134,7 +139,7 @@ class Agent:
         self._ctx = context or zmq.Context.instance()
         self._stop = threading.Event()
         self.seqs: dict[str, int] = {}
-        # Latest frames of every topo/state topic: what a snapshot serves (§4.3).
+        # Latest frames of every topo/state/sum topic: what a snapshot serves (§4.3).
         self._latest: dict[str, list[bytes]] = {}
         # Per device, (t_ns, window seq, windows missed) of the last window sent.
         self._last_window: list[Optional[tuple[int, int, int]]] = []
@@ -143,7 +148,7 @@ class Agent:
         # would pass as current). ``_returning``: lost devices whose device_back has come.
         self._lost: set[str] = set()
         self._returning: set[str] = set()
-        self.stats: dict[str, int] = {"state": 0, "topo": 0, "hb": 0, "event": 0}
+        self.stats: dict[str, int] = {"state": 0, "topo": 0, "hb": 0, "event": 0, "sum": 0}
         # Called with (topic, header, body map) of each message sent, on this loop's thread:
         # an in-process consumer (the Prometheus exporter) sees what the feed carries without
         # a socket or a decode. It must return quickly and never raise.
@@ -154,6 +159,7 @@ class Agent:
         self._indices = [d.index for d in self._topology]
         self._topics = [wire.build_topic("state", config.node, d.id) for d in self._topology]
         self._last_window = [None] * len(self._topology)
+        self._summary = SummaryPublisher(config.summary_every)
         self.server = FeedServer(self._ctx, config.feed, config.sync, self, config.sndhwm, config.curve, node=config.node)
         self.feed = self.server.feed
         self.feed_endpoint, self.sync_endpoint = self.server.feed_endpoint, self.server.sync_endpoint
@@ -202,6 +208,7 @@ class Agent:
             if now >= next_state:
                 next_state = self._publish_states(now, interval)
                 self._publish_events()
+            self._publish_summary(None)  # a status or gen changed by now goes out at once
             if now >= next_hb:
                 self._publish_hb()
                 next_hb = now + cfg.hb_interval_s
@@ -306,7 +313,7 @@ class Agent:
             # Every latest state belongs to the old generation (its shape may not match the
             # new topo: partitions, levels): a snapshot must not pair it with the new topo.
             # The next window of each device refills it.
-            for topic in [t for t in self._latest if t.startswith(wire.kind_prefix("state"))]:
+            for topic in [t for t in self._latest if t.startswith((wire.kind_prefix("state"), wire.kind_prefix("sum")))]:
                 del self._latest[topic]
             log.warning("topology changed: gen %d, devices %s -> %s", self.gen, sorted(old), [d.id for d in topology])
         if changed or force_publish:
@@ -362,12 +369,25 @@ class Agent:
                 self.stats["state"] += 1
             due = now + (st.t_ns + st.window_ns - wall_now) / 1e9
             next_due = due if next_due is None else min(next_due, due)
+        self._publish_summary(snapshot)
         if self.engine.window_fd is not None:
             return now + interval  # the eventfd wakes us; this is only a safety net
         if next_due is None or next_due <= now:
             # No window yet, or the next one is already late: look again soon.
             return now + min(interval / 10.0, 0.002)
         return next_due + 0.0003
+
+    def _publish_summary(self, snapshot: Optional[Sequence[Optional[DeviceState]]]) -> None:
+        """The node summary (§3.5) when one is due: every device's latest window in one
+        record each, from the same windows the states just sent came from (``snapshot``;
+        None: the last ones, when only a status or the gen may have changed)."""
+        if self._summary.every == 0:
+            return
+        now_ns = time.time_ns()
+        body = self._summary.due(self._topology, snapshot, self._lost, self.gen, now_ns)
+        if body is not None:
+            self._send(wire.build_topic("sum", self.config.node), now_ns, body, keep=True)
+            self.stats["sum"] += 1
 
     def _publish_events(self) -> None:
         events = self.engine.events()

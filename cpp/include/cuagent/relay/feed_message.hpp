@@ -26,7 +26,7 @@ struct FeedTopic {
 };
 
 // wire.parse_topic's grammar: UTF-8, the kinds of wire.KINDS, node [A-Za-z0-9._-]{1,64},
-// device 1-128 characters without '/' or NUL; topo and hb name no device, state one.
+// device 1-128 characters without '/' or NUL; topo, hb and sum name no device, state one.
 bool parse_topic(std::string_view text, FeedTopic& out) noexcept;
 
 bool valid_node_name(std::string_view node) noexcept;

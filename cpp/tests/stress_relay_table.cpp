@@ -209,7 +209,8 @@ int main() {
             table.mark_joined(j.node, j.epoch);
         }
         const std::string node = "n" + std::to_string(joins % kNodes);
-        const Message old{"cua1/state/" + node + "/d1/", header(node, 1000 + joins % kNodes, 1), body(1, 1)};
+        const std::uint64_t epoch = 1000 + joins % kNodes;  // the node's first epoch
+        const Message old{"cua1/state/" + node + "/d1/", header(node, epoch, 1), body(epoch, 1)};
         table.merge_message(old.frames(), now);  // almost always older than what is held
         CHECK(!table.nodes().empty() || now == 0, "nodes");
         std::this_thread::yield();

@@ -42,6 +42,11 @@ SNDHWM = next(o for o in config_mod.COMMON_OPTIONS if o.name == "sndhwm")
 PEER = Option("endpoint", str, metavar="FEED[,SYNC]", check=peer)
 RELAY_UPSTREAM = Option("connect", str, None, "an upstream agent or relay (repeat); tcp sync defaults to "
                         "feed port + 1", metavar="FEED[,SYNC]", check=peer)
+SUMMARY_INTERVAL = Option("summary_interval_s", float, 0.0, "forward a node's summary (cua1/sum/) only when its "
+                          "window ends at least this long after the last one forwarded; 0 forwards all",
+                          min=0.0, max=86400.0, unit="s", metavar="S")
+FORWARDER = Option("forwarder", str, "native", "how to forward: native (C++, on pyzmq's libzmq; falls back to "
+                   "python, with a warning, where that is not usable) or python", choices=("native", "python"))
 BIND = Option("endpoint", str, metavar="ENDPOINT", check=bind_endpoint)
 COUNT = Option("count", int, None, "stop after this many messages", min=1, max=10**9)
 TOP_DEVICE = Option("device", list, None, "draw these NVIDIA devices in full, the others compact (comma-separated "
@@ -196,7 +201,8 @@ def cmd_relay(args: argparse.Namespace) -> int:
     server = _server_keys(args.curve_secret_key, args.curve_allow)
     try:
         relay = Relay(RelayConfig(args.connect, name, args.feed, args.sync, args.sndhwm,
-                                  curve=server, upstream_curve=_client_keys(args), stale_after_s=args.stale_after_s))
+                                  curve=server, upstream_curve=_client_keys(args), stale_after_s=args.stale_after_s,
+                                  summary_interval_s=args.summary_interval_s, forwarder=args.forwarder))
     except (OSError, ValueError) as e:
         raise CliError(str(e)) from None
     _install_stop_signals(relay.stop)
@@ -205,7 +211,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
         relay.run()
     finally:
         relay.close()
-    return 0
+    return 1 if relay.failure else 0  # the failure was logged where it happened
 
 
 def cmd_exporter(args: argparse.Namespace) -> int:
@@ -457,8 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     relay = sub.add_parser("relay", help="forward many agents' feeds, answer snapshots for all",
-                           description="XSUB->XPUB forwarding (frames untouched) plus a sync socket "
-                           "answering snapshots from its own cache. Relays stack.")
+                           description="XSUB->XPUB forwarding (frames untouched, headers read) plus a sync "
+                           "socket answering snapshots from the latest frames it forwarded. Relays stack.")
     RELAY_UPSTREAM.add_to(relay, action="append", required=True)
     BIND.add_to(relay, "--feed", default="tcp://*:7720")
     BIND.add_to(relay, "--sync", default="tcp://*:7721")
@@ -468,6 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
     relay.add_argument("--stale-after-s", type=float, default=3.0, metavar="S",
                        help="withhold a node from snapshots, and announce node_stale, after S s without "
                             "its heartbeat (default 3, as PROTOCOL.md §3.3)")
+    SUMMARY_INTERVAL.add_to(relay, default=SUMMARY_INTERVAL.default)
+    FORWARDER.add_to(relay, default=FORWARDER.default)
     DURATION.add_to(relay)
     config_mod.LOG_LEVEL.add_to(relay, default="info")
     _curve_server_flags(relay)

@@ -1,6 +1,7 @@
-"""The latest raw frames of every topo, state and sum topic a client follows: what a relay serves
-in its snapshots (PROTOCOL.md §7), kept through the client's public hook
-(:meth:`~cuagent.feed.client.Client.observe`) rather than inside the client."""
+"""The latest raw frames of every topo, state and sum topic a client follows (``Client(...,
+keep_frames=True)``), kept through the client's public hook
+(:meth:`~cuagent.feed.client.Client.observe`) rather than inside the client. (A relay keeps
+its own without decoding: :class:`cuagent._core.RelayTable`, PROTOCOL.md §7.)"""
 
 from __future__ import annotations
 

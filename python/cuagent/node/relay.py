@@ -1,25 +1,39 @@
 """cuagent relay (PROTOCOL.md §7): many agents in, one feed out, frames untouched.
 
-Forwarding (XSUB→XPUB) runs on a thread of its own: frames are never decoded there, so seq
-and epoch stay those of the origin node. Downstream subscriptions do not travel upstream (the
-relay takes all of ``cua1/`` from every agent anyway): the forwarding thread reads them to
-bound what each subscriber can make the relay hold (:mod:`cuagent.node.subscriptions`), which
+Forwarding (XSUB→XPUB) runs on a thread of its own, in native code (:class:`cuagent._core.
+RelayForwarder`) on the very libzmq pyzmq loaded: whole messages, never copied, and never
+decoded, so seq and epoch stay those of the origin node. On the way it reads each message's
+topic and header into a :class:`cuagent._core.RelayTable`, which keeps per topo/state/sum topic
+the latest frames (sharing libzmq's payload) and per topic the last seq carried, per node its
+epoch and when its last hb arrived. Snapshots are assembled from that table: raw frames,
+bodies never decoded. Where that libzmq cannot be found (pyzmq built with a static one), or
+with ``--forwarder python``, the same loop runs in Python (about 10 µs per message) and feeds
+the same table.
+
+Downstream subscriptions do not travel upstream (the relay takes all of ``cua1/`` from every
+agent anyway): the forwarding thread returns to Python whenever the XPUB holds some, to bound
+what each subscriber can make the relay hold (:mod:`cuagent.node.subscriptions`), which
 libzmq's own proxy, forwarding them upstream, could not do.
 
-The relay also follows every upstream as a client (snapshot join, gaps, restarts) keeping the
-latest raw frames per topo/state topic, and answers ``snapshot``/``ping`` on its own sync
-socket from that cache. Since it speaks the agent's protocol on both sides, relays stack.
+A ``sum`` message (one node's summary per window) is forwarded only when its header's ts is
+at least ``summary_interval_s`` past the node's last forwarded one (0: all); a gap in their
+seqs needs no resync, and the table's seq is that of the last forwarded.
+
+The relay joins its upstreams (:mod:`cuagent.node.relay_joins`) for what it did not see pass,
+and answers ``snapshot``/``ping`` on its own sync socket. Since it speaks the agent's protocol
+on both sides, relays stack.
 
 A node the relay has not heard for the stale interval is withheld from its snapshots (its
 cached frames would pass for current) and announced on the relay's own feed with a
 ``node_stale`` event, under the relay's name; ``node_back`` when it is heard again. The events
-enter the proxy through an inproc PUB that the XSUB also follows, so the proxy thread stays
-the only user of the forwarding sockets.
+enter the forwarder through an inproc PUB that the XSUB also follows, so the forwarding thread
+stays the only user of the forwarding sockets.
 """
 
 from __future__ import annotations
 
 import errno
+import importlib
 import logging
 import threading
 import time
@@ -28,17 +42,23 @@ from typing import Optional, Sequence
 
 import zmq
 
-from .. import wire
-from ..client import STALE_AFTER_S, Client, Endpoint, FrameCache
+from .. import _core, wire
+from ..client import STALE_AFTER_S, Endpoint
 from ..curve import ClientKeys, ServerKeys, apply_client
-from ..polling import poll_timeout_ms
+from ..feed.session import as_endpoint
 from . import sockets
+from .relay_joins import UpstreamJoins
 from .server import FeedServer, Ping, SnapshotContent
 
 log = logging.getLogger("cuagent.relay")
 
-# Messages forwarded per pass before subscriptions and the control socket get a look.
+# Messages the Python loop forwards per pass before subscriptions and the control socket get a look.
 FORWARD_BATCH = 256
+# The longest the native forwarder runs before Python's subscription guard gets its timers.
+HOUSEKEEPING_MS = 50
+# The longest the sync thread waits before it checks staleness and joins.
+SYNC_POLL_S = 0.1
+FORWARDERS = ("native", "python")
 
 
 @dataclass
@@ -54,6 +74,10 @@ class RelayConfig:
     upstream_curve: Optional[ClientKeys] = None
     # Seconds without a heartbeat before a node is withheld and announced stale (§3.3, §7).
     stale_after_s: float = STALE_AFTER_S
+    # Forward a node's sum message only this many seconds (of its header ts) after the last.
+    summary_interval_s: float = 0.0
+    # "native": the C++ forwarder (falls back to "python" where libzmq cannot be found).
+    forwarder: str = "native"
 
     def __post_init__(self) -> None:
         wire.check_node(self.name, "--name")
@@ -61,6 +85,24 @@ class RelayConfig:
             raise ValueError("a relay needs at least one upstream (--connect)")
         if not 0 < self.stale_after_s < 1e6:
             raise ValueError(f"--stale-after-s must be > 0 and < 1e6 s, got {self.stale_after_s}")
+        if not 0 <= self.summary_interval_s <= 86400:
+            raise ValueError(f"--summary-interval-s must be from 0 to 86400 s, got {self.summary_interval_s}")
+        if self.forwarder not in FORWARDERS:
+            raise ValueError(f"--forwarder must be one of {', '.join(FORWARDERS)}, got {self.forwarder!r}")
+
+
+def pyzmq_backend_file() -> str:
+    """The file of pyzmq's compiled backend: the libzmq its sockets live in is the one it
+    links. Empty when there is none (a CFFI backend): the forwarder then looks for libzmq by name."""
+    for name in ("zmq.backend.cython._zmq", "zmq.backend.cython.socket"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str):
+            return path
+    return ""
 
 
 class Relay:
@@ -69,7 +111,9 @@ class Relay:
         self.ctx = context or zmq.Context.instance()
         self.epoch = wire.new_epoch()
         self._stop = threading.Event()
-        # Forwarding sockets: created here, used only by the proxy thread from start() on.
+        # Why forwarding stopped on its own (a libzmq error), logged there; None otherwise.
+        self.failure: Optional[str] = None
+        # Forwarding sockets: created here, used only by the forwarding thread from run() on.
         self._xsub = self.ctx.socket(zmq.XSUB)
         self._xsub.setsockopt(zmq.LINGER, 0)
         self._xsub.setsockopt(zmq.RCVHWM, 100_000)
@@ -83,12 +127,9 @@ class Relay:
             raise
         self.feed_endpoint, self.sync_endpoint = self.server.feed_endpoint, self.server.sync_endpoint
         self.feed_guard, self.sync_stats = self.server.feed_guard, self.server.sync_stats
-        self.forward_stats: dict[str, int] = {"messages": 0}
-        self.client = Client(config.upstreams, context=self.ctx, curve=config.upstream_curve,
-                             stale_after_s=config.stale_after_s)
-        # The latest topo/state frames of every upstream node: what snapshots serve.
-        self.cache = FrameCache()
-        self.client.observe(self.cache)
+        self.table = _core.RelayTable(round(config.summary_interval_s * 1e9), config.name)
+        endpoints = [as_endpoint(e) for e in config.upstreams]
+        self.joins = UpstreamJoins(self.ctx, endpoints, self.table, config.name, config.upstream_curve)
         # The relay's own events (node_stale/node_back), as node ``name`` of epoch ``epoch``.
         self.stale: set[str] = set()  # nodes announced stale and withheld from snapshots
         self._event_topic = wire.build_topic("event", config.name)
@@ -102,110 +143,155 @@ class Relay:
         # subscription then never has to travel to an agent before it takes effect, so a
         # client joining through the relay cannot miss messages sent while it propagated.
         self._xsub.send(b"\x01" + wire.PREFIX.encode())
-        for endpoint in self.client.endpoints:
+        for endpoint in endpoints:
             self._xsub.connect(endpoint.feed)
-        self._control_addr = f"inproc://cuagent-relay-control-{id(self):x}"
+        control_addr = f"inproc://cuagent-relay-control-{id(self):x}"
         self._control = self.ctx.socket(zmq.PAIR)
-        self._control.bind(self._control_addr)
+        self._control.bind(control_addr)
+        # Its peer belongs to the forwarding thread (the native loop polls it).
+        self._control_peer = self.ctx.socket(zmq.PAIR)
+        self._control_peer.setsockopt(zmq.LINGER, 0)
+        self._control_peer.connect(control_addr)
+        self._forwarder = self._native_forwarder() if config.forwarder == "native" else None
+        self.forwarding = "native" if self._forwarder is not None else "python"
+        self._python_forwarded = 0
         self._proxy_thread: Optional[threading.Thread] = None
+
+    def _native_forwarder(self) -> Optional[_core.RelayForwarder]:
+        anchor = pyzmq_backend_file()
+        try:
+            path, version = _core.find_libzmq(anchor)
+            if tuple(version) != zmq.zmq_version_info():
+                raise RuntimeError(f"{path} is libzmq {version}, pyzmq reports {zmq.zmq_version_info()}")
+            return _core.RelayForwarder(self.table, self._xsub.underlying, self.server.feed.underlying,
+                                        self._control_peer.underlying, anchor)
+        except RuntimeError as e:
+            log.warning("relay: forwarding in Python (about 10 µs per message): no native forwarder, "
+                        "pyzmq's libzmq is not usable: %s", e)
+            return None
+
+    @property
+    def forward_stats(self) -> dict[str, int]:
+        if self._forwarder is not None:
+            stats = self._forwarder.stats()
+            return {"forwarded": stats["forwarded"], "dropped": stats["dropped"], "send_failed": stats["send_failed"]}
+        return {"forwarded": self._python_forwarded}
 
     def stop(self) -> None:
         self._stop.set()
 
+    # ------------------------------------------------------------------ forwarding thread
     def _proxy(self) -> None:
         """Forward upstream messages down, whole and untouched; bound subscriptions; stop on
         any message on the control socket."""
-        control = self.ctx.socket(zmq.PAIR)
-        control.connect(self._control_addr)
-        xsub, xpub, server = self._xsub, self.server.feed, self.server
-        poller = zmq.Poller()
-        for sock in (xsub, xpub, control):
-            poller.register(sock, zmq.POLLIN)
         try:
-            while True:
-                ready = dict(poller.poll(1000))
-                if ready.get(control):
-                    return
-                if ready.get(xsub):
-                    self.forward_stats["messages"] += self._forward(xsub, xpub)
-                server.serve_subscriptions(bool(ready.get(xpub)))
+            if self._forwarder is not None:
+                self._forward_native(self._forwarder)
+            else:
+                self._forward_python()
         except zmq.ContextTerminated:
             pass
-        finally:
-            control.close(0)
+        except Exception as e:  # a libzmq error: nothing forwards any more, so the relay stops
+            log.error("relay: forwarding failed, stopping: %s", e)
+            self.failure = str(e)
+            self._stop.set()
 
-    @staticmethod
-    def _forward(xsub: zmq.Socket[bytes], xpub: zmq.Socket[bytes]) -> int:
-        """Pass up to FORWARD_BATCH whole messages down, frame by frame without copying
-        (about half recv_multipart's cost: no getsockopt(RCVMORE) per frame). XSUB hands
-        over only complete messages, and XPUB drops at a subscriber's HWM rather than block."""
-        recv, send = xsub.recv, xpub.send
-        for n in range(FORWARD_BATCH):
+    def _forward_native(self, forwarder: _core.RelayForwarder) -> None:
+        done = forwarder.WAKE_CONTROL | forwarder.WAKE_TERMINATED
+        server = self.server
+        while True:
+            wake = forwarder.run(HOUSEKEEPING_MS)
+            if wake & done:
+                return
+            server.serve_subscriptions(bool(wake & forwarder.WAKE_SUBSCRIPTIONS))
+
+    def _forward_python(self) -> None:
+        xsub, xpub, server = self._xsub, self.server.feed, self.server
+        poller = zmq.Poller()
+        for sock in (xsub, xpub, self._control_peer):
+            poller.register(sock, zmq.POLLIN)
+        while True:
+            ready = dict(poller.poll(HOUSEKEEPING_MS))
+            if ready.get(self._control_peer):
+                return
+            if ready.get(xsub):
+                self._python_forwarded += self._forward_batch(xsub, xpub)
+            server.serve_subscriptions(bool(ready.get(xpub)))
+
+    def _forward_batch(self, xsub: zmq.Socket[bytes], xpub: zmq.Socket[bytes]) -> int:
+        """Pass up to FORWARD_BATCH whole messages down, without copying (frame by frame: no
+        getsockopt(RCVMORE) per frame), each read into the table first. XSUB hands over only
+        complete messages, and XPUB drops at a subscriber's HWM rather than block."""
+        recv, send, ingest = xsub.recv, xpub.send, self.table.ingest
+        sent = 0
+        for _ in range(FORWARD_BATCH):
             try:
                 frame = recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
-                return n
+                break
+            frames = [frame]
             while frame.more:
-                send(frame, zmq.SNDMORE, copy=False)
                 frame = recv(copy=False)
-            send(frame, 0, copy=False)
-        return FORWARD_BATCH
+                frames.append(frame)
+            if ingest(frames):
+                for f in frames[:-1]:
+                    send(f, zmq.SNDMORE, copy=False)
+                send(frames[-1], 0, copy=False)
+                sent += 1
+        return sent
 
+    # ------------------------------------------------------------------ sync thread
     def run(self) -> None:
         log.info(
-            "relay %s epoch %016x: feed %s, sync %s, upstreams %s",
+            "relay %s epoch %016x: feed %s, sync %s, upstreams %s; forwarding %s%s",
             self.config.name, self.epoch, self.feed_endpoint, self.sync_endpoint,
-            ", ".join(f"{e.feed} (sync {e.sync})" for e in self.client.endpoints),
+            ", ".join(f"{u.endpoint.feed} (sync {u.endpoint.sync})" for u in self.joins.upstreams),
+            self.forwarding,
+            f", one summary per node per {self.config.summary_interval_s:g} s" if self.config.summary_interval_s else "",
         )
-        self._proxy_thread = threading.Thread(target=self._proxy, name="cuagent-relay-proxy", daemon=True)
+        self._proxy_thread = threading.Thread(target=self._proxy, name="cuagent-relay-forward", daemon=True)
         self._proxy_thread.start()
         try:
             while not self._stop.is_set():
                 poller = zmq.Poller()
                 poller.register(self.server.sync, zmq.POLLIN)
-                for sock in self.client.poll_sockets():
+                for sock in self.joins.poll_sockets():
                     poller.register(sock, zmq.POLLIN)
-                # At most 100 ms, to notice stop().
                 try:
-                    ready = dict(poller.poll(poll_timeout_ms(min(0.1, self.client.next_deadline()))))
+                    ready = dict(poller.poll(round(SYNC_POLL_S * 1000)))
                 except zmq.ZMQError as e:
                     if e.errno != errno.EINTR:
                         raise
                     continue
-                # Cache first: a snapshot answered right after sees what has arrived.
-                self.client.process()
+                # Joins first: a snapshot answered right after sees what they brought.
+                self.joins.process(time.monotonic())
                 self._track_staleness()
                 if ready.get(self.server.sync):
                     self.server.serve_sync()
         finally:
             self._control.send(b"TERMINATE")
             self._proxy_thread.join(timeout=5)
-            log.info("relay %s stopping: %s, forwarded %s, feed subscriptions %s", self.config.name,
-                     self.client.stats, self.forward_stats, self.feed_guard.stats)
+            log.info("relay %s stopping: table %s, forwarded %s, joins %s, feed subscriptions %s", self.config.name,
+                     self.table.stats(), self.forward_stats, self.joins.stats, self.feed_guard.stats)
 
     def close(self) -> None:
-        self.client.close()
-        for sock in (self._xsub, self._control, self._events):
+        self.joins.close()
+        for sock in (self._xsub, self._control, self._control_peer, self._events):
             sock.close(0)
         self.server.close()
 
     # ------------------------------------------------------------------ staleness
     def _track_staleness(self) -> None:
-        """Announce each node that went stale in the client's view, and each heard again."""
-        view = self.client.view.nodes
-        for name, node in view.items():
-            if node.stale and name not in self.stale:
-                self.stale.add(name)
-                silent = time.monotonic() - node.last_heard
-                log.warning("node %s is stale (no heartbeat for %.1f s): withheld from snapshots", name, silent)
-                self._announce("node_stale", name, f"no heartbeat from {name} for {silent:.1f} s")
-        for name in sorted(self.stale):
-            # A node gone from the view (restarted, being re-joined) is back once it is there again.
-            again = view.get(name)
-            if again is not None and not again.stale:
-                self.stale.discard(name)
-                log.info("node %s is heard again: served again", name)
-                self._announce("node_back", name, f"{name} is heard again")
+        """Announce each node that went stale in the table, and each heard again."""
+        for node, stale, silent in self.table.check_stale(self.config.stale_after_s):
+            if stale:
+                self.stale.add(node)
+                log.warning("node %s is stale (no heartbeat for %.1f s): withheld from snapshots", node, silent)
+                self._announce("node_stale", node, f"no heartbeat from {node} for {silent:.1f} s")
+            elif node in self.stale:
+                self.stale.discard(node)
+                log.info("node %s is heard again: served again", node)
+                self._announce("node_back", node, f"{node} is heard again")
 
     def _announce(self, kind: str, node: str, detail: str) -> None:
         self._event_seq += 1
@@ -218,28 +304,25 @@ class Relay:
 
     # ------------------------------------------------------------------ sync (FeedServer's SyncSource)
     def ping(self) -> Ping:
-        return Ping(self.config.name, self.epoch, 1,
-                    {"relay": True, "nodes": sorted(self.client.view.nodes), "stale": sorted(self.stale)})
+        nodes = [name for name, _stale in self.table.nodes()]
+        return Ping(self.config.name, self.epoch, 1, {"relay": True, "nodes": nodes, "stale": sorted(self.stale)})
 
     def snapshot(self, prefix: str) -> SnapshotContent:
-        # A stale node's topo and state are withheld (its seqs stay: they are what was sent).
-        kept = {topic: frames for topic, frames in self.cache.frames.items()
-                if topic.startswith(prefix) and wire.node_of(topic) not in self.stale}
-        seqs = {topic: seq for topic, seq in self.client.seqs.items() if topic.startswith(prefix)}
-        nodes = {n for n in map(wire.node_of, seqs) if n is not None}
-        epochs = {n: self.client.epochs[n] for n in nodes if n in self.client.epochs}
+        # From the table at one moment: a stale node's topo and state are withheld (its seqs
+        # stay: they are what was sent), and so is a state its node's topo does not serve.
+        messages, seqs, epochs, silent, stale, refused = self.table.snapshot(prefix)
+        if refused:
+            self.sync_stats["refused_bodies"] = self.sync_stats.get("refused_bodies", 0) + refused
+            log.warning("snapshot: %d frame(s) withheld: their bodies are not well-formed msgpack", refused)
+        own = self.config.name
         # One node served: its own epoch, as its agent would answer. Several: each header
         # carries its node's epoch, and "epochs" lists them; "epoch" is then the relay's.
         # (Served: with messages, or for a follower of hb/event topics, not withheld.)
-        served = {n for n in map(wire.node_of, kept) if n is not None} or nodes - self.stale
+        served = {n for n in (wire.node_of(m[0].decode()) for m in messages) if n is not None}
+        served = served or {n for n in epochs if n != own} - set(stale)
         epoch = epochs.get(next(iter(served)), self.epoch) if len(served) == 1 else self.epoch
         if self._event_topic.startswith(prefix):
-            if self._event_seq:
-                seqs[self._event_topic] = self._event_seq
             # Listed even before its first event, so that a client applies that event.
-            epochs[self.config.name] = self.epoch
-        now = time.monotonic()
-        silent = {n: round(now - self.client.view.nodes[n].last_heard, 3)
-                  for n in nodes if n in self.client.view.nodes}
-        return SnapshotContent(epoch, kept.values(), seqs,
-                               {"epochs": epochs, "stale": sorted(self.stale & nodes), "silent_s": silent})
+            epochs[own] = self.epoch
+        return SnapshotContent(epoch, messages, seqs, {"epochs": epochs, "stale": sorted(stale),
+                                                       "silent_s": {n: round(s, 3) for n, s in silent.items()}})

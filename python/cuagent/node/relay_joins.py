@@ -1,0 +1,208 @@
+"""How a relay joins its upstreams (PROTOCOL.md §4, §7) without following them as a client.
+
+The relay's table (:class:`cuagent._core.RelayTable`) learns everything from the frames it
+forwards, except what was sent before it listened: the topo of a node that publishes one every
+10 s, the seqs of quiet topics. So, like a client, it asks upstream for snapshots — once per
+upstream when it starts (prefix ``cua1/``), and for one node when the table says that node
+needs it (a node new to it or restarted, unless it saw that epoch's first topo; a topo its hb
+says was lost; a state of a device its topo does not list) — and merges the replies into the
+table, which keeps whatever is newer. Bodies are never decoded here either.
+
+Each upstream gets its own DEALER (created on its first request), one request in flight, and
+a timeout after which the request is sent again on a fresh socket, as a client does. A node is
+asked of the upstreams whose replies listed it; a node none listed yet, of the upstreams that
+are relays (their replies carry ``epochs``) or have not answered yet, else of all.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import Optional, Sequence
+
+import zmq
+
+from .. import wire
+from .._core import RelayTable
+from ..curve import ClientKeys, apply_client
+from ..feed.session import JOIN_WAIT_S, SNAPSHOT_TIMEOUT_S, Endpoint
+
+log = logging.getLogger("cuagent.relay")
+
+# At most one join of a node per this many seconds: a condition that a join cannot cure (an
+# upstream as far behind as the relay) must not turn into a stream of requests.
+JOIN_INTERVAL_S = 2.0
+REASONS = {1: "new or restarted", 2: "topo lost (heartbeat)", 4: "state of a device its topo does not list"}
+
+
+class _Upstream:
+    """One upstream's sync socket and its queue of snapshot requests (prefix, node or None)."""
+
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], endpoint: Endpoint, curve: Optional[ClientKeys]) -> None:
+        self.ctx, self.endpoint, self.curve = ctx, endpoint, curve
+        self.dealer: Optional[zmq.Socket[bytes]] = None
+        self.pending: deque[tuple[str, Optional[str]]] = deque()
+        self.inflight: Optional[tuple[str, Optional[str], float]] = None
+        self.answered = False  # its first (whole) snapshot merged
+        self.relay = False  # its replies list "epochs": it carries many nodes
+
+    def send_next(self, now: float) -> None:
+        if self.inflight is not None or not self.pending:
+            return
+        if self.dealer is None:
+            self._new_dealer()
+        prefix, node = self.pending.popleft()
+        assert self.dealer is not None
+        try:
+            self.dealer.send(wire.snapshot_request(prefix), zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # not connected yet: the timeout sends it again
+        self.inflight = (prefix, node, now)
+
+    def timed_out(self, now: float) -> bool:
+        if self.inflight is None or now - self.inflight[2] <= SNAPSHOT_TIMEOUT_S:
+            return False
+        # A fresh socket: a late reply to the abandoned request can never pass for the next.
+        log.info("snapshot from %s timed out; asking again", self.endpoint.sync)
+        prefix, node, _ = self.inflight
+        self.inflight = None
+        self.pending.appendleft((prefix, node))
+        self._new_dealer()
+        return True
+
+    def _new_dealer(self) -> None:
+        if self.dealer is not None:
+            self.dealer.close(0)
+        self.dealer = self.ctx.socket(zmq.DEALER)
+        self.dealer.setsockopt(zmq.LINGER, 0)
+        apply_client(self.dealer, self.curve)
+        self.dealer.connect(self.endpoint.sync)
+
+    def close(self) -> None:
+        if self.dealer is not None:
+            self.dealer.close(0)
+
+
+class UpstreamJoins:
+    """The relay's snapshot requests to its upstreams, on the thread that serves its sync
+    socket: :meth:`poll_sockets` to wait on, :meth:`process` when one is readable or a timer
+    is due (every pass of the relay's loop)."""
+
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], endpoints: Sequence[Endpoint], table: RelayTable,
+                 own_name: str, curve: Optional[ClientKeys] = None) -> None:
+        self.table = table
+        self.own_name = own_name
+        self.upstreams = [_Upstream(ctx, e, curve) for e in endpoints]
+        self.started = time.monotonic()
+        self.first_sent = False
+        self.node_upstreams: dict[str, set[int]] = {}  # node -> upstreams whose replies listed it
+        self.wanted: dict[str, int] = {}  # node -> reasons, waiting for a join
+        # node -> (epoch, requests outstanding per upstream asked)
+        self.joining: dict[str, tuple[int, dict[int, int]]] = {}
+        self.first_deadline = 0.0
+        self.next_join: dict[str, float] = {}  # node -> earliest time of its next join
+        self.stats = {"snapshots": 0, "node_joins": 0, "bad_replies": 0, "timeouts": 0}
+
+    @property
+    def ready(self) -> bool:
+        """Every upstream has answered its first snapshot."""
+        return all(u.answered for u in self.upstreams)
+
+    def poll_sockets(self) -> list[zmq.Socket[bytes]]:
+        return [u.dealer for u in self.upstreams if u.inflight is not None and u.dealer is not None]
+
+    def close(self) -> None:
+        for u in self.upstreams:
+            u.close()
+
+    def process(self, now: float) -> None:
+        """Merge the replies that arrived, queue the joins the table asks for, send requests."""
+        if not self.first_sent:
+            # Subscribed first (§4): ask once something arrived, or after the join wait.
+            if self.table.stats()["messages"] == 0 and now - self.started < JOIN_WAIT_S:
+                return
+            self.first_sent = True
+            self.first_deadline = now + SNAPSHOT_TIMEOUT_S
+            for u in self.upstreams:
+                u.pending.append((wire.PREFIX, None))
+        for i, u in enumerate(self.upstreams):
+            self._drain(i, u)
+            if u.timed_out(now):
+                self.stats["timeouts"] += 1
+        for node, _epoch, reasons in self.table.take_joins():
+            if node != self.own_name:
+                self.wanted[node] = self.wanted.get(node, 0) | reasons
+        self._start_joins(now)
+        for u in self.upstreams:
+            u.send_next(now)
+
+    # ------------------------------------------------------------------ joins
+    def _start_joins(self, now: float) -> None:
+        # While the first snapshots are outstanding they may well bring what a node lacks (but
+        # an upstream that does not answer holds up no one for long).
+        if not self.wanted or not self.first_sent or (not self.ready and now < self.first_deadline):
+            return
+        for node in list(self.wanted):
+            if node in self.joining or now < self.next_join.get(node, 0.0):
+                continue
+            reasons = self.wanted.pop(node)
+            epoch = self.table.join_needed(node)
+            if epoch is None:
+                continue  # settled meanwhile (a first snapshot, the epoch's first topo)
+            targets = self._targets(node)
+            why = ", ".join(text for bit, text in REASONS.items() if reasons & bit)
+            log.info("joining node %s (%s) via %s", node, why, ", ".join(self.upstreams[i].endpoint.sync for i in targets))
+            prefixes = wire.node_prefixes(node)
+            for i in targets:
+                self.upstreams[i].pending.extend((prefix, node) for prefix in prefixes)
+            self.joining[node] = (epoch, {i: len(prefixes) for i in targets})
+            self.next_join[node] = now + JOIN_INTERVAL_S
+            self.stats["node_joins"] += 1
+
+    def _targets(self, node: str) -> list[int]:
+        known = self.node_upstreams.get(node)
+        if known:
+            return sorted(known)
+        maybe = [i for i, u in enumerate(self.upstreams) if u.relay or not u.answered]
+        return maybe or list(range(len(self.upstreams)))
+
+    # ------------------------------------------------------------------ replies
+    def _drain(self, index: int, u: _Upstream) -> None:
+        while u.inflight is not None and u.dealer is not None:
+            try:
+                data = u.dealer.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            prefix, node, _ = u.inflight
+            u.inflight = None
+            # Merged as it came: its frames go into the table as they are in the reply.
+            ok, error, relay, covered = self.table.merge_snapshot(data, node or "")
+            if not ok:
+                self.stats["bad_replies"] += 1
+                log.warning("bad snapshot reply from %s: %s", u.endpoint.sync, error)
+                u.pending.appendleft((prefix, node))
+                continue
+            self.stats["snapshots"] += 1
+            u.relay = u.relay or relay
+            for covered_node, epoch in covered:
+                self.node_upstreams.setdefault(covered_node, set()).add(index)
+                if node is None:
+                    self.table.mark_joined(covered_node, epoch)  # a whole snapshot joins every node it lists
+            if node is None:
+                u.answered = True
+            else:
+                self._request_done(node, index)
+
+    def _request_done(self, node: str, index: int) -> None:
+        joining = self.joining.get(node)
+        if joining is None or index not in joining[1]:
+            return
+        epoch, left = joining
+        left[index] -= 1
+        if left[index] > 0:
+            return
+        # One upstream answered every prefix for that epoch: joined (even if it did not know
+        # the node), without waiting for others, which may be down. Their answers still merge.
+        del self.joining[node]
+        self.table.mark_joined(node, epoch)

@@ -4,6 +4,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <string>
+#include <string_view>
 #include <tuple>
 
 #include "cuagent/engine.hpp"
@@ -120,6 +122,32 @@ void register_engine(py::module_& m) {
                  return window_to_dict(e.device(i), e.plan(i), window, e.realtime_offset_ns());
              },
              py::arg("device"), "Latest finished window of a device as a dict, or None.")
+        .def("latest_state",
+             [](Engine& e, std::size_t i, std::int64_t newer_than_ns, const py::bytes& extras,
+                std::uint32_t extra_entries) -> py::object {
+                 if (i >= e.device_count()) throw py::index_error("no device " + std::to_string(i));
+                 // The bytes object is immutable and held by the caller: readable without the GIL.
+                 char* data = nullptr;
+                 py::ssize_t size = 0;
+                 PYBIND11_BYTES_AS_STRING_AND_SIZE(extras.ptr(), &data, &size);
+                 thread_local std::string body;  // reused: a body is a few KB
+                 body.clear();
+                 WindowStamp stamp;
+                 bool found;
+                 {
+                     py::gil_scoped_release release;  // contends only with other readers
+                     found = e.latest_state(i, newer_than_ns, std::string_view(data, static_cast<std::size_t>(size)),
+                                            extra_entries, stamp, body);
+                 }
+                 if (!found) return py::none();
+                 py::object encoded = body.empty() ? py::object(py::none()) : py::object(py::bytes(body));
+                 return py::make_tuple(stamp.seq, stamp.t_ns, stamp.window_ns, stamp.windows_missed, encoded);
+             },
+             py::arg("device"), py::arg("newer_than_ns"), py::arg("extras") = py::bytes(),
+             py::arg("extra_entries") = 0,
+             "(seq, t_ns, window_ns, windows_missed, body) of a device's latest finished window, or None: "
+             "body is its state message body (msgpack), with `extra_entries` packed key/value pairs "
+             "`extras` appended, when the window ended after newer_than_ns (Unix ns), else None.")
         .def("stats", [](const Engine& e) {
                  EngineStats s;
                  {

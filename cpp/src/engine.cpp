@@ -49,6 +49,7 @@ Engine::Engine(std::shared_ptr<Driver> driver, const EngineConfig& config, std::
     for (const auto& device : devices_) {
         reader_mutex_.push_back(std::make_unique<std::mutex>());
         plans_.push_back(std::make_shared<const AggregationPlan>(device));
+        encoders_.push_back(std::make_unique<StateEncoder>(device, plans_.back()));
     }
     if (config_.ring_capacity == 0)
         config_.ring_capacity = std::max<std::size_t>(256, static_cast<std::size_t>(config_.rate_hz / 10.0));
@@ -244,6 +245,20 @@ void Engine::aggregate_loop() noexcept {
         }
         sleep_until_ns(wake);
     }
+}
+
+bool Engine::latest_state(std::size_t device, std::int64_t newer_than_ns, std::string_view extras,
+                          std::uint32_t extra_entries, WindowStamp& stamp, std::string& body) {
+    if (device >= device_count()) throw std::out_of_range("no device " + std::to_string(device));
+    std::lock_guard<std::mutex> reader(*reader_mutex_[device]);
+    if (aggregators_.size() <= device) return false;  // never started
+    auto& published = aggregators_[device]->published();
+    published.update();
+    const WindowResult& front = published.front();
+    if (front.seq == 0) return false;
+    stamp = {front.seq, front.t_end_ns + realtime_offset_ns(), front.window_ns, front.windows_missed};
+    if (stamp.t_ns > newer_than_ns) encoders_[device]->encode(front, extras, extra_entries, body);
+    return true;
 }
 
 bool Engine::latest(std::size_t device, WindowResult& out) {

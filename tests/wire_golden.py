@@ -6,6 +6,10 @@ the C++ aggregator into 100 ms windows, and the last window encoded the way the 
 sends it: topo, one state per device, hb, and a snapshot reply around them. Nothing
 depends on the wall clock or on thread timing, so the same code gives the same bytes.
 
+The agent sends state bodies the engine's core encodes from its window buffer (C++); the
+script writes those too, beside the blob (<out>.core: the core's state bodies in device
+order), so that tests/test_wire_golden.py holds them to the Python encoder's bytes.
+
 Run as a script (the fake vendor libraries must be loaded by a fresh process):
 
     python wire_golden.py mock <out>
@@ -18,7 +22,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, List, Sequence
+from typing import Any, Callable, List, NamedTuple, Sequence
 
 import msgpack
 import numpy as np
@@ -40,7 +44,12 @@ PROCESSES = [{"pid": 101, "sm": 0.5, "mem": 1 << 30, "name": "train.py"}, {"pid"
 Reading = Any  # (status, {counter: float32 array}, detail), as _core.driver_read returns
 
 
-def last_window(desc: Any, readings: Sequence[tuple[int, Reading]]) -> DeviceState:
+class Window(NamedTuple):
+    state: DeviceState  # the last window, as the engine's snapshot gives it
+    harness: Any  # the aggregator holding it (its core encoder: latest_state)
+
+
+def last_window(desc: Any, readings: Sequence[tuple[int, Reading]]) -> Window:
     """Fold (t_ns, reading) pairs of one device into 100 ms windows; return the last window."""
     topo = DeviceTopology.from_description(desc)
     harness = _core.AggregatorHarness(desc, _core.StateThresholds(), WINDOW_NS, 0)
@@ -54,10 +63,10 @@ def last_window(desc: Any, readings: Sequence[tuple[int, Reading]]) -> DeviceSta
     harness.poll(readings[-1][0] + 10 * WINDOW_NS, 0)
     window = harness.latest()
     assert window is not None
-    return DeviceState.from_window(topo, window)
+    return Window(DeviceState.from_window(topo, window), harness)
 
 
-def read_all(driver: Any, times_ns: Sequence[int], before: Callable[[int], None] = lambda k: None) -> List[DeviceState]:
+def read_all(driver: Any, times_ns: Sequence[int], before: Callable[[int], None] = lambda k: None) -> List[Window]:
     """Read every device at each time (calling before(k) ahead of the k-th round); their last windows."""
     readings: List[List[tuple[int, Reading]]] = [[] for _ in range(driver.device_count)]
     for k, t in enumerate(times_ns):
@@ -67,8 +76,18 @@ def read_all(driver: Any, times_ns: Sequence[int], before: Callable[[int], None]
     return [last_window(driver.device(i), r) for i, r in enumerate(readings)]
 
 
-def wire(driver: Any, states: List[DeviceState]) -> bytes:
+def core_bodies(windows: List[Window]) -> bytes:
+    """The state bodies the core's encoder writes for the same windows (and processes)."""
+    bodies = []
+    for i, w in enumerate(windows):
+        extras, entries = protocol.encode_state_extras(PROCESSES if i == 0 else None)
+        bodies.append(w.harness.latest_state(extras, entries))
+    return msgpack.packb(bodies, use_bin_type=True)
+
+
+def wire(driver: Any, windows: List[Window]) -> bytes:
     """topo, states, hb and a snapshot reply as the agent frames them, packed into one blob."""
+    states = [w.state for w in windows]
     topology = [DeviceTopology.from_description(driver.device(i)) for i in range(driver.device_count)]
     seqs: dict[str, int] = {}
     messages: list[list[bytes]] = []
@@ -89,17 +108,14 @@ def wire(driver: Any, states: List[DeviceState]) -> bytes:
     return msgpack.packb({"messages": messages, "hb": hb, "snapshot": snapshot}, use_bin_type=True)
 
 
-def mock_wire() -> bytes:
-    from cuagent.backends import mock
+MOCK_DEVICES = [{"preset": "h100-sxm", "scenario": "fragmented"}, {"preset": "h100-sxm", "scenario": "mig"},
+                {"preset": "mi300x", "scenario": "training"}, {"preset": "a100-sxm", "scenario": "thrashing"},
+                {"preset": "generic", "units": 24, "scenario": "inference"}]
 
-    driver = mock.make_driver(
-        [{"preset": "h100-sxm", "scenario": "fragmented"}, {"preset": "h100-sxm", "scenario": "mig"},
-         {"preset": "mi300x", "scenario": "training"}, {"preset": "a100-sxm", "scenario": "thrashing"},
-         {"preset": "generic", "units": 24, "scenario": "inference"}],
-        seed=11,
-    )
+
+def mock_windows(driver: Any) -> List[Window]:
     times = [k * 1_000_000 for k in range(350)]  # 1 kHz for 350 ms: three full windows and a part
-    return wire(driver, read_all(driver, times))
+    return read_all(driver, times)
 
 
 NVML_SCRIPT = """devices 2
@@ -131,20 +147,15 @@ topo 0 1 10
 """
 
 
-def nvml_wire(library: str) -> bytes:
-    from cuagent.backends import nvml
-
-    driver = nvml.make_driver(None, 0, library=library)
-    # GPM compares samples one 100 ms refresh apart, and the fake refreshes on the real
-    # clock: each read waits out a refresh, so every pair spans one (values are static).
+def nvml_windows(driver: Any) -> List[Window]:
     # GPM compares samples one 100 ms refresh apart, and the fake refreshes on the real
     # clock: each round of reads waits out a refresh, so every pair spans one (the values
     # are static, so how long it waits does not matter).
     times = [k * WINDOW_NS for k in range(4)]
-    return wire(driver, read_all(driver, times, lambda k: time.sleep(0.12 if k else 0)))
+    return read_all(driver, times, lambda k: time.sleep(0.12 if k else 0))
 
 
-def rocm_wire(library: str, work: str) -> bytes:
+def rocm_windows(library: str, work: str) -> tuple[Any, List[Window]]:
     from cuagent.backends.rocm_smi import make_driver
     from fakes.rocm import FakeAmdHost
 
@@ -171,20 +182,25 @@ def rocm_wire(library: str, work: str) -> bytes:
         host.tick(big)
         host.tick(old)
 
-    return wire(driver, read_all(driver, times, firmware_tick))
+    return driver, read_all(driver, times, firmware_tick)
 
 
 def main(argv: List[str]) -> None:
     backend, out = argv[0], Path(argv[1])
     if backend == "mock":
-        blob = mock_wire()
+        from cuagent.backends import mock
+        driver = mock.make_driver(MOCK_DEVICES, seed=11)
+        windows = mock_windows(driver)
     elif backend == "nvml":
-        blob = nvml_wire(argv[2])
+        from cuagent.backends import nvml
+        driver = nvml.make_driver(None, 0, library=argv[2])
+        windows = nvml_windows(driver)
     elif backend == "rocm_smi":
-        blob = rocm_wire(argv[2], argv[3])
+        driver, windows = rocm_windows(argv[2], argv[3])
     else:
         raise SystemExit(f"unknown backend {backend!r}")
-    out.write_bytes(blob)
+    out.write_bytes(wire(driver, windows))
+    out.with_name(out.name + ".core").write_bytes(core_bodies(windows))
 
 
 if __name__ == "__main__":

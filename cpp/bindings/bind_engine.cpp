@@ -122,32 +122,48 @@ void register_engine(py::module_& m) {
                  return window_to_dict(e.device(i), e.plan(i), window, e.realtime_offset_ns());
              },
              py::arg("device"), "Latest finished window of a device as a dict, or None.")
-        .def("latest_state",
-             [](Engine& e, std::size_t i, std::int64_t newer_than_ns, const py::bytes& extras,
-                std::uint32_t extra_entries) -> py::object {
-                 if (i >= e.device_count()) throw py::index_error("no device " + std::to_string(i));
-                 // The bytes object is immutable and held by the caller: readable without the GIL.
-                 char* data = nullptr;
-                 py::ssize_t size = 0;
-                 PYBIND11_BYTES_AS_STRING_AND_SIZE(extras.ptr(), &data, &size);
-                 thread_local std::string body;  // reused: a body is a few KB
-                 body.clear();
-                 WindowStamp stamp;
-                 bool found;
+        .def("latest_states",
+             [](Engine& e, const std::vector<std::int64_t>& newer_than_ns, const std::vector<py::bytes>& extras,
+                const std::vector<std::uint32_t>& extra_entries) -> py::list {
+                 const std::size_t n = e.device_count();
+                 if (newer_than_ns.size() != n || extras.size() != n || extra_entries.size() != n)
+                     throw py::value_error("latest_states needs one newer_than_ns, extras and extra_entries per device (" +
+                                           std::to_string(n) + ")");
+                 // The bytes objects are immutable and held by the caller: readable without the GIL.
+                 std::vector<std::string_view> tails(n);
+                 for (std::size_t i = 0; i < n; ++i) {
+                     char* data = nullptr;
+                     py::ssize_t size = 0;
+                     PYBIND11_BYTES_AS_STRING_AND_SIZE(extras[i].ptr(), &data, &size);
+                     tails[i] = std::string_view(data, static_cast<std::size_t>(size));
+                 }
+                 thread_local std::vector<std::string> bodies;  // reused: a body is a few KB
+                 bodies.resize(n);
+                 std::vector<WindowStamp> stamps(n);
+                 std::vector<char> found(n);
                  {
                      py::gil_scoped_release release;  // contends only with other readers
-                     found = e.latest_state(i, newer_than_ns, std::string_view(data, static_cast<std::size_t>(size)),
-                                            extra_entries, stamp, body);
+                     for (std::size_t i = 0; i < n; ++i) {
+                         bodies[i].clear();
+                         found[i] = e.latest_state(i, newer_than_ns[i], tails[i], extra_entries[i], stamps[i], bodies[i]);
+                     }
                  }
-                 if (!found) return py::none();
-                 py::object encoded = body.empty() ? py::object(py::none()) : py::object(py::bytes(body));
-                 return py::make_tuple(stamp.seq, stamp.t_ns, stamp.window_ns, stamp.windows_missed, encoded);
+                 py::list out(n);
+                 for (std::size_t i = 0; i < n; ++i) {
+                     if (!found[i]) {
+                         out[i] = py::none();
+                         continue;
+                     }
+                     const WindowStamp& s = stamps[i];
+                     py::object body = bodies[i].empty() ? py::object(py::none()) : py::object(py::bytes(bodies[i]));
+                     out[i] = py::make_tuple(s.seq, s.t_ns, s.window_ns, s.windows_missed, body);
+                 }
+                 return out;
              },
-             py::arg("device"), py::arg("newer_than_ns"), py::arg("extras") = py::bytes(),
-             py::arg("extra_entries") = 0,
-             "(seq, t_ns, window_ns, windows_missed, body) of a device's latest finished window, or None: "
-             "body is its state message body (msgpack), with `extra_entries` packed key/value pairs "
-             "`extras` appended, when the window ended after newer_than_ns (Unix ns), else None.")
+             py::arg("newer_than_ns"), py::arg("extras"), py::arg("extra_entries"),
+             "Per device, (seq, t_ns, window_ns, windows_missed, body) of its latest finished window, or None "
+             "before the first: body is its state message body (msgpack) with extra_entries[i] packed key/value "
+             "pairs extras[i] appended, when the window ended after newer_than_ns[i] (Unix ns), else None.")
         .def("stats", [](const Engine& e) {
                  EngineStats s;
                  {

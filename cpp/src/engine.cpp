@@ -132,7 +132,7 @@ void Engine::start() {
         sampler_ = std::move(sampler);
         realtime_offset_ns_.store(realtime_offset, std::memory_order_relaxed);
     }
-    stop_sampler_.store(false);
+    stop_sampler_.clear();
     stop_aggregator_.store(false);
     // Put ticks on the window grid: a tick then falls exactly on every window
     // end (when the period divides the window), so the tick that completes a
@@ -140,10 +140,19 @@ void Engine::start() {
     t0_ns_ = origin + ((mono + period_ns_ - origin + period_ns_ - 1) / period_ns_) * period_ns_;
     stopped_ns_ = 0;
     try {
-        aggregator_thread_ = std::thread([this] { aggregate_loop(); });
+        aggregator_thread_ = std::thread([this] {
+            platform::name_this_thread("cua-aggregator");
+            aggregate_loop();
+        });
         for (SourceReader* reader : sampler_->readers())
-            reader_threads_.emplace_back([this, reader, t0 = t0_ns_, origin] { reader->run(stop_sampler_, t0, origin); });
-        sampler_thread_ = std::thread([this, t0 = t0_ns_, origin] { sampler_->run(stop_sampler_, t0, origin); });
+            reader_threads_.emplace_back([this, reader, t0 = t0_ns_, origin] {
+                platform::name_this_thread("cua-reader");
+                reader->run(stop_sampler_, t0, origin);
+            });
+        sampler_thread_ = std::thread([this, t0 = t0_ns_, origin] {
+            platform::name_this_thread("cua-sampler");
+            sampler_->run(stop_sampler_, t0, origin);
+        });
     } catch (...) {
         // A thread could not start: take down those that did, so that the
         // engine is stopped and a later start() finds no joinable thread.
@@ -155,7 +164,7 @@ void Engine::start() {
 }
 
 void Engine::join_threads() noexcept {
-    stop_sampler_.store(true);
+    stop_sampler_.request();
     // A reader in the middle of a stalled read is waited for: its driver call
     // cannot be interrupted, and the driver must outlive it.
     for (auto& reader : reader_threads_) reader.join();

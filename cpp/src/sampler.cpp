@@ -200,7 +200,7 @@ void Sampler::relay(Source& s) noexcept {
     }
 }
 
-void Sampler::run(const std::atomic<bool>& stop, std::int64_t t0_ns, std::int64_t grid_origin_ns) noexcept {
+void Sampler::run(const platform::StopFlag& stop, std::int64_t t0_ns, std::int64_t grid_origin_ns) noexcept {
     platform::set_fine_timer_slack();
     // Each driver read inline here learns of this thread once.
     for (std::size_t i = 0; i < sources_.size(); ++i) {
@@ -219,10 +219,10 @@ void Sampler::run(const std::atomic<bool>& stop, std::int64_t t0_ns, std::int64_
     const std::int64_t base = (t0_ns - grid_origin_ns) / period_ns_;
     for (std::size_t i = 0; i < sources_.size(); ++i) next_due_[i] = next_on_grid(0, base, sources_[i].stride);
     std::int64_t k = sources_.empty() ? 0 : *std::min_element(next_due_.begin(), next_due_.end());
-    while (!stop.load(std::memory_order_relaxed)) {
+    while (!stop.requested()) {
         const std::int64_t deadline = t0_ns + k * period_ns_;
-        sleep_until_or_stop(deadline, stop);
-        if (stop.load(std::memory_order_relaxed)) break;
+        stop.sleep_until(deadline);
+        if (stop.requested()) break;
         const std::int64_t woke = monotonic_ns();
         counters_.jitter.record(woke - deadline);
 

@@ -155,7 +155,7 @@ private:
     std::mutex events_mutex_;
     mutable std::mutex control_mutex_;  // start/stop/stats from several Python threads
 
-    std::atomic<bool> stop_sampler_{false};
+    platform::StopFlag stop_sampler_;  // wakes sleeping reader and sampler threads
     std::atomic<bool> stop_aggregator_{false};
     std::thread sampler_thread_, aggregator_thread_;
     std::vector<std::thread> reader_threads_;

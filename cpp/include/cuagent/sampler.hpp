@@ -91,7 +91,7 @@ public:
     // Ticks are t0_ns + k * period; t0_ns must lie on the period grid counted
     // from grid_origin_ns, which slow sources' reads are aligned to. Start the
     // readers() on their own threads with the same arguments.
-    void run(const std::atomic<bool>& stop, std::int64_t t0_ns, std::int64_t grid_origin_ns) noexcept;
+    void run(const platform::StopFlag& stop, std::int64_t t0_ns, std::int64_t grid_origin_ns) noexcept;
 
     std::int64_t period_ns() const { return period_ns_; }
     // Per device: ticks between reads of its most often read source (>= 1).

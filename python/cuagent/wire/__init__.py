@@ -37,6 +37,7 @@ from .topics import (
 )
 from .header import (
     Header,
+    HeaderPacker,
     VERSION,
     decode_header,
     encode_header,
@@ -72,6 +73,7 @@ from .state import (
     THRASHING,
     decode_state_body,
     encode_state_body,
+    encode_state_extras,
 )
 from .heartbeat import (
     Heartbeat,
@@ -85,6 +87,7 @@ from .event import (
     encode_event_body,
 )
 from .message import (
+    FramePacker,
     Message,
     decode_body,
     decode_envelope,
@@ -124,7 +127,9 @@ __all__ = [
     'Device',
     'EVENT_TYPES',
     'Event',
+    'FramePacker',
     'Header',
+    'HeaderPacker',
     'Heartbeat',
     'IDLE',
     'KINDS',
@@ -170,6 +175,7 @@ __all__ = [
     'encode_hb_body',
     'encode_header',
     'encode_state_body',
+    'encode_state_extras',
     'encode_topo_body',
     'error_reply',
     'header_from_map',

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cuagent import _core  # noqa: E402
 from cuagent.backends.amdsmi import make_driver  # noqa: E402
 from fakes.amdsmi import FakeAmdSmiGpu, FakeAmdSmiHost, build_fake_amdsmi  # noqa: E402
+from machine import time_reads  # noqa: E402
 from rocm_read import CtypesTable  # noqa: E402
 
 BUSY = [90.0, 0.0, 0.0, 10.0, 50.0, 60.0, 70.0, 100.0]
@@ -121,15 +122,7 @@ def measure(label: str, host: FakeAmdSmiHost, gpu: FakeAmdSmiGpu, reads: int) ->
     np.testing.assert_allclose(ours[8:8 + partitions], sample["gr_active"], atol=1e-6)
     np.testing.assert_allclose(ours[-6], sample["power"][0])
 
-    elapsed_ns, _ = _core.driver_time_reads(driver, index, reads)
-    cpp_ns = elapsed_ns / reads
-    start = time.perf_counter_ns()
-    for _ in range(reads):
-        reader.read()
-    py_ns = (time.perf_counter_ns() - start) / reads
-    print(f"{label:<22} C++ {cpp_ns / 1000:8.2f} µs/sample   ctypes {py_ns / 1000:8.2f} µs/sample   "
-          f"ratio {py_ns / cpp_ns:6.1f}x")
-    return cpp_ns, py_ns
+    return time_reads(label, driver, index, reader.read, reads)
 
 
 def main() -> None:

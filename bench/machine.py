@@ -1,4 +1,5 @@
-"""What the machine itself did during a measurement (imported by the benchmarks, not one).
+"""What the benchmarks share (imported by them, not one): what the machine itself did during a
+measurement, and the per-sample timing of a driver's read path against a Python loop.
 
 On a virtual machine the host can take the CPU away ("steal"): a sampler thread that is not
 running cannot wake on time, whatever its code does. Benchmarks that measure timing print the
@@ -10,9 +11,12 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from typing import Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence
 
 import psutil
+
+if TYPE_CHECKING:
+    from cuagent._core import Driver
 
 
 def _steal_jiffies() -> int:
@@ -108,3 +112,21 @@ def thread_cpu(args: Sequence[str], seconds: float, env: Optional[Mapping[str, s
         groups[label] = (cpu + (ns - before[tid][1]) / 1e9 / wall, wakeups + (switches - before[tid][2]) / wall,
                          count + 1)
     return sum(cpu for cpu, _, _ in groups.values()), groups
+
+
+def time_reads(label: str, driver: Driver, index: int, python_read: Callable[[], object],
+               reads: int) -> tuple[float, float]:
+    """Nanoseconds per sample of device `index` through the C++ driver (its read looped in C++,
+    _core.driver_time_reads) and through `python_read` (looped here), printed on one line under
+    `label`. Both read the same library in the same run, so the ratio holds on a busy host."""
+    from cuagent import _core  # here: the benches that only time processes need no extension
+
+    elapsed_ns, _ = _core.driver_time_reads(driver, index, reads)
+    cpp_ns = elapsed_ns / reads
+    start = time.perf_counter_ns()
+    for _ in range(reads):
+        python_read()
+    py_ns = (time.perf_counter_ns() - start) / reads
+    print(f"{label:<22} C++ {cpp_ns / 1000:8.2f} µs/sample   ctypes {py_ns / 1000:8.2f} µs/sample   "
+          f"ratio {py_ns / cpp_ns:6.1f}x")
+    return cpp_ns, py_ns

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from cuagent import _core  # noqa: E402
 from cuagent.backends.rocm_smi import make_driver  # noqa: E402
 from fakes.rocm import FakeAmdHost, build_fake_rocm_smi  # noqa: E402
+from machine import time_reads  # noqa: E402
 
 BUSY = [90.0, 0.0, 0.0, 10.0, 50.0, 60.0, 70.0, 100.0]
 NO64 = 0xFFFFFFFFFFFFFFFF
@@ -133,15 +134,7 @@ def measure(label: str, host: FakeAmdHost, gpu, reads: int) -> tuple[float, floa
     np.testing.assert_allclose(reader.read()[:8], np.array(BUSY) / 100, atol=1e-6)
     np.testing.assert_allclose(sample["active"][:8], np.array(BUSY) / 100, atol=1e-6)
 
-    elapsed_ns, _ = _core.driver_time_reads(driver, index, reads)
-    cpp_ns = elapsed_ns / reads
-    start = time.perf_counter_ns()
-    for _ in range(reads):
-        reader.read()
-    py_ns = (time.perf_counter_ns() - start) / reads
-    print(f"{label:<22} C++ {cpp_ns / 1000:8.2f} µs/sample   ctypes {py_ns / 1000:8.2f} µs/sample   "
-          f"ratio {py_ns / cpp_ns:6.1f}x")
-    return cpp_ns, py_ns
+    return time_reads(label, driver, index, reader.read, reads)
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from isolated import last_json, run_python
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "fakes" / "fake_cupti.c"
+NVPERF_HOST = HERE / "fakes" / "fake_nvperf_host.c"
 
 
 def compiler() -> str | None:
@@ -27,7 +28,17 @@ def build(out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / "libcupti.so.12"
     subprocess.run([compiler() or "cc", "-shared", "-fPIC", "-O2", "-fvisibility=hidden", "-Wall",
-                    "-Wl,-soname,libcupti.so.12", "-o", str(target), str(SOURCE)],
+                    "-Wl,-soname,libcupti.so.12", "-o", str(target), str(SOURCE), "-ldl"],
+                   check=True, capture_output=True, text=True)
+    return target
+
+
+def build_nvperf_host(out_dir: Path) -> Path:
+    """A stand-in libnvperf_host.so in `out_dir` (the fake libcupti reports which one it loaded)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / "libnvperf_host.so"
+    subprocess.run([compiler() or "cc", "-shared", "-fPIC", "-O2", "-fvisibility=hidden", "-Wall",
+                    "-Wl,-soname,libnvperf_host.so", "-o", str(target), str(NVPERF_HOST)],
                    check=True, capture_output=True, text=True)
     return target
 
@@ -44,6 +55,15 @@ if fake is not None:
     fake.fake_cupti_set_active.argtypes = [ctypes.c_double] * 3
     fake.fake_cupti_log.restype = ctypes.c_size_t
     fake.fake_cupti_log.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+    fake.fake_cupti_set_phase.argtypes = [ctypes.c_uint64]
+    fake.fake_cupti_first_start_unix.restype = ctypes.c_int64
+    fake.fake_cupti_nvperf_host.restype = ctypes.c_size_t
+    fake.fake_cupti_nvperf_host.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+
+def nvperf_host():
+    buf = ctypes.create_string_buffer(4096)
+    fake.fake_cupti_nvperf_host(buf, len(buf))
+    return buf.value.decode()
 
 def calls():
     buf = ctypes.create_string_buffer(1 << 16)

@@ -13,15 +13,22 @@ from __future__ import annotations
 
 import math
 import re
+import struct
 
 import msgpack
 import numpy as np
 
 NODE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-KINDS = {"topo", "state", "hb", "event"}
+KINDS = {"topo", "state", "hb", "event", "sum"}
+# §8: any other kind of this shape is a newer agent's, to be ignored.
+KIND_SHAPE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+# §3.5, layout 1: 5 f32, 6 u16, 3 u8, then 12 u8 group counts; 47 bytes, little-endian, packed.
+SUM_RECORD = struct.Struct("<5f6H3B12B")
+SUM_FLOAT_FIELDS = ("idle_units", "sm_active", "mem_used", "power", "temp")
+SUM_STATES, SUM_GROUPS, SUM_WINDOW = 1, 2, 4
 UNITS = {"ratio", "W", "C", "bytes", "Hz", "B/s", "count", "mask"}
 EVENT_TYPES = {"device_lost", "device_back", "backend_error", "topology_changed", "throttle", "xid",
-               "node_stale", "node_back"}
+               "node_stale", "node_back", "profiling_paused", "profiling_resumed"}
 RELAY_EVENTS = {"node_stale", "node_back"}  # a relay's own, naming a node it forwards (§7)
 DEVICE_STATUSES = {"ok", "lost"}
 HEADER_KEYS = {"v", "node", "epoch", "seq", "ts", "gen"}
@@ -84,7 +91,10 @@ class FeedChecker:
         self.epochs = {}  # node -> epoch
         self.gens = {}  # node -> gen
         self.devices = {}  # (node, device id) -> topo Device map
-        self.counts = {"topo": 0, "state": 0, "hb": 0, "event": 0}
+        self.counts = {"topo": 0, "state": 0, "hb": 0, "event": 0, "sum": 0, "unknown": 0}
+        self.topo_order = {}  # node -> (gen, [device ids in topo order])
+        self.summaries = {}  # node -> (header, [record maps]) of the latest sum
+        self.in_snapshot = False
 
     # ------------------------------------------------------------------ feed
     def feed(self, frames):
@@ -96,6 +106,9 @@ class FeedChecker:
         except UnicodeDecodeError:
             _fail("topic", "not UTF-8")
         kind, node, device = self._topic(topic)
+        if kind not in KINDS:
+            self.counts["unknown"] += 1  # §8: ignored
+            return kind, node, device, None, None
         header = self._header(_unpack(header_b, f"{topic} header"), topic, node)
         body = _str_map(_unpack(body_b, f"{topic} body"), f"{topic} body")
         self._sequence(topic, node, header)
@@ -110,12 +123,12 @@ class FeedChecker:
         if len(parts) not in (2, 3) or any(p == "" for p in parts):
             _fail(topic, "wrong number of components")
         kind, node = parts[0], parts[1]
-        if kind not in KINDS:
-            _fail(topic, f"unknown kind {kind!r}")
+        if kind not in KINDS and not KIND_SHAPE.match(kind):
+            _fail(topic, f"kind {kind!r} is not [a-z][a-z0-9_]{{0,31}}")
         if not NODE.match(node):
             _fail(topic, f"node {node!r} does not match [A-Za-z0-9._-]{{1,64}}")
         device = parts[2] if len(parts) == 3 else None
-        if kind in ("topo", "hb") and device is not None:
+        if kind in ("topo", "hb", "sum") and device is not None:
             _fail(topic, f"{kind} topic must be per node")
         if kind == "state" and device is None:
             _fail(topic, "state topic must name a device")
@@ -150,6 +163,7 @@ class FeedChecker:
                 del self.devices[key]
         self.epochs[node] = h["epoch"]
         last = self.last_seq.get(topic)
+        # (On a sum topic a jump is allowed, §3.5; going back never is.)
         if last is not None and h["seq"] <= last:
             _fail(topic, f"seq {h['seq']} not above previous {last} in one epoch")
         self.last_seq[topic] = h["seq"]
@@ -175,6 +189,7 @@ class FeedChecker:
                 _fail(where, f"duplicate id {d['id']!r}")
             ids.add(d["id"])
             self.devices[(node, d["id"])] = d
+        self.topo_order[node] = (h["gen"], [d["id"] for d in devices])
 
     def _device(self, d, where):
         _str_map(d, where)
@@ -370,6 +385,84 @@ class FeedChecker:
             if unit in ("W", "bytes", "Hz", "B/s", "count") and v < 0:
                 _fail(f"{where}.{k}", f"negative {unit}: {v}")
 
+    def _sum(self, topic, node, _device, h, body):
+        """§3.5, read from the page: a map of layout, size and records, each record
+        decoded with struct over its first 47 bytes."""
+        for k in ("layout", "size"):
+            if not _is_int(body.get(k)):
+                _fail(f"{topic} {k}", repr(body.get(k)))
+        if body["layout"] != 1:
+            _fail(f"{topic} layout", f"{body['layout']} (an agent of this page writes layout 1)")
+        size, raw = body["size"], body.get("records")
+        if size < SUM_RECORD.size:
+            _fail(f"{topic} size", f"{size} < {SUM_RECORD.size}")
+        if not isinstance(raw, bytes) or len(raw) % size:
+            _fail(f"{topic} records", f"not a bin of whole {size}-byte records")
+        order = self.topo_order.get(node)
+        if order is None or order[0] != h["gen"]:
+            _fail(topic, "a sum before the topo of its gen (the agent sends that topo first)")
+        ids = order[1]
+        if len(raw) // size != len(ids):
+            _fail(f"{topic} records", f"{len(raw) // size} records for {len(ids)} devices")
+        records = []
+        for i, device_id in enumerate(ids):
+            values = SUM_RECORD.unpack_from(raw, i * size)
+            r = dict(zip(SUM_FLOAT_FIELDS, values[:5]))
+            (r["age_ms"], r["units"], r["idle"], r["active"], r["saturated"], r["thrashing"],
+             r["status"], r["flags"], r["groups"]) = values[5:14]
+            r["group_idle"] = list(values[14:])
+            self._sum_record(r, self.devices[(node, device_id)], f"{topic} records[{i}] ({device_id})")
+            records.append(r)
+        self.summaries[node] = (h, records)
+
+    def _sum_record(self, r, d, where):
+        if r["status"] not in (0, 1):
+            _fail(f"{where}.status", repr(r["status"]))
+        # A record's status and its topo's agree on the live feed: the agent sends a summary
+        # right after the topo that changes a status. (A relay's snapshot may catch the moment
+        # between the two.)
+        if not self.in_snapshot and r["status"] != (0 if d.get("status", "ok") == "ok" else 1):
+            _fail(f"{where}.status", f"{r['status']} while the topo says {d.get('status', 'ok')!r}")
+        flags = r["flags"]
+        if flags & ~(SUM_STATES | SUM_GROUPS | SUM_WINDOW):
+            _fail(f"{where}.flags", f"unknown bits in {flags:#x}")
+        if r["units"] != min(d["units"], 65535):
+            _fail(f"{where}.units", f"{r['units']} != topo {d['units']}")
+        levels = d["levels"]
+        want_groups = min(d["counts"][levels[0]], 255) if len(levels) > 1 else 0
+        if r["groups"] != want_groups:
+            _fail(f"{where}.groups", f"{r['groups']} != {want_groups}")
+        if bool(flags & SUM_WINDOW) != (r["age_ms"] != 65535):
+            _fail(f"{where}.age_ms", f"{r['age_ms']} with flags {flags:#x}")
+        counts = [r[k] for k in ("idle", "active", "saturated", "thrashing")]
+        if flags & SUM_STATES:
+            if sum(counts) > r["units"]:
+                _fail(where, f"state counts {counts} add up to more than {r['units']} units")
+        elif any(counts):
+            _fail(where, f"state counts {counts} without the STATES flag")
+        if flags & SUM_GROUPS:
+            if not flags & SUM_STATES or levels[0] not in d.get("layout", {}):
+                _fail(f"{where}.flags", "GROUPS without STATES or without the layout of the coarsest level")
+            if sum(r["group_idle"]) > r["idle"]:
+                _fail(f"{where}.group_idle", f"{r['group_idle']} hold more than the {r['idle']} idle units")
+        if any(r["group_idle"][min(r["groups"], 12):]) or (not flags & SUM_GROUPS and any(r["group_idle"])):
+            _fail(f"{where}.group_idle", f"{r['group_idle']} beyond the groups held or without the GROUPS flag")
+        if r["status"] == 1:
+            if flags & (SUM_STATES | SUM_GROUPS) or not all(math.isnan(r[k]) for k in SUM_FLOAT_FIELDS):
+                _fail(where, "a lost device's record holds values (its last window is not current)")
+            return
+        units = d["units"]
+        ranges = {"idle_units": (0, units), "sm_active": (0, 1), "mem_used": (0, math.inf), "power": (0, math.inf),
+                  "temp": (-273.15, math.inf)}
+        for k, (lo, hi) in ranges.items():
+            v = r[k]
+            if not math.isnan(v) and not lo - 1e-3 <= v <= hi * (1 + 1e-6) + 1e-3:
+                _fail(f"{where}.{k}", f"{v} outside [{lo}, {hi}]")
+        # Each counter is one the topo declares, or NaN.
+        for k in ("sm_active", "mem_used", "power", "temp"):
+            if not math.isnan(r[k]) and k not in d["counters"]:
+                _fail(f"{where}.{k}", "a value for a counter the topo does not declare")
+
     def _hb(self, topic, node, _device, h, body):
         seqs = _str_map(body.get("seqs"), f"{topic} seqs")
         for t, s in seqs.items():
@@ -429,7 +522,9 @@ class FeedChecker:
             if not _is_num(age) or age < 0:
                 _fail(f"snapshot reply.silent_s.{n}", repr(age))
         sub = FeedChecker()
+        sub.in_snapshot = True
         sub.devices = dict(self.devices)  # a state-only prefix is checked against topo we know
+        sub.topo_order = dict(self.topo_order)
         topics = set()
         # topo before state, so that state can be checked against it.
         ordered = sorted(msgs, key=lambda x: 0 if isinstance(x, list) and x and str(x[0]).startswith("cua1/topo/") else 1)
@@ -442,8 +537,10 @@ class FeedChecker:
             if not topic.startswith(prefix):
                 _fail(topic, f"outside prefix {prefix!r}")
             kind = topic.split("/")[1]
-            if kind not in ("topo", "state"):
-                _fail(topic, "snapshots hold only topo and state messages")
+            if kind not in ("topo", "state", "sum"):
+                if KIND_SHAPE.match(kind) and kind not in KINDS:
+                    continue  # §8: a newer agent's kind, ignored
+                _fail(topic, "snapshots hold only topo, state and sum messages")
             if topic in topics:
                 _fail(topic, "more than one message for a topic")
             if topic.split("/")[2] in stale:
@@ -454,6 +551,7 @@ class FeedChecker:
             sub.feed([topic.encode(), msgpack.packb(header, use_bin_type=True), msgpack.packb(body, use_bin_type=True)])
         if adopt:
             self.devices.update(sub.devices)
+            self.topo_order.update(sub.topo_order)
             self.epochs.update(sub.epochs)
             self.gens.update(sub.gens)
             self.last_seq.update(seqs)

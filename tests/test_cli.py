@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -29,7 +30,8 @@ def test_top_prints_plain_lines_without_a_terminal(agent):
     lines = r.stdout.splitlines()
     assert any(line.startswith("node-c/mock-0 ") and "idle_units" in line and "states[" in line for line in lines), r.stdout
     assert any(line.startswith("node-c/mock-1 ") and "idle xcds" in line for line in lines), r.stdout
-    assert "node-c: live" in r.stdout and "gaps 0" in r.stdout
+    # The status line counts gaps; an agent starved of CPU loses windows, so not always 0.
+    assert "node-c: live" in r.stdout and re.search(r"gaps \d+", r.stdout), r.stdout
 
 
 def test_watch_prints_one_json_per_message(agent):

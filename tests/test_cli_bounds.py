@@ -61,6 +61,7 @@ BOUNDS = [
     ("extender", "duration", "-1", "a number > 0 and <= 31536000 s"),
     ("extender", "connect", "tcp://*:7710", "cannot connect to host '*'"),
     ("top", "duration", "nan", "a number > 0 and <= 31536000 s"),
+    ("top", "device", "", "is not a non-empty string"),
     ("top", "", "tcp://gpu01:65535", "sync endpoint 'tcp://gpu01:65536': port '65536' is out of range"),
     ("watch", "count", "0", "an integer from 1 to 1000000000"),
     ("watch", "duration", "-5", "a number > 0 and <= 31536000 s"),

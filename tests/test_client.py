@@ -214,7 +214,7 @@ class FakeUpstream:
         topic = protocol.build_topic(kind, node, device)
         self.seqs[topic] = self.seqs.get(topic, 0) + 1
         frames = protocol.encode_frames(topic, protocol.Header(node, epoch, self.seqs[topic], time.time_ns(), 1), body)
-        if kind in ("topo", "state"):
+        if kind in ("topo", "state", "sum"):  # what a snapshot holds (§4)
             self.latest[topic] = frames
         self.pub.send_multipart(frames)
 

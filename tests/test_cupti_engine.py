@@ -153,3 +153,40 @@ def test_cuda_indices_follow_pci_order_mig_and_visible_devices_stay_on_nvml(fake
     assert len(out["notes"]) == 1 and "MIG is on" in out["notes"][0]
     assert out["order"] == "PCI_BUS_ID"
     assert "CUDA_VISIBLE_DEVICES" in out["refused"] and out["auto"]
+
+
+@pytest.mark.parametrize("window_ms", [50, 100, 250])
+def test_each_window_holds_exactly_the_samples_taken_in_it(fake_cupti, fake_nvml, window_ms):
+    # 4 ms samples starting 1 ms past every multiple of 4 ms of Unix time: every window edge
+    # (a multiple of 2 ms) falls inside a sample, whose middle is 1 ms from the edge, so a
+    # sample is counted in the window its middle lies in, whatever the window's length.
+    script = fake_nvml.script("devices 1\n")
+    out = cupti_fake.run(fake_cupti, f"""
+        from cuagent import Engine
+        fake.fake_cupti_set_phase(1_000_000)
+        engine = Engine(driver="nvml", library={str(fake_nvml.library)!r}, cupti="on", cupti_library=LIB,
+                        cupti_rate_hz=250, rate_hz=1000, window_ms={window_ms})
+        engine.start()
+        windows = {{}}
+        def collect():
+            s = engine.snapshot()[0]
+            if s is not None and "pm_samples" in s.device:
+                windows[s.t_ns] = [s.window_ns, s.device["pm_samples"]]
+            return len(windows) >= 8
+        assert wait(collect, timeout=60)
+        first = fake.fake_cupti_first_start_unix(0)
+        engine.stop()
+        print(json.dumps({{"windows": windows, "first": first}}))
+    """, env=fake_nvml.env(script))
+    period, first = 4_000_000, out["first"]
+    assert first > 0 and first % period == 1_000_000
+
+    def taken(start: int, end: int) -> int:  # samples from the first whose middle lies in [start, end)
+        middles = [first + k * period + period // 2 for k in range((end - first) // period + 2)]
+        return sum(start <= m < end for m in middles)
+
+    counts = {int(t_end): (w, n) for t_end, (w, n) in out["windows"].items()}
+    assert len(counts) >= 8
+    for t_end, (w, n) in counts.items():
+        assert w == window_ms * 1_000_000
+        assert n == taken(t_end - w, t_end), f"window ending {t_end}"

@@ -6,6 +6,8 @@ device lost mid-run, operator pause/resume, and NVML going on throughout.
 """
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import cupti_fake
@@ -162,16 +164,38 @@ def test_pause_releases_the_counters_and_resume_retakes_them(fake_cupti):
     assert (0, "operator: ncu session") in [(d, r) for d, k, r in ev if k == "profiling_paused"]
 
 
+def test_libnvperf_host_is_taken_beside_libcupti_found_by_the_loader(fake_cupti, tmp_path):
+    # libcupti found through the loader's search path (a soname, not a path): its own
+    # libnvperf_host.so is loaded, not the one in a directory earlier on the search path
+    # (a CUDA toolkit's).
+    wheel, toolkit = tmp_path / "wheel", tmp_path / "toolkit"
+    wheel.mkdir()
+    (wheel / "libcupti.so.12").write_bytes(fake_cupti.read_bytes())
+    ours = cupti_fake.build_nvperf_host(wheel)
+    cupti_fake.build_nvperf_host(toolkit)
+    env = {**os.environ, "LD_LIBRARY_PATH": f"{toolkit}:{wheel}", "FAKE_CUPTI_LOAD_NVPERF_HOST": "1"}
+    out = cupti_fake.run(fake_cupti, """
+        src = _core.make_cupti_source(library=["libcupti.so.12"], devices=[0])
+        fake = ctypes.CDLL("libcupti.so.12")  # the copy the source loaded
+        fake.fake_cupti_nvperf_host.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+        print(json.dumps({"library": src.library_path, "pinned": src.nvperf_host_path, "loaded": nvperf_host()}))
+    """, env=env, load_fake=False)
+    assert out["library"] == "libcupti.so.12"
+    assert out["loaded"] == str(ours) and out["pinned"] == str(ours)
+
+
 def test_options_out_of_range_are_refused(fake_cupti):
     out = cupti_fake.run(fake_cupti, """
         errors = []
-        for kw in ({"rate_hz": 50}, {"rate_hz": 25000}, {"devices": []}, {"devices": [99]}):
+        for kw in ({"rate_hz": 50}, {"rate_hz": 25000}, {"devices": []}, {"devices": [99]},
+                   {"decode_interval_ns": 500_000}):
             try:
                 source(**kw)
             except (ValueError, RuntimeError) as e:
                 errors.append(str(e))
         print(json.dumps(errors))
     """)
-    assert len(out) == 4
+    assert len(out) == 5
     assert "100..20000" in out[0] and "100..20000" in out[1]
     assert "device 99" in out[3]
+    assert "1..1000 ms" in out[4]

@@ -9,7 +9,9 @@ against an agent directly and through a relay.
 
 from __future__ import annotations
 
+import math
 import re
+import struct
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -23,11 +25,15 @@ from feed_support import WAIT_S, Proc, start_agent, start_relay
 
 FAKES = Path(__file__).resolve().parent / "fakes"
 
-TOPIC_RE = re.compile(r"cua1/(topo|state|hb|event)/([A-Za-z0-9._-]{1,64})/(?:([^/]+)/)?")
+TOPIC_RE = re.compile(r"cua1/(topo|state|hb|event|sum)/([A-Za-z0-9._-]{1,64})/(?:([^/]+)/)?")
+# §8: a kind this page does not name is a newer agent's, which a client ignores.
+ANY_KIND_RE = re.compile(r"cua1/[a-z][a-z0-9_]{0,31}/([A-Za-z0-9._-]{1,64})/(?:([^/]+)/)?")
+# §3.5, layout 1: the first 47 bytes of each record.
+SUM_RECORD = "<5f6H3B12B"
 HEADER_KEYS = ("v", "node", "epoch", "seq", "ts", "gen")
 UNITS = {"ratio", "W", "C", "bytes", "Hz", "B/s", "count", "mask"}
 EVENT_TYPES = {"device_lost", "device_back", "backend_error", "topology_changed", "throttle", "xid",
-               "node_stale", "node_back"}
+               "node_stale", "node_back", "profiling_paused", "profiling_resumed"}
 NODE_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 U64 = 1 << 64
 
@@ -67,6 +73,9 @@ class PageClient:
         self.applied: list[tuple[str, dict, dict]] = []  # (topic, header, body) after the join
         self.snapshot: Optional[dict] = None
         self.hbs_checked = 0
+        self.ignored = 0  # messages of kinds the page does not name (§8)
+        self.gaps = 0  # messages known lost (§4): seq jumps on state, hb and event topics
+        self.summaries: dict[str, list[tuple]] = {}  # node -> its latest sum's records, unpacked
 
     def close(self) -> None:
         self.sub.close(0)
@@ -113,8 +122,9 @@ class PageClient:
         seqs = snap["seqs"]
         for topic, seq in seqs.items():
             assert isinstance(topic, str) and topic.startswith(self.prefix), topic
-            assert TOPIC_RE.fullmatch(topic), topic
+            assert ANY_KIND_RE.fullmatch(topic), topic
             assert is_int(seq) and seq >= 1, (topic, seq)
+        seqs = {t: s for t, s in seqs.items() if TOPIC_RE.fullmatch(t)}  # §8: others ignored
         latest: dict[str, int] = {}
         # topo before state: a state is read against its node's topo.
         msgs = sorted(snap["messages"], key=lambda m: not m[0].startswith("cua1/topo/"))
@@ -122,8 +132,12 @@ class PageClient:
             assert isinstance(item, list) and len(item) == 3, item
             topic, header, body = item
             assert isinstance(topic, str) and topic.startswith(self.prefix), topic
+            if not TOPIC_RE.fullmatch(topic):
+                assert ANY_KIND_RE.fullmatch(topic), topic
+                self.ignored += 1
+                continue
             kind = TOPIC_RE.fullmatch(topic).group(1)
-            assert kind in ("topo", "state"), f"snapshots carry topo and state only, got {topic}"
+            assert kind in ("topo", "state", "sum"), f"snapshots carry topo, state and sum only, got {topic}"
             assert topic not in latest, f"two messages for {topic} in one snapshot"
             self.check(topic, header, body)
             latest[topic] = header["seq"]
@@ -138,7 +152,7 @@ class PageClient:
             kind, node, device = TOPIC_RE.fullmatch(topic).groups()
             if node in stale:
                 assert topic not in latest, f"{topic} served although {node} is listed stale"
-            elif kind == "topo" or (kind == "state" and (node not in self.topo or self.device_status(node, device) == "ok")):
+            elif kind in ("topo", "sum") or (kind == "state" and (node not in self.topo or self.device_status(node, device) == "ok")):
                 assert topic in latest, f"snapshot lists seq {seq} for {topic} but not its latest message"
         for topic, seq in seqs.items():
             self.last.setdefault(topic, seq)
@@ -178,14 +192,23 @@ class PageClient:
         assert topic.startswith(self.prefix), f"{topic} arrived on a {self.prefix!r} subscription"
         header, body = unpack(frames[1]), unpack(frames[2])
         m = TOPIC_RE.fullmatch(topic)
-        assert m, topic
+        if m is None:
+            assert ANY_KIND_RE.fullmatch(topic), topic
+            self.ignored += 1
+            return
         node = m.group(2)
         if node in self.epochs and header.get("epoch") != self.epochs[node]:
             raise AssertionError(f"{topic}: epoch changed without a restart")
         last = self.last.get(topic, 0)
         if header["seq"] <= last:
             return  # already in the snapshot
-        assert header["seq"] == last + 1, f"{topic}: seq {header['seq']} after {last} (a gap)"
+        # §4: a larger seq is a gap, counted. An agent starved of CPU loses windows and skips
+        # their seqs (a state gap), so state gaps are legal; a topo gap MUST re-snapshot, and an
+        # agent never skips a topo, so on loopback with no HWM one is a bug. On a sum topic a
+        # jump loses nothing (§3.5): a relay may forward only some.
+        if header["seq"] != last + 1 and m.group(1) != "sum":
+            assert m.group(1) != "topo", f"{topic}: seq {header['seq']} after {last} (a topo gap)"
+            self.gaps += header["seq"] - last - 1
         self.check(topic, header, body)
         self.last[topic] = header["seq"]
         self.applied.append((topic, header, body))
@@ -218,6 +241,9 @@ class PageClient:
         elif kind == "hb":
             assert device is None
             self.check_hb(topic, header, body)
+        elif kind == "sum":
+            assert device is None
+            self.check_sum(node, header, body)
         else:
             self.check_event(device, body)
 
@@ -331,6 +357,37 @@ class PageClient:
             assert type(body["idle_units"]) is float
             assert abs(body["idle_units"] - want) <= 1e-3 * d["units"], (body["idle_units"], want)
 
+    def check_sum(self, node: str, header: dict, body: dict) -> None:
+        assert body["layout"] == 1 and is_int(body["size"]) and body["size"] >= 47, body.keys()
+        raw, size = body["records"], body["size"]
+        assert isinstance(raw, bytes) and len(raw) % size == 0, (len(raw), size)
+        # Record i is device i of the topo of the same gen.
+        assert header["gen"] == self.gen[node], "a sum of a gen whose topo we do not hold"
+        devices = self.topo[node]["devices"]
+        assert len(raw) // size == len(devices), (len(raw) // size, len(devices))
+        records = [struct.unpack_from(SUM_RECORD, raw, i * size) for i in range(len(devices))]
+        for d, r in zip(devices, records):
+            idle_units, sm_active, mem_used, power, temp = r[:5]
+            age, units, idle, active, saturated, thrashing, status, flags, groups = r[5:14]
+            group_idle = r[14:]
+            assert units == min(d["units"], 65535) and status in (0, 1), (d["id"], r)
+            assert status == (0 if d.get("status", "ok") == "ok" else 1), (d["id"], status, d.get("status"))
+            assert flags & ~7 == 0, flags
+            assert (age == 65535) == (not flags & 4), (age, flags)
+            first = d["levels"][0]
+            assert groups == (min(d["counts"].get(first, 0), 255) if len(d["levels"]) > 1 else 0), (groups, d["counts"])
+            counts = (idle, active, saturated, thrashing)
+            assert sum(counts) <= units if flags & 1 else counts == (0, 0, 0, 0), (flags, counts)
+            assert sum(group_idle) <= idle and not any(group_idle[min(groups, 12):]), group_idle
+            if status == 1:  # lost: its last window is no longer current
+                assert not flags & 3 and all(math.isnan(x) for x in r[:5]), r
+                continue
+            assert math.isnan(idle_units) or -1e-3 <= idle_units <= units + 1e-3, idle_units
+            assert math.isnan(sm_active) or 0 <= sm_active <= 1, sm_active
+            for name, v in (("mem_used", mem_used), ("power", power), ("temp", temp)):
+                assert math.isnan(v) or name in d["counters"], (name, v)
+        self.summaries[node] = records
+
     def check_hb(self, topic: str, header: dict, body: dict) -> None:
         assert isinstance(body["seqs"], dict) and type(body["rate_hz"]) is float
         assert is_int(body["dropped"]) and body["dropped"] >= 0 and type(body["uptime_s"]) is float
@@ -341,8 +398,12 @@ class PageClient:
         assert body["seqs"].get(topic) == header["seq"], (body["seqs"].get(topic), header["seq"])
         node = header["node"]
         if self.prefix == "cua1/":
+            # (A sum seq may be above ours, never below: summaries skipped are no loss, §3.5.)
             mine = {t: s for t, s in self.last.items() if t.split("/")[2] == node and t != topic}
             theirs = {t: s for t, s in body["seqs"].items() if t != topic}
+            for t in [t for t in theirs if t.startswith("cua1/sum/")]:
+                assert theirs.pop(t) >= mine.pop(t, 0), t
+            mine = {t: s for t, s in mine.items() if not t.startswith("cua1/sum/")}
             assert theirs == mine, (theirs, mine)
             self.hbs_checked += 1
 
@@ -360,8 +421,9 @@ def _join_and_follow(feed: str, sync: str, req: bool, agent_epochs: dict[str, in
     c = PageClient(feed, sync, req=req)
     try:
         c.join()
-        c.follow(lambda: c.hbs_checked >= min_hb * len(agent_epochs) and c.kinds().get("state", 0) >= 4,
-                 "heartbeats and states")
+        c.follow(lambda: c.hbs_checked >= min_hb * len(agent_epochs) and c.kinds().get("state", 0) >= 4
+                 and c.kinds().get("sum", 0) >= len(agent_epochs), "heartbeats, states and summaries")
+        assert set(c.summaries) == set(agent_epochs) and c.ignored == 0
         assert c.epochs == agent_epochs, (c.epochs, agent_epochs)
         assert set(c.topo) == set(agent_epochs)
         # Through the same socket, ping still answers after the snapshot.

@@ -59,6 +59,17 @@ def h100_state(seed: int = 0) -> p.State:
 AGENT = p.AgentInfo("0.1.0", "host-a", 1234, 1_700_000_000_000_000_000)
 
 
+def summary_body(dev: p.Device, state: p.State, t_ns: int = 1_700_000_000_100_000_000) -> dict:
+    """The ``sum`` body of one device's window (the agent's builder, from an engine-shaped state)."""
+    from cuagent.node.summary import SummaryBuilder
+    from cuagent.topology import DeviceState
+
+    window = DeviceState(device_id=dev.id, index=dev.index, window_seq=1, t_ns=t_ns, window_ns=state.window_ns,
+                         samples=state.samples, levels=state.levels, groups={}, partition=state.partition,
+                         device=state.device, idle_units=state.idle_units)
+    return p.encode_summary_body(SummaryBuilder([dev]).records([window], (), t_ns + 23_000_000))
+
+
 def frames(kind, body, seq=1, device=None, node="node-a", epoch=77, gen=1):
     return p.encode_frames(p.build_topic(kind, node, device), p.Header(node, epoch, seq, 1_700_000_000_123_000_000, gen), body)
 
@@ -189,10 +200,12 @@ def test_every_kind_passes_the_independent_checker():
     checker.feed(frames("topo", p.encode_topo_body([dev], AGENT)))
     checker.feed(frames("state", p.encode_state_body(h100_state(), dev.counters), device="mock-0"))
     checker.feed(frames("state", p.encode_state_body(h100_state(1), dev.counters), seq=2, device="mock-0"))
+    checker.feed(frames("sum", summary_body(dev, h100_state(1))))
     checker.feed(frames("event", p.encode_event_body("device_lost", "fell off the bus", "mock-0"), device="mock-0"))
-    seqs = {"cua1/topo/node-a/": 1, "cua1/state/node-a/mock-0/": 2, "cua1/event/node-a/mock-0/": 1}
+    seqs = {"cua1/topo/node-a/": 1, "cua1/state/node-a/mock-0/": 2, "cua1/event/node-a/mock-0/": 1,
+            "cua1/sum/node-a/": 1}
     checker.feed(frames("hb", p.encode_hb_body(seqs, 999.5, 0, 12.5)))
-    assert checker.counts == {"topo": 1, "state": 2, "hb": 1, "event": 1}
+    assert checker.counts == {"topo": 1, "state": 2, "hb": 1, "event": 1, "sum": 1, "unknown": 0}
     # ... and the checker is not vacuous: it rejects a repeated seq and a short array.
     with pytest.raises(ProtocolViolation, match="seq"):
         checker.feed(frames("state", p.encode_state_body(h100_state(), dev.counters), seq=2, device="mock-0"))

@@ -110,8 +110,9 @@ def test_random_windows_encode_to_the_reference_bytes(data: Any) -> None:
     special = rng.random(values.shape) < data.draw(st.sampled_from([0.0, 0.3, 0.8]))
     values[special] = rng.choice(np.asarray(SPECIAL, dtype=np.float32), size=int(special.sum()))
     # A counter with no value in the whole window is absent: leave some out entirely.
+    absent = data.draw(st.sampled_from([0.0, 0.15, 0.5]))
     for name, offset, elements in harness.counter_slots():
-        if rng.random() < 0.15:
+        if rng.random() < absent:
             values[:, offset:offset + elements] = np.nan
     harness.add(t, values)
     harness.poll(2 * WINDOW_NS + 1, 0)
@@ -154,6 +155,19 @@ def test_a_counter_named_state_at_a_level_is_refused() -> None:
     d.validate()  # a device value of that name is no level's states
     d.counters = [_core.CounterSpec("state", "sm", "ratio", "", _core.Aggregation.mean, "")]
     with pytest.raises(ValueError, match="counter 'state' at level 'sm': the name is a level's element states"):
+        d.validate()
+
+
+def test_a_level_named_twice_is_refused() -> None:
+    # Levels are names on the wire (a state's levels map, the topo's counts and layout).
+    d = _core.DeviceDescription()
+    d.id, d.vendor, d.model, d.backend, d.unit_kind = "dev-0", "mock", "test", "mock", "sm"
+    d.units, d.levels, d.counts = 2, ["sm", "sm"], [2, 2]
+    d.layout = [[0, 1]]
+    p = _core.Partition()
+    p.id, p.kind, p.units = "0", "whole", 2
+    d.partitions = [p]
+    with pytest.raises(ValueError, match="level 'sm' is named twice"):
         d.validate()
 
 

@@ -8,13 +8,15 @@ depends on the wall clock or on thread timing, so the same code gives the same b
 
 The agent sends state bodies the engine's core encodes from its window buffer (C++); the
 script writes those too, beside the blob (<out>.core: the core's state bodies in device
-order), so that tests/test_wire_golden.py holds them to the Python encoder's bytes.
+order; for a summary, the records the core writes), so that tests/test_wire_golden.py and
+tests/test_summary_core.py hold them to the Python encoders' bytes.
 
 Run as a script (the fake vendor libraries must be loaded by a fresh process):
 
     python wire_golden.py mock <out>
     python wire_golden.py nvml <out> <fake libnvidia-ml> <script dir>
     python wire_golden.py rocm_smi <out> <fake librocm_smi64> <work dir>
+    python wire_golden.py summary <backend> <out> [...]   # the node summary (§3.5) instead
 """
 
 from __future__ import annotations
@@ -108,6 +110,34 @@ def wire(driver: Any, windows: List[Window]) -> bytes:
     return msgpack.packb({"messages": messages, "hb": hb, "snapshot": snapshot}, use_bin_type=True)
 
 
+def summary_wire(driver: Any, states: List[DeviceState]) -> bytes:
+    """topo and the node summary (PROTOCOL.md §3.5) of the same windows, as the agent frames
+    them: once with every device ok, once with the first one lost; and a snapshot reply."""
+    from cuagent.node.summary import SummaryBuilder
+
+    topology = [DeviceTopology.from_description(driver.device(i)) for i in range(driver.device_count)]
+    builder = SummaryBuilder(topology)
+    # The summary is made 23 ms after the last window ended (its ages say so).
+    now = max(s.t_ns for s in states) + 23_000_000
+    messages = [protocol.encode_frames(protocol.build_topic("topo", NODE), protocol.Header(NODE, EPOCH, 1, TS, 1),
+                                       protocol.encode_topo_body(topology, AGENT))]
+    for seq, lost in ((1, ()), (2, (topology[0].id,))):
+        body = protocol.encode_summary_body(builder.records(states, lost, now))
+        messages.append(protocol.encode_frames(protocol.build_topic("sum", NODE), protocol.Header(NODE, EPOCH, seq, now, 1),
+                                               body))
+    snapshot = protocol.snapshot_reply(EPOCH, [messages[0], messages[-1]],
+                                       {protocol.build_topic("topo", NODE): 1, protocol.build_topic("sum", NODE): 2})
+    return msgpack.packb({"messages": messages, "snapshot": snapshot}, use_bin_type=True)
+
+
+def core_summaries(windows: List[Window]) -> bytes:
+    """The records the core writes for the same windows, ages and lost devices as
+    summary_wire's two summaries: one bytes string of records per summary."""
+    now = max(w.state.t_ns for w in windows) + 23_000_000
+    return msgpack.packb([b"".join(w.harness.summary_record(now, lost and i == 0) for i, w in enumerate(windows))
+                          for lost in (False, True)], use_bin_type=True)
+
+
 MOCK_DEVICES = [{"preset": "h100-sxm", "scenario": "fragmented"}, {"preset": "h100-sxm", "scenario": "mig"},
                 {"preset": "mi300x", "scenario": "training"}, {"preset": "a100-sxm", "scenario": "thrashing"},
                 {"preset": "generic", "units": 24, "scenario": "inference"}]
@@ -186,6 +216,9 @@ def rocm_windows(library: str, work: str) -> tuple[Any, List[Window]]:
 
 
 def main(argv: List[str]) -> None:
+    summary = argv[0] == "summary"
+    if summary:
+        argv = argv[1:]
     backend, out = argv[0], Path(argv[1])
     if backend == "mock":
         from cuagent.backends import mock
@@ -199,6 +232,10 @@ def main(argv: List[str]) -> None:
         driver, windows = rocm_windows(argv[2], argv[3])
     else:
         raise SystemExit(f"unknown backend {backend!r}")
+    if summary:
+        out.write_bytes(summary_wire(driver, [w.state for w in windows]))
+        out.with_name(out.name + ".core").write_bytes(core_summaries(windows))
+        return
     out.write_bytes(wire(driver, windows))
     out.with_name(out.name + ".core").write_bytes(core_bodies(windows))
 

@@ -16,6 +16,8 @@ void register_cupti(py::module_& m) {
         .def("resume", &CuptiSource::resume, py::call_guard<py::gil_scoped_release>())
         .def_property_readonly("paused", &CuptiSource::paused)
         .def_property_readonly("library_path", &CuptiSource::library_path)
+        .def_property_readonly("nvperf_host_path", &CuptiSource::nvperf_host_path)
+        .def_property_readonly("decode_cpu_ns", &CuptiSource::decode_cpu_ns)
         .def("status", [](const CuptiSource& s) {
             py::list out;
             for (const auto& d : s.status()) {
@@ -29,7 +31,7 @@ void register_cupti(py::module_& m) {
                 x["overflows"] = d.overflows;
                 x["data_full"] = d.data_full;
                 x["decode_calls"] = d.decode_calls;
-                x["evaluate_ns"] = d.evaluate_ns;
+                x["library_ns"] = d.library_ns;
                 out.append(x);
             }
             return out;
@@ -44,27 +46,25 @@ void register_cupti(py::module_& m) {
         "make_cupti_source",
         [](const std::vector<std::string>& library, const std::vector<std::string>& python_paths,
            const std::vector<std::uint32_t>& devices, double rate_hz, std::int64_t decode_interval_ns,
-           std::int64_t window_ns, std::int64_t retry_min_ns, std::int64_t retry_max_ns, bool start_paused, std::int64_t read_interval_ns) {
+           std::int64_t retry_min_ns, std::int64_t retry_max_ns, bool start_paused) {
             CuptiOptions o;
             o.library = library;
             o.python_paths = python_paths;
             o.devices = devices;
             o.rate_hz = rate_hz;
             o.decode_interval_ns = decode_interval_ns;
-            o.window_ns = window_ns;
             o.retry_min_ns = retry_min_ns;
             o.retry_max_ns = retry_max_ns;
             o.start_paused = start_paused;
-            o.read_interval_ns = read_interval_ns;
             py::gil_scoped_release release;
             return make_cupti_source(o);
         },
         py::arg("library") = std::vector<std::string>{}, py::arg("python_paths") = std::vector<std::string>{},
         py::arg("devices") = std::vector<std::uint32_t>{0}, py::arg("rate_hz") = 1000.0,
-        py::arg("decode_interval_ns") = 2'000'000, py::arg("window_ns") = 100'000'000,
-        py::arg("retry_min_ns") = 1'000'000'000, py::arg("retry_max_ns") = 60'000'000'000,
-        py::arg("start_paused") = false, py::arg("read_interval_ns") = 1'000'000,
-        "Open libcupti and start PM sampling of `devices` (CUDA indices) on a decode thread of its own.");
+        py::arg("decode_interval_ns") = 100'000'000, py::arg("retry_min_ns") = 1'000'000'000,
+        py::arg("retry_max_ns") = 60'000'000'000, py::arg("start_paused") = false,
+        "Open libcupti and start PM sampling of `devices` (CUDA indices) on a decode thread of its own; an "
+        "Engine given it as a source tells it its window grid.");
 
     m.def(
         "cupti_offline_check",

@@ -164,6 +164,18 @@ void register_engine(py::module_& m) {
              "Per device, (seq, t_ns, window_ns, windows_missed, body) of its latest finished window, or None "
              "before the first: body is its state message body (msgpack) with extra_entries[i] packed key/value "
              "pairs extras[i] appended, when the window ended after newer_than_ns[i] (Unix ns), else None.")
+        .def("summary_records",
+             [](Engine& e, std::int64_t now_ns, const std::vector<bool>& lost) {
+                 std::string out;
+                 {
+                     py::gil_scoped_release release;  // contends only with other readers
+                     e.summary_records(now_ns, lost, out);
+                 }
+                 return py::bytes(out);
+             },
+             py::arg("now_ns"), py::arg("lost"),
+             "The node summary's records (layout 1, 47 bytes per device) at now_ns (Unix ns), from the windows "
+             "latest_states last took; lost[i]: device i's status is lost.")
         .def("stats", [](const Engine& e) {
                  EngineStats s;
                  {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -41,6 +42,9 @@ Engine::Engine(std::shared_ptr<Driver> driver, const EngineConfig& config, std::
     if (!(t.hysteresis >= 0.0f && t.hysteresis < 0.5f))
         throw std::invalid_argument("hysteresis must lie in [0, 0.5), got " + std::to_string(t.hysteresis));
     for (std::size_t d = 0; d < driver_->device_count(); ++d) {
+        if (driver_->stamps_own_samples(d))
+            throw std::invalid_argument(driver_->name() + " stamps its own samples: it can only join a device as a "
+                                        "source beside the engine's driver");
         driver_->device(d).validate();
         devices_.push_back(driver_->device(d));
         sources_.push_back({{driver_, d, 0, SampleLayout(devices_[d]).values()}});
@@ -50,6 +54,7 @@ Engine::Engine(std::shared_ptr<Driver> driver, const EngineConfig& config, std::
         reader_mutex_.push_back(std::make_unique<std::mutex>());
         plans_.push_back(std::make_shared<const AggregationPlan>(device));
         encoders_.push_back(std::make_unique<StateEncoder>(device, plans_.back()));
+        summaries_.push_back(std::make_unique<SummaryRecordWriter>(device, plans_.back()));
     }
     if (config_.ring_capacity == 0)
         config_.ring_capacity = std::max<std::size_t>(256, static_cast<std::size_t>(config_.rate_hz / 10.0));
@@ -79,7 +84,8 @@ void Engine::merge_source(const ExtraSource& extra) {
         merged.counters.push_back(counter);
     }
     merged.validate();  // e.g. a counter name both sources give
-    sources_[extra.device].push_back({extra.driver, extra.index, offset, SampleLayout(own).values()});
+    sources_[extra.device].push_back({extra.driver, extra.index, offset, SampleLayout(own).values(),
+                                      extra.driver->stamps_own_samples(extra.index)});
 }
 
 Engine::~Engine() { stop(); }
@@ -104,11 +110,31 @@ void Engine::start() {
     const std::int64_t origin = -realtime_offset;  // monotonic time of Unix time 0
     std::vector<std::vector<DeviceSource>> sources(n);
     std::vector<std::uint32_t> values(n);
+    // A stamping source's samples go to the aggregator, never the sampler;
+    // its device's windows wait for it up to its own delay, else `grace`
+    // (how long a stalled read is waited for: see aggregate_loop).
+    const std::int64_t grace = std::max<std::int64_t>(2 * period_ns_, 5'000'000);
+    std::vector<std::vector<StampedSource>> stamped(n);
+    std::vector<std::vector<float>> stamped_sample(n);
+    std::vector<std::int64_t> wait(n, grace);
     for (std::size_t d = 0; d < n; ++d) {
         const SampleLayout& layout = plans_[d]->layout;
         values[d] = layout.values();
-        for (const auto& source : sources_[d])
-            sources[d].push_back({source.driver.get(), source.index, source.offset, source.values});
+        for (const auto& source : sources_[d]) {
+            if (!source.stamps) {
+                sources[d].push_back({source.driver.get(), source.index, source.offset, source.values});
+                continue;
+            }
+            StampedSource s;
+            s.driver = source.driver.get();
+            s.index = source.index;
+            s.offset = source.offset;
+            s.values = source.values;
+            s.sample.assign(source.values, std::numeric_limits<float>::quiet_NaN());
+            stamped[d].push_back(std::move(s));
+            wait[d] = std::max(wait[d], source.driver->max_delay_ns(source.index));
+        }
+        if (!stamped[d].empty()) stamped_sample[d].assign(values[d], std::numeric_limits<float>::quiet_NaN());
         rings.push_back(std::make_unique<SlotRing>(
             sizeof(SampleHeader) + values[d] * sizeof(float), config_.ring_capacity));
         aggregators.push_back(std::make_unique<DeviceAggregator>(
@@ -130,8 +156,20 @@ void Engine::start() {
         counters_ = std::move(counters);
         events_ = std::move(events);
         sampler_ = std::move(sampler);
+        stamped_ = std::move(stamped);
+        stamped_sample_ = std::move(stamped_sample);
+        wait_ns_ = std::move(wait);
+        presence_.assign(n, 0);
         realtime_offset_ns_.store(realtime_offset, std::memory_order_relaxed);
     }
+    // Every driver learns the window grid, once each, before any thread reads it.
+    std::vector<Driver*> told;
+    for (const auto& device_sources : sources_)
+        for (const auto& source : device_sources)
+            if (std::find(told.begin(), told.end(), source.driver.get()) == told.end()) {
+                source.driver->on_engine_start(config_.window_ns, origin);
+                told.push_back(source.driver.get());
+            }
     stop_sampler_.clear();
     stop_aggregator_.store(false);
     // Put ticks on the window grid: a tick then falls exactly on every window
@@ -195,14 +233,15 @@ void Engine::aggregate_loop() noexcept {
     // a while (slow reads, devices read every 100 ms with no other device)
     // still has its window finished `grace` after its end: that is how long a
     // stalled read is waited for before its window goes out without it (its
-    // sample, when it comes, is late and dropped). It also wakes at
+    // sample, when it comes, is late and dropped); a device with a source
+    // that stamps its own samples waits up to that source's delay instead
+    // (wait_ns_). It also wakes at
     // least every quarter of the ring's span (at most 100 ms), so a ring never
     // fills however long the window.
     const std::int64_t window = config_.window_ns;
     // The completing tick wakes at the window end, then reads every device:
     // look shortly after, and again at this pace until it is done.
     const std::int64_t recheck = std::clamp<std::int64_t>(period_ns_ / 4, 50'000, 100'000);
-    const std::int64_t grace = std::max<std::int64_t>(2 * period_ns_, 5'000'000);
     // The ring fills at the rate of the most often read device, which for
     // devices refreshed every 100 ms (NVML) is far below the tick rate. The
     // upper bound keeps stop() prompt: it waits for this thread's sleep.
@@ -221,20 +260,19 @@ void Engine::aggregate_loop() noexcept {
         const bool last_pass = stop_aggregator_.load(std::memory_order_acquire);
         bool overdue = false;
         for (std::size_t d = 0; d < n; ++d) {
-            // Acquire, before draining: the samples it covers are then visible.
-            const std::int64_t complete_before =
-                device_counters_[d].complete_before_ns.load(std::memory_order_acquire);
-            SlotRing& ring = *rings_[d];
+            // Acquire, before draining: the samples they cover are then visible.
+            std::int64_t complete_before = device_counters_[d].complete_before_ns.load(std::memory_order_acquire);
+            for (const auto& s : stamped_[d])
+                complete_before = std::min(complete_before, s.driver->complete_before_ns(s.index));
             DeviceAggregator& aggregator = *aggregators_[d];
-            while (const void* slot = ring.front()) {
-                const auto* header = static_cast<const SampleHeader*>(slot);
-                aggregator.add(header->t_ns, sample_values(slot), header->presence);
-                ring.pop();
-            }
-            if (last_pass) continue;  // an unfinished window is not published
             const std::int64_t now = monotonic_ns();
-            aggregator.poll(now, grace, complete_before);
-            overdue |= aggregator.open_window_end() <= now;
+            bool held = drain_device(d, complete_before, now, last_pass);
+            if (last_pass) continue;  // an unfinished window is not published
+            const std::uint64_t finished = aggregator.windows();
+            aggregator.poll(now, wait_ns_[d], complete_before);
+            // A window given up on lets in the samples held behind it.
+            if (held && aggregator.windows() != finished) held = drain_device(d, complete_before, now, false);
+            overdue |= held || aggregator.open_window_end() <= now;
         }
         if (last_pass) break;
         const std::int64_t now = monotonic_ns();
@@ -268,6 +306,63 @@ bool Engine::latest_state(std::size_t device, std::int64_t newer_than_ns, std::s
     stamp = {front.seq, front.t_end_ns + realtime_offset_ns(), front.window_ns, front.windows_missed};
     if (stamp.t_ns > newer_than_ns) encoders_[device]->encode(front, extras, extra_entries, body);
     return true;
+}
+
+bool Engine::drain_device(std::size_t d, std::int64_t complete_before, std::int64_t now, bool last_pass) noexcept {
+    SlotRing& ring = *rings_[d];
+    DeviceAggregator& aggregator = *aggregators_[d];
+    const std::int64_t window = config_.window_ns;
+    const std::int64_t origin = -realtime_offset_ns();
+    // The ring and each stamping source are in time order each: merge them.
+    for (;;) {
+        const void* slot = ring.front();
+        std::int64_t t = slot ? static_cast<const SampleHeader*>(slot)->t_ns : std::numeric_limits<std::int64_t>::max();
+        StampedSource* from = nullptr;
+        for (auto& s : stamped_[d]) {
+            if (!s.pending) s.pending = s.driver->take_sample(s.index, &s.t_ns, s.sample.data());
+            if (s.pending && s.t_ns < t) {
+                t = s.t_ns;
+                from = &s;
+            }
+        }
+        if (slot == nullptr && from == nullptr) return false;
+        if (!last_pass) {
+            // Folding a sample finishes every window before its own: not
+            // while a source may still give samples of those (one stamped
+            // later, a read still running), until they are `wait` overdue.
+            const std::int64_t start = t - (t - origin) % window;
+            if (start > complete_before && now < start + wait_ns_[d]) return true;
+        }
+        if (from == nullptr) {
+            const auto* header = static_cast<const SampleHeader*>(slot);
+            presence_[d] = header->presence;
+            aggregator.add(header->t_ns, sample_values(slot), header->presence);
+            ring.pop();
+            continue;
+        }
+        from->pending = false;
+        // While the device is gone only its primary source speaks for it.
+        if (device_counters_[d].lost.load(std::memory_order_relaxed)) continue;
+        float* values = stamped_sample_[d].data();
+        std::copy(from->sample.begin(), from->sample.end(), values + from->offset);
+        aggregator.add(t, values, presence_[d]);
+        std::fill(values + from->offset, values + from->offset + from->values, std::numeric_limits<float>::quiet_NaN());
+        device_counters_[d].samples.fetch_add(1, std::memory_order_relaxed);
+    }
+}
+
+void Engine::summary_records(std::int64_t now_ns, const std::vector<bool>& lost, std::string& out) {
+    if (lost.size() != device_count())
+        throw std::invalid_argument("summary_records needs one lost flag per device (" +
+                                    std::to_string(device_count()) + ")");
+    for (std::size_t d = 0; d < device_count(); ++d) {
+        std::lock_guard<std::mutex> reader(*reader_mutex_[d]);
+        const WindowResult* front = nullptr;
+        if (aggregators_.size() > d && aggregators_[d]->published().front().seq != 0)
+            front = &aggregators_[d]->published().front();  // as last taken: no update()
+        const std::int64_t end = front ? front->t_end_ns + realtime_offset_ns() : 0;
+        summaries_[d]->write(front, end, now_ns, lost[d], out);
+    }
 }
 
 bool Engine::latest(std::size_t device, WindowResult& out) {

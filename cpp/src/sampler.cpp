@@ -52,6 +52,9 @@ Sampler::Sampler(const std::vector<std::vector<DeviceSource>>& sources, const st
     }
     first_source_.push_back(sources_.size());
     next_due_.assign(sources_.size(), 0);
+    awaited_.assign(sources_.size(), -1);
+    retry_ticks_.assign(sources_.size(), 1);
+    last_relayed_ns_.assign(sources_.size(), std::numeric_limits<std::int64_t>::min());
     lost_retry_ns_.assign(n, 0);
     presence_.assign(n, 0);
     last_error_event_ns_.assign(n, std::numeric_limits<std::int64_t>::min() / 2);
@@ -173,12 +176,13 @@ void Sampler::read_inline(std::size_t d, std::int64_t k) noexcept {
     }
 }
 
-void Sampler::relay(Source& s) noexcept {
+void Sampler::relay(Source& s, std::int64_t& last_t_ns) noexcept {
     const std::size_t d = s.device;
     DeviceCounters& dc = device_counters_[d];
     SlotRing& results = s.reader->results();
     while (const void* result = results.front()) {
         const auto* head = static_cast<const ReadResult*>(result);
+        last_t_ns = head->t_ns;
         if (accept(s, head->status, head->detail, head->t_ns)) {
             void* slot = rings_[d]->try_claim();
             if (slot == nullptr) {
@@ -236,7 +240,15 @@ void Sampler::run(const platform::StopFlag& stop, std::int64_t t0_ns, std::int64
                     // result in the ring; one still running holds back the
                     // window it started in.
                     complete_before = std::min(complete_before, s.reader->in_flight_since());
-                    relay(s);
+                    relay(s, last_relayed_ns_[i]);
+                    // The read due now starts at this tick's deadline: until
+                    // its result is relayed, it is awaited (not while the
+                    // device is gone: its reader then tries once a second).
+                    if (next_due_[i] <= k && !device_counters_[d].lost.load(std::memory_order_relaxed)) {
+                        awaited_[i] = k;
+                        retry_ticks_[i] = 1;
+                    }
+                    if (awaited_[i] >= 0 && last_relayed_ns_[i] >= t0_ns + awaited_[i] * period_ns_) awaited_[i] = -1;
                 } else if (next_due_[i] <= k) {
                     inline_due = true;
                 }
@@ -276,6 +288,22 @@ void Sampler::run(const platform::StopFlag& stop, std::int64_t t0_ns, std::int64
                 next = first_future;
             }
             counters_.skipped_ticks.fetch_add(static_cast<std::uint64_t>(skipped), std::memory_order_relaxed);
+        }
+        // A read still running (or not yet begun) at the tick it was due on is
+        // relayed again soon after, 1, 2, 4... ticks later, rather than a
+        // whole stride later: its window may be waiting for it (and a window
+        // shorter than the stride, or another source's samples, would
+        // otherwise be finished without it). Backing off bounds the ticks a
+        // stalled read costs.
+        for (std::size_t i = 0; i < sources_.size(); ++i) {
+            if (awaited_[i] < 0) continue;
+            const std::int64_t retry = std::max(k + retry_ticks_[i], first_future);
+            if (retry >= next_due_[i]) {
+                awaited_[i] = -1;  // its next due tick relays it
+                continue;
+            }
+            retry_ticks_[i] *= 2;
+            next = std::min(next, retry);
         }
         k = next;
     }

@@ -26,6 +26,8 @@ void DeviceDescription::validate() const {
     if (levels.empty() || levels.back() != unit_kind)
         fail("levels must end in the unit kind '" + unit_kind + "'");
     if (counts.size() != levels.size()) fail("counts and levels differ in length");
+    for (std::size_t l = 0; l < levels.size(); ++l)
+        if (level_index(levels[l]) != static_cast<int>(l)) fail("level '" + levels[l] + "' is named twice");
     if (counts.back() != units) fail("the last level's count must equal units");
     if (!layout.empty()) {
         if (layout.size() != levels.size() - 1) fail("layout needs one array per level but the last");

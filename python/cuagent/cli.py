@@ -44,6 +44,9 @@ RELAY_UPSTREAM = Option("connect", str, None, "an upstream agent or relay (repea
                         "feed port + 1", metavar="FEED[,SYNC]", check=peer)
 BIND = Option("endpoint", str, metavar="ENDPOINT", check=bind_endpoint)
 COUNT = Option("count", int, None, "stop after this many messages", min=1, max=10**9)
+TOP_DEVICE = Option("device", list, None, "draw these NVIDIA devices in full, the others compact (comma-separated "
+                    "or repeated): a device id or its first 4+ characters, its index, NODE/ID or NODE/INDEX",
+                    metavar="ID")
 TIMEOUT = Option("timeout", float, 3.0, "seconds to wait for the reply", min=0.0, min_open=True,
                  max=3600.0, unit="s")
 
@@ -84,6 +87,8 @@ def _install_stop_signals(stop: Callable[[], None]) -> None:
 
 def to_jsonable(obj: Any) -> Any:
     """Decoded wire content as JSON: arrays as lists, dataclasses/namedtuples as maps."""
+    if isinstance(obj, wire.Summary):  # records as maps, absent values as null
+        return {"layout": obj.layout, "devices": obj.rows()}
     if isinstance(obj, np.ndarray):
         return [round(float(x), 6) for x in obj] if obj.dtype.kind == "f" else obj.tolist()
     if isinstance(obj, bytes):
@@ -145,7 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     agent_cfg = AgentConfig(
         node=node, feed=cfg.feed, sync=cfg.sync, publish_interval_ms=cfg.publish_interval_ms,
         topo_interval_s=cfg.topo_interval_s, sndhwm=cfg.sndhwm,
-        curve=curve,
+        curve=curve, summary_every=cfg.summary_every,
     )
     engine = make_engine(cfg)
     backend = engine.driver_name
@@ -217,7 +222,8 @@ def cmd_top(args: argparse.Namespace) -> int:
     endpoints = args.endpoints or [DEFAULT_ENDPOINT]
     client = Client(endpoints, curve=_client_keys(args))
     try:
-        return run_top(endpoints, duration=args.duration, plain=args.plain or None, client=client)
+        return run_top(endpoints, duration=args.duration, plain=args.plain or None, client=client,
+                       selectors=args.device or ())
     finally:
         client.close()
 
@@ -266,7 +272,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     keys = _client_keys(args)
     if keys is not None:
         keys.apply(sub)
-    for prefix in args.prefix or [wire.PREFIX]:
+    default = [wire.kind_prefix("sum")] if args.summary else [wire.PREFIX]
+    for prefix in args.prefix or default:
         sub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
     sub.connect(ep.feed)
     end = None if args.duration is None else time.monotonic() + args.duration
@@ -317,6 +324,9 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     if args.ping:
         print(json.dumps(to_jsonable(wire.decode_ping_reply(sync_request(ep.sync, wire.ping_request(), args.timeout, keys)))))
         return 0
+    if args.summary:
+        print(json.dumps(_summary_snapshot(ep.sync, args.timeout, keys), indent=None if args.compact else 1))
+        return 0
     snap = wire.decode_snapshot_reply(
         sync_request(ep.sync, wire.snapshot_request(args.prefix), args.timeout, keys))
     devices: dict[tuple[str, str], wire.Device] = {}
@@ -332,6 +342,28 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     out = {"epoch": snap.epoch, "seqs": snap.seqs, "messages": messages, **to_jsonable(snap.extra)}
     print(json.dumps(out, indent=None if args.compact else 1))
     return 0
+
+
+def _summary_snapshot(sync: str, timeout: float, keys: Optional[ClientKeys]) -> dict[str, Any]:
+    """Every node's latest summary (§3.5), each record named by its device id from the topo of
+    the same gen (null where that topo is not held)."""
+    replies = [wire.decode_snapshot_reply(sync_request(sync, wire.snapshot_request(wire.kind_prefix(kind)), timeout, keys))
+               for kind in ("topo", "sum")]
+    ids: dict[tuple[str, int], list[str]] = {}
+    nodes: dict[str, Any] = {}
+    for kind, snap in zip(("topo", "sum"), replies):
+        for frames in snap.messages:
+            topic, _, header, body = wire.decode_envelope(frames)
+            if kind == "topo":
+                ids[(topic.node, header.gen)] = [d.id for d in wire.decode_topo_body(body).devices]
+                continue
+            summary = wire.decode_summary_body(body)
+            names = ids.get((topic.node, header.gen))
+            if names is not None and len(names) != len(summary):
+                names = None
+            rows = [{"id": names[i] if names else None, **row} for i, row in enumerate(summary.rows())]
+            nodes[topic.node] = {"ts": header.ts, "seq": header.seq, "gen": header.gen, "devices": rows}
+    return {"nodes": dict(sorted(nodes.items())), **to_jsonable(replies[1].extra)}
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -397,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the node agent", description=(
-        "Sample the GPUs and publish topo/state/hb/event on the feed (PUB) and answer snapshots "
+        "Sample the GPUs and publish topo/state/hb/event/sum on the feed (PUB) and answer snapshots "
         "on sync (ROUTER). Settings: defaults < --config file < flags."))
     run.add_argument("--config", metavar="FILE", help="TOML file with the same keys as the flags (underscores)")
     settings = config_mod.options()
@@ -451,8 +483,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--plain", action="store_true", help="plain text lines even on a terminal")
         config_mod.LOG_LEVEL.add_to(p, default="warning")
 
-    top = sub.add_parser("top", help="live terminal view of agents or relays")
+    top = sub.add_parser("top", help="live terminal view of agents or relays",
+                         description="One panel per device. NVIDIA: the probed GPC layout or the MIG "
+                         "instances, the kHz band of CUPTI (idlest/mean/busiest SM per window), processes, "
+                         "counters. When the NVIDIA panels do not fit the terminal's height, each is drawn "
+                         "in three lines (compact); --device draws the devices it names in full.")
     PEER.add_to(top, "endpoints", nargs="*", help=f"default {DEFAULT_ENDPOINT}")
+    TOP_DEVICE.add_to(top)
     viewer(top)
     _curve_client_flags(top)
     top.set_defaults(func=cmd_top)
@@ -471,6 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
     PREFIX.add_to(watch, action="append", help="topic prefix (repeat; default cua1/)")
     DURATION.add_to(watch)
     COUNT.add_to(watch)
+    watch.add_argument("--summary", action="store_true",
+                       help="node summaries only (cua1/sum/, PROTOCOL.md §3.5) unless --prefix says otherwise")
     _curve_client_flags(watch)
     watch.set_defaults(func=cmd_watch)
 
@@ -478,6 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
     PEER.add_to(snap, "endpoint", default=DEFAULT_ENDPOINT, nargs="?")
     PREFIX.add_to(snap, default=wire.PREFIX)
     snap.add_argument("--ping", action="store_true", help="send ping instead of snapshot")
+    snap.add_argument("--summary", action="store_true",
+                      help="every node's latest summary (PROTOCOL.md §3.5), records named by device id")
     TIMEOUT.add_to(snap, default=TIMEOUT.default)
     snap.add_argument("--compact", action="store_true", help="one line")
     _curve_client_flags(snap)
@@ -494,6 +535,8 @@ def build_parser() -> argparse.ArgumentParser:
     _extender.add_parser(sub, _curve_client_flags).set_defaults(func=cmd_extender)
     from .simulate import cli as _simulate  # `cuagent simulate` (issue 13): its parser sets its own func
     _simulate.add_parser(sub)
+    from .simulate import fleet_cli as _fleet  # `cuagent fleet` (issue 14): a synthetic fleet on one feed
+    _fleet.add_parser(sub)
     return parser
 
 

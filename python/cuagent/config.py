@@ -80,6 +80,8 @@ COMMON_OPTIONS: tuple[Option, ...] = (
     Option("topo_interval_s", float, 10.0, "re-publish topo every this many seconds",
            min=0.01, max=86_400.0, unit="s"),
     Option("sndhwm", int, 1000, "messages queued per subscriber before dropping", min=1, max=1_000_000),
+    Option("summary_every", int, 1, "publish the node summary (cua1/sum/, PROTOCOL.md §3.5) after every N "
+           "windows; 0: none", min=0, max=1_000_000, metavar="N"),
     DURATION_S,
     LOG_LEVEL,
     # Slow path: per-process lists at most this often per device; partition layout polled this often.
@@ -141,6 +143,7 @@ class RunConfig:
     publish_interval_ms: float = _default("publish_interval_ms")
     topo_interval_s: float = _default("topo_interval_s")
     sndhwm: int = _default("sndhwm")
+    summary_every: int = _default("summary_every")
     duration: Optional[float] = None  # None: until SIGINT/SIGTERM
     log_level: str = _default("log_level")
     process_interval_s: float = _default("process_interval_s")

@@ -178,6 +178,15 @@ class Engine:
         windows: List[Optional[StateWindow]] = self._native.latest_states(newer_than_ns, extras, extra_entries)
         return windows
 
+    def summary_records(self, now_ns: int, lost: Sequence[bool]) -> bytes:
+        """The node summary's records (PROTOCOL.md §3.5, layout 1: 47 bytes per device) at
+        ``now_ns`` (Unix ns), written by the core from the windows :meth:`latest_states` last
+        took; ``lost[i]``: device i's status is lost. The same bytes as
+        :class:`cuagent.node.summary.SummaryBuilder` makes of those windows
+        (tests/test_summary_core.py)."""
+        records: bytes = self._native.summary_records(now_ns, lost)
+        return records
+
     def stats(self) -> EngineStats:
         return EngineStats(**self._native.stats())
 

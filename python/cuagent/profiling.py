@@ -62,9 +62,12 @@ def _cuda_indices(driver: Any) -> Tuple[List[int], List[int], List[str]]:
     return engine, cuda, notes
 
 
-def attach(driver: Any, mode: str = "auto", rate_hz: float = 1000.0, library: Optional[str] = None,
-           window_ms: float = 100.0) -> Tuple[List[Tuple[int, Any, int]], Optional[Any]]:
-    """Engine sources ``[(engine device, source, source device)]`` and the source (or None)."""
+def attach(driver: Any, mode: str = "auto", rate_hz: float = 1000.0,
+           library: Optional[str] = None) -> Tuple[List[Tuple[int, Any, int]], Optional[Any]]:
+    """Engine sources ``[(engine device, source, source device)]`` and the source (or None).
+
+    The source folds its kHz samples into the windows of the engine it joins: the engine
+    tells it its window length and grid when it starts (any ``window_ms``)."""
     if mode not in MODES:
         raise ValueError(f"cupti={mode!r}: expected one of {', '.join(MODES)}")
     if isinstance(rate_hz, bool) or not isinstance(rate_hz, (int, float)) or not MIN_RATE_HZ <= rate_hz <= MAX_RATE_HZ:
@@ -81,14 +84,14 @@ def attach(driver: Any, mode: str = "auto", rate_hz: float = 1000.0, library: Op
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     try:
         source = _core.make_cupti_source(library=[library] if library else [], python_paths=_python_paths(),
-                                         devices=cuda, rate_hz=float(rate_hz),
-                                         window_ns=int(round(window_ms * 1e6)))
+                                         devices=cuda, rate_hz=float(rate_hz))
     except (RuntimeError, ValueError) as e:
         if mode == "on":
             raise
         log.info("cupti: PM sampling off, NVML alone: %s", e)
         return [], None
-    log.info("cupti: PM sampling at %g Hz on %d device(s) from %s", rate_hz, len(cuda), source.library_path)
+    log.info("cupti: PM sampling at %g Hz on %d device(s) from %s (libnvperf_host: %s)", rate_hz, len(cuda),
+             source.library_path, source.nvperf_host_path or "the loader's search")
     with _lock:
         _sources.add(source)
     return [(e, source, k) for k, e in enumerate(engine)], source
@@ -126,7 +129,8 @@ def _command(line: str) -> dict[str, Any]:
             s.resume()
     elif verb != "status":
         return {"error": f"unknown command {verb!r}: expected pause [reason], resume or status"}
-    return {"sources": [{"library": s.library_path, "paused": s.paused, "devices": s.status()} for s in live]}
+    return {"sources": [{"library": s.library_path, "nvperf_host": s.nvperf_host_path, "paused": s.paused,
+                         "decode_cpu_ns": s.decode_cpu_ns, "devices": s.status()} for s in live]}
 
 
 class ControlServer:

@@ -18,13 +18,12 @@ every partition's xcp_stats.
 from __future__ import annotations
 
 import ctypes
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .rocm import COMPUTE_PARTITIONS, LAYOUT_V18, MEMORY_PARTITIONS, MI210, MI300X, FakeGpu, GpuModel, write_kfd_tree
+from .build import build_fake_library
+from .rocm import LAYOUT_V18, MI210, MI300X, FakeGpu, GpuModel, place_gpu, write_kfd_tree
 
 SOURCE = Path(__file__).with_name("amdsmi_fake.c")
 
@@ -41,15 +40,7 @@ AMDSMI_STATUS_NOT_FOUND = 31
 def build_fake_amdsmi(out_dir: Path, omit: Sequence[str] = ()) -> Path:
     """Compile the fake into out_dir/libamd_smi.so; `omit` names FAKE_OMIT_* guards
     (ACTIVITY: no amdsmi_get_gpu_activity; INIT: no amdsmi_init, not an AMD SMI library)."""
-    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if cc is None:
-        raise RuntimeError("no C compiler (cc, gcc or clang) on PATH to build the fake amdsmi")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / "libamd_smi.so"
-    defines = [f"-DFAKE_OMIT_{name}" for name in omit]
-    subprocess.run([cc, "-shared", "-fPIC", "-O2", "-Wall", *defines, "-o", str(out), str(SOURCE), "-lpthread"],
-                   check=True)
-    return out
+    return build_fake_library(SOURCE, out_dir / "libamd_smi.so", omit)
 
 
 class FakeAmdSmi:
@@ -186,22 +177,12 @@ class FakeAmdSmiHost:
         """Add a GPU. kernel_partition_bits="function": a kernel from before 2024, whose
         partitions differ in their PCI function (the library then shows them as sockets of
         their own). reversed_order: the library enumerates the partitions last to first."""
-        if compute not in COMPUTE_PARTITIONS:
-            raise ValueError(f"unknown compute partition {compute!r}")
-        if memory not in MEMORY_PARTITIONS:
-            raise ValueError(f"unknown memory partition {memory!r}")
-        partitions = COMPUTE_PARTITIONS[compute]
-        if model.xcds % partitions:
-            raise ValueError(f"{model.name} cannot run in {compute}")
-        if kernel_partition_bits not in ("31:28", "function"):
-            raise ValueError(f"kernel_partition_bits is '31:28' or 'function', got {kernel_partition_bits!r}")
-        n = len(self.gpus)
-        gpu = FakeAmdSmiGpu(model, compute, memory, domain=0, bus=0x11 + 0x20 * n,
-                            unique_id=0x7E3D2A1F00000000 + n * 0x1111, kernel_partition_bits=kernel_partition_bits)
-        first_node = 1 + sum(COMPUTE_PARTITIONS[g.compute] for g in self.gpus)
-        vram_share = model.vram_bytes // (partitions if memory != "NPS1" else 1)
-        gpu.index = self.fake.add_gpu(model.name, model.device_id, gpu.domain, gpu.bus, partitions, vram_share,
-                                      first_node, kernel_partition_bits == "function", reversed_order)
+        gpu = place_gpu(FakeAmdSmiGpu, model, compute, memory, kernel_partition_bits, len(self.gpus))
+        partitions = gpu.partitions
+        first_node = 1 + sum(g.partitions for g in self.gpus)
+        gpu.index = self.fake.add_gpu(model.name, model.device_id, gpu.domain, gpu.bus, partitions,
+                                      gpu.vram_per_partition, first_node, kernel_partition_bits == "function",
+                                      reversed_order)
         gpu.processors = [self.fake.processor(gpu.index, p) for p in range(partitions)]
         for proc in gpu.processors:
             self.fake.set_partition_modes(proc, compute, memory)

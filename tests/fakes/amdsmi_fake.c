@@ -323,13 +323,7 @@ int fake_set_metrics(unsigned gpu, unsigned revision, unsigned num_partition, un
                      uint64_t fw_period_ns) {
     if (gpu >= g_gpus || num_partition * xcc_per_partition > FAKE_MAX_XCD) return -1;
     pthread_mutex_lock(&g_lock);
-    struct fake_table* t = &g_gpu[gpu].t;
-    t->revision = revision;
-    t->num_partition = num_partition;
-    t->xcc_per_partition = xcc_per_partition;
-    t->fw_period_ns = fw_period_ns;
-    t->fw_epoch_ns = fake_monotonic_ns();
-    t->fw_ticks = 0;
+    fake_table_start(&g_gpu[gpu].t, revision, num_partition, xcc_per_partition, fw_period_ns);
     pthread_mutex_unlock(&g_lock);
     return 0;
 }
@@ -337,8 +331,7 @@ int fake_set_metrics(unsigned gpu, unsigned revision, unsigned num_partition, un
 int fake_set_xcd_busy(unsigned gpu, unsigned xcd, double percent) {
     if (gpu >= g_gpus || xcd >= FAKE_MAX_XCD) return -1;
     pthread_mutex_lock(&g_lock);
-    fake_table_catch_up(&g_gpu[gpu].t);  /* what ran before the change stays accounted */
-    g_gpu[gpu].t.xcd_busy[xcd] = percent;
+    fake_table_set_xcd_busy(&g_gpu[gpu].t, xcd, percent);
     pthread_mutex_unlock(&g_lock);
     return 0;
 }

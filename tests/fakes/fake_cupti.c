@@ -9,9 +9,16 @@
  *   fake_cupti_set_stop_reason(r)     the stop reason DecodeData gives when the image is not full
  *   fake_cupti_set_overflow(1)        DecodeData reports a hardware-buffer overflow
  *   fake_cupti_set_active(avg, max, min)   fraction of cycles active per sample
+ *   fake_cupti_set_phase(p)           samples start at Unix times = p (mod the interval)
+ *   fake_cupti_first_start_unix(i)    Unix time of device i's first sample since Start
+ *   fake_cupti_nvperf_host(buf, n)    the libnvperf_host.so it loaded (see below)
  * Samples: one per sampling interval of CLOCK_MONOTONIC since Start, with
  * GPU timestamps = monotonic + 1e12 ns (a clock the source must map back).
+ * With FAKE_CUPTI_LOAD_NVPERF_HOST set, cuptiProfilerHostInitialize loads
+ * libnvperf_host.so through the loader's search, as the real libcupti does.
  */
+#define _GNU_SOURCE /* dladdr */
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -62,6 +69,13 @@ typedef struct {
     uint32_t max_samples;
 } Device;
 
+/* Kept across Disable: what a test asks after the run. */
+static uint64_t first_start[DEVICES];
+static int64_t unix_minus_gpu[DEVICES];
+static int phase_set;
+static uint64_t phase_ns;
+static char nvperf_host_path[4096];
+
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static Device devices[DEVICES];
 static int host_objects;  /* live */
@@ -78,6 +92,11 @@ static uint64_t now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+static int64_t unix_minus_monotonic(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec - (int64_t)now_ns();
 }
 
 /* Logs the call, checks the struct, applies a scripted failure. */
@@ -133,6 +152,15 @@ API int cuptiProfilerHostInitialize(HostInit* p) {
     ENTER("cuptiProfilerHostInitialize", HostInit, host);
     if (p->pChipName == NULL || strcmp(p->pChipName, "GH100") != 0) return INVALID_PARAMETER;
     pthread_mutex_lock(&mu);
+    if (getenv("FAKE_CUPTI_LOAD_NVPERF_HOST") && nvperf_host_path[0] == 0) {
+        void* h = dlopen("libnvperf_host.so", RTLD_NOW | RTLD_LOCAL);
+        Dl_info info;
+        void* sym = h ? dlsym(h, "fake_nvperf_host_tag") : NULL;
+        if (sym && dladdr(sym, &info) && info.dli_fname)
+            snprintf(nvperf_host_path, sizeof nvperf_host_path, "%s", info.dli_fname);
+        else
+            snprintf(nvperf_host_path, sizeof nvperf_host_path, "%s", h ? "(not a fake libnvperf_host)" : "(none)");
+    }
     ++host_objects;
     pthread_mutex_unlock(&mu);
     p->host = malloc(16);
@@ -207,7 +235,19 @@ API int cuptiPmSamplingStart(Object* p) {
     Device* d = device_of(p->object);
     if (!d || d->interval == 0) return INVALID_PARAMETER;
     d->started = 1;
-    d->next_start = now_ns() + GPU_OFFSET;
+    const uint64_t now = now_ns();
+    const int64_t to_unix = unix_minus_monotonic();
+    d->next_start = now + GPU_OFFSET;
+    if (phase_set) {
+        /* The first start at a Unix time = phase (mod interval), after now. */
+        const uint64_t unix_now = (uint64_t)((int64_t)now + to_unix);
+        uint64_t start = unix_now - unix_now % d->interval + phase_ns % d->interval;
+        if (start <= unix_now) start += d->interval;
+        d->next_start = (uint64_t)((int64_t)start - to_unix) + GPU_OFFSET;
+    }
+    const size_t i = (size_t)(d - devices);
+    first_start[i] = d->next_start;
+    unix_minus_gpu[i] = to_unix - (int64_t)GPU_OFFSET;
     return OK;
 }
 API int cuptiPmSamplingStop(Object* p) {
@@ -258,16 +298,33 @@ API int cuptiProfilerHostEvaluateToGpuValues(Evaluate* p) {
     const uint64_t* slots = (const uint64_t*)(h + 1);
     const double seconds = (double)(slots[2 * p->range + 1] - slots[2 * p->range]) * 1e-9;
     const double cycles = clock_hz * seconds;
+    /* The kind of each metric, by name, once per names array: the fake's own
+     * cost per sample stays small next to what it stands in for. */
+    static __thread const char* const* kinds_of;
+    static __thread size_t kinds_n;
+    static __thread char kinds[64];
+    if (p->n > sizeof kinds) return INVALID_PARAMETER;
+    if (kinds_of != p->names || kinds_n != p->n) {
+        for (size_t i = 0; i < p->n; ++i) {
+            const char* m = p->names[i];
+            kinds[i] = strstr(m, "sm__cycles_active.avg") ? 'a' : strstr(m, "sm__cycles_active.max") ? 'x'
+                     : strstr(m, "sm__cycles_active.min") ? 'n' : strstr(m, "per_second") ? 'h'
+                     : strstr(m, "pct_of_peak") ? 'p' : strstr(m, "bytes.sum") ? 'b' : 0;
+            if (!kinds[i]) return INVALID_PARAMETER;
+        }
+        kinds_of = p->names;
+        kinds_n = p->n;
+    }
     for (size_t i = 0; i < p->n; ++i) {
-        const char* m = p->names[i];
         double v = 0;
-        if (strstr(m, "sm__cycles_active.avg")) v = active_avg * cycles;
-        else if (strstr(m, "sm__cycles_active.max")) v = active_max * cycles;
-        else if (strstr(m, "sm__cycles_active.min")) v = active_min * cycles;
-        else if (strstr(m, "per_second")) v = clock_hz;
-        else if (strstr(m, "pct_of_peak")) v = 25.0;
-        else if (strstr(m, "bytes.sum")) v = 1e9 * seconds;  /* 1 GB/s */
-        else return INVALID_PARAMETER;
+        switch (kinds[i]) {
+            case 'a': v = active_avg * cycles; break;
+            case 'x': v = active_max * cycles; break;
+            case 'n': v = active_min * cycles; break;
+            case 'h': v = clock_hz; break;
+            case 'p': v = 25.0; break;
+            default: v = 1e9 * seconds; break;  /* bytes.sum: 1 GB/s */
+        }
         p->values[i] = v;
     }
     return OK;
@@ -292,6 +349,17 @@ API void fake_cupti_fail(const char* name, int result, int count) {
 API void fake_cupti_set_stop_reason(int r) { stop_reason = r; }
 API void fake_cupti_set_overflow(int o) { overflow_flag = o; }
 API void fake_cupti_set_active(double avg, double max, double min) { active_avg = avg; active_max = max; active_min = min; }
+API void fake_cupti_set_phase(uint64_t p) { phase_ns = p; phase_set = 1; }
+API int64_t fake_cupti_first_start_unix(int i) {
+    return i >= 0 && i < DEVICES && first_start[i] ? (int64_t)first_start[i] + unix_minus_gpu[i] : -1;
+}
+API size_t fake_cupti_nvperf_host(char* out, size_t size) {
+    pthread_mutex_lock(&mu);
+    size_t n = strlen(nvperf_host_path);
+    if (out && size) snprintf(out, size, "%s", nvperf_host_path);
+    pthread_mutex_unlock(&mu);
+    return n;
+}
 /* Copies the call log (one name a line) into out; returns its full length. */
 API size_t fake_cupti_log(char* out, size_t size) {
     pthread_mutex_lock(&mu);

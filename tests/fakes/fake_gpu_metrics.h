@@ -174,6 +174,25 @@ static void fake_table_catch_up(struct fake_table* t) {
     if (due > t->fw_ticks) fake_table_tick(t, due - t->fw_ticks);
 }
 
+/* The firmware (re)starts: a table of content revision `revision` (0: none)
+ * holding num_partition XCPs of xcc_per_partition XCDs, refreshed every
+ * fw_period_ns (0: only by fake_table_tick), its refreshes counted from now. */
+static void fake_table_start(struct fake_table* t, unsigned revision, unsigned num_partition,
+                             unsigned xcc_per_partition, uint64_t fw_period_ns) {
+    t->revision = revision;
+    t->num_partition = num_partition;
+    t->xcc_per_partition = xcc_per_partition;
+    t->fw_period_ns = fw_period_ns;
+    t->fw_epoch_ns = fake_monotonic_ns();
+    t->fw_ticks = 0;
+}
+
+/* One XCD's load from now on; what ran before the change stays accounted. */
+static void fake_table_set_xcd_busy(struct fake_table* t, unsigned xcd, double percent) {
+    fake_table_catch_up(t);
+    t->xcd_busy[xcd] = percent;
+}
+
 /* Kernel-side table sizes, only echoed in the header's structure_size. */
 static uint16_t fake_kernel_table_size(unsigned revision) {
     switch (revision) {

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import ctypes
 import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TypeVar
+
+from .build import build_fake_library
 
 SOURCE = Path(__file__).with_name("rocm_smi_fake.c")
 
@@ -46,17 +47,7 @@ MEMORY_PARTITIONS = ("NPS1", "NPS2", "NPS4", "NPS8")
 
 def build_fake_rocm_smi(out_dir: Path, omit: Sequence[str] = ()) -> Path:
     """Compile the fake into out_dir/librocm_smi64.so; `omit` names FAKE_OMIT_* guards."""
-    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if cc is None:
-        raise RuntimeError("no C compiler (cc, gcc or clang) on PATH to build the fake rocm_smi")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / "librocm_smi64.so"
-    defines = [f"-DFAKE_OMIT_{name}" for name in omit]
-    subprocess.run(
-        [cc, "-shared", "-fPIC", "-O2", "-Wall", *defines, "-o", str(out), str(SOURCE), "-lpthread"],
-        check=True,
-    )
-    return out
+    return build_fake_library(SOURCE, out_dir / "librocm_smi64.so", omit)
 
 
 class FakeRocmSmi:
@@ -169,12 +160,40 @@ class FakeGpu:
     kfd_nodes: list[int] = field(default_factory=list)
 
     @property
+    def partitions(self) -> int:
+        """Compute partitions (one KFD node, and one library device or processor, each)."""
+        return COMPUTE_PARTITIONS[self.compute]
+
+    @property
+    def vram_per_partition(self) -> int:
+        """What each partition's library device reports as VRAM: the whole pool in NPS1."""
+        return self.model.vram_bytes // (self.partitions if self.memory != "NPS1" else 1)
+
+    @property
     def metrics_device(self) -> int:
         return self.rsmi_devices[0]
 
     @property
     def bdf(self) -> str:
         return f"{self.domain:04x}:{self.bus:02x}:00.0"
+
+
+G = TypeVar("G", bound=FakeGpu)
+
+
+def place_gpu(cls: type[G], model: GpuModel, compute: str, memory: str, kernel_partition_bits: str, n: int) -> G:
+    """The n-th GPU of a fake host (either library's), its modes checked: PCI bus and unique id
+    follow from n, so both fake hosts give the same GPU the same address and id."""
+    if compute not in COMPUTE_PARTITIONS:
+        raise ValueError(f"unknown compute partition {compute!r}")
+    if memory not in MEMORY_PARTITIONS:
+        raise ValueError(f"unknown memory partition {memory!r}")
+    if model.xcds % COMPUTE_PARTITIONS[compute]:
+        raise ValueError(f"{model.name} cannot run in {compute}")
+    if kernel_partition_bits not in ("31:28", "function"):
+        raise ValueError(f"kernel_partition_bits is '31:28' or 'function', got {kernel_partition_bits!r}")
+    return cls(model, compute, memory, domain=0, bus=0x11 + 0x20 * n, unique_id=0x7E3D2A1F00000000 + n * 0x1111,
+               kernel_partition_bits=kernel_partition_bits)
 
 
 def _properties(values: dict[str, int]) -> str:
@@ -242,23 +261,12 @@ class FakeAmdHost:
         """Add a GPU. enumerate_partitions=False: a library older than ROCm 6.3, which
         shows a partitioned GPU as one device. kernel_partition_bits="function": a
         kernel from before 2024, which ORs the KFD node id into location_id's low bits."""
-        if compute not in COMPUTE_PARTITIONS:
-            raise ValueError(f"unknown compute partition {compute!r}")
-        if memory not in MEMORY_PARTITIONS:
-            raise ValueError(f"unknown memory partition {memory!r}")
-        partitions = COMPUTE_PARTITIONS[compute]
-        if model.xcds % partitions:
-            raise ValueError(f"{model.name} cannot run in {compute}")
-        n = len(self.gpus)
-        if kernel_partition_bits not in ("31:28", "function"):
-            raise ValueError(f"kernel_partition_bits is '31:28' or 'function', got {kernel_partition_bits!r}")
-        gpu = FakeGpu(model, compute, memory, domain=0, bus=0x11 + 0x20 * n,
-                      unique_id=0x7E3D2A1F00000000 + n * 0x1111, kernel_partition_bits=kernel_partition_bits)
-        vram_share = model.vram_bytes // (partitions if memory != "NPS1" else 1)
+        gpu = place_gpu(FakeGpu, model, compute, memory, kernel_partition_bits, len(self.gpus))
+        partitions = gpu.partitions
         for p in range(partitions if enumerate_partitions else 1):
             bdfid = (gpu.domain << 32) | ((p << 28) if enumerate_partitions and partitions > 1 else 0) \
                 | (gpu.bus << 8)
-            dev = self.fake.add_device(model.name, gpu.unique_id, bdfid, numa, vram_share)
+            dev = self.fake.add_device(model.name, gpu.unique_id, bdfid, numa, gpu.vram_per_partition)
             self.fake.set_partition_modes(dev, compute, memory)
             gpu.rsmi_devices.append(dev)
         xcc_per_partition = model.xcds // partitions
@@ -314,15 +322,14 @@ def write_kfd_tree(kfd_root: Path, gpus: Sequence[FakeGpu]) -> None:
     if nodes.exists():
         shutil.rmtree(nodes)
     node = 0
-    partitions_total = sum(COMPUTE_PARTITIONS[g.compute] for g in gpus)
+    partitions_total = sum(g.partitions for g in gpus)
     _write_node(nodes / "0", _cpu_node(partitions_total), gpu_id=0, name="")
     render = 128
     for gpu in gpus:
         gpu.kfd_nodes.clear()
-        partitions = COMPUTE_PARTITIONS[gpu.compute]
-        for p in range(partitions):
+        for p in range(gpu.partitions):
             node += 1
-            _write_node(nodes / str(node), _gpu_node(gpu, p, partitions, render), gpu_id=40000 + node,
+            _write_node(nodes / str(node), _gpu_node(gpu, p, gpu.partitions, render), gpu_id=40000 + node,
                         name=gfx_name(gpu.model.gfx_target_version))
             gpu.kfd_nodes.append(node)
             render += 1

@@ -12,6 +12,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -73,9 +74,46 @@ def fresh_state(e: Engine, index: int, after_seq: int = -1, level: str | None = 
     return wait_for(ready, f"a window of device {index}")
 
 
+def steady(e: Engine, level: str | None) -> dict:
+    """The topology, and the state of device 0 under a steady load (with `level` present)."""
+    out: dict = {"backend": e.backend, "topology": [topo_json(t) for t in e.topology()]}
+    first = fresh_state(e, 0, level=level)
+    # A later window, all of whose samples saw the steady load.
+    out["state"] = state_json(fresh_state(e, 0, after_seq=first.window_seq, level=level))
+    return out
+
+
+def lost(host, engine: Callable[..., Engine], level: str | None) -> dict:
+    """Two GPUs on `host` (either fake host); the first is lost, then comes back: the events, and
+    the other GPU's windows going on meanwhile (with `level` present)."""
+    first_gpu = host.add_mi300x(fw_period_ns=1_000_000)
+    second_gpu = host.add_mi300x(fw_period_ns=1_000_000)
+    host.set_xcd_busy(first_gpu, BUSY)
+    host.set_xcd_busy(second_gpu, BUSY)
+    out: dict = {}
+    with engine(host) as e:
+        fresh_state(e, 0)
+        before = fresh_state(e, 1)
+        host.set_lost(first_gpu)
+        events: list = []
+        wait_for(lambda: events.extend(e.events()) or any(ev.type == "device_lost" for ev in events),
+                 "device_lost")
+        lost_at = e.snapshot()[1].window_seq
+        after = fresh_state(e, 1, after_seq=lost_at, level=level)  # the other device goes on
+        host.set_back(first_gpu)
+        wait_for(lambda: events.extend(e.events()) or any(ev.type == "device_back" for ev in events),
+                 "device_back")
+        out["events"] = [{"type": ev.type, "device": ev.device, "device_id": ev.device_id,
+                          "detail": ev.detail} for ev in events]
+        out["other_before"] = before.window_seq
+        out["other_after"] = after.window_seq
+        out["other_xcd"] = after.levels["xcd"]["active"].mean.tolist() if "xcd" in after.levels else None
+        out["ids"] = [t.id for t in e.topology()]
+    return out
+
+
 def run(scenario: str, library: Path, work: Path) -> dict:
     host = FakeAmdHost(library, work / "kfd")
-    out: dict = {}
     if scenario in ("spx", "cpx", "v14", "unsupported"):
         compute = "CPX" if scenario == "cpx" else "SPX"
         gpu = host.add_mi300x(compute=compute, memory="NPS1", fw_period_ns=1_000_000,
@@ -84,38 +122,10 @@ def run(scenario: str, library: Path, work: Path) -> dict:
         if scenario == "unsupported":
             host.fake.set_unsupported(gpu.metrics_device, "rsmi_dev_busy_percent_get")
         with engine(host) as e:
-            out["backend"] = e.backend
-            out["topology"] = [topo_json(t) for t in e.topology()]
-            first = fresh_state(e, 0, level=None if scenario in ("v14",) else "xcd")
-            # A later window, all of whose samples saw the steady load.
-            out["state"] = state_json(fresh_state(e, 0, after_seq=first.window_seq,
-                                                  level=None if scenario == "v14" else "xcd"))
-    elif scenario == "lost":
-        first_gpu = host.add_mi300x(fw_period_ns=1_000_000)
-        second_gpu = host.add_mi300x(fw_period_ns=1_000_000)
-        host.set_xcd_busy(first_gpu, BUSY)
-        host.set_xcd_busy(second_gpu, BUSY)
-        with engine(host) as e:
-            fresh_state(e, 0)
-            before = fresh_state(e, 1)
-            host.set_lost(first_gpu)
-            events = []
-            wait_for(lambda: events.extend(e.events()) or any(ev.type == "device_lost" for ev in events),
-                     "device_lost")
-            lost_at = e.snapshot()[1].window_seq
-            after = fresh_state(e, 1, after_seq=lost_at)  # the other device goes on
-            host.set_back(first_gpu)
-            wait_for(lambda: events.extend(e.events()) or any(ev.type == "device_back" for ev in events),
-                     "device_back")
-            out["events"] = [{"type": ev.type, "device": ev.device, "device_id": ev.device_id,
-                              "detail": ev.detail} for ev in events]
-            out["other_before"] = before.window_seq
-            out["other_after"] = after.window_seq
-            out["other_xcd"] = after.levels["xcd"]["active"].mean.tolist() if "xcd" in after.levels else None
-            out["ids"] = [t.id for t in e.topology()]
-    else:
-        raise SystemExit(f"unknown scenario {scenario!r}")
-    return out
+            return steady(e, level=None if scenario == "v14" else "xcd")
+    if scenario == "lost":
+        return lost(host, engine, level=None)
+    raise SystemExit(f"unknown scenario {scenario!r}")
 
 
 if __name__ == "__main__":

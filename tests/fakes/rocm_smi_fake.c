@@ -178,14 +178,8 @@ int fake_set_metrics(unsigned dev, unsigned revision, unsigned num_partition,
                      unsigned xcc_per_partition, uint64_t fw_period_ns) {
     if (dev >= g_count || num_partition * xcc_per_partition > FAKE_MAX_XCD) return -1;
     pthread_mutex_lock(&g_lock);
-    struct fake_device* d = &g_dev[dev];
-    d->t.revision = revision;
-    d->t.num_partition = num_partition;
-    d->t.xcc_per_partition = xcc_per_partition;
-    d->t.fw_period_ns = fw_period_ns;
-    d->t.fw_epoch_ns = fake_monotonic_ns();
-    d->t.umc_pct = -1.0;  /* ROCm SMI releases never showed it here */
-    d->t.fw_ticks = 0;
+    fake_table_start(&g_dev[dev].t, revision, num_partition, xcc_per_partition, fw_period_ns);
+    g_dev[dev].t.umc_pct = -1.0;  /* ROCm SMI releases never showed it here */
     pthread_mutex_unlock(&g_lock);
     return 0;
 }
@@ -193,8 +187,7 @@ int fake_set_metrics(unsigned dev, unsigned revision, unsigned num_partition,
 int fake_set_xcd_busy(unsigned dev, unsigned xcd, double percent) {
     if (dev >= g_count || xcd >= FAKE_MAX_XCD) return -1;
     pthread_mutex_lock(&g_lock);
-    fake_table_catch_up(&g_dev[dev].t);  /* what ran before the change stays accounted */
-    g_dev[dev].t.xcd_busy[xcd] = percent;
+    fake_table_set_xcd_busy(&g_dev[dev].t, xcd, percent);
     pthread_mutex_unlock(&g_lock);
     return 0;
 }

@@ -62,6 +62,39 @@ public:
     // short NUL-terminated reason (at most detail_size bytes) for the event log.
     virtual ReadStatus read(std::size_t index, std::int64_t now_ns, float* values,
                             char* detail, std::size_t detail_size) noexcept = 0;
+
+    // ---- Sources that stamp their own samples --------------------------------
+    // Hardware that samples by itself and hands its samples over later, in
+    // batches (CUPTI PM sampling: the GPU fills a buffer that a decode thread
+    // reads), cannot be read on a tick: what a tick finds was taken earlier,
+    // and a sample taken just before a window's end arrives after it. Such a
+    // source (only as an ExtraSource, never as the engine's driver) is never
+    // read(): the engine's aggregator takes its samples as they come, each
+    // stamped with when it was taken, puts each in the window that time falls
+    // in, and holds a window open until the source has given everything taken
+    // before the window's end (complete_before_ns), at most max_delay_ns.
+    virtual bool stamps_own_samples(std::size_t /*index*/) const { return false; }
+
+    // The window grid of the engine this driver serves, told before its
+    // threads start (at every start): windows are [origin + k * window,
+    // origin + (k + 1) * window) in CLOCK_MONOTONIC. No engine thread runs
+    // meanwhile, so a stamping source may also drop what an earlier run left
+    // untaken here.
+    virtual void on_engine_start(std::int64_t /*window_ns*/, std::int64_t /*origin_ns*/) {}
+
+    // The next sample ready, in time order: its values (this source's own
+    // layout, NaN where absent) and when it was taken (CLOCK_MONOTONIC);
+    // false when none is ready. Aggregator thread only. Hot path: no
+    // allocation, no lock, no wait.
+    virtual bool take_sample(std::size_t /*index*/, std::int64_t* /*t_ns*/, float* /*values*/) noexcept {
+        return false;
+    }
+    // Every sample this source will give with a time before the returned one
+    // is ready for take_sample (load this first: acquire). INT64_MAX while it
+    // owes none (paused, not sampling). Any thread.
+    virtual std::int64_t complete_before_ns(std::size_t /*index*/) const noexcept { return INT64_MAX; }
+    // How long past a window's end that window may wait for this source.
+    virtual std::int64_t max_delay_ns(std::size_t /*index*/) const { return 0; }
 };
 
 }  // namespace cuagent

@@ -21,6 +21,7 @@
 #include "cuagent/sampler.hpp"
 #include "cuagent/slot_ring.hpp"
 #include "cuagent/state_encoder.hpp"
+#include "cuagent/summary_record.hpp"
 #include "cuagent/unit_state.hpp"
 #include "cuagent/window.hpp"
 
@@ -35,11 +36,13 @@ struct EngineConfig {
 
 // A further source of counters for one of the engine's devices: device
 // `index` of `driver` adds its counters to engine device `device` (e.g. a
-// high-rate CUPTI source every tick beside NVML every 100 ms). Each source is
-// read at its own interval, inline or on a thread of its own as its driver
-// says, and its values merge into the device's one sample layout before the
-// ring: a source that stalls or fails costs only its own counters, which are
-// then absent from the windows it missed, never its last values again.
+// CUPTI source beside NVML). Each source is read at its own interval, inline
+// or on a thread of its own as its driver says, and its values merge into the
+// device's one sample layout before the ring; a source that stamps its own
+// samples (Driver::stamps_own_samples: CUPTI) is not read at all, the
+// aggregator takes its samples and holds each window for it. A source that
+// stalls or fails costs only its own counters, which are then absent from
+// the windows it missed, never its last values again.
 struct ExtraSource {
     std::size_t device = 0;
     std::shared_ptr<Driver> driver;
@@ -113,6 +116,11 @@ public:
     // the window. False when no window has finished yet.
     bool latest_state(std::size_t device, std::int64_t newer_than_ns, std::string_view extras,
                       std::uint32_t extra_entries, WindowStamp& stamp, std::string& body);
+    // The node summary's records (PROTOCOL.md §3.5), one per device in order, appended to
+    // `out`: from the windows that latest_state() / latest() last took (no newer one is
+    // taken, so a summary describes the windows whose states were just sent), at `now_ns`
+    // (Unix); `lost[d]`: device d's status is lost.
+    void summary_records(std::int64_t now_ns, const std::vector<bool>& lost, std::string& out);
     EngineStats stats() const;
     // Moves pending events into `out`; returns how many.
     std::size_t drain_events(std::vector<EngineEvent>& out);
@@ -126,6 +134,12 @@ public:
 
 private:
     void aggregate_loop() noexcept;
+    // Folds device d's ring samples and its stamping sources' samples, in time
+    // order, into its aggregator; stops at a sample whose window would finish
+    // one that a source still owes samples (`complete_before`), unless `now`
+    // is wait_ns_[d] past that window's end; returns whether it stopped so
+    // (samples held back). Everything goes in on the `last_pass`.
+    bool drain_device(std::size_t d, std::int64_t complete_before, std::int64_t now, bool last_pass) noexcept;
 
     void merge_source(const ExtraSource& extra);
     void join_threads() noexcept;
@@ -135,6 +149,16 @@ private:
         std::shared_ptr<Driver> driver;
         std::size_t index;
         std::uint32_t offset, values;
+        bool stamps = false;  // stamps its own samples: taken by the aggregator
+    };
+    // A stamping source as the aggregator thread sees it (rebuilt at start).
+    struct StampedSource {
+        Driver* driver = nullptr;
+        std::size_t index = 0;
+        std::uint32_t offset = 0, values = 0;
+        std::vector<float> sample;  // the next one, taken from the source, not folded yet
+        std::int64_t t_ns = 0;
+        bool pending = false;
     };
 
     std::shared_ptr<Driver> driver_;
@@ -149,7 +173,15 @@ private:
     std::unique_ptr<SamplerCounters> counters_;
     std::vector<std::shared_ptr<const AggregationPlan>> plans_;  // built once, immutable
     std::vector<std::unique_ptr<StateEncoder>> encoders_;  // per device, used under its reader mutex
+    std::vector<std::unique_ptr<SummaryRecordWriter>> summaries_;  // per device
     std::vector<std::unique_ptr<DeviceAggregator>> aggregators_;
+    // Aggregator thread only, built by start(): per device, its stamping
+    // sources, a whole sample to fold one of theirs into, how long its windows
+    // wait past their end, and the presence of its last ring sample.
+    std::vector<std::vector<StampedSource>> stamped_;
+    std::vector<std::vector<float>> stamped_sample_;
+    std::vector<std::int64_t> wait_ns_;
+    std::vector<std::uint32_t> presence_;
     std::unique_ptr<Sampler> sampler_;
     std::vector<std::unique_ptr<std::mutex>> reader_mutex_;
     std::mutex events_mutex_;

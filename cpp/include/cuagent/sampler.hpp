@@ -5,7 +5,10 @@
 // each filling its own block of the device's sample and each read at its own
 // interval. A source whose reads cannot stall is read inline, on this thread;
 // one whose reads may block (Driver::read_may_block) is read by a
-// SourceReader on a thread of its own, and this thread relays its results.
+// SourceReader on a thread of its own, and this thread relays its results
+// (at the read's tick, and while its result is not in, again 1, 2, 4... ticks
+// later). A source that stamps its own samples is not here at all: the
+// aggregator takes its samples (Engine).
 // Either way the device's ring has this one producer.
 //
 // Deadlines are t0 + k * period, so time spent reading never accumulates into
@@ -115,7 +118,9 @@ private:
     };
 
     void read_inline(std::size_t d, std::int64_t k) noexcept;
-    void relay(Source& s) noexcept;
+    // Moves a reader's results into the device's ring; `last_t_ns`: the
+    // start time of the last result moved.
+    void relay(Source& s, std::int64_t& last_t_ns) noexcept;
     // Books one read's outcome (counters, events, lost state); true when its
     // values belong in a sample.
     bool accept(const Source& s, ReadStatus status, const char* detail, std::int64_t t_ns) noexcept;
@@ -129,6 +134,10 @@ private:
     std::vector<Source> sources_;               // by device, each device's primary first
     std::vector<std::size_t> first_source_;     // device d: sources_[first_source_[d] .. first_source_[d+1])
     std::vector<std::int64_t> next_due_;        // per source: tick index of its next read (or relay)
+    // Per reader source: the tick whose read's result is still awaited (-1:
+    // none), the ticks to the next relay while it is, and the start time of
+    // the last result relayed.
+    std::vector<std::int64_t> awaited_, retry_ticks_, last_relayed_ns_;
     std::vector<std::int64_t> device_stride_;
     std::vector<std::uint32_t> values_;         // floats per sample, per device
     std::vector<std::int64_t> lost_retry_ns_;   // when a lost device is tried again

@@ -141,10 +141,14 @@ class FeedMetrics:
         return hook
 
     def client_update(self, update: Any) -> None:
-        """For ``Client.on_update``: each :class:`cuagent.client.Update`."""
-        header = update.header
+        """For ``Client.on_update``: each :class:`cuagent.client.Update`. A state's ``body``
+        is decoded here (every window counts); None is a body the client found malformed
+        and counted already."""
+        header, body = update.header, update.body
+        if body is None and update.kind == "state":
+            return
         self.push(update.kind, update.node, update.device, header.ts if header else 0, header.gen if header else 0,
-                  update.body)
+                  body)
 
     # ------------------------------------------------------------------ applying
     def drain(self) -> None:

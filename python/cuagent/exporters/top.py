@@ -2,22 +2,32 @@
 
 One panel per device: its units as a heat map, one row per GPC/XCD (from the topo layout),
 each cell coloured by the unit's state and as tall as its mean ``active``; the partition and
-device counters; and the feed's health. Without a terminal it prints plain text lines.
+device counters; and the feed's health. An NVIDIA device, which has no per-unit counters, gets
+the panel of :mod:`.top_nvidia` (GPC layout or MIG instances, the kHz band, processes,
+counters). Without a terminal it prints plain text lines.
+
+Many GPUs on a short terminal: when the full NVIDIA panels do not fit the terminal's height,
+each such device is drawn in compact form (three lines); ``--device`` names the devices to
+draw in full whatever the height, the others staying compact.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
-from typing import Any, Optional, TextIO
+from typing import Any, Optional, Sequence, TextIO
 
 import numpy as np
 
 from .. import wire
 from ..client import Client, DeviceView, NodeView
+from . import top_nvidia
+from .top_nvidia import NvidiaHistory
 
 STATE_STYLES = ("grey35", "green3", "yellow1", "red1")  # idle, active, saturated, thrashing
 BARS = " ▁▂▃▄▅▆▇█"
+PLAIN_WIDTH = 100  # lines of the NVIDIA detail in plain text when the width is not known
 
 
 class FeedRates:
@@ -159,21 +169,68 @@ def health_line(client: Client, rates: FeedRates) -> str:
     return " | ".join(parts)
 
 
-def render(client: Client, rates: FeedRates) -> Any:
+def matches(dv: DeviceView, selector: str) -> bool:
+    """``--device``: a device id (or its start), ``node/id``, its index, or ``node/index``."""
+    node, _, ident = selector.rpartition("/")
+    if node and node != dv.node:
+        return False
+    return ident == str(dv.topology.index) or (len(ident) >= 4 and dv.id.startswith(ident))
+
+
+def _age(dv: DeviceView) -> str:
+    return "" if not dv.ts else f"  window {(time.time_ns() - dv.ts) / 1e6:.0f} ms ago"
+
+
+def _devices(client: Client) -> list[tuple[NodeView, DeviceView]]:
+    return [(node, dv) for node in sorted(client.view.nodes.values(), key=lambda n: n.name)
+            for dv in node.devices.values()]
+
+
+def compact_set(client: Client, history: NvidiaHistory, width: int, height: Optional[int],
+                selectors: Sequence[str] = ()) -> set[tuple[str, str]]:
+    """The NVIDIA devices to draw compact: with ``selectors``, all but the selected ones;
+    else all of them when their full panels do not fit ``height`` rows (None: no limit)."""
+    nvidia = [dv for _, dv in _devices(client) if top_nvidia.is_nvidia_panel(dv)]
+    if selectors:
+        return {(dv.node, dv.id) for dv in nvidia if not any(matches(dv, s) for s in selectors)}
+    if height is None:
+        return set()
+    rows = 1 + sum(top_nvidia.full_height(dv, history, width) for dv in nvidia)
+    rows += sum(len(_rows(dv)) + 5 for _, dv in _devices(client) if not top_nvidia.is_nvidia_panel(dv))
+    return {(dv.node, dv.id) for dv in nvidia} if rows > height else set()
+
+
+def render(client: Client, rates: FeedRates, history: Optional[NvidiaHistory] = None, width: int = 80,
+           height: Optional[int] = None, selectors: Sequence[str] = ()) -> Any:
+    """Everything top draws, for a terminal ``width`` x ``height`` (pure: no I/O)."""
     from rich.console import Group
     from rich.text import Text
 
+    history = history or NvidiaHistory()
+    compact = compact_set(client, history, width, height, selectors)
     panels: list[Any] = []
-    for node in sorted(client.view.nodes.values(), key=lambda n: n.name):
-        for dv in node.devices.values():
+    for node, dv in _devices(client):
+        if not top_nvidia.is_nvidia_panel(dv):
             panels.append(device_panel(dv, node))
+        elif (dv.node, dv.id) in compact:
+            panels.extend(top_nvidia.compact_lines(dv, history, width))
+        else:
+            panels.append(top_nvidia.nvidia_panel(dv, history, width, _age(dv), node.stale))
     if not panels:
         panels.append(Text("waiting for agents…", style="dim"))
+    if compact:
+        hint = "terminal too short" if not selectors else "not selected"
+        panels.append(Text(f"compact: {len(compact)} NVIDIA device(s) ({hint}); --device ID for a full panel",
+                           style="dim"))
+    unmatched = [s for s in selectors if not any(matches(dv, s) for _, dv in _devices(client))]
+    if unmatched:
+        panels.append(Text(f"--device {', '.join(unmatched)}: no such device (yet)", style="yellow"))
     panels.append(Text(health_line(client, rates), style="dim"))
     return Group(*panels)
 
 
-def plain_lines(client: Client, rates: FeedRates) -> list[str]:
+def plain_lines(client: Client, rates: FeedRates, history: Optional[NvidiaHistory] = None,
+                width: int = PLAIN_WIDTH) -> list[str]:
     lines = []
     for node in sorted(client.view.nodes.values(), key=lambda n: n.name):
         for dv in node.devices.values():
@@ -183,6 +240,12 @@ def plain_lines(client: Client, rates: FeedRates) -> list[str]:
                 continue
             if st is None:
                 lines.append(f"{node.name}/{dv.id} {dv.topology.model}: no window yet")
+                continue
+            if top_nvidia.is_nvidia_panel(dv):
+                idle_units = "?" if st.idle_units is None else f"{st.idle_units:.1f}"
+                lines.append(f"{node.name}/{dv.id} {dv.topology.model}: idle_units {idle_units}/{dv.topology.units}")
+                body = top_nvidia.full_lines(dv, history or NvidiaHistory(), width - 2)
+                lines += ["  " + line.plain for line in body]
                 continue
             counts = " ".join(f"{k}={v}" for k, v in state_counts(dv).items())
             idle = ",".join(str(g) for g in dv.idle_groups()) or "-"
@@ -203,36 +266,45 @@ def run_top(
     interval: float = 0.5,
     out: TextIO = sys.stdout,
     client: Optional[Client] = None,
+    selectors: Sequence[str] = (),
 ) -> int:
-    """Follow ``endpoints`` and draw; returns when ``duration`` s have passed (or on Ctrl-C)."""
+    """Follow ``endpoints`` and draw; returns when ``duration`` s have passed (or on Ctrl-C).
+    ``selectors`` (``--device``): the NVIDIA devices drawn in full, the others compact."""
     own = client is None
     client = client or Client(endpoints)
     rates = FeedRates()
+    history = NvidiaHistory()
     client.on_update(lambda u: rates.count(u.node) if u.kind == "state" else None)
+    client.on_update(history.observe)
     plain = (not out.isatty()) if plain is None else plain
     end = None if duration is None else time.monotonic() + duration
     try:
         if plain:
+            width = shutil.get_terminal_size((PLAIN_WIDTH, 40)).columns
             next_print = time.monotonic() + max(interval, 1.0)
             while end is None or time.monotonic() < end:
                 client.poll(0.1)
                 rates.roll()
                 if time.monotonic() >= next_print:
-                    print("\n".join(plain_lines(client, rates)), file=out, flush=True)
+                    print("\n".join(plain_lines(client, rates, history, width)), file=out, flush=True)
                     next_print += max(interval, 1.0)
-            print("\n".join(plain_lines(client, rates)), file=out, flush=True)
+            print("\n".join(plain_lines(client, rates, history, width)), file=out, flush=True)
         else:
             from rich.console import Console
             from rich.live import Live
 
             console = Console(file=out)
-            with Live(render(client, rates), console=console, auto_refresh=False, screen=False) as live:
+
+            def draw() -> Any:
+                return render(client, rates, history, console.width, console.height, selectors)
+
+            with Live(draw(), console=console, auto_refresh=False, screen=False) as live:
                 next_draw = time.monotonic()
                 while end is None or time.monotonic() < end:
                     client.poll(0.05)
                     rates.roll()
                     if time.monotonic() >= next_draw:
-                        live.update(render(client, rates), refresh=True)
+                        live.update(draw(), refresh=True)
                         next_draw += interval
     except KeyboardInterrupt:
         pass

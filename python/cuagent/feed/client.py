@@ -48,7 +48,13 @@ class Client:
     ``keep_frames``: also keep the latest raw frames per topo/state topic in :attr:`frames`
     (a :class:`~cuagent.feed.frame_cache.FrameCache` observing this client).
     ``rcvhwm``: messages queued per endpoint before ZeroMQ drops (the gaps are then counted).
-    ``curve``: client keys (:class:`cuagent.curve.ClientKeys`) for agents/relays that run CURVE."""
+    ``curve``: client keys (:class:`cuagent.curve.ClientKeys`) for agents/relays that run CURVE.
+    ``lazy`` (default): keep each state body as it came and decode it when it is read
+    (``DeviceView.state``, ``Update.body``), once, and only the newest of each device, so
+    following many devices costs little beyond the ones read. A malformed body is then found
+    when first read, not when it arrives: it is counted in ``stats.decode_errors`` and
+    logged, the device keeps the state it had, and its update's ``body`` is None.
+    ``lazy=False`` decodes every state on arrival (a malformed one is never applied)."""
 
     def __init__(
         self,
@@ -60,6 +66,7 @@ class Client:
         snapshot_timeout_s: float = SNAPSHOT_TIMEOUT_S,
         rcvhwm: int = 100_000,
         curve: Optional[ClientKeys] = None,
+        lazy: bool = True,
     ) -> None:
         self.ctx = context or zmq.Context.instance()
         self.curve = curve
@@ -69,7 +76,7 @@ class Client:
                 raise ValueError(f"prefix {prefix!r} cannot match any cua1/ topic")
         self.stale_after_s = stale_after_s
         self.snapshot_timeout_s = snapshot_timeout_s
-        self._state = FeedState(self.prefixes, snapshot_timeout_s)
+        self._state = FeedState(self.prefixes, snapshot_timeout_s, lazy)
         self._cache: Optional[FrameCache] = None
         if keep_frames:
             self._cache = FrameCache()
@@ -183,7 +190,6 @@ class Client:
                 yield update
             await asyncio.sleep(0)
 
-    # ------------------------------------------------------------------ processing
     # ------------------------------------------------------------------ processing
     def next_deadline(self) -> float:
         """Seconds until a snapshot times out or a node would go stale."""

@@ -1,4 +1,4 @@
-"""The latest raw frames of every topo and state topic a client follows: what a relay serves
+"""The latest raw frames of every topo, state and sum topic a client follows: what a relay serves
 in its snapshots (PROTOCOL.md §7), kept through the client's public hook
 (:meth:`~cuagent.feed.client.Client.observe`) rather than inside the client."""
 
@@ -11,8 +11,8 @@ from .session import Received
 
 
 class FrameCache:
-    """A :class:`~cuagent.feed.session.FeedObserver`: ``frames`` maps each topo/state topic to
-    its latest frames, as applied. A lost device's state is dropped with the topo that says so
+    """A :class:`~cuagent.feed.session.FeedObserver`: ``frames`` maps each topo/state/sum topic
+    to its latest frames, as applied. A lost device's state is dropped with the topo that says so
     (its last window is no longer current: a client joining now gets none), and so is a
     device's that is gone from its node's topo, and every topic of a node that restarted."""
 
@@ -25,6 +25,8 @@ class FrameCache:
         if kind == "state" and msg.topic.device is not None:
             self.frames[msg.topic_str] = msg.frames
             self._states.setdefault(node, {})[msg.topic.device] = msg.topic_str
+        elif kind == "sum":
+            self.frames[msg.topic_str] = msg.frames  # the node's latest: it replaces all earlier (§3.5)
         elif kind == "topo":
             held = self._states.get(node, {})
             serving = {d.id for d in decoded.devices if decoded.device_status(d.id) == wire.DEVICE_OK}

@@ -19,6 +19,7 @@ import zmq
 from .. import wire
 from ..curve import ClientKeys, apply_client
 from ..wire import Header, ProtocolError, Topic
+from .lazy import LazyState
 from .view import ClusterView, DeviceView, NodeView
 
 log = logging.getLogger("cuagent.client")
@@ -26,6 +27,7 @@ log = logging.getLogger("cuagent.client")
 SNAPSHOT_TIMEOUT_S = 2.0
 JOIN_WAIT_S = 1.2  # longest wait for a first feed message before the first snapshot (hb: 1 s)
 MAX_BUFFERED = 100_000  # feed messages queued per upstream while (re)joining
+_SUM_PREFIX = wire.kind_prefix("sum")
 
 
 class Endpoint(NamedTuple):
@@ -55,15 +57,29 @@ def as_endpoint(e: Endpoint | str | Sequence[str]) -> Endpoint:
     return Endpoint(*e)
 
 
-class Update(NamedTuple):
-    """One change to the view: a feed ``kind`` (topo/state/hb/event), or ``restart``
-    (a node's epoch changed; its old data is gone) or ``stale`` (no heartbeat for 3 s)."""
-
+class _UpdateFields(NamedTuple):
     kind: str
     node: str
     device: Optional[str]
     header: Optional[Header]
     body: Any
+
+
+class Update(_UpdateFields):
+    """One change to the view: a feed ``kind`` (topo/state/hb/event/sum), or ``restart``
+    (a node's epoch changed; its old data is gone) or ``stale`` (no heartbeat for 3 s).
+
+    ``body`` is the decoded body (Topo, State, Heartbeat, Event, NodeSummary; None for restart and stale).
+    A lazy client's state update holds its body undecoded (a :class:`LazyState`, which is what
+    the tuple itself holds at index 4): reading ``body`` decodes it, once, shared with the
+    view; it is None when the body is malformed (counted in ``decode_errors``)."""
+
+    __slots__ = ()
+
+    @property
+    def body(self) -> Any:
+        body = self[4]
+        return body.get() if type(body) is LazyState else body
 
 
 @dataclass
@@ -77,18 +93,37 @@ class ClientStats:
     restarts: int = 0  # node epochs that changed
     decode_errors: int = 0
     snapshot_timeouts: int = 0
+    unknown_kinds: int = 0  # messages of a kind this client does not know, ignored (§8)
+    summaries_skipped: int = 0  # summaries never received: no loss, the next one replaces them (§3.5)
 
 
-@dataclass
+_NOT_UNPACKED: Any = object()
+
+
 class Received:
     """One message as it came (from the feed or a snapshot): topic and header checked, the body
-    unpacked but not decoded, and the original ``frames`` (which a relay re-serves)."""
+    unpacked but not decoded, and the original ``frames`` (which a relay re-serves).
 
-    topic: Topic
-    topic_str: str
-    header: Header
-    body: Any
-    frames: Sequence[bytes]
+    A lazy client leaves a ``state`` body packed: ``body`` then unpacks it when read (and
+    raises :class:`~cuagent.wire.ProtocolError` if it is not msgpack)."""
+
+    __slots__ = ("topic", "topic_str", "header", "_body", "frames")
+
+    def __init__(self, topic: Topic, topic_str: str, header: Header, body: Any, frames: Sequence[bytes]) -> None:
+        self.topic = topic
+        self.topic_str = topic_str
+        self.header = header
+        self._body = body  # _NOT_UNPACKED: still frames[2]
+        self.frames = frames
+
+    @property
+    def body(self) -> Any:
+        if self._body is _NOT_UNPACKED:
+            self._body = wire.unpack(self.frames[2], "body")
+        return self._body
+
+    def __repr__(self) -> str:
+        return f"Received({self.topic_str!r}, seq={self.header.seq})"
 
 
 class FeedObserver(Protocol):
@@ -98,7 +133,11 @@ class FeedObserver(Protocol):
 
     def applied(self, msg: Received, decoded: Any) -> None:
         """``msg`` was applied to the view; ``decoded`` is its body (Topo, State, Heartbeat,
-        Event)."""
+        Event, or for a summary the :class:`~cuagent.feed.summaries.NodeSummary`). For a
+        ``state`` message of a lazy client (the default) ``decoded`` is a
+        :class:`~cuagent.feed.lazy.LazyState`: ``decoded.get()`` decodes it (once, shared
+        with the view and the update) and gives the State, or None for a malformed body;
+        an observer that needs only the frames never pays for the decode."""
 
     def forgot(self, node: str) -> None:
         """Everything of ``node`` was dropped (it restarted): what was kept of it is void."""
@@ -108,9 +147,11 @@ class FeedState:
     """What every session of one client shares: the seqs and epochs applied, the view, the
     updates not yet delivered, the observers."""
 
-    def __init__(self, prefixes: list[str], snapshot_timeout_s: float) -> None:
+    def __init__(self, prefixes: list[str], snapshot_timeout_s: float, lazy: bool = True) -> None:
         self.prefixes = prefixes
         self.snapshot_timeout_s = snapshot_timeout_s
+        self.lazy = lazy  # state bodies decoded when read (feed/lazy.py), not when received
+        self.report_bad_state = self.bad_state  # bound once: every lazy state body holds it
         self.view = ClusterView()
         self.stats = ClientStats()
         self.seqs: dict[str, int] = {}  # topic -> last seq applied (current epoch of its node)
@@ -125,11 +166,18 @@ class FeedState:
         for observer in self.observers:
             observer.applied(msg, decoded)
 
+    def bad_state(self, body: LazyState, error: ProtocolError) -> None:
+        """A lazily decoded state body turned out malformed when first read."""
+        self.stats.decode_errors += 1
+        log.debug("bad state body from %s (device %s, seq %d): %s", body.header.node, body.topology.id,
+                  body.header.seq, error)
+
     def subscribed(self, topic: str) -> bool:
         return any(topic.startswith(p) for p in self.prefixes)
 
     def discard_node(self, node: str) -> None:
         self.view.nodes.pop(node, None)
+        self.view.summaries.forget(node)
         self.epochs.pop(node, None)
         for topic in [t for t in self.seqs if wire.node_of(t) == node]:
             del self.seqs[topic]
@@ -243,12 +291,15 @@ class Session:
     def receive(self, frames: list[bytes]) -> None:
         """Handle one feed message (what :meth:`process` does with each it reads)."""
         try:
-            topic, topic_str, header, body = wire.decode_envelope(frames)
+            msg = self._received(frames)
+        except wire.UnknownKind:
+            self.state.stats.unknown_kinds += 1  # a newer agent's kind: ignored (§8)
+            return
         except ProtocolError as e:
             self.state.stats.decode_errors += 1
             log.debug("undecodable feed message: %s", e)
             return
-        msg = Received(topic, topic_str, header, body, frames)
+        topic = msg.topic
         if not self.feed_seen:
             self.feed_seen = True
             self._send_next_request()
@@ -258,6 +309,14 @@ class Session:
             self.buffer.append(msg)
             return
         self._ingest(msg)
+
+    def _received(self, frames: Sequence[bytes]) -> Received:
+        """Topic and header checked; the body unpacked, except a state's in a lazy client
+        (left packed until read: most of a message's cost, and most are never read)."""
+        topic, topic_str, header = wire.decode_head(frames)
+        if topic.kind == "state" and self.state.lazy:
+            return Received(topic, topic_str, header, _NOT_UNPACKED, frames)
+        return Received(topic, topic_str, header, wire.unpack(frames[2], "body"), frames)
 
     def _ingest(self, msg: Received) -> None:
         node, header = msg.topic.node, msg.header
@@ -277,7 +336,11 @@ class Session:
         if header.seq <= last:
             self.state.stats.duplicates += 1
             return
-        if header.seq > last + 1:
+        if header.seq > last + 1 and msg.topic.kind == "sum":
+            # Each summary replaces every earlier one of its node, and a relay may forward
+            # only some (§3.5): the ones skipped are no loss.
+            self.state.stats.summaries_skipped += header.seq - last - 1
+        elif header.seq > last + 1:
             self.state.stats.gaps += header.seq - last - 1
             self.state.stats.gap_events += 1
             if msg.topic.kind == "topo":
@@ -294,17 +357,8 @@ class Session:
             if kind == "topo":
                 self._apply_topo(msg)
             elif kind == "state":
-                dv = nv.devices.get(msg.topic.device) if nv else None  # type: ignore[arg-type]
-                if dv is None:
-                    # A state for a device the topo we hold does not list: we missed a topo.
-                    self._resync(node, None, reason=f"state for unknown device {msg.topic.device}")
+                if not self._apply_state(msg, nv):
                     return
-                if dv.lost:
-                    return  # the agent says no state of it is current (§3.1 status)
-                dv.state = wire.decode_state_body(msg.body, dv.topology)
-                dv.ts, dv.seq = msg.header.ts, msg.header.seq
-                self.state.applied(msg, dv.state)
-                self.state.emit("state", node, dv.id, msg.header, dv.state)
             elif kind == "hb":
                 hb = wire.decode_hb_body(msg.body)
                 if nv is not None:
@@ -315,6 +369,10 @@ class Session:
                 self.state.applied(msg, hb)
                 self.state.emit("hb", node, None, msg.header, hb)
                 self._check_hb_seqs(node, msg.topic_str, hb)
+            elif kind == "sum":
+                summary = self.state.view.summaries.apply(node, msg.header, msg.body)
+                self.state.applied(msg, summary)
+                self.state.emit("sum", node, None, msg.header, summary)
             else:
                 ev = wire.decode_event_body(msg.body)
                 self.state.applied(msg, ev)
@@ -323,6 +381,32 @@ class Session:
         except ProtocolError as e:
             self.state.stats.decode_errors += 1
             log.debug("bad %s body from %s: %s", kind, node, e)
+
+    def _apply_state(self, msg: Received, nv: Optional[NodeView]) -> bool:
+        """Apply one state message (False: not applied). A lazy client keeps its body as it
+        came, for the view to decode when read; an eager one decodes it here (and raises
+        ProtocolError, for :meth:`_apply` to count, when it is malformed)."""
+        device, node = msg.topic.device, msg.topic.node
+        dv = nv.devices.get(device) if nv is not None and device is not None else None
+        if dv is None:
+            # A state for a device the topo we hold does not list: we missed a topo.
+            self._resync(node, None, reason=f"state for unknown device {device}")
+            return False
+        if dv.status != wire.DEVICE_OK:
+            return False  # lost: the agent says no state of it is current (§3.1 status)
+        header, feed = msg.header, self.state
+        body: Any
+        if feed.lazy:
+            body = LazyState(msg.frames[2], dv.topology, header, feed.report_bad_state)
+            dv.receive(body)
+        else:
+            body = dv.state = wire.decode_state_body(msg.body, dv.topology)
+            dv.ts, dv.seq = header.ts, header.seq
+        # FeedState.applied and .emit, spelled out: this is every state message's path.
+        if feed.observers:
+            feed.applied(msg, body)
+        feed.updates.append(Update("state", node, device, header, body))
+        return True
 
     def _apply_topo(self, msg: Received) -> None:
         topo = wire.decode_topo_body(msg.body)
@@ -338,7 +422,7 @@ class Session:
             # Keep the latest window across a topo re-publish when the shape is unchanged (a
             # lost device's last window is no longer current: it keeps none).
             if not dv.lost and prev is not None and prev.topology.counts == dev.counts and prev.topology.counters == dev.counters:
-                dv.state, dv.ts, dv.seq = prev.state, prev.ts, prev.seq
+                dv.keep_window_of(prev)
             nv.devices[dev.id] = dv
         nv.agent, nv.gen, nv.epoch = topo.agent, msg.header.gen, msg.header.epoch
         self.state.applied(msg, topo)
@@ -348,7 +432,8 @@ class Session:
         """A heartbeat lists the last seq of every topic: anything we lack there was lost
         (a quiet topic, such as a topo every 10 s, shows its losses no other way)."""
         for topic, seq in hb.seqs.items():
-            if topic == hb_topic or not isinstance(topic, str) or not self.state.subscribed(topic):
+            if topic == hb_topic or not isinstance(topic, str) or not self.state.subscribed(topic) \
+                    or topic.startswith(_SUM_PREFIX):  # summaries not received are no loss (§3.5)
                 continue
             # A heartbeat speaks for its own node only (§3.3): a topic of another node, or a
             # key that is no topic, must never move seqs (another node's messages would then
@@ -419,13 +504,16 @@ class Session:
         decoded: dict[str, list[Received]] = {}
         for frames in snap.messages:
             try:
-                topic, topic_str, header, body = wire.decode_envelope(frames)
+                msg = self._received(frames)
+            except wire.UnknownKind:
+                self.state.stats.unknown_kinds += 1
+                continue
             except ProtocolError as e:
                 self.state.stats.decode_errors += 1
                 log.debug("bad message in snapshot: %s", e)
                 continue
-            if only_node is None or topic.node == only_node:
-                decoded.setdefault(topic.node, []).append(Received(topic, topic_str, header, body, frames))
+            if only_node is None or msg.topic.node == only_node:
+                decoded.setdefault(msg.topic.node, []).append(msg)
         # Nodes known only by their seqs (a follower of hb or event topics: a snapshot holds
         # none of their messages) take their epoch from the reply: a relay lists each node's
         # in "epochs"; otherwise the reply's "epoch" is the node's when it is the only one.

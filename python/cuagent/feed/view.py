@@ -12,17 +12,93 @@ import numpy as np
 
 from .. import wire
 from ..wire import Device, State
+from .lazy import LazyState
+from .summaries import Summaries
 
 
-@dataclass
 class DeviceView:
-    node: str
-    topology: Device
-    state: Optional[State] = None
-    ts: int = 0  # header ts of the state: unix ns at the end of its window
-    seq: int = 0
-    # The topo's `status` (PROTOCOL.md §3.1): "ok", or "lost" (no state, never ranked).
-    status: str = wire.DEVICE_OK
+    """One device of the view: its topology (from the node's topo), its latest window
+    (:attr:`state`, with the header ``ts`` and ``seq`` it came with) and its topo ``status``.
+
+    A client that decodes lazily (the default) hands each state message to :meth:`receive`
+    undecoded; :attr:`state` (and :attr:`ts`, :attr:`seq`, which describe it) decodes the
+    newest one when read, once: a device updated ten times between two reads costs one
+    decode. When that newest body turns out malformed, the state stays the one decoded
+    before (with its ts and seq), and the client counts the body in ``decode_errors``."""
+
+    __slots__ = ("node", "topology", "status", "_state", "_ts", "_seq", "_pending")
+
+    def __init__(self, node: str, topology: Device, state: Optional[State] = None, ts: int = 0, seq: int = 0,
+                 status: str = wire.DEVICE_OK) -> None:
+        self.node = node
+        self.topology = topology
+        # The topo's `status` (PROTOCOL.md §3.1): "ok", or "lost" (no state, never ranked).
+        self.status = status
+        self._state = state
+        self._ts = ts  # header ts of the state: unix ns at the end of its window
+        self._seq = seq
+        self._pending: Optional[LazyState] = None  # the newest body received, not yet decoded
+
+    def receive(self, body: LazyState) -> None:
+        """The newest state message of this device, decoded when :attr:`state` is next read
+        (an older one not read by then never is)."""
+        self._pending = body
+
+    def _decode_pending(self) -> None:
+        body, self._pending = self._pending, None
+        assert body is not None
+        state = body.get()
+        if state is not None:
+            self._state, self._ts, self._seq = state, body.header.ts, body.header.seq
+
+    @property
+    def state(self) -> Optional[State]:
+        """The latest window that decoded (None before the first)."""
+        if self._pending is not None:
+            self._decode_pending()
+        return self._state
+
+    @state.setter
+    def state(self, value: Optional[State]) -> None:
+        self._state, self._pending = value, None
+
+    @property
+    def ts(self) -> int:
+        """Header ts of :attr:`state`: unix ns at the end of its window (0 before the first)."""
+        if self._pending is not None:
+            self._decode_pending()
+        return self._ts
+
+    @ts.setter
+    def ts(self, value: int) -> None:
+        self._ts = value
+
+    @property
+    def seq(self) -> int:
+        """Header seq of :attr:`state` (0 before the first)."""
+        if self._pending is not None:
+            self._decode_pending()
+        return self._seq
+
+    @seq.setter
+    def seq(self, value: int) -> None:
+        self._seq = value
+
+    @property
+    def pending(self) -> Optional[LazyState]:
+        """The newest state message received and not yet decoded, if any (reading it decodes
+        nothing: ``pending.header`` says when it was sent)."""
+        return self._pending
+
+    def keep_window_of(self, other: "DeviceView") -> None:
+        """Take ``other``'s window, decoded or not (a topo re-published with the same shape:
+        the window is as valid against this topology as against that one)."""
+        self._state, self._ts, self._seq, self._pending = other._state, other._ts, other._seq, other._pending
+
+    def __repr__(self) -> str:
+        return (f"DeviceView(node={self.node!r}, id={self.id!r}, status={self.status!r}, ts={self._ts}, "
+                f"seq={self._seq}, state={'set' if self._state is not None else None}"
+                f"{', newer pending' if self._pending is not None else ''})")
 
     @property
     def id(self) -> str:
@@ -134,6 +210,8 @@ class ClusterView:
 
     def __init__(self) -> None:
         self.nodes: dict[str, NodeView] = {}
+        # Every node's latest summary (PROTOCOL.md §3.5), for questions about many GPUs at once.
+        self.summaries = Summaries(self.nodes)
 
     def __iter__(self) -> Iterator[DeviceView]:
         return self.devices()

@@ -28,6 +28,7 @@ from ..wire import Header
 from . import sockets
 from .server import FeedServer, Ping, SnapshotContent
 from .state_windows import ANY, NEVER, NO_EXTRAS, StateBodies, StateExtras
+from .summary import SummaryPublisher
 
 if TYPE_CHECKING:
     from ..engine import EngineEvent
@@ -60,6 +61,8 @@ class AgentConfig:
     sndhwm: int = sockets.DEFAULT_SNDHWM
     # CURVE (PROTOCOL.md §6): both sockets become CURVE servers admitting only the allow-list.
     curve: Optional[ServerKeys] = None
+    # The node summary (PROTOCOL.md §3.5) after every this many windows; 0: none.
+    summary_every: int = 1
 
     def __post_init__(self) -> None:
         wire.check_node(self.node, "--node")
@@ -69,6 +72,8 @@ class AgentConfig:
             raise ValueError("topo and hb intervals must be > 0 s")
         if self.sndhwm < 1:
             raise ValueError(f"sndhwm must be >= 1, got {self.sndhwm}")
+        if self.summary_every < 0:
+            raise ValueError(f"summary every {self.summary_every} windows: expected >= 0 (0: no summary)")
 
 
 def _drain(fd: int) -> None:
@@ -149,7 +154,7 @@ class Agent:
         self._ctx = context or zmq.Context.instance()
         self._stop = threading.Event()
         self.seqs: dict[str, int] = {}
-        # Latest frames of every topo/state topic: what a snapshot serves (§4.3).
+        # Latest frames of every topo/state/sum topic: what a snapshot serves (§4.3).
         self._latest: dict[str, list[bytes]] = {}
         # Per device, (t_ns, window seq, windows missed) of the last window sent.
         self._last_window: list[Optional[tuple[int, int, int]]] = []
@@ -158,7 +163,7 @@ class Agent:
         # would pass as current). ``_returning``: lost devices whose device_back has come.
         self._lost: set[str] = set()
         self._returning: set[str] = set()
-        self.stats: dict[str, int] = {"state": 0, "topo": 0, "hb": 0, "event": 0}
+        self.stats: dict[str, int] = {"state": 0, "topo": 0, "hb": 0, "event": 0, "sum": 0}
         # Called with (topic, header, body map) of each message sent, on this loop's thread:
         # an in-process consumer (the Prometheus exporter) sees what the feed carries without
         # a socket or a decode. It must return quickly and never raise.
@@ -169,6 +174,8 @@ class Agent:
         self._indices = [d.index for d in self._topology]
         self._topics = [wire.build_topic("state", config.node, d.id) for d in self._topology]
         self._last_window = [None] * len(self._topology)
+        self._summary = SummaryPublisher(config.summary_every)
+        self._summary_end = -1  # the newest window end a publish pass has seen (-1: none yet)
         self.server = FeedServer(self._ctx, config.feed, config.sync, self, config.sndhwm, config.curve, node=config.node)
         self.feed = self.server.feed
         self.feed_endpoint, self.sync_endpoint = self.server.feed_endpoint, self.server.sync_endpoint
@@ -234,6 +241,7 @@ class Agent:
             if published:
                 next_state = self._publish_states(now, interval)
                 self._publish_events()
+            self._publish_summary()  # a status or gen changed by now goes out at once
             if now >= next_hb or (published and now >= next_hb - hb_early):
                 self._publish_hb()
                 next_hb = now + cfg.hb_interval_s
@@ -338,7 +346,7 @@ class Agent:
             # Every latest state belongs to the old generation (its shape may not match the
             # new topo: partitions, levels): a snapshot must not pair it with the new topo.
             # The next window of each device refills it.
-            for topic in [t for t in self._latest if t.startswith(wire.kind_prefix("state"))]:
+            for topic in [t for t in self._latest if t.startswith((wire.kind_prefix("state"), wire.kind_prefix("sum")))]:
                 del self._latest[topic]
             log.warning("topology changed: gen %d, devices %s -> %s", self.gen, sorted(old), [d.id for d in topology])
         if changed or force_publish:
@@ -370,7 +378,8 @@ class Agent:
                 newer_than.append(ANY if last is None else last[0])
                 extras.append(self._bodies.extras(i, self.slow_path.processes(self._indices[i], now),
                                                   None if pods is None else pods.get(device.id, _NO_PODS)))
-        for i, w in enumerate(self._bodies.latest(self.engine, self._counters, newer_than, extras)):
+        windows = self._bodies.latest(self.engine, self._counters, newer_than, extras)
+        for i, w in enumerate(windows):
             if w is None:
                 continue
             seq, t_ns, window_ns, missed, body = w
@@ -404,6 +413,8 @@ class Agent:
                 self.stats["state"] += 1
             due = now + (t_ns + window_ns - wall_now) / 1e9
             next_due = due if next_due is None else min(next_due, due)
+        self._summary_end = max([w[1] for w in windows if w is not None], default=self._summary_end)
+        self._publish_summary()
         if self.engine.window_fd is not None:
             # The eventfd wakes us; this is only a safety net, set past the next window's
             # signal so that it does not fire just before it and cost a wake-up of its own.
@@ -412,6 +423,17 @@ class Agent:
             # No window yet, or the next one is already late: look again soon.
             return now + min(interval / 10.0, 0.002)
         return next_due + 0.0003
+
+    def _publish_summary(self) -> None:
+        """The node summary (§3.5) when one is due: every device's latest window in one
+        record each, from the same windows the states just sent came from (the engine's
+        core writes them from the windows the last publish pass took)."""
+        if not self._summary.want(self._summary_end, self._lost, self.gen):
+            return
+        now_ns = time.time_ns()
+        records = self._bodies.summary_records(self.engine, self._topology, self._lost, now_ns)
+        self._send(wire.build_topic("sum", self.config.node), now_ns, wire.encode_summary_records(records), keep=True)
+        self.stats["sum"] += 1
 
     def _publish_events(self) -> None:
         events = self.engine.events()

@@ -1,20 +1,24 @@
-"""Where the agent's ``state`` bodies come from: each device's latest window, encoded once.
+"""Where the agent's per-window bytes come from: each device's ``state`` body, encoded once,
+and the node summary's records (PROTOCOL.md §3.2, §3.5).
 
 An engine with the core's encoder (``Engine.latest_states``) writes every body in C++ straight
-from its window buffers, in one call per publish pass, so the agent's per-window Python work
-is a send; the slow-path entries only Python knows (processes, pods) are packed here and
-appended as they are. An engine without it (a test's scripted engine) goes through the Python
-reference encoder over its snapshot. Both give the same bytes (tests/test_state_encoder.py)
-and the same stamps."""
+from its window buffers, in one call per publish pass, and the summary's records from the same
+windows (``Engine.summary_records``), so the agent's per-window Python work is a send; the
+slow-path entries only Python knows (processes, pods) are packed here and appended as they
+are. An engine without it (a test's scripted engine) goes through the Python reference
+encoders over its snapshot. Both give the same bytes (tests/test_state_encoder.py,
+tests/test_summary_core.py) and the same stamps."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Collection, Mapping, NamedTuple, Optional, Sequence
 
 from .. import wire
+from .summary import SummaryBuilder
 
 if TYPE_CHECKING:
     from ..engine import StateWindow
+    from ..topology import DeviceState, DeviceTopology
 
 NEVER = (1 << 63) - 1
 """``newer_than_ns`` that no window passes: only its stamp is read, nothing is encoded."""
@@ -46,6 +50,10 @@ class StateBodies:
 
     def __init__(self) -> None:
         self._extras: dict[int, StateExtras] = {}
+        # The Python path's windows of the last pass, and its summary builder with the
+        # topology it was made for (the agent replaces its list when the topology changes).
+        self._snapshot: Sequence[Optional[DeviceState]] = ()
+        self._builder: Optional[tuple[Sequence[DeviceTopology], SummaryBuilder]] = None
 
     def extras(self, device: int, processes: Entries, pods: Entries) -> StateExtras:
         last = self._extras.get(device)
@@ -67,7 +75,8 @@ class StateBodies:
                                                               [x.entries for x in extras])
             return windows
         out: list[Optional[StateWindow]] = []
-        for i, st in enumerate(engine.snapshot()[:len(newer_than_ns)]):
+        self._snapshot = engine.snapshot()
+        for i, st in enumerate(self._snapshot[:len(newer_than_ns)]):
             if st is None:
                 out.append(None)
                 continue
@@ -77,3 +86,13 @@ class StateBodies:
                 body = wire.pack(wire.encode_state_body(st, counters[i], x.processes, x.pods))
             out.append((st.window_seq, st.t_ns, st.window_ns, st.windows_missed, body))
         return out
+
+    def summary_records(self, engine: Any, topology: Sequence[DeviceTopology], lost: Collection[str],
+                        now_ns: int) -> bytes:
+        """The node summary's records at ``now_ns``, from the windows of the last pass."""
+        if getattr(engine, "summary_records", None) is not None:
+            records: bytes = engine.summary_records(now_ns, [d.id in lost for d in topology])
+            return records
+        if self._builder is None or self._builder[0] is not topology:
+            self._builder = (topology, SummaryBuilder(topology))
+        return bytes(self._builder[1].records(self._snapshot, lost, now_ns).tobytes())

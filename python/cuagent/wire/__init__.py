@@ -3,7 +3,7 @@ parses wire data. The agent, the relay, the client, the exporters and the tests 
 it, so the format is written down in code exactly once.
 
 One module per part of the protocol: :mod:`.topics` (§2), :mod:`.header` and :mod:`.message`
-(§3), the bodies :mod:`.topo`, :mod:`.state`, :mod:`.heartbeat`, :mod:`.event` (§3.1–3.4),
+(§3), the bodies :mod:`.topo`, :mod:`.state`, :mod:`.heartbeat`, :mod:`.event`, :mod:`.summary` (§3.1–3.5),
 :mod:`.sync` (§5: requests and replies), over :mod:`.codec` (msgpack, :class:`ProtocolError`).
 
 Encoding works from any object shaped like the engine's ``DeviceTopology`` / ``DeviceState``
@@ -22,6 +22,7 @@ from .codec import (
 from .topics import (
     KINDS,
     MAX_TOPIC_BYTES,
+    NODE_KINDS,
     NODE_RE,
     PREFIX,
     Topic,
@@ -34,6 +35,7 @@ from .topics import (
     parse_topic_cached,
     prefix_could_match,
     sanitize_node,
+    UnknownKind,
 )
 from .header import (
     Header,
@@ -86,11 +88,19 @@ from .event import (
     decode_event_body,
     encode_event_body,
 )
+from .summary import (
+    RECORD_DTYPE,
+    Summary,
+    decode_summary_body,
+    encode_summary_body,
+    encode_summary_records,
+)
 from .message import (
     FramePacker,
     Message,
     decode_body,
     decode_envelope,
+    decode_head,
     decode_message,
     encode_frames,
 )
@@ -138,11 +148,13 @@ __all__ = [
     'MAX_SYNC_REQUEST_BYTES',
     'MAX_TOPIC_BYTES',
     'Message',
+    'NODE_KINDS',
     'NODE_RE',
     'PARTITION_KINDS',
     'PARTITION_LEVEL',
     'PREFIX',
     'ProtocolError',
+    'RECORD_DTYPE',
     'Request',
     'RequestError',
     'SATURATED',
@@ -150,16 +162,19 @@ __all__ = [
     'Snapshot',
     'Stat',
     'State',
+    'Summary',
     'THRASHING',
     'Topic',
     'Topo',
     'UNIT_NAMES',
+    'UnknownKind',
     'VERSION',
     'build_topic',
     'check_node',
     'decode_body',
     'decode_device',
     'decode_envelope',
+    'decode_head',
     'decode_event_body',
     'decode_hb_body',
     'decode_header',
@@ -167,6 +182,7 @@ __all__ = [
     'decode_ping_reply',
     'decode_snapshot_reply',
     'decode_state_body',
+    'decode_summary_body',
     'decode_topo_body',
     'describe',
     'encode_device',
@@ -176,6 +192,8 @@ __all__ = [
     'encode_header',
     'encode_state_body',
     'encode_state_extras',
+    'encode_summary_body',
+    'encode_summary_records',
     'encode_topo_body',
     'error_reply',
     'header_from_map',

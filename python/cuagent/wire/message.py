@@ -10,6 +10,7 @@ from .event import decode_event_body
 from .header import Header, HeaderPacker, decode_header, encode_header
 from .heartbeat import decode_hb_body
 from .state import decode_state_body
+from .summary import decode_summary_body
 from .topics import Topic, parse_topic_cached
 from .topo import Device, decode_topo_body
 
@@ -43,7 +44,7 @@ class Message:
     topic: Topic
     topic_str: str
     header: Header
-    body: Any  # Topo | State | Heartbeat | Event
+    body: Any  # Topo | State | Heartbeat | Event | Summary
     frames: Sequence[bytes]
 
 
@@ -54,19 +55,28 @@ def decode_body(kind: str, body_map: Any, device: Optional[Device] = None) -> An
         return decode_topo_body(body_map)
     if kind == "hb":
         return decode_hb_body(body_map)
+    if kind == "sum":
+        return decode_summary_body(body_map)
     return decode_event_body(body_map)
 
 
 def decode_envelope(frames: Sequence[bytes]) -> tuple[Topic, str, Header, Any]:
     """Topic and header, checked; the body is unpacked but not yet decoded (needs the topo)."""
+    topic, topic_str, header = decode_head(frames)
+    body = unpack(frames[2], "body")
+    return topic, topic_str, header, body
+
+
+def decode_head(frames: Sequence[bytes]) -> tuple[Topic, str, Header]:
+    """Topic and header, checked; the body frame is left as it is (a client that decodes
+    ``state`` bodies only when they are read starts so)."""
     if len(frames) != 3:
         raise ProtocolError("message", f"{len(frames)} frames, expected 3 (topic, header, body)")
     topic, topic_str = parse_topic_cached(frames[0])
-    header = decode_header(frames[1])
+    header = decode_header(frames[1], topic.node)
     if header.node != topic.node:
         raise ProtocolError("header.node", f"{header.node!r} differs from the topic's node {topic.node!r}")
-    body = unpack(frames[2], "body")
-    return topic, topic_str, header, body
+    return topic, topic_str, header
 
 
 def decode_message(frames: Sequence[bytes], device: Optional[Device] = None) -> Message:

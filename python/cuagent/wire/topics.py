@@ -9,7 +9,9 @@ from typing import Any, NamedTuple, Optional
 from .codec import ProtocolError, describe
 
 PREFIX = "cua1/"
-KINDS = ("topo", "state", "hb", "event")
+KINDS = ("topo", "state", "hb", "event", "sum")
+# Kinds that are per node: their topics never name a device.
+NODE_KINDS = ("topo", "hb", "sum")
 # The longest topic the grammar allows (§2), in bytes: cua1/event/<node: 64 ASCII>/<device: 128
 # characters, up to 4 bytes each in UTF-8>/.
 MAX_TOPIC_BYTES = len("cua1/event/") + 64 + 1 + 128 * 4 + 1
@@ -17,6 +19,16 @@ MAX_TOPIC_BYTES = len("cua1/event/") + 64 + 1 + 128 * 4 + 1
 NODE_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # A device id is one topic component: anything but '/', non-empty.
 _DEVICE_RE = re.compile(r"[^/\x00]{1,128}")
+
+
+class UnknownKind(ProtocolError):
+    """A well-formed topic of a kind this code does not know: a newer agent's addition, which a
+    client ignores (PROTOCOL.md §8) rather than counting as an error."""
+
+
+# What a kind looks like (§8: new kinds are v1-compatible), to tell a newer agent's topic
+# from garbage.
+_KIND_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 class Topic(NamedTuple):
@@ -70,12 +82,14 @@ def parse_topic(raw: bytes | str) -> Topic:
         raise ProtocolError("topic", f"{describe(text)} has {len(parts)} components after cua1/, expected 2 or 3")
     kind, node = parts[0], parts[1]
     if kind not in KINDS:
+        if _KIND_RE.fullmatch(kind) and NODE_RE.fullmatch(node) and all(_DEVICE_RE.fullmatch(x) for x in parts[2:]):
+            raise UnknownKind("topic.kind", f"{describe(kind)} is not a kind this client knows ({', '.join(KINDS)})")
         raise ProtocolError("topic.kind", f"{describe(kind)} is not one of {KINDS}")
     check_node(node, "topic.node")
     device = parts[2] if len(parts) == 3 else None
     if device is not None and not _DEVICE_RE.fullmatch(device):
         raise ProtocolError("topic.device", f"{describe(device)} is not a valid device id")
-    if kind in ("topo", "hb") and device is not None:
+    if kind in NODE_KINDS and device is not None:
         raise ProtocolError("topic", f"{kind} topics are per node, got device {describe(device)}")
     if kind == "state" and device is None:
         raise ProtocolError("topic", "state topics name a device")

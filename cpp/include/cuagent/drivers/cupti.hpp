@@ -4,9 +4,13 @@
 // series. libcupti is dlopen'd, so cuagent builds and runs without it.
 //
 // One decode thread per source owns every CUPTI call: it starts sampling,
-// decodes the hardware buffer every few ms, and hands each completed sample
-// through a lock-free SPSC ring per device to read(), which runs on the
-// sampler thread and never blocks. When the counters are busy (ncu, nsys
+// decodes the hardware buffer in batches (just after each window of the
+// engine ends, and every decode_interval between), maps each completed
+// sample's GPU time to CLOCK_MONOTONIC, folds it into the window its time
+// falls in, and hands each whole window through a lock-free SPSC ring per
+// device to the engine's aggregator (Driver::stamps_own_samples), which holds
+// the window open until it comes. The engine's sampler never reads it, so it
+// keeps NVML's pace. When the counters are busy (ncu, nsys
 // --gpu-metrics, DCGM profiling), not permitted, or paused by the operator,
 // the device's CUPTI counters are absent and the thread retries with
 // back-off, reporting each change as an event.
@@ -29,12 +33,11 @@ struct CuptiOptions {
     // CUDA device indices to sample (CUPTI takes a device index, not a context).
     std::vector<std::uint32_t> devices;
     double rate_hz = 1000.0;               // GPU sampling rate, 100..20000
-    std::int64_t decode_interval_ns = 2'000'000;  // how often the hardware buffer is decoded
-    // How often the sampler takes the decoded samples (each read folds all it
-    // finds). Longer costs less CPU, but a sample still waiting when its window
-    // ends is dropped (counted as late): latency over the window is the loss.
-    std::int64_t read_interval_ns = 1'000'000;
-    std::int64_t window_ns = 100'000'000;  // the engine's window: a sample is only counted in its own
+    // Longest time between two decodes of the hardware buffer, 1..1000 ms.
+    // The buffer is always decoded just after each window's end; a shorter
+    // interval adds decodes between, so the batch that closes a window is
+    // smaller (its window is published sooner) at the cost of more wake-ups.
+    std::int64_t decode_interval_ns = 100'000'000;
     std::size_t hardware_buffer_bytes = 64u << 20;
     std::int64_t retry_min_ns = 1'000'000'000;   // back-off after busy / not permitted / lost
     std::int64_t retry_max_ns = 60'000'000'000;
@@ -51,8 +54,12 @@ struct CuptiDeviceStatus {
     std::string state;   // "sampling" | "paused" | "retrying" | "failed"
     std::string reason;  // why not sampling ("" while sampling)
     std::string chip;
+    // samples: folded into windows; late: fell in a window already handed
+    // over (counted nowhere); dropped: in windows no engine took.
     std::uint64_t samples = 0, late = 0, dropped = 0, overflows = 0, data_full = 0, decode_calls = 0;
-    std::uint64_t evaluate_ns = 0;  // time spent evaluating samples (decode cost)
+    // Time the decode thread spent inside libcupti for this device (decode,
+    // sample info, metric evaluation): CUPTI's share of the decode cost.
+    std::uint64_t library_ns = 0;
 };
 
 class CuptiSource : public Driver {
@@ -65,6 +72,11 @@ public:
     virtual std::vector<CuptiDeviceStatus> status() const = 0;
     virtual std::vector<CuptiEvent> drain_events() = 0;
     virtual std::string library_path() const = 0;
+    // The libnvperf_host.so loaded from libcupti's own directory ("" when
+    // there was none there and libcupti finds one by itself).
+    virtual std::string nvperf_host_path() const = 0;
+    // CPU time of the decode thread so far (CUPTI's share: library_ns).
+    virtual std::uint64_t decode_cpu_ns() const = 0;
 };
 
 // Throws std::runtime_error (one line) when libcupti cannot be loaded, lacks

@@ -66,4 +66,12 @@ std::string partition_profile(const std::string& compute, const std::string& mem
     return compute.empty() ? memory : compute + " " + memory;
 }
 
+std::uint64_t device_memory(std::uint64_t whole, const std::vector<std::uint64_t>& partition_memory,
+                            const std::string& memory) {
+    if (partition_memory.empty() || memory.empty() || memory == "NPS1") return whole;
+    std::uint64_t sum = 0;
+    for (const std::uint64_t part : partition_memory) sum += part;
+    return sum;
+}
+
 }  // namespace cuagent::amd

@@ -36,4 +36,12 @@ std::string partition_token(std::string text);
 // The compute and memory modes joined as a partition profile ("SPX NPS1").
 std::string partition_profile(const std::string& compute, const std::string& memory);
 
+// The device's memory in bytes: `whole` (what its primary partition reports),
+// unless it is read per partition (`partition_memory` holds each one's) in a
+// memory mode other than NPS1: then each partition sees its own share and the
+// device holds their sum. In NPS1 every partition sees the one pool, so the
+// device has it once.
+std::uint64_t device_memory(std::uint64_t whole, const std::vector<std::uint64_t>& partition_memory,
+                            const std::string& memory);
+
 }  // namespace cuagent::amd

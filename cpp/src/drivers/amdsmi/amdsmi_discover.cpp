@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <tuple>
 
+#include "amd_common/device_selection.hpp"
 #include "amd_common/kfd.hpp"
 #include "amdsmi_device.hpp"
 #include "cuagent/drivers/amdsmi.hpp"
@@ -235,14 +236,6 @@ amd::TableTargets table_targets(const Gpu& gpu) {
     return t;
 }
 
-bool selected(const AmdSmiOptions& options, std::size_t physical, const std::string& id) {
-    if (options.devices.empty()) return true;
-    for (const auto& want : options.devices) {
-        if (want == id || want == std::to_string(physical)) return true;
-    }
-    return false;
-}
-
 std::string model_name(const Library& lib, Handle h, const amd::KfdNode& node) {
     const Functions& fn = lib.fn();
     if (lib.structs_known()) {
@@ -294,6 +287,7 @@ std::vector<Gpu> discover(const Library& lib, const AmdSmiOptions& options, std:
     } catch (const std::runtime_error& e) {
         throw std::runtime_error(std::string("amdsmi: ") + e.what());
     }
+    amd::DeviceSelection selection(options.devices);
     std::vector<Gpu> gpus;
     for (std::size_t physical = 0; physical < order.size(); ++physical) {
         std::vector<Processor> members = by_pci[order[physical]];
@@ -331,7 +325,7 @@ std::vector<Gpu> discover(const Library& lib, const AmdSmiOptions& options, std:
         } else {
             d.id = d.pci.empty() ? "amd-" + std::to_string(physical) : "amd-pci-" + d.pci;
         }
-        if (!selected(options, physical, d.id)) continue;
+        if (!selection.picks(physical, d.id)) continue;
 
         d.model = model_name(lib, primary.handle, nodes.front());
         std::uint32_t numa = 0;
@@ -348,17 +342,13 @@ std::vector<Gpu> discover(const Library& lib, const AmdSmiOptions& options, std:
         probe_memory(lib.fn().memory_total, primary.handle, &total);
         std::vector<std::uint64_t> partition_memory;
         if (gpu.per_partition) {
-            std::uint64_t sum = 0;
             for (const Handle h : gpu.processors) {
                 std::uint64_t part = 0;
                 probe_memory(lib.fn().memory_total, h, &part);
                 partition_memory.push_back(part);
-                sum += part;
             }
-            // NPS1: every partition sees the one pool, so the device has it once.
-            if (!memory.empty() && memory != "NPS1") total = sum;
         }
-        d.memory_bytes = total;
+        d.memory_bytes = amd::device_memory(total, partition_memory, memory);
         gpu.shape = amd::describe_compute(d, nodes, amd::partition_profile(compute, memory), partition_memory);
 
         gpu.table.reset(new unsigned char[metrics::kBufferBytes]);
@@ -370,14 +360,7 @@ std::vector<Gpu> discover(const Library& lib, const AmdSmiOptions& options, std:
         gpus.push_back(std::move(gpu));
     }
 
-    for (const auto& want : options.devices) {
-        bool found = false;
-        for (const auto& g : gpus) found = found || want == g.desc.id || want == std::to_string(g.desc.index);
-        if (!found) {
-            throw std::invalid_argument("amdsmi: no AMD device '" + want + "' (" + std::to_string(order.size()) +
-                                        " found; give an index or an id like amd-<unique id>)");
-        }
-    }
+    selection.require_all_matched("amdsmi", order.size());
     if (notes != nullptr) {
         notes->push_back("amdsmi: " + lib.path() + " (AMD SMI " + (lib.version().empty() ? "of unknown version" :
                          lib.version()) + "), " + std::to_string(gpus.size()) + " GPU(s)");

@@ -33,6 +33,13 @@ void DynamicLibrary::open(const std::vector<std::string>& candidates, const std:
     if (!try_open(candidates, what, error)) throw std::runtime_error(prefix + error);
 }
 
+std::string DynamicLibrary::file_of(const char* symbol) const {
+    void* address = handle_ != nullptr ? dlsym(handle_, symbol) : nullptr;
+    Dl_info info{};
+    if (address == nullptr || dladdr(address, &info) == 0 || info.dli_fname == nullptr) return "";
+    return info.dli_fname;
+}
+
 void* DynamicLibrary::find(const char* symbol) {
     void* address = handle_ != nullptr ? dlsym(handle_, symbol) : nullptr;
     if (address == nullptr) missing_.emplace_back(symbol);

@@ -48,6 +48,9 @@ public:
     bool is_open() const { return handle_ != nullptr; }
     // The candidate that loaded.
     const std::string& path() const { return path_; }
+    // The file the loader took for it (a soname resolved through its search
+    // path), found through `symbol`, one of its own exports; "" if unknown.
+    std::string file_of(const char* symbol) const;
 
     // dlclose now (also done by the destructor, unless keep_loaded()).
     void close();

@@ -52,10 +52,34 @@ constexpr drivers::CounterDef kCounters[] = {
 };
 static_assert(drivers::rows_in_order(kCounters), "kCounters rows must follow the Counter enum");
 
-// One decoded sample, handed from the decode thread to read().
-struct PmSample {
-    std::int64_t t_ns;  // CLOCK_MONOTONIC of the sample's middle
-    float values[kCounterCount - 1];
+constexpr std::size_t kValues = kCounterCount;  // one value per counter, in Counter order
+
+// One window's samples of one device, folded on the decode thread.
+struct Fold {
+    std::int64_t window = std::numeric_limits<std::int64_t>::min();  // index on the engine's grid
+    std::int64_t t_ns = 0;  // the last sample's time: inside the window
+    double sums[kValues] = {};
+    std::uint32_t counts[kValues] = {};
+    float peak = kNaN;
+    std::uint32_t n = 0;
+
+    void add(const float* v) noexcept {
+        if (!(peak >= v[kSmActive])) peak = v[kSmActive];  // NaN: the first wins
+        for (std::size_t c = 0; c < kValues; ++c)
+            if (std::isfinite(v[c])) {
+                sums[c] += v[c];
+                ++counts[c];
+            }
+        ++n;
+    }
+};
+
+// A finished window of one device, handed from the decode thread to the
+// engine's aggregator (take_sample).
+struct PmWindow {
+    std::int64_t t_ns;
+    std::uint64_t grid;  // the engine run whose grid it was folded on
+    float values[kValues];
 };
 
 // cuptiProfilerInitialize once per process, cuptiProfilerDeInitialize once
@@ -88,11 +112,19 @@ std::string permission_hint() {
 
 enum class State { Off, Sampling, Retrying, Failed };
 
+// Device::complete_before while a device owes no samples (not sampling).
+constexpr std::int64_t kOwesNothing = std::numeric_limits<std::int64_t>::max();
+// How long past its settle time a window may wait for the decode of every
+// device: evaluating a window's samples takes time on real CUPTI, and a busy
+// machine runs the decode thread late (on a loaded 2-vCPU VM, 20 ms was now
+// and then too short). A window waits only while its samples are missing.
+constexpr std::int64_t kDecodeAllowanceNs = 40'000'000;
+
 struct Device {
     std::uint32_t cuda_index = 0;
     std::string chip;
     DeviceDescription description;
-    std::unique_ptr<SlotRing> ring;
+    std::unique_ptr<SlotRing> ring;  // finished windows: decode thread -> the engine's aggregator
 
     // Decode thread only.
     State state = State::Off;
@@ -100,18 +132,23 @@ struct Device {
     PmSamplingObject* object = nullptr;
     std::vector<std::uint8_t> counter_data;
     std::size_t consumed = 0;
-    std::int64_t retry_at = 0, backoff = 0;
+    std::int64_t backoff = 0;
     std::int64_t offset_ns = std::numeric_limits<std::int64_t>::max();  // monotonic - GPU clock, least seen
+    std::int64_t started_ns = 0;                                         // when sampling last started
+    std::int64_t last_t_ns = std::numeric_limits<std::int64_t>::min();   // the last sample's time
+    std::int64_t handed = std::numeric_limits<std::int64_t>::min();      // the last window handed over
+    Fold fold;                                                           // the open window
     bool reported_paused = false;
     std::string reported_reason;
 
-    // Sampler thread only.
-    std::int64_t last_window = std::numeric_limits<std::int64_t>::min();
-
+    // Every sample taken before this time is in `ring` (stored with release
+    // after them): the engine may finish the windows ending by then.
+    std::atomic<std::int64_t> complete_before{kOwesNothing};
     std::atomic<std::uint64_t> samples{0}, late{0}, dropped{0}, overflows{0}, data_full{0}, decode_calls{0},
-        evaluate_ns{0};
+        library_ns{0};
     std::atomic<int> published_state{static_cast<int>(State::Off)};
-    std::string reason;  // under Source::mutex_
+    std::int64_t retry_at = 0;  // under Source::mutex_
+    std::string reason;         // under Source::mutex_
 };
 
 class Source final : public CuptiSource {
@@ -121,9 +158,17 @@ public:
             throw std::invalid_argument("cupti rate " + std::to_string(o.rate_hz) +
                                         " Hz is out of range: 100..20000");
         if (o.devices.empty()) throw std::invalid_argument("cupti source needs at least one device");
-        if (o.decode_interval_ns < 100'000 || o.decode_interval_ns > 50'000'000 || o.read_interval_ns < 0 ||
-            o.read_interval_ns > 50'000'000)
-            throw std::invalid_argument("cupti decode/read intervals must lie in 0.1..50 ms");
+        if (o.decode_interval_ns < 1'000'000 || o.decode_interval_ns > 1'000'000'000)
+            throw std::invalid_argument("cupti decode interval " + std::to_string(o.decode_interval_ns) +
+                                        " ns is out of range: 1..1000 ms");
+        sample_ns_ = std::llround(1e9 / o.rate_hz);
+        // A window is whole once a sample of the next one is decoded: that
+        // sample ends up to two sample intervals after the window's end, and
+        // is given 1 ms more to reach the hardware buffer.
+        settle_ns_ = 2 * sample_ns_ + 1'000'000;
+        // Until an engine tells its grid: its defaults, 100 ms windows on Unix time.
+        window_ns_ = 100'000'000;
+        origin_ns_ = monotonic_ns() - realtime_ns();
         lib_ = std::make_unique<Library>(o.library.empty() ? default_candidates(o.python_paths) : o.library);
         const Result r = profiler_initialize(*lib_);
         if (r != kSuccess) throw std::runtime_error("cuptiProfilerInitialize: " + lib_->error_string(r));
@@ -153,43 +198,48 @@ public:
     std::string name() const override { return "cupti"; }
     std::size_t device_count() const override { return devices_.size(); }
     const DeviceDescription& device(std::size_t i) const override { return devices_.at(i)->description; }
-    std::int64_t min_read_interval_ns(std::size_t) const override { return options_.read_interval_ns; }
-    // read() only pops the hand-off ring: bounded, never waits on CUPTI.
+    // The GPU takes the samples; the engine's aggregator takes them from the
+    // decode thread (take_sample), each in the window it was taken in.
+    bool stamps_own_samples(std::size_t) const override { return true; }
     bool read_may_block(std::size_t) const override { return false; }
-    void on_sampler_start() override { realtime_offset_ = realtime_ns() - monotonic_ns(); }
-
-    ReadStatus read(std::size_t index, std::int64_t now_ns, float* values, char*, std::size_t) noexcept override {
-        Device& d = *devices_[index];
-        // Windows lie on multiples of window_ns in Unix time (the engine's grid).
-        const std::int64_t window = (now_ns + realtime_offset_) / options_.window_ns;
-        double sums[kCounterCount - 1] = {};
-        std::uint32_t counts[kCounterCount - 1] = {};
-        std::uint32_t n = 0;
-        float peak = kNaN;
-        while (const void* slot = d.ring->front()) {
-            const auto* s = static_cast<const PmSample*>(slot);
-            if (s->t_ns > now_ns) break;  // belongs to a later tick
-            if ((s->t_ns + realtime_offset_) / options_.window_ns < window) {
-                // Its window is over: counted nowhere rather than in the wrong one.
-                d.late.fetch_add(1, std::memory_order_relaxed);
-            } else {
-                if (!(peak >= s->values[kSmActive])) peak = s->values[kSmActive];  // NaN: first wins
-                for (std::size_t c = 0; c + 1 < kCounterCount; ++c)
-                    if (std::isfinite(s->values[c])) {
-                        sums[c] += s->values[c];
-                        ++counts[c];
-                    }
-                ++n;
-            }
-            d.ring->pop();
-        }
-        if (n == 0) return ReadStatus::Ok;  // nothing new: absent, never the last values again
-        for (std::size_t c = 0; c + 1 < kCounterCount; ++c)
-            if (counts[c]) values[table_.offset(static_cast<std::uint32_t>(c))] = static_cast<float>(sums[c] / counts[c]);
-        values[table_.offset(kSmActivePeak)] = peak;
-        values[table_.offset(kSamples)] = static_cast<float>(n);
-        return ReadStatus::Ok;
+    ReadStatus read(std::size_t, std::int64_t, float*, char*, std::size_t) noexcept override {
+        return ReadStatus::Ok;  // never called for a source that stamps its own samples
     }
+
+    void on_engine_start(std::int64_t window_ns, std::int64_t origin_ns) override {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            window_ns_ = window_ns;
+            origin_ns_ = origin_ns;
+            grid_.store(grid_.load() + 1);
+        }
+        // Windows an earlier run left untaken are no part of this one (no
+        // engine thread takes samples now: this thread is the consumer).
+        for (auto& d : devices_)
+            while (d->ring->front()) d->ring->pop();
+        wake_.notify_all();
+    }
+
+    bool take_sample(std::size_t index, std::int64_t* t_ns, float* values) noexcept override {
+        SlotRing& ring = *devices_[index]->ring;
+        const std::uint64_t grid = grid_.load(std::memory_order_relaxed);
+        while (const void* slot = ring.front()) {
+            const auto* w = static_cast<const PmWindow*>(slot);
+            if (w->grid != grid) {  // folded on another grid, before this run began
+                ring.pop();
+                continue;
+            }
+            *t_ns = w->t_ns;
+            for (std::uint32_t c = 0; c < kCounterCount; ++c) values[table_.offset(c)] = w->values[c];
+            ring.pop();
+            return true;
+        }
+        return false;
+    }
+    std::int64_t complete_before_ns(std::size_t index) const noexcept override {
+        return devices_[index]->complete_before.load(std::memory_order_acquire);
+    }
+    std::int64_t max_delay_ns(std::size_t) const override { return settle_ns_ + kDecodeAllowanceNs; }
 
     void pause(const std::string& reason) override {
         {
@@ -228,7 +278,7 @@ public:
             s.overflows = d->overflows.load();
             s.data_full = d->data_full.load();
             s.decode_calls = d->decode_calls.load();
-            s.evaluate_ns = d->evaluate_ns.load();
+            s.library_ns = d->library_ns.load();
             out.push_back(std::move(s));
         }
         return out;
@@ -240,6 +290,8 @@ public:
         return out;
     }
     std::string library_path() const override { return lib_->path(); }
+    std::string nvperf_host_path() const override { return lib_->nvperf_host_path(); }
+    std::uint64_t decode_cpu_ns() const override { return decode_cpu_ns_.load(std::memory_order_relaxed); }
 
 private:
     void add_device(std::uint32_t index) {
@@ -274,27 +326,78 @@ private:
         for (std::uint32_t c = 0; c < kCounterCount; ++c) table_.declare(desc, c);
         table_.resolve(desc);
         desc.validate();
-        // About 0.5 s of samples: the sampler drains every tick.
-        const auto capacity = static_cast<std::size_t>(std::max(1024.0, options_.rate_hz / 2.0));
-        d->ring = std::make_unique<SlotRing>(sizeof(PmSample), capacity);
+        // Finished windows: the aggregator takes them within a few ms; room
+        // for a few seconds of them when no engine runs.
+        d->ring = std::make_unique<SlotRing>(sizeof(PmWindow), 64);
         devices_.push_back(std::move(d));
     }
 
     // ---- decode thread: every CUPTI call after construction happens here ----
 
+    // Wakes are what this thread costs beyond the work itself (tens of us
+    // each in a VM), so it does not poll: it decodes each device's whole
+    // buffer `settle` after every window end (the window's last samples have
+    // reached the buffer by then) and between window ends every
+    // decode_interval (so that a window's batch stays small), on the window
+    // grid; and again shortly after while a window just over is not whole.
     void decode_loop() {
         std::unique_lock<std::mutex> lock(mutex_);
         while (!stop_) {
             const bool want = !paused_.load();
             const std::string pause_reason = pause_reason_;
+            if (grid_seen_ != grid_.load()) {
+                // Another engine run (grid): the open windows were folded on the old one.
+                grid_seen_ = grid_.load();
+                window_ = window_ns_;
+                origin_ = origin_ns_;
+                for (auto& d : devices_) {
+                    if (d->fold.n > 0) d->dropped.fetch_add(d->fold.n, std::memory_order_relaxed);
+                    d->fold.n = 0;
+                    d->handed = std::numeric_limits<std::int64_t>::min();
+                }
+            }
             lock.unlock();
             for (auto& d : devices_) step(*d, want, pause_reason);
+            timespec cpu{};
+            if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu) == 0)
+                decode_cpu_ns_.store(static_cast<std::uint64_t>(cpu.tv_sec) * 1'000'000'000u +
+                                         static_cast<std::uint64_t>(cpu.tv_nsec),
+                                     std::memory_order_relaxed);
             lock.lock();
-            wake_.wait_for(lock, std::chrono::nanoseconds(options_.decode_interval_ns));
+            const std::int64_t wait = next_wake() - monotonic_ns();
+            if (!stop_ && wait > 0) wake_.wait_for(lock, std::chrono::nanoseconds(wait));
         }
         lock.unlock();
         for (auto& d : devices_)
             if (d->state == State::Sampling) teardown(*d, true);
+    }
+
+    // When to decode next (under mutex_).
+    std::int64_t next_wake() const {
+        const std::int64_t now = monotonic_ns();
+        const std::int64_t last_end = now - (now - origin_) % window_;
+        const std::int64_t parts = (window_ + options_.decode_interval_ns - 1) / options_.decode_interval_ns;
+        const std::int64_t step = std::max<std::int64_t>(window_ / parts, 1);
+        const std::int64_t first = last_end + settle_ns_;  // the decode that closes the last window
+        std::int64_t wake = last_end + window_ + settle_ns_;
+        if (now < first) {
+            wake = first;
+        } else {
+            const std::int64_t k = (now - first) / step + 1;
+            if (k < parts) wake = first + k * step;
+        }
+        for (const auto& d : devices_) {
+            if (d->state == State::Sampling) {
+                // The window just over still lacks samples: look again soon,
+                // for as long as the engine waits for it.
+                if (now >= first && d->complete_before.load(std::memory_order_relaxed) < last_end &&
+                    now < last_end + settle_ns_ + kDecodeAllowanceNs)
+                    wake = std::min(wake, now + std::max<std::int64_t>(sample_ns_, 500'000));
+            } else if (d->state == State::Retrying && !paused_.load()) {
+                wake = std::min(wake, d->retry_at);
+            }
+        }
+        return wake;
     }
 
     void step(Device& d, bool want, const std::string& pause_reason) {
@@ -310,6 +413,9 @@ private:
             const Result r = start(d);
             if (r == kSuccess) {
                 d.backoff = 0;
+                // Its first samples are taken after `now`: what came before is whole.
+                d.started_ns = now;
+                d.complete_before.store(now, std::memory_order_release);
                 set_state(d, State::Sampling, "");
             } else {
                 retry_later(d, r, now);
@@ -448,8 +554,8 @@ private:
         return step_result("cuptiPmSamplingCounterDataImageInitialize", lib_->PmCounterDataImageInitialize(&init));
     }
 
-    // Decodes what the hardware buffer holds and hands every newly completed
-    // sample to read().
+    // Decodes what the hardware buffer holds, folds every newly completed
+    // sample into its window, and hands over each window that is whole.
     Result decode(Device& d) {
         // A full image is re-initialised and decoding goes on; bounded so that
         // one device cannot hold the thread.
@@ -459,36 +565,54 @@ private:
             dec.pCounterDataImage = d.counter_data.data();
             dec.counterDataImageSize = d.counter_data.size();
             d.decode_calls.fetch_add(1, std::memory_order_relaxed);
-            if (Result r = step_result("cuptiPmSamplingDecodeData", lib_->PmDecodeData(&dec)); r != kSuccess)
-                return r;
+            const std::int64_t t0 = monotonic_ns();
+            const Result decoded = lib_->PmDecodeData(&dec);
+            const std::int64_t decoded_at = monotonic_ns();
+            d.library_ns.fetch_add(static_cast<std::uint64_t>(decoded_at - t0), std::memory_order_relaxed);
+            if (Result r = step_result("cuptiPmSamplingDecodeData", decoded); r != kSuccess) return r;
             if (dec.overflow) d.overflows.fetch_add(1, std::memory_order_relaxed);
             // Every stop reason, OTHER included, leaves valid completed samples.
-            if (Result r = hand_over(d); r != kSuccess) return r;
-            if (dec.decodeStopReason != kStopCounterDataFull) return kSuccess;
+            if (Result r = hand_over(d, decoded_at); r != kSuccess) return r;
+            if (dec.decodeStopReason != kStopCounterDataFull) break;
             d.data_full.fetch_add(1, std::memory_order_relaxed);
             if (Result r = init_counter_data(d); r != kSuccess) return r;
         }
+        // Release, after the windows handed over: what the engine may finish.
+        const std::int64_t owed = d.fold.n > 0 ? origin_ + d.fold.window * window_
+                                               : std::max(d.started_ns, d.last_t_ns + 1);
+        d.complete_before.store(owed, std::memory_order_release);
         return kSuccess;
     }
 
-    Result hand_over(Device& d) {
+    Result sample_info(Device& d, std::size_t index, PmGetSampleInfoParams& sample) {
+        sample = CUAGENT_CUPTI_PARAMS(PmGetSampleInfoParams, endTimestamp);
+        sample.pPmSamplingObject = d.object;
+        sample.pCounterDataImage = d.counter_data.data();
+        sample.counterDataImageSize = d.counter_data.size();
+        sample.sampleIndex = index;
+        return step_result("cuptiPmSamplingCounterDataGetSampleInfo", lib_->PmGetSampleInfo(&sample));
+    }
+
+    // `decoded_at`: when DecodeData returned, after every sample it gave ended.
+    Result hand_over(Device& d, std::int64_t decoded_at) {
+        std::int64_t t0 = monotonic_ns();
         auto info = CUAGENT_CUPTI_PARAMS(PmGetCounterDataInfoParams, numCompletedSamples);
         info.pCounterDataImage = d.counter_data.data();
         info.counterDataImageSize = d.counter_data.size();
         if (Result r = step_result("cuptiPmSamplingGetCounterDataInfo", lib_->PmGetCounterDataInfo(&info));
             r != kSuccess)
             return r;
+        if (d.consumed >= info.numCompletedSamples) return kSuccess;
+        // GPU timestamps to CLOCK_MONOTONIC: a sample ended before it was
+        // decoded, so the least (decoded_at - end) seen is the offset plus the
+        // shortest latency. Learnt from the newest sample (the least lag)
+        // before any of the batch is placed: no sample moves once placed.
+        PmGetSampleInfoParams sample;
+        if (Result r = sample_info(d, info.numCompletedSamples - 1, sample); r != kSuccess) return r;
+        d.offset_ns = std::min(d.offset_ns, decoded_at - static_cast<std::int64_t>(sample.endTimestamp));
         double raw[kMetricCount];
         for (; d.consumed < info.numCompletedSamples; ++d.consumed) {
-            const std::int64_t t0 = monotonic_ns();
-            auto sample = CUAGENT_CUPTI_PARAMS(PmGetSampleInfoParams, endTimestamp);
-            sample.pPmSamplingObject = d.object;
-            sample.pCounterDataImage = d.counter_data.data();
-            sample.counterDataImageSize = d.counter_data.size();
-            sample.sampleIndex = d.consumed;
-            if (Result r = step_result("cuptiPmSamplingCounterDataGetSampleInfo", lib_->PmGetSampleInfo(&sample));
-                r != kSuccess)
-                return r;
+            if (Result r = sample_info(d, d.consumed, sample); r != kSuccess) return r;
             auto eval = CUAGENT_CUPTI_PARAMS(HostEvaluateToGpuValuesParams, pMetricValues);
             eval.pHostObject = d.config->host();
             eval.pCounterDataImage = d.counter_data.data();
@@ -497,50 +621,77 @@ private:
             eval.ppMetricNames = metrics_.data();
             eval.numMetrics = metrics_.size();
             eval.pMetricValues = raw;
-            if (Result r = step_result("cuptiProfilerHostEvaluateToGpuValues", lib_->HostEvaluateToGpuValues(&eval));
-                r != kSuccess)
-                return r;
-            emit(d, sample.startTimestamp, sample.endTimestamp, raw, t0);
-            d.evaluate_ns.fetch_add(static_cast<std::uint64_t>(monotonic_ns() - t0), std::memory_order_relaxed);
+            const Result r = lib_->HostEvaluateToGpuValues(&eval);
+            const std::int64_t t1 = monotonic_ns();
+            d.library_ns.fetch_add(static_cast<std::uint64_t>(t1 - t0), std::memory_order_relaxed);
+            if (step_result("cuptiProfilerHostEvaluateToGpuValues", r) != kSuccess) return r;
+            fold(d, sample.startTimestamp, sample.endTimestamp, raw);
+            t0 = monotonic_ns();
         }
         return kSuccess;
     }
 
-    // Converts one sample to counter units and puts it in the hand-off ring.
-    void emit(Device& d, std::uint64_t start, std::uint64_t end, const double* raw, std::int64_t now) {
+    // Converts one sample to counter units and folds it into its window.
+    void fold(Device& d, std::uint64_t start, std::uint64_t end, const double* raw) {
         if (end <= start) return;
-        // GPU timestamps to CLOCK_MONOTONIC: a sample is decoded after it ends,
-        // so the least (now - end) seen is the offset plus the shortest latency.
-        const std::int64_t lag = now - static_cast<std::int64_t>(end);
-        if (lag < d.offset_ns) d.offset_ns = lag;
         const double seconds = static_cast<double>(end - start) * 1e-9;
         const double cycles = raw[kGpcHz] * seconds;
         auto ratio_of_cycles = [&](double v) { return cycles > 0 ? static_cast<float>(v / cycles) : kNaN; };
         auto pct = [](double v) { return static_cast<float>(v / 100.0); };
         auto per_second = [&](double v) { return static_cast<float>(v / seconds); };
-        void* slot = d.ring->try_claim();
-        if (slot == nullptr) {  // the sampler is not draining: drop, never wait
-            d.dropped.fetch_add(1, std::memory_order_relaxed);
+        float v[kValues];
+        v[kSmActive] = ratio_of_cycles(raw[kSmCyclesAvg]);
+        v[kSmActivePeak] = kNaN;  // the window's largest kSmActive (Fold::peak)
+        v[kSmActiveMax] = ratio_of_cycles(raw[kSmCyclesMax]);
+        v[kSmActiveMin] = ratio_of_cycles(raw[kSmCyclesMin]);
+        v[kTensor] = pct(raw[kTensorPct]);
+        v[kInstIssue] = pct(raw[kInstPct]);
+        v[kSmIdle] = pct(raw[kSmIdleWarpsPct]);
+        v[kDramRead] = pct(raw[kDramReadPct]);
+        v[kDramWrite] = pct(raw[kDramWritePct]);
+        v[kNvlinkRx] = per_second(raw[kNvlRxBytes]);
+        v[kNvlinkTx] = per_second(raw[kNvlTxBytes]);
+        v[kPcieRead] = per_second(raw[kPcieReadBytes]);
+        v[kPcieWrite] = per_second(raw[kPcieWriteBytes]);
+        v[kGpcClock] = static_cast<float>(raw[kGpcHz]);
+        v[kSamples] = kNaN;  // the window's count (Fold::n)
+        // The sample's middle decides its window.
+        const std::int64_t t = static_cast<std::int64_t>(start + (end - start) / 2) + d.offset_ns;
+        const std::int64_t window = (t - origin_) / window_;
+        if (window <= d.handed || (d.fold.n > 0 && window < d.fold.window)) {
+            // Its window was handed over already: counted nowhere rather than in another.
+            d.late.fetch_add(1, std::memory_order_relaxed);
             return;
         }
-        auto* s = static_cast<PmSample*>(slot);
-        s->t_ns = static_cast<std::int64_t>(start + (end - start) / 2) + d.offset_ns;
-        s->values[kSmActive] = ratio_of_cycles(raw[kSmCyclesAvg]);
-        s->values[kSmActivePeak] = kNaN;  // filled by read(): the largest kSmActive it folds
-        s->values[kSmActiveMax] = ratio_of_cycles(raw[kSmCyclesMax]);
-        s->values[kSmActiveMin] = ratio_of_cycles(raw[kSmCyclesMin]);
-        s->values[kTensor] = pct(raw[kTensorPct]);
-        s->values[kInstIssue] = pct(raw[kInstPct]);
-        s->values[kSmIdle] = pct(raw[kSmIdleWarpsPct]);
-        s->values[kDramRead] = pct(raw[kDramReadPct]);
-        s->values[kDramWrite] = pct(raw[kDramWritePct]);
-        s->values[kNvlinkRx] = per_second(raw[kNvlRxBytes]);
-        s->values[kNvlinkTx] = per_second(raw[kNvlTxBytes]);
-        s->values[kPcieRead] = per_second(raw[kPcieReadBytes]);
-        s->values[kPcieWrite] = per_second(raw[kPcieWriteBytes]);
-        s->values[kGpcClock] = static_cast<float>(raw[kGpcHz]);
-        d.ring->publish();
+        if (d.fold.n > 0 && window != d.fold.window) flush(d);  // a sample of a later window: this one is whole
+        if (d.fold.n == 0) {
+            d.fold = Fold{};
+            d.fold.window = window;
+        }
+        d.fold.add(v);
+        d.fold.t_ns = t;
+        d.last_t_ns = t;
         d.samples.fetch_add(1, std::memory_order_relaxed);
+    }
+
+    // Hands the open window over to the engine.
+    void flush(Device& d) {
+        if (d.fold.n == 0) return;
+        d.handed = d.fold.window;
+        void* slot = d.ring->try_claim();
+        if (slot == nullptr) {  // no engine takes them: drop, never wait
+            d.dropped.fetch_add(d.fold.n, std::memory_order_relaxed);
+        } else {
+            auto* w = static_cast<PmWindow*>(slot);
+            w->t_ns = d.fold.t_ns;
+            w->grid = grid_seen_;
+            for (std::size_t c = 0; c < kValues; ++c)
+                w->values[c] = d.fold.counts[c] ? static_cast<float>(d.fold.sums[c] / d.fold.counts[c]) : kNaN;
+            w->values[kSmActivePeak] = d.fold.peak;
+            w->values[kSamples] = static_cast<float>(d.fold.n);
+            d.ring->publish();
+        }
+        d.fold.n = 0;
     }
 
     // Stop (with a last decode of what is buffered when `drain`), Disable.
@@ -561,6 +712,9 @@ private:
         d.config.reset();  // host deinit, after the config image is no longer in use
         d.counter_data.clear();
         d.state = State::Off;
+        // No more samples will come: the open window is as whole as it gets.
+        flush(d);
+        d.complete_before.store(kOwesNothing, std::memory_order_release);
     }
 
     CuptiOptions options_;
@@ -569,9 +723,14 @@ private:
     std::vector<std::unique_ptr<Device>> devices_;
     drivers::CounterTable table_;  // same for every device
     std::vector<const char*> metrics_;
-    std::int64_t realtime_offset_ = 0;  // sampler thread
+    std::int64_t sample_ns_ = 0, settle_ns_ = 0;
 
-    mutable std::mutex mutex_;  // pause state, reasons, events, retry times; never taken by read()
+    mutable std::mutex mutex_;  // pause state, reasons, events, retry times, the grid; never on the hot path
+    std::int64_t window_ns_ = 0, origin_ns_ = 0;  // the engine's window grid (under mutex_)
+    std::atomic<std::uint64_t> grid_{1};          // +1 at each engine start (written under mutex_)
+    std::int64_t window_ = 1, origin_ = 0;        // the decode thread's copy of the grid
+    std::uint64_t grid_seen_ = 0;                 // and its number
+    std::atomic<std::uint64_t> decode_cpu_ns_{0};
     std::condition_variable wake_;
     bool stop_ = false;
     std::atomic<bool> paused_{false};

@@ -19,18 +19,19 @@ bool exists(const std::string& path) {
 }  // namespace
 
 Library::Library(const std::vector<std::string>& candidates) {
-    // Load the sibling libnvperf_host.so of the first candidate that exists as
-    // a file, before libcupti itself: see the header.
-    for (const auto& candidate : candidates) {
-        const std::string dir = directory_of(candidate);
-        if (dir.empty() || !exists(candidate)) continue;
-        std::string ignored;
-        if (exists(dir + "libnvperf_host.so")) nvperf_host_.try_open({dir + "libnvperf_host.so"}, "libnvperf_host", ignored);
-        break;
-    }
     lib_.open(candidates, "libcupti", "CUPTI PM sampling unavailable: ");
     // Unloading CUPTI with its threads and atexit handlers crashes at exit.
     lib_.keep_loaded();
+    // libcupti loads libnvperf_host.so only when its host API is first used
+    // (not at load time), so loading the one in libcupti's own directory now,
+    // by path, is early enough, wherever libcupti was found: a path given, a
+    // pip wheel, a CUDA install, or the loader's search path (see the header).
+    const std::string dir = directory_of(lib_.file_of("cuptiProfilerInitialize"));
+    if (!dir.empty() && exists(dir + "libnvperf_host.so")) {
+        std::string ignored;
+        if (nvperf_host_.try_open({dir + "libnvperf_host.so"}, "libnvperf_host", ignored))
+            nvperf_host_path_ = dir + "libnvperf_host.so";
+    }
     nvperf_host_.keep_loaded();
     lib_.lookup("cuptiProfilerInitialize", ProfilerInitialize);
     lib_.lookup("cuptiProfilerDeInitialize", ProfilerDeInitialize);

@@ -1,8 +1,9 @@
 // libcupti opened at run time, with every PM-sampling and host function it
 // needs. libcupti loads libnvperf_host.so through the normal loader search,
 // which on a machine with a CUDA toolkit silently finds another version; so
-// the libnvperf_host.so beside the chosen libcupti is loaded first, by path,
-// and the loader then reuses it (it matches on the soname).
+// the libnvperf_host.so beside the libcupti that loaded (however it was
+// found) is loaded first, by path, and the loader then reuses it (it matches
+// on the soname).
 #pragma once
 
 #include <string>
@@ -20,6 +21,8 @@ public:
     explicit Library(const std::vector<std::string>& candidates);
 
     const std::string& path() const { return lib_.path(); }
+    // The libnvperf_host.so loaded from libcupti's directory, or "".
+    const std::string& nvperf_host_path() const { return nvperf_host_path_; }
     // "CUPTI_ERROR_HARDWARE_BUSY"-style name of a result (cuptiGetResultString),
     // or the number.
     std::string error_string(Result r) const;
@@ -50,6 +53,7 @@ public:
 private:
     drivers::DynamicLibrary nvperf_host_;
     drivers::DynamicLibrary lib_;
+    std::string nvperf_host_path_;
 };
 
 // Where libcupti is looked for when no path is given: the pip wheels

@@ -5,10 +5,10 @@
 // failed read.
 #include "cuagent/drivers/rocm_smi.hpp"
 
-#include <cstdio>
 #include <stdexcept>
 #include <string>
 
+#include "amd_common/call_tally.hpp"
 #include "rocm_smi_device.hpp"
 #include "rocm_smi_library.hpp"
 
@@ -32,28 +32,9 @@ bool gone(Status s) {
     }
 }
 
-// What one read's calls did, for the verdict and the event detail.
-struct Tally {
-    unsigned attempted = 0;
-    unsigned succeeded = 0;
-    unsigned vanished = 0;
-    const char* first_call = nullptr;
-    Status first_status = kSuccess;
-
-    bool ok(const char* call, Status s) {
-        ++attempted;
-        if (s == kSuccess) {
-            ++succeeded;
-            return true;
-        }
-        if (gone(s)) ++vanished;
-        if (first_call == nullptr) {
-            first_call = call;
-            first_status = s;
-        }
-        return false;
-    }
-};
+// What one read's calls did (amd_common/), which takes status 0 for success.
+static_assert(kSuccess == Status{});
+using Tally = amd::CallTally<Status, gone>;
 
 class RocmSmiDriver final : public Driver {
 public:
@@ -108,11 +89,7 @@ public:
         if (gpu.sm_clock == ClockSource::Call) read_clock(gpu, primary, kClkTypeSys, values + at.offset(kSmClock), tally);
         if (gpu.mem_clock == ClockSource::Call) read_clock(gpu, primary, kClkTypeMem, values + at.offset(kMemClock), tally);
 
-        if (tally.attempted == 0 || tally.succeeded > 0) return ReadStatus::Ok;
-        if (detail != nullptr && detail_size > 0) {
-            std::snprintf(detail, detail_size, "%s: %s", tally.first_call, library_.status_text(tally.first_status));
-        }
-        return tally.vanished == tally.attempted ? ReadStatus::Lost : ReadStatus::Error;
+        return tally.verdict(detail, detail_size, [&](Status s) { return library_.status_text(s); });
     }
 
 private:

@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <tuple>
 
+#include "amd_common/device_selection.hpp"
 #include "amd_common/kfd.hpp"
 #include "cuagent/drivers/rocm_smi.hpp"
 #include "rocm_smi_device.hpp"
@@ -187,14 +188,6 @@ amd::TableTargets table_targets(const Gpu& gpu) {
     return t;
 }
 
-bool selected(const RocmSmiOptions& options, std::size_t physical, const std::string& id) {
-    if (options.devices.empty()) return true;
-    for (const auto& want : options.devices) {
-        if (want == id || want == std::to_string(physical)) return true;
-    }
-    return false;
-}
-
 }  // namespace
 
 std::vector<Gpu> discover(const Library& lib, const RocmSmiOptions& options) {
@@ -226,6 +219,7 @@ std::vector<Gpu> discover(const Library& lib, const RocmSmiOptions& options) {
     } catch (const std::runtime_error& e) {
         throw std::runtime_error(std::string("rocm_smi: ") + e.what());
     }
+    amd::DeviceSelection selection(options.devices);
     std::vector<Gpu> gpus;
     for (std::size_t physical = 0; physical < order.size(); ++physical) {
         std::vector<RsmiDevice> members = by_pci[order[physical]];
@@ -258,7 +252,7 @@ std::vector<Gpu> discover(const Library& lib, const RocmSmiOptions& options) {
         } else {
             d.id = d.pci.empty() ? "amd-" + std::to_string(physical) : "amd-pci-" + d.pci;
         }
-        if (!selected(options, physical, d.id)) continue;
+        if (!selection.picks(physical, d.id)) continue;
 
         d.model = model_name(call_string(fn.market_name, primary.index));
         if (d.model.empty()) d.model = model_name(call_name(fn.name, primary.index));
@@ -281,17 +275,13 @@ std::vector<Gpu> discover(const Library& lib, const RocmSmiOptions& options) {
         const std::string compute = amd::partition_token(call_string(fn.compute_partition, primary.index));
         const std::string memory = amd::partition_token(call_string(fn.memory_partition, primary.index));
         if (gpu.per_partition) {
-            std::uint64_t sum = 0;
             for (const auto& m : members) {
                 std::uint64_t part = 0;
                 probe_memory(fn.memory_total, m.index, &part);
                 partition_memory.push_back(part);
-                sum += part;
             }
-            // NPS1: every partition sees the one pool, so the device has it once.
-            if (!memory.empty() && memory != "NPS1") total = sum;
         }
-        d.memory_bytes = total;
+        d.memory_bytes = amd::device_memory(total, partition_memory, memory);
         gpu.shape = amd::describe_compute(d, nodes, amd::partition_profile(compute, memory), partition_memory);
 
         gpu.table.reset(new unsigned char[metrics::kBufferBytes]);
@@ -303,14 +293,7 @@ std::vector<Gpu> discover(const Library& lib, const RocmSmiOptions& options) {
         gpus.push_back(std::move(gpu));
     }
 
-    for (const auto& want : options.devices) {
-        bool found = false;
-        for (const auto& g : gpus) found = found || want == g.desc.id || want == std::to_string(g.desc.index);
-        if (!found) {
-            throw std::invalid_argument("rocm_smi: no AMD device '" + want + "' (" + std::to_string(order.size()) +
-                                        " found; give an index or an id like amd-<unique id>)");
-        }
-    }
+    selection.require_all_matched("rocm_smi", order.size());
     return gpus;
 }
 

@@ -43,6 +43,8 @@ BOUNDS = [
     ("run", "driver", "cuda", "expected one of auto, amdsmi, mock, nvml, rocm_smi"),
     ("run", "log_level", "loud", "is not one of debug, info, warning, error"),
     ("run", "nvml_library", "", "empty: expected a path"),
+    ("run", "nvml_sm_layout", "guess", "is not one of off, probe"),
+    ("run", "nvml_probe_cache", "", "empty: expected a path"),
     ("run", "mock_devices", "h100-sxm:", "expected PRESET[:SCENARIO]"),
     ("run", "mock_faults", "0:lost@5", "needs a unit: s or ms"),
     ("run", "mock_faults", "0:lost@2s..1s", "must be after the loss"),

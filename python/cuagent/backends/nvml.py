@@ -55,6 +55,7 @@ def make_driver(
     cupti_rate_hz: float = 1000.0,
     cupti_library: Optional[str] = None,
     profiling_socket: Optional[str] = None,
+    sm_layout: Optional[str] = None,
 ) -> Any:
     """The nvml driver over `devices` (NVML indices; None: all). `seed` is unused (real hardware).
 
@@ -63,6 +64,9 @@ def make_driver(
     Raises RuntimeError naming the library when libnvidia-ml cannot be loaded.
     """
     del seed
+    if sm_layout not in (None, "off", "probe"):
+        raise ValueError(f"sm_layout must be off or probe, got {sm_layout!r}")
+    probe_layout = probe_layout or sm_layout == "probe"
     if unsupported_limit < 1:
         raise ValueError(f"unsupported_limit must be >= 1, got {unsupported_limit!r}")
     if probe_cache_dir:
@@ -268,7 +272,15 @@ BACKEND = Backend(
                     "/usr/local/cuda, then the loader's path)", metavar="PATH", check=nonempty),
              Option("profiling_socket", str, None, "Unix socket (mode 0600) on which `cuagent profiling "
                     "pause|resume|status` releases and retakes the CUPTI counters", metavar="PATH",
-                    check=nonempty)),
+                    check=nonempty),
+             Option("nvml_sm_layout", str, None, "how the GPC/TPC grouping of the SMs is known: off (the "
+                    "default; topo lists the SMs ungrouped) or probe (at start, a short CUDA kernel of "
+                    "thread-block clusters on each GPU through libcuda finds which SMs share a TPC and "
+                    "a GPC; needs libcuda and a moment of each GPU, cached by GPU UUID)",
+                    choices=("off", "probe"), param="sm_layout"),
+             Option("nvml_probe_cache", str, None, "directory where the SM-layout probe keeps its result per "
+                    "GPU UUID, so a restart does not probe again (default: probe at every start)",
+                    metavar="DIR", check=nonempty, param="probe_cache_dir")),
     slow_path=_slow_path,
     auto=True,
     auto_priority=10,

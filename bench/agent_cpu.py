@@ -50,12 +50,13 @@ int main(void) {  /* sleep to 1 kHz absolute deadlines, with the sampler's timer
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--old-tree", help="python/ directory of an older cuagent (with its _core built)")
+    ap.add_argument("--old-tree", action="append", default=[],
+                    help="python/ directory of an older cuagent (with its _core built); repeatable")
     a = ap.parse_args()
-    trees = [("this tree", None)]
-    if a.old_tree:
-        trees.append(("old tree", dict(os.environ, PYTHONPATH=os.pathsep.join(
-            p for p in (a.old_tree, os.environ.get("PYTHONPATH")) if p))))
+    trees: list[tuple[str, dict[str, str] | None]] = [("this tree", None)]
+    for k, tree in enumerate(a.old_tree):
+        trees.append((f"old tree {k + 1}" if len(a.old_tree) > 1 else "old tree", dict(os.environ, PYTHONPATH=os.pathsep.join(
+            p for p in (tree, os.environ.get("PYTHONPATH")) if p))))
     with tempfile.TemporaryDirectory() as tmp, Steal() as steal:
         floor_bin = Path(tmp) / "floor"
         (Path(tmp) / "floor.c").write_text(FLOOR_C)
@@ -72,9 +73,11 @@ def main() -> None:
                                              "--publish-interval-ms", "100", "--log-level", "warning"], a.seconds, env)
                 rows.append((scenario, tree, agent, threads["main"][0], engine))
     print("cuagent run --driver mock, 8 x H100, 1 kHz sampling, 10 Hz publish (% of one core):")
+    for k, tree in enumerate(a.old_tree):
+        print(f"  old tree{f' {k + 1}' if len(a.old_tree) > 1 else ''}: {tree}")
     print(f"  floor: bare C loop of 1000 timer wake-ups/s   {floor * 100:5.2f}%")
     for scenario, tree, agent, main_thread, engine in rows:
-        print(f"  {scenario:<8} {tree:<9} agent {agent * 100:5.2f}%   publisher (main thread) {main_thread * 100:5.2f}%   "
+        print(f"  {scenario:<8} {tree:<10} agent {agent * 100:5.2f}%   publisher (main thread) {main_thread * 100:5.2f}%   "
               f"engine alone {engine * 100:5.2f}%   agent minus floor {(agent - floor) * 100:5.2f}%"
               f"   ratio agent/floor {agent / floor if floor else float('nan'):4.1f}  (target agent <= 5%)")
     print(steal.summary())

@@ -9,7 +9,8 @@ turn with this one, --rounds times.
 Without --library it builds the fake libnvidia-ml from the tests (8 scripted GPUs); on a GPU
 server pass --library libnvidia-ml.so.1 (it then reads every GPU the driver shows).
 
-    python bench/nvml_agent_cpu.py [--seconds 30] [--library PATH] [--old-tree DIR] [--rounds 2]
+    python bench/nvml_agent_cpu.py [--seconds 30] [--library PATH] [--old-tree DIR ...] [--rounds 2]
+                                   [--summary-every N]
 """
 
 from __future__ import annotations
@@ -57,8 +58,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--library", help="libnvidia-ml to use (default: build the test fake with 8 GPUs)")
-    ap.add_argument("--old-tree", help="python/ directory of an older cuagent (with its _core built)")
+    ap.add_argument("--old-tree", action="append", default=[],
+                    help="python/ directory of an older cuagent (with its _core built); repeatable")
     ap.add_argument("--rounds", type=int, default=1, help="runs of each agent, in turn")
+    ap.add_argument("--summary-every", type=int,
+                    help="this tree's --summary-every (0: no node summary, as before it existed)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp, Steal() as steal:
         env = dict(os.environ)
@@ -72,23 +76,27 @@ def main() -> None:
             print(f"library: fake libnvidia-ml, 8 GPUs ({library}); pass --library for a real GPU")
         agent = [sys.executable, "-m", "cuagent.cli", "run", "--driver", "nvml", "--nvml-library", library,
                  "--feed", f"ipc://{tmp}/f", "--sync", f"ipc://{tmp}/s", "--log-level", "warning"]
+        this = [] if a.summary_every is None else ["--summary-every", str(a.summary_every)]
         trees = [("this tree", env)]
-        if a.old_tree:
-            old_env = dict(env, PYTHONPATH=os.pathsep.join(p for p in (a.old_tree, env.get("PYTHONPATH")) if p))
-            trees.append(("old tree", old_env))
+        for k, tree in enumerate(a.old_tree):
+            old_env = dict(env, PYTHONPATH=os.pathsep.join(p for p in (tree, env.get("PYTHONPATH")) if p))
+            trees.append((f"old tree {k + 1}" if len(a.old_tree) > 1 else "old tree", old_env))
         results: dict[str, list[tuple[float, dict[str, tuple[float, float, int]]]]] = {name: [] for name, _ in trees}
         for _ in range(a.rounds):
             for name, tree_env in trees:
-                results[name].append(thread_cpu(agent, a.seconds, tree_env))
+                results[name].append(thread_cpu(agent + (this if name == "this tree" else []), a.seconds, tree_env))
         poller = 100 * process_cpu([sys.executable, "-c", POLLER], a.seconds, env)
     print(f"agent CPU, 8 GPUs read at 10 Hz, 10 Hz publish (% of one core, {a.seconds:g} s per run):")
+    for k, tree in enumerate(a.old_tree):
+        print(f"  old tree{f' {k + 1}' if len(a.old_tree) > 1 else ''}: {tree}")
     for name, runs in results.items():
         for total, groups in runs:
-            print(f"  {name:<9} {100 * total:5.2f}%   {breakdown(groups)}")
+            print(f"  {name:<10} {100 * total:5.2f}%   {breakdown(groups)}")
     mean = {name: 100 * sum(t for t, _ in runs) / len(runs) for name, runs in results.items()}
     line = f"  mean: this tree {mean['this tree']:.2f}%"
-    if "old tree" in mean:
-        line += f", old tree {mean['old tree']:.2f}% (ratio {mean['this tree'] / mean['old tree']:.2f})"
+    for name, value in mean.items():
+        if name != "this tree":
+            line += f", {name} {value:.2f}% (ratio {mean['this tree'] / value:.2f})"
     print(line + "   (target agent <= 0.5%)")
     print(f"  pynvml poller (no publishing) {poller:5.2f}%   ratio poller/agent "
           f"{poller / mean['this tree'] if mean['this tree'] else float('nan'):4.1f}x")

@@ -176,6 +176,7 @@ class Agent:
         self._last_window = [None] * len(self._topology)
         self._summary = SummaryPublisher(config.summary_every)
         self._summary_end = -1  # the newest window end a publish pass has seen (-1: none yet)
+        self._sum_topic = wire.build_topic("sum", config.node)
         self.server = FeedServer(self._ctx, config.feed, config.sync, self, config.sndhwm, config.curve, node=config.node)
         self.feed = self.server.feed
         self.feed_endpoint, self.sync_endpoint = self.server.feed_endpoint, self.server.sync_endpoint
@@ -432,7 +433,7 @@ class Agent:
             return
         now_ns = time.time_ns()
         records = self._bodies.summary_records(self.engine, self._topology, self._lost, now_ns)
-        self._send(wire.build_topic("sum", self.config.node), now_ns, wire.encode_summary_records(records), keep=True)
+        self._send(self._sum_topic, now_ns, wire.encode_summary_records(records), keep=True)
         self.stats["sum"] += 1
 
     def _publish_events(self) -> None:

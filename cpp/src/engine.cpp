@@ -142,7 +142,7 @@ void Engine::start() {
     }
     // The sampler keeps a reference to the member rings_, filled below.
     auto sampler = std::make_unique<Sampler>(sources, values, rings_, *events, device_counters.get(),
-                                             *counters, period_ns_, config_.ring_capacity);
+                                             *counters, period_ns_, config_.ring_capacity, config_.window_ns);
 
     {
         // Readers of the previous run's windows and events wait while we swap.

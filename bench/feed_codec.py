@@ -115,9 +115,9 @@ def agent_encoding() -> None:
     body = per_call(lambda: p.pack(p.encode_state_body(state, topo.counters, processes)), n)
     native = per_call(lambda: harness.latest_state(extras, entries), n)
     print(f"agent's encoding of one finished window (mock H100, {len(core)} B, bytes identical):")
-    print(f"  core (C++, from the window buffer)           {native * 1e6:7.2f} us")
-    print(f"  python: window -> DeviceState -> body -> msgpack {full * 1e6:7.2f} us   ratio {full / native:5.1f}x")
-    print(f"  python: body -> msgpack alone                {body * 1e6:7.2f} us   ratio {body / native:5.1f}x")
+    print(f"  core (C++, from the window buffer)                {native * 1e6:7.2f} us")
+    print(f"  python: window -> DeviceState -> body -> msgpack  {full * 1e6:7.2f} us   ratio {full / native:5.1f}x")
+    print(f"  python: body -> msgpack alone                     {body * 1e6:7.2f} us   ratio {body / native:5.1f}x")
 
 
 if __name__ == "__main__":

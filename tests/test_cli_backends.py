@@ -153,6 +153,7 @@ def test_built_in_backends_come_from_their_modules():
         for o in b.options:
             owners.setdefault(o.name, set()).add(b.name)
     assert owners == {"mock_devices": {"mock"}, "mock_faults": {"mock"}, "nvml_library": {"nvml"},
+                      "nvml_sm_layout": {"nvml"}, "nvml_probe_cache": {"nvml"},
                       "cupti": {"nvml"}, "cupti_rate_hz": {"nvml"}, "cupti_library": {"nvml"}, "profiling_socket": {"nvml"},
                       "rocm_smi_library": {"rocm_smi"}, "amdsmi_library": {"amdsmi"},
                       "kfd_root": {"amdsmi", "rocm_smi"}}

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cuagent.wire import Header, ProtocolError, decode_header, encode_header, header_from_map
-from cuagent.wire.header import _usual_header
+from cuagent.wire.header import usual_header
 
 _GOOD = Header("node-a", 7, 3, 1_700_000_000_000_000_000, 2).to_map()
 _KEYS = ["v", "node", "epoch", "seq", "ts", "gen", "extra", 0]
@@ -46,7 +46,7 @@ def test_the_usual_path_decides_as_the_general_path(changes: list[Any], node: st
     general = _outcome(lambda: header_from_map(msgpack.unpackb(data, strict_map_key=False)))
     fast = _outcome(lambda: decode_header(data, node))
     assert fast == general, m
-    usual = _usual_header(msgpack.unpackb(data, strict_map_key=False), node)
+    usual = usual_header(msgpack.unpackb(data, strict_map_key=False), node)
     if usual is not None:
         assert general[0] == "ok" and usual == general[1] and hash(usual) == hash(general[1]), m
 
@@ -69,6 +69,6 @@ _DELETE = object()
 def test_a_usual_header_takes_the_usual_path() -> None:
     # Else the property above would hold for want of anything to compare.
     h = Header("node-a", 2**64 - 1, 5, -3, 2**64 - 1)
-    usual = _usual_header(msgpack.unpackb(encode_header(h)), "node-a")
+    usual = usual_header(msgpack.unpackb(encode_header(h)), "node-a")
     assert usual == h and usual.seq == 5 and usual.v == 1
-    assert _usual_header(msgpack.unpackb(encode_header(h)), "node-b") is None  # another topic's node
+    assert usual_header(msgpack.unpackb(encode_header(h)), "node-b") is None  # another topic's node

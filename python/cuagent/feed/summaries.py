@@ -33,7 +33,7 @@ class NodeSummary:
     array is most of what taking in a summary costs, and a scheduler of many nodes reads
     them through :meth:`Summaries.table`, which joins the bytes of all nodes at once."""
 
-    __slots__ = ("node", "ts", "seq", "gen", "raw", "devices", "_records")
+    __slots__ = ("node", "ts", "seq", "gen", "raw", "devices", "_records", "_ids_of")
 
     def __init__(self, node: str, ts: int, seq: int, gen: int, raw: bytes,
                  devices: Optional[tuple[str, ...]] = None) -> None:
@@ -41,6 +41,9 @@ class NodeSummary:
         self.raw = raw  # layout-1 records, RECORD_SIZE bytes each
         self.devices = devices
         self._records: Optional[np.ndarray] = None
+        # The node's device map ``devices`` was read from (Summaries.apply_records): while the
+        # node's view holds that same map, the next summary takes the same tuple.
+        self._ids_of: Optional[Mapping[str, object]] = None
 
     @property
     def records(self) -> np.ndarray:
@@ -107,15 +110,29 @@ class Summaries(Mapping[str, NodeSummary]):
         raw, size = summary_records(body)
         if size != RECORD_SIZE:  # a later agent's wider records: keep their first 47 bytes
             raw = np.frombuffer(raw, records_dtype(size)).astype(RECORD_DTYPE).tobytes()
+        return self.apply_records(node, header, raw)
+
+    def apply_records(self, node: str, header: Header, raw: bytes) -> NodeSummary:
+        """:meth:`apply` of a body already checked: ``raw`` is its records, 47 bytes each.
+        Raises ProtocolError when they are not as many as the devices of the node's topo of
+        their gen."""
         n = len(raw) // RECORD_SIZE
         nv = self._nodes.get(node)
-        devices = None
+        devices = ids_of = None
         if nv is not None and nv.gen == header.gen:
-            if len(nv.devices) != n:
-                raise ProtocolError("sum.records", f"{n} records for the {len(nv.devices)} devices "
+            ids_of = nv.devices
+            prev = self._by_node.get(node)
+            # The ids of the map the last summary read, when the view still holds that map (a
+            # topo applied makes a new one): a node's summaries, one per window, do not read
+            # every device's id again (the id strings of thousands of nodes are cold memory).
+            # The summary holds that map until the next one: one map per node, at most.
+            held = prev.devices if prev is not None and prev._ids_of is ids_of else None
+            devices = held if held is not None else tuple(ids_of)
+            if len(devices) != n:
+                raise ProtocolError("sum.records", f"{n} records for the {len(ids_of)} devices "
                                     f"of {node}'s topo of gen {header.gen}")
-            devices = tuple(nv.devices)
         ns = self._by_node[node] = NodeSummary(node, header.ts, header.seq, header.gen, raw, devices)
+        ns._ids_of = ids_of
         self._tables.clear()
         return ns
 

@@ -78,19 +78,20 @@ class HeaderPacker:
 
 def decode_header(data: bytes, node: Optional[str] = None) -> Header:
     """The header frame, checked. ``node``: the node its topic names (already checked there),
-    which lets a usual header skip the general checks (see :func:`_usual_header`)."""
+    which lets a usual header skip the general checks (see :func:`usual_header`)."""
     m = unpack(data, "header")
     if node is not None:
-        h = _usual_header(m, node)
+        h = usual_header(m, node)
         if h is not None:
             return h
     return header_from_map(m)
 
 
 _new_header = object.__new__
+_set_attr = object.__setattr__  # past the frozen dataclass's refusal
 
 
-def _usual_header(m: Any, node: str) -> Optional[Header]:
+def usual_header(m: Any, node: str) -> Optional[Header]:
     """The header of map ``m`` when it is the usual one: exactly the six keys, valid values,
     and the node of its topic (equal to a checked name, so the name check is done); else None
     and :func:`header_from_map` decides (and names what is wrong).
@@ -98,8 +99,9 @@ def _usual_header(m: Any, node: str) -> Optional[Header]:
     Every feed message has a header, so this is on the client's per-message path: it accepts
     exactly what :func:`header_from_map` accepts of such a map (tests/test_protocol.py checks
     the two agree), for a quarter of the time; and it builds the frozen :class:`Header` by
-    filling its ``__dict__`` from the checked map (its keys are the field names), which skips
-    six ``object.__setattr__`` calls of the dataclass's ``__init__``."""
+    making the checked map its ``__dict__`` (its keys are exactly the field names; the map
+    was just unpacked and nothing else holds it), which skips six ``object.__setattr__``
+    calls of the dataclass's ``__init__`` and a copy of the map."""
     if type(m) is not dict or len(m) != 6:
         return None
     try:
@@ -112,6 +114,6 @@ def _usual_header(m: Any, node: str) -> Optional[Header]:
             and type(ts) is int
             and type(gen) is int and 1 <= gen <= _UINT64_MAX):
         h: Header = _new_header(Header)
-        h.__dict__.update(m)
+        _set_attr(h, "__dict__", m)
         return h
     return None

@@ -67,12 +67,14 @@ def decode_envelope(frames: Sequence[bytes]) -> tuple[Topic, str, Header, Any]:
     return topic, topic_str, header, body
 
 
-def decode_head(frames: Sequence[bytes]) -> tuple[Topic, str, Header]:
+def decode_head(frames: Sequence[bytes], parsed: Optional[tuple[Topic, str]] = None) -> tuple[Topic, str, Header]:
     """Topic and header, checked; the body frame is left as it is (a client that decodes
-    ``state`` bodies only when they are read starts so)."""
+    ``state`` bodies only when they are read starts so). ``parsed``: what
+    :func:`~cuagent.wire.topics.peek_topic` gave for the topic frame, when the caller has
+    looked already."""
     if len(frames) != 3:
         raise ProtocolError("message", f"{len(frames)} frames, expected 3 (topic, header, body)")
-    topic, topic_str = parse_topic_cached(frames[0])
+    topic, topic_str = parsed if parsed is not None else parse_topic_cached(frames[0])
     header = decode_header(frames[1], topic.node)
     if header.node != topic.node:
         raise ProtocolError("header.node", f"{header.node!r} differs from the topic's node {topic.node!r}")

@@ -149,6 +149,12 @@ def parse_topic_cached(raw: bytes) -> tuple[Topic, str]:
     return hit
 
 
+#: The parsed topic (and its text) of a topic frame already seen, or None (not parsed yet:
+#: :func:`parse_topic_cached` parses it, or names what is wrong). A lookup with no parse and
+#: no error, for a client to pick a kind's own path before the general one.
+peek_topic = _TOPIC_CACHE.get  # the cache is cleared in place, never replaced: this stays its own
+
+
 def kind_prefix(kind: str) -> str:
     """The prefix of every topic of one kind, any node (``cua1/state/``)."""
     return f"{PREFIX}{kind}/"

@@ -114,5 +114,9 @@ def test_the_engine_writes_the_records_of_the_windows_it_gave() -> None:
     for lost in ((), (topology[2].id,)):
         want = SummaryBuilder(topology).records(snapshot, lost, now).tobytes()
         assert engine.summary_records(now, [d.id in lost for d in topology]) == want
-    rec = np.frombuffer(engine.summary_records(now, [False] * n), wire.RECORD_DTYPE)
+    raw = engine.summary_records(now, [False] * n)
+    rec = np.frombuffer(raw, wire.RECORD_DTYPE)
     assert (rec["flags"] & 1).all() and rec["idle"].sum() + rec["active"].sum() > 0  # states measured
+    # The agent's body from the core's records packs as the reference's from an array does
+    # (the client's fast path for the usual summary expects exactly those bytes).
+    assert wire.pack(wire.encode_summary_records(raw)) == wire.pack(wire.encode_summary_body(rec.copy()))

@@ -1,6 +1,11 @@
 """Encode/decode cost and size of one `state` message (8-counter H100 window, 132 SMs):
 cuagent.wire (msgpack + float32 bin) against JSON of the same content, in one run.
 
+Then the agent's own encoding of one device's finished window (a mock H100's counters folded
+by the C++ aggregator): the core's encoder (C++, from the window buffer: what the agent sends)
+against the Python reference (window -> dict -> DeviceState -> body -> msgpack, what the agent
+did before, and the body -> msgpack part alone), checked byte-identical.
+
     python bench/feed_codec.py
 """
 
@@ -12,7 +17,9 @@ import time
 import msgpack
 import numpy as np
 
+from cuagent import _core
 from cuagent import wire as p  # noqa: E402
+from cuagent.topology import DeviceState, DeviceTopology
 
 UNITS = 132
 COUNTERS = ("active", "occupancy", "issue", "tensor", "mem_stall")
@@ -70,6 +77,47 @@ def main() -> None:
     print(f"  size    cuagent {len(packed):7d} B   json {len(text.encode()):7d} B   ratio {len(text.encode()) / len(packed):5.1f}x smaller")
     print(f"  encode  cuagent {enc * 1e6:7.1f} us  json {jenc * 1e6:7.1f} us  ratio {jenc / enc:5.1f}x faster")
     print(f"  decode  cuagent {dec * 1e6:7.1f} us  json {jdec * 1e6:7.1f} us  ratio {jdec / dec:5.1f}x faster")
+    agent_encoding()
+
+
+def engine_window() -> tuple:
+    """An aggregator holding one finished 100 ms window of a mock H100 (1 kHz samples)."""
+    from cuagent.backends import mock
+
+    driver = mock.make_driver([{"preset": "h100-sxm", "scenario": "fragmented"}], seed=3)
+    desc = driver.device(0)
+    harness = _core.AggregatorHarness(desc, _core.StateThresholds(), 100_000_000, 0)
+    slots = harness.counter_slots()
+    for k in range(150):
+        t = k * 1_000_000
+        _, values, _ = _core.driver_read(driver, 0, t)
+        row = np.full((1, harness.values), np.nan, dtype=np.float32)
+        for name, offset, elements in slots:
+            row[0, offset:offset + elements] = values[name]
+        harness.add(np.asarray([t], dtype=np.int64), row)
+    return harness, DeviceTopology.from_description(desc)
+
+
+def agent_encoding() -> None:
+    harness, topo = engine_window()
+    processes = [{"pid": 4242, "sm": 0.5, "mem": 1 << 30, "name": "train.py"}]
+    extras, entries = p.encode_state_extras(processes)
+
+    def python_path() -> bytes:
+        state = DeviceState.from_window(topo, harness.latest())
+        return p.pack(p.encode_state_body(state, topo.counters, processes))
+
+    state = DeviceState.from_window(topo, harness.latest())
+    core = harness.latest_state(extras, entries)
+    assert core == python_path(), "the core's body differs from the reference's"
+    n = 2000
+    full = per_call(python_path, n)
+    body = per_call(lambda: p.pack(p.encode_state_body(state, topo.counters, processes)), n)
+    native = per_call(lambda: harness.latest_state(extras, entries), n)
+    print(f"agent's encoding of one finished window (mock H100, {len(core)} B, bytes identical):")
+    print(f"  core (C++, from the window buffer)                {native * 1e6:7.2f} us")
+    print(f"  python: window -> DeviceState -> body -> msgpack  {full * 1e6:7.2f} us   ratio {full / native:5.1f}x")
+    print(f"  python: body -> msgpack alone                     {body * 1e6:7.2f} us   ratio {body / native:5.1f}x")
 
 
 if __name__ == "__main__":

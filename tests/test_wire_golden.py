@@ -6,6 +6,12 @@ aggregated by the C++ aggregator; tests/golden/wire_<backend>.msgpack holds the 
 they made when this test was written. Any refactoring of drivers, aggregator, topology
 or encoder must leave them byte-identical.
 
+The agent sends the state bodies that the engine's core encodes (C++, straight from the
+window buffer), and the Python encoder stays the reference for bodies built from decoded
+states: each test also holds the core's bodies for the same windows to the golden state
+bodies, byte for byte, so the two encoders cannot drift apart (random windows:
+tests/test_state_encoder.py).
+
 A deliberate change of the wire (a PROTOCOL.md edit) regenerates them with
 CUAGENT_WRITE_GOLDEN=1 and commits the new files together with the change.
 """
@@ -14,7 +20,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import msgpack
 import pytest
@@ -68,30 +74,57 @@ def first_difference(want: Any, got: Any, path: str = "") -> str:
     return ""
 
 
-def check(backend: str, got: bytes) -> None:
+def golden_state_bodies(backend: str) -> list[bytes]:
+    blob = msgpack.unpackb((GOLDEN / f"wire_{backend}.msgpack").read_bytes(), raw=False)
+    return [m[2] for m in blob["messages"] if m[0].startswith(b"cua1/state/")]
+
+
+def check_core(backend: str, out: Path) -> None:
+    """The core's state bodies (written beside the blob) are the golden ones, byte for byte."""
+    core = msgpack.unpackb(out.with_name(out.name + ".core").read_bytes(), raw=False)
+    want = golden_state_bodies(backend)
+    assert len(core) == len(want) >= 2, backend
+    for i, (w, g) in enumerate(zip(want, core)):
+        if g != w:
+            pytest.fail(f"{backend} device {i}: the core's state body differs from the Python encoder's "
+                        f"({len(w)} -> {len(g)} bytes): {first_difference(w, g)}")
+
+
+def check(backend: str, got: bytes, out: Optional[Path] = None) -> None:
+    """``got`` is the golden blob; with ``out`` (where it was written), the core's state bodies
+    written beside it are the golden ones too."""
     golden = GOLDEN / f"wire_{backend}.msgpack"
     if os.environ.get("CUAGENT_WRITE_GOLDEN") == "1":
         golden.parent.mkdir(exist_ok=True)
         golden.write_bytes(got)
+        if out is not None:
+            check_core(backend, out)  # a new golden is the Python encoder's: the core must follow
         pytest.skip(f"wrote {golden}")
     want = golden.read_bytes()
     if got != want:
         where = first_difference(msgpack.unpackb(want, raw=False), msgpack.unpackb(got, raw=False))
         pytest.fail(f"{backend}: wire bytes changed ({len(want)} -> {len(got)} bytes); first difference at {where}")
+    if out is not None:
+        check_core(backend, out)
 
 
 def test_mock_wire_bytes(tmp_path: Path) -> None:
-    check("mock", generate("mock", tmp_path / "mock.msgpack"))
+    # Levels (SM and coarser), MIG partitions, an MI300X's XCDs and a generic device.
+    out = tmp_path / "mock.msgpack"
+    check("mock", generate("mock", out), out)
 
 
 def test_nvml_wire_bytes(fake_nvml) -> None:
+    # Device and partition values only (no per-SM counters), whole-number units as ints.
     script = fake_nvml.script(NVML_SCRIPT)
-    got = generate("nvml", fake_nvml.work / "nvml.msgpack", fake_nvml.library, env=fake_nvml.env(script))
-    check("nvml", got)
+    out = fake_nvml.work / "nvml.msgpack"
+    check("nvml", generate("nvml", out, fake_nvml.library, env=fake_nvml.env(script)), out)
 
 
 def test_rocm_smi_wire_bytes(rocm_library: Path, tmp_path: Path) -> None:  # noqa: F811
-    check("rocm_smi", generate("rocm_smi", tmp_path / "rocm.msgpack", rocm_library, tmp_path))
+    # The XCD level (per-XCD activity) and CPX partitions.
+    out = tmp_path / "rocm.msgpack"
+    check("rocm_smi", generate("rocm_smi", out, rocm_library, tmp_path), out)
 
 
 def test_the_golden_blobs_cover_every_message_kind() -> None:

@@ -6,6 +6,11 @@ the C++ aggregator into 100 ms windows, and the last window encoded the way the 
 sends it: topo, one state per device, hb, and a snapshot reply around them. Nothing
 depends on the wall clock or on thread timing, so the same code gives the same bytes.
 
+The agent sends state bodies the engine's core encodes from its window buffer (C++); the
+script writes those too, beside the blob (<out>.core: the core's state bodies in device
+order; for a summary, the records the core writes), so that tests/test_wire_golden.py and
+tests/test_summary_core.py hold them to the Python encoders' bytes.
+
 Run as a script (the fake vendor libraries must be loaded by a fresh process):
 
     python wire_golden.py mock <out>
@@ -19,7 +24,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, List, Sequence
+from typing import Any, Callable, List, NamedTuple, Sequence
 
 import msgpack
 import numpy as np
@@ -41,7 +46,12 @@ PROCESSES = [{"pid": 101, "sm": 0.5, "mem": 1 << 30, "name": "train.py"}, {"pid"
 Reading = Any  # (status, {counter: float32 array}, detail), as _core.driver_read returns
 
 
-def last_window(desc: Any, readings: Sequence[tuple[int, Reading]]) -> DeviceState:
+class Window(NamedTuple):
+    state: DeviceState  # the last window, as the engine's snapshot gives it
+    harness: Any  # the aggregator holding it (its core encoder: latest_state)
+
+
+def last_window(desc: Any, readings: Sequence[tuple[int, Reading]]) -> Window:
     """Fold (t_ns, reading) pairs of one device into 100 ms windows; return the last window."""
     topo = DeviceTopology.from_description(desc)
     harness = _core.AggregatorHarness(desc, _core.StateThresholds(), WINDOW_NS, 0)
@@ -55,10 +65,10 @@ def last_window(desc: Any, readings: Sequence[tuple[int, Reading]]) -> DeviceSta
     harness.poll(readings[-1][0] + 10 * WINDOW_NS, 0)
     window = harness.latest()
     assert window is not None
-    return DeviceState.from_window(topo, window)
+    return Window(DeviceState.from_window(topo, window), harness)
 
 
-def read_all(driver: Any, times_ns: Sequence[int], before: Callable[[int], None] = lambda k: None) -> List[DeviceState]:
+def read_all(driver: Any, times_ns: Sequence[int], before: Callable[[int], None] = lambda k: None) -> List[Window]:
     """Read every device at each time (calling before(k) ahead of the k-th round); their last windows."""
     readings: List[List[tuple[int, Reading]]] = [[] for _ in range(driver.device_count)]
     for k, t in enumerate(times_ns):
@@ -68,8 +78,18 @@ def read_all(driver: Any, times_ns: Sequence[int], before: Callable[[int], None]
     return [last_window(driver.device(i), r) for i, r in enumerate(readings)]
 
 
-def wire(driver: Any, states: List[DeviceState]) -> bytes:
+def core_bodies(windows: List[Window]) -> bytes:
+    """The state bodies the core's encoder writes for the same windows (and processes)."""
+    bodies = []
+    for i, w in enumerate(windows):
+        extras, entries = protocol.encode_state_extras(PROCESSES if i == 0 else None)
+        bodies.append(w.harness.latest_state(extras, entries))
+    return msgpack.packb(bodies, use_bin_type=True)
+
+
+def wire(driver: Any, windows: List[Window]) -> bytes:
     """topo, states, hb and a snapshot reply as the agent frames them, packed into one blob."""
+    states = [w.state for w in windows]
     topology = [DeviceTopology.from_description(driver.device(i)) for i in range(driver.device_count)]
     seqs: dict[str, int] = {}
     messages: list[list[bytes]] = []
@@ -110,17 +130,22 @@ def summary_wire(driver: Any, states: List[DeviceState]) -> bytes:
     return msgpack.packb({"messages": messages, "snapshot": snapshot}, use_bin_type=True)
 
 
-def mock_wire(encode: Callable[[Any, List[DeviceState]], bytes] = wire) -> bytes:
-    from cuagent.backends import mock
+def core_summaries(windows: List[Window]) -> bytes:
+    """The records the core writes for the same windows, ages and lost devices as
+    summary_wire's two summaries: one bytes string of records per summary."""
+    now = max(w.state.t_ns for w in windows) + 23_000_000
+    return msgpack.packb([b"".join(w.harness.summary_record(now, lost and i == 0) for i, w in enumerate(windows))
+                          for lost in (False, True)], use_bin_type=True)
 
-    driver = mock.make_driver(
-        [{"preset": "h100-sxm", "scenario": "fragmented"}, {"preset": "h100-sxm", "scenario": "mig"},
-         {"preset": "mi300x", "scenario": "training"}, {"preset": "a100-sxm", "scenario": "thrashing"},
-         {"preset": "generic", "units": 24, "scenario": "inference"}],
-        seed=11,
-    )
+
+MOCK_DEVICES = [{"preset": "h100-sxm", "scenario": "fragmented"}, {"preset": "h100-sxm", "scenario": "mig"},
+                {"preset": "mi300x", "scenario": "training"}, {"preset": "a100-sxm", "scenario": "thrashing"},
+                {"preset": "generic", "units": 24, "scenario": "inference"}]
+
+
+def mock_windows(driver: Any) -> List[Window]:
     times = [k * 1_000_000 for k in range(350)]  # 1 kHz for 350 ms: three full windows and a part
-    return encode(driver, read_all(driver, times))
+    return read_all(driver, times)
 
 
 NVML_SCRIPT = """devices 2
@@ -152,20 +177,15 @@ topo 0 1 10
 """
 
 
-def nvml_wire(library: str, encode: Callable[[Any, List[DeviceState]], bytes] = wire) -> bytes:
-    from cuagent.backends import nvml
-
-    driver = nvml.make_driver(None, 0, library=library)
-    # GPM compares samples one 100 ms refresh apart, and the fake refreshes on the real
-    # clock: each read waits out a refresh, so every pair spans one (values are static).
+def nvml_windows(driver: Any) -> List[Window]:
     # GPM compares samples one 100 ms refresh apart, and the fake refreshes on the real
     # clock: each round of reads waits out a refresh, so every pair spans one (the values
     # are static, so how long it waits does not matter).
     times = [k * WINDOW_NS for k in range(4)]
-    return encode(driver, read_all(driver, times, lambda k: time.sleep(0.12 if k else 0)))
+    return read_all(driver, times, lambda k: time.sleep(0.12 if k else 0))
 
 
-def rocm_wire(library: str, work: str, encode: Callable[[Any, List[DeviceState]], bytes] = wire) -> bytes:
+def rocm_windows(library: str, work: str) -> tuple[Any, List[Window]]:
     from cuagent.backends.rocm_smi import make_driver
     from fakes.rocm import FakeAmdHost
 
@@ -192,23 +212,32 @@ def rocm_wire(library: str, work: str, encode: Callable[[Any, List[DeviceState]]
         host.tick(big)
         host.tick(old)
 
-    return encode(driver, read_all(driver, times, firmware_tick))
+    return driver, read_all(driver, times, firmware_tick)
 
 
 def main(argv: List[str]) -> None:
-    encode: Callable[[Any, List[DeviceState]], bytes] = wire
-    if argv[0] == "summary":
-        encode, argv = summary_wire, argv[1:]
+    summary = argv[0] == "summary"
+    if summary:
+        argv = argv[1:]
     backend, out = argv[0], Path(argv[1])
     if backend == "mock":
-        blob = mock_wire(encode)
+        from cuagent.backends import mock
+        driver = mock.make_driver(MOCK_DEVICES, seed=11)
+        windows = mock_windows(driver)
     elif backend == "nvml":
-        blob = nvml_wire(argv[2], encode)
+        from cuagent.backends import nvml
+        driver = nvml.make_driver(None, 0, library=argv[2])
+        windows = nvml_windows(driver)
     elif backend == "rocm_smi":
-        blob = rocm_wire(argv[2], argv[3], encode)
+        driver, windows = rocm_windows(argv[2], argv[3])
     else:
         raise SystemExit(f"unknown backend {backend!r}")
-    out.write_bytes(blob)
+    if summary:
+        out.write_bytes(summary_wire(driver, [w.state for w in windows]))
+        out.with_name(out.name + ".core").write_bytes(core_summaries(windows))
+        return
+    out.write_bytes(wire(driver, windows))
+    out.with_name(out.name + ".core").write_bytes(core_bodies(windows))
 
 
 if __name__ == "__main__":

@@ -6,8 +6,12 @@
 
 #include <memory>
 #include <stdexcept>
+#include <string>
+#include <string_view>
 
 #include "cuagent/aggregator.hpp"
+#include "cuagent/state_encoder.hpp"
+#include "cuagent/summary_record.hpp"
 #include "window_dict.hpp"
 #include "registration.hpp"
 
@@ -23,8 +27,10 @@ public:
         : device_(std::move(device)) {
         device_.validate();
         if (window_ns <= 0) throw std::invalid_argument("window_ns must be > 0");
-        aggregator_ = std::make_unique<DeviceAggregator>(
-            device_, std::make_shared<const AggregationPlan>(device_), thresholds, window_ns, origin_ns);
+        auto plan = std::make_shared<const AggregationPlan>(device_);
+        aggregator_ = std::make_unique<DeviceAggregator>(device_, plan, thresholds, window_ns, origin_ns);
+        encoder_ = std::make_unique<StateEncoder>(device_, plan);
+        summary_ = std::make_unique<SummaryRecordWriter>(device_, plan);
     }
 
     std::uint32_t values() const { return aggregator_->plan().layout.values(); }
@@ -53,6 +59,27 @@ public:
         return window_to_dict(device_, aggregator_->plan(), published.front(), 0);
     }
 
+    // The state body the engine would publish for the latest window (Engine::latest_state).
+    py::object latest_state(const py::bytes& extras, std::uint32_t extra_entries) {
+        auto& published = aggregator_->published();
+        published.update();
+        if (published.front().seq == 0) return py::none();
+        std::string body;
+        encoder_->encode(published.front(), std::string_view(extras), extra_entries, body);
+        return py::bytes(body);
+    }
+
+    // The device's node summary record (Engine::summary_records) at now_ns, window end at
+    // t_end + realtime_offset_ns; no window yet: the record of a device without one.
+    py::bytes summary_record(std::int64_t now_ns, bool lost, std::int64_t realtime_offset_ns) {
+        auto& published = aggregator_->published();
+        published.update();
+        const WindowResult& front = published.front();
+        std::string out;
+        summary_->write(front.seq ? &front : nullptr, front.t_end_ns + realtime_offset_ns, now_ns, lost, out);
+        return py::bytes(out);
+    }
+
     std::uint64_t windows() const { return aggregator_->windows(); }
 
     py::list counter_slots() const {
@@ -66,6 +93,8 @@ public:
 private:
     DeviceDescription device_;
     std::unique_ptr<DeviceAggregator> aggregator_;
+    std::unique_ptr<StateEncoder> encoder_;
+    std::unique_ptr<SummaryRecordWriter> summary_;
 };
 
 }  // namespace
@@ -81,6 +110,12 @@ void register_aggregator(py::module_& m) {
         .def("add", &AggregatorHarness::add, py::arg("t_ns"), py::arg("samples"))
         .def("poll", &AggregatorHarness::poll, py::arg("now_ns"), py::arg("grace_ns") = 0)
         .def("latest", &AggregatorHarness::latest)
+        .def("latest_state", &AggregatorHarness::latest_state, py::arg("extras") = py::bytes(),
+             py::arg("extra_entries") = 0,
+             "The latest window's state body as the engine encodes it (msgpack), or None.")
+        .def("summary_record", &AggregatorHarness::summary_record, py::arg("now_ns"), py::arg("lost") = false,
+             py::arg("realtime_offset_ns") = 0,
+             "The latest window's node summary record (47 bytes) as the engine writes it.")
         .def_property_readonly("windows", &AggregatorHarness::windows);
 }
 

@@ -4,6 +4,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <string>
+#include <string_view>
 #include <tuple>
 
 #include "cuagent/engine.hpp"
@@ -120,6 +122,60 @@ void register_engine(py::module_& m) {
                  return window_to_dict(e.device(i), e.plan(i), window, e.realtime_offset_ns());
              },
              py::arg("device"), "Latest finished window of a device as a dict, or None.")
+        .def("latest_states",
+             [](Engine& e, const std::vector<std::int64_t>& newer_than_ns, const std::vector<py::bytes>& extras,
+                const std::vector<std::uint32_t>& extra_entries) -> py::list {
+                 const std::size_t n = e.device_count();
+                 if (newer_than_ns.size() != n || extras.size() != n || extra_entries.size() != n)
+                     throw py::value_error("latest_states needs one newer_than_ns, extras and extra_entries per device (" +
+                                           std::to_string(n) + ")");
+                 // The bytes objects are immutable and held by the caller: readable without the GIL.
+                 std::vector<std::string_view> tails(n);
+                 for (std::size_t i = 0; i < n; ++i) {
+                     char* data = nullptr;
+                     py::ssize_t size = 0;
+                     PYBIND11_BYTES_AS_STRING_AND_SIZE(extras[i].ptr(), &data, &size);
+                     tails[i] = std::string_view(data, static_cast<std::size_t>(size));
+                 }
+                 thread_local std::vector<std::string> bodies;  // reused: a body is a few KB
+                 bodies.resize(n);
+                 std::vector<WindowStamp> stamps(n);
+                 std::vector<char> found(n);
+                 {
+                     py::gil_scoped_release release;  // contends only with other readers
+                     for (std::size_t i = 0; i < n; ++i) {
+                         bodies[i].clear();
+                         found[i] = e.latest_state(i, newer_than_ns[i], tails[i], extra_entries[i], stamps[i], bodies[i]);
+                     }
+                 }
+                 py::list out(n);
+                 for (std::size_t i = 0; i < n; ++i) {
+                     if (!found[i]) {
+                         out[i] = py::none();
+                         continue;
+                     }
+                     const WindowStamp& s = stamps[i];
+                     py::object body = bodies[i].empty() ? py::object(py::none()) : py::object(py::bytes(bodies[i]));
+                     out[i] = py::make_tuple(s.seq, s.t_ns, s.window_ns, s.windows_missed, body);
+                 }
+                 return out;
+             },
+             py::arg("newer_than_ns"), py::arg("extras"), py::arg("extra_entries"),
+             "Per device, (seq, t_ns, window_ns, windows_missed, body) of its latest finished window, or None "
+             "before the first: body is its state message body (msgpack) with extra_entries[i] packed key/value "
+             "pairs extras[i] appended, when the window ended after newer_than_ns[i] (Unix ns), else None.")
+        .def("summary_records",
+             [](Engine& e, std::int64_t now_ns, const std::vector<bool>& lost) {
+                 std::string out;
+                 {
+                     py::gil_scoped_release release;  // contends only with other readers
+                     e.summary_records(now_ns, lost, out);
+                 }
+                 return py::bytes(out);
+             },
+             py::arg("now_ns"), py::arg("lost"),
+             "The node summary's records (layout 1, 47 bytes per device) at now_ns (Unix ns), from the windows "
+             "latest_states last took; lost[i]: device i's status is lost.")
         .def("stats", [](const Engine& e) {
                  EngineStats s;
                  {

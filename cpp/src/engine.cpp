@@ -53,6 +53,8 @@ Engine::Engine(std::shared_ptr<Driver> driver, const EngineConfig& config, std::
     for (const auto& device : devices_) {
         reader_mutex_.push_back(std::make_unique<std::mutex>());
         plans_.push_back(std::make_shared<const AggregationPlan>(device));
+        encoders_.push_back(std::make_unique<StateEncoder>(device, plans_.back()));
+        summaries_.push_back(std::make_unique<SummaryRecordWriter>(device, plans_.back()));
     }
     if (config_.ring_capacity == 0)
         config_.ring_capacity = std::max<std::size_t>(256, static_cast<std::size_t>(config_.rate_hz / 10.0));
@@ -140,7 +142,7 @@ void Engine::start() {
     }
     // The sampler keeps a reference to the member rings_, filled below.
     auto sampler = std::make_unique<Sampler>(sources, values, rings_, *events, device_counters.get(),
-                                             *counters, period_ns_, config_.ring_capacity);
+                                             *counters, period_ns_, config_.ring_capacity, config_.window_ns);
 
     {
         // Readers of the previous run's windows and events wait while we swap.
@@ -168,7 +170,7 @@ void Engine::start() {
                 source.driver->on_engine_start(config_.window_ns, origin);
                 told.push_back(source.driver.get());
             }
-    stop_sampler_.store(false);
+    stop_sampler_.clear();
     stop_aggregator_.store(false);
     // Put ticks on the window grid: a tick then falls exactly on every window
     // end (when the period divides the window), so the tick that completes a
@@ -176,10 +178,19 @@ void Engine::start() {
     t0_ns_ = origin + ((mono + period_ns_ - origin + period_ns_ - 1) / period_ns_) * period_ns_;
     stopped_ns_ = 0;
     try {
-        aggregator_thread_ = std::thread([this] { aggregate_loop(); });
+        aggregator_thread_ = std::thread([this] {
+            platform::name_this_thread("cua-aggregator");
+            aggregate_loop();
+        });
         for (SourceReader* reader : sampler_->readers())
-            reader_threads_.emplace_back([this, reader, t0 = t0_ns_, origin] { reader->run(stop_sampler_, t0, origin); });
-        sampler_thread_ = std::thread([this, t0 = t0_ns_, origin] { sampler_->run(stop_sampler_, t0, origin); });
+            reader_threads_.emplace_back([this, reader, t0 = t0_ns_, origin] {
+                platform::name_this_thread("cua-reader");
+                reader->run(stop_sampler_, t0, origin);
+            });
+        sampler_thread_ = std::thread([this, t0 = t0_ns_, origin] {
+            platform::name_this_thread("cua-sampler");
+            sampler_->run(stop_sampler_, t0, origin);
+        });
     } catch (...) {
         // A thread could not start: take down those that did, so that the
         // engine is stopped and a later start() finds no joinable thread.
@@ -191,7 +202,7 @@ void Engine::start() {
 }
 
 void Engine::join_threads() noexcept {
-    stop_sampler_.store(true);
+    stop_sampler_.request();
     // A reader in the middle of a stalled read is waited for: its driver call
     // cannot be interrupted, and the driver must outlive it.
     for (auto& reader : reader_threads_) reader.join();
@@ -283,6 +294,20 @@ void Engine::aggregate_loop() noexcept {
     }
 }
 
+bool Engine::latest_state(std::size_t device, std::int64_t newer_than_ns, std::string_view extras,
+                          std::uint32_t extra_entries, WindowStamp& stamp, std::string& body) {
+    if (device >= device_count()) throw std::out_of_range("no device " + std::to_string(device));
+    std::lock_guard<std::mutex> reader(*reader_mutex_[device]);
+    if (aggregators_.size() <= device) return false;  // never started
+    auto& published = aggregators_[device]->published();
+    published.update();
+    const WindowResult& front = published.front();
+    if (front.seq == 0) return false;
+    stamp = {front.seq, front.t_end_ns + realtime_offset_ns(), front.window_ns, front.windows_missed};
+    if (stamp.t_ns > newer_than_ns) encoders_[device]->encode(front, extras, extra_entries, body);
+    return true;
+}
+
 bool Engine::drain_device(std::size_t d, std::int64_t complete_before, std::int64_t now, bool last_pass) noexcept {
     SlotRing& ring = *rings_[d];
     DeviceAggregator& aggregator = *aggregators_[d];
@@ -323,6 +348,20 @@ bool Engine::drain_device(std::size_t d, std::int64_t complete_before, std::int6
         aggregator.add(t, values, presence_[d]);
         std::fill(values + from->offset, values + from->offset + from->values, std::numeric_limits<float>::quiet_NaN());
         device_counters_[d].samples.fetch_add(1, std::memory_order_relaxed);
+    }
+}
+
+void Engine::summary_records(std::int64_t now_ns, const std::vector<bool>& lost, std::string& out) {
+    if (lost.size() != device_count())
+        throw std::invalid_argument("summary_records needs one lost flag per device (" +
+                                    std::to_string(device_count()) + ")");
+    for (std::size_t d = 0; d < device_count(); ++d) {
+        std::lock_guard<std::mutex> reader(*reader_mutex_[d]);
+        const WindowResult* front = nullptr;
+        if (aggregators_.size() > d && aggregators_[d]->published().front().seq != 0)
+            front = &aggregators_[d]->published().front();  // as last taken: no update()
+        const std::int64_t end = front ? front->t_end_ns + realtime_offset_ns() : 0;
+        summaries_[d]->write(front, end, now_ns, lost[d], out);
     }
 }
 

@@ -3,14 +3,18 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <ctime>
 #include <stdexcept>
 
 #if defined(__linux__) && !defined(CUAGENT_PORTABLE)
 #define CUAGENT_LINUX 1
+#include <linux/futex.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #endif
 
 namespace cuagent::platform {
@@ -46,6 +50,39 @@ void sleep_until_monotonic_ns(std::int64_t deadline_ns) noexcept {
 }
 
 void set_fine_timer_slack() noexcept { prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL); }
+
+void name_this_thread(const char* name) noexcept { prctl(PR_SET_NAME, name, 0UL, 0UL, 0UL); }
+
+namespace {
+// The futex word is the atomic's own storage (as libstdc++'s atomic<>::wait uses it).
+std::uint32_t* futex_word(const std::atomic<std::uint32_t>& word) noexcept {
+    static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t), "a futex is 32 bits");
+    return reinterpret_cast<std::uint32_t*>(const_cast<std::atomic<std::uint32_t>*>(&word));
+}
+}  // namespace
+
+void StopFlag::request() noexcept {
+    word_.store(1, std::memory_order_release);
+    syscall(SYS_futex, futex_word(word_), FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, nullptr, nullptr, 0);
+}
+
+void StopFlag::sleep_until(std::int64_t deadline_ns) const noexcept {
+    timespec ts;
+    ts.tv_sec = static_cast<time_t>(deadline_ns / 1000000000);
+    ts.tv_nsec = static_cast<long>(deadline_ns % 1000000000);
+    // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC timeout; it returns
+    // at once if the word is no longer 0 (a request() that came first).
+    while (!requested()) {
+        if (syscall(SYS_futex, futex_word(word_), FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, 0u, &ts, nullptr,
+                    FUTEX_BITSET_MATCH_ANY) == 0)
+            continue;  // woken: by request(), or spuriously (then the deadline still stands)
+        if (errno == ETIMEDOUT) return;
+        if (errno != EINTR && errno != EAGAIN) {  // no futex here: sleep without an early wake
+            sleep_until_monotonic_ns(deadline_ns);
+            return;
+        }
+    }
+}
 
 #else  // plain POSIX
 
@@ -109,6 +146,17 @@ void sleep_until_monotonic_ns(std::int64_t deadline_ns) noexcept {
 }
 
 void set_fine_timer_slack() noexcept {}
+
+void name_this_thread(const char*) noexcept {}
+
+void StopFlag::request() noexcept { word_.store(1, std::memory_order_release); }
+
+void StopFlag::sleep_until(std::int64_t deadline_ns) const noexcept {
+    // Longest single sleep: how long a request() may wait for a sleeper.
+    constexpr std::int64_t kStopCheckNs = 50'000'000;
+    for (std::int64_t now = monotonic_now_ns(); now < deadline_ns && !requested(); now = monotonic_now_ns())
+        sleep_until_monotonic_ns(std::min(deadline_ns, now + kStopCheckNs));
+}
 
 #endif
 

@@ -13,16 +13,20 @@ namespace cuagent {
 namespace {
 constexpr std::int64_t kErrorEventGapNs = 10'000'000'000;  // at most one backend_error per device per 10 s
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+// x mod m in [0, m) for any sign of x (times before the grid origin).
+std::int64_t floor_mod(std::int64_t x, std::int64_t m) noexcept { return ((x % m) + m) % m; }
 }  // namespace
 
 Sampler::Sampler(const std::vector<std::vector<DeviceSource>>& sources, const std::vector<std::uint32_t>& values,
                  std::vector<std::unique_ptr<SlotRing>>& rings, SlotRing& events, DeviceCounters* device_counters,
-                 SamplerCounters& counters, std::int64_t period_ns, std::size_t result_capacity)
+                 SamplerCounters& counters, std::int64_t period_ns, std::size_t result_capacity,
+                 std::int64_t window_ns)
     : rings_(rings),
       events_(events),
       device_counters_(device_counters),
       counters_(counters),
       period_ns_(period_ns),
+      window_ns_(window_ns),
       values_(values) {
     const std::size_t n = sources.size();
     for (std::size_t d = 0; d < n; ++d) {
@@ -204,7 +208,7 @@ void Sampler::relay(Source& s, std::int64_t& last_t_ns) noexcept {
     }
 }
 
-void Sampler::run(const std::atomic<bool>& stop, std::int64_t t0_ns, std::int64_t grid_origin_ns) noexcept {
+void Sampler::run(const platform::StopFlag& stop, std::int64_t t0_ns, std::int64_t grid_origin_ns) noexcept {
     platform::set_fine_timer_slack();
     // Each driver read inline here learns of this thread once.
     for (std::size_t i = 0; i < sources_.size(); ++i) {
@@ -223,10 +227,10 @@ void Sampler::run(const std::atomic<bool>& stop, std::int64_t t0_ns, std::int64_
     const std::int64_t base = (t0_ns - grid_origin_ns) / period_ns_;
     for (std::size_t i = 0; i < sources_.size(); ++i) next_due_[i] = next_on_grid(0, base, sources_[i].stride);
     std::int64_t k = sources_.empty() ? 0 : *std::min_element(next_due_.begin(), next_due_.end());
-    while (!stop.load(std::memory_order_relaxed)) {
+    while (!stop.requested()) {
         const std::int64_t deadline = t0_ns + k * period_ns_;
-        sleep_until_or_stop(deadline, stop);
-        if (stop.load(std::memory_order_relaxed)) break;
+        stop.sleep_until(deadline);
+        if (stop.requested()) break;
         const std::int64_t woke = monotonic_ns();
         counters_.jitter.record(woke - deadline);
 
@@ -294,11 +298,16 @@ void Sampler::run(const std::atomic<bool>& stop, std::int64_t t0_ns, std::int64_
         // whole stride later: its window may be waiting for it (and a window
         // shorter than the stride, or another source's samples, would
         // otherwise be finished without it). Backing off bounds the ticks a
-        // stalled read costs.
+        // stalled read costs. Not when its source's next due tick comes no
+        // later than that window's end (a device read once per window, on
+        // the window grid): that tick relays it in time, and a retry would
+        // only be one more wake-up per read.
         for (std::size_t i = 0; i < sources_.size(); ++i) {
             if (awaited_[i] < 0) continue;
+            const std::int64_t read_at = t0_ns + awaited_[i] * period_ns_;
+            const std::int64_t window_end = read_at - floor_mod(read_at - grid_origin_ns, window_ns_) + window_ns_;
             const std::int64_t retry = std::max(k + retry_ticks_[i], first_future);
-            if (retry >= next_due_[i]) {
+            if (retry >= next_due_[i] || t0_ns + next_due_[i] * period_ns_ <= window_end) {
                 awaited_[i] = -1;  // its next due tick relays it
                 continue;
             }

@@ -41,14 +41,14 @@ ReadStatus SourceReader::read_once() noexcept {
     return status;
 }
 
-void SourceReader::run(const std::atomic<bool>& stop, std::int64_t t0_ns, std::int64_t grid_origin_ns) noexcept {
+void SourceReader::run(const platform::StopFlag& stop, std::int64_t t0_ns, std::int64_t grid_origin_ns) noexcept {
     platform::set_fine_timer_slack();
     driver_.on_sampler_start();
     const std::int64_t base = (t0_ns - grid_origin_ns) / period_ns_;
     std::int64_t k = next_on_grid(0, base, stride_);
-    while (!stop.load(std::memory_order_relaxed)) {
-        sleep_until_or_stop(t0_ns + k * period_ns_, stop);
-        if (stop.load(std::memory_order_relaxed)) break;
+    while (!stop.requested()) {
+        stop.sleep_until(t0_ns + k * period_ns_);
+        if (stop.requested()) break;
         if (device_lost_ != nullptr && device_lost_->load(std::memory_order_relaxed)) {
             k = next_on_grid(k + 1, base, stride_);  // the device is gone: nothing to read
             continue;

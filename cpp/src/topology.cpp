@@ -26,6 +26,8 @@ void DeviceDescription::validate() const {
     if (levels.empty() || levels.back() != unit_kind)
         fail("levels must end in the unit kind '" + unit_kind + "'");
     if (counts.size() != levels.size()) fail("counts and levels differ in length");
+    for (std::size_t l = 0; l < levels.size(); ++l)
+        if (level_index(levels[l]) != static_cast<int>(l)) fail("level '" + levels[l] + "' is named twice");
     if (counts.back() != units) fail("the last level's count must equal units");
     if (!layout.empty()) {
         if (layout.size() != levels.size() - 1) fail("layout needs one array per level but the last");
@@ -42,6 +44,10 @@ void DeviceDescription::validate() const {
         if (elements_at(c.level) == 0) fail("counter '" + c.name + "' at unknown level '" + c.level + "'");
         if (!c.rollup.empty() && level_index(c.level) < 0)
             fail("counter '" + c.name + "' has a rollup but is not measured at a hierarchy level");
+        // A level's map on the wire holds its counters and, under "state", its element
+        // states (PROTOCOL.md §3.2): a counter of that name there would be neither.
+        if (c.name == "state" && level_index(c.level) >= 0)
+            fail("counter 'state' at level '" + c.level + "': the name is a level's element states");
     }
     // A rollup is published as a counter of its own, declared at partition
     // level (PROTOCOL.md §3.1): its name can be no counter's, its own included

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, List, Optional, Sequence
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 from . import _core, profiling
 from .topology import DeviceState, DeviceTopology
@@ -14,7 +14,11 @@ if TYPE_CHECKING:
     # One device's counters in EngineStats (a dict the bindings build; the stubs describe it).
     from ._core import _DeviceStats as DeviceStats
 
-__all__ = ["Engine", "EngineEvent", "EngineStats", "StateThresholds"]
+__all__ = ["Engine", "EngineEvent", "EngineStats", "StateThresholds", "StateWindow"]
+
+#: (seq, t_ns, window_ns, windows_missed, body) of a device's latest window: ``body`` is its
+#: ``state`` message body (msgpack, PROTOCOL.md §3.2), or None when not asked for.
+StateWindow = Tuple[int, int, int, int, Optional[bytes]]
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +165,27 @@ class Engine:
             w = self._native.latest(i)
             out.append(None if w is None else DeviceState.from_window(topo, w))
         return out
+
+    def latest_states(self, newer_than_ns: Sequence[int], extras: Sequence[bytes], extra_entries: Sequence[int],
+                      ) -> List[Optional[StateWindow]]:
+        """Every device's latest finished window as the feed publishes it (None before its
+        first), in one call. A device's body is encoded by the core, from the window buffer,
+        only when its window ended after ``newer_than_ns[i]`` (Unix ns; otherwise body is
+        None), and ends with ``extra_entries[i]`` packed key/value pairs ``extras[i]``
+        (:func:`cuagent.wire.encode_state_extras`). It equals
+        ``wire.pack(wire.encode_state_body(snapshot()[i], counters, processes, pods))`` byte
+        for byte (tests/test_state_encoder.py)."""
+        windows: List[Optional[StateWindow]] = self._native.latest_states(newer_than_ns, extras, extra_entries)
+        return windows
+
+    def summary_records(self, now_ns: int, lost: Sequence[bool]) -> bytes:
+        """The node summary's records (PROTOCOL.md §3.5, layout 1: 47 bytes per device) at
+        ``now_ns`` (Unix ns), written by the core from the windows :meth:`latest_states` last
+        took; ``lost[i]``: device i's status is lost. The same bytes as
+        :class:`cuagent.node.summary.SummaryBuilder` makes of those windows
+        (tests/test_summary_core.py)."""
+        records: bytes = self._native.summary_records(now_ns, lost)
+        return records
 
     def stats(self) -> EngineStats:
         return EngineStats(**self._native.stats())

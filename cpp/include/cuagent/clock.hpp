@@ -2,7 +2,6 @@
 // jumps), CLOCK_REALTIME only to label finished windows in Unix time.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <ctime>
 
@@ -22,10 +21,5 @@ inline std::int64_t realtime_ns() noexcept {
 
 // Sleep until an absolute CLOCK_MONOTONIC time (resumes after signals).
 void sleep_until_ns(std::int64_t deadline_ns) noexcept;
-
-// Sleeps until `deadline_ns`, or returns early once `stop` is set: a thread
-// that ticks rarely (a low rate, a device read every 100 ms or more) still sees
-// stop() within 50 ms, since stop() joins it.
-void sleep_until_or_stop(std::int64_t deadline_ns, const std::atomic<bool>& stop) noexcept;
 
 }  // namespace cuagent

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -18,6 +20,8 @@
 #include "cuagent/platform.hpp"
 #include "cuagent/sampler.hpp"
 #include "cuagent/slot_ring.hpp"
+#include "cuagent/state_encoder.hpp"
+#include "cuagent/summary_record.hpp"
 #include "cuagent/unit_state.hpp"
 #include "cuagent/window.hpp"
 
@@ -53,6 +57,14 @@ struct DeviceStats {
     std::uint64_t windows_missed = 0, late_samples = 0, skipped_reads = 0;
     bool lost = false;
     bool own_thread = false;  // some source of it is read on a thread of its own
+};
+
+// Which window a published state is: what a publisher orders windows by.
+struct WindowStamp {
+    std::uint64_t seq = 0;           // window number since the engine started
+    std::int64_t t_ns = 0;           // Unix ns at the end of the window
+    std::int64_t window_ns = 0;
+    std::uint64_t windows_missed = 0;  // WindowResult::windows_missed
 };
 
 struct EngineStats {
@@ -96,6 +108,19 @@ public:
     // engine's threads never take.
     bool latest(std::size_t device, WindowResult& out);
     const AggregationPlan& plan(std::size_t device) const;
+    // The latest finished window of `device` as a publisher needs it: its
+    // stamp, and, when it ended after `newer_than_ns` (Unix ns), its `state`
+    // body appended to `body` (StateEncoder::encode with the caller's
+    // extras); `body` is left as it was for an older window. Encoded straight
+    // from the window buffer under the device's reader lock, without copying
+    // the window. False when no window has finished yet.
+    bool latest_state(std::size_t device, std::int64_t newer_than_ns, std::string_view extras,
+                      std::uint32_t extra_entries, WindowStamp& stamp, std::string& body);
+    // The node summary's records (PROTOCOL.md §3.5), one per device in order, appended to
+    // `out`: from the windows that latest_state() / latest() last took (no newer one is
+    // taken, so a summary describes the windows whose states were just sent), at `now_ns`
+    // (Unix); `lost[d]`: device d's status is lost.
+    void summary_records(std::int64_t now_ns, const std::vector<bool>& lost, std::string& out);
     EngineStats stats() const;
     // Moves pending events into `out`; returns how many.
     std::size_t drain_events(std::vector<EngineEvent>& out);
@@ -147,6 +172,8 @@ private:
     std::unique_ptr<DeviceCounters[]> device_counters_;
     std::unique_ptr<SamplerCounters> counters_;
     std::vector<std::shared_ptr<const AggregationPlan>> plans_;  // built once, immutable
+    std::vector<std::unique_ptr<StateEncoder>> encoders_;  // per device, used under its reader mutex
+    std::vector<std::unique_ptr<SummaryRecordWriter>> summaries_;  // per device
     std::vector<std::unique_ptr<DeviceAggregator>> aggregators_;
     // Aggregator thread only, built by start(): per device, its stamping
     // sources, a whole sample to fold one of theirs into, how long its windows
@@ -160,7 +187,7 @@ private:
     std::mutex events_mutex_;
     mutable std::mutex control_mutex_;  // start/stop/stats from several Python threads
 
-    std::atomic<bool> stop_sampler_{false};
+    platform::StopFlag stop_sampler_;  // wakes sleeping reader and sampler threads
     std::atomic<bool> stop_aggregator_{false};
     std::thread sampler_thread_, aggregator_thread_;
     std::vector<std::thread> reader_threads_;

@@ -9,6 +9,7 @@
 // stand-ins on Linux too, so that CI builds and tests them.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 namespace cuagent::platform {
@@ -40,6 +41,33 @@ private:
 
 // Sleeps until an absolute CLOCK_MONOTONIC time; signals do not cut it short.
 void sleep_until_monotonic_ns(std::int64_t deadline_ns) noexcept;
+
+// Names the calling thread (at most 15 characters are kept), so that `top -H`
+// and profiles tell the engine's threads apart. Does nothing where the OS has
+// no such call.
+void name_this_thread(const char* name) noexcept;
+
+// A stop request that wakes the threads sleeping towards their next deadline
+// at once. Threads that tick rarely (a device read every 100 ms on a reader
+// thread of its own) used to cut every sleep into 50 ms pieces to notice a
+// stop in time, which doubled their wake-ups, and each costs tens of us in a
+// VM. On Linux a sleeper waits on a futex with the deadline as an absolute
+// CLOCK_MONOTONIC timeout (with the thread's timer slack, like
+// clock_nanosleep): one wake-up per deadline, and request() wakes it. The
+// POSIX stand-in still sleeps in pieces of at most 50 ms.
+class StopFlag {
+public:
+    // Any thread; never blocks, never allocates.
+    bool requested() const noexcept { return word_.load(std::memory_order_acquire) != 0; }
+    void request() noexcept;  // sets the flag and wakes every sleeper
+    void clear() noexcept { word_.store(0, std::memory_order_release); }
+    // Sleeps until `deadline_ns` (CLOCK_MONOTONIC) or until request(),
+    // whichever comes first; signals do not cut it short.
+    void sleep_until(std::int64_t deadline_ns) const noexcept;
+
+private:
+    std::atomic<std::uint32_t> word_{0};  // 1: stop requested (a futex word on Linux)
+};
 
 // Asks for the finest timer slack for the calling thread: the default 50 us
 // on Linux would dominate a sampler's jitter at 10 kHz. Does nothing where

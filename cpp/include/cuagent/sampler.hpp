@@ -85,16 +85,17 @@ public:
     // sources[d]: device d's sources, the first one deciding whether the
     // device is there (device_lost / device_back). values[d]: floats in
     // device d's sample. result_capacity: results a reader may hold before
-    // the sampler relays them.
+    // the sampler relays them. window_ns: the engine's windows (on the grid run() is given).
     Sampler(const std::vector<std::vector<DeviceSource>>& sources, const std::vector<std::uint32_t>& values,
             std::vector<std::unique_ptr<SlotRing>>& rings, SlotRing& events, DeviceCounters* device_counters,
-            SamplerCounters& counters, std::int64_t period_ns, std::size_t result_capacity);
+            SamplerCounters& counters, std::int64_t period_ns, std::size_t result_capacity,
+            std::int64_t window_ns);
 
     // The thread body: returns once `stop` is set (checked at every tick).
     // Ticks are t0_ns + k * period; t0_ns must lie on the period grid counted
     // from grid_origin_ns, which slow sources' reads are aligned to. Start the
     // readers() on their own threads with the same arguments.
-    void run(const std::atomic<bool>& stop, std::int64_t t0_ns, std::int64_t grid_origin_ns) noexcept;
+    void run(const platform::StopFlag& stop, std::int64_t t0_ns, std::int64_t grid_origin_ns) noexcept;
 
     std::int64_t period_ns() const { return period_ns_; }
     // Per device: ticks between reads of its most often read source (>= 1).
@@ -131,6 +132,7 @@ private:
     DeviceCounters* device_counters_;
     SamplerCounters& counters_;
     std::int64_t period_ns_;
+    std::int64_t window_ns_;
     std::vector<Source> sources_;               // by device, each device's primary first
     std::vector<std::size_t> first_source_;     // device d: sources_[first_source_[d] .. first_source_[d+1])
     std::vector<std::int64_t> next_due_;        // per source: tick index of its next read (or relay)

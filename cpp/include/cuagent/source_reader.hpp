@@ -17,6 +17,7 @@
 
 #include "cuagent/driver.hpp"
 #include "cuagent/events.hpp"
+#include "cuagent/platform.hpp"
 #include "cuagent/slot_ring.hpp"
 
 namespace cuagent {
@@ -61,7 +62,7 @@ public:
 
     // The thread body: returns once `stop` is set. t0_ns and grid_origin_ns
     // as for Sampler::run.
-    void run(const std::atomic<bool>& stop, std::int64_t t0_ns, std::int64_t grid_origin_ns) noexcept;
+    void run(const platform::StopFlag& stop, std::int64_t t0_ns, std::int64_t grid_origin_ns) noexcept;
 
     // Consumer side (the sampler thread).
     SlotRing& results() noexcept { return results_; }

@@ -27,6 +27,7 @@ from ..slow_path import SlowPath
 from ..wire import Header
 from . import sockets
 from .server import FeedServer, Ping, SnapshotContent
+from .state_windows import ANY, NEVER, NO_EXTRAS, StateBodies, StateExtras
 from .summary import SummaryPublisher
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ except Exception:  # noqa: BLE001 — running from a source tree
 
 
 FLUSH_ON_CLOSE_MS = 500
+# ``pods`` of a device no container holds: one object, so its packed form is reused.
+_NO_PODS: tuple[dict[str, str], ...] = ()
 
 
 @dataclass
@@ -73,6 +76,14 @@ class AgentConfig:
             raise ValueError(f"summary every {self.summary_every} windows: expected >= 0 (0: no summary)")
 
 
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 64):
+            pass
+    except BlockingIOError:
+        pass
+
+
 class HeartbeatStats(Protocol):
     """What a heartbeat reports of an engine's stats (cuagent.engine.EngineStats has more)."""
 
@@ -94,7 +105,9 @@ class FeedEngine(Protocol):
     def start(self) -> object: ...
     def stop(self) -> None: ...
     def topology(self) -> Sequence[DeviceTopology]: ...
-    def snapshot(self) -> Sequence[Optional[DeviceState]]: ...
+    def snapshot(self) -> Sequence[Optional[DeviceState]]:
+        """Latest windows; an engine with ``latest_states`` (cuagent.engine.Engine: bodies
+        encoded by the core) is asked that instead (.state_windows)."""
     def events(self) -> Sequence[EngineEvent]: ...
     def stats(self) -> HeartbeatStats: ...
 
@@ -133,6 +146,8 @@ class Agent:
         self._poller = zmq.Poller()
         self._window_fd: Optional[int] = None
         self.epoch = wire.new_epoch()
+        self._frames = wire.FramePacker(config.node, self.epoch)
+        self._bodies = StateBodies()
         self.gen = 1
         self.started_ns = time.time_ns()
         self._started_mono = time.monotonic()
@@ -160,20 +175,34 @@ class Agent:
         self._topics = [wire.build_topic("state", config.node, d.id) for d in self._topology]
         self._last_window = [None] * len(self._topology)
         self._summary = SummaryPublisher(config.summary_every)
+        self._summary_end = -1  # the newest window end a publish pass has seen (-1: none yet)
+        self._sum_topic = wire.build_topic("sum", config.node)
         self.server = FeedServer(self._ctx, config.feed, config.sync, self, config.sndhwm, config.curve, node=config.node)
         self.feed = self.server.feed
         self.feed_endpoint, self.sync_endpoint = self.server.feed_endpoint, self.server.sync_endpoint
         self.feed_guard, self.sync_stats = self.server.feed_guard, self.server.sync_stats
+        # stop() writes here, so the loop need not wake up just to look at _stop.
+        self._wake_r, self._wake_w = os.pipe()
+        for fd in (self._wake_r, self._wake_w):
+            os.set_blocking(fd, False)
 
     # ------------------------------------------------------------------ lifecycle
     def stop(self) -> None:
-        """Ask :meth:`run` to return (thread- and signal-safe); it does so within one tick."""
+        """Ask :meth:`run` to return (thread- and signal-safe); it does so at once."""
         self._stop.set()
+        try:  # wake the poller: the loop sleeps until its next timer otherwise
+            os.write(self._wake_w, b"\0")
+        except OSError:  # full (a stop is pending anyway) or closed (the agent is closed)
+            pass
 
     def close(self) -> None:
         # A short linger lets what was already published reach every connected subscriber
         # (each connection drains at its own pace), so a clean stop loses nothing mid-flight.
         self.server.close(feed_linger_ms=FLUSH_ON_CLOSE_MS)
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
         self.slow_path.close()
         if self.pods is not None:
             self.pods.close()
@@ -195,8 +224,12 @@ class Agent:
         poller = self._poller
         poller.register(self.server.sync, zmq.POLLIN)
         poller.register(self.feed, zmq.POLLIN)  # subscriptions, to bound them
+        poller.register(self._wake_r, zmq.POLLIN)
         self._watch_windows()
         interval = cfg.publish_interval_ms / 1000.0
+        # A heartbeat due this soon goes out with a publish pass instead of waking the loop
+        # on its own (it comes at most that much early).
+        hb_early = min(interval / 2, cfg.hb_interval_s / 10)
         now = time.monotonic()
         self._publish_topo()
         self._topology_seen()
@@ -205,11 +238,12 @@ class Agent:
         next_state = now
         while not self._stop.is_set():
             now = time.monotonic()
-            if now >= next_state:
+            published = now >= next_state
+            if published:
                 next_state = self._publish_states(now, interval)
                 self._publish_events()
-            self._publish_summary(None)  # a status or gen changed by now goes out at once
-            if now >= next_hb:
+            self._publish_summary()  # a status or gen changed by now goes out at once
+            if now >= next_hb or (published and now >= next_hb - hb_early):
                 self._publish_hb()
                 next_hb = now + cfg.hb_interval_s
             if now >= next_topo:
@@ -219,8 +253,8 @@ class Agent:
                 self._replace_engine()
                 next_topo = time.monotonic() + cfg.topo_interval_s  # topo was just published
                 next_state = time.monotonic()
-            # Wake for the earliest timer, and at least every 100 ms to notice stop().
-            timeout = max(0.0, min(next_state, next_hb, next_topo, now + 0.1) - time.monotonic())
+            # Wake for the earliest timer (stop() wakes the poller itself).
+            timeout = max(0.0, min(next_state, next_hb, next_topo) - time.monotonic())
             try:
                 ready = dict(poller.poll(poll_timeout_ms(timeout)))
             except zmq.ZMQError as e:
@@ -230,6 +264,8 @@ class Agent:
             if self._window_fd is not None and ready.get(self._window_fd):
                 self.engine.drain_window_fd()
                 next_state = time.monotonic()  # publish on the next pass, before anything else
+            if ready.get(self._wake_r):
+                _drain(self._wake_r)
             if ready.get(self.server.sync):
                 self.server.serve_sync()
             self.server.serve_subscriptions(bool(ready.get(self.feed)))
@@ -268,22 +304,20 @@ class Agent:
         self._refresh_topology(force_publish=False, changed=True)
 
     # ------------------------------------------------------------------ publishing
-    def _send(self, topic: str, ts: int, body: dict[str, Any], keep: bool, lost: int = 0) -> None:
+    def _send(self, topic: str, ts: int, body: dict[str, Any] | bytes, keep: bool, lost: int = 0) -> None:
         """``lost``: messages of this topic that were due before this one and never sent: their
-        seqs are skipped, so a client counts them as a gap (PROTOCOL.md §4)."""
+        seqs are skipped, so a client counts them as a gap (PROTOCOL.md §4). ``body``: a map,
+        or bytes packed already (a state body from the engine's core)."""
         seq = self.seqs.get(topic, 0) + 1 + lost
         self.seqs[topic] = seq
-        header = Header(self.config.node, self.epoch, seq, ts, self.gen)
-        frames = wire.encode_frames(topic, header, body)
-        try:
-            # PUB never blocks (it drops at the HWM); NOBLOCK makes that explicit.
-            self.feed.send_multipart(frames, zmq.NOBLOCK)
-        except zmq.Again:
-            pass
+        frames = self._frames.frames(topic, seq, ts, self.gen, body)
+        sockets.publish(self.feed, frames)
         if keep:
             self._latest[topic] = frames
         if self.on_publish is not None:
-            self.on_publish(topic, header, body)
+            # The hook takes maps; a packed body is unpacked for it (only when there is one).
+            header = Header(self.config.node, self.epoch, seq, ts, self.gen)
+            self.on_publish(topic, header, wire.unpack(body, "body") if isinstance(body, bytes) else body)
 
     def _encode_topo(self, topology: list[DeviceTopology]) -> dict[str, Any]:
         agent = wire.AgentInfo(AGENT_VERSION, _socket.gethostname(), os.getpid(), self.started_ns)
@@ -327,20 +361,34 @@ class Agent:
     def _publish_states(self, now: float, interval: float) -> float:
         """Send every device's window that is new since last time; return when to look next.
 
+        Each body is encoded once, by the engine's core from its window buffer
+        (:mod:`.state_windows`): what is left here is the bookkeeping and the send.
         Windows end on the sampler's absolute deadlines, so the next one is predictable: look
         shortly after it is due, which keeps latency low without busy polling."""
-        snapshot = self.engine.snapshot()
         next_due: Optional[float] = None
         wall_now = time.time_ns()
         pods = self.pods.pods(self._topology) if self.pods is not None else None
-        for i, st in enumerate(snapshot):
-            if st is None or i >= len(self._topics):
+        newer_than: list[int] = []
+        extras: list[StateExtras] = []
+        for i, device in enumerate(self._topology):
+            last = self._last_window[i]
+            if device.id in self._lost and device.id not in self._returning:
+                newer_than.append(NEVER)  # a lost device publishes no state: its window's stamp only
+                extras.append(NO_EXTRAS)
+            else:
+                newer_than.append(ANY if last is None else last[0])
+                extras.append(self._bodies.extras(i, self.slow_path.processes(self._indices[i], now),
+                                                  None if pods is None else pods.get(device.id, _NO_PODS)))
+        windows = self._bodies.latest(self.engine, self._counters, newer_than, extras)
+        for i, w in enumerate(windows):
+            if w is None:
                 continue
+            seq, t_ns, window_ns, missed, body = w
             # A window is known by its end on the grid: never publish one twice, nor an older one.
             last = self._last_window[i]
-            fresh = last is None or st.t_ns > last[0]
-            window = (st.t_ns, st.window_seq, st.windows_missed)
             device_id = self._topology[i].id
+            fresh = last is None or t_ns > last[0]
+            window = (t_ns, seq, missed)
             if fresh and device_id in self._lost:
                 if device_id in self._returning:
                     # Its first window since device_back: OK again, announced just before it,
@@ -353,41 +401,40 @@ class Agent:
                     # lost, and a lost device publishes no state (nor this window later).
                     self._last_window[i] = window
                     fresh = False
-            if fresh:
+            if fresh and body is not None:
                 # Windows lost since the last one sent, the engine's (no sample while the device
                 # was there) and ours (finished but replaced before we looked): skip their seqs
                 # so a client sees a gap, not a silent jump in `ts`. A device gone from the bus
                 # misses none: its device_lost / device_back events say why nothing came.
                 lost = 0
                 if last is not None:
-                    lost = max(0, st.window_seq - last[1] - 1) + max(0, st.windows_missed - last[2])
+                    lost = max(0, seq - last[1] - 1) + max(0, missed - last[2])
                 self._last_window[i] = window
-                processes = self.slow_path.processes(self._indices[i], now)
-                body = wire.encode_state_body(st, self._counters[i], processes,
-                                                  None if pods is None else pods.get(self._topology[i].id, []))
-                self._send(self._topics[i], int(st.t_ns), body, keep=True, lost=lost)
+                self._send(self._topics[i], t_ns, body, keep=True, lost=lost)
                 self.stats["state"] += 1
-            due = now + (st.t_ns + st.window_ns - wall_now) / 1e9
+            due = now + (t_ns + window_ns - wall_now) / 1e9
             next_due = due if next_due is None else min(next_due, due)
-        self._publish_summary(snapshot)
+        self._summary_end = max([w[1] for w in windows if w is not None], default=self._summary_end)
+        self._publish_summary()
         if self.engine.window_fd is not None:
-            return now + interval  # the eventfd wakes us; this is only a safety net
+            # The eventfd wakes us; this is only a safety net, set past the next window's
+            # signal so that it does not fire just before it and cost a wake-up of its own.
+            return now + 1.5 * interval
         if next_due is None or next_due <= now:
             # No window yet, or the next one is already late: look again soon.
             return now + min(interval / 10.0, 0.002)
         return next_due + 0.0003
 
-    def _publish_summary(self, snapshot: Optional[Sequence[Optional[DeviceState]]]) -> None:
+    def _publish_summary(self) -> None:
         """The node summary (§3.5) when one is due: every device's latest window in one
-        record each, from the same windows the states just sent came from (``snapshot``;
-        None: the last ones, when only a status or the gen may have changed)."""
-        if self._summary.every == 0:
+        record each, from the same windows the states just sent came from (the engine's
+        core writes them from the windows the last publish pass took)."""
+        if not self._summary.want(self._summary_end, self._lost, self.gen):
             return
         now_ns = time.time_ns()
-        body = self._summary.due(self._topology, snapshot, self._lost, self.gen, now_ns)
-        if body is not None:
-            self._send(wire.build_topic("sum", self.config.node), now_ns, body, keep=True)
-            self.stats["sum"] += 1
+        records = self._bodies.summary_records(self.engine, self._topology, self._lost, now_ns)
+        self._send(self._sum_topic, now_ns, wire.encode_summary_records(records), keep=True)
+        self.stats["sum"] += 1
 
     def _publish_events(self) -> None:
         events = self.engine.events()

@@ -26,6 +26,25 @@ DEFAULT_SNDHWM = 1000
 MAX_REQUESTS_PER_ROUND = 64
 
 
+# zmq.Socket.send is a Python layer (routing ids, groups) over the backend's send; a publisher
+# that sends three frames per device and window calls the backend's directly. Flags as ints:
+# pyzmq's enum flags cost an object per `|`.
+_send_frame: Callable[..., Any] = getattr(zmq.backend, "Socket", zmq.Socket).send
+_MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
+_LAST = int(zmq.NOBLOCK)
+
+
+def publish(sock: zmq.Socket[bytes], frames: list[bytes]) -> None:
+    """Send one feed message without blocking: a PUB or XPUB drops it for a subscriber whose
+    queue is full (NOBLOCK makes that explicit) rather than wait."""
+    try:
+        for frame in frames[:-1]:
+            _send_frame(sock, frame, _MORE)
+        _send_frame(sock, frames[-1], _LAST)
+    except zmq.Again:
+        pass
+
+
 def heartbeats(sock: zmq.Socket[bytes]) -> None:
     sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
     sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)

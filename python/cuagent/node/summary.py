@@ -171,16 +171,25 @@ class SummaryPublisher:
             # The agent replaces its topology list when the topology changes.
             self._builder, self._topology = SummaryBuilder(topology), topology
         end = max((int(st.t_ns) for st in snapshot if st is not None), default=-1)
+        if not self.want(end, lost, gen):
+            return None
+        return wire.encode_summary_body(self._builder.records(snapshot, lost, now_ns))
+
+    def want(self, end: int, lost: Collection[str], gen: int) -> bool:
+        """Whether a summary is due now, given the newest window end among the devices (-1:
+        none yet); True counts it as published. What :meth:`due` decides, for a caller whose
+        records come from elsewhere (the engine's core writes them for the agent)."""
+        if self.every == 0:
+            return False
         if end > self._last_end:
             self._last_end = end
             self._windows += 1
         key = (gen, frozenset(lost))
         first = self._published is None
         if first and end < 0:
-            return None  # nothing measured yet: the first window starts the summaries
+            return False  # nothing measured yet: the first window starts the summaries
         if not first and self._windows < self.every and key == self._published:
-            return None
+            return False
         self._windows = 0
         self._published = key
-        return wire.encode_summary_body(self._builder.records(snapshot, lost, now_ns))
-
+        return True

@@ -39,6 +39,7 @@ from .topics import (
 )
 from .header import (
     Header,
+    HeaderPacker,
     VERSION,
     decode_header,
     encode_header,
@@ -74,6 +75,7 @@ from .state import (
     THRASHING,
     decode_state_body,
     encode_state_body,
+    encode_state_extras,
 )
 from .heartbeat import (
     Heartbeat,
@@ -91,8 +93,10 @@ from .summary import (
     Summary,
     decode_summary_body,
     encode_summary_body,
+    encode_summary_records,
 )
 from .message import (
+    FramePacker,
     Message,
     decode_body,
     decode_envelope,
@@ -133,7 +137,9 @@ __all__ = [
     'Device',
     'EVENT_TYPES',
     'Event',
+    'FramePacker',
     'Header',
+    'HeaderPacker',
     'Heartbeat',
     'IDLE',
     'KINDS',
@@ -185,7 +191,9 @@ __all__ = [
     'encode_hb_body',
     'encode_header',
     'encode_state_body',
+    'encode_state_extras',
     'encode_summary_body',
+    'encode_summary_records',
     'encode_topo_body',
     'error_reply',
     'header_from_map',

@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from .codec import _UINT64_MAX, ProtocolError, describe, pack, uint64, unpack
+from .codec import _UINT64_MAX, ProtocolError, describe, pack, packer, uint64, unpack
 from .topics import check_node
 
 VERSION = 1
@@ -55,6 +55,25 @@ def header_from_map(m: Any) -> Header:
 
 def encode_header(h: Header) -> bytes:
     return pack(h.to_map())
+
+
+class HeaderPacker:
+    """:func:`encode_header` for one sender, whose node and epoch never change: that part of
+    the frame is packed once, so a header costs packing three ints (an agent sends one per
+    device per window). Its bytes are encode_header's (tests/test_protocol.py)."""
+
+    def __init__(self, node: str, epoch: int) -> None:
+        check_node(node, "node")
+        uint64(epoch, "epoch")
+        # The map's keys in Header.to_map order: v, node, epoch, then the three that vary.
+        self._prefix = b"".join((b"\x86", pack("v"), pack(VERSION), pack("node"), pack(node), pack("epoch"),
+                                 pack(epoch), pack("seq")))
+        self._ts, self._gen = pack("ts"), pack("gen")
+        self._pack = packer()
+
+    def pack(self, seq: int, ts: int, gen: int) -> bytes:
+        p = self._pack
+        return b"".join((self._prefix, p(seq), self._ts, p(ts), self._gen, p(gen)))
 
 
 def decode_header(data: bytes, node: Optional[str] = None) -> Header:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence, Union
 
 from .codec import ProtocolError, pack, unpack
 from .event import decode_event_body
-from .header import Header, decode_header, encode_header
+from .header import Header, HeaderPacker, decode_header, encode_header
 from .heartbeat import decode_hb_body
 from .state import decode_state_body
 from .summary import decode_summary_body
@@ -15,9 +15,26 @@ from .topics import Topic, parse_topic_cached
 from .topo import Device, decode_topo_body
 
 
-def encode_frames(topic: str, header: Header, body: Mapping[str, Any]) -> list[bytes]:
-    """The three feed frames of one message."""
-    return [topic.encode("utf-8"), encode_header(header), pack(body)]
+def encode_frames(topic: str, header: Header, body: Union[Mapping[str, Any], bytes]) -> list[bytes]:
+    """The three feed frames of one message. A body given as bytes is packed already (a
+    state body from the core's encoder, ``Engine.latest_state``) and goes out as it is."""
+    return [topic.encode("utf-8"), encode_header(header), body if isinstance(body, bytes) else pack(body)]
+
+
+class FramePacker:
+    """:func:`encode_frames` for one sender, whose node and epoch never change (an agent):
+    each topic's bytes and the header's constant part are packed once. Same bytes."""
+
+    def __init__(self, node: str, epoch: int) -> None:
+        self._header = HeaderPacker(node, epoch)
+        # A sender's topics: a few per device and kind, so this stays small.
+        self._topics: dict[str, bytes] = {}
+
+    def frames(self, topic: str, seq: int, ts: int, gen: int, body: Union[Mapping[str, Any], bytes]) -> list[bytes]:
+        frame = self._topics.get(topic)
+        if frame is None:
+            frame = self._topics[topic] = topic.encode("utf-8")
+        return [frame, self._header.pack(seq, ts, gen), body if isinstance(body, bytes) else pack(body)]
 
 
 @dataclass

@@ -9,13 +9,15 @@ from typing import Any, Iterable, Mapping, Optional
 import numpy as np
 
 from ..topology import CounterStat, DeviceState
-from .codec import NUMBER, ProtocolError, as_array, as_map, describe, get
+from .codec import NUMBER, ProtocolError, as_array, as_map, describe, get, pack
 from .topo import DEVICE_LEVEL, PARTITION_LEVEL, Device
 
 STATE_NAMES = ("idle", "active", "saturated", "thrashing")
 IDLE, ACTIVE, SATURATED, THRASHING = range(4)
-# Counters whose values are whole numbers by nature: sent as msgpack ints, not floats.
+# Counters whose values are whole numbers by nature: sent as msgpack ints, not floats
+# (when they fit msgpack's int range, [-2**63, 2**64); a larger one goes out as a float).
 _INTEGRAL_UNITS = frozenset(("bytes", "count", "mask"))
+_INT_MIN, _UINT_END = -(2**63), 2**64
 
 
 Stat = CounterStat  # a counter's window mean and max, float32 arrays
@@ -50,7 +52,7 @@ def _u8(values: Any) -> bytes:
 
 def _scalar(value: Any, unit: Optional[str]) -> Any:
     v = float(value)
-    if unit in _INTEGRAL_UNITS and v.is_integer():
+    if unit in _INTEGRAL_UNITS and v.is_integer() and _INT_MIN <= v < _UINT_END:
         return int(v)
     return v
 
@@ -112,11 +114,29 @@ def encode_state_body(
         body["idle_units"] = float(s.idle_units)
     if processes is None:
         processes = s.processes
-    if processes is not None:
-        body["processes"] = [_process(p) for p in processes]
-    if pods is not None:
-        body["pods"] = [_pod(p) for p in pods]
+    body.update(_extras(processes, pods))
     return body
+
+
+def _extras(processes: Optional[Iterable[Mapping[str, Any]]], pods: Optional[Iterable[Mapping[str, Any]]],
+            ) -> dict[str, Any]:
+    """The entries of a state body that only the agent's slow path knows, in wire order."""
+    out: dict[str, Any] = {}
+    if processes is not None:
+        out["processes"] = [_process(p) for p in processes]
+    if pods is not None:
+        out["pods"] = [_pod(p) for p in pods]
+    return out
+
+
+def encode_state_extras(processes: Optional[Iterable[Mapping[str, Any]]] = None,
+                        pods: Optional[Iterable[Mapping[str, Any]]] = None) -> tuple[bytes, int]:
+    """``processes`` and ``pods`` (as for :func:`encode_state_body`) packed as the key/value
+    pairs that end a state body, and how many: what the core's encoder appends to the body it
+    writes from the window buffer (``Engine.latest_state``), which then equals
+    ``pack(encode_state_body(window, counters, processes, pods))`` byte for byte."""
+    extras = _extras(processes, pods)
+    return b"".join(pack(k) + pack(v) for k, v in extras.items()), len(extras)
 
 
 _POD_KEYS = ("namespace", "pod", "container", "resource")

@@ -104,6 +104,14 @@ def encode_summary_body(records: np.ndarray) -> dict[str, Any]:
     return {"layout": LAYOUT, "size": RECORD_SIZE, "records": np.ascontiguousarray(records).tobytes()}
 
 
+def encode_summary_records(raw: bytes) -> dict[str, Any]:
+    """A ``sum`` map from records already laid out as layout 1 (the engine's core writes them:
+    ``Engine.summary_records``), the same map :func:`encode_summary_body` makes of an array."""
+    if len(raw) % RECORD_SIZE:
+        raise ProtocolError("sum.records", f"{len(raw)} bytes is not a whole number of {RECORD_SIZE}-byte records")
+    return {"layout": LAYOUT, "size": RECORD_SIZE, "records": raw}
+
+
 def decode_summary_body(m: Any) -> Summary:
     """Decode a ``sum`` map. An unknown ``layout`` is refused (the message is to be ignored,
     §3.5); a larger ``size`` is read through its first 47 bytes per record."""

@@ -27,6 +27,7 @@ log = logging.getLogger("cuagent.client")
 SNAPSHOT_TIMEOUT_S = 2.0
 JOIN_WAIT_S = 1.2  # longest wait for a first feed message before the first snapshot (hb: 1 s)
 MAX_BUFFERED = 100_000  # feed messages queued per upstream while (re)joining
+RETIRED_EPOCHS = 8  # epochs a node has left that are remembered, to drop their late messages
 _SUM_PREFIX = wire.kind_prefix("sum")
 _peek_topic = wire.topics.peek_topic
 _usual_summary_records = wire.summary.usual_summary_records
@@ -101,6 +102,7 @@ class ClientStats:
     snapshot_timeouts: int = 0
     unknown_kinds: int = 0  # messages of a kind this client does not know, ignored (§8)
     summaries_skipped: int = 0  # summaries never received: no loss, the next one replaces them (§3.5)
+    old_epoch: int = 0  # messages of an epoch the node has already left (queued before a restart), dropped
 
 
 _NOT_UNPACKED: Any = object()
@@ -162,6 +164,10 @@ class FeedState:
         self.stats = ClientStats()
         self.seqs: dict[str, int] = {}  # topic -> last seq applied (current epoch of its node)
         self.epochs: dict[str, int] = {}  # node -> epoch
+        # node -> the epochs it has left (the latest few). Epochs are random, so only this
+        # tells a message of an old epoch, still queued or in flight when the node restarted,
+        # from a restart: taking it for one would "restart" the node back, over and over.
+        self.retired: dict[str, deque[int]] = {}
         self.updates: list[Update] = []
         self.observers: list[FeedObserver] = []
 
@@ -184,7 +190,9 @@ class FeedState:
     def discard_node(self, node: str) -> None:
         self.view.nodes.pop(node, None)
         self.view.summaries.forget(node)
-        self.epochs.pop(node, None)
+        old = self.epochs.pop(node, None)
+        if old is not None:
+            self.retired.setdefault(node, deque(maxlen=RETIRED_EPOCHS)).append(old)
         for topic in [t for t in self.seqs if wire.node_of(t) == node]:
             del self.seqs[topic]
         for observer in self.observers:
@@ -385,6 +393,9 @@ class Session:
         if epoch is None:
             # A node we have no snapshot of (it appeared after we joined): join it.
             self._resync(node, msg, reason="new node")
+            return
+        if header.epoch != epoch and header.epoch in self.state.retired.get(node, ()):
+            self.state.stats.old_epoch += 1
             return
         if header.epoch != epoch:
             self.state.stats.restarts += 1
@@ -595,6 +606,8 @@ class Session:
             if type(epoch) is int:
                 bare[node] = epoch
         for node, epoch in bare.items():
+            if epoch in self.state.retired.get(node, ()):
+                continue  # a source caught before the node's restart: the feed has the new epoch
             if self.state.epochs.get(node) not in (None, epoch):
                 self.state.stats.restarts += 1
                 self.state.discard_node(node)
@@ -606,6 +619,8 @@ class Session:
         silent = snap.extra.get("silent_s")
         for node, msgs in decoded.items():
             epoch = msgs[0].header.epoch
+            if epoch in self.state.retired.get(node, ()):
+                continue  # a relay caught before the node's restart: the feed has the new epoch
             if self.state.epochs.get(node) not in (None, epoch):
                 self.state.stats.restarts += 1
                 self.state.discard_node(node)

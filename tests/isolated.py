@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import pytest
@@ -15,12 +16,20 @@ import pytest
 def run_python(code: str, *args: object, env: Optional[Mapping[str, str]] = None, timeout: float = 60.0,
                what: str = "test subprocess") -> subprocess.CompletedProcess:
     """Run `code` with `args` as sys.argv[1:]; fail on a non-zero exit or after `timeout` s."""
+    return _run(["-c", code, *map(str, args)], env, timeout, what)
+
+
+def run_script(script: Path, *args: object, timeout: float = 60.0, what: str = "test script") -> subprocess.CompletedProcess:
+    """Run the Python file `script` with `args`, under the same rules as :func:`run_python`."""
+    return _run([str(script), *map(str, args)], None, timeout, what)
+
+
+def _run(argv: list[str], env: Optional[Mapping[str, str]], timeout: float, what: str) -> subprocess.CompletedProcess:
     try:
-        proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env, capture_output=True,
-                              text=True, timeout=timeout)
+        proc = subprocess.run([sys.executable, *argv], env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"{what} did not finish within {timeout:.0f} s (deadlock?): {exc.stderr!r}")
-    assert proc.returncode == 0, f"{what} exited with {proc.returncode}:\n{proc.stderr}"
+    assert proc.returncode == 0, f"{what} exited with {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     return proc
 
 

@@ -7,13 +7,12 @@ so an engine that hangs fails here instead of hanging the suite.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from isolated import run_script
 from fakes.rocm_fixtures import rocm_library  # noqa: F401
 
 SCRIPT = Path(__file__).parent / "fakes" / "rocm_engine_scenario.py"
@@ -22,12 +21,7 @@ IDLE, ACTIVE = 0, 1
 
 
 def scenario(name: str, library: Path, work: Path) -> dict:
-    try:
-        done = subprocess.run([sys.executable, str(SCRIPT), name, str(library), str(work)],
-                              capture_output=True, text=True, timeout=60)
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"scenario {name!r} hung (engine start/stop or snapshot): {exc.stderr!r}")
-    assert done.returncode == 0, f"scenario {name!r} failed:\n{done.stdout}\n{done.stderr}"
+    done = run_script(SCRIPT, name, library, work, what=f"scenario {name!r} (engine start/stop or snapshot)")
     return json.loads(done.stdout)
 
 

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zmq
@@ -78,7 +79,7 @@ class FixedTimerPublisher:
                 self.server.serve_sync()
 
 
-def measure(align: bool, seconds: float, tmp: str) -> np.ndarray:
+def measure(align: bool, seconds: float, tmp: str) -> tuple[np.ndarray, np.ndarray]:
     feed, sync = f"ipc://{tmp}/lat-{align}.feed", f"ipc://{tmp}/lat-{align}.sync"
     env = dict(os.environ)
     if align:
@@ -89,12 +90,24 @@ def measure(align: bool, seconds: float, tmp: str) -> np.ndarray:
         args = [sys.executable, __file__, "--baseline-publisher", feed, sync]
     proc = subprocess.Popen(args, env=env)
     lat: list[int] = []
+    heard: list[int] = []
+
+    def on_update(u: Any) -> None:
+        if u.kind != "state" or not client.ready:
+            return
+        heard.append(time.time_ns() - u.header.ts)
+        # The client holds the decoded state once its body is read (the lazy client decodes it
+        # then): what a scheduler acting on the state waits for.
+        if u.body is not None:
+            lat.append(time.time_ns() - u.header.ts)
+
     try:
         client = Client([f"{feed},{sync}"])
-        client.on_update(lambda u: lat.append(time.time_ns() - u.header.ts) if u.kind == "state" and client.ready else None)
+        client.on_update(on_update)
         if not client.wait_ready(30):
             raise SystemExit("agent did not come up")
         lat.clear()
+        heard.clear()
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             client.poll(0.05)
@@ -102,7 +115,8 @@ def measure(align: bool, seconds: float, tmp: str) -> np.ndarray:
     finally:
         proc.terminate()
         proc.wait(10)
-    return np.array(lat[100:], dtype=np.float64) / 1e6  # ms, first 1 s dropped as warm-up
+    # ms, first 1 s dropped as warm-up
+    return np.array(lat[100:], dtype=np.float64) / 1e6, np.array(heard[100:], dtype=np.float64) / 1e6
 
 
 def main() -> None:
@@ -114,12 +128,15 @@ def main() -> None:
         FixedTimerPublisher(*a.baseline_publisher, interval_s=0.010).run()
         return
     with tempfile.TemporaryDirectory() as tmp, Steal() as steal:
-        ours = measure(True, a.seconds, tmp)
-        base = measure(False, a.seconds, tmp)
+        ours, ours_heard = measure(True, a.seconds, tmp)
+        base, base_heard = measure(False, a.seconds, tmp)
     p = lambda x, q: float(np.percentile(x, q))  # noqa: E731
-    print(f"window end -> decoded at client, 8 mock H100, 100 Hz publish, {len(ours)} + {len(base)} messages:")
-    print(f"  p50  cuagent {p(ours, 50):6.2f} ms   fixed-timer baseline {p(base, 50):6.2f} ms   ratio {p(base, 50) / p(ours, 50):5.1f}x")
-    print(f"  p99  cuagent {p(ours, 99):6.2f} ms   fixed-timer baseline {p(base, 99):6.2f} ms   ratio {p(base, 99) / p(ours, 99):5.1f}x  (target p99 <= 2 ms)")
+    print(f"window end -> at the client, 8 mock H100, 100 Hz publish, {len(ours)} + {len(base)} messages:")
+    for what, x, y in (("decoded", ours, base), ("header only (lazy, body unread)", ours_heard, base_heard)):
+        print(f" {what}:")
+        for q in (50, 99):
+            print(f"  p{q}  cuagent {p(x, q):6.2f} ms   fixed-timer baseline {p(y, q):6.2f} ms   ratio {p(y, q) / p(x, q):5.1f}x")
+    print("  (target, issue 14: decoded p99 <= 1 ms on a quiet machine)")
     print(steal.summary())
 
 

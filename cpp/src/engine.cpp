@@ -189,7 +189,7 @@ void Engine::start() {
             });
         sampler_thread_ = std::thread([this, t0 = t0_ns_, origin] {
             platform::name_this_thread("cua-sampler");
-            sampler_->run(stop_sampler_, t0, origin);
+            sampler_->run(stop_sampler_, t0, origin, &window_done_);
         });
     } catch (...) {
         // A thread could not start: take down those that did, so that the
@@ -210,6 +210,7 @@ void Engine::join_threads() noexcept {
     if (sampler_thread_.joinable()) sampler_thread_.join();
     // The aggregator drains what the sampler left in the rings, then exits.
     stop_aggregator_.store(true);
+    window_done_.ring();
     if (aggregator_thread_.joinable()) aggregator_thread_.join();
 }
 
@@ -254,7 +255,12 @@ void Engine::aggregate_loop() noexcept {
     const std::int64_t t0 = t0_ns_;
     const std::size_t n = rings_.size();
     int overdue_passes = 0;  // consecutive passes that found a window still open past its end
+    // Where the sampler rings when a tick completes a window, the timed wake-up
+    // is only a fallback (a tick running late): leave the ring time to come.
+    const std::int64_t after_tick = platform::Doorbell::wakes_early() ? std::max(recheck, 2 * period_ns_) : recheck;
     for (;;) {
+        // Read before looking at the rings: a ring during this pass is not slept through.
+        const std::uint32_t rung = window_done_.rung();
         std::uint64_t finished_before = 0;
         for (const auto& aggregator : aggregators_) finished_before += aggregator->windows();
         const bool last_pass = stop_aggregator_.load(std::memory_order_acquire);
@@ -281,7 +287,7 @@ void Engine::aggregate_loop() noexcept {
         if (finished_after != finished_before) windows_ready_.notify();
         const std::int64_t next_end = origin + ((now - origin) / window + 1) * window;
         const std::int64_t first_tick = t0 + ((next_end - t0 + period_ns_ - 1) / period_ns_) * period_ns_;
-        std::int64_t wake = std::min(now + max_sleep, first_tick + recheck);
+        std::int64_t wake = std::min(now + max_sleep, first_tick + after_tick);
         // A window still open past its end waits for a slow read or a device
         // read rarely: look again soon, then less and less often (up to 16x).
         if (overdue) {
@@ -290,7 +296,7 @@ void Engine::aggregate_loop() noexcept {
         } else {
             overdue_passes = 0;
         }
-        sleep_until_ns(wake);
+        window_done_.sleep_until(wake, rung);
     }
 }
 

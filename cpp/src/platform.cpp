@@ -84,6 +84,34 @@ void StopFlag::sleep_until(std::int64_t deadline_ns) const noexcept {
     }
 }
 
+bool Doorbell::wakes_early() noexcept { return true; }
+
+void Doorbell::ring() noexcept {
+    // Sequentially consistent with the sleeper's two steps (sleeping_, then
+    // word_): either it sees this ring, or this sees it sleeping.
+    word_.fetch_add(1, std::memory_order_seq_cst);
+    if (sleeping_.load(std::memory_order_seq_cst) != 0)
+        syscall(SYS_futex, futex_word(word_), FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, nullptr, nullptr, 0);
+}
+
+void Doorbell::sleep_until(std::int64_t deadline_ns, std::uint32_t seen) noexcept {
+    timespec ts;
+    ts.tv_sec = static_cast<time_t>(deadline_ns / 1000000000);
+    ts.tv_nsec = static_cast<long>(deadline_ns % 1000000000);
+    sleeping_.store(1, std::memory_order_seq_cst);
+    while (word_.load(std::memory_order_seq_cst) == seen) {
+        if (syscall(SYS_futex, futex_word(word_), FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, seen, &ts, nullptr,
+                    FUTEX_BITSET_MATCH_ANY) == 0)
+            continue;  // woken: by ring(), or spuriously (then the deadline still stands)
+        if (errno == ETIMEDOUT) break;
+        if (errno != EINTR && errno != EAGAIN) {  // no futex here: sleep without an early wake
+            sleep_until_monotonic_ns(deadline_ns);
+            break;
+        }
+    }
+    sleeping_.store(0, std::memory_order_relaxed);
+}
+
 #else  // plain POSIX
 
 namespace {
@@ -156,6 +184,14 @@ void StopFlag::sleep_until(std::int64_t deadline_ns) const noexcept {
     constexpr std::int64_t kStopCheckNs = 50'000'000;
     for (std::int64_t now = monotonic_now_ns(); now < deadline_ns && !requested(); now = monotonic_now_ns())
         sleep_until_monotonic_ns(std::min(deadline_ns, now + kStopCheckNs));
+}
+
+bool Doorbell::wakes_early() noexcept { return false; }
+
+void Doorbell::ring() noexcept { word_.fetch_add(1, std::memory_order_release); }
+
+void Doorbell::sleep_until(std::int64_t deadline_ns, std::uint32_t seen) noexcept {
+    if (rung() == seen) sleep_until_monotonic_ns(deadline_ns);
 }
 
 #endif

@@ -208,7 +208,8 @@ void Sampler::relay(Source& s, std::int64_t& last_t_ns) noexcept {
     }
 }
 
-void Sampler::run(const platform::StopFlag& stop, std::int64_t t0_ns, std::int64_t grid_origin_ns) noexcept {
+void Sampler::run(const platform::StopFlag& stop, std::int64_t t0_ns, std::int64_t grid_origin_ns,
+                  platform::Doorbell* window_done) noexcept {
     platform::set_fine_timer_slack();
     // Each driver read inline here learns of this thread once.
     for (std::size_t i = 0; i < sources_.size(); ++i) {
@@ -227,6 +228,8 @@ void Sampler::run(const platform::StopFlag& stop, std::int64_t t0_ns, std::int64
     const std::int64_t base = (t0_ns - grid_origin_ns) / period_ns_;
     for (std::size_t i = 0; i < sources_.size(); ++i) next_due_[i] = next_on_grid(0, base, sources_[i].stride);
     std::int64_t k = sources_.empty() ? 0 : *std::min_element(next_due_.begin(), next_due_.end());
+    // The end of the window the next tick may complete.
+    std::int64_t window_end = t0_ns - floor_mod(t0_ns - grid_origin_ns, window_ns_) + window_ns_;
     while (!stop.requested()) {
         const std::int64_t deadline = t0_ns + k * period_ns_;
         stop.sleep_until(deadline);
@@ -262,6 +265,12 @@ void Sampler::run(const platform::StopFlag& stop, std::int64_t t0_ns, std::int64
             device_counters_[d].complete_before_ns.store(complete_before, std::memory_order_release);
         }
         counters_.ticks.fetch_add(1, std::memory_order_relaxed);
+        // Every device's samples up to `woke` are in the rings: a window ending by then is
+        // complete (but for reads still running on readers, which hold theirs back).
+        if (woke >= window_end) {
+            window_end = woke - floor_mod(woke - grid_origin_ns, window_ns_) + window_ns_;
+            if (window_done != nullptr) window_done->ring();
+        }
 
         std::int64_t next = std::numeric_limits<std::int64_t>::max();
         for (std::size_t i = 0; i < sources_.size(); ++i) {

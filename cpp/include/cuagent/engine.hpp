@@ -189,6 +189,7 @@ private:
 
     platform::StopFlag stop_sampler_;  // wakes sleeping reader and sampler threads
     std::atomic<bool> stop_aggregator_{false};
+    platform::Doorbell window_done_;  // the sampler completed a window: the aggregator finishes it
     std::thread sampler_thread_, aggregator_thread_;
     std::vector<std::thread> reader_threads_;
     std::atomic<bool> running_{false};  // read by any thread, written under control_mutex_

@@ -69,6 +69,29 @@ private:
     std::atomic<std::uint32_t> word_{0};  // 1: stop requested (a futex word on Linux)
 };
 
+// A wake-up that one thread sends another sleeping towards a deadline: the
+// sampler rings it when a tick has completed a window, so that the aggregator
+// finishes the window as soon as its samples are in, not at a guessed time
+// after the tick (which was either early, and cost a second wake-up, or late,
+// and cost latency). On Linux a futex word counts the rings, and a ring costs a
+// syscall only while the other thread sleeps. The POSIX stand-in never wakes a
+// sleeper early (wakes_early() is false): it keeps to its deadline.
+class Doorbell {
+public:
+    static bool wakes_early() noexcept;
+    // How often it has rung: pass it to sleep_until() to sleep only if it has
+    // not rung since.
+    std::uint32_t rung() const noexcept { return word_.load(std::memory_order_acquire); }
+    void ring() noexcept;  // any thread; never blocks, never allocates
+    // One thread at a time: sleeps until `deadline_ns` (CLOCK_MONOTONIC), or
+    // until rung() != seen, whichever comes first.
+    void sleep_until(std::int64_t deadline_ns, std::uint32_t seen) noexcept;
+
+private:
+    std::atomic<std::uint32_t> word_{0};      // rings so far (a futex word on Linux)
+    std::atomic<std::uint32_t> sleeping_{0};  // 1 while a thread waits on word_
+};
+
 // Asks for the finest timer slack for the calling thread: the default 50 us
 // on Linux would dominate a sampler's jitter at 10 kHz. Does nothing where
 // the OS has no such setting.

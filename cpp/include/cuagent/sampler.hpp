@@ -94,8 +94,11 @@ public:
     // The thread body: returns once `stop` is set (checked at every tick).
     // Ticks are t0_ns + k * period; t0_ns must lie on the period grid counted
     // from grid_origin_ns, which slow sources' reads are aligned to. Start the
-    // readers() on their own threads with the same arguments.
-    void run(const platform::StopFlag& stop, std::int64_t t0_ns, std::int64_t grid_origin_ns) noexcept;
+    // readers() on their own threads with the same arguments. `window_done`,
+    // if given, is rung after each tick that completed a window (the first
+    // tick at or past a window's end).
+    void run(const platform::StopFlag& stop, std::int64_t t0_ns, std::int64_t grid_origin_ns,
+             platform::Doorbell* window_done = nullptr) noexcept;
 
     std::int64_t period_ns() const { return period_ns_; }
     // Per device: ticks between reads of its most often read source (>= 1).

@@ -224,13 +224,16 @@ void Engine::stop() {
 
 void Engine::aggregate_loop() noexcept {
     // Wake-ups cost CPU (tens of us each in a VM), so the aggregator does not
-    // poll. A window is complete once the sampler has finished a tick that
-    // started at or after the window's end (ticks run one after another, so
-    // every earlier sample is then in the rings; a read still running on a
-    // device's reader thread holds back that device's window). The aggregator sleeps until
-    // just after the first tick deadline past the next window end, drains the
-    // rings, finishes the complete windows and signals them; if that tick is
-    // not done yet it looks again every `recheck`. A device no tick reads for
+    // poll. A window is complete once the sampler has begun a tick at or
+    // after the window's end (ticks run one after another and a read stamps
+    // its sample no earlier than its tick began, so every earlier sample is
+    // then in the rings; a read still running on a device's reader thread
+    // holds back that device's window). The sampler rings window_done_ then,
+    // before that tick's reads; the aggregator drains the rings, finishes the
+    // complete windows and signals them. Without a doorbell that wakes early
+    // (the POSIX stand-in) it sleeps until just after the first tick deadline
+    // past the next window end, and looks again every `recheck` until that
+    // tick has begun. A device no tick reads for
     // a while (slow reads, devices read every 100 ms with no other device)
     // still has its window finished `grace` after its end: that is how long a
     // stalled read is waited for before its window goes out without it (its

@@ -237,40 +237,46 @@ void Sampler::run(const platform::StopFlag& stop, std::int64_t t0_ns, std::int64
         const std::int64_t woke = monotonic_ns();
         counters_.jitter.record(woke - deadline);
 
+        // Every sample taken before `woke` is in a ring (ticks run one after another, and a
+        // read stamps its sample with a time at or after its tick's wake-up) but for reads
+        // still running on readers: so a window ending by `woke` is complete before this
+        // tick reads anything. Say so first, then read: the aggregator finishes the window
+        // while this thread reads the next one's first sample.
         for (std::size_t d = 0; d < n; ++d) {
             std::int64_t complete_before = woke;
-            bool inline_due = false;
             for (std::size_t i = first_source_[d]; i < first_source_[d + 1]; ++i) {
                 Source& s = sources_[i];
-                if (s.reader) {
-                    // Before draining: a read that started earlier has its
-                    // result in the ring; one still running holds back the
-                    // window it started in.
-                    complete_before = std::min(complete_before, s.reader->in_flight_since());
-                    relay(s, last_relayed_ns_[i]);
-                    // The read due now starts at this tick's deadline: until
-                    // its result is relayed, it is awaited (not while the
-                    // device is gone: its reader then tries once a second).
-                    if (next_due_[i] <= k && !device_counters_[d].lost.load(std::memory_order_relaxed)) {
-                        awaited_[i] = k;
-                        retry_ticks_[i] = 1;
-                    }
-                    if (awaited_[i] >= 0 && last_relayed_ns_[i] >= t0_ns + awaited_[i] * period_ns_) awaited_[i] = -1;
-                } else if (next_due_[i] <= k) {
-                    inline_due = true;
+                if (!s.reader) continue;
+                // Before draining: a read that started earlier has its
+                // result in the ring; one still running holds back the
+                // window it started in.
+                complete_before = std::min(complete_before, s.reader->in_flight_since());
+                relay(s, last_relayed_ns_[i]);
+                // The read due now starts at this tick's deadline: until
+                // its result is relayed, it is awaited (not while the
+                // device is gone: its reader then tries once a second).
+                if (next_due_[i] <= k && !device_counters_[d].lost.load(std::memory_order_relaxed)) {
+                    awaited_[i] = k;
+                    retry_ticks_[i] = 1;
                 }
+                if (awaited_[i] >= 0 && last_relayed_ns_[i] >= t0_ns + awaited_[i] * period_ns_) awaited_[i] = -1;
             }
-            if (inline_due) read_inline(d, k);
             // Release: the ring slots published above happen-before this store.
             device_counters_[d].complete_before_ns.store(complete_before, std::memory_order_release);
         }
-        counters_.ticks.fetch_add(1, std::memory_order_relaxed);
-        // Every device's samples up to `woke` are in the rings: a window ending by then is
-        // complete (but for reads still running on readers, which hold theirs back).
         if (woke >= window_end) {
             window_end = woke - floor_mod(woke - grid_origin_ns, window_ns_) + window_ns_;
             if (window_done != nullptr) window_done->ring();
         }
+        for (std::size_t d = 0; d < n; ++d) {
+            for (std::size_t i = first_source_[d]; i < first_source_[d + 1]; ++i) {
+                if (!sources_[i].reader && next_due_[i] <= k) {
+                    read_inline(d, k);
+                    break;
+                }
+            }
+        }
+        counters_.ticks.fetch_add(1, std::memory_order_relaxed);
 
         std::int64_t next = std::numeric_limits<std::int64_t>::max();
         for (std::size_t i = 0; i < sources_.size(); ++i) {

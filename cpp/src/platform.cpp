@@ -59,23 +59,18 @@ std::uint32_t* futex_word(const std::atomic<std::uint32_t>& word) noexcept {
     static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t), "a futex is 32 bits");
     return reinterpret_cast<std::uint32_t*>(const_cast<std::atomic<std::uint32_t>*>(&word));
 }
-}  // namespace
 
-void StopFlag::request() noexcept {
-    word_.store(1, std::memory_order_release);
-    syscall(SYS_futex, futex_word(word_), FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, nullptr, nullptr, 0);
-}
-
-void StopFlag::sleep_until(std::int64_t deadline_ns) const noexcept {
+// Sleeps while `word` holds `expected`, until `deadline_ns` (CLOCK_MONOTONIC).
+// FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC timeout; it returns at
+// once if the word no longer holds `expected` (a change that came first).
+void sleep_on_word(const std::atomic<std::uint32_t>& word, std::uint32_t expected, std::int64_t deadline_ns) noexcept {
     timespec ts;
     ts.tv_sec = static_cast<time_t>(deadline_ns / 1000000000);
     ts.tv_nsec = static_cast<long>(deadline_ns % 1000000000);
-    // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC timeout; it returns
-    // at once if the word is no longer 0 (a request() that came first).
-    while (!requested()) {
-        if (syscall(SYS_futex, futex_word(word_), FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, 0u, &ts, nullptr,
+    while (word.load(std::memory_order_seq_cst) == expected) {
+        if (syscall(SYS_futex, futex_word(word), FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expected, &ts, nullptr,
                     FUTEX_BITSET_MATCH_ANY) == 0)
-            continue;  // woken: by request(), or spuriously (then the deadline still stands)
+            continue;  // woken: by a change, or spuriously (then the deadline still stands)
         if (errno == ETIMEDOUT) return;
         if (errno != EINTR && errno != EAGAIN) {  // no futex here: sleep without an early wake
             sleep_until_monotonic_ns(deadline_ns);
@@ -83,6 +78,14 @@ void StopFlag::sleep_until(std::int64_t deadline_ns) const noexcept {
         }
     }
 }
+}  // namespace
+
+void StopFlag::request() noexcept {
+    word_.store(1, std::memory_order_release);
+    syscall(SYS_futex, futex_word(word_), FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, nullptr, nullptr, 0);
+}
+
+void StopFlag::sleep_until(std::int64_t deadline_ns) const noexcept { sleep_on_word(word_, 0, deadline_ns); }
 
 bool Doorbell::wakes_early() noexcept { return true; }
 
@@ -95,20 +98,8 @@ void Doorbell::ring() noexcept {
 }
 
 void Doorbell::sleep_until(std::int64_t deadline_ns, std::uint32_t seen) noexcept {
-    timespec ts;
-    ts.tv_sec = static_cast<time_t>(deadline_ns / 1000000000);
-    ts.tv_nsec = static_cast<long>(deadline_ns % 1000000000);
     sleeping_.store(1, std::memory_order_seq_cst);
-    while (word_.load(std::memory_order_seq_cst) == seen) {
-        if (syscall(SYS_futex, futex_word(word_), FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, seen, &ts, nullptr,
-                    FUTEX_BITSET_MATCH_ANY) == 0)
-            continue;  // woken: by ring(), or spuriously (then the deadline still stands)
-        if (errno == ETIMEDOUT) break;
-        if (errno != EINTR && errno != EAGAIN) {  // no futex here: sleep without an early wake
-            sleep_until_monotonic_ns(deadline_ns);
-            break;
-        }
-    }
+    sleep_on_word(word_, seen, deadline_ns);
     sleeping_.store(0, std::memory_order_relaxed);
 }
 

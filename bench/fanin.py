@@ -60,8 +60,10 @@ def _kind(topic: bytes) -> str:
 
 def role_counter(args: argparse.Namespace) -> dict[str, Any]:
     """A raw SUB on a tier's feed (``--prefix``: comma-separated subscriptions): messages and
-    bytes, each also per kind, seq gaps per topic (a ``sum`` seq jump is a summary not
-    forwarded, no loss, §3.5: counted apart), summary entries (records), staleness."""
+    bytes, each also per kind, seq gaps per topic, summary entries (records), staleness. With
+    ``--sum-downsampled`` (below a relay forwarding only some summaries) a ``sum`` seq jump is
+    a summary not forwarded, no loss (§3.5): counted apart. Elsewhere it is a loss: a fleet's
+    summary seqs have no holes."""
     import zmq
 
     from cuagent import wire
@@ -113,7 +115,7 @@ def role_counter(args: argparse.Namespace) -> dict[str, Any]:
                 raw, size = summary_records(wire.unpack(frames[2]))
                 entries += len(raw) // size
             if args.decode_every == 1 and prev is not None and prev[0] == h.epoch and h.seq > prev[1] + 1:
-                if kind == "sum":
+                if kind == "sum" and args.sum_downsampled:
                     sum_skipped += h.seq - prev[1] - 1
                 else:
                     gaps += h.seq - prev[1] - 1
@@ -422,10 +424,11 @@ def phase(a: argparse.Namespace, kind: str, tmp: Path) -> dict[str, Any]:
         # tier has summary followers only: its counter takes what they take.
         for t, relays in enumerate(tiers):
             for r in relays:
-                prefix = SUMMARY_PREFIXES if summaries_tier and t == len(tiers) - 1 else "cua1/"
+                downsampled = summaries_tier and t == len(tiers) - 1
                 roles[f"counter:{t + 1}:{r.name}"] = start_role(
                     run, "counter", r.endpoint, start_at,
-                    ("--decode-every", str(a.counter_decode_every), "--prefix", prefix))[1]
+                    ("--decode-every", str(a.counter_decode_every), "--prefix", SUMMARY_PREFIXES if downsampled
+                     else "cua1/", *(("--sum-downsampled",) if downsampled else ())))[1]
         if tiers and kind != "proxy":
             top = tiers[-1][0]
             if not summaries_tier:
@@ -717,6 +720,7 @@ def main() -> None:
     ap.add_argument("--start-at", type=float, help=argparse.SUPPRESS)
     ap.add_argument("--every", type=float, default=2.0, help=argparse.SUPPRESS)
     ap.add_argument("--decode-every", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--sum-downsampled", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.role:

@@ -5,11 +5,13 @@ processes on ipc, bounded waits, no timing assertions."""
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
 from collections import defaultdict
 
 import msgpack
+import numpy as np
 import pytest
 
 from cuagent.client import Client
@@ -72,7 +74,7 @@ def test_every_node_is_a_valid_agent_feed(tmp_path, profile):
             topic = f"cua1/{kind}/{node}/" + (f"{device}/" if device else "")
             last[topic] = header["seq"]
             if kind == "hb":
-                assert set(body["seqs"]) == {f"cua1/topo/{node}/", f"cua1/hb/{node}/",
+                assert set(body["seqs"]) == {f"cua1/topo/{node}/", f"cua1/hb/{node}/", f"cua1/sum/{node}/",
                                              f"cua1/state/{node}/mock-0/", f"cua1/state/{node}/mock-1/"}
                 for t, seq in body["seqs"].items():
                     if t in last:
@@ -118,12 +120,13 @@ def test_a_client_joining_mid_stream_gets_a_snapshot_consistent_with_the_feed(tm
         sent = {(f[0].decode(), msgpack.unpackb(f[1])["seq"]): f for f in rec.frames}
         # Every message in the snapshot is the one the feed carried with that seq, map for map,
         # and is its topic's latest at the snapshot's seqs.
-        assert len(snap["messages"]) == 4 * (1 + 2)
+        assert len(snap["messages"]) == 4 * (1 + 2 + 1)  # topo, 2 states and the summary of each node
         for topic, header, body in snap["messages"]:
             assert snap["seqs"][topic] == header["seq"]
             frames = sent[(topic, header["seq"])]
             assert msgpack.unpackb(frames[1]) == header and msgpack.unpackb(frames[2]) == body
         assert {t for t in snap["seqs"] if t.startswith("cua1/hb/")} == {f"cua1/hb/fleet-{i:05d}/" for i in range(4)}
+        assert {t for t in snap["seqs"] if t.startswith("cua1/sum/")} == {f"cua1/sum/fleet-{i:05d}/" for i in range(4)}
         assert set(snap["epochs"]) == {f"fleet-{i:05d}" for i in range(4)}
         # One node's prefix: that node's epoch, as its own agent would answer.
         one = msgpack.unpackb(request(fleet.sync, {"op": "snapshot", "prefix": "cua1/state/fleet-00002/"}))
@@ -178,6 +181,105 @@ def test_a_relay_follows_a_fleet_like_many_agents(tmp_path):
         fleet.stop()
 
 
+SUMMARY_FOLLOWER = ("cua1/sum/", "cua1/topo/", "cua1/hb/")  # ids from topo, staleness from hb
+
+
+@pytest.mark.parametrize("profile", ["sm", "device"])
+def test_every_node_publishes_its_summary_after_each_window(tmp_path, profile):
+    """Each node's ``sum`` (§3.5) follows its states of the same window, with its own seqs
+    (one per summary: none skipped), records of that window's states, listed in its
+    heartbeats; the independent checker reads every record against the node's topo, and our
+    Client, following summaries only, holds every node's with no gap."""
+    fleet = start_fleet(tmp_path, 3, 2, "--profile", profile)
+    checked = CheckedFeed(fleet)
+    from_snapshot = len(checked.messages)
+    client = Client([fleet.endpoint], prefixes=SUMMARY_FOLLOWER)
+    try:
+        nodes = [f"fleet-{i:05d}" for i in range(3)]
+        checked.wait(lambda c: all(sum(1 for m in c.of("sum") if m[1] == n) >= 12 and
+                                   sum(1 for m in c.of("hb") if m[1] == n) >= 3 for n in nodes),
+                     "12 summaries and 3 heartbeats of every node")
+        live = checked.messages[from_snapshot:]
+        for node in nodes:
+            sums = [m[3] for m in checked.messages if m[0] == "sum" and m[1] == node]
+            # Its own seqs: one per summary sent, none skipped (a window the publisher missed
+            # sends no summary), whatever the state seqs did; same epoch and gen as its states.
+            assert [h["seq"] for h in sums] == list(range(sums[0]["seq"], sums[0]["seq"] + len(sums))), node
+            assert {h["epoch"] for h in sums} == {m[3]["epoch"] for m in checked.messages if m[1] == node}
+        # A summary comes right after its node's states of the same window, and its records
+        # are what those states say: idle_units, sm_active, and the unit counts of sm levels.
+        states: dict[tuple[str, str], tuple[dict, dict]] = {}
+        checked_sums = 0
+        for kind, node, device, header, body in live:
+            if kind == "state":
+                states[(node, device)] = (header, body)
+            elif kind == "sum" and all((node, d) in states for d in ("mock-0", "mock-1")):
+                raw = body["records"]
+                for i, device in enumerate(("mock-0", "mock-1")):
+                    sh, sb = states[(node, device)]
+                    assert sh["ts"] == header["ts"], (node, device)  # the same window: aged 0 to it
+                    rec = struct.unpack_from("<5f6H3B12B", raw, i * body["size"])
+                    assert rec[0] == pytest.approx(sb["idle_units"], rel=1e-6, abs=1e-4)
+                    assert rec[1] == pytest.approx(sb["device"]["sm_active"], rel=1e-6)
+                    assert rec[5] == 0  # age_ms: the window ended at the header's ts
+                    if profile == "sm":
+                        units = np.frombuffer(sb["levels"]["sm"]["state"], np.uint8)
+                        assert list(rec[7:11]) == [int((units == s).sum()) for s in range(4)]
+                        assert rec[12] == 7  # flags: STATES, GROUPS, WINDOW
+                    else:
+                        assert rec[12] == 4 and rec[7:11] == (0, 0, 0, 0) and rec[13] == 0  # flags WINDOW only, no groups
+                checked_sums += 1
+        assert checked_sums >= 3 * 10
+        # Heartbeats list the summary topic at the seq of the last summary sent before them.
+        last_sum: dict[str, int] = {}
+        for kind, node, device, header, body in live:
+            if kind == "sum":
+                last_sum[node] = header["seq"]
+            elif kind == "hb" and node in last_sum:
+                assert body["seqs"][f"cua1/sum/{node}/"] == last_sum[node]
+
+        assert client.wait_ready(WAIT_S)
+        wait_until(lambda: len(client.view.summaries) == 3 and
+                   all(s.devices is not None and s.seq >= 12 for s in client.view.summaries.values()),
+                   step=lambda: client.poll(0.05) and None, what="the client to hold 12 summaries of every node")
+        assert sorted(client.view.summaries) == nodes
+        assert all(s.devices == ("mock-0", "mock-1") for s in client.view.summaries.values())
+        table = client.view.summaries.table()
+        assert len(table) == 6 and not np.isnan(client.view.summaries.idle_units()).any()
+        st = client.stats
+        assert (st.gaps, st.summaries_skipped, st.decode_errors, st.restarts, st.resyncs) == (0, 0, 0, 0, 0), st
+        assert not any(dv.state is not None for nv in client.view.nodes.values() for dv in nv.devices.values())
+    finally:
+        client.close()
+        checked.close()
+        fleet.stop()
+
+
+def test_a_relay_downsamples_a_fleets_summaries_without_a_gap(tmp_path):
+    """Through a relay that forwards one summary per node per 0.5 s, a summaries-only client
+    holds every node's with no gap: the seqs skipped are counted as summaries not received."""
+    fleet = start_fleet(tmp_path, 3, 2)
+    relay = start_relay(tmp_path, "relay-sum", fleet.endpoint, extra=("--summary-interval-s", "0.5"))
+    client = Client([relay.endpoint], prefixes=SUMMARY_FOLLOWER)
+    try:
+        assert client.wait_ready(WAIT_S)
+        seen: dict[str, list[int]] = defaultdict(list)
+        client.on_update(lambda u: seen[u.node].append(u.header.seq) if u.kind == "sum" else None)
+        wait_until(lambda: len(seen) == 3 and all(len(v) >= 4 for v in seen.values()),
+                   step=lambda: client.poll(0.05) and None, what="4 summaries of every node through the relay")
+        for node, seqs in seen.items():
+            # Every ~5th of the node's summaries (10 Hz, at least 0.5 s of ts apart).
+            assert all(b - a >= 4 for a, b in zip(seqs, seqs[1:])), (node, seqs)
+        st = client.stats
+        assert st.gaps == 0 and st.resyncs == 0 and st.decode_errors == 0, st
+        assert st.summaries_skipped >= 3 * 3 * 4
+        assert all(s.devices == ("mock-0", "mock-1") for s in client.view.summaries.values())
+    finally:
+        client.close()
+        relay.stop()
+        fleet.stop()
+
+
 @pytest.mark.parametrize("flag, value, expected", [
     ("--nodes", "0", "an integer from 1 to 100000"),
     ("--gpus", "65", "an integer from 1 to 64"),
@@ -186,6 +288,7 @@ def test_a_relay_follows_a_fleet_like_many_agents(tmp_path):
     ("--profile", "nvml", "is not one of sm, device"),
     ("--name", "bad name", "expected 1 to 56 characters of [A-Za-z0-9._-]"),
     ("--hb-interval-s", "0", "a number from 0.01 to 3600 s"),
+    ("--summary-every", "-1", "an integer from 0 to 1000000"),
     ("--feed", "tcp://*:70000", "port '70000' is out of range"),
     ("--mock-devices", "h100-sxm:", "expected PRESET[:SCENARIO]"),
 ])

@@ -48,6 +48,8 @@ TOPO_INTERVAL_S = Option("topo_interval_s", float, 10.0, "topo re-publish interv
                          min=0.01, max=86400.0, unit="s")
 SNDHWM = Option("sndhwm", int, fleet_feed.DEFAULT_SNDHWM, "messages queued per subscriber before the feed drops",
                 min=1, max=10_000_000)
+# The agent's own setting (`cuagent run --summary-every`): the same flag, range and default.
+SUMMARY_EVERY = config_mod.options()["summary_every"]
 RECORD_WINDOWS = Option("record_windows", int, 10, "windows recorded per GPU and replayed in turn",
                         min=1, max=1000)
 
@@ -73,6 +75,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     HB_INTERVAL_S.add_to(p, default=HB_INTERVAL_S.default)
     TOPO_INTERVAL_S.add_to(p, default=TOPO_INTERVAL_S.default)
     SNDHWM.add_to(p, default=SNDHWM.default)
+    SUMMARY_EVERY.add_to(p, default=SUMMARY_EVERY.default)
     config_mod.SEED.add_to(p, default=1)
     config_mod.DURATION_S.add_to(p)
     config_mod.LOG_LEVEL.add_to(p, default="info")
@@ -86,7 +89,8 @@ def run_cli(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     config = fleet_feed.FleetConfig(nodes=args.nodes, gpus=args.gpus, rate_hz=args.rate_hz, feed=args.feed,
                                     sync=args.sync, name=args.name, first=args.first, hb_interval_s=args.hb_interval_s,
-                                    topo_interval_s=args.topo_interval_s, sndhwm=args.sndhwm)
+                                    topo_interval_s=args.topo_interval_s, sndhwm=args.sndhwm,
+                                    summary_every=args.summary_every)
     recording = fleet_recording.record(args.profile, args.gpus, args.mock_devices or fleet_recording.DEFAULT_DEVICES,
                                        window_ms=1000.0 / args.rate_hz, windows=args.record_windows, seed=args.seed)
     try:

@@ -4,8 +4,9 @@
 of nodes without thousands of processes (``cuagent fleet``, ``bench/fanin.py``).
 
 What each node does, as an agent on its first window would: ``topo`` (seq 1, then every topo
-interval), one ``state`` per device every period, an ``hb`` every heartbeat interval listing
-the last seq of each of its topics. The bodies are the recorded ones, shared by every node
+interval), one ``state`` per device every period and after them the node summary (``sum``,
+§3.5: every ``summary_every`` windows, its own seqs, one per summary sent), an ``hb`` every
+heartbeat interval listing the last seq of each of its topics (its ``sum`` topic's included). The bodies are the recorded ones, shared by every node
 (node ``i`` plays the recording from its own offset, so nodes differ at any moment); only the
 header frame is encoded per message, and it is one frame per node and window (every device
 of a node shares node, epoch, seq, ts and gen).
@@ -66,12 +67,16 @@ class FleetConfig:
     hb_interval_s: float = 1.0
     topo_interval_s: float = 10.0
     sndhwm: int = DEFAULT_SNDHWM
+    # The node summary after every this many windows, as `cuagent run --summary-every`; 0: none.
+    summary_every: int = 1
 
     def __post_init__(self) -> None:
         if self.nodes < 1 or self.gpus < 1 or self.first < 0:
             raise ValueError("a fleet needs at least one node of at least one GPU, from index >= 0")
         if not self.rate_hz > 0 or not self.hb_interval_s > 0 or not self.topo_interval_s > 0:
             raise ValueError("rate, heartbeat and topo intervals must be > 0")
+        if self.summary_every < 0:
+            raise ValueError(f"summary every {self.summary_every} windows: expected >= 0 (0: no summary)")
         wire.check_node(self.node_name(self.first + self.nodes - 1), "--name")
 
     def node_name(self, index: int) -> str:
@@ -82,7 +87,7 @@ class FleetConfig:
 class FleetStats:
     """What the fleet sent; ``late_s`` holds how late each of the last slots went out."""
 
-    messages: dict[str, int] = field(default_factory=lambda: {"topo": 0, "state": 0, "hb": 0})
+    messages: dict[str, int] = field(default_factory=lambda: {"topo": 0, "state": 0, "sum": 0, "hb": 0})
     bytes: int = 0
     slots: int = 0  # node windows published
     skipped_windows: int = 0  # node windows skipped (publisher more than a period behind)
@@ -105,7 +110,8 @@ class _Node:
     """One simulated node: its topics, epoch and where its seqs stand."""
 
     __slots__ = ("name", "epoch", "states", "state_topics", "state_frames", "topo", "topo_topic", "hb", "hb_topic", "topo_body",
-                 "topo_seq", "hb_seq", "window", "header", "topo_header", "seqs")
+                 "topo_seq", "hb_seq", "window", "header", "topo_header", "seqs", "sum", "sum_topic", "sum_seq",
+                 "sum_header", "sum_window")
 
     def __init__(self, name: str, topics: list[str], topo_body: bytes) -> None:
         self.name = name
@@ -118,6 +124,11 @@ class _Node:
         self.topo = self.topo_topic.encode()
         self.hb_topic = wire.build_topic("hb", name)
         self.hb = self.hb_topic.encode()
+        self.sum_topic = wire.build_topic("sum", name)
+        self.sum = zmq.Frame(self.sum_topic.encode())
+        self.sum_seq = 0  # one per summary sent: a window skipped sends none, and skips no sum seq
+        self.sum_header = b""
+        self.sum_window = -1  # the window of the last summary sent (its records' row)
         self.topo_body = topo_body
         self.topo_seq = 0
         self.hb_seq = 0
@@ -151,6 +162,7 @@ class FleetFeed:
             self.nodes.append(_Node(name, topics, topo))
         self._body_frames = [[zmq.Frame(b) for b in row] for row in recording.states]
         self._body_bytes = [sum(len(row[d % len(row)]) for d in range(config.gpus)) for row in recording.states]
+        self._sum_frames = [zmq.Frame(b) for b in recording.sums]
         self._hb_every = max(1, round(config.hb_interval_s * config.rate_hz))
         self._topo_every = max(1, round(config.topo_interval_s * config.rate_hz))
         self.server = FeedServer(self._ctx, config.feed, config.sync, self, config.sndhwm)
@@ -160,6 +172,8 @@ class FleetFeed:
     def offered_msgs_per_s(self) -> float:
         cfg = self.config
         per_node = cfg.gpus * cfg.rate_hz + cfg.rate_hz / self._hb_every + cfg.rate_hz / self._topo_every
+        if cfg.summary_every:
+            per_node += cfg.rate_hz / cfg.summary_every
         return cfg.nodes * per_node
 
     def stop(self) -> None:
@@ -244,8 +258,29 @@ class FleetFeed:
         stats.messages["state"] += len(node.states)
         stats.bytes += self._body_bytes[row] + sum(map(len, node.states)) + len(header) * len(node.states)
         stats.slots += 1
+        every = self.config.summary_every
+        if every and (node.sum_window < 0 or window - node.sum_window >= every):
+            self._summary(node, window, row, ts)
         if window == 0 or phase % self._hb_every == 0:
             self._heartbeat(node, ts, seq)
+
+    def _summary(self, node: _Node, window: int, row: int, ts: int) -> None:
+        """The node's summary of window ``window`` (records of recorded row ``row``), after its
+        states as the agent sends it; ``ts`` is the window's end, which the records are aged to."""
+        node.sum_seq += 1
+        node.sum_window = window
+        header = node.sum_header = wire.encode_header(wire.Header(node.name, node.epoch, node.sum_seq, ts, 1))
+        body = self._sum_frames[row % len(self._sum_frames)]
+        try:
+            send = self.server.feed.send
+            send(node.sum, zmq.SNDMORE | zmq.NOBLOCK, copy=False)
+            send(header, zmq.SNDMORE | zmq.NOBLOCK)
+            send(body, zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            pass
+        node.seqs[node.sum_topic] = node.sum_seq
+        self.stats.messages["sum"] += 1
+        self.stats.bytes += len(node.sum_topic) + len(header) + len(self.recording.sums[row % len(self._sum_frames)])
 
     def _heartbeat(self, node: _Node, ts: int, state_seq: int) -> None:
         node.hb_seq += 1
@@ -297,6 +332,10 @@ class FleetFeed:
                 if topic.startswith(prefix):
                     messages.append([node.states[d], node.header, bodies[d % len(bodies)]])
                     seqs[topic] = node.window + 1
+            if node.sum_seq and node.sum_topic.startswith(prefix):
+                sum_row = (node.sum_window + i) % len(self._body_frames)
+                messages.append([node.sum_topic.encode(), node.sum_header, rec.sums[sum_row % len(rec.sums)]])
+                seqs[node.sum_topic] = node.sum_seq
             if node.hb_seq and node.hb_topic.startswith(prefix):
                 seqs[node.hb_topic] = node.hb_seq
             if len(seqs) > listed:

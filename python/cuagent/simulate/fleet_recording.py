@@ -10,6 +10,12 @@ Two profiles of one recording:
   device, no ``levels`` in ``state``, and ``idle_units`` from ``sm_active`` (§3.2's rule for
   device-level data). The values are still the mock's, and say so (``backend: mock``).
 
+Each recorded window also gives the node summary (``sum``, PROTOCOL.md §3.5) an agent would
+publish after it: one record per device of the profile's topo, made by the agent's own
+:class:`~cuagent.node.summary.SummaryBuilder` from the same windows as the ``state`` bodies (the
+agent's core writes byte-identical records), aged to the newest window end of the row. For the
+``device`` profile the records are those of the device-level topo and states: no unit states.
+
 Bodies are packed once here and shared by every node; only headers differ between nodes.
 """
 
@@ -35,13 +41,15 @@ RECORD_TIMEOUT_S = 30.0
 @dataclass(frozen=True)
 class Recording:
     """``devices``: each device as published (the profile applied); ``states[w][d]``: the packed
-    ``state`` body of device ``d`` in recorded window ``w``; ``rate_hz``: the engine's achieved
-    sampling rate (what heartbeats report)."""
+    ``state`` body of device ``d`` in recorded window ``w``; ``sums[w]``: the packed ``sum`` body
+    of window ``w`` (every device's record); ``rate_hz``: the engine's achieved sampling rate
+    (what heartbeats report)."""
 
     profile: str
     window_ms: float
     devices: list[DeviceTopology]
     states: list[list[bytes]]
+    sums: list[bytes]
     rate_hz: float
 
     def topo_body(self, agent: wire.AgentInfo) -> bytes:
@@ -72,6 +80,7 @@ def record(profile: str = "sm", gpus: int = 8, devices: Sequence[str] = DEFAULT_
     from ..backends.mock import parse_devices
     from ..engine import Engine
     from ..mock import MockDevice
+    from ..node.summary import SummaryBuilder
 
     if profile not in PROFILES:
         raise ValueError(f"profile {profile!r}: expected one of {', '.join(PROFILES)}")
@@ -97,14 +106,24 @@ def record(profile: str = "sm", gpus: int = 8, devices: Sequence[str] = DEFAULT_
     finally:
         engine.stop()
     published = [device_only(t) for t in topology] if profile == "device" else list(topology)
+    summaries = SummaryBuilder(published)
     states: list[list[bytes]] = []
+    sums: list[bytes] = []
     for w in range(1, windows + 1):
         row = []
+        window = []
         for i, topo in enumerate(topology):
-            body = wire.encode_state_body(seen[i][w], topo.counters)
+            st = seen[i][w]
+            body = wire.encode_state_body(st, topo.counters)
             if profile == "device":
-                decoded = wire.decode_state_body(body, topo)
-                body = wire.encode_state_body(device_only_state(decoded, topo), published[i].counters)
+                only = device_only_state(wire.decode_state_body(body, topo), topo)
+                body = wire.encode_state_body(only, published[i].counters)
+                # The summary of what this state body says: no unit levels, its idle_units.
+                st = dataclasses.replace(st, levels={}, groups={}, idle_units=only.idle_units)
             row.append(wire.pack(body))
+            window.append(st)
         states.append(row)
-    return Recording(profile, window_ms, published, states, rate_hz)
+        # Made as the window's last device finished, as the agent makes it after a publish pass.
+        end = max(int(st.t_ns) for st in window)
+        sums.append(wire.pack(wire.encode_summary_body(summaries.records(window, (), end))))
+    return Recording(profile, window_ms, published, states, sums, rate_hz)

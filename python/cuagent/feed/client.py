@@ -75,6 +75,12 @@ class Client:
             if not prefix.startswith(wire.PREFIX) and not wire.PREFIX.startswith(prefix):
                 raise ValueError(f"prefix {prefix!r} cannot match any cua1/ topic")
         self.stale_after_s = stale_after_s
+        # Staleness is found by a look at every node (12,500 nodes: about a millisecond), so
+        # not at every poll: at the earliest deadline the last look found (a heartbeat only
+        # moves a deadline later), when a snapshot has dated a node's last heartbeat back
+        # (a relay's silent_s), and at least this often.
+        self._stale_look_s = min(0.5, stale_after_s / 4)
+        self._stale_look_at = 0.0
         self.snapshot_timeout_s = snapshot_timeout_s
         self._state = FeedState(self.prefixes, snapshot_timeout_s, lazy)
         self._cache: Optional[FrameCache] = None
@@ -195,8 +201,8 @@ class Client:
         """Seconds until a snapshot times out or a node would go stale."""
         now = time.monotonic()
         due = [d for session in self.sessions for d in session.deadlines(now)]
-        due += [n.last_heard + self.stale_after_s - now for n in self.view.nodes.values() if not n.stale]
-        return max(0.0, min(due)) if due else 1.0
+        due.append(self._stale_look_at - now)
+        return max(0.0, min(due))
 
     def process(self) -> list[Update]:
         """Handle everything already received (never blocks); return the updates."""
@@ -213,8 +219,21 @@ class Client:
         return updates
 
     def _check_stale(self, now: float) -> None:
+        if now < self._stale_look_at and not self._state.dated_back:
+            return
+        self._state.dated_back = False
+        after = self.stale_after_s
+        earliest = now + self._stale_look_s
         for view in self.view.nodes.values():
-            if not view.stale and now - view.last_heard > self.stale_after_s:
+            if view.stale:
+                continue
+            due = view.last_heard + after
+            if now > due:
                 view.stale = True
                 log.warning("node %s is stale: no heartbeat for %.0f s", view.name, now - view.last_heard)
                 self._state.emit("stale", view.name, None, None, None)
+            elif due < earliest:
+                earliest = due
+        # A heartbeat only moves a deadline later: until `earliest`, no node can go stale but
+        # one dated back meanwhile.
+        self._stale_look_at = earliest

@@ -170,6 +170,9 @@ class FeedState:
         self.retired: dict[str, deque[int]] = {}
         self.updates: list[Update] = []
         self.observers: list[FeedObserver] = []
+        # A node's last heartbeat was dated back (a relay's silent_s): staleness must be
+        # looked for now, not at the deadline the client's last look found.
+        self.dated_back = False
 
     def emit(self, kind: str, node: str, device: Optional[str], header: Optional[Header], body: Any) -> None:
         self.updates.append(Update(kind, node, device, header, body))
@@ -644,6 +647,7 @@ class Session:
                 age = silent.get(node, 0.0) if isinstance(silent, dict) else 0.0
                 age = float(age) if type(age) in (int, float) and 0.0 <= age < 1e9 else 0.0
                 nv.last_heard = time.monotonic() - age
+                self.state.dated_back = True
 
     def _finish_join(self) -> None:
         self.joining = False

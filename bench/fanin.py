@@ -688,11 +688,18 @@ def extrapolate(results: list[dict[str, Any]], a: argparse.Namespace) -> str:
         behind = " (measured while behind)" if f2.saturated else ""
         if carried and f2.in_bytes is not None:
             in_node_bytes = f2.in_bytes / max(1, res2["nodes"])
+            # At a few hundred msg/s a relay's CPU is mostly its fixed cost (timers, sync loop):
+            # the cost per message measured under load (tier 2 taking everything) is the one to scale.
+            loaded = figures.get(("tier2nokinds", 2))
+            per_msg = loaded.per_msg_s if loaded is not None else f2.per_msg_s
+            cost = (f"{per_msg * 1e6:,.1f} µs per message in (as measured in tier2nokinds at "
+                    f"{loaded.in_rate:,.0f} msg/s; here, at {f2.in_rate:,.0f} msg/s, {f2.per_msg_s * 1e6:,.1f} µs: "
+                    f"mostly fixed cost)" if loaded is not None else f"{per_msg * 1e6:,.1f} µs per message in{behind}")
             out.append(head + f"It takes in only those kinds from tier 1 (subscribed upstream to them): "
                        f"{sum_only:,.0f} msg/s and {in_node_bytes * nodes * 8 / 1e9:,.2f} Gbit/s in "
-                       f"({in_node_bytes:,.0f} B/s per node measured) × {f2.per_msg_s * 1e6:,.1f} µs per message in"
-                       f"{behind} = {sum_only * f2.per_msg_s:,.2f} cores; with tier-1 relays also downsampling "
-                       f"what they send up, {out_msgs:,.0f} msg/s in: {out_msgs * f2.per_msg_s:,.2f} cores.")
+                       f"({in_node_bytes:,.0f} B/s per node measured) × {cost} = {sum_only * per_msg:,.2f} cores; "
+                       f"with tier-1 relays also downsampling what they send up, {out_msgs:,.0f} msg/s in: "
+                       f"{out_msgs * per_msg:,.2f} cores.")
         else:
             out.append(head + f"Without --kinds it takes every message of tier 1 in (its XSUB subscribes to "
                        f"cua1/): {f2.per_msg_s * 1e6:,.1f} µs per message in{behind} × {total:,.0f} msg/s = "

@@ -753,7 +753,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0, help="measured seconds per phase")
     ap.add_argument("--warmup", type=float, default=6.0, help="seconds for clients to join before measuring")
     ap.add_argument("--phases", default="publisher,proxy,tier1,tier2",
-                    help="publisher,proxy,tier1,tier2 (summaries tier),tier2full (and old with --old-tree)")
+                    help="publisher,proxy,tier1,tier2 (summaries tier, --kinds),tier2nokinds (the same without --kinds),"
+                         "tier2full (and old with --old-tree)")
     ap.add_argument("--relay-cmd", default="{python} -m cuagent.cli relay",
                     help="the relay under test; --name/--feed/--sync/--connect are appended")
     ap.add_argument("--relay-arg", action="append", help="one more relay argument (repeat; --relay-arg=--opt=value)")

@@ -12,9 +12,11 @@ everything and the summaries (their ingest and CPU). Then an extrapolation to 10
 from the measured costs.
 
 Phases: ``publisher`` (fleets -> counters), ``proxy``, ``tier1`` (one relay), ``tier2`` (two
-tiers; tier 2 a summaries tier: its relay forwards one summary per node per
-``--summary-interval-s``, and below it only followers of sum/topo/hb), ``tier2full`` (two
-tiers, everything followed below tier 2), ``old`` (tier1 with ``--old-tree``'s relay).
+tiers; tier 2 a summaries tier: its relay carries only topo, hb, sum and event (``--kinds``:
+subscribed upstream to those only, it takes no state in) and forwards one summary per node per
+``--summary-interval-s``, and below it only followers of sum/topo/hb), ``tier2nokinds`` (the
+same without ``--kinds``: tier 2 takes every message of tier 1 in), ``tier2full`` (two tiers,
+everything followed below tier 2), ``old`` (tier1 with ``--old-tree``'s relay).
 
     python bench/fanin.py [--nodes 100] [--gpus 8] [--profile sm|device] [--publishers 1]
         [--tier1-relays 2] [--summary-interval-s 1] [--seconds 10] [--phases proxy,tier1,tier2]
@@ -378,6 +380,14 @@ def fleet_totals(fleets: list[Proc]) -> dict[str, float]:
     return tot
 
 
+def has_relay_kinds(tree: str) -> bool:
+    probe = "import dataclasses; from cuagent.node.relay import RelayConfig; " \
+            "print('kinds' in {f.name for f in dataclasses.fields(RelayConfig)})"
+    out = subprocess.run([sys.executable, "-c", probe], env=dict(os.environ, PYTHONPATH=tree), capture_output=True,
+                         text=True)
+    return out.stdout.strip() == "True"
+
+
 def has_summary_topic(tree: str) -> bool:
     probe = "from cuagent import wire; print('sum' in wire.KINDS)"
     out = subprocess.run([sys.executable, "-c", probe], env=dict(os.environ, PYTHONPATH=tree), capture_output=True,
@@ -388,6 +398,8 @@ def has_summary_topic(tree: str) -> bool:
 # What a scheduler following the cluster's summaries subscribes to: the summaries, the topo
 # that names their devices (and creates the client's node), the hb its staleness needs.
 SUMMARY_PREFIXES = "cua1/sum/,cua1/topo/,cua1/hb/"
+# What the summaries tier carries (relay --kinds): those, and events.
+SUMMARY_KINDS = "topo,hb,sum,event"
 
 
 def phase(a: argparse.Namespace, kind: str, tmp: Path) -> dict[str, Any]:
@@ -395,11 +407,14 @@ def phase(a: argparse.Namespace, kind: str, tmp: Path) -> dict[str, Any]:
     staleness), ``proxy`` (fleets -> bare zmq.proxy), ``tier1`` (fleets -> one relay), ``tier2``
     (fleets -> tier-1 relays -> one summaries relay: ``--summary-interval-s``, and only
     summary followers below it), ``tier2full`` (the same at full resolution: everything
-    followed below tier 2), ``old`` (tier1 with --old-tree's relay)."""
+    followed below tier 2), ``tier2nokinds`` (tier2 without --kinds: tier 2 takes in all of tier 1),
+    ``old`` (tier1 with --old-tree's relay)."""
     run = Run(a, tmp)
-    summaries_tier = kind == "tier2"
+    summaries_tier = kind in ("tier2", "tier2nokinds")
+    # The kinds each tier's relays carry (None: all).
+    tier_kinds: list[Optional[list[str]]] = []
     try:
-        two_tiers = kind in ("tier2", "tier2full")
+        two_tiers = kind in ("tier2", "tier2nokinds", "tier2full")
         publishers = max(a.publishers, a.tier1_relays) if two_tiers else a.publishers
         fleets = start_fleets(run, publishers)
         upstream = [f.endpoint for f in fleets]
@@ -407,7 +422,11 @@ def phase(a: argparse.Namespace, kind: str, tmp: Path) -> dict[str, Any]:
         if two_tiers:
             groups = [upstream[i::a.tier1_relays] for i in range(a.tier1_relays)]
             tiers.append([start_relay(run, f"t1r{i}", g, a.tree) for i, g in enumerate(groups)])
-            extra = ("--summary-interval-s", f"{a.summary_interval_s:g}") if summaries_tier else ()
+            extra: tuple[str, ...] = ("--summary-interval-s", f"{a.summary_interval_s:g}") if summaries_tier else ()
+            tier_kinds = [None, None]
+            if kind == "tier2" and has_relay_kinds(a.tree):
+                extra += ("--kinds", SUMMARY_KINDS)
+                tier_kinds[1] = SUMMARY_KINDS.split(",")
             tiers.append([start_relay(run, "t2r0", [r.endpoint for r in tiers[0]], a.tree, extra=extra)])
         elif kind == "proxy":
             tiers.append([start_relay(run, "proxy", upstream, a.tree, kind="proxy")])
@@ -451,7 +470,7 @@ def phase(a: argparse.Namespace, kind: str, tmp: Path) -> dict[str, Any]:
             results[name] = json.loads(path.read_text()) if path.exists() else None
         return {
             "kind": kind, "nodes": a.nodes, "gpus": a.gpus, "profile": a.profile, "publishers": len(fleets),
-            "summaries_tier": summaries_tier, "summary_interval_s": a.summary_interval_s,
+            "summaries_tier": summaries_tier, "summary_interval_s": a.summary_interval_s, "tier_kinds": tier_kinds,
             "offered_msgs_per_s": a.nodes * per_node(a),
             "fleet_msgs_per_s": (f1["sent"] - f0["sent"]) / dt,
             "fleet_skipped_windows": f1["skipped_windows"] - f0["skipped_windows"],
@@ -490,6 +509,7 @@ class TierFigures:
     tier: int
     relays: int
     in_rate: float
+    in_bytes: Optional[float]  # bytes/s into the tier (above tier 1: what the tier below sends it)
     out_rate: float
     out_bytes: float
     kinds: dict[str, dict[str, float]]  # kind -> msgs_per_s, bytes_per_s out (all its counters)
@@ -508,6 +528,14 @@ def tier_figures(res: dict[str, Any]) -> list[TierFigures]:
         counters = [res["roles"].get(f"counter:{t + 1}:{r['name']}") or {} for r in tier]
         out_rate = sum(c.get("msgs_per_s", 0.0) for c in counters)
         in_rate = res["fleet_msgs_per_s"] if t == 0 else out[-1].out_rate
+        in_bytes = None if t == 0 else out[-1].out_bytes
+        carried = (res.get("tier_kinds") or [None] * (t + 1))[t]
+        if t > 0 and carried is not None:
+            # Subscribed upstream to those kinds only: of what the tier below sends (its
+            # counter follows cua1/), it takes in those kinds' messages.
+            below = out[-1].kinds
+            in_rate = sum(below.get(k, {}).get("msgs_per_s", 0.0) for k in carried)
+            in_bytes = sum(below.get(k, {}).get("bytes_per_s", 0.0) for k in carried)
         cpus = [r["cpu"] for r in tier]
         # Per message in: a relay reads every message's header, whatever it forwards.
         per_msg = sum(cpus) / max(1e-9, in_rate)
@@ -523,7 +551,7 @@ def tier_figures(res: dict[str, Any]) -> list[TierFigures]:
         # Behind: it delivers visibly less than it should, or loses messages. (A summaries
         # tier's few messages a second come in lumps: a topo per node every 10 s.)
         saturated = out_rate < (0.9 if summaries else 0.97) * expected or gaps > res["fleet_skipped_windows"] * res["gpus"]
-        out.append(TierFigures(res["kind"], t + 1, len(tier), in_rate, out_rate,
+        out.append(TierFigures(res["kind"], t + 1, len(tier), in_rate, in_bytes, out_rate,
                                sum(c.get("bytes_per_s", 0.0) for c in counters), kinds, cpus, per_msg, gaps,
                                sum(c.get("sum_skipped") or 0 for c in counters), counters[0] if counters else {},
                                saturated, summaries))
@@ -601,6 +629,11 @@ def report(results: list[dict[str, Any]], a: argparse.Namespace) -> str:
                          f"summaries not received {s['stats'].get('summaries_skipped', 0):,}, "
                          f"resyncs {s['stats']['resyncs']}; joined in {s['join_s']:.2f} s")
         for f in tier_figures(res):
+            if f.tier > 1 and f.in_bytes is not None:
+                carried = (res.get("tier_kinds") or [None] * f.tier)[f.tier - 1]
+                lines.append(f"  tier {f.tier} input ({'--kinds ' + ','.join(carried) if carried else 'all kinds'}): "
+                             f"{f.in_rate:,.0f} msg/s, {f.in_bytes / 1e6:,.2f} MB/s "
+                             f"({f.in_bytes * 8 / 1e6:,.1f} Mbit/s); relay CPU {' + '.join(f'{c:.0%}' for c in f.cpus)}")
             if f.summaries:
                 c = f.stale
                 lines.append(f"  summaries tier counter: {_fmt(c.get('sum_entries_per_s'))} entries/s; by kind " + ", ".join(
@@ -637,24 +670,41 @@ def extrapolate(results: list[dict[str, Any]], a: argparse.Namespace) -> str:
         out.append(line("tier 1 (relays beside the agents, each a share of the nodes)", figures[("tier1", 1)]))
     if ("tier2full", 2) in figures:
         out.append(line("tier 2 at full resolution (relays of relays)", figures[("tier2full", 2)]))
-    if ("tier2", 2) in figures:
-        f2 = figures[("tier2", 2)]
-        res2 = next(r for r in results if r["kind"] == "tier2")
+    for name in ("tier2", "tier2nokinds"):
+        if (name, 2) not in figures:
+            continue
+        f2 = figures[(name, 2)]
+        res2 = next(r for r in results if r["kind"] == name)
+        carried = (res2.get("tier_kinds") or [None, None])[1]
         interval = res2["summary_interval_s"]
         out_msgs = nodes * summary_per_node(interval)
         per_node_bytes = f2.out_bytes / max(1, res2["nodes"])
-        sum_only = nodes * (a.rate_hz + 1.0 + 0.1)  # what tier 1 would send up if tier 2 took sum/topo/hb only
-        out.append(f"- tier 2 as a summaries tier (`--summary-interval-s {interval:g}`): it sends each follower "
-                   f"{out_msgs:,.0f} msg/s ({summary_per_node(interval):.1f} per node) and "
-                   f"{per_node_bytes * nodes * 8 / 1e6:,.1f} Mbit/s ({per_node_bytes:,.0f} B/s per node measured, "
-                   f"{_mb(f2, 'state'):.2f} MB/s of it state). But as built it takes every message of tier 1 in (its "
-                   f"XSUB subscribes to cua1/): {f2.per_msg_s * 1e6:,.1f} µs per message in"
-                   f"{' (measured while behind)' if f2.saturated else ''} × {total:,.0f} msg/s = "
-                   f"{total * f2.per_msg_s:,.1f} cores and {total * size * 8 / 1e9:,.1f} Gbit/s in: not one process. "
-                   f"Taking only sum/topo/hb from tier 1 (an upstream subscription the relay does not have) "
-                   f"it would take {sum_only:,.0f} msg/s in: {sum_only * f2.per_msg_s:,.2f} cores at the same cost per "
-                   f"message in; with tier-1 relays also downsampling what they send up, {out_msgs:,.0f}: "
-                   f"{out_msgs * f2.per_msg_s:,.2f} cores.")
+        sum_only = nodes * (a.rate_hz + 1.0 + 0.1)  # what tier 1 sends up to a tier taking sum/topo/hb(/event)
+        head = (f"- tier 2 as a summaries tier ({name}: `--summary-interval-s {interval:g}`"
+                f"{' --kinds ' + ','.join(carried) if carried else ''}): it sends each follower "
+                f"{out_msgs:,.0f} msg/s ({summary_per_node(interval):.1f} per node) and "
+                f"{per_node_bytes * nodes * 8 / 1e6:,.1f} Mbit/s ({per_node_bytes:,.0f} B/s per node measured, "
+                f"{_mb(f2, 'state'):.2f} MB/s of it state). ")
+        behind = " (measured while behind)" if f2.saturated else ""
+        if carried and f2.in_bytes is not None:
+            in_node_bytes = f2.in_bytes / max(1, res2["nodes"])
+            # At a few hundred msg/s a relay's CPU is mostly its fixed cost (timers, sync loop):
+            # the cost per message measured under load (tier 2 taking everything) is the one to scale.
+            loaded = figures.get(("tier2nokinds", 2))
+            per_msg = loaded.per_msg_s if loaded is not None else f2.per_msg_s
+            cost = (f"{per_msg * 1e6:,.1f} µs per message in (as measured in tier2nokinds at "
+                    f"{loaded.in_rate:,.0f} msg/s; here, at {f2.in_rate:,.0f} msg/s, {f2.per_msg_s * 1e6:,.1f} µs: "
+                    f"mostly fixed cost)" if loaded is not None else f"{per_msg * 1e6:,.1f} µs per message in{behind}")
+            out.append(head + f"It takes in only those kinds from tier 1 (subscribed upstream to them): "
+                       f"{sum_only:,.0f} msg/s and {in_node_bytes * nodes * 8 / 1e9:,.2f} Gbit/s in "
+                       f"({in_node_bytes:,.0f} B/s per node measured) × {cost} = {sum_only * per_msg:,.2f} cores; "
+                       f"with tier-1 relays also downsampling what they send up, {out_msgs:,.0f} msg/s in: "
+                       f"{out_msgs * per_msg:,.2f} cores.")
+        else:
+            out.append(head + f"Without --kinds it takes every message of tier 1 in (its XSUB subscribes to "
+                       f"cua1/): {f2.per_msg_s * 1e6:,.1f} µs per message in{behind} × {total:,.0f} msg/s = "
+                       f"{total * f2.per_msg_s:,.1f} cores and {total * size * 8 / 1e9:,.1f} Gbit/s in: not one "
+                       f"process.")
     for res in results:
         s = res["roles"].get("summary")
         if s and s.get("cpu") is not None and s.get("sum_entries_per_s"):
@@ -703,7 +753,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0, help="measured seconds per phase")
     ap.add_argument("--warmup", type=float, default=6.0, help="seconds for clients to join before measuring")
     ap.add_argument("--phases", default="publisher,proxy,tier1,tier2",
-                    help="publisher,proxy,tier1,tier2 (summaries tier),tier2full (and old with --old-tree)")
+                    help="publisher,proxy,tier1,tier2 (summaries tier, --kinds),tier2nokinds (the same without --kinds),"
+                         "tier2full (and old with --old-tree)")
     ap.add_argument("--relay-cmd", default="{python} -m cuagent.cli relay",
                     help="the relay under test; --name/--feed/--sync/--connect are appended")
     ap.add_argument("--relay-arg", action="append", help="one more relay argument (repeat; --relay-arg=--opt=value)")

@@ -61,6 +61,10 @@ BOUNDS = [
     ("relay", "summary_interval_s", "-1", "a number from 0 to 86400 s"),
     ("relay", "summary_interval_s", "nan", "a number from 0 to 86400 s"),
     ("relay", "forwarder", "zmq", "is not one of native, python"),
+    ("relay", "kinds", "topo,hb,states", "'states' is not a kind: expected a comma-separated list of "
+     "topo,state,hb,event,sum with topo and hb"),
+    ("relay", "kinds", "sum,event", "lacks topo,hb: a relay needs topo and hb (hb for staleness, topo for joins)"),
+    ("relay", "kinds", "topo,,hb", "item '' is not a non-empty string"),
     ("extender", "horizon_s", "inf", "a number from 0.1 to 86400 s"),
     ("extender", "max_age_s", "-3", "a number from 0.1 to 3600 s"),
     ("extender", "duration", "-1", "a number > 0 and <= 31536000 s"),

@@ -76,6 +76,8 @@ class PageClient:
         self.ignored = 0  # messages of kinds the page does not name (§8)
         self.gaps = 0  # messages known lost (§4): seq jumps on state, hb and event topics
         self.summaries: dict[str, list[tuple]] = {}  # node -> its latest sum's records, unpacked
+        # The kinds the source carries: a relay's ping may say (§7); an agent carries all.
+        self.carried = {"topo", "state", "hb", "event", "sum"}
 
     def close(self) -> None:
         self.sub.close(0)
@@ -115,6 +117,9 @@ class PageClient:
             time.sleep(0.3)
         else:
             self.queue_until(lambda: self.queue, "a first feed message")
+        if "kinds" in (p := self.ping()):
+            assert isinstance(p["kinds"], list) and {"topo", "hb"} <= set(p["kinds"]) <= self.carried, p
+            self.carried = set(p["kinds"])
         snap = self.call({"op": "snapshot", "prefix": self.prefix})
         assert snap["ok"] is True, snap
         assert set(snap) >= {"ok", "epoch", "messages", "seqs"}
@@ -138,6 +143,7 @@ class PageClient:
                 continue
             kind = TOPIC_RE.fullmatch(topic).group(1)
             assert kind in ("topo", "state", "sum"), f"snapshots carry topo, state and sum only, got {topic}"
+            assert kind in self.carried, f"{topic}: a kind the source does not carry"
             assert topic not in latest, f"two messages for {topic} in one snapshot"
             self.check(topic, header, body)
             latest[topic] = header["seq"]
@@ -395,12 +401,13 @@ class PageClient:
             assert isinstance(t, str) and TOPIC_RE.fullmatch(t) and is_int(s), (t, s)
         # Last seq sent per topic: its own is this hb's, and for every other topic of the
         # node we follow in full, exactly the last we got (the feed has lost nothing here).
+        # Of a kind the source does not carry (a relay's --kinds, §7) we get none: no loss.
         assert body["seqs"].get(topic) == header["seq"], (body["seqs"].get(topic), header["seq"])
         node = header["node"]
         if self.prefix == "cua1/":
             # (A sum seq may be above ours, never below: summaries skipped are no loss, §3.5.)
             mine = {t: s for t, s in self.last.items() if t.split("/")[2] == node and t != topic}
-            theirs = {t: s for t, s in body["seqs"].items() if t != topic}
+            theirs = {t: s for t, s in body["seqs"].items() if t != topic and t.split("/")[1] in self.carried}
             for t in [t for t in theirs if t.startswith("cua1/sum/")]:
                 assert theirs.pop(t) >= mine.pop(t, 0), t
             mine = {t: s for t, s in mine.items() if not t.startswith("cua1/sum/")}
@@ -478,6 +485,24 @@ def test_page_client_joins_through_a_relay(nodes, req):
     epochs = {"node-a": a.wait_ping()["epoch"], "node-ab": ab.wait_ping()["epoch"]}
     c = _join_and_follow(relay.feed, relay.sync, req, epochs)
     c.close()
+
+
+def test_page_client_follows_everything_through_a_summaries_tier(nodes, tmp_path):
+    # A relay that carries topo, hb, sum and event only (§7): nothing of state arrives, and the
+    # heartbeats, forwarded as sent, still list the state seqs, which are no loss.
+    a, _, _ = nodes
+    relay = start_relay(tmp_path, "relay-sums", a.endpoint, extra=("--kinds", "topo,hb,sum,event"))
+    c = PageClient(relay.feed, relay.sync)
+    try:
+        c.join()
+        assert c.carried == {"topo", "hb", "event", "sum"}
+        c.follow(lambda: c.hbs_checked >= 3 and c.kinds().get("sum", 0) >= 3, "heartbeats and summaries")
+        assert "state" not in c.kinds() and c.gaps == 0 and c.ignored == 0, (c.kinds(), c.gaps)
+        assert not [t for t in c.last if t.startswith("cua1/state/")]
+        assert set(c.summaries) == set(c.topo) == {"node-a"}
+    finally:
+        c.close()
+        assert relay.stop() == 0, relay.log()
 
 
 def test_events_arrive_with_their_device_topic(tmp_path):

@@ -47,6 +47,10 @@ SUMMARY_INTERVAL = Option("summary_interval_s", float, 0.0, "forward a node's su
                           min=0.0, max=86400.0, unit="s", metavar="S")
 FORWARDER = Option("forwarder", str, "native", "how to forward: native (C++, on pyzmq's libzmq; falls back to "
                    "python, with a warning, where that is not usable) or python", choices=("native", "python"))
+RELAY_KINDS = Option("kinds", list, None, "carry only these kinds (topo,state,hb,event,sum; topo and hb always): "
+                     "subscribe upstream to, join, keep and serve only them. A summaries tier: --kinds "
+                     "topo,hb,sum,event, which then never takes in a state message (default: all)",
+                     metavar="KIND[,KIND...]")
 BIND = Option("endpoint", str, metavar="ENDPOINT", check=bind_endpoint)
 COUNT = Option("count", int, None, "stop after this many messages", min=1, max=10**9)
 TOP_DEVICE = Option("device", list, None, "draw these NVIDIA devices in full, the others compact (comma-separated "
@@ -202,7 +206,8 @@ def cmd_relay(args: argparse.Namespace) -> int:
     try:
         relay = Relay(RelayConfig(args.connect, name, args.feed, args.sync, args.sndhwm,
                                   curve=server, upstream_curve=_client_keys(args), stale_after_s=args.stale_after_s,
-                                  summary_interval_s=args.summary_interval_s, forwarder=args.forwarder))
+                                  summary_interval_s=args.summary_interval_s, forwarder=args.forwarder,
+                                  kinds=args.kinds or wire.KINDS))
     except (OSError, ValueError) as e:
         raise CliError(str(e)) from None
     _install_stop_signals(relay.stop)
@@ -476,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "its heartbeat (default 3, as PROTOCOL.md §3.3)")
     SUMMARY_INTERVAL.add_to(relay, default=SUMMARY_INTERVAL.default)
     FORWARDER.add_to(relay, default=FORWARDER.default)
+    RELAY_KINDS.add_to(relay)
     DURATION.add_to(relay)
     config_mod.LOG_LEVEL.add_to(relay, default="info")
     _curve_server_flags(relay)

@@ -518,8 +518,10 @@ class Session:
                     continue
             except ProtocolError:
                 continue
-            last = self.state.seqs.get(topic, 0)
-            if seq > last:
+            # Only a topic we hold (the snapshot listed it, or a message of it came): a relay
+            # may carry only some kinds (§7) and forwards the hb as sent, listing them all.
+            last = self.state.seqs.get(topic)
+            if last is not None and seq > last:
                 self.state.stats.gaps += seq - last
                 self.state.stats.gap_events += 1
                 if topic.startswith(wire.kind_prefix("topo")):

@@ -19,6 +19,10 @@ A ``sum`` message (one node's summary per window) is forwarded only when its hea
 at least ``summary_interval_s`` past the node's last forwarded one (0: all); a gap in their
 seqs needs no resync, and the table's seq is that of the last forwarded.
 
+With ``kinds`` (``--kinds topo,hb,sum,event``: a summaries tier) the relay subscribes upstream
+to those kinds only and joins only their prefixes: the rest never reaches it, so it is not
+in its table, feed or snapshots either.
+
 The relay joins its upstreams (:mod:`cuagent.node.relay_joins`) for what it did not see pass,
 and answers ``snapshot``/``ping`` on its own sync socket. Since it speaks the agent's protocol
 on both sides, relays stack.
@@ -78,6 +82,8 @@ class RelayConfig:
     summary_interval_s: float = 0.0
     # "native": the C++ forwarder (falls back to "python" where libzmq cannot be found).
     forwarder: str = "native"
+    # The kinds it carries (§7): upstream it subscribes to, and joins, only these (default all).
+    kinds: Sequence[str] = wire.KINDS
 
     def __post_init__(self) -> None:
         wire.check_node(self.name, "--name")
@@ -89,6 +95,25 @@ class RelayConfig:
             raise ValueError(f"--summary-interval-s must be from 0 to 86400 s, got {self.summary_interval_s}")
         if self.forwarder not in FORWARDERS:
             raise ValueError(f"--forwarder must be one of {', '.join(FORWARDERS)}, got {self.forwarder!r}")
+        self.kinds = carried_kinds(self.kinds)
+
+
+# Whatever else a relay carries, it needs hb (staleness, topo seqs) and topo (joins, serving).
+REQUIRED_KINDS = ("topo", "hb")
+
+
+def carried_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
+    """``--kinds`` checked: kinds of the protocol, topo and hb among them; in the protocol's order."""
+    shown = ",".join(kinds)
+    unknown = [k for k in kinds if k not in wire.KINDS]
+    if unknown or not kinds:
+        raise ValueError(f"--kinds {shown!r}: {', '.join(map(repr, unknown)) or 'empty'} is not a kind: "
+                         f"expected a comma-separated list of {','.join(wire.KINDS)} with topo and hb")
+    missing = [k for k in REQUIRED_KINDS if k not in kinds]
+    if missing:
+        raise ValueError(f"--kinds {shown!r} lacks {','.join(missing)}: a relay needs topo and hb (hb for "
+                         f"staleness, topo for joins), e.g. --kinds topo,hb,sum,event")
+    return tuple(k for k in wire.KINDS if k in kinds)
 
 
 def pyzmq_backend_file() -> str:
@@ -129,7 +154,8 @@ class Relay:
         self.feed_guard, self.sync_stats = self.server.feed_guard, self.server.sync_stats
         self.table = _core.RelayTable(round(config.summary_interval_s * 1e9), config.name)
         endpoints = [as_endpoint(e) for e in config.upstreams]
-        self.joins = UpstreamJoins(self.ctx, endpoints, self.table, config.name, config.upstream_curve)
+        self.joins = UpstreamJoins(self.ctx, endpoints, self.table, config.name, config.upstream_curve,
+                                   kinds=config.kinds)
         # The relay's own events (node_stale/node_back), as node ``name`` of epoch ``epoch``.
         self.stale: set[str] = set()  # nodes announced stale and withheld from snapshots
         self._event_topic = wire.build_topic("event", config.name)
@@ -142,7 +168,15 @@ class Relay:
         # Take everything upstream regardless of who is subscribed below: a downstream
         # subscription then never has to travel to an agent before it takes effect, so a
         # client joining through the relay cannot miss messages sent while it propagated.
-        self._xsub.send(b"\x01" + wire.PREFIX.encode())
+        if set(config.kinds) == set(wire.KINDS):
+            self._xsub.send(b"\x01" + wire.PREFIX.encode())
+        else:
+            # Only the kinds it carries (--kinds), filtered upstream, where libzmq filters by
+            # prefix: what it does not carry never reaches it. Its own events always pass.
+            for kind in config.kinds:
+                self._xsub.send(b"\x01" + wire.kind_prefix(kind).encode())
+            if "event" not in config.kinds:
+                self._xsub.send(b"\x01" + self._event_topic.encode())
         for endpoint in endpoints:
             self._xsub.connect(endpoint.feed)
         control_addr = f"inproc://cuagent-relay-control-{id(self):x}"
@@ -305,7 +339,8 @@ class Relay:
     # ------------------------------------------------------------------ sync (FeedServer's SyncSource)
     def ping(self) -> Ping:
         nodes = [name for name, _stale in self.table.nodes()]
-        return Ping(self.config.name, self.epoch, 1, {"relay": True, "nodes": nodes, "stale": sorted(self.stale)})
+        return Ping(self.config.name, self.epoch, 1, {"relay": True, "nodes": nodes, "stale": sorted(self.stale),
+                                                      "kinds": list(self.config.kinds)})
 
     def snapshot(self, prefix: str) -> SnapshotContent:
         # From the table at one moment: a stale node's topo and state are withheld (its seqs

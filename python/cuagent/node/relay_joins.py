@@ -3,7 +3,8 @@
 The relay's table (:class:`cuagent._core.RelayTable`) learns everything from the frames it
 forwards, except what was sent before it listened: the topo of a node that publishes one every
 10 s, the seqs of quiet topics. So, like a client, it asks upstream for snapshots — once per
-upstream when it starts (prefix ``cua1/``), and for one node when the table says that node
+upstream when it starts (prefix ``cua1/``; a relay that carries only some kinds, one prefix per
+kind), and for one node (the prefixes of the kinds it carries) when the table says that node
 needs it (a node new to it or restarted, unless it saw that epoch's first topo; a topo its hb
 says was lost; a state of a device its topo does not list) — and merges the replies into the
 table, which keeps whatever is newer. Bodies are never decoded here either.
@@ -90,8 +91,14 @@ class UpstreamJoins:
     is due (every pass of the relay's loop)."""
 
     def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], endpoints: Sequence[Endpoint], table: RelayTable,
-                 own_name: str, curve: Optional[ClientKeys] = None) -> None:
+                 own_name: str, curve: Optional[ClientKeys] = None, kinds: Sequence[str] = wire.KINDS) -> None:
         self.table = table
+        self.kinds = tuple(kinds)
+        self.kind_prefixes = tuple(wire.kind_prefix(k) for k in self.kinds)
+        # The first (whole) join: all of cua1/, or one snapshot per kind carried, topo last, so
+        # that by the topo reply, which marks its nodes joined, the other kinds are merged.
+        self.whole_prefixes = [wire.PREFIX] if set(self.kinds) == set(wire.KINDS) else \
+            [wire.kind_prefix(k) for k in sorted(self.kinds, key=lambda k: k == "topo")]
         self.own_name = own_name
         self.upstreams = [_Upstream(ctx, e, curve) for e in endpoints]
         self.started = time.monotonic()
@@ -125,7 +132,7 @@ class UpstreamJoins:
             self.first_sent = True
             self.first_deadline = now + SNAPSHOT_TIMEOUT_S
             for u in self.upstreams:
-                u.pending.append((wire.PREFIX, None))
+                u.pending.extend((prefix, None) for prefix in self.whole_prefixes)
         for i, u in enumerate(self.upstreams):
             self._drain(i, u)
             if u.timed_out(now):
@@ -153,7 +160,7 @@ class UpstreamJoins:
             targets = self._targets(node)
             why = ", ".join(text for bit, text in REASONS.items() if reasons & bit)
             log.info("joining node %s (%s) via %s", node, why, ", ".join(self.upstreams[i].endpoint.sync for i in targets))
-            prefixes = wire.node_prefixes(node)
+            prefixes = [p for p in wire.node_prefixes(node) if p.startswith(self.kind_prefixes)]
             for i in targets:
                 self.upstreams[i].pending.extend((prefix, node) for prefix in prefixes)
             self.joining[node] = (epoch, {i: len(prefixes) for i in targets})
@@ -185,13 +192,16 @@ class UpstreamJoins:
                 continue
             self.stats["snapshots"] += 1
             u.relay = u.relay or relay
+            # The whole join's last reply (requests go one at a time, in order, and one that
+            # failed goes first again): it carries the topos.
+            whole_done = node is None and prefix == self.whole_prefixes[-1]
             for covered_node, epoch in covered:
                 self.node_upstreams.setdefault(covered_node, set()).add(index)
-                if node is None:
+                if whole_done:
                     self.table.mark_joined(covered_node, epoch)  # a whole snapshot joins every node it lists
-            if node is None:
+            if whole_done:
                 u.answered = True
-            else:
+            elif node is not None:
                 self._request_done(node, index)
 
     def _request_done(self, node: str, index: int) -> None:

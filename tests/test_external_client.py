@@ -494,6 +494,12 @@ def test_page_client_follows_everything_through_a_summaries_tier(nodes, tmp_path
     relay = start_relay(tmp_path, "relay-sums", a.endpoint, extra=("--kinds", "topo,hb,sum,event"))
     c = PageClient(relay.feed, relay.sync)
     try:
+        # This client joins no node it meets on the feed: join once the relay follows node-a
+        # (its joins of a kind at a time, topo last, take a moment), so the snapshot has it.
+        deadline = time.monotonic() + WAIT_S
+        while "node-a" not in c.ping().get("nodes", []):
+            assert time.monotonic() < deadline, "the relay never joined node-a"
+            time.sleep(0.05)
         c.join()
         assert c.carried == {"topo", "hb", "event", "sum"}
         c.follow(lambda: c.hbs_checked >= 3 and c.kinds().get("sum", 0) >= 3, "heartbeats and summaries")

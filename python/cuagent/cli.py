@@ -202,6 +202,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
     try:
         relay = Relay(RelayConfig(args.connect, name, args.feed, args.sync, args.sndhwm,
                                   curve=server, upstream_curve=_client_keys(args), stale_after_s=args.stale_after_s,
+                                  forget_after_s=args.forget_after_s,
                                   summary_interval_s=args.summary_interval_s, forwarder=args.forwarder))
     except (OSError, ValueError) as e:
         raise CliError(str(e)) from None
@@ -474,6 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
     relay.add_argument("--stale-after-s", type=float, default=3.0, metavar="S",
                        help="withhold a node from snapshots, and announce node_stale, after S s without "
                             "its heartbeat (default 3, as PROTOCOL.md §3.3)")
+    relay.add_argument("--forget-after-s", type=float, default=300.0, metavar="S",
+                       help="drop a node from the relay's table, and announce node_gone, after S s without "
+                            "hearing anything of it (default 300; must be > --stale-after-s)")
     SUMMARY_INTERVAL.add_to(relay, default=SUMMARY_INTERVAL.default)
     FORWARDER.add_to(relay, default=FORWARDER.default)
     DURATION.add_to(relay)

@@ -42,7 +42,8 @@ struct RelayTable::Node {
     std::uint64_t topo_changes = 0;  // topos with another body than the one before (status, gen)
     std::vector<TopoDevice> devices;
     std::uint64_t hb_topo_seq = 0;  // the topo seq the last hb listed
-    std::int64_t last_heard_ns = 0;
+    std::int64_t last_heard_ns = 0;  // its last hb (or as old as an upstream relay's silent_s says)
+    std::int64_t last_message_ns = 0;  // its last message from the feed, or when it became known
     bool hb_heard = false;  // an hb arrived in this epoch (not just a snapshot's silent_s)
     bool stale = false;     // as last reported by check_stale (and withheld)
     bool joined = false;
@@ -65,7 +66,7 @@ RelayTable::RelayTable(std::int64_t summary_interval_ns, std::string own_node, s
 
 RelayTable::~RelayTable() = default;
 
-RelayTable::Topic* RelayTable::find_or_add(std::string_view name) {
+RelayTable::Topic* RelayTable::find_or_add(std::string_view name, std::int64_t now_ns) {
     key_.assign(name.data(), name.size());
     auto it = topics_.find(key_);
     if (it != topics_.end()) return it->second.get();
@@ -84,6 +85,7 @@ RelayTable::Topic* RelayTable::find_or_add(std::string_view name) {
         node->name.assign(parsed.node);
         node->topo_topic = "cua1/topo/" + node->name + "/";
         node->own = node->name == own_node_;
+        node->last_message_ns = now_ns;
         node_it = nodes_.emplace(node->name, std::move(node)).first;
     }
     auto topic = std::make_unique<Topic>();
@@ -219,8 +221,9 @@ Verdict RelayTable::ingest(const FeedFrames& frames, std::int64_t now_ns) {
         ++stats_.malformed;
         return Verdict::Forward;
     }
-    Topic* topic = find_or_add(frames.topic.text());
+    Topic* topic = find_or_add(frames.topic.text(), now_ns);
     if (topic == nullptr) return Verdict::Forward;
+    topic->node->last_message_ns = now_ns;  // heard, whatever the message turns out to be
     FeedHeader header;
     if (!parse_header(frames.header.data, frames.header.size, header) || header.node != topic->node->name) {
         ++stats_.malformed;
@@ -252,7 +255,7 @@ Verdict RelayTable::ingest(const FeedFrames& frames, std::int64_t now_ns) {
 bool RelayTable::merge_message(const FeedFrames& frames, std::int64_t now_ns) {
     std::lock_guard<std::mutex> lock(mu_);
     if (frames.count != 3) return false;
-    Topic* topic = find_or_add(frames.topic.text());
+    Topic* topic = find_or_add(frames.topic.text(), now_ns);
     FeedHeader header;
     if (topic == nullptr || !parse_header(frames.header.data, frames.header.size, header) ||
         header.node != topic->node->name)
@@ -266,7 +269,7 @@ bool RelayTable::merge_message(const FeedFrames& frames, std::int64_t now_ns) {
 
 bool RelayTable::merge_seq(std::string_view name, std::uint64_t epoch, std::uint64_t seq, std::int64_t now_ns) {
     std::lock_guard<std::mutex> lock(mu_);
-    Topic* topic = find_or_add(name);
+    Topic* topic = find_or_add(name, now_ns);
     if (topic == nullptr || seq == 0) return false;
     Node& node = *topic->node;
     FeedHeader header;
@@ -520,6 +523,26 @@ std::vector<StaleChange> RelayTable::check_stale(std::int64_t now_ns, std::int64
             node->stale = stale;
             out.push_back(StaleChange{name, stale, static_cast<double>(silent) / 1e9});
         }
+    }
+    return out;
+}
+
+std::vector<GoneNode> RelayTable::forget_silent(std::int64_t now_ns, std::int64_t forget_after_ns) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<GoneNode> out;
+    for (auto it = nodes_.begin(); it != nodes_.end();) {
+        Node& node = *it->second;
+        const std::int64_t silent = now_ns - std::max(node.last_heard_ns, node.last_message_ns);
+        if (node.own || silent <= forget_after_ns) {
+            ++it;
+            continue;
+        }
+        for (Topic* t : node.topics) topics_.erase(topics_.find(t->name));
+        // The join queue holds nodes by address: none may outlive its node there.
+        if (node.join_queued) join_queue_.erase(std::remove(join_queue_.begin(), join_queue_.end(), &node), join_queue_.end());
+        out.push_back(GoneNode{it->first, static_cast<double>(silent) / 1e9});
+        ++stats_.forgotten;
+        it = nodes_.erase(it);
     }
     return out;
 }

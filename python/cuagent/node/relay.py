@@ -25,7 +25,9 @@ on both sides, relays stack.
 
 A node the relay has not heard for the stale interval is withheld from its snapshots (its
 cached frames would pass for current) and announced on the relay's own feed with a
-``node_stale`` event, under the relay's name; ``node_back`` when it is heard again. The events
+``node_stale`` event, under the relay's name; ``node_back`` when it is heard again. One not
+heard at all for the forget interval (``--forget-after-s``) leaves the table, its frames and
+epoch with it (``node_gone``): a node heard after that is a new one, joined again. The events
 enter the forwarder through an inproc PUB that the XSUB also follows, so the forwarding thread
 stays the only user of the forwarding sockets.
 """
@@ -58,6 +60,9 @@ FORWARD_BATCH = 256
 HOUSEKEEPING_MS = 50
 # The longest the sync thread waits before it checks staleness and joins.
 SYNC_POLL_S = 0.1
+# A node not heard at all for this long leaves the table (its memory with it): 100 times the
+# stale interval, long enough for a reboot or a network partition to heal without a node_gone.
+FORGET_AFTER_S = 300.0
 FORWARDERS = ("native", "python")
 
 
@@ -74,6 +79,9 @@ class RelayConfig:
     upstream_curve: Optional[ClientKeys] = None
     # Seconds without a heartbeat before a node is withheld and announced stale (§3.3, §7).
     stale_after_s: float = STALE_AFTER_S
+    # Seconds without hearing anything of a node (no message, no hb per an upstream's
+    # silent_s) before it is dropped from the table and announced gone (§7).
+    forget_after_s: float = FORGET_AFTER_S
     # Forward a node's sum message only this many seconds (of its header ts) after the last.
     summary_interval_s: float = 0.0
     # "native": the C++ forwarder (falls back to "python" where libzmq cannot be found).
@@ -85,6 +93,9 @@ class RelayConfig:
             raise ValueError("a relay needs at least one upstream (--connect)")
         if not 0 < self.stale_after_s < 1e6:
             raise ValueError(f"--stale-after-s must be > 0 and < 1e6 s, got {self.stale_after_s}")
+        if not self.stale_after_s < self.forget_after_s < 1e6:
+            raise ValueError(f"--forget-after-s must be > --stale-after-s ({self.stale_after_s:g} s) and < 1e6 s, "
+                             f"got {self.forget_after_s}")
         if not 0 <= self.summary_interval_s <= 86400:
             raise ValueError(f"--summary-interval-s must be from 0 to 86400 s, got {self.summary_interval_s}")
         if self.forwarder not in FORWARDERS:
@@ -282,7 +293,8 @@ class Relay:
 
     # ------------------------------------------------------------------ staleness
     def _track_staleness(self) -> None:
-        """Announce each node that went stale in the table, and each heard again."""
+        """Announce each node that went stale in the table, each heard again, and each
+        forgotten."""
         for node, stale, silent in self.table.check_stale(self.config.stale_after_s):
             if stale:
                 self.stale.add(node)
@@ -292,6 +304,10 @@ class Relay:
                 self.stale.discard(node)
                 log.info("node %s is heard again: served again", node)
                 self._announce("node_back", node, f"{node} is heard again")
+        for node, silent in self.table.forget_silent(self.config.forget_after_s):
+            self.stale.discard(node)
+            log.warning("node %s is gone (nothing heard for %.1f s): forgotten", node, silent)
+            self._announce("node_gone", node, f"nothing heard from {node} for {silent:.1f} s")
 
     def _announce(self, kind: str, node: str, detail: str) -> None:
         self._event_seq += 1

@@ -78,6 +78,12 @@ struct StaleChange {
     double silent_s = 0.0;
 };
 
+// A node forgotten: nothing heard of it for the forget interval.
+struct GoneNode {
+    std::string node;
+    double silent_s = 0.0;
+};
+
 struct NodeSummary {
     std::string name;
     bool stale = false;
@@ -121,6 +127,7 @@ struct TableStats {
     std::uint64_t summaries_skipped = 0;  // sum messages not forwarded (summary interval)
     std::uint64_t unreadable_bodies = 0;  // topo/hb bodies it could not read (not served/heard)
     std::uint64_t merged = 0;             // messages and seqs taken from upstream snapshots
+    std::uint64_t forgotten = 0;          // nodes dropped, nothing heard of them for the forget interval
     std::uint64_t topics = 0;
     std::uint64_t nodes = 0;
 };
@@ -167,6 +174,12 @@ public:
     // Nodes with a topo whose stale state changed: stale once no hb for `stale_after_ns`.
     std::vector<StaleChange> check_stale(std::int64_t now_ns, std::int64_t stale_after_ns);
 
+    // Nodes not heard at all for `forget_after_ns` (no message from the feed, no hb as recent
+    // as an upstream relay's silent_s says; one first known from a join counts as heard then):
+    // dropped with their topics, frames and epoch, as if never heard. A node heard again later
+    // is a new node (joined again). The relay's own node is never forgotten.
+    std::vector<GoneNode> forget_silent(std::int64_t now_ns, std::int64_t forget_after_ns);
+
     SnapshotView snapshot(std::string_view prefix, std::int64_t now_ns) const;
     std::vector<NodeSummary> nodes() const;  // nodes joined and with a topo, by name
     std::uint64_t seq(std::string_view topic) const;  // 0: none carried
@@ -176,7 +189,7 @@ private:
     struct Node;
     struct Topic;
 
-    Topic* find_or_add(std::string_view name);
+    Topic* find_or_add(std::string_view name, std::int64_t now_ns);
     bool adopt_epoch(Node& node, const FeedHeader& header, const Topic& topic, std::int64_t now_ns, bool from_feed);
     void apply(Topic& topic, const FeedHeader& header, const FeedFrames& frames, std::int64_t now_ns);
     void forget(Node& node);

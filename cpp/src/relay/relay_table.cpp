@@ -36,7 +36,7 @@ struct RelayTable::Node {
     bool own = false;
     bool has_epoch = false;
     std::uint64_t epoch = 0;
-    std::vector<Topic*> topics;
+    std::vector<std::unique_ptr<Topic>> topics;  // its own: forgetting the node frees them
     Topic* topo = nullptr;
     bool has_topo = false;  // a readable topo of this epoch is held
     std::uint64_t topo_changes = 0;  // topos with another body than the one before (status, gen)
@@ -67,9 +67,7 @@ RelayTable::RelayTable(std::int64_t summary_interval_ns, std::string own_node, s
 RelayTable::~RelayTable() = default;
 
 RelayTable::Topic* RelayTable::find_or_add(std::string_view name, std::int64_t now_ns) {
-    key_.assign(name.data(), name.size());
-    auto it = topics_.find(key_);
-    if (it != topics_.end()) return it->second.get();
+    if (Topic* found = topics_.find(name)) return found;
     FeedTopic parsed;
     if (!parse_topic(name, parsed)) {
         ++stats_.malformed;
@@ -89,19 +87,19 @@ RelayTable::Topic* RelayTable::find_or_add(std::string_view name, std::int64_t n
         node_it = nodes_.emplace(node->name, std::move(node)).first;
     }
     auto topic = std::make_unique<Topic>();
-    topic->name = key_;
+    topic->name.assign(name);
     topic->kind = parsed.kind;
     topic->node = node_it->second.get();
     topic->device.assign(parsed.device);
     Topic* raw = topic.get();
-    topic->node->topics.push_back(raw);
-    if (parsed.kind == FeedKind::Topo) topic->node->topo = raw;
-    topics_.emplace(key_, std::move(topic));
+    topics_.insert(raw);
+    raw->node->topics.push_back(std::move(topic));
+    if (parsed.kind == FeedKind::Topo) raw->node->topo = raw;
     return raw;
 }
 
 void RelayTable::forget(Node& node) {
-    for (Topic* t : node.topics) {
+    for (const auto& t : node.topics) {
         t->seq = 0;
         t->latest.clear();
         t->sum_sent = false;
@@ -173,7 +171,7 @@ void RelayTable::apply(Topic& topic, const FeedHeader& header, const FeedFrames&
                 node.unknown_device = false;
                 // A device lost, or gone from the topo: its last window is no longer current
                 // (§3.1), and one back serves nothing until its next window.
-                for (Topic* t : node.topics)
+                for (const auto& t : node.topics)
                     if (t->kind == FeedKind::State && !serving(node, t->device)) t->latest.clear();
             }
             topic.latest.assign(frames.header, frames.body);
@@ -537,7 +535,7 @@ std::vector<GoneNode> RelayTable::forget_silent(std::int64_t now_ns, std::int64_
             ++it;
             continue;
         }
-        for (Topic* t : node.topics) topics_.erase(topics_.find(t->name));
+        for (const auto& t : node.topics) topics_.erase(t.get());
         // The join queue holds nodes by address: none may outlive its node there.
         if (node.join_queued) join_queue_.erase(std::remove(join_queue_.begin(), join_queue_.end(), &node), join_queue_.end());
         out.push_back(GoneNode{it->first, static_cast<double>(silent) / 1e9});
@@ -553,22 +551,23 @@ SnapshotView RelayTable::snapshot(std::string_view prefix, std::int64_t now_ns) 
         std::vector<const Node*> nodes;
         std::lock_guard<std::mutex> lock(mu_);
         for (int pass = 0; pass < 2; ++pass) {  // topo first
-            for (const auto& [name, topic] : topics_) {
-                if (topic->seq == 0 || std::string_view(name).substr(0, prefix.size()) != prefix) continue;
-                if ((topic->kind == FeedKind::Topo) != (pass == 0)) continue;
-                const Node& node = *topic->node;
+            topics_.for_each([&](const Topic& topic) {
+                const std::string& name = topic.name;
+                if (topic.seq == 0 || std::string_view(name).substr(0, prefix.size()) != prefix) return;
+                if ((topic.kind == FeedKind::Topo) != (pass == 0)) return;
+                const Node& node = *topic.node;
                 // A node being joined is not served yet, as a client would not have it yet: its
                 // seqs without the topo it may lack would leave a joining client states it
                 // cannot place.
-                if (!node.joined && !node.own) continue;
-                view.seqs.emplace_back(name, topic->seq);
+                if (!node.joined && !node.own) return;
+                view.seqs.emplace_back(name, topic.seq);
                 nodes.push_back(&node);
-                if (!topic->latest.held() || node.stale) continue;
-                if (topic->kind == FeedKind::State && !(node.has_topo && serving(node, topic->device))) continue;
-                const FrameView h = topic->latest.header(), b = topic->latest.body();
+                if (!topic.latest.held() || node.stale) return;
+                if (topic.kind == FeedKind::State && !(node.has_topo && serving(node, topic.device))) return;
+                const FrameView h = topic.latest.header(), b = topic.latest.body();
                 view.messages.push_back(SnapshotView::Served{name, view.bytes.size(), h.size, b.size});
                 view.bytes.append(h.text()).append(b.text());
-            }
+            });
         }
         std::sort(nodes.begin(), nodes.end());
         nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
@@ -602,8 +601,8 @@ std::vector<NodeSummary> RelayTable::nodes() const {
 
 std::uint64_t RelayTable::seq(std::string_view name) const {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = topics_.find(std::string(name));
-    return it == topics_.end() ? 0 : it->second->seq;
+    const Topic* topic = topics_.find(name);
+    return topic == nullptr ? 0 : topic->seq;
 }
 
 TableStats RelayTable::stats() const {

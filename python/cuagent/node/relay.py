@@ -60,6 +60,9 @@ FORWARD_BATCH = 256
 HOUSEKEEPING_MS = 50
 # The longest the sync thread waits before it checks staleness and joins.
 SYNC_POLL_S = 0.1
+# How often staleness and forgetting are checked (a pass over every node under the table's
+# lock, which the forwarding thread waits for): a small part of the stale interval.
+STALENESS_EVERY_S = 0.25
 # A node not heard at all for this long leaves the table (its memory with it): 100 times the
 # stale interval, long enough for a reboot or a network partition to heal without a node_gone.
 FORGET_AFTER_S = 300.0
@@ -262,6 +265,7 @@ class Relay:
         )
         self._proxy_thread = threading.Thread(target=self._proxy, name="cuagent-relay-forward", daemon=True)
         self._proxy_thread.start()
+        next_staleness = 0.0
         try:
             while not self._stop.is_set():
                 poller = zmq.Poller()
@@ -275,8 +279,11 @@ class Relay:
                         raise
                     continue
                 # Joins first: a snapshot answered right after sees what they brought.
-                self.joins.process(time.monotonic())
-                self._track_staleness()
+                now = time.monotonic()
+                self.joins.process(now)
+                if now >= next_staleness:
+                    next_staleness = now + STALENESS_EVERY_S
+                    self._track_staleness()
                 if ready.get(self.server.sync):
                     self.server.serve_sync()
         finally:

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "cuagent/relay/feed_message.hpp"
+#include "cuagent/relay/name_index.hpp"
 
 namespace cuagent::relay {
 
@@ -201,10 +202,9 @@ private:
     const std::string own_node_;
     const std::size_t max_topics_;
     mutable std::mutex mu_;
-    std::unordered_map<std::string, std::unique_ptr<Topic>> topics_;
+    NameIndex<Topic> topics_;  // each topic is its node's (Node::topics)
     std::unordered_map<std::string, std::unique_ptr<Node>> nodes_;
     std::vector<Node*> join_queue_;
-    std::string key_;  // reused for lookups: no allocation per message
     TableStats stats_;
 };
 

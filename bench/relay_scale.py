@@ -211,8 +211,6 @@ def run(kind: str, tree: str, nodes: int, seconds: float, load: float, bodies: P
         relay = subprocess.Popen([sys.executable, "-c", BARE_PROXY, up_feed, feed], env=env)
     else:
         extra = ["--forwarder", "python"] if kind == "python loop" else []
-        if kind != "old":  # (a tree before --forget-after-s, which must exceed --stale-after-s)
-            extra += ["--forget-after-s", "1200"]
         relay = subprocess.Popen([sys.executable, "-m", "cuagent.cli", "relay", "--name", "bench-relay", "--connect",
                                   f"{up_feed},{up_sync}", "--feed", feed, "--sync", sync, "--sndhwm", "100000",
                                   "--stale-after-s", "600", "--log-level", "warning", *extra], env=env)

@@ -475,9 +475,10 @@ def build_parser() -> argparse.ArgumentParser:
     relay.add_argument("--stale-after-s", type=float, default=3.0, metavar="S",
                        help="withhold a node from snapshots, and announce node_stale, after S s without "
                             "its heartbeat (default 3, as PROTOCOL.md §3.3)")
-    relay.add_argument("--forget-after-s", type=float, default=300.0, metavar="S",
+    relay.add_argument("--forget-after-s", type=float, default=None, metavar="S",
                        help="drop a node from the relay's table, and announce node_gone, after S s without "
-                            "hearing anything of it (default 300; must be > --stale-after-s)")
+                            "hearing anything of it (must be > --stale-after-s; default 300, or twice "
+                            "--stale-after-s if that is longer)")
     SUMMARY_INTERVAL.add_to(relay, default=SUMMARY_INTERVAL.default)
     FORWARDER.add_to(relay, default=FORWARDER.default)
     DURATION.add_to(relay)

@@ -83,8 +83,9 @@ class RelayConfig:
     # Seconds without a heartbeat before a node is withheld and announced stale (§3.3, §7).
     stale_after_s: float = STALE_AFTER_S
     # Seconds without hearing anything of a node (no message, no hb per an upstream's
-    # silent_s) before it is dropped from the table and announced gone (§7).
-    forget_after_s: float = FORGET_AFTER_S
+    # silent_s) before it is dropped from the table and announced gone (§7). None: 300 s, or
+    # twice stale_after_s where that is longer (a long stale interval keeps working alone).
+    forget_after_s: Optional[float] = None
     # Forward a node's sum message only this many seconds (of its header ts) after the last.
     summary_interval_s: float = 0.0
     # "native": the C++ forwarder (falls back to "python" where libzmq cannot be found).
@@ -96,13 +97,19 @@ class RelayConfig:
             raise ValueError("a relay needs at least one upstream (--connect)")
         if not 0 < self.stale_after_s < 1e6:
             raise ValueError(f"--stale-after-s must be > 0 and < 1e6 s, got {self.stale_after_s}")
-        if not self.stale_after_s < self.forget_after_s < 1e6:
+        if self.forget_after_s is not None and not self.stale_after_s < self.forget_after_s < 1e6:
             raise ValueError(f"--forget-after-s must be > --stale-after-s ({self.stale_after_s:g} s) and < 1e6 s, "
                              f"got {self.forget_after_s}")
         if not 0 <= self.summary_interval_s <= 86400:
             raise ValueError(f"--summary-interval-s must be from 0 to 86400 s, got {self.summary_interval_s}")
         if self.forwarder not in FORWARDERS:
             raise ValueError(f"--forwarder must be one of {', '.join(FORWARDERS)}, got {self.forwarder!r}")
+
+    @property
+    def forget_interval_s(self) -> float:
+        if self.forget_after_s is not None:
+            return self.forget_after_s
+        return max(FORGET_AFTER_S, 2 * self.stale_after_s)
 
 
 def pyzmq_backend_file() -> str:
@@ -311,8 +318,9 @@ class Relay:
                 self.stale.discard(node)
                 log.info("node %s is heard again: served again", node)
                 self._announce("node_back", node, f"{node} is heard again")
-        for node, silent in self.table.forget_silent(self.config.forget_after_s):
+        for node, silent in self.table.forget_silent(self.config.forget_interval_s):
             self.stale.discard(node)
+            self.joins.forget(node)
             log.warning("node %s is gone (nothing heard for %.1f s): forgotten", node, silent)
             self._announce("node_gone", node, f"nothing heard from {node} for {silent:.1f} s")
 

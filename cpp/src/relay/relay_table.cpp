@@ -537,7 +537,8 @@ std::vector<GoneNode> RelayTable::forget_silent(std::int64_t now_ns, std::int64_
         }
         for (const auto& t : node.topics) topics_.erase(t.get());
         // The join queue holds nodes by address: none may outlive its node there.
-        if (node.join_queued) join_queue_.erase(std::remove(join_queue_.begin(), join_queue_.end(), &node), join_queue_.end());
+        if (node.join_queued)
+            join_queue_.erase(std::remove(join_queue_.begin(), join_queue_.end(), &node), join_queue_.end());
         out.push_back(GoneNode{it->first, static_cast<double>(silent) / 1e9});
         ++stats_.forgotten;
         it = nodes_.erase(it);

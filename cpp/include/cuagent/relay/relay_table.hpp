@@ -3,7 +3,8 @@
 // frames themselves (shared, never decoded); per node its epoch, when its last hb arrived,
 // the devices its topo says may serve a state, and whether it must be joined (snapshot from
 // upstream). Snapshots are assembled from it, so a reply's seqs and frames are those the feed
-// carried, at one moment.
+// carried, at one moment. A node not heard at all for a while is forgotten whole
+// (forget_silent), so the table holds the nodes that are, not every node that ever was.
 //
 // Thread-safe: the forwarding thread ingests while the sync thread snapshots, merges and
 // checks staleness; one mutex, held per message (nothing slow happens under it).

@@ -28,8 +28,8 @@ SUM_FLOAT_FIELDS = ("idle_units", "sm_active", "mem_used", "power", "temp")
 SUM_STATES, SUM_GROUPS, SUM_WINDOW = 1, 2, 4
 UNITS = {"ratio", "W", "C", "bytes", "Hz", "B/s", "count", "mask"}
 EVENT_TYPES = {"device_lost", "device_back", "backend_error", "topology_changed", "throttle", "xid",
-               "node_stale", "node_back", "profiling_paused", "profiling_resumed"}
-RELAY_EVENTS = {"node_stale", "node_back"}  # a relay's own, naming a node it forwards (§7)
+               "node_stale", "node_back", "node_gone", "profiling_paused", "profiling_resumed"}
+RELAY_EVENTS = {"node_stale", "node_back", "node_gone"}  # a relay's own, naming a node it forwards (§7)
 DEVICE_STATUSES = {"ok", "lost"}
 HEADER_KEYS = {"v", "node", "epoch", "seq", "ts", "gen"}
 # Counter names that PROTOCOL.md §3.2 calls ratios at partition/device level.

@@ -33,7 +33,7 @@ SUM_RECORD = "<5f6H3B12B"
 HEADER_KEYS = ("v", "node", "epoch", "seq", "ts", "gen")
 UNITS = {"ratio", "W", "C", "bytes", "Hz", "B/s", "count", "mask"}
 EVENT_TYPES = {"device_lost", "device_back", "backend_error", "topology_changed", "throttle", "xid",
-               "node_stale", "node_back", "profiling_paused", "profiling_resumed"}
+               "node_stale", "node_back", "node_gone", "profiling_paused", "profiling_resumed"}
 NODE_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 U64 = 1 << 64
 
@@ -416,7 +416,7 @@ class PageClient:
 
     def check_event(self, device: Optional[str], body: dict) -> None:
         assert body["type"] in EVENT_TYPES and isinstance(body["detail"], str), body
-        if body["type"] in ("node_stale", "node_back"):  # a relay's own, about a node (§7)
+        if body["type"] in ("node_stale", "node_back", "node_gone"):  # a relay's own, about a node (§7)
             assert device is None and isinstance(body["node"], str) and NODE_RE.fullmatch(body["node"]), body
         if device is not None:
             assert body.get("device") == device, (device, body)

@@ -489,6 +489,20 @@ def test_topo_status_lost_and_a_relays_node_stale_take_gpus_down_at_once():
     assert "relay-1" not in metrics.nodes  # a relay is no node of GPUs
 
 
+
+def test_a_relays_node_gone_drops_the_nodes_series():
+    dev = mig_device()
+    metrics = FeedMetrics()
+    feeder = Feeder(metrics)
+    feeder.topo([dev])
+    feeder.window(dev, 1_000 * W, np.zeros(6, np.uint8))
+    assert value(scrape(FeedCollector(metrics)), "cuagent_gpu_up", gpu_uuid=dev.id) == 1
+    # The relay forgot node n1 (§7): nothing of it is exported any more, as if never heard.
+    Feeder(metrics, node="relay-1").send("event", protocol.encode_event_body("node_gone", "silent", node="n1"))
+    text = scrape(FeedCollector(metrics))
+    assert "n1" not in metrics.nodes and dev.id not in text, text
+
+
 def test_a_source_never_waits_for_a_scrape_and_nothing_is_lost():
     """Past DRAIN_AT queued messages the source applies them itself, but never waits for a
     scrape in progress: with the lock held (a scrape), pushes return; afterwards every

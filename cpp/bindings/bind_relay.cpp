@@ -89,6 +89,7 @@ py::dict table_stats(const RelayTable& table) {
     d["summaries_skipped"] = s.summaries_skipped;
     d["unreadable_bodies"] = s.unreadable_bodies;
     d["merged"] = s.merged;
+    d["forgotten"] = s.forgotten;
     d["topics"] = s.topics;
     d["nodes"] = s.nodes;
     return d;
@@ -169,6 +170,16 @@ void register_relay(py::module_& m) {
                 return out;
             },
             "stale_after_s"_a, "now_ns"_a = py::none(), "(node, stale now, seconds silent) for each change.")
+        .def(
+            "forget_silent",
+            [](RelayTable& t, double forget_after_s, std::optional<std::int64_t> now_ns) {
+                py::list out;
+                for (const auto& g : t.forget_silent(now_or(now_ns), static_cast<std::int64_t>(forget_after_s * 1e9)))
+                    out.append(py::make_tuple(g.node, g.silent_s));
+                return out;
+            },
+            "forget_after_s"_a, "now_ns"_a = py::none(),
+            "(node, seconds silent) for each node dropped: nothing heard of it for forget_after_s.")
         .def("snapshot", &snapshot, "prefix"_a, "now_ns"_a = py::none(),
              "(messages [(topic, header, body)], seqs, epochs, silent_s, stale, refused bodies) under prefix.")
         .def(

@@ -1,6 +1,7 @@
 // RelayTable: a forwarding thread ingests the feed of many nodes (states, hb, topo re-publishes,
-// devices lost and back, restarts) while two others take snapshots, check staleness, take
-// joins and merge old upstream messages. Every snapshot must be consistent: each frame served
+// devices lost and back, restarts, nodes silent long enough to be forgotten, one of them back
+// later in its epoch) while two others take snapshots, check staleness, forget silent nodes,
+// take joins and merge old upstream messages. Every snapshot must be consistent: each frame served
 // carries the seq the reply lists for its topic and its node's epoch, its body belongs to that
 // header (the writer encodes seq and epoch into it), and no lost device's state is served.
 #include <atomic>
@@ -23,6 +24,12 @@ namespace {
 constexpr int kNodes = 40;
 constexpr int kDevices = 4;
 constexpr int kRounds = 600;
+constexpr std::int64_t kRoundNs = 100'000'000;
+constexpr std::int64_t kForgetAfterNs = 5'000'000'000;
+// n1 sends nothing at all from kAwayFrom to kAwayUntil (then goes on in its epoch), n2 nothing
+// from kAwayFrom on: both are forgotten; n0 only stops its hb (stale, never forgotten).
+constexpr int kAwayFrom = 200, kAwayUntil = 400;
+bool away(int n, int r) { return (n == 1 && r >= kAwayFrom && r < kAwayUntil) || (n == 2 && r >= kAwayFrom); }
 
 void put_str(std::string& out, const std::string& s) {
     out += static_cast<char>(0xa0 | s.size());  // fixstr: every string here is < 32 bytes
@@ -100,13 +107,50 @@ std::uint64_t read_u64_field(FrameView body, const char* key) {
     return 0;
 }
 
+bool has_node(const RelayTable& table, const std::string& node) {
+    for (const auto& n : table.nodes())
+        if (n.name == node) return true;
+    return false;
+}
+
+// Single-threaded: a node forgotten while queued for a join leaves the queue (which holds
+// nodes by address), its topics and seqs go, and heard again it is a new node to join.
+void forget_while_queued() {
+    RelayTable table(0, "relay-self");
+    const std::string node = "q1";
+    // A restart seen first through a state (not its epoch's first topo): queued for a join.
+    const Message state{"cua1/state/q1/d0/", header(node, 7, 5), body(7, 5)};
+    table.ingest(state.frames(), 1'000);
+    const Message own{"cua1/event/relay-self/", header("relay-self", 1, 1), body(1, 1)};
+    table.ingest(own.frames(), 1'000);
+    CHECK(table.join_needed(node), "q1 needs a join");
+    CHECK(table.forget_silent(1'000 + kForgetAfterNs, kForgetAfterNs).empty(), "forgotten too early");
+    const auto gone = table.forget_silent(1'001 + kForgetAfterNs, kForgetAfterNs);
+    CHECK(gone.size() == 1 && gone[0].node == node, "q1 forgotten (the relay's own node never is)");
+    CHECK(table.take_joins().empty(), "a forgotten node still queued for a join");
+    CHECK(table.seq("cua1/state/q1/d0/") == 0 && !table.join_needed(node), "q1 still held");
+    CHECK(table.snapshot("cua1/state/", 2 * kForgetAfterNs).seqs.empty(), "q1's seqs still served");
+    TableStats st = table.stats();
+    CHECK(st.nodes == 1 && st.topics == 1 && st.forgotten == 1, "nodes %llu topics %llu forgotten %llu",
+          (unsigned long long)st.nodes, (unsigned long long)st.topics, (unsigned long long)st.forgotten);
+    // Heard again, in the same epoch: a new node, joined again.
+    const Message next{"cua1/state/q1/d0/", header(node, 7, 6), body(7, 6)};
+    table.ingest(next.frames(), 3 * kForgetAfterNs);
+    const auto joins = table.take_joins();
+    CHECK(joins.size() == 1 && joins[0].node == node && joins[0].epoch == 7 && (joins[0].reasons & kJoinUnjoined),
+          "q1 back: to join");
+    CHECK(table.seq("cua1/state/q1/d0/") == 6 && table.stats().restarts == 0, "q1 back: a new node");
+}
+
 }  // namespace
 
 int main() {
+    forget_while_queued();
     RelayTable table(0, "relay-self");
     std::atomic<bool> done{false};
     std::atomic<std::int64_t> clock{0};
 
+    std::atomic<bool> n1_gone{false};
     std::thread writer([&] {
         std::vector<std::uint64_t> epoch(kNodes);
         std::vector<std::unordered_map<std::string, std::uint64_t>> seqs(kNodes);
@@ -127,8 +171,15 @@ int main() {
             send(n, "topo", "", "", 1);
         }
         for (int r = 0; r < kRounds; ++r) {
-            clock.fetch_add(100'000'000, std::memory_order_relaxed);
+            clock.fetch_add(kRoundNs, std::memory_order_relaxed);
+            if (r == kAwayUntil) {
+                // Back only once forgotten (the sync thread's pace is its own), with its topo
+                // re-published: the relay must join it again.
+                while (!n1_gone.load(std::memory_order_acquire)) std::this_thread::yield();
+                send(1, "topo", "", "", 1);
+            }
             for (int n = 0; n < kNodes; ++n) {
+                if (away(n, r)) continue;
                 for (int d = 0; d < kDevices; ++d)
                     if (d != lost[n]) send(n, "state", "d" + std::to_string(d), "", 0);
                 if (r % 10 == n % 10 && !(n == 0 && r > kRounds / 2)) {  // n0 falls silent halfway
@@ -137,6 +188,7 @@ int main() {
                 }
             }
             const int n = r % kNodes;
+            if (away(n, r)) continue;
             if (r % 7 == 3) {  // a device lost, or back
                 lost[n] = lost[n] < 0 ? r % kDevices : -1;
                 send(n, "topo", "", "", 1);
@@ -200,16 +252,22 @@ int main() {
     std::thread snapshotter(reader, 0), snapshotter2(reader, 1);
 
     // The sync thread's other work, meanwhile: staleness, joins, stale merges from upstream.
-    std::uint64_t joins = 0, stale_changes = 0;
+    std::uint64_t joins = 0, stale_changes = 0, forgotten = 0;
     while (!done.load(std::memory_order_acquire)) {
         const std::int64_t now = clock.load(std::memory_order_relaxed);
         stale_changes += table.check_stale(now, 3'000'000'000).size();
+        for (const auto& g : table.forget_silent(now, kForgetAfterNs)) {
+            ++forgotten;
+            CHECK(g.node == "n1" || g.node == "n2", "%s forgotten: it was heard", g.node.c_str());
+            if (g.node == "n1") n1_gone.store(true, std::memory_order_release);
+        }
         for (const auto& j : table.take_joins()) {
             ++joins;
             table.mark_joined(j.node, j.epoch);
         }
-        const std::string node = "n" + std::to_string(joins % kNodes);
-        const std::uint64_t epoch = 1000 + joins % kNodes;  // the node's first epoch
+        const std::uint64_t n = 3 + joins % (kNodes - 3);  // not n1 or n2: a merge would make them known again
+        const std::string node = "n" + std::to_string(n);
+        const std::uint64_t epoch = 1000 + n;  // the node's first epoch
         const Message old{"cua1/state/" + node + "/d1/", header(node, epoch, 1), body(epoch, 1)};
         table.merge_message(old.frames(), now);  // almost always older than what is held
         CHECK(!table.nodes().empty() || now == 0, "nodes");
@@ -218,15 +276,23 @@ int main() {
     writer.join();
     snapshotter.join();
     snapshotter2.join();
+    // What the sync thread has not got to yet: n1's join, n2's forgetting.
+    for (const auto& j : table.take_joins()) table.mark_joined(j.node, j.epoch);
+    forgotten += table.forget_silent(clock.load() + kRoundNs, kForgetAfterNs).size();
+    CHECK(!has_node(table, "n2") && table.seq("cua1/state/n2/d0/") == 0, "n2 not forgotten");
+    CHECK(has_node(table, "n1") && table.seq("cua1/state/n1/d0/") > 0, "n1 not followed again");
+    CHECK(has_node(table, "n0"), "n0 (states, no hb) forgotten");
     const TableStats st = table.stats();
+    CHECK(st.forgotten == forgotten && forgotten >= 2 && st.nodes == kNodes - 1, "forgotten %llu, nodes %llu",
+          (unsigned long long)forgotten, (unsigned long long)st.nodes);
     CHECK(st.malformed == 0 && st.unreadable_bodies == 0, "malformed %llu unreadable %llu",
           (unsigned long long)st.malformed, (unsigned long long)st.unreadable_bodies);
     CHECK(st.restarts > 0 && snapshots.load() > 0 && stale_changes > 0, "restarts %llu, stale changes %llu",
           (unsigned long long)st.restarts, (unsigned long long)stale_changes);
     std::printf("stress_relay_table: %llu messages, %llu restarts, %llu snapshots, %llu frames checked, %llu joins, "
-                "%llu stale changes: consistent, passed\n",
+                "%llu stale changes, %llu nodes forgotten: consistent, passed\n",
                 (unsigned long long)st.messages, (unsigned long long)st.restarts,
                 (unsigned long long)snapshots.load(), (unsigned long long)frames_checked.load(),
-                (unsigned long long)joins, (unsigned long long)stale_changes);
+                (unsigned long long)joins, (unsigned long long)stale_changes, (unsigned long long)forgotten);
     return 0;
 }

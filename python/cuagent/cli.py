@@ -206,6 +206,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
     try:
         relay = Relay(RelayConfig(args.connect, name, args.feed, args.sync, args.sndhwm,
                                   curve=server, upstream_curve=_client_keys(args), stale_after_s=args.stale_after_s,
+                                  forget_after_s=args.forget_after_s,
                                   summary_interval_s=args.summary_interval_s, forwarder=args.forwarder,
                                   kinds=args.kinds or wire.KINDS))
     except (OSError, ValueError) as e:
@@ -479,6 +480,10 @@ def build_parser() -> argparse.ArgumentParser:
     relay.add_argument("--stale-after-s", type=float, default=3.0, metavar="S",
                        help="withhold a node from snapshots, and announce node_stale, after S s without "
                             "its heartbeat (default 3, as PROTOCOL.md §3.3)")
+    relay.add_argument("--forget-after-s", type=float, default=None, metavar="S",
+                       help="drop a node from the relay's table, and announce node_gone, after S s without "
+                            "hearing anything of it (must be > --stale-after-s; default 300, or twice "
+                            "--stale-after-s if that is longer)")
     SUMMARY_INTERVAL.add_to(relay, default=SUMMARY_INTERVAL.default)
     FORWARDER.add_to(relay, default=FORWARDER.default)
     RELAY_KINDS.add_to(relay)

@@ -36,13 +36,14 @@ struct RelayTable::Node {
     bool own = false;
     bool has_epoch = false;
     std::uint64_t epoch = 0;
-    std::vector<Topic*> topics;
+    std::vector<std::unique_ptr<Topic>> topics;  // its own: forgetting the node frees them
     Topic* topo = nullptr;
     bool has_topo = false;  // a readable topo of this epoch is held
     std::uint64_t topo_changes = 0;  // topos with another body than the one before (status, gen)
     std::vector<TopoDevice> devices;
     std::uint64_t hb_topo_seq = 0;  // the topo seq the last hb listed
-    std::int64_t last_heard_ns = 0;
+    std::int64_t last_heard_ns = 0;  // its last hb (or as old as an upstream relay's silent_s says)
+    std::int64_t last_message_ns = 0;  // its last message from the feed, or when it became known
     bool hb_heard = false;  // an hb arrived in this epoch (not just a snapshot's silent_s)
     bool stale = false;     // as last reported by check_stale (and withheld)
     bool joined = false;
@@ -65,10 +66,8 @@ RelayTable::RelayTable(std::int64_t summary_interval_ns, std::string own_node, s
 
 RelayTable::~RelayTable() = default;
 
-RelayTable::Topic* RelayTable::find_or_add(std::string_view name) {
-    key_.assign(name.data(), name.size());
-    auto it = topics_.find(key_);
-    if (it != topics_.end()) return it->second.get();
+RelayTable::Topic* RelayTable::find_or_add(std::string_view name, std::int64_t now_ns) {
+    if (Topic* found = topics_.find(name)) return found;
     FeedTopic parsed;
     if (!parse_topic(name, parsed)) {
         ++stats_.malformed;
@@ -84,22 +83,23 @@ RelayTable::Topic* RelayTable::find_or_add(std::string_view name) {
         node->name.assign(parsed.node);
         node->topo_topic = "cua1/topo/" + node->name + "/";
         node->own = node->name == own_node_;
+        node->last_message_ns = now_ns;
         node_it = nodes_.emplace(node->name, std::move(node)).first;
     }
     auto topic = std::make_unique<Topic>();
-    topic->name = key_;
+    topic->name.assign(name);
     topic->kind = parsed.kind;
     topic->node = node_it->second.get();
     topic->device.assign(parsed.device);
     Topic* raw = topic.get();
-    topic->node->topics.push_back(raw);
-    if (parsed.kind == FeedKind::Topo) topic->node->topo = raw;
-    topics_.emplace(key_, std::move(topic));
+    topics_.insert(raw);
+    raw->node->topics.push_back(std::move(topic));
+    if (parsed.kind == FeedKind::Topo) raw->node->topo = raw;
     return raw;
 }
 
 void RelayTable::forget(Node& node) {
-    for (Topic* t : node.topics) {
+    for (const auto& t : node.topics) {
         t->seq = 0;
         t->latest.clear();
         t->sum_sent = false;
@@ -171,7 +171,7 @@ void RelayTable::apply(Topic& topic, const FeedHeader& header, const FeedFrames&
                 node.unknown_device = false;
                 // A device lost, or gone from the topo: its last window is no longer current
                 // (§3.1), and one back serves nothing until its next window.
-                for (Topic* t : node.topics)
+                for (const auto& t : node.topics)
                     if (t->kind == FeedKind::State && !serving(node, t->device)) t->latest.clear();
             }
             topic.latest.assign(frames.header, frames.body);
@@ -219,8 +219,9 @@ Verdict RelayTable::ingest(const FeedFrames& frames, std::int64_t now_ns) {
         ++stats_.malformed;
         return Verdict::Forward;
     }
-    Topic* topic = find_or_add(frames.topic.text());
+    Topic* topic = find_or_add(frames.topic.text(), now_ns);
     if (topic == nullptr) return Verdict::Forward;
+    topic->node->last_message_ns = now_ns;  // heard, whatever the message turns out to be
     FeedHeader header;
     if (!parse_header(frames.header.data, frames.header.size, header) || header.node != topic->node->name) {
         ++stats_.malformed;
@@ -252,7 +253,7 @@ Verdict RelayTable::ingest(const FeedFrames& frames, std::int64_t now_ns) {
 bool RelayTable::merge_message(const FeedFrames& frames, std::int64_t now_ns) {
     std::lock_guard<std::mutex> lock(mu_);
     if (frames.count != 3) return false;
-    Topic* topic = find_or_add(frames.topic.text());
+    Topic* topic = find_or_add(frames.topic.text(), now_ns);
     FeedHeader header;
     if (topic == nullptr || !parse_header(frames.header.data, frames.header.size, header) ||
         header.node != topic->node->name)
@@ -266,7 +267,7 @@ bool RelayTable::merge_message(const FeedFrames& frames, std::int64_t now_ns) {
 
 bool RelayTable::merge_seq(std::string_view name, std::uint64_t epoch, std::uint64_t seq, std::int64_t now_ns) {
     std::lock_guard<std::mutex> lock(mu_);
-    Topic* topic = find_or_add(name);
+    Topic* topic = find_or_add(name, now_ns);
     if (topic == nullptr || seq == 0) return false;
     Node& node = *topic->node;
     FeedHeader header;
@@ -524,28 +525,50 @@ std::vector<StaleChange> RelayTable::check_stale(std::int64_t now_ns, std::int64
     return out;
 }
 
+std::vector<GoneNode> RelayTable::forget_silent(std::int64_t now_ns, std::int64_t forget_after_ns) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<GoneNode> out;
+    for (auto it = nodes_.begin(); it != nodes_.end();) {
+        Node& node = *it->second;
+        const std::int64_t silent = now_ns - std::max(node.last_heard_ns, node.last_message_ns);
+        if (node.own || silent <= forget_after_ns) {
+            ++it;
+            continue;
+        }
+        for (const auto& t : node.topics) topics_.erase(t.get());
+        // The join queue holds nodes by address: none may outlive its node there.
+        if (node.join_queued)
+            join_queue_.erase(std::remove(join_queue_.begin(), join_queue_.end(), &node), join_queue_.end());
+        out.push_back(GoneNode{it->first, static_cast<double>(silent) / 1e9});
+        ++stats_.forgotten;
+        it = nodes_.erase(it);
+    }
+    return out;
+}
+
 SnapshotView RelayTable::snapshot(std::string_view prefix, std::int64_t now_ns) const {
     SnapshotView view;
     {
         std::vector<const Node*> nodes;
         std::lock_guard<std::mutex> lock(mu_);
         for (int pass = 0; pass < 2; ++pass) {  // topo first
-            for (const auto& [name, topic] : topics_) {
-                if (topic->seq == 0 || std::string_view(name).substr(0, prefix.size()) != prefix) continue;
-                if ((topic->kind == FeedKind::Topo) != (pass == 0)) continue;
-                const Node& node = *topic->node;
+            topics_.for_each([&](const Topic& topic) {
+                const std::string& name = topic.name;
+                if (topic.seq == 0 || std::string_view(name).substr(0, prefix.size()) != prefix) return;
+                if ((topic.kind == FeedKind::Topo) != (pass == 0)) return;
+                const Node& node = *topic.node;
                 // A node being joined is not served yet, as a client would not have it yet: its
                 // seqs without the topo it may lack would leave a joining client states it
                 // cannot place.
-                if (!node.joined && !node.own) continue;
-                view.seqs.emplace_back(name, topic->seq);
+                if (!node.joined && !node.own) return;
+                view.seqs.emplace_back(name, topic.seq);
                 nodes.push_back(&node);
-                if (!topic->latest.held() || node.stale) continue;
-                if (topic->kind == FeedKind::State && !(node.has_topo && serving(node, topic->device))) continue;
-                const FrameView h = topic->latest.header(), b = topic->latest.body();
+                if (!topic.latest.held() || node.stale) return;
+                if (topic.kind == FeedKind::State && !(node.has_topo && serving(node, topic.device))) return;
+                const FrameView h = topic.latest.header(), b = topic.latest.body();
                 view.messages.push_back(SnapshotView::Served{name, view.bytes.size(), h.size, b.size});
                 view.bytes.append(h.text()).append(b.text());
-            }
+            });
         }
         std::sort(nodes.begin(), nodes.end());
         nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
@@ -579,8 +602,8 @@ std::vector<NodeSummary> RelayTable::nodes() const {
 
 std::uint64_t RelayTable::seq(std::string_view name) const {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = topics_.find(std::string(name));
-    return it == topics_.end() ? 0 : it->second->seq;
+    const Topic* topic = topics_.find(name);
+    return topic == nullptr ? 0 : topic->seq;
 }
 
 TableStats RelayTable::stats() const {

@@ -201,6 +201,9 @@ class FeedMetrics:
                     stale.last_hb = None
                     for dm in stale.devices.values():
                         dm.last_arrival = None
+            elif ev.type == "node_gone":
+                # The relay forgot the node (§7): its series go, as a node never heard would.
+                self.nodes.pop(str(ev.extra.get("node")), None)
         elif kind == "restart":
             # A new agent process: the time it was away is no loss of ours, and its windows
             # start a new sequence.

@@ -201,6 +201,19 @@ class FeedState:
         for observer in self.observers:
             observer.forgot(node)
 
+    def forget_node(self, node: str) -> None:
+        """A relay forgot ``node`` (``node_gone``, §7): drop its view, seqs and epoch. Its epoch
+        is not retired: a node heard again after that is a new node (joined), in whatever epoch."""
+        if node not in self.epochs and node not in self.view.nodes:
+            return
+        self.view.nodes.pop(node, None)
+        self.view.summaries.forget(node)
+        self.epochs.pop(node, None)
+        for topic in [t for t in self.seqs if wire.node_of(t) == node]:
+            del self.seqs[topic]
+        for observer in self.observers:
+            observer.forgot(node)
+
     def node_prefixes(self, node: str) -> list[str]:
         """The narrowest snapshot prefixes covering what we follow of ``node``."""
         out: list[str] = []
@@ -450,6 +463,9 @@ class Session:
                 self.state.emit("sum", node, None, msg.header, summary)
             else:
                 ev = wire.decode_event_body(msg.body)
+                gone = ev.extra.get("node")
+                if ev.type == "node_gone" and isinstance(gone, str) and gone != node:
+                    self.state.forget_node(gone)  # its relay forgot it: so does the view
                 self.state.applied(msg, ev)
                 self.state.emit("event", node, msg.topic.device, msg.header, ev)
             self.state.stats.applied += 1

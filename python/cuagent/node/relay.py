@@ -29,7 +29,9 @@ on both sides, relays stack.
 
 A node the relay has not heard for the stale interval is withheld from its snapshots (its
 cached frames would pass for current) and announced on the relay's own feed with a
-``node_stale`` event, under the relay's name; ``node_back`` when it is heard again. The events
+``node_stale`` event, under the relay's name; ``node_back`` when it is heard again. One not
+heard at all for the forget interval (``--forget-after-s``) leaves the table, its frames and
+epoch with it (``node_gone``): a node heard after that is a new one, joined again. The events
 enter the forwarder through an inproc PUB that the XSUB also follows, so the forwarding thread
 stays the only user of the forwarding sockets.
 """
@@ -62,6 +64,12 @@ FORWARD_BATCH = 256
 HOUSEKEEPING_MS = 50
 # The longest the sync thread waits before it checks staleness and joins.
 SYNC_POLL_S = 0.1
+# How often staleness and forgetting are checked (a pass over every node under the table's
+# lock, which the forwarding thread waits for): a small part of the stale interval.
+STALENESS_EVERY_S = 0.25
+# A node not heard at all for this long leaves the table (its memory with it): 100 times the
+# stale interval, long enough for a reboot or a network partition to heal without a node_gone.
+FORGET_AFTER_S = 300.0
 FORWARDERS = ("native", "python")
 
 
@@ -78,6 +86,10 @@ class RelayConfig:
     upstream_curve: Optional[ClientKeys] = None
     # Seconds without a heartbeat before a node is withheld and announced stale (§3.3, §7).
     stale_after_s: float = STALE_AFTER_S
+    # Seconds without hearing anything of a node (no message, no hb per an upstream's
+    # silent_s) before it is dropped from the table and announced gone (§7). None: 300 s, or
+    # twice stale_after_s where that is longer (a long stale interval keeps working alone).
+    forget_after_s: Optional[float] = None
     # Forward a node's sum message only this many seconds (of its header ts) after the last.
     summary_interval_s: float = 0.0
     # "native": the C++ forwarder (falls back to "python" where libzmq cannot be found).
@@ -91,6 +103,9 @@ class RelayConfig:
             raise ValueError("a relay needs at least one upstream (--connect)")
         if not 0 < self.stale_after_s < 1e6:
             raise ValueError(f"--stale-after-s must be > 0 and < 1e6 s, got {self.stale_after_s}")
+        if self.forget_after_s is not None and not self.stale_after_s < self.forget_after_s < 1e6:
+            raise ValueError(f"--forget-after-s must be > --stale-after-s ({self.stale_after_s:g} s) and < 1e6 s, "
+                             f"got {self.forget_after_s}")
         if not 0 <= self.summary_interval_s <= 86400:
             raise ValueError(f"--summary-interval-s must be from 0 to 86400 s, got {self.summary_interval_s}")
         if self.forwarder not in FORWARDERS:
@@ -114,6 +129,12 @@ def carried_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
         raise ValueError(f"--kinds {shown!r} lacks {','.join(missing)}: a relay needs topo and hb (hb for "
                          f"staleness, topo for joins), e.g. --kinds topo,hb,sum,event")
     return tuple(k for k in wire.KINDS if k in kinds)
+
+    @property
+    def forget_interval_s(self) -> float:
+        if self.forget_after_s is not None:
+            return self.forget_after_s
+        return max(FORGET_AFTER_S, 2 * self.stale_after_s)
 
 
 def pyzmq_backend_file() -> str:
@@ -285,6 +306,7 @@ class Relay:
         )
         self._proxy_thread = threading.Thread(target=self._proxy, name="cuagent-relay-forward", daemon=True)
         self._proxy_thread.start()
+        next_staleness = 0.0
         try:
             while not self._stop.is_set():
                 poller = zmq.Poller()
@@ -298,8 +320,11 @@ class Relay:
                         raise
                     continue
                 # Joins first: a snapshot answered right after sees what they brought.
-                self.joins.process(time.monotonic())
-                self._track_staleness()
+                now = time.monotonic()
+                self.joins.process(now)
+                if now >= next_staleness:
+                    next_staleness = now + STALENESS_EVERY_S
+                    self._track_staleness()
                 if ready.get(self.server.sync):
                     self.server.serve_sync()
         finally:
@@ -316,7 +341,8 @@ class Relay:
 
     # ------------------------------------------------------------------ staleness
     def _track_staleness(self) -> None:
-        """Announce each node that went stale in the table, and each heard again."""
+        """Announce each node that went stale in the table, each heard again, and each
+        forgotten."""
         for node, stale, silent in self.table.check_stale(self.config.stale_after_s):
             if stale:
                 self.stale.add(node)
@@ -326,6 +352,11 @@ class Relay:
                 self.stale.discard(node)
                 log.info("node %s is heard again: served again", node)
                 self._announce("node_back", node, f"{node} is heard again")
+        for node, silent in self.table.forget_silent(self.config.forget_interval_s):
+            self.stale.discard(node)
+            self.joins.forget(node)
+            log.warning("node %s is gone (nothing heard for %.1f s): forgotten", node, silent)
+            self._announce("node_gone", node, f"nothing heard from {node} for {silent:.1f} s")
 
     def _announce(self, kind: str, node: str, detail: str) -> None:
         self._event_seq += 1

@@ -167,6 +167,12 @@ class UpstreamJoins:
             self.next_join[node] = now + JOIN_INTERVAL_S
             self.stats["node_joins"] += 1
 
+    def forget(self, node: str) -> None:
+        """The table forgot ``node``: its wait for a join and its join pacing go with it. Which
+        upstreams listed it stays (a few bytes a name): if it comes back, its join asks them."""
+        self.wanted.pop(node, None)
+        self.next_join.pop(node, None)
+
     def _targets(self, node: str) -> list[int]:
         known = self.node_upstreams.get(node)
         if known:

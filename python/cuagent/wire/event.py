@@ -7,9 +7,10 @@ from typing import Any, Optional
 
 from .codec import ProtocolError, as_map, get
 
+# node_stale/_back/_gone: a relay's, about another node (§7).
 # profiling_paused/_resumed: the CUPTI source's (§3.4), bracketing the windows without pm_ counters.
 EVENT_TYPES = ("device_lost", "device_back", "backend_error", "topology_changed", "throttle", "xid",
-               "node_stale", "node_back", "profiling_paused", "profiling_resumed")
+               "node_stale", "node_back", "node_gone", "profiling_paused", "profiling_resumed")
 
 
 @dataclass

@@ -3,7 +3,8 @@
 // frames themselves (shared, never decoded); per node its epoch, when its last hb arrived,
 // the devices its topo says may serve a state, and whether it must be joined (snapshot from
 // upstream). Snapshots are assembled from it, so a reply's seqs and frames are those the feed
-// carried, at one moment.
+// carried, at one moment. A node not heard at all for a while is forgotten whole
+// (forget_silent), so the table holds the nodes that are, not every node that ever was.
 //
 // Thread-safe: the forwarding thread ingests while the sync thread snapshots, merges and
 // checks staleness; one mutex, held per message (nothing slow happens under it).
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "cuagent/relay/feed_message.hpp"
+#include "cuagent/relay/name_index.hpp"
 
 namespace cuagent::relay {
 
@@ -78,6 +80,12 @@ struct StaleChange {
     double silent_s = 0.0;
 };
 
+// A node forgotten: nothing heard of it for the forget interval.
+struct GoneNode {
+    std::string node;
+    double silent_s = 0.0;
+};
+
 struct NodeSummary {
     std::string name;
     bool stale = false;
@@ -121,6 +129,7 @@ struct TableStats {
     std::uint64_t summaries_skipped = 0;  // sum messages not forwarded (summary interval)
     std::uint64_t unreadable_bodies = 0;  // topo/hb bodies it could not read (not served/heard)
     std::uint64_t merged = 0;             // messages and seqs taken from upstream snapshots
+    std::uint64_t forgotten = 0;          // nodes dropped, nothing heard of them for the forget interval
     std::uint64_t topics = 0;
     std::uint64_t nodes = 0;
 };
@@ -167,6 +176,12 @@ public:
     // Nodes with a topo whose stale state changed: stale once no hb for `stale_after_ns`.
     std::vector<StaleChange> check_stale(std::int64_t now_ns, std::int64_t stale_after_ns);
 
+    // Nodes not heard at all for `forget_after_ns` (no message from the feed, no hb as recent
+    // as an upstream relay's silent_s says; one first known from a join counts as heard then):
+    // dropped with their topics, frames and epoch, as if never heard. A node heard again later
+    // is a new node (joined again). The relay's own node is never forgotten.
+    std::vector<GoneNode> forget_silent(std::int64_t now_ns, std::int64_t forget_after_ns);
+
     SnapshotView snapshot(std::string_view prefix, std::int64_t now_ns) const;
     std::vector<NodeSummary> nodes() const;  // nodes joined and with a topo, by name
     std::uint64_t seq(std::string_view topic) const;  // 0: none carried
@@ -176,7 +191,7 @@ private:
     struct Node;
     struct Topic;
 
-    Topic* find_or_add(std::string_view name);
+    Topic* find_or_add(std::string_view name, std::int64_t now_ns);
     bool adopt_epoch(Node& node, const FeedHeader& header, const Topic& topic, std::int64_t now_ns, bool from_feed);
     void apply(Topic& topic, const FeedHeader& header, const FeedFrames& frames, std::int64_t now_ns);
     void forget(Node& node);
@@ -188,10 +203,9 @@ private:
     const std::string own_node_;
     const std::size_t max_topics_;
     mutable std::mutex mu_;
-    std::unordered_map<std::string, std::unique_ptr<Topic>> topics_;
+    NameIndex<Topic> topics_;  // each topic is its node's (Node::topics)
     std::unordered_map<std::string, std::unique_ptr<Node>> nodes_;
     std::vector<Node*> join_queue_;
-    std::string key_;  // reused for lookups: no allocation per message
     TableStats stats_;
 };
 

@@ -112,6 +112,12 @@ class RelayConfig:
             raise ValueError(f"--forwarder must be one of {', '.join(FORWARDERS)}, got {self.forwarder!r}")
         self.kinds = carried_kinds(self.kinds)
 
+    @property
+    def forget_interval_s(self) -> float:
+        if self.forget_after_s is not None:
+            return self.forget_after_s
+        return max(FORGET_AFTER_S, 2 * self.stale_after_s)
+
 
 # Whatever else a relay carries, it needs hb (staleness, topo seqs) and topo (joins, serving).
 REQUIRED_KINDS = ("topo", "hb")
@@ -129,12 +135,6 @@ def carried_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
         raise ValueError(f"--kinds {shown!r} lacks {','.join(missing)}: a relay needs topo and hb (hb for "
                          f"staleness, topo for joins), e.g. --kinds topo,hb,sum,event")
     return tuple(k for k in wire.KINDS if k in kinds)
-
-    @property
-    def forget_interval_s(self) -> float:
-        if self.forget_after_s is not None:
-            return self.forget_after_s
-        return max(FORGET_AFTER_S, 2 * self.stale_after_s)
 
 
 def pyzmq_backend_file() -> str:

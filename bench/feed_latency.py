@@ -1,5 +1,7 @@
 """End-to-end latency: end of a sampled window (header ts) -> the client holds the decoded
 state, p50/p99, for `cuagent run --driver mock` with 8 H100s publishing at 100 Hz on loopback.
+Also in the same run, the floor of the transport: a bare PUB -> SUB of the same burst, Python
+on both ends, nothing else (what the latency cannot go below on this machine's wake-ups).
 Baseline in the same run: a publisher on a plain fixed timer (not aligned to the sampler's
 window ends), which is what a naive agent does. It lives here only: it is the agent's loop
 without the window eventfd, built from the same parts (engine, cuagent.wire, the node's
@@ -119,23 +121,69 @@ def measure(align: bool, seconds: float, tmp: str) -> tuple[np.ndarray, np.ndarr
     return np.array(lat[100:], dtype=np.float64) / 1e6, np.array(heard[100:], dtype=np.float64) / 1e6
 
 
+def floor_publisher(feed: str, seconds: float) -> None:
+    """The transport's floor: a bare PUB sending what the agent sends per window (8 messages
+    of a state's size, stamped at the burst's start) every 10 ms, nothing else."""
+    pub = zmq.Context.instance().socket(zmq.PUB)
+    pub.bind(feed)
+    body = b"x" * 5800
+    time.sleep(1.0)  # the subscriber connects
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        ts = str(time.time_ns()).encode()
+        for _ in range(8):
+            pub.send_multipart([b"cua1/state/floor/", ts, body])
+        time.sleep(0.010)
+
+
+def measure_floor(seconds: float, tmp: str) -> np.ndarray:
+    """Burst start -> received by a bare SUB in Python: one libzmq ipc hop on this machine."""
+    feed = f"ipc://{tmp}/floor.feed"
+    proc = subprocess.Popen([sys.executable, __file__, "--floor-publisher", feed, str(seconds)])
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(feed)
+    lat: list[int] = []
+    try:
+        end = time.monotonic() + seconds + 2.0
+        while time.monotonic() < end and proc.poll() is None:
+            if sub.poll(100):
+                while True:
+                    try:
+                        _, ts, _ = sub.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    lat.append(time.time_ns() - int(ts))
+    finally:
+        sub.close(0)
+        proc.wait(10)
+    return np.array(lat[800:], dtype=np.float64) / 1e6  # the first second dropped
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--baseline-publisher", nargs=2, metavar=("FEED", "SYNC"), help=argparse.SUPPRESS)
+    ap.add_argument("--floor-publisher", nargs=2, metavar=("FEED", "SECONDS"), help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.floor_publisher:
+        floor_publisher(a.floor_publisher[0], float(a.floor_publisher[1]))
+        return
     if a.baseline_publisher:
         FixedTimerPublisher(*a.baseline_publisher, interval_s=0.010).run()
         return
     with tempfile.TemporaryDirectory() as tmp, Steal() as steal:
         ours, ours_heard = measure(True, a.seconds, tmp)
         base, base_heard = measure(False, a.seconds, tmp)
+        floor = measure_floor(a.seconds, tmp)
     p = lambda x, q: float(np.percentile(x, q))  # noqa: E731
     print(f"window end -> at the client, 8 mock H100, 100 Hz publish, {len(ours)} + {len(base)} messages:")
     for what, x, y in (("decoded", ours, base), ("header only (lazy, body unread)", ours_heard, base_heard)):
         print(f" {what}:")
         for q in (50, 99):
             print(f"  p{q}  cuagent {p(x, q):6.2f} ms   fixed-timer baseline {p(y, q):6.2f} ms   ratio {p(y, q) / p(x, q):5.1f}x")
+    print(f" floor: one libzmq ipc hop, Python to Python, a burst of 8 x 5.8 KB every 10 ms (burst start -> received): "
+          f"p50 {p(floor, 50):.2f} ms, p99 {p(floor, 99):.2f} ms")
     print("  (target, issue 14: decoded p99 <= 1 ms on a quiet machine)")
     print(steal.summary())
 

@@ -157,7 +157,7 @@ def measure_floor(seconds: float, tmp: str) -> np.ndarray:
     finally:
         sub.close(0)
         proc.wait(10)
-    return np.array(lat[800:], dtype=np.float64) / 1e6  # the first second dropped
+    return np.array(lat[len(lat) // 5:], dtype=np.float64) / 1e6  # the first fifth dropped (warm-up)
 
 
 def main() -> None:

@@ -64,3 +64,22 @@ def test_dry_run_of_the_cupti_hardware_step_writes_its_figures(tmp_path):
     assert report["rest"]["agent_rss_mib"] > 0 and report["rates"]["off"]["agent_rss_mib"] > 0
     # The cupti step's files stay within the device tool's eight.
     assert len(list(out.iterdir())) <= 8
+
+
+def test_dry_run_of_the_latency_step_writes_its_figures(tmp_path):
+    # Step 7 runs bench/feed_latency.py (mock driver, no GPU call) and puts its p50/p99 and the
+    # libzmq floor into the summary: on the device machine's idle cores, issue 14's latency
+    # target is measured where this VM's wake-ups do not dominate it.
+    out = tmp_path / "out"
+    env = dict(os.environ, OUT=str(out), PYTHON=sys.executable, CUAGENT_GPU_CHECK_DRY="1",
+               CUAGENT_GPU_CHECK_BUILD="0", CUAGENT_GPU_CHECK_STEPS="latency")
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-check")], env=env, capture_output=True, text=True,
+                          timeout=200)
+    summary = (out / "summary.txt").read_text()
+    assert proc.returncode == 0, summary + "\n" + (out / "gpu-check.log").read_text()[-4000:]
+    assert re.search(r"^PASS +latency ", summary, re.M), summary
+    for what in ("decoded", "header only"):
+        for q in ("p50", "p99"):
+            assert re.search(rf"latency: {what}: {q} +cuagent +[\d.]+ ms +fixed-timer baseline +[\d.]+ ms", summary), summary
+    assert re.search(r"latency: floor: one libzmq ipc hop.*p50 [\d.]+ ms, p99 [\d.]+ ms", summary), summary
+    assert "## bench/feed_latency.py" in (out / "bench.txt").read_text()

@@ -1,7 +1,7 @@
 """scripts/gpu-check's dry run of its CUPTI hardware step (cuptihw): the step's whole logic
 against the fake libnvidia-ml and the fake libcupti, its figures in the summary and in
-cupti-hw.json. The real run needs an H100 (the device machine); this keeps the step from
-rotting between lent GPUs.
+cupti-hw.json; and of its latency step. The real run needs an H100 (the device machine);
+this keeps the steps from rotting between lent GPUs.
 """
 from __future__ import annotations
 
@@ -25,17 +25,23 @@ if cupti_fake.compiler() is None or shutil.which("bash") is None or shutil.which
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.timeout(300)
-def test_dry_run_of_the_cupti_hardware_step_writes_its_figures(tmp_path):
-    out = tmp_path / "out"
+def dry_run(out: Path, step: str, timeout: float) -> str:
+    """gpu-check's dry run of one step into ``out``: its summary, once the run passed."""
     env = dict(os.environ, OUT=str(out), PYTHON=sys.executable, CUAGENT_GPU_CHECK_DRY="1",
-               CUAGENT_GPU_CHECK_BUILD="0", CUAGENT_GPU_CHECK_STEPS="cuptihw")
+               CUAGENT_GPU_CHECK_BUILD="0", CUAGENT_GPU_CHECK_STEPS=step)
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-check")], env=env, capture_output=True, text=True,
-                          timeout=280)
+                          timeout=timeout)
     summary = (out / "summary.txt").read_text()
     log = (out / "gpu-check.log").read_text() if (out / "gpu-check.log").exists() else ""
     assert proc.returncode == 0, summary + "\n" + log[-4000:]
-    assert re.search(r"^PASS +cuptihw ", summary, re.M), summary
+    assert re.search(rf"^PASS +{step} ", summary, re.M), summary
+    return summary
+
+
+@pytest.mark.timeout(300)
+def test_dry_run_of_the_cupti_hardware_step_writes_its_figures(tmp_path):
+    out = tmp_path / "out"
+    summary = dry_run(out, "cuptihw", 280)
     assert re.search(r"^SKIP +build +not selected", summary, re.M)  # only the step asked for ran
 
     # Figures, not only a verdict: the windows of each phase, clocks, GPM, rates, the pause path.
@@ -66,18 +72,13 @@ def test_dry_run_of_the_cupti_hardware_step_writes_its_figures(tmp_path):
     assert len(list(out.iterdir())) <= 8
 
 
+@pytest.mark.timeout(240)
 def test_dry_run_of_the_latency_step_writes_its_figures(tmp_path):
     # Step 7 runs bench/feed_latency.py (mock driver, no GPU call) and puts its p50/p99 and the
     # libzmq floor into the summary: on the device machine's idle cores, issue 14's latency
     # target is measured where this VM's wake-ups do not dominate it.
     out = tmp_path / "out"
-    env = dict(os.environ, OUT=str(out), PYTHON=sys.executable, CUAGENT_GPU_CHECK_DRY="1",
-               CUAGENT_GPU_CHECK_BUILD="0", CUAGENT_GPU_CHECK_STEPS="latency")
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-check")], env=env, capture_output=True, text=True,
-                          timeout=200)
-    summary = (out / "summary.txt").read_text()
-    assert proc.returncode == 0, summary + "\n" + (out / "gpu-check.log").read_text()[-4000:]
-    assert re.search(r"^PASS +latency ", summary, re.M), summary
+    summary = dry_run(out, "latency", 200)
     for what in ("decoded", "header only"):
         for q in ("p50", "p99"):
             assert re.search(rf"latency: {what}: {q} +cuagent +[\d.]+ ms +fixed-timer baseline +[\d.]+ ms", summary), summary

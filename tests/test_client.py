@@ -357,3 +357,22 @@ def test_staleness_is_not_looked_for_in_every_node_at_every_poll():
         assert all(n.stale for n in client.view.nodes.values())
     finally:
         client.close()
+
+
+def test_node_gone_from_one_relay_leaves_a_node_heard_through_another():
+    # A client following two relays: one has lost its path to a node and forgets it
+    # (node_gone), the other still carries it. The view keeps a node it hears; it drops one
+    # that is stale here too.
+    from cuagent.feed.session import FeedState
+
+    state = FeedState(["cua1/"], 5.0, True)
+    for name in ("live", "silent"):
+        state.view.nodes[name] = NodeView(name, 1)
+        state.epochs[name] = 1
+        state.seqs[f"cua1/topo/{name}/"] = 3
+    state.view.nodes["silent"].stale = True
+    state.forget_node("live")
+    state.forget_node("silent")
+    assert set(state.view.nodes) == {"live"} and set(state.epochs) == {"live"}
+    assert set(state.seqs) == {"cua1/topo/live/"}
+    assert state.gone_pending == {"live"}  # dropped if it goes stale here too, unless heard again

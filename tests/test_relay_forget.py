@@ -122,3 +122,30 @@ def test_a_bad_forget_interval_fails_clearly(tmp_path):
         assert r.returncode == 2 and "--forget-after-s must be > --stale-after-s (3 s) and < 1e6 s" in r.stderr, \
             (bad, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_a_forgotten_node_leaves_nothing_in_the_relays_joins():
+    # Its join wait, the upstreams that listed it, requests not yet sent: gone; a reply in
+    # flight for it is not merged (it would bring the node back, joined, from before).
+    import zmq
+
+    from cuagent import _core
+    from cuagent.feed.session import as_endpoint
+    from cuagent.node.relay_joins import UpstreamJoins
+
+    ctx = zmq.Context()
+    joins = UpstreamJoins(ctx, [as_endpoint("ipc:///nonexistent/a.feed,ipc:///nonexistent/a.sync")],
+                          _core.RelayTable(), "relay-t", None)
+    try:
+        u = joins.upstreams[0]
+        joins.joining["x"] = (7, {0: 2})
+        joins.node_upstreams.update({"x": {0}, "y": {0}})
+        u.pending.extend([("cua1/topo/x/", "x"), ("cua1/topo/y/", "y")])
+        u.inflight = ("cua1/state/x/", "x", 0.0)
+        joins.forget("x")
+        assert "x" not in joins.joining and "x" not in joins.node_upstreams and "y" in joins.node_upstreams
+        assert list(u.pending) == [("cua1/topo/y/", "y")]
+        assert joins.unwanted_replies == {(0, "x")}
+    finally:
+        joins.close()
+        ctx.term()

@@ -231,3 +231,15 @@ def test_frames_must_be_bytes_like(bad):
             table.ingest([bad, bad, bad])
     else:
         assert table.ingest([bad, bad, bad]) and table.stats()["malformed"] == 1
+
+
+def test_a_relays_own_event_stream_is_never_forgotten_however_quiet():
+    # Relays send no hb: an upstream relay is a node of events only, quiet for as long as it
+    # has nothing to announce. Forgetting it made clients take its next event for a new node's
+    # (and drop it as covered by the join's snapshot). Agents that fall silent are forgotten.
+    table, agent, relay = _core.RelayTable(), Node("n1"), Node("relay-u", epoch=9)
+    for frames in (agent.topo(), agent.hb(), relay.msg("event", wire.pack({"type": "node_back", "detail": "x",
+                                                                           "node": "n0"}))):
+        assert table.ingest(frames, now_ns=0)
+    assert [node for node, _ in table.forget_silent(300.0, now_ns=1000 * S)] == ["n1"]
+    assert table.seq("cua1/event/relay-u/") == 1 and table.seq("cua1/topo/n1/") == 0

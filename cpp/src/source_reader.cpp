@@ -28,9 +28,14 @@ ReadStatus SourceReader::read_once() noexcept {
     float* values = result_values(slot);
     std::fill(values, values + values_, std::numeric_limits<float>::quiet_NaN());
     result->detail[0] = '\0';
+    // The start is published before the sample's stamp is taken: a sampler tick that does
+    // not see it loaded in_flight_since() before this store (both seq_cst), so the stamp,
+    // read after it, is no earlier than that tick's wake-up, and the window the sample falls
+    // in was not declared complete by that tick (sampler.cpp). Stamped first and published
+    // after, a read preempted in between could have its window finished without it.
+    // It also releases: a sampler that sees this start time has every earlier result.
+    in_flight_since_.store(monotonic_ns(), std::memory_order_seq_cst);
     const std::int64_t t = monotonic_ns();
-    // Release: a sampler that sees this start time has every earlier result.
-    in_flight_since_.store(t, std::memory_order_release);
     result->t_ns = t;
     const ReadStatus status = driver_.read(index_, t, values, result->detail, sizeof result->detail);
     result->status = status;

@@ -69,7 +69,8 @@ public:
     // Start time of the read now running, or kNoReadInFlight. Acquire, and
     // load it before draining results(): every read that started earlier has
     // its result there by then.
-    std::int64_t in_flight_since() const noexcept { return in_flight_since_.load(std::memory_order_acquire); }
+    // Sequentially consistent with read_once()'s store of a read's start (see there).
+    std::int64_t in_flight_since() const noexcept { return in_flight_since_.load(std::memory_order_seq_cst); }
 
     // Any thread (relaxed).
     std::uint64_t skipped_reads() const noexcept { return skipped_reads_.load(std::memory_order_relaxed); }

@@ -531,7 +531,13 @@ std::vector<GoneNode> RelayTable::forget_silent(std::int64_t now_ns, std::int64_
     for (auto it = nodes_.begin(); it != nodes_.end();) {
         Node& node = *it->second;
         const std::int64_t silent = now_ns - std::max(node.last_heard_ns, node.last_message_ns);
-        if (node.own || silent <= forget_after_ns) {
+        // A node heard only through events is another relay's own event stream (relays send
+        // no hb, and may have nothing to announce for hours): its silence says nothing, and
+        // forgetting it would make clients take its next event for a new node's. Relays are
+        // few: they are kept.
+        const bool relay_events_only = std::all_of(node.topics.begin(), node.topics.end(),
+                                                   [](const auto& t) { return t->kind == FeedKind::Event; });
+        if (node.own || relay_events_only || silent <= forget_after_ns) {
             ++it;
             continue;
         }

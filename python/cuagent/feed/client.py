@@ -224,6 +224,7 @@ class Client:
         self._state.dated_back = False
         after = self.stale_after_s
         earliest = now + self._stale_look_s
+        gone: list[str] = []
         for view in self.view.nodes.values():
             if view.stale:
                 continue
@@ -232,8 +233,12 @@ class Client:
                 view.stale = True
                 log.warning("node %s is stale: no heartbeat for %.0f s", view.name, now - view.last_heard)
                 self._state.emit("stale", view.name, None, None, None)
+                if view.name in self._state.gone_pending:
+                    gone.append(view.name)
             elif due < earliest:
                 earliest = due
+        for name in gone:  # a relay forgot it earlier; now it is stale here as well
+            self._state.forget_node(name)
         # A heartbeat only moves a deadline later: until `earliest`, no node can go stale but
         # one dated back meanwhile.
         self._stale_look_at = earliest

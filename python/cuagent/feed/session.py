@@ -173,6 +173,8 @@ class FeedState:
         # A node's last heartbeat was dated back (a relay's silent_s): staleness must be
         # looked for now, not at the deadline the client's last look found.
         self.dated_back = False
+        # Nodes a relay forgot (node_gone) while this view still heard them: dropped once stale.
+        self.gone_pending: set[str] = set()
 
     def emit(self, kind: str, node: str, device: Optional[str], header: Optional[Header], body: Any) -> None:
         self.updates.append(Update(kind, node, device, header, body))
@@ -206,6 +208,14 @@ class FeedState:
         is not retired: a node heard again after that is a new node (joined), in whatever epoch."""
         if node not in self.epochs and node not in self.view.nodes:
             return
+        nv = self.view.nodes.get(node)
+        if nv is not None and not nv.stale:
+            # Heard here within the stale interval: through another upstream than the relay
+            # that forgot it, or that relay's own staleness ran ahead of ours. Dropped when it
+            # goes stale here too (Client._check_stale), kept if heard again meanwhile.
+            self.gone_pending.add(node)
+            return
+        self.gone_pending.discard(node)
         self.view.nodes.pop(node, None)
         self.view.summaries.forget(node)
         self.epochs.pop(node, None)
@@ -451,6 +461,7 @@ class Session:
                 hb = wire.decode_hb_body(msg.body)
                 if nv is not None:
                     nv.heartbeat, nv.last_heard = hb, time.monotonic()
+                    self.state.gone_pending.discard(node)  # alive on some path
                     if nv.stale:
                         nv.stale = False
                         log.info("node %s is heard again", node)

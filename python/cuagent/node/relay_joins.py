@@ -107,6 +107,8 @@ class UpstreamJoins:
         self.wanted: dict[str, int] = {}  # node -> reasons, waiting for a join
         # node -> (epoch, requests outstanding per upstream asked)
         self.joining: dict[str, tuple[int, dict[int, int]]] = {}
+        # (upstream, node): a node join's reply still in flight when the node was forgotten.
+        self.unwanted_replies: set[tuple[int, str]] = set()
         self.first_deadline = 0.0
         self.next_join: dict[str, float] = {}  # node -> earliest time of its next join
         self.stats = {"snapshots": 0, "node_joins": 0, "bad_replies": 0, "timeouts": 0}
@@ -135,8 +137,13 @@ class UpstreamJoins:
                 u.pending.extend((prefix, None) for prefix in self.whole_prefixes)
         for i, u in enumerate(self.upstreams):
             self._drain(i, u)
+            asked_for = u.inflight[1] if u.inflight is not None else None
             if u.timed_out(now):
                 self.stats["timeouts"] += 1
+                if asked_for is not None and (i, asked_for) in self.unwanted_replies:
+                    # Asked for a node forgotten since: not asked again (timed_out queued it first).
+                    self.unwanted_replies.discard((i, asked_for))
+                    u.pending.popleft()
         for node, _epoch, reasons in self.table.take_joins():
             if node != self.own_name:
                 self.wanted[node] = self.wanted.get(node, 0) | reasons
@@ -168,10 +175,18 @@ class UpstreamJoins:
             self.stats["node_joins"] += 1
 
     def forget(self, node: str) -> None:
-        """The table forgot ``node``: its wait for a join and its join pacing go with it. Which
-        upstreams listed it stays (a few bytes a name): if it comes back, its join asks them."""
+        """The table forgot ``node``: everything of its joins goes with it (wait, pacing, the
+        upstreams that listed it, requests not sent), and a reply still in flight for it is
+        not merged (it would bring the node back, joined, from before it was forgotten). If
+        it comes back, it is joined as a new node, from whichever upstream has it."""
         self.wanted.pop(node, None)
         self.next_join.pop(node, None)
+        self.joining.pop(node, None)
+        self.node_upstreams.pop(node, None)
+        for index, u in enumerate(self.upstreams):
+            u.pending = deque(request for request in u.pending if request[1] != node)
+            if u.inflight is not None and u.inflight[1] == node:
+                self.unwanted_replies.add((index, node))
 
     def _targets(self, node: str) -> list[int]:
         known = self.node_upstreams.get(node)
@@ -189,6 +204,9 @@ class UpstreamJoins:
                 return
             prefix, node, _ = u.inflight
             u.inflight = None
+            if node is not None and (index, node) in self.unwanted_replies:
+                self.unwanted_replies.discard((index, node))  # asked before the node was forgotten
+                continue
             # Merged as it came: its frames go into the table as they are in the reply.
             ok, error, relay, covered = self.table.merge_snapshot(data, node or "")
             if not ok:

@@ -376,3 +376,34 @@ def test_node_gone_from_one_relay_leaves_a_node_heard_through_another():
     assert set(state.view.nodes) == {"live"} and set(state.epochs) == {"live"}
     assert set(state.seqs) == {"cua1/topo/live/"}
     assert state.gone_pending == {"live"}  # dropped if it goes stale here too, unless heard again
+
+
+@pytest.mark.parametrize("carried", [None, ["topo", "hb", "sum", "event"]], ids=["all-kinds", "kinds-relay"])
+def test_a_heartbeat_shows_a_quiet_topics_first_messages_lost_unless_its_kind_is_not_carried(tmp_path, carried):
+    # A device's first event lost on the way: the heartbeat is the only place that shows it,
+    # though the client never held a seq of that topic. From a relay that carries some kinds
+    # only (its snapshot says which, §3.3, §7), a topic of another kind is no loss.
+    from test_protocol import AGENT, h100_device
+
+    up = FakeUpstream(tmp_path)
+    if carried is not None:
+        up.extra = {"kinds": carried}
+    client = Client([f"{up.feed},{up.sync}"])
+    try:
+        up.send("topo", "node-a", protocol.encode_topo_body([h100_device()], AGENT))
+
+        def step():
+            up.serve()
+            client.poll(0.02)
+
+        wait_until(lambda: client.ready, step=step, what="join")
+        hb_topic = protocol.build_topic("hb", "node-a")
+        event = protocol.build_topic("event", "node-a", "mock-0")
+        state = protocol.build_topic("state", "node-a", "mock-0")
+        up.send("hb", "node-a", protocol.encode_hb_body({hb_topic: 1, event: 2, state: 40}, 1.0, 0, 1.0))
+        wait_until(lambda: client.view.nodes["node-a"].heartbeat is not None, step=step, what="the heartbeat")
+        # The event topic's two messages are lost either way; the states only where carried.
+        assert client.stats.gaps == (42 if carried is None else 2), client.stats
+    finally:
+        client.close()
+        up.close()

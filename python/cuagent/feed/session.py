@@ -260,6 +260,8 @@ class Session:
         self.feed_seen = False
         self.created = time.monotonic()
         self.resyncing: set[str] = set()  # nodes whose messages wait for a snapshot
+        # The kinds this source carries, from its snapshot replies (None: all, §3.3).
+        self.carried: Optional[frozenset[str]] = None
         self.pending: deque[tuple[str, Optional[str]]] = deque((p, None) for p in state.prefixes)
         self.inflight: Optional[tuple[str, Optional[str], float]] = None
         self.buffer: list[Received] = []
@@ -541,14 +543,19 @@ class Session:
             # key that is no topic, must never move seqs (another node's messages would then
             # be dropped as already seen, and a relay would serve the bogus seq onwards).
             try:
-                if wire.parse_topic(topic).node != node:
-                    continue
+                parsed = wire.parse_topic(topic)
             except ProtocolError:
                 continue
-            # Only a topic we hold (the snapshot listed it, or a message of it came): a relay
-            # may carry only some kinds (§7) and forwards the hb as sent, listing them all.
+            if parsed.node != node:
+                continue
             last = self.state.seqs.get(topic)
-            if last is not None and seq > last:
+            if last is None:
+                # A relay that carries some kinds only (§7) forwards the hb as sent, listing
+                # them all: a topic of another kind is none of ours to have lost.
+                if self.carried is not None and parsed.kind not in self.carried:
+                    continue
+                last = 0
+            if seq > last:
                 self.state.stats.gaps += seq - last
                 self.state.stats.gap_events += 1
                 if topic.startswith(wire.kind_prefix("topo")):
@@ -605,6 +612,9 @@ class Session:
             self._send_next_request()
 
     def _apply_snapshot(self, snap: wire.Snapshot, only_node: Optional[str]) -> None:
+        kinds = snap.extra.get("kinds")
+        # The kinds this source carries (§3.3, §7): all, unless its reply says otherwise.
+        self.carried = frozenset(k for k in kinds if isinstance(k, str)) if isinstance(kinds, list) else None
         decoded: dict[str, list[Received]] = {}
         for frames in snap.messages:
             try:

@@ -390,5 +390,7 @@ class Relay:
         if self._event_topic.startswith(prefix):
             # Listed even before its first event, so that a client applies that event.
             epochs[own] = self.epoch
-        return SnapshotContent(epoch, messages, seqs, {"epochs": epochs, "stale": sorted(stale),
-                                                       "silent_s": {n: round(s, 3) for n, s in silent.items()}})
+        extra = {"epochs": epochs, "stale": sorted(stale), "silent_s": {n: round(s, 3) for n, s in silent.items()}}
+        if set(self.config.kinds) != set(wire.KINDS):
+            extra["kinds"] = list(self.config.kinds)  # its clients count no loss of the others (§3.3)
+        return SnapshotContent(epoch, messages, seqs, extra)

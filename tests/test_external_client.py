@@ -495,7 +495,7 @@ def test_page_client_follows_everything_through_a_summaries_tier(nodes, tmp_path
     c = PageClient(relay.feed, relay.sync)
     try:
         # This client joins no node it meets on the feed: join once the relay follows node-a
-        # (its joins of a kind at a time, topo last, take a moment), so the snapshot has it.
+        # (its joins of a kind at a time take a moment), so the snapshot has it.
         deadline = time.monotonic() + WAIT_S
         while "node-a" not in c.ping().get("nodes", []):
             assert time.monotonic() < deadline, "the relay never joined node-a"

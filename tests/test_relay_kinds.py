@@ -108,3 +108,23 @@ def test_its_own_events_pass_when_it_carries_no_event_kind(tmp_path):
         rec.close()
         assert relay.stop() == 0, relay.log()
         agent.stop()
+
+
+def test_a_kinds_relay_joins_its_upstreams_topos_first():
+    # A node a join's reply brings is served at once: brought by the hb or sum reply before its
+    # topo, it would be served without one (a client could not place its summary records).
+    import zmq
+
+    from cuagent import _core
+    from cuagent.feed.session import as_endpoint
+    from cuagent.node.relay_joins import UpstreamJoins
+
+    ctx = zmq.Context()
+    joins = UpstreamJoins(ctx, [as_endpoint("ipc:///nonexistent/k.feed,ipc:///nonexistent/k.sync")],
+                          _core.RelayTable(), "relay-k", None, kinds=("topo", "hb", "event", "sum"))
+    try:
+        assert joins.whole_prefixes[0] == "cua1/topo/"
+        assert sorted(joins.whole_prefixes) == sorted(f"cua1/{k}/" for k in ("topo", "hb", "event", "sum"))
+    finally:
+        joins.close()
+        ctx.term()

@@ -95,10 +95,12 @@ class UpstreamJoins:
         self.table = table
         self.kinds = tuple(kinds)
         self.kind_prefixes = tuple(wire.kind_prefix(k) for k in self.kinds)
-        # The first (whole) join: all of cua1/, or one snapshot per kind carried, topo last, so
-        # that by the topo reply, which marks its nodes joined, the other kinds are merged.
+        # The first (whole) join: all of cua1/, or one snapshot per kind carried, topo first:
+        # a node a reply brings is joined (served) at once, and one brought by an hb or sum
+        # reply before its topo would be served without it (a client could not place its
+        # summary records). The last reply marks joined the nodes the feed brought meanwhile.
         self.whole_prefixes = [wire.PREFIX] if set(self.kinds) == set(wire.KINDS) else \
-            [wire.kind_prefix(k) for k in sorted(self.kinds, key=lambda k: k == "topo")]
+            [wire.kind_prefix(k) for k in sorted(self.kinds, key=lambda k: k != "topo")]
         self.own_name = own_name
         self.upstreams = [_Upstream(ctx, e, curve) for e in endpoints]
         self.started = time.monotonic()

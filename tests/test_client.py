@@ -229,6 +229,14 @@ class FakeUpstream:
             seqs = {t: s for t, s in self.seqs.items() if t.startswith(prefix)}
             self.router.send_multipart([ident, protocol.snapshot_reply(5, msgs, seqs, **self.extra)], zmq.NOBLOCK)
 
+    def stepper(self, client: Client):
+        """A wait_until step: answer the client's snapshot requests, let it take what came."""
+
+        def step() -> None:
+            self.serve()
+            client.poll(0.02)
+        return step
+
     def close(self) -> None:
         self.pub.close(0)
         self.router.close(0)
@@ -247,10 +255,7 @@ def test_a_heartbeat_speaks_only_for_its_own_node(tmp_path):
         for node in ("node-a", "node-b"):
             up.send("topo", node, protocol.encode_topo_body([dev], AGENT))
 
-        def step():
-            up.serve()
-            client.poll(0.02)
-
+        step = up.stepper(client)
         wait_until(lambda: client.ready, step=step, what="join")
         hb_topic = protocol.build_topic("hb", "node-a")
         state_b = protocol.build_topic("state", "node-b", "mock-0")
@@ -308,10 +313,7 @@ def test_a_relays_reply_ages_its_nodes_and_introduces_the_relay(tmp_path):
             up.send("topo", node, protocol.encode_topo_body([dev], AGENT))
             up.send("state", node, protocol.encode_state_body(h100_state(), dev.counters), device="mock-0")
 
-        def step():
-            up.serve()
-            client.poll(0.02)
-
+        step = up.stepper(client)
         wait_until(lambda: client.ready, step=step, what="join")
         assert client.view.nodes["node-a"].stale and not client.view.nodes["node-b"].stale
         assert [d.node for d in client.view.rank_devices()] == ["node-b"]
@@ -392,10 +394,7 @@ def test_a_heartbeat_shows_a_quiet_topics_first_messages_lost_unless_its_kind_is
     try:
         up.send("topo", "node-a", protocol.encode_topo_body([h100_device()], AGENT))
 
-        def step():
-            up.serve()
-            client.poll(0.02)
-
+        step = up.stepper(client)
         wait_until(lambda: client.ready, step=step, what="join")
         hb_topic = protocol.build_topic("hb", "node-a")
         event = protocol.build_topic("event", "node-a", "mock-0")

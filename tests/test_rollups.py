@@ -11,21 +11,14 @@ import pytest
 
 from cuagent import _core, protocol
 from cuagent.topology import DeviceState, DeviceTopology
+from device_descriptions import flat_device
 
 WINDOW_NS = 100_000_000
 
 
 def description(rollups: dict[str, str]) -> _core.DeviceDescription:
-    d = _core.DeviceDescription()
-    d.id, d.vendor, d.model, d.backend, d.unit_kind = "dev-0", "mock", "test", "mock", "sm"
-    d.units = 4
-    d.levels, d.counts = ["sm"], [4]
-    p = _core.Partition()
-    p.id, p.kind, p.units = "0", "whole", 4
-    d.partitions = [p]
-    d.counters = [_core.CounterSpec(name, "sm", "ratio", "", _core.Aggregation.mean, rollup)
-                  for name, rollup in rollups.items()]
-    return d
+    return flat_device("test", 4, [_core.CounterSpec(name, "sm", "ratio", "", _core.Aggregation.mean, rollup)
+                                   for name, rollup in rollups.items()])
 
 
 def test_a_rollup_named_like_its_own_counter_is_refused() -> None:

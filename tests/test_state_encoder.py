@@ -21,6 +21,7 @@ from cuagent.mock import MockDevice
 from cuagent.node.agent import Agent, AgentConfig
 from cuagent.slow_path import SlowPath
 from cuagent.topology import DeviceState, DeviceTopology
+from device_descriptions import flat_device
 
 WINDOW_NS = 1_000_000
 AGGREGATIONS = [_core.Aggregation.mean, _core.Aggregation.bit_or, _core.Aggregation.last, _core.Aggregation.sum,
@@ -97,25 +98,34 @@ def core(harness: Any, processes: Any, pods: Any) -> bytes:
     return body
 
 
+def fill_window(harness: Any, data: Any, rng: np.random.Generator, max_samples: int, levels: list[float],
+                special_rates: list[float], noise: float = 0.0) -> None:
+    """One window of 1..max_samples random samples (values around ``levels``, some special:
+    NaN, inf, huge; some counters absent all window) into ``harness``, and the window finished."""
+    n = data.draw(st.integers(1, max_samples))
+    t = np.sort(rng.integers(0, WINDOW_NS, n)).astype(np.int64)
+    values = rng.choice(levels, size=(n, harness.values)).astype(np.float32)
+    if noise:
+        values += rng.normal(0, noise, size=values.shape).astype(np.float32)
+    special = rng.random(values.shape) < data.draw(st.sampled_from(special_rates))
+    values[special] = rng.choice(np.asarray(SPECIAL, dtype=np.float32), size=int(special.sum()))
+    # A counter with no value in the whole window is absent: leave some out entirely.
+    absent = data.draw(st.sampled_from([0.0, 0.15, 0.5]))
+    for _name, offset, elements in harness.counter_slots():
+        if rng.random() < absent:
+            values[:, offset:offset + elements] = np.nan
+    harness.add(t, values)
+    harness.poll(2 * WINDOW_NS + 1, 0)
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(st.data())
 def test_random_windows_encode_to_the_reference_bytes(data: Any) -> None:
     desc = data.draw(devices())
     harness = _core.AggregatorHarness(desc, _core.StateThresholds(), WINDOW_NS, 0)
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
-    n = data.draw(st.integers(1, 12))
-    t = np.sort(rng.integers(0, WINDOW_NS, n)).astype(np.int64)
-    values = rng.choice([0.0, 0.03, 0.5, 0.62, 0.93, 1.0], size=(n, harness.values)).astype(np.float32)
-    values += rng.normal(0, 0.02, size=values.shape).astype(np.float32)
-    special = rng.random(values.shape) < data.draw(st.sampled_from([0.0, 0.3, 0.8]))
-    values[special] = rng.choice(np.asarray(SPECIAL, dtype=np.float32), size=int(special.sum()))
-    # A counter with no value in the whole window is absent: leave some out entirely.
-    absent = data.draw(st.sampled_from([0.0, 0.15, 0.5]))
-    for name, offset, elements in harness.counter_slots():
-        if rng.random() < absent:
-            values[:, offset:offset + elements] = np.nan
-    harness.add(t, values)
-    harness.poll(2 * WINDOW_NS + 1, 0)
+    fill_window(harness, data, rng, max_samples=12, levels=[0.0, 0.03, 0.5, 0.62, 0.93, 1.0],
+                special_rates=[0.0, 0.3, 0.8], noise=0.02)
     assert harness.windows == 1
     processes, pods = processes_and_pods(data.draw)
     want = reference(harness, desc, processes, pods)
@@ -125,14 +135,8 @@ def test_random_windows_encode_to_the_reference_bytes(data: Any) -> None:
 def test_whole_numbers_past_msgpack_int_range_go_out_as_floats() -> None:
     # A bytes counter of 2**70 has no msgpack int: both encoders send it as a float (the
     # Python one used to raise, which would have stopped the agent's loop).
-    d = _core.DeviceDescription()
-    d.id, d.vendor, d.model, d.backend, d.unit_kind = "dev-0", "mock", "big", "mock", "sm"
-    d.units, d.levels, d.counts = 1, ["sm"], [1]
-    p = _core.Partition()
-    p.id, p.kind, p.units = "0", "whole", 1
-    d.partitions = [p]
-    d.counters = [_core.CounterSpec(name, "device", "bytes", "", _core.Aggregation.last, "")
-                  for name in ("huge", "top", "low", "floor")]
+    d = flat_device("big", 1, [_core.CounterSpec(name, "device", "bytes", "", _core.Aggregation.last, "")
+                               for name in ("huge", "top", "low", "floor")])
     harness = _core.AggregatorHarness(d, _core.StateThresholds(), WINDOW_NS, 0)
     harness.add(np.asarray([5], dtype=np.int64), np.asarray([[2.0**70, 2.0**64, -2.0**63, -2.0**64]], dtype=np.float32))
     harness.poll(2 * WINDOW_NS + 1, 0)
@@ -145,13 +149,7 @@ def test_whole_numbers_past_msgpack_int_range_go_out_as_floats() -> None:
 
 def test_a_counter_named_state_at_a_level_is_refused() -> None:
     # A level's map carries its element states under "state" (PROTOCOL.md §3.2).
-    d = _core.DeviceDescription()
-    d.id, d.vendor, d.model, d.backend, d.unit_kind = "dev-0", "mock", "test", "mock", "sm"
-    d.units, d.levels, d.counts = 2, ["sm"], [2]
-    p = _core.Partition()
-    p.id, p.kind, p.units = "0", "whole", 2
-    d.partitions = [p]
-    d.counters = [_core.CounterSpec("state", "device", "count", "", _core.Aggregation.last, "")]
+    d = flat_device("test", 2, [_core.CounterSpec("state", "device", "count", "", _core.Aggregation.last, "")])
     d.validate()  # a device value of that name is no level's states
     d.counters = [_core.CounterSpec("state", "sm", "ratio", "", _core.Aggregation.mean, "")]
     with pytest.raises(ValueError, match="counter 'state' at level 'sm': the name is a level's element states"):
@@ -160,13 +158,8 @@ def test_a_counter_named_state_at_a_level_is_refused() -> None:
 
 def test_a_level_named_twice_is_refused() -> None:
     # Levels are names on the wire (a state's levels map, the topo's counts and layout).
-    d = _core.DeviceDescription()
-    d.id, d.vendor, d.model, d.backend, d.unit_kind = "dev-0", "mock", "test", "mock", "sm"
-    d.units, d.levels, d.counts = 2, ["sm", "sm"], [2, 2]
+    d = flat_device("test", 2, levels=("sm", "sm"))
     d.layout = [[0, 1]]
-    p = _core.Partition()
-    p.id, p.kind, p.units = "0", "whole", 2
-    d.partitions = [p]
     with pytest.raises(ValueError, match="level 'sm' is named twice"):
         d.validate()
 

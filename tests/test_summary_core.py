@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from cuagent import _core, wire
 from cuagent.node.summary import SummaryBuilder
 from cuagent.topology import DeviceState, DeviceTopology
+from device_descriptions import flat_device
 from fakes.rocm_fixtures import rocm_library  # noqa: F401
-from test_state_encoder import MOCKS, SPECIAL, WINDOW_NS, devices, stopped_engine
+from test_state_encoder import MOCKS, WINDOW_NS, devices, fill_window, stopped_engine
 from test_summary_golden import generate
 from wire_golden import NVML_SCRIPT
 
@@ -65,18 +66,9 @@ def test_random_windows_summarise_to_the_reference_records(data: Any) -> None:
         assert harness.summary_record(now, lost) == want
         return
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
-    n = data.draw(st.integers(1, 8))
-    t = np.sort(rng.integers(0, WINDOW_NS, n)).astype(np.int64)
     # Activity around the state thresholds (every state shows up), now and then a special value.
-    values = rng.choice([0.0, 0.03, 0.3, 0.55, 0.7, 0.95, 1.0], size=(n, harness.values)).astype(np.float32)
-    special = rng.random(values.shape) < data.draw(st.sampled_from([0.0, 0.2]))
-    values[special] = rng.choice(np.asarray(SPECIAL, dtype=np.float32), size=int(special.sum()))
-    absent = data.draw(st.sampled_from([0.0, 0.15, 0.5]))
-    for name, offset, elements in harness.counter_slots():
-        if rng.random() < absent:
-            values[:, offset:offset + elements] = np.nan
-    harness.add(t, values)
-    harness.poll(2 * WINDOW_NS + 1, 0)
+    fill_window(harness, data, rng, max_samples=8, levels=[0.0, 0.03, 0.3, 0.55, 0.7, 0.95, 1.0],
+                special_rates=[0.0, 0.2])
     state = DeviceState.from_window(topo, harness.latest())
     want = SummaryBuilder([topo]).records([state], {desc.id} if lost else (), now)
     got = harness.summary_record(now, lost)
@@ -86,14 +78,8 @@ def test_random_windows_summarise_to_the_reference_records(data: Any) -> None:
 def test_states_of_a_level_without_values_are_not_counted() -> None:
     # `active` has no value this window: the SM level has no map in the state (§3.2), so
     # its states (kept from before) are no unit's and the record says STATES unmeasured.
-    d = _core.DeviceDescription()
-    d.id, d.vendor, d.model, d.backend, d.unit_kind = "dev-0", "mock", "quiet", "mock", "sm"
-    d.units, d.levels, d.counts = 2, ["sm"], [2]
-    p = _core.Partition()
-    p.id, p.kind, p.units = "0", "whole", 2
-    d.partitions = [p]
-    d.counters = [_core.CounterSpec("active", "sm", "ratio", "", _core.Aggregation.mean, ""),
-                  _core.CounterSpec("power", "device", "W", "", _core.Aggregation.mean, "")]
+    d = flat_device("quiet", 2, [_core.CounterSpec("active", "sm", "ratio", "", _core.Aggregation.mean, ""),
+                                 _core.CounterSpec("power", "device", "W", "", _core.Aggregation.mean, "")])
     harness = _core.AggregatorHarness(d, _core.StateThresholds(), WINDOW_NS, 0)
     harness.add(np.asarray([5], dtype=np.int64), np.asarray([[np.nan, np.nan, 300.0]], dtype=np.float32))
     harness.poll(3 * WINDOW_NS, 0)

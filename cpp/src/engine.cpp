@@ -307,14 +307,19 @@ bool Engine::latest_state(std::size_t device, std::int64_t newer_than_ns, std::s
                           std::uint32_t extra_entries, WindowStamp& stamp, std::string& body) {
     if (device >= device_count()) throw std::out_of_range("no device " + std::to_string(device));
     std::lock_guard<std::mutex> reader(*reader_mutex_[device]);
-    if (aggregators_.size() <= device) return false;  // never started
+    const WindowResult* front = take_newest(device);
+    if (front == nullptr) return false;
+    stamp = {front->seq, front->t_end_ns + realtime_offset_ns(), front->window_ns, front->windows_missed};
+    if (stamp.t_ns > newer_than_ns) encoders_[device]->encode(*front, extras, extra_entries, body);
+    return true;
+}
+
+const WindowResult* Engine::take_newest(std::size_t device) {
+    if (aggregators_.size() <= device) return nullptr;  // never started
     auto& published = aggregators_[device]->published();
     published.update();
     const WindowResult& front = published.front();
-    if (front.seq == 0) return false;
-    stamp = {front.seq, front.t_end_ns + realtime_offset_ns(), front.window_ns, front.windows_missed};
-    if (stamp.t_ns > newer_than_ns) encoders_[device]->encode(front, extras, extra_entries, body);
-    return true;
+    return front.seq == 0 ? nullptr : &front;
 }
 
 bool Engine::drain_device(std::size_t d, std::int64_t complete_before, std::int64_t now, bool last_pass) noexcept {
@@ -377,12 +382,9 @@ void Engine::summary_records(std::int64_t now_ns, const std::vector<bool>& lost,
 bool Engine::latest(std::size_t device, WindowResult& out) {
     if (device >= device_count()) throw std::out_of_range("no device " + std::to_string(device));
     std::lock_guard<std::mutex> reader(*reader_mutex_[device]);
-    if (aggregators_.size() <= device) return false;  // never started
-    auto& published = aggregators_[device]->published();
-    published.update();
-    const WindowResult& front = published.front();
-    if (front.seq == 0) return false;
-    out = front;
+    const WindowResult* front = take_newest(device);
+    if (front == nullptr) return false;
+    out = *front;
     return true;
 }
 

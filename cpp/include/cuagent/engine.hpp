@@ -141,6 +141,9 @@ private:
     // (samples held back). Everything goes in on the `last_pass`.
     bool drain_device(std::size_t d, std::int64_t complete_before, std::int64_t now, bool last_pass) noexcept;
 
+    // The device's newest finished window, taken from its triple buffer (null: none yet, or
+    // never started). Under reader_mutex_[device], which the caller holds while it reads it.
+    const WindowResult* take_newest(std::size_t device);
     void merge_source(const ExtraSource& extra);
     void join_threads() noexcept;
 

@@ -24,32 +24,15 @@ public:
 
     void str(std::string_view s) {
         const auto n = static_cast<std::uint64_t>(s.size());
-        if (n < 32) {
+        if (n < 32)
             byte(static_cast<std::uint8_t>(0xa0 | n));
-        } else if (n <= 0xff) {
-            byte(0xd9);
-            byte(static_cast<std::uint8_t>(n));
-        } else if (n <= 0xffff) {
-            byte(0xda);
-            be(static_cast<std::uint16_t>(n));
-        } else {
-            byte(0xdb);
-            be(static_cast<std::uint32_t>(n));
-        }
+        else
+            length(n, 0xd9, 0xda, 0xdb);
         out_.append(s.data(), s.size());
     }
 
     void bin(const void* data, std::size_t n) {
-        if (n <= 0xff) {
-            byte(0xc4);
-            byte(static_cast<std::uint8_t>(n));
-        } else if (n <= 0xffff) {
-            byte(0xc5);
-            be(static_cast<std::uint16_t>(n));
-        } else {
-            byte(0xc6);
-            be(static_cast<std::uint32_t>(n));
-        }
+        length(n, 0xc4, 0xc5, 0xc6);
         out_.append(static_cast<const char*>(data), n);
     }
 
@@ -111,6 +94,19 @@ private:
         } else {
             byte(b32);
             be(n);
+        }
+    }
+    // The 8/16/32-bit length forms of str and bin: the marker, then the length big-endian.
+    void length(std::uint64_t n, std::uint8_t b8, std::uint8_t b16, std::uint8_t b32) {
+        if (n <= 0xff) {
+            byte(b8);
+            byte(static_cast<std::uint8_t>(n));
+        } else if (n <= 0xffff) {
+            byte(b16);
+            be(static_cast<std::uint16_t>(n));
+        } else {
+            byte(b32);
+            be(static_cast<std::uint32_t>(n));
         }
     }
     void byte(std::uint8_t b) { out_.push_back(static_cast<char>(b)); }

@@ -153,6 +153,11 @@ def _gbs(v: float) -> str:
     return f"{v / 1e9:.2f}GB/s"
 
 
+def _gbs_pairs(values: dict[str, float], pairs: tuple[tuple[str, str, str], ...]) -> list[str]:
+    """"label a/b GB/s" for each (label, a, b) of ``pairs`` whose two byte rates are both there."""
+    return [f"{label} {values[a] / 1e9:.2f}/{_gbs(values[b])}" for label, a, b in pairs if a in values and b in values]
+
+
 def _mhz(v: float) -> str:
     return f"{v / 1e6:.0f}MHz"
 
@@ -396,9 +401,8 @@ def band_lines(dv: DeviceView, history: NvidiaHistory, width: int) -> list[Text]
             fields.append(f"{name} {device[key]:.2f}")
     if "pm_dram_read" in device or "pm_dram_write" in device:
         fields.append(f"dram r/w {_ratio(device.get('pm_dram_read'))}/{_ratio(device.get('pm_dram_write'))}")
-    for prefix, a, b in (("nvlink rx/tx", "pm_nvlink_rx", "pm_nvlink_tx"), ("pcie r/w", "pm_pcie_read", "pm_pcie_write")):
-        if a in device and b in device:
-            fields.append(f"{prefix} {device[a] / 1e9:.2f}/{_gbs(device[b])}")
+    fields += _gbs_pairs(device, (("nvlink rx/tx", "pm_nvlink_rx", "pm_nvlink_tx"),
+                                  ("pcie r/w", "pm_pcie_read", "pm_pcie_write")))
     if "pm_gpc_clock" in device:
         fields.append(f"gpc clock {_mhz(device['pm_gpc_clock'])}")
     lines += [Text(" ") + line for line in flow(fields, width - 1, indent=1)]
@@ -447,9 +451,7 @@ def counter_fields(dv: DeviceView) -> list[str]:
         fields.append(f"memory {_gib(d['mem_used'])}{total}")
     if "mem_util" in d:
         fields.append(f"mem busy {d['mem_util']:.2f}")
-    for prefix, tx, rx in (("pcie", "pcie_tx", "pcie_rx"), ("nvlink", "nvlink_tx", "nvlink_rx")):
-        if tx in d and rx in d:
-            fields.append(f"{prefix} tx/rx {d[tx] / 1e9:.2f}/{_gbs(d[rx])}")
+    fields += _gbs_pairs(d, (("pcie tx/rx", "pcie_tx", "pcie_rx"), ("nvlink tx/rx", "nvlink_tx", "nvlink_rx")))
     if "throttle" in d:
         fields.append(f"throttle 0x{int(d['throttle']):x}")
     if "ecc_uncorrected" in d:

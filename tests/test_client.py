@@ -210,6 +210,7 @@ class FakeUpstream:
         self.seqs: dict[str, int] = {}
         self.latest: dict[str, list[bytes]] = {}
         self.extra: dict = {}  # extra keys of every snapshot reply (a relay's, §7)
+        self.requests = 0  # snapshot requests answered
 
     def send(self, kind, node, body, device=None, epoch=5) -> None:
         topic = protocol.build_topic(kind, node, device)
@@ -228,6 +229,7 @@ class FakeUpstream:
             msgs = [f for t, f in self.latest.items() if t.startswith(prefix)]
             seqs = {t: s for t, s in self.seqs.items() if t.startswith(prefix)}
             self.router.send_multipart([ident, protocol.snapshot_reply(5, msgs, seqs, **self.extra)], zmq.NOBLOCK)
+            self.requests += 1
 
     def stepper(self, client: Client):
         """A wait_until step: answer the client's snapshot requests, let it take what came."""
@@ -378,6 +380,119 @@ def test_node_gone_from_one_relay_leaves_a_node_heard_through_another():
     assert set(state.view.nodes) == {"live"} and set(state.epochs) == {"live"}
     assert set(state.seqs) == {"cua1/topo/live/"}
     assert state.gone_pending == {"live"}  # dropped if it goes stale here too, unless heard again
+
+
+class _NodeBehindARelay:
+    """A client joined through a FakeUpstream shaped as a relay (relay-r, whose own epoch its
+    replies list, §7) of node-a; then node-b's topo comes through the feed, while the relay's
+    table has nothing of node-b (it is joining the node, or has forgotten it)."""
+
+    def __init__(self, tmp_path) -> None:
+        from test_protocol import AGENT, h100_device
+
+        self.up = FakeUpstream(tmp_path)
+        self.up.extra = {"epochs": {"relay-r": 5}}
+        self.client = Client([f"{self.up.feed},{self.up.sync}"])
+        self.session = self.client.sessions[0]
+        self.step = self.up.stepper(self.client)
+        body = protocol.encode_topo_body([h100_device()], AGENT)
+        self.up.send("topo", "node-a", body)
+        wait_until(lambda: self.client.ready, step=self.step, what="join")
+        self.joined_after = self.up.requests
+        self.up.send("topo", "node-b", body)
+        self.node_b_topo = self.up.latest.pop(protocol.build_topic("topo", "node-b"))
+
+    def asked_since_join(self) -> int:
+        """Times the client asked for node-b: a request per prefix of the node's (one per kind)."""
+        per_ask = len(self.session.state.node_prefixes("node-b"))
+        asked, partial = divmod(self.up.requests - self.joined_after, per_ask)
+        return asked + (partial > 0)
+
+    def queued_of(self, node: str) -> int:
+        return sum(m.topic.node == node for m in self.session.buffer)
+
+
+def test_a_relay_that_knows_nothing_yet_of_a_node_is_asked_again_later_not_at_once(tmp_path, monkeypatch):
+    # A relay forwards a returning node's messages before its own join of the node is done:
+    # its reply knows nothing of the node. Asked at once again, a client would send a request
+    # per round trip; it waits (here an hour), the node's messages queued meanwhile.
+    from cuagent.feed import session
+
+    monkeypatch.setattr(session, "RESYNC_RETRY_S", 3600.0)
+    rig = _NodeBehindARelay(tmp_path)
+    try:
+        wait_until(lambda: "node-b" in rig.session.unknown, step=rig.step, what="an empty reply about node-b")
+        for _ in range(25):
+            rig.step()
+        assert rig.asked_since_join() == 1
+        assert rig.session.unknown["node-b"][0] == 1 and rig.queued_of("node-b") == 1
+        assert "node-b" not in rig.client.view.nodes and "node-a" in rig.client.view.nodes
+    finally:
+        rig.client.close()
+        rig.up.close()
+
+
+def test_a_node_the_relay_joins_meanwhile_is_applied_with_what_was_queued(tmp_path, monkeypatch):
+    from cuagent.feed import session
+
+    monkeypatch.setattr(session, "RESYNC_RETRY_S", 0.001)
+    rig = _NodeBehindARelay(tmp_path)
+    try:
+        def step() -> None:
+            if rig.session.unknown.get("node-b", (0,))[0] == 2:  # two empty replies: the relay has it now
+                rig.up.latest[protocol.build_topic("topo", "node-b")] = rig.node_b_topo
+            rig.step()
+
+        wait_until(lambda: "node-b" in rig.client.view.nodes, step=step, what="node-b joined")
+        assert rig.asked_since_join() == 3 and not rig.session.unknown and not rig.session.resyncing
+        assert rig.client.view.nodes["node-b"].devices
+    finally:
+        rig.client.close()
+        rig.up.close()
+
+
+def test_a_node_the_relay_never_knows_is_given_up_and_starts_over_when_heard(tmp_path, monkeypatch):
+    from cuagent.feed import session
+
+    monkeypatch.setattr(session, "RESYNC_RETRY_S", 0.001)
+    rig = _NodeBehindARelay(tmp_path)
+    try:
+        wait_until(lambda: rig.asked_since_join() == session.RESYNC_TRIES and not rig.session.resyncing,
+                   step=rig.step, what="node-b given up")
+        assert not rig.session.unknown and rig.queued_of("node-b") == 0 and "node-b" not in rig.client.view.nodes
+        rig.up.latest[protocol.build_topic("topo", "node-b")] = rig.node_b_topo
+        rig.up.send("hb", "node-b", protocol.encode_hb_body({}, 1.0, 0, 1.0))  # heard again
+        wait_until(lambda: "node-b" in rig.client.view.nodes, step=rig.step, what="node-b joined")
+    finally:
+        rig.client.close()
+        rig.up.close()
+
+
+def test_a_node_gone_while_its_snapshot_was_asked_for_stays_gone(tmp_path, monkeypatch):
+    # The relay answered the request for node-b before it forgot the node, and announced
+    # node_gone after: the client read the event first. The reply must not bring node-b back
+    # (it would sit in the view, stale, for good: no node_gone comes again).
+    from cuagent.feed import session
+
+    monkeypatch.setattr(session, "RESYNC_RETRY_S", 0.001)
+    rig = _NodeBehindARelay(tmp_path)
+    try:
+        topo_b = protocol.build_topic("topo", "node-b")
+        rig.up.latest[topo_b] = rig.node_b_topo
+        wait_until(lambda: rig.session.inflight is not None and rig.session.inflight[0] == topo_b,
+                   step=rig.step, what="node-b's topo asked for")
+        rig.up.send("event", "relay-r", protocol.encode_event_body("node_gone", "silent", node="node-b"))
+        events: list = []
+        wait_until(lambda: events, step=lambda: events.extend(u for u in rig.client.poll(0.02) if u.kind == "event"),
+                   what="node_gone")
+        rig.up.serve()  # the reply, with node-b in it, read after the event
+        del rig.up.latest[topo_b], rig.up.seqs[topo_b]  # the relay has forgotten it since
+        wait_until(lambda: not rig.session.resyncing and rig.session.inflight is None, step=rig.step,
+                   what="node-b's snapshots answered")
+        assert "node-b" not in rig.client.view.nodes and "node-b" not in rig.client.epochs
+    finally:
+        rig.client.close()
+        rig.up.close()
 
 
 @pytest.mark.parametrize("carried", [None, ["topo", "hb", "sum", "event"]], ids=["all-kinds", "kinds-relay"])

@@ -28,7 +28,14 @@ SNAPSHOT_TIMEOUT_S = 2.0
 JOIN_WAIT_S = 1.2  # longest wait for a first feed message before the first snapshot (hb: 1 s)
 MAX_BUFFERED = 100_000  # feed messages queued per upstream while (re)joining
 RETIRED_EPOCHS = 8  # epochs a node has left that are remembered, to drop their late messages
+# A source that knows nothing yet of a node whose messages it forwards (a relay still joining
+# a node that came back) is asked again after RESYNC_RETRY_S, doubling, RESYNC_TRIES times in
+# all (waits of 0.05 .. 3.2 s, 6.35 s in all): then the node's queued messages are dropped, and its next one
+# starts over. Asked at once each time, a client would send a request per round trip.
+RESYNC_RETRY_S = 0.05
+RESYNC_TRIES = 8
 _SUM_PREFIX = wire.kind_prefix("sum")
+_ASKED = float("inf")
 _peek_topic = wire.topics.peek_topic
 _usual_summary_records = wire.summary.usual_summary_records
 _usual_header = wire.header.usual_header
@@ -175,6 +182,11 @@ class FeedState:
         self.dated_back = False
         # Nodes a relay forgot (node_gone) while this view still heard them: dropped once stale.
         self.gone_pending: set[str] = set()
+        # node -> when a relay's node_gone dropped it (monotonic s): a snapshot reply to a
+        # request sent before that, still in flight then, must not bring the node back (it
+        # would sit in the view as stale for good: no node_gone comes again). Kept as long as
+        # such a reply can come (a request is abandoned after snapshot_timeout_s).
+        self.gone_at: dict[str, float] = {}
 
     def emit(self, kind: str, node: str, device: Optional[str], header: Optional[Header], body: Any) -> None:
         self.updates.append(Update(kind, node, device, header, body))
@@ -206,14 +218,19 @@ class FeedState:
     def forget_node(self, node: str) -> None:
         """A relay forgot ``node`` (``node_gone``, §7): drop its view, seqs and epoch. Its epoch
         is not retired: a node heard again after that is a new node (joined), in whatever epoch."""
-        if node not in self.epochs and node not in self.view.nodes:
-            return
         nv = self.view.nodes.get(node)
         if nv is not None and not nv.stale:
             # Heard here within the stale interval: through another upstream than the relay
             # that forgot it, or that relay's own staleness ran ahead of ours. Dropped when it
             # goes stale here too (Client._check_stale), kept if heard again meanwhile.
             self.gone_pending.add(node)
+            return
+        now = time.monotonic()
+        for old in [n for n, at in self.gone_at.items() if now - at > self.snapshot_timeout_s]:
+            del self.gone_at[old]
+        # Also for a node not held yet: a join's reply in flight may bring it.
+        self.gone_at[node] = now
+        if node not in self.epochs and node not in self.view.nodes:
             return
         self.gone_pending.discard(node)
         self.view.nodes.pop(node, None)
@@ -260,6 +277,9 @@ class Session:
         self.feed_seen = False
         self.created = time.monotonic()
         self.resyncing: set[str] = set()  # nodes whose messages wait for a snapshot
+        # Nodes whose snapshot reply knew nothing of them: node -> (such replies, when to ask
+        # again; inf: asked). Their messages stay queued meanwhile.
+        self.unknown: dict[str, tuple[int, float]] = {}
         # The kinds this source carries, from its snapshot replies (None: all, §3.3).
         self.carried: Optional[frozenset[str]] = None
         self.pending: deque[tuple[str, Optional[str]]] = deque((p, None) for p in state.prefixes)
@@ -291,10 +311,14 @@ class Session:
         return socks
 
     def deadlines(self, now: float) -> list[float]:
-        """Seconds until this session's snapshot times out, or its first one is due."""
+        """Seconds until this session's snapshot times out, its first one is due, or a node
+        its source knew nothing of is asked for again."""
+        out = [at - now for _, at in self.unknown.values() if at != _ASKED]
         if self.inflight:
-            return [self.inflight[2] + self.state.snapshot_timeout_s - now]
-        return [self.created + JOIN_WAIT_S - now] if self.joining else []
+            out.append(self.inflight[2] + self.state.snapshot_timeout_s - now)
+        elif self.joining:
+            out.append(self.created + JOIN_WAIT_S - now)
+        return out
 
     def process(self) -> None:
         """Handle everything already received (never blocks)."""
@@ -309,6 +333,10 @@ class Session:
         self._drain_sync()
 
     def check_timers(self, now: float) -> None:
+        for node, (tries, at) in self.unknown.items():
+            if at <= now:
+                self.unknown[node] = (tries, _ASKED)
+                self.pending.extend((prefix, node) for prefix in self.state.node_prefixes(node))
         if self.inflight is None and self.pending:
             self._send_next_request()
         if self.inflight is not None and now - self.inflight[2] > self.state.snapshot_timeout_s:
@@ -326,7 +354,7 @@ class Session:
         self.pending.clear()
         self.inflight = None
         self.feed_seen = True
-        self._apply_snapshot(snap, None)
+        self._apply_snapshot(snap, None, None)
         self._finish_join()
 
     # ------------------------------------------------------------------ feed messages
@@ -596,7 +624,7 @@ class Session:
                 data = self.dealer.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            prefix, node, _ = self.inflight
+            prefix, node, sent = self.inflight
             self.inflight = None
             try:
                 snap = wire.decode_snapshot_reply(data)
@@ -606,12 +634,38 @@ class Session:
                 self.pending.appendleft((prefix, node))
                 self._send_next_request()
                 continue
-            self._apply_snapshot(snap, node)
+            self._apply_snapshot(snap, node, sent)
+            if node is not None and not any(n == node for _, n in self.pending):
+                if node in self.state.epochs:
+                    self.unknown.pop(node, None)
+                else:
+                    self._source_knows_nothing_of(node)
             if not self.pending:
                 self._finish_join()
             self._send_next_request()
 
-    def _apply_snapshot(self, snap: wire.Snapshot, only_node: Optional[str]) -> None:
+    def _source_knows_nothing_of(self, node: str) -> None:
+        """A node's snapshot reply held nothing of it (a relay still joining it, or one that
+        has forgotten it since): ask again later, its messages queued meanwhile; after
+        RESYNC_TRIES such replies, drop them."""
+        tries = self.unknown.get(node, (0, 0.0))[0] + 1
+        if tries >= RESYNC_TRIES:
+            del self.unknown[node]
+            self.resyncing.discard(node)
+            kept = [m for m in self.buffer if m.topic.node != node]
+            log.warning("%s knew nothing of node %s in %d snapshot replies: its %d queued messages are "
+                        "dropped; its next message starts over", self.endpoint.sync, node, tries,
+                        len(self.buffer) - len(kept))
+            self.buffer = kept
+            return
+        wait = RESYNC_RETRY_S * 2 ** (tries - 1)
+        log.info("%s knows nothing of node %s yet: asking again in %.2f s", self.endpoint.sync, node, wait)
+        self.unknown[node] = (tries, time.monotonic() + wait)
+        self.resyncing.add(node)
+
+    def _apply_snapshot(self, snap: wire.Snapshot, only_node: Optional[str], sent: Optional[float]) -> None:
+        """Apply a snapshot reply (of ``only_node``'s topics, or all) to a request sent at
+        ``sent`` (monotonic s; None: no request)."""
         kinds = snap.extra.get("kinds")
         # The kinds this source carries (§3.3, §7): all, unless its reply says otherwise.
         self.carried = frozenset(k for k in kinds if isinstance(k, str)) if isinstance(kinds, list) else None
@@ -640,6 +694,12 @@ class Session:
         seq_nodes |= {n for n in listed if isinstance(n, str) and wire.NODE_RE.fullmatch(n)}
         if only_node is not None:
             seq_nodes &= {only_node}
+        if sent is not None and self.state.gone_at:
+            # Forgotten by a relay (node_gone) after this was asked: the reply's copy of the
+            # node is older than that. Heard again, the node is joined anew.
+            for node in [n for n in decoded if self.state.gone_at.get(n, sent) > sent]:
+                del decoded[node]
+            seq_nodes = {n for n in seq_nodes if self.state.gone_at.get(n, sent) <= sent}
         bare: dict[str, int] = {}
         for node in seq_nodes - set(decoded):
             epoch = listed.get(node)
@@ -690,7 +750,7 @@ class Session:
 
     def _finish_join(self) -> None:
         self.joining = False
-        self.resyncing.clear()
+        self.resyncing.intersection_update(self.unknown)  # those wait for their next reply
         buffered, self.buffer = self.buffer, []
         for msg in buffered:
             self._replay(msg)

@@ -30,8 +30,9 @@ MAX_BUFFERED = 100_000  # feed messages queued per upstream while (re)joining
 RETIRED_EPOCHS = 8  # epochs a node has left that are remembered, to drop their late messages
 # A source that knows nothing yet of a node whose messages it forwards (a relay still joining
 # a node that came back) is asked again after RESYNC_RETRY_S, doubling, RESYNC_TRIES times in
-# all (waits of 0.05 .. 3.2 s, 6.35 s in all): then the node's queued messages are dropped, and its next one
-# starts over. Asked at once each time, a client would send a request per round trip.
+# all (waits of 0.05 .. 3.2 s, 6.35 s in all): then the node's queued messages are dropped,
+# and its next one starts over. Asked at once each time, a client would send a request per
+# round trip (and a relay scans its whole table for each).
 RESYNC_RETRY_S = 0.05
 RESYNC_TRIES = 8
 _SUM_PREFIX = wire.kind_prefix("sum")
@@ -333,10 +334,10 @@ class Session:
         self._drain_sync()
 
     def check_timers(self, now: float) -> None:
-        for node, (tries, at) in self.unknown.items():
+        for unknown, (tries, at) in self.unknown.items():
             if at <= now:
-                self.unknown[node] = (tries, _ASKED)
-                self.pending.extend((prefix, node) for prefix in self.state.node_prefixes(node))
+                self.unknown[unknown] = (tries, _ASKED)
+                self.pending.extend((prefix, unknown) for prefix in self.state.node_prefixes(unknown))
         if self.inflight is None and self.pending:
             self._send_next_request()
         if self.inflight is not None and now - self.inflight[2] > self.state.snapshot_timeout_s:

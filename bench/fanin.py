@@ -71,7 +71,7 @@ def role_counter(args: argparse.Namespace) -> dict[str, Any]:
     from cuagent import wire
     from cuagent.wire.summary import summary_records
 
-    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.SUB)
     sub.setsockopt(zmq.RCVHWM, 0)
     for prefix in args.prefix.split(","):
         sub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
@@ -189,12 +189,12 @@ def role_snapshot(args: argparse.Namespace) -> dict[str, Any]:
     from cuagent.client import Client, parse_endpoint
 
     ep = parse_endpoint(args.connect)
-    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    dealer: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
     dealer.setsockopt(zmq.LINGER, 0)
     dealer.connect(ep.sync)
     _wait_until(args.start_at)
     end = args.start_at + args.seconds
-    rows = []
+    rows: list[dict[str, Any]] = []
     while time.time() < end:
         t0 = time.monotonic()
         dealer.send(wire.snapshot_request(args.prefix.split(",")[0]))
@@ -281,7 +281,7 @@ def ping(sync: str, timeout: float = 1.0) -> Optional[dict[str, Any]]:
     import msgpack
     import zmq
 
-    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(sync)
     try:
@@ -364,7 +364,7 @@ def rss_mb(proc: Proc) -> float:
     import psutil
 
     try:
-        return psutil.Process(proc.popen.pid).memory_info().rss / 2**20
+        return float(psutil.Process(proc.popen.pid).memory_info().rss / 2**20)
     except psutil.Error:
         return math.nan
 
@@ -487,7 +487,7 @@ def phase(a: argparse.Namespace, kind: str, tmp: Path) -> dict[str, Any]:
 def per_node(a: argparse.Namespace) -> float:
     """Messages per second of one node: a state per GPU and a summary per window, an hb per
     second, a topo every 10 s (the fleet's defaults, as an agent's)."""
-    return a.gpus * a.rate_hz + a.rate_hz + 1.0 + 0.1
+    return float(a.gpus * a.rate_hz + a.rate_hz + 1.0 + 0.1)
 
 
 def summary_per_node(interval_s: float) -> float:
@@ -587,9 +587,9 @@ def report(results: list[dict[str, Any]], a: argparse.Namespace) -> str:
         top_tier = len(res["tiers"])
         for f in tier_figures(res):
             top = f.tier == top_tier
-            snap = res["roles"].get("snapshot") if top else None
+            snap = (res["roles"].get("snapshot") if top else None) or {}
             snap_txt = "—"
-            rows = [s for s in (snap or {}).get("snapshots", []) if s.get("reply_s") is not None]
+            rows = [s for s in snap.get("snapshots", []) if s.get("reply_s") is not None]
             if rows:
                 ms = sorted(s["reply_s"] * 1e3 for s in rows)
                 snap_txt = (f"{'cua1/sum/: ' if f.summaries else ''}{ms[len(ms) // 2]:,.0f} "

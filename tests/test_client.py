@@ -273,6 +273,41 @@ def test_a_heartbeat_speaks_only_for_its_own_node(tmp_path):
         up.close()
 
 
+def test_a_new_nodes_snapshot_brings_its_latest_state_though_nothing_follows(tmp_path):
+    # A node first heard after the join is asked for one prefix per kind; the topo's reply
+    # must come first: a state applied before its topo is dropped, its seq taken as applied,
+    # and the device shows no state until the node sends another (here: never).
+    from test_protocol import AGENT, h100_device, h100_state
+
+    dev = h100_device()
+    up = FakeUpstream(tmp_path)
+    client = Client([f"{up.feed},{up.sync}"])
+    try:
+        up.send("topo", "node-a", protocol.encode_topo_body([dev], AGENT))
+        step = up.stepper(client)
+        wait_until(lambda: client.ready, step=step, what="join")
+        up.send("topo", "node-b", protocol.encode_topo_body([dev], AGENT))
+        up.send("state", "node-b", protocol.encode_state_body(h100_state(), dev.counters), device=dev.id)
+        session = client.sessions[0]
+        wait_until(lambda: "node-b" in client.epochs and not session.resyncing and not session.pending
+                   and session.inflight is None, step=step, what="node-b joined")
+        assert client.view.device("node-b", dev.id).seq == 1
+    finally:
+        client.close()
+        up.close()
+
+
+def test_snapshots_are_asked_for_topos_first():
+    # Whatever order the subscriptions were given in: a state reply before its topo's would
+    # be dropped (the join's prefixes, a node's, §4).
+    from cuagent.feed.session import FeedState, topo_first
+
+    assert topo_first(["cua1/state/", "cua1/sum/", "cua1/topo/", "cua1/hb/"])[:1] == ["cua1/topo/"]
+    assert topo_first(["cua1/state/n1/", "cua1/"]) == ["cua1/", "cua1/state/n1/"]
+    state = FeedState(["cua1/sum/", "cua1/state/", "cua1/topo/"], 2.0)
+    assert state.node_prefixes("n1") == ["cua1/topo/n1/", "cua1/state/n1/", "cua1/sum/n1/"]
+
+
 def test_a_client_following_only_heartbeats_applies_them(tmp_path):
     # A snapshot carries no hb or event messages, only their seqs: the node's epoch must come
     # from the reply itself (an agent's "epoch"; a relay's per-node "epochs"), else such a
@@ -443,8 +478,9 @@ def test_a_node_the_relay_joins_meanwhile_is_applied_with_what_was_queued(tmp_pa
                 rig.up.latest[protocol.build_topic("topo", "node-b")] = rig.node_b_topo
             rig.step()
 
-        wait_until(lambda: "node-b" in rig.client.view.nodes, step=step, what="node-b joined")
-        assert rig.asked_since_join() == 3 and not rig.session.unknown and not rig.session.resyncing
+        wait_until(lambda: "node-b" in rig.client.view.nodes and not rig.session.resyncing, step=step,
+                   what="node-b joined")
+        assert rig.asked_since_join() == 3 and not rig.session.unknown
         assert rig.client.view.nodes["node-b"].devices
     finally:
         rig.client.close()

@@ -12,7 +12,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Optional, Protocol, Sequence
+from typing import Any, Iterable, NamedTuple, Optional, Protocol, Sequence
 
 import zmq
 
@@ -36,10 +36,18 @@ RETIRED_EPOCHS = 8  # epochs a node has left that are remembered, to drop their 
 RESYNC_RETRY_S = 0.05
 RESYNC_TRIES = 8
 _SUM_PREFIX = wire.kind_prefix("sum")
+_TOPO_PREFIX = wire.kind_prefix("topo")
 _ASKED = float("inf")
 _peek_topic = wire.topics.peek_topic
 _usual_summary_records = wire.summary.usual_summary_records
 _usual_header = wire.header.usual_header
+
+
+def topo_first(prefixes: Iterable[str]) -> list[str]:
+    """Snapshot prefixes in the order to ask for them: topos first. A state is decoded against
+    the topo held, so one that came before it (in another prefix's reply) would be dropped,
+    its seq taken as applied, and its device would show no state until the next one."""
+    return sorted(prefixes, key=lambda p: (not p.startswith(_TOPO_PREFIX) and not _TOPO_PREFIX.startswith(p), p))
 
 
 class Endpoint(NamedTuple):
@@ -251,7 +259,7 @@ class FeedState:
                     out.append(topic_prefix)
                 elif sub.startswith(topic_prefix):
                     out.append(sub)
-        return sorted(set(out))
+        return topo_first(set(out))
 
 
 class Session:
@@ -283,7 +291,7 @@ class Session:
         self.unknown: dict[str, tuple[int, float]] = {}
         # The kinds this source carries, from its snapshot replies (None: all, §3.3).
         self.carried: Optional[frozenset[str]] = None
-        self.pending: deque[tuple[str, Optional[str]]] = deque((p, None) for p in state.prefixes)
+        self.pending: deque[tuple[str, Optional[str]]] = deque((p, None) for p in topo_first(state.prefixes))
         self.inflight: Optional[tuple[str, Optional[str], float]] = None
         self.buffer: list[Received] = []
         self._new_dealer()

@@ -297,15 +297,21 @@ def test_a_new_nodes_snapshot_brings_its_latest_state_though_nothing_follows(tmp
         up.close()
 
 
-def test_snapshots_are_asked_for_topos_first():
-    # Whatever order the subscriptions were given in: a state reply before its topo's would
-    # be dropped (the join's prefixes, a node's, §4).
-    from cuagent.feed.session import FeedState, topo_first
+def test_replies_to_one_nodes_requests_are_applied_together():
+    # One request per prefix (§4): applied one by one, a state reply before its topo's would
+    # be dropped. Merged: every message once (the later reply's), the highest seqs, the
+    # relay's per-node maps united.
+    from cuagent.feed.session import merged_replies
+    from cuagent.wire import Snapshot
 
-    assert topo_first(["cua1/state/", "cua1/sum/", "cua1/topo/", "cua1/hb/"])[:1] == ["cua1/topo/"]
-    assert topo_first(["cua1/state/n1/", "cua1/"]) == ["cua1/", "cua1/state/n1/"]
-    state = FeedState(["cua1/sum/", "cua1/state/", "cua1/topo/"], 2.0)
-    assert state.node_prefixes("n1") == ["cua1/topo/n1/", "cua1/state/n1/", "cua1/sum/n1/"]
+    first = Snapshot(5, [[b"cua1/state/n1/d0/", b"h1", b"b1"]], {"cua1/state/n1/d0/": 3}, {"epochs": {"n1": 7}, "kinds": ["state"]})
+    second = Snapshot(5, [[b"cua1/topo/n1/", b"h2", b"b2"], [b"cua1/state/n1/d0/", b"h3", b"b3"]],
+                      {"cua1/topo/n1/": 1, "cua1/state/n1/d0/": 4}, {"epochs": {"r": 9}, "kinds": ["topo"]})
+    merged = merged_replies([first, second])
+    assert sorted(merged.messages) == [[b"cua1/state/n1/d0/", b"h3", b"b3"], [b"cua1/topo/n1/", b"h2", b"b2"]]
+    assert merged.seqs == {"cua1/state/n1/d0/": 4, "cua1/topo/n1/": 1}
+    assert merged.extra == {"epochs": {"n1": 7, "r": 9}, "kinds": ["topo"]}
+    assert merged_replies([first]) is first
 
 
 def test_a_client_following_only_heartbeats_applies_them(tmp_path):
@@ -419,11 +425,12 @@ def test_node_gone_from_one_relay_leaves_a_node_heard_through_another():
 
 class _NodeBehindARelay:
     """A client joined through a FakeUpstream shaped as a relay (relay-r, whose own epoch its
-    replies list, §7) of node-a; then node-b's topo comes through the feed, while the relay's
-    table has nothing of node-b (it is joining the node, or has forgotten it)."""
+    replies list, §7) of node-a; then node-b's topo and a state come through the feed, while
+    the relay's table holds the state but not the topo (it is still joining the node): nothing
+    to decode the state with."""
 
     def __init__(self, tmp_path) -> None:
-        from test_protocol import AGENT, h100_device
+        from test_protocol import AGENT, h100_device, h100_state
 
         self.up = FakeUpstream(tmp_path)
         self.up.extra = {"epochs": {"relay-r": 5}}
@@ -435,6 +442,7 @@ class _NodeBehindARelay:
         wait_until(lambda: self.client.ready, step=self.step, what="join")
         self.joined_after = self.up.requests
         self.up.send("topo", "node-b", body)
+        self.up.send("state", "node-b", protocol.encode_state_body(h100_state(), h100_device().counters), device="mock-0")
         self.node_b_topo = self.up.latest.pop(protocol.build_topic("topo", "node-b"))
 
     def asked_since_join(self) -> int:
@@ -460,7 +468,7 @@ def test_a_relay_that_knows_nothing_yet_of_a_node_is_asked_again_later_not_at_on
         for _ in range(25):
             rig.step()
         assert rig.asked_since_join() == 1
-        assert rig.session.unknown["node-b"][0] == 1 and rig.queued_of("node-b") == 1
+        assert rig.session.unknown["node-b"][0] == 1 and rig.queued_of("node-b") == 2  # its topo and state
         assert "node-b" not in rig.client.view.nodes and "node-a" in rig.client.view.nodes
     finally:
         rig.client.close()
@@ -481,7 +489,11 @@ def test_a_node_the_relay_joins_meanwhile_is_applied_with_what_was_queued(tmp_pa
         wait_until(lambda: "node-b" in rig.client.view.nodes and not rig.session.resyncing, step=step,
                    what="node-b joined")
         assert rig.asked_since_join() == 3 and not rig.session.unknown
-        assert rig.client.view.nodes["node-b"].devices
+        # The state the feed brought, decoded against the topo; the hb's seqs show no loss.
+        assert rig.client.view.device("node-b", "mock-0").seq == 1
+        rig.up.send("hb", "node-b", protocol.encode_hb_body(dict(rig.up.seqs), 1.0, 0, 1.0))
+        wait_until(lambda: rig.client.view.nodes["node-b"].heartbeat is not None, step=step, what="node-b's hb")
+        assert rig.client.stats.gaps == 0 and rig.client.stats.resyncs == 0, rig.client.stats
     finally:
         rig.client.close()
         rig.up.close()

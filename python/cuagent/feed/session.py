@@ -12,7 +12,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Iterable, NamedTuple, Optional, Protocol, Sequence
+from typing import Any, NamedTuple, Optional, Protocol, Sequence
 
 import zmq
 
@@ -36,18 +36,30 @@ RETIRED_EPOCHS = 8  # epochs a node has left that are remembered, to drop their 
 RESYNC_RETRY_S = 0.05
 RESYNC_TRIES = 8
 _SUM_PREFIX = wire.kind_prefix("sum")
-_TOPO_PREFIX = wire.kind_prefix("topo")
 _ASKED = float("inf")
 _peek_topic = wire.topics.peek_topic
 _usual_summary_records = wire.summary.usual_summary_records
 _usual_header = wire.header.usual_header
 
 
-def topo_first(prefixes: Iterable[str]) -> list[str]:
-    """Snapshot prefixes in the order to ask for them: topos first. A state is decoded against
-    the topo held, so one that came before it (in another prefix's reply) would be dropped,
-    its seq taken as applied, and its device would show no state until the next one."""
-    return sorted(prefixes, key=lambda p: (not p.startswith(_TOPO_PREFIX) and not _TOPO_PREFIX.startswith(p), p))
+def merged_replies(snaps: Sequence[wire.Snapshot]) -> wire.Snapshot:
+    """The replies to one join's or one node's requests (a prefix each) as one reply, applied
+    together: a state is decoded against its node's topo, so one applied from an earlier reply
+    than its topo's would be dropped, its seq taken as applied, and its device would show no
+    state until the next window. A topic in two replies (overlapping prefixes): the later's."""
+    if len(snaps) == 1:
+        return snaps[0]
+    messages: dict[bytes, list[bytes]] = {}
+    seqs: dict[str, int] = {}
+    extra: dict[str, Any] = {}
+    for snap in snaps:
+        messages.update((bytes(frames[0]), frames) for frames in snap.messages)
+        for topic, seq in snap.seqs.items():
+            seqs[topic] = max(seq, seqs.get(topic, 0))
+        for key, value in snap.extra.items():
+            held = extra.get(key)
+            extra[key] = {**held, **value} if isinstance(held, dict) and isinstance(value, dict) else value
+    return wire.Snapshot(snaps[-1].epoch, list(messages.values()), seqs, extra)
 
 
 class Endpoint(NamedTuple):
@@ -259,7 +271,7 @@ class FeedState:
                     out.append(topic_prefix)
                 elif sub.startswith(topic_prefix):
                     out.append(sub)
-        return topo_first(set(out))
+        return sorted(set(out))
 
 
 class Session:
@@ -291,7 +303,10 @@ class Session:
         self.unknown: dict[str, tuple[int, float]] = {}
         # The kinds this source carries, from its snapshot replies (None: all, §3.3).
         self.carried: Optional[frozenset[str]] = None
-        self.pending: deque[tuple[str, Optional[str]]] = deque((p, None) for p in topo_first(state.prefixes))
+        self.pending: deque[tuple[str, Optional[str]]] = deque((p, None) for p in state.prefixes)
+        # The replies so far of the join (None) or of a node's resync, and when the first of
+        # their requests was sent: applied together once the last is in (merged_replies).
+        self.collected: dict[Optional[str], tuple[list[wire.Snapshot], float]] = {}
         self.inflight: Optional[tuple[str, Optional[str], float]] = None
         self.buffer: list[Received] = []
         self._new_dealer()
@@ -643,32 +658,51 @@ class Session:
                 self.pending.appendleft((prefix, node))
                 self._send_next_request()
                 continue
-            self._apply_snapshot(snap, node, sent)
-            if node is not None and not any(n == node for _, n in self.pending):
-                if node in self.state.epochs:
+            replies, first_sent = self.collected.setdefault(node, ([], sent))
+            replies.append(snap)
+            if any(n == node for _, n in self.pending):
+                self._send_next_request()
+                continue  # more of this join's or node's replies to come
+            del self.collected[node]
+            snap = merged_replies(replies)
+            if node is not None and self._lacks_topo(snap, node):
+                self._source_knows_nothing_of(node, "has no topo yet of")
+            else:
+                self._apply_snapshot(snap, node, first_sent)
+                if node is not None and node in self.state.epochs:
                     self.unknown.pop(node, None)
-                else:
-                    self._source_knows_nothing_of(node)
+                elif node is not None:
+                    self._source_knows_nothing_of(node, "knows nothing yet of")
             if not self.pending:
                 self._finish_join()
             self._send_next_request()
 
-    def _source_knows_nothing_of(self, node: str) -> None:
-        """A node's snapshot reply held nothing of it (a relay still joining it, or one that
-        has forgotten it since): ask again later, its messages queued meanwhile; after
-        RESYNC_TRIES such replies, drop them."""
+    def _lacks_topo(self, snap: wire.Snapshot, node: str) -> bool:
+        """The replies about ``node``, held by no view here, have its states or list its topo,
+        but hold no topo of it (a relay still joining it): nothing to decode the states with."""
+        topo = wire.build_topic("topo", node)
+        if node in self.state.view.nodes or not self.state.subscribed(topo):
+            return False
+        raw, states = topo.encode(), wire.build_topic("state", node).encode()
+        if any(frames[0] == raw for frames in snap.messages):
+            return False
+        return topo in snap.seqs or any(bytes(frames[0]).startswith(states) for frames in snap.messages)
+
+    def _source_knows_nothing_of(self, node: str, what: str) -> None:
+        """A node's snapshot replies held nothing of it, or not its topo (a relay still joining
+        it, or one that has forgotten it since): ask again later, its messages queued
+        meanwhile; after RESYNC_TRIES such replies, drop them."""
         tries = self.unknown.get(node, (0, 0.0))[0] + 1
         if tries >= RESYNC_TRIES:
             del self.unknown[node]
             self.resyncing.discard(node)
             kept = [m for m in self.buffer if m.topic.node != node]
-            log.warning("%s knew nothing of node %s in %d snapshot replies: its %d queued messages are "
-                        "dropped; its next message starts over", self.endpoint.sync, node, tries,
-                        len(self.buffer) - len(kept))
+            log.warning("%s %s node %s after %d tries: its %d queued messages are dropped; its next "
+                        "message starts over", self.endpoint.sync, what, node, tries, len(self.buffer) - len(kept))
             self.buffer = kept
             return
         wait = RESYNC_RETRY_S * 2 ** (tries - 1)
-        log.info("%s knows nothing of node %s yet: asking again in %.2f s", self.endpoint.sync, node, wait)
+        log.info("%s %s node %s: asking again in %.2f s", self.endpoint.sync, what, node, wait)
         self.unknown[node] = (tries, time.monotonic() + wait)
         self.resyncing.add(node)
 

@@ -454,93 +454,90 @@ class _NodeBehindARelay:
     def queued_of(self, node: str) -> int:
         return sum(m.topic.node == node for m in self.session.buffer)
 
+    def close(self) -> None:
+        self.client.close()
+        self.up.close()
 
-def test_a_relay_that_knows_nothing_yet_of_a_node_is_asked_again_later_not_at_once(tmp_path, monkeypatch):
+
+@pytest.fixture
+def behind_a_relay(tmp_path, monkeypatch):
+    """Makes a _NodeBehindARelay whose client waits ``retry_s`` before asking again about a
+    node its source knew nothing of (doubling); closes it after the test."""
+    from cuagent.feed import session
+
+    rigs: list[_NodeBehindARelay] = []
+
+    def make(retry_s: float) -> _NodeBehindARelay:
+        monkeypatch.setattr(session, "RESYNC_RETRY_S", retry_s)
+        rigs.append(_NodeBehindARelay(tmp_path))
+        return rigs[-1]
+
+    yield make
+    for rig in rigs:
+        rig.close()
+
+
+def test_a_relay_that_knows_nothing_yet_of_a_node_is_asked_again_later_not_at_once(behind_a_relay):
     # A relay forwards a returning node's messages before its own join of the node is done:
     # its reply knows nothing of the node. Asked at once again, a client would send a request
     # per round trip; it waits (here an hour), the node's messages queued meanwhile.
-    from cuagent.feed import session
-
-    monkeypatch.setattr(session, "RESYNC_RETRY_S", 3600.0)
-    rig = _NodeBehindARelay(tmp_path)
-    try:
-        wait_until(lambda: "node-b" in rig.session.unknown, step=rig.step, what="an empty reply about node-b")
-        for _ in range(25):
-            rig.step()
-        assert rig.asked_since_join() == 1
-        assert rig.session.unknown["node-b"][0] == 1 and rig.queued_of("node-b") == 2  # its topo and state
-        assert "node-b" not in rig.client.view.nodes and "node-a" in rig.client.view.nodes
-    finally:
-        rig.client.close()
-        rig.up.close()
+    rig = behind_a_relay(3600.0)
+    wait_until(lambda: "node-b" in rig.session.unknown, step=rig.step, what="an empty reply about node-b")
+    for _ in range(25):
+        rig.step()
+    assert rig.asked_since_join() == 1
+    assert rig.session.unknown["node-b"][0] == 1 and rig.queued_of("node-b") == 2  # its topo and state
+    assert "node-b" not in rig.client.view.nodes and "node-a" in rig.client.view.nodes
 
 
-def test_a_node_the_relay_joins_meanwhile_is_applied_with_what_was_queued(tmp_path, monkeypatch):
-    from cuagent.feed import session
+def test_a_node_the_relay_joins_meanwhile_is_applied_with_what_was_queued(behind_a_relay):
+    rig = behind_a_relay(0.001)
 
-    monkeypatch.setattr(session, "RESYNC_RETRY_S", 0.001)
-    rig = _NodeBehindARelay(tmp_path)
-    try:
-        def step() -> None:
-            if rig.session.unknown.get("node-b", (0,))[0] == 2:  # two empty replies: the relay has it now
-                rig.up.latest[protocol.build_topic("topo", "node-b")] = rig.node_b_topo
-            rig.step()
+    def step() -> None:
+        if rig.session.unknown.get("node-b", (0,))[0] == 2:  # two empty replies: the relay has it now
+            rig.up.latest[protocol.build_topic("topo", "node-b")] = rig.node_b_topo
+        rig.step()
 
-        wait_until(lambda: "node-b" in rig.client.view.nodes and not rig.session.resyncing, step=step,
-                   what="node-b joined")
-        assert rig.asked_since_join() == 3 and not rig.session.unknown
-        # The state the feed brought, decoded against the topo; the hb's seqs show no loss.
-        assert rig.client.view.device("node-b", "mock-0").seq == 1
-        rig.up.send("hb", "node-b", protocol.encode_hb_body(dict(rig.up.seqs), 1.0, 0, 1.0))
-        wait_until(lambda: rig.client.view.nodes["node-b"].heartbeat is not None, step=step, what="node-b's hb")
-        assert rig.client.stats.gaps == 0 and rig.client.stats.resyncs == 0, rig.client.stats
-    finally:
-        rig.client.close()
-        rig.up.close()
+    wait_until(lambda: "node-b" in rig.client.view.nodes and not rig.session.resyncing, step=step,
+               what="node-b joined")
+    assert rig.asked_since_join() == 3 and not rig.session.unknown
+    # The state the feed brought, decoded against the topo; the hb's seqs show no loss.
+    assert rig.client.view.device("node-b", "mock-0").seq == 1
+    rig.up.send("hb", "node-b", protocol.encode_hb_body(dict(rig.up.seqs), 1.0, 0, 1.0))
+    wait_until(lambda: rig.client.view.nodes["node-b"].heartbeat is not None, step=step, what="node-b's hb")
+    assert rig.client.stats.gaps == 0 and rig.client.stats.resyncs == 0, rig.client.stats
 
 
-def test_a_node_the_relay_never_knows_is_given_up_and_starts_over_when_heard(tmp_path, monkeypatch):
-    from cuagent.feed import session
+def test_a_node_the_relay_never_knows_is_given_up_and_starts_over_when_heard(behind_a_relay):
+    from cuagent.feed.session import RESYNC_TRIES
 
-    monkeypatch.setattr(session, "RESYNC_RETRY_S", 0.001)
-    rig = _NodeBehindARelay(tmp_path)
-    try:
-        wait_until(lambda: rig.asked_since_join() == session.RESYNC_TRIES and not rig.session.resyncing,
-                   step=rig.step, what="node-b given up")
-        assert not rig.session.unknown and rig.queued_of("node-b") == 0 and "node-b" not in rig.client.view.nodes
-        rig.up.latest[protocol.build_topic("topo", "node-b")] = rig.node_b_topo
-        rig.up.send("hb", "node-b", protocol.encode_hb_body({}, 1.0, 0, 1.0))  # heard again
-        wait_until(lambda: "node-b" in rig.client.view.nodes, step=rig.step, what="node-b joined")
-    finally:
-        rig.client.close()
-        rig.up.close()
+    rig = behind_a_relay(0.001)
+    wait_until(lambda: rig.asked_since_join() == RESYNC_TRIES and not rig.session.resyncing,
+               step=rig.step, what="node-b given up")
+    assert not rig.session.unknown and rig.queued_of("node-b") == 0 and "node-b" not in rig.client.view.nodes
+    rig.up.latest[protocol.build_topic("topo", "node-b")] = rig.node_b_topo
+    rig.up.send("hb", "node-b", protocol.encode_hb_body({}, 1.0, 0, 1.0))  # heard again
+    wait_until(lambda: "node-b" in rig.client.view.nodes, step=rig.step, what="node-b joined")
 
 
-def test_a_node_gone_while_its_snapshot_was_asked_for_stays_gone(tmp_path, monkeypatch):
+def test_a_node_gone_while_its_snapshot_was_asked_for_stays_gone(behind_a_relay):
     # The relay answered the request for node-b before it forgot the node, and announced
     # node_gone after: the client read the event first. The reply must not bring node-b back
     # (it would sit in the view, stale, for good: no node_gone comes again).
-    from cuagent.feed import session
-
-    monkeypatch.setattr(session, "RESYNC_RETRY_S", 0.001)
-    rig = _NodeBehindARelay(tmp_path)
-    try:
-        topo_b = protocol.build_topic("topo", "node-b")
-        rig.up.latest[topo_b] = rig.node_b_topo
-        wait_until(lambda: rig.session.inflight is not None and rig.session.inflight[0] == topo_b,
-                   step=rig.step, what="node-b's topo asked for")
-        rig.up.send("event", "relay-r", protocol.encode_event_body("node_gone", "silent", node="node-b"))
-        events: list = []
-        wait_until(lambda: events, step=lambda: events.extend(u for u in rig.client.poll(0.02) if u.kind == "event"),
-                   what="node_gone")
-        rig.up.serve()  # the reply, with node-b in it, read after the event
-        del rig.up.latest[topo_b], rig.up.seqs[topo_b]  # the relay has forgotten it since
-        wait_until(lambda: not rig.session.resyncing and rig.session.inflight is None, step=rig.step,
-                   what="node-b's snapshots answered")
-        assert "node-b" not in rig.client.view.nodes and "node-b" not in rig.client.epochs
-    finally:
-        rig.client.close()
-        rig.up.close()
+    rig = behind_a_relay(0.001)
+    topo_b = protocol.build_topic("topo", "node-b")
+    rig.up.latest[topo_b] = rig.node_b_topo
+    wait_until(lambda: rig.session.inflight is not None and rig.session.inflight[0] == topo_b,
+               step=rig.step, what="node-b's topo asked for")
+    rig.up.send("event", "relay-r", protocol.encode_event_body("node_gone", "silent", node="node-b"))
+    events: list = []
+    wait_until(lambda: events, step=lambda: events.extend(u for u in rig.client.poll(0.02) if u.kind == "event"),
+               what="node_gone")
+    rig.up.serve()  # the reply, with node-b in it, read after the event
+    del rig.up.latest[topo_b], rig.up.seqs[topo_b]  # the relay has forgotten it since
+    wait_until(lambda: not rig.session.resyncing and rig.session.inflight is None, step=rig.step,
+               what="node-b's snapshots answered")
+    assert "node-b" not in rig.client.view.nodes and "node-b" not in rig.client.epochs
 
 
 @pytest.mark.parametrize("carried", [None, ["topo", "hb", "sum", "event"]], ids=["all-kinds", "kinds-relay"])

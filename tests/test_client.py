@@ -11,10 +11,11 @@ import msgpack
 import numpy as np
 import pytest
 
-from cuagent import protocol
+from cuagent import protocol, wire
 from cuagent.client import Client, parse_endpoint
 from cuagent.feed.view import NodeView
 from feed_support import WAIT_S, Recorder, drain_quiet, request, start_agent, wait_until
+from test_protocol import AGENT, h100_device, h100_state
 
 
 class OrderLog:
@@ -538,6 +539,77 @@ def test_a_node_gone_while_its_snapshot_was_asked_for_stays_gone(behind_a_relay)
     wait_until(lambda: not rig.session.resyncing and rig.session.inflight is None, step=rig.step,
                what="node-b's snapshots answered")
     assert "node-b" not in rig.client.view.nodes and "node-b" not in rig.client.epochs
+
+
+def _restart(up: FakeUpstream, node: str, epoch: int) -> None:
+    """``node`` restarts behind ``up`` (a relay): its topics start again, in ``epoch``."""
+    for topic in [t for t in up.seqs if wire.node_of(t) == node]:
+        del up.seqs[topic]
+        up.latest.pop(topic, None)
+    up.extra["epochs"][node] = epoch
+
+
+def test_a_node_that_restarts_between_its_snapshot_replies_is_asked_again(behind_a_relay):
+    # Replies about one node are applied together; the node restarted between two of them,
+    # so they hold seqs of two epochs. Merged, its old hb seq would stand under the new epoch
+    # and every new heartbeat up to it would be dropped as seen.
+    rig = behind_a_relay(0.001)
+    up, session, hb_b = rig.up, rig.session, protocol.build_topic("hb", "node-b")
+    up.latest[protocol.build_topic("topo", "node-b")] = rig.node_b_topo
+    up.extra["epochs"]["node-b"] = 5
+    up.seqs[hb_b] = 5000
+    wait_until(lambda: session.inflight is not None and session.inflight[0] == "cua1/state/node-b/",
+               step=rig.step, what="node-b's event and hb replies in")
+    _restart(up, "node-b", 9)
+    up.send("topo", "node-b", protocol.encode_topo_body([h100_device()], AGENT), epoch=9)
+    wait_until(lambda: rig.client.epochs.get("node-b") == 9 and not session.resyncing, step=rig.step,
+               what="node-b joined in its new epoch")
+    assert rig.client.seqs.get(hb_b, 0) < 5000
+    up.send("hb", "node-b", protocol.encode_hb_body({}, 1.0, 0, 1.0), epoch=9)
+    wait_until(lambda: rig.client.view.nodes["node-b"].heartbeat is not None, step=rig.step, what="its new hb")
+
+
+def test_a_node_that_restarts_while_its_relay_joins_it_is_not_restarted_back(behind_a_relay):
+    # Its old epoch's messages, queued while the relay knew nothing of it, come before its
+    # new epoch's: replayed after the snapshot of the new epoch, they are old, not a restart.
+    rig = behind_a_relay(0.001)
+    up, session = rig.up, rig.session
+    wait_until(lambda: "node-b" in session.unknown, step=rig.step, what="node-b unknown to the relay")
+    _restart(up, "node-b", 9)
+    up.send("topo", "node-b", protocol.encode_topo_body([h100_device()], AGENT), epoch=9)
+    up.send("state", "node-b", protocol.encode_state_body(h100_state(), h100_device().counters), device="mock-0",
+            epoch=9)
+    wait_until(lambda: rig.client.epochs.get("node-b") == 9 and not session.resyncing, step=rig.step,
+               what="node-b joined in its new epoch")
+    for _ in range(10):
+        rig.step()
+    stats = rig.client.stats
+    assert rig.client.epochs["node-b"] == 9 and stats.restarts == 0 and stats.old_epoch == 2, stats
+    assert rig.client.view.device("node-b", "mock-0").seq == 1
+
+
+def test_a_node_gone_while_a_join_is_answered_stays_gone(tmp_path):
+    # A join of two prefixes: the topo reply holds node-b; the relay forgets node-b and says
+    # so (node_gone, queued while joining) before the event reply, whose seqs cover that event.
+    # Replayed, the event is a duplicate: the client takes node_gone when it queues it.
+    up = FakeUpstream(tmp_path)
+    up.extra = {"epochs": {"relay-r": 5, "node-b": 5}}
+    client = Client([f"{up.feed},{up.sync}"], prefixes=["cua1/topo/", "cua1/event/"])
+    try:
+        session = client.sessions[0]
+        up.send("topo", "node-b", protocol.encode_topo_body([h100_device()], AGENT))
+        wait_until(lambda: session.inflight is not None and session.inflight[0] == "cua1/event/",
+                   step=up.stepper(client), what="the topo reply in")
+        _restart(up, "node-b", 0)
+        del up.extra["epochs"]["node-b"]
+        up.send("event", "relay-r", protocol.encode_event_body("node_gone", "silent", node="node-b"))
+        wait_until(lambda: any(m.topic.kind == "event" for m in session.buffer), step=lambda: client.poll(0.02),
+                   what="node_gone queued")
+        wait_until(lambda: client.ready, step=up.stepper(client), what="join")
+        assert "node-b" not in client.view.nodes and "node-b" not in client.epochs
+    finally:
+        client.close()
+        up.close()
 
 
 @pytest.mark.parametrize("carried", [None, ["topo", "hb", "sum", "event"]], ids=["all-kinds", "kinds-relay"])

@@ -35,6 +35,7 @@ RETIRED_EPOCHS = 8  # epochs a node has left that are remembered, to drop their 
 # round trip (and a relay scans its whole table for each).
 RESYNC_RETRY_S = 0.05
 RESYNC_TRIES = 8
+GONE_KEPT_S = 120.0  # how long a relay's node_gone is remembered (FeedState.gone_at)
 _SUM_PREFIX = wire.kind_prefix("sum")
 _ASKED = float("inf")
 _peek_topic = wire.topics.peek_topic
@@ -60,6 +61,37 @@ def merged_replies(snaps: Sequence[wire.Snapshot]) -> wire.Snapshot:
             held = extra.get(key)
             extra[key] = {**held, **value} if isinstance(held, dict) and isinstance(value, dict) else value
     return wire.Snapshot(snaps[-1].epoch, list(messages.values()), seqs, extra)
+
+
+def reply_epochs(snap: wire.Snapshot) -> dict[str, int]:
+    """node -> epoch, as one snapshot reply tells it: its messages' headers, a relay's
+    ``epochs``, or an agent's own ``epoch`` (the one node its seqs name)."""
+    out: dict[str, int] = {}
+    listed = snap.extra.get("epochs")
+    if isinstance(listed, dict):
+        out.update((n, e) for n, e in listed.items() if isinstance(n, str) and type(e) is int)
+    else:
+        nodes = {wire.node_of(t) for t in snap.seqs if isinstance(t, str)} - {None}
+        if len(nodes) == 1:
+            out[str(nodes.pop())] = snap.epoch
+    for frames in snap.messages:
+        try:
+            topic, _, header = wire.decode_head(frames)
+        except ProtocolError:
+            continue  # counted when applied
+        out[topic.node] = header.epoch
+    return out
+
+
+def epochs_disagree(snaps: Sequence[wire.Snapshot], only_node: Optional[str] = None) -> bool:
+    """A node (``only_node``, or any) restarted between two of these replies: their seqs are
+    of two epochs, and merged they would hold the old epoch's seqs under the new one."""
+    seen: dict[str, int] = {}
+    for snap in snaps:
+        for node, epoch in reply_epochs(snap).items():
+            if (only_node is None or node == only_node) and seen.setdefault(node, epoch) != epoch:
+                return True
+    return False
 
 
 class Endpoint(NamedTuple):
@@ -204,9 +236,9 @@ class FeedState:
         # Nodes a relay forgot (node_gone) while this view still heard them: dropped once stale.
         self.gone_pending: set[str] = set()
         # node -> when a relay's node_gone dropped it (monotonic s): a snapshot reply to a
-        # request sent before that, still in flight then, must not bring the node back (it
-        # would sit in the view as stale for good: no node_gone comes again). Kept as long as
-        # such a reply can come (a request is abandoned after snapshot_timeout_s).
+        # request sent before that, still in flight then or collected (one of several a join
+        # takes), must not bring the node back (it would sit in the view as stale for good:
+        # no node_gone comes again). Kept GONE_KEPT_S, longer than any join takes.
         self.gone_at: dict[str, float] = {}
 
     def emit(self, kind: str, node: str, device: Optional[str], header: Optional[Header], body: Any) -> None:
@@ -247,7 +279,7 @@ class FeedState:
             self.gone_pending.add(node)
             return
         now = time.monotonic()
-        for old in [n for n, at in self.gone_at.items() if now - at > self.snapshot_timeout_s]:
+        for old in [n for n, at in self.gone_at.items() if now - at > GONE_KEPT_S]:
             del self.gone_at[old]
         # Also for a node not held yet: a join's reply in flight may bring it.
         self.gone_at[node] = now
@@ -410,8 +442,20 @@ class Session:
             if len(self.buffer) >= MAX_BUFFERED:
                 self.buffer.pop(0)  # the seq check will count what this loses
             self.buffer.append(msg)
+            if topic.kind == "event":
+                # A relay's node_gone, queued: taken now, for the snapshot whose seqs may then
+                # cover it (dropped on replay) may hold the forgotten node (§7).
+                try:
+                    self._forget_if_gone(node=topic.node, ev=wire.decode_event_body(msg.body))
+                except ProtocolError:
+                    pass  # counted when replayed
             return
         self._ingest(msg)
+
+    def _forget_if_gone(self, node: str, ev: wire.Event) -> None:
+        gone = ev.extra.get("node")
+        if ev.type == "node_gone" and isinstance(gone, str) and gone != node:
+            self.state.forget_node(gone)  # its relay forgot it: so does the view
 
     def _receive_sum(self, parsed: tuple[Topic, str], frames: list[bytes]) -> bool:
         """The general path (:meth:`_received`, :meth:`_ingest`, :meth:`_apply`) for the usual
@@ -528,9 +572,7 @@ class Session:
                 self.state.emit("sum", node, None, msg.header, summary)
             else:
                 ev = wire.decode_event_body(msg.body)
-                gone = ev.extra.get("node")
-                if ev.type == "node_gone" and isinstance(gone, str) and gone != node:
-                    self.state.forget_node(gone)  # its relay forgot it: so does the view
+                self._forget_if_gone(node, ev)
                 self.state.applied(msg, ev)
                 self.state.emit("event", node, msg.topic.device, msg.header, ev)
             self.state.stats.applied += 1
@@ -664,18 +706,59 @@ class Session:
                 self._send_next_request()
                 continue  # more of this join's or node's replies to come
             del self.collected[node]
+            if len(replies) > 1 and epochs_disagree(replies, node):
+                log.info("a node restarted while %s answered the %s's snapshot requests: asking again",
+                         self.endpoint.sync, "join" if node is None else f"node {node}")
+                self.pending.extend((p, node) for p in (self.state.prefixes if node is None
+                                                        else self.state.node_prefixes(node)))
+                self._send_next_request()
+                continue
             snap = merged_replies(replies)
             if node is not None and self._lacks_topo(snap, node):
                 self._source_knows_nothing_of(node, "has no topo yet of")
             else:
                 self._apply_snapshot(snap, node, first_sent)
+                self._retire_left_epochs(node)
                 if node is not None and node in self.state.epochs:
                     self.unknown.pop(node, None)
+                    self._release(node)
                 elif node is not None:
                     self._source_knows_nothing_of(node, "knows nothing yet of")
             if not self.pending:
                 self._finish_join()
             self._send_next_request()
+
+    def _retire_left_epochs(self, only_node: Optional[str]) -> None:
+        """A snapshot set a node's epoch E: an epoch of its queued messages that comes before
+        one of them in E is one the node has left (it restarted while they were queued), not
+        a restart to come. Retired, so that replaying them does not "restart" it back."""
+        before: dict[str, set[int]] = {}
+        left: dict[str, set[int]] = {}
+        epochs = self.state.epochs
+        for msg in self.buffer:
+            node = msg.topic.node
+            current = epochs.get(node)
+            if current is None or (only_node is not None and node != only_node):
+                continue
+            if msg.header.epoch != current:
+                before.setdefault(node, set()).add(msg.header.epoch)
+            elif node in before:
+                left.setdefault(node, set()).update(before.pop(node))
+        for node, gone in left.items():
+            retired = self.state.retired.setdefault(node, deque(maxlen=RETIRED_EPOCHS))
+            retired.extend(e for e in gone if e not in retired)
+
+    def _release(self, node: str) -> None:
+        """A node resynchronised: its queued messages are applied now, not when every other
+        node's snapshot is in too (on a relay's cold start that can be long)."""
+        if self.joining:
+            return
+        self.resyncing.discard(node)
+        mine = [m for m in self.buffer if m.topic.node == node]
+        if mine:
+            self.buffer = [m for m in self.buffer if m.topic.node != node]
+            for msg in mine:
+                self._replay(msg)
 
     def _lacks_topo(self, snap: wire.Snapshot, node: str) -> bool:
         """The replies about ``node``, held by no view here, have its states or list its topo,

@@ -541,6 +541,36 @@ def test_a_node_gone_while_its_snapshot_was_asked_for_stays_gone(behind_a_relay)
     assert "node-b" not in rig.client.view.nodes and "node-b" not in rig.client.epochs
 
 
+def test_a_source_that_refuses_snapshots_is_asked_again_later_not_at_once(tmp_path, monkeypatch):
+    # A refusal ({"ok": false}, §5) or an undecodable reply: asked again at once, the source
+    # would be asked once per round trip for as long as it refuses. The wait doubles (here
+    # an hour from the first).
+    from cuagent.feed import session
+
+    monkeypatch.setattr(session, "RESYNC_RETRY_S", 3600.0)
+    monkeypatch.setattr(session, "REFUSED_RETRY_MAX_S", 3600.0)
+    up = FakeUpstream(tmp_path)
+    client = Client([f"{up.feed},{up.sync}"])
+    refused = []
+
+    def step() -> None:
+        while up.router.poll(0):
+            ident, _ = up.router.recv_multipart()
+            up.router.send_multipart([ident, wire.error_reply("busy")])
+            refused.append(ident)
+        client.poll(0.02)
+
+    try:
+        up.send("topo", "node-a", protocol.encode_topo_body([h100_device()], AGENT))
+        wait_until(lambda: client.stats.decode_errors == 1, step=step, what="a refused snapshot")
+        for _ in range(25):
+            step()
+        assert len(refused) == 1 and not client.ready and client.stats.decode_errors == 1
+    finally:
+        client.close()
+        up.close()
+
+
 def _restart(up: FakeUpstream, node: str, epoch: int) -> None:
     """``node`` restarts behind ``up`` (a relay): its topics start again, in ``epoch``."""
     for topic in [t for t in up.seqs if wire.node_of(t) == node]:

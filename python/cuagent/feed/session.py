@@ -35,6 +35,7 @@ RETIRED_EPOCHS = 8  # epochs a node has left that are remembered, to drop their 
 # round trip (and a relay scans its whole table for each).
 RESYNC_RETRY_S = 0.05
 RESYNC_TRIES = 8
+REFUSED_RETRY_MAX_S = 5.0  # longest wait after refused snapshot replies (from RESYNC_RETRY_S, doubling)
 GONE_KEPT_S = 120.0  # how long a relay's node_gone is remembered (FeedState.gone_at)
 _SUM_PREFIX = wire.kind_prefix("sum")
 _ASKED = float("inf")
@@ -333,6 +334,10 @@ class Session:
         # Nodes whose snapshot reply knew nothing of them: node -> (such replies, when to ask
         # again; inf: asked). Their messages stay queued meanwhile.
         self.unknown: dict[str, tuple[int, float]] = {}
+        # Refused or undecodable snapshot replies in a row, and no request before hold_until
+        # (monotonic s): asked again at once, a source that refuses would be asked per round trip.
+        self.refusals = 0
+        self.hold_until = 0.0
         # The kinds this source carries, from its snapshot replies (None: all, §3.3).
         self.carried: Optional[frozenset[str]] = None
         self.pending: deque[tuple[str, Optional[str]]] = deque((p, None) for p in state.prefixes)
@@ -374,6 +379,8 @@ class Session:
             out.append(self.inflight[2] + self.state.snapshot_timeout_s - now)
         elif self.joining:
             out.append(self.created + JOIN_WAIT_S - now)
+        if self.pending and self.hold_until > now:
+            out.append(self.hold_until - now)
         return out
 
     def process(self) -> None:
@@ -672,7 +679,7 @@ class Session:
         self._send_next_request()
 
     def _send_next_request(self) -> None:
-        if self.inflight is not None or not self.pending:
+        if self.inflight is not None or not self.pending or time.monotonic() < self.hold_until:
             return
         if self.joining and not self.feed_seen and time.monotonic() - self.created < JOIN_WAIT_S:
             return  # _check_timers / _receive send it
@@ -696,10 +703,13 @@ class Session:
                 snap = wire.decode_snapshot_reply(data)
             except ProtocolError as e:
                 self.state.stats.decode_errors += 1
-                log.warning("bad snapshot reply from %s: %s", self.endpoint.sync, e)
+                self.refusals += 1
+                wait = min(REFUSED_RETRY_MAX_S, RESYNC_RETRY_S * 2 ** min(self.refusals - 1, 16))
+                self.hold_until = time.monotonic() + wait
+                log.warning("bad snapshot reply from %s (%s): asking again in %.2f s", self.endpoint.sync, e, wait)
                 self.pending.appendleft((prefix, node))
-                self._send_next_request()
                 continue
+            self.refusals = 0
             replies, first_sent = self.collected.setdefault(node, ([], sent))
             replies.append(snap)
             if any(n == node for _, n in self.pending):

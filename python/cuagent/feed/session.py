@@ -44,6 +44,12 @@ _usual_summary_records = wire.summary.usual_summary_records
 _usual_header = wire.header.usual_header
 
 
+def retry_wait(tries: int) -> float:
+    """The wait before asking again after ``tries`` replies in a row that could not be used:
+    RESYNC_RETRY_S, doubling."""
+    return float(RESYNC_RETRY_S * 2 ** min(tries - 1, 16))
+
+
 def merged_replies(snaps: Sequence[wire.Snapshot]) -> wire.Snapshot:
     """The replies to one join's or one node's requests (a prefix each) as one reply, applied
     together: a state is decoded against its node's topo, so one applied from an earlier reply
@@ -258,11 +264,13 @@ class FeedState:
     def subscribed(self, topic: str) -> bool:
         return any(topic.startswith(p) for p in self.prefixes)
 
-    def discard_node(self, node: str) -> None:
+    def discard_node(self, node: str, retire: bool = True) -> None:
+        """Drop ``node``'s view, seqs and epoch; ``retire``: remember the epoch as one it has
+        left (a restart), so that its late messages are dropped."""
         self.view.nodes.pop(node, None)
         self.view.summaries.forget(node)
         old = self.epochs.pop(node, None)
-        if old is not None:
+        if old is not None and retire:
             self.retired.setdefault(node, deque(maxlen=RETIRED_EPOCHS)).append(old)
         for topic in [t for t in self.seqs if wire.node_of(t) == node]:
             del self.seqs[topic]
@@ -287,13 +295,7 @@ class FeedState:
         if node not in self.epochs and node not in self.view.nodes:
             return
         self.gone_pending.discard(node)
-        self.view.nodes.pop(node, None)
-        self.view.summaries.forget(node)
-        self.epochs.pop(node, None)
-        for topic in [t for t in self.seqs if wire.node_of(t) == node]:
-            del self.seqs[topic]
-        for observer in self.observers:
-            observer.forgot(node)
+        self.discard_node(node, retire=False)
 
     def node_prefixes(self, node: str) -> list[str]:
         """The narrowest snapshot prefixes covering what we follow of ``node``."""
@@ -704,7 +706,7 @@ class Session:
             except ProtocolError as e:
                 self.state.stats.decode_errors += 1
                 self.refusals += 1
-                wait = min(REFUSED_RETRY_MAX_S, RESYNC_RETRY_S * 2 ** min(self.refusals - 1, 16))
+                wait = min(REFUSED_RETRY_MAX_S, retry_wait(self.refusals))
                 self.hold_until = time.monotonic() + wait
                 log.warning("bad snapshot reply from %s (%s): asking again in %.2f s", self.endpoint.sync, e, wait)
                 self.pending.appendleft((prefix, node))
@@ -764,11 +766,15 @@ class Session:
         if self.joining:
             return
         self.resyncing.discard(node)
+        for msg in self._take_queued(node):
+            self._replay(msg)
+
+    def _take_queued(self, node: str) -> list[Received]:
+        """Remove ``node``'s queued messages from the queue, and return them in order."""
         mine = [m for m in self.buffer if m.topic.node == node]
         if mine:
             self.buffer = [m for m in self.buffer if m.topic.node != node]
-            for msg in mine:
-                self._replay(msg)
+        return mine
 
     def _lacks_topo(self, snap: wire.Snapshot, node: str) -> bool:
         """The replies about ``node``, held by no view here, have its states or list its topo,
@@ -789,12 +795,11 @@ class Session:
         if tries >= RESYNC_TRIES:
             del self.unknown[node]
             self.resyncing.discard(node)
-            kept = [m for m in self.buffer if m.topic.node != node]
+            dropped = self._take_queued(node)
             log.warning("%s %s node %s after %d tries: its %d queued messages are dropped; its next "
-                        "message starts over", self.endpoint.sync, what, node, tries, len(self.buffer) - len(kept))
-            self.buffer = kept
+                        "message starts over", self.endpoint.sync, what, node, tries, len(dropped))
             return
-        wait = RESYNC_RETRY_S * 2 ** (tries - 1)
+        wait = retry_wait(tries)
         log.info("%s %s node %s: asking again in %.2f s", self.endpoint.sync, what, node, wait)
         self.unknown[node] = (tries, time.monotonic() + wait)
         self.resyncing.add(node)

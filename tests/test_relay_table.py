@@ -243,3 +243,41 @@ def test_a_relays_own_event_stream_is_never_forgotten_however_quiet():
         assert table.ingest(frames, now_ns=0)
     assert [node for node, _ in table.forget_silent(300.0, now_ns=1000 * S)] == ["n1"]
     assert table.seq("cua1/event/relay-u/") == 1 and table.seq("cua1/topo/n1/") == 0
+
+
+PREFIXES = ["cua1/", "cua1/state/", "cua1/state/n1", "cua1/state/n1/", "cua1/state/n1/d0/", "cua1/state/n1/d",
+            "cua1/topo/n1/", "cua1/hb/n10/", "cua1/sum/n2/", "cua1/state/n3/", "cua1/state/nobody/",
+            "cua1/nokind/n1/", "cua1/state//", "cua2/state/n1/"]
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_a_snapshot_under_any_prefix_is_the_whole_snapshot_cut_to_that_prefix(prefix):
+    """A prefix within one node reads that node's topics alone (not the whole table): what it
+    serves must be what the whole snapshot serves under that prefix, for nodes served, stale,
+    being joined and unknown, and for prefixes that name a node only in part (n1 covers n10)."""
+    table, nodes = _core.RelayTable(), {name: Node(name) for name in ("n1", "n10", "n2", "n3")}
+    for name in ("n1", "n10", "n2"):
+        n = nodes[name]
+        for frames in (n.topo(), n.state("d0"), n.state("d1"), n.hb(), n.sum(1)):
+            table.ingest(frames, now_ns=0)
+    for name in ("n1", "n10"):
+        table.ingest(nodes[name].hb(), now_ns=9 * S)
+    assert [c[0] for c in table.check_stale(5.0, now_ns=9 * S)] == ["n2"]
+    nodes["n3"].topo()  # n3 heard midway: being joined, not served
+    table.ingest(nodes["n3"].state("d0"), now_ns=9 * S)
+
+    def cut(reply):
+        messages, seqs, epochs, silent, stale_nodes, refused = reply
+        seqs = {t: s for t, s in seqs.items() if t.startswith(prefix)}
+        nodes = {wire.node_of(t) for t in seqs}
+        return ({t.decode(): (h, b) for t, h, b in messages if t.decode().startswith(prefix)}, seqs,
+                {n: e for n, e in epochs.items() if n in nodes}, {n: s for n, s in silent.items() if n in nodes},
+                sorted(n for n in stale_nodes if n in nodes), refused)
+
+    whole = cut(table.snapshot("cua1/", 9 * S))
+    reply = table.snapshot(prefix, 9 * S)
+    assert cut(reply) == whole and reply[1].keys() == whole[1].keys()
+    topos = [t.startswith(b"cua1/topo/") for t, _, _ in reply[0]]
+    assert topos == sorted(topos, reverse=True)  # topo first
+    assert (whole[0] != {}) == (prefix in ("cua1/", "cua1/state/", "cua1/state/n1", "cua1/state/n1/",
+                                           "cua1/state/n1/d0/", "cua1/state/n1/d", "cua1/topo/n1/"))

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 namespace cuagent::relay {
 
@@ -14,6 +15,19 @@ bool same_bytes(FrameView a, FrameView b) noexcept {
 // A header's ts as a signed 128-bit value (it may be any msgpack int).
 __int128 ts_value(const MsgpackInt& ts) noexcept {
     return ts.negative ? static_cast<__int128>(ts.as_signed()) : static_cast<__int128>(ts.bits);
+}
+
+// The node a prefix is within, when it names one whole (`cua1/<kind>/<node>/...`): every
+// topic it covers is that node's. None for a wider prefix (`cua1/`, `cua1/state/`, or
+// `cua1/state/n1` which also covers n10).
+std::optional<std::string_view> node_of_prefix(std::string_view prefix) noexcept {
+    constexpr std::string_view root = "cua1/";
+    if (prefix.substr(0, root.size()) != root) return std::nullopt;
+    const std::size_t kind_end = prefix.find('/', root.size());
+    if (kind_end == std::string_view::npos) return std::nullopt;
+    const std::size_t node_end = prefix.find('/', kind_end + 1);
+    if (node_end == std::string_view::npos) return std::nullopt;
+    return prefix.substr(kind_end + 1, node_end - kind_end - 1);
 }
 
 }  // namespace
@@ -556,25 +570,40 @@ SnapshotView RelayTable::snapshot(std::string_view prefix, std::int64_t now_ns) 
     SnapshotView view;
     {
         std::vector<const Node*> nodes;
+        const auto serve = [&](const Topic& topic, int pass) {
+            const std::string& name = topic.name;
+            if (topic.seq == 0 || std::string_view(name).substr(0, prefix.size()) != prefix) return;
+            if ((topic.kind == FeedKind::Topo) != (pass == 0)) return;
+            const Node& node = *topic.node;
+            // A node being joined is not served yet, as a client would not have it yet: its
+            // seqs without the topo it may lack would leave a joining client states it
+            // cannot place.
+            if (!node.joined && !node.own) return;
+            view.seqs.emplace_back(name, topic.seq);
+            nodes.push_back(&node);
+            if (!topic.latest.held() || node.stale) return;
+            if (topic.kind == FeedKind::State && !(node.has_topo && serving(node, topic.device))) return;
+            const FrameView h = topic.latest.header(), b = topic.latest.body();
+            view.messages.push_back(SnapshotView::Served{name, view.bytes.size(), h.size, b.size});
+            view.bytes.append(h.text()).append(b.text());
+        };
+        const std::optional<std::string_view> one = node_of_prefix(prefix);
         std::lock_guard<std::mutex> lock(mu_);
+        // A prefix within one node (a client's or a downstream relay's join of that node) reads
+        // that node's topics only: a scan of the whole table, under the lock the forwarding
+        // thread waits on, costs ~9 ms per prefix at 110k topics, five prefixes per join.
+        const Node* only = nullptr;
+        if (one) {
+            const auto it = nodes_.find(std::string(*one));
+            if (it == nodes_.end()) return view;
+            only = it->second.get();
+        }
         for (int pass = 0; pass < 2; ++pass) {  // topo first
-            topics_.for_each([&](const Topic& topic) {
-                const std::string& name = topic.name;
-                if (topic.seq == 0 || std::string_view(name).substr(0, prefix.size()) != prefix) return;
-                if ((topic.kind == FeedKind::Topo) != (pass == 0)) return;
-                const Node& node = *topic.node;
-                // A node being joined is not served yet, as a client would not have it yet: its
-                // seqs without the topo it may lack would leave a joining client states it
-                // cannot place.
-                if (!node.joined && !node.own) return;
-                view.seqs.emplace_back(name, topic.seq);
-                nodes.push_back(&node);
-                if (!topic.latest.held() || node.stale) return;
-                if (topic.kind == FeedKind::State && !(node.has_topo && serving(node, topic.device))) return;
-                const FrameView h = topic.latest.header(), b = topic.latest.body();
-                view.messages.push_back(SnapshotView::Served{name, view.bytes.size(), h.size, b.size});
-                view.bytes.append(h.text()).append(b.text());
-            });
+            if (only != nullptr) {
+                for (const auto& topic : only->topics) serve(*topic, pass);
+            } else {
+                topics_.for_each([&](const Topic& topic) { serve(topic, pass); });
+            }
         }
         std::sort(nodes.begin(), nodes.end());
         nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());

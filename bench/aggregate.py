@@ -17,8 +17,10 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from typing import Mapping, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from cuagent import _core
 
@@ -28,6 +30,11 @@ ROLLUP = {"active": "sm_active", "occupancy": "sm_occupancy", "tensor": "tensor_
 DEVICE_COUNTERS = ["power", "temp", "sm_clock", "mem_clock", "mem_used", "dram_active", "pcie_tx", "pcie_rx",
                    "nvlink_tx", "nvlink_rx"]
 WINDOW_NS = 100_000_000
+
+Floats = npt.NDArray[np.floating]
+# One window of the batched baseline: per-value mean and max, per-level group means, the
+# counters' rollups, the element states and idle_units (kept so numpy cannot skip the work).
+WindowResult = tuple[Floats, Floats, dict[str, Floats], Floats, npt.NDArray[np.uint8], float]
 
 
 def h100_like() -> "_core.DeviceDescription":
@@ -46,21 +53,22 @@ def h100_like() -> "_core.DeviceDescription":
     return d
 
 
-def numpy_aggregate(windows, block, layout, thresholds):
+def numpy_aggregate(windows: int, block: npt.NDArray[np.float32], layout: Sequence[Sequence[int]],
+                    thresholds: Mapping[str, float]) -> list[WindowResult]:
     """Baseline 1: the same window aggregation, vectorised with numpy over a buffered
     window of raw samples (`block`: one window's rows; every window holds the same)."""
     n_unit = len(UNIT_COUNTERS) * UNITS
     state = np.zeros(UNITS, dtype=np.uint8)
     gpc_of = np.asarray(layout[0])
     tpc_of = np.asarray(layout[1])
-    results = []
+    results: list[WindowResult] = []
     for _ in range(windows):
         w = block
         mean = np.nanmean(w, axis=0)
         mx = np.nanmax(w, axis=0)
         unit_mean = mean[:n_unit].reshape(len(UNIT_COUNTERS), UNITS)
         unit_max = mx[:n_unit].reshape(len(UNIT_COUNTERS), UNITS)
-        groups = {}
+        groups: dict[str, Floats] = {}
         for level, of, count in (("gpc", gpc_of, GPCS), ("tpc", tpc_of, TPCS)):
             sums = np.stack([np.bincount(of, weights=m, minlength=count) for m in unit_mean])
             groups[level] = sums / np.bincount(of, minlength=count)
@@ -78,7 +86,8 @@ def numpy_aggregate(windows, block, layout, thresholds):
     return results
 
 
-def numpy_streaming(t_ns, pool, layout, thresholds):
+def numpy_streaming(t_ns: npt.NDArray[np.int64], pool: npt.NDArray[np.float32], layout: Sequence[Sequence[int]],
+                    thresholds: Mapping[str, float]) -> int:
     """Baseline 2: the engine's shape in numpy: fold each sample as it arrives,
     finish a window when a later one starts (no buffering of whole windows)."""
     width = pool.shape[1]

@@ -20,8 +20,10 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fleet import STEP, T0, build  # noqa: E402
@@ -32,7 +34,7 @@ from cuagent.scheduling import Scorer, pod_request  # noqa: E402
 from cuagent.scheduling.extender import ExtenderService, _Server, parse_extender_args  # noqa: E402
 
 
-def pod(i: int) -> dict:
+def pod(i: int) -> dict[str, Any]:
     """A training pod about the size kube-scheduler sends (metadata, one container, tolerations)."""
     return {
         "metadata": {"name": f"train-{i}", "namespace": "ml", "uid": f"6f1c0e7a-0000-4000-8000-{i:012d}",
@@ -54,7 +56,7 @@ def pod(i: int) -> dict:
 class NaiveService(ExtenderService):
     """The baseline: same HTTP handling, ranking by a per-device Python loop."""
 
-    def prioritize(self, body: bytes) -> list:
+    def prioritize(self, body: bytes) -> list[dict[str, Any]]:
         p, names, _ = parse_extender_args(body)
         request = pod_request(p)
         assert request is not None
@@ -64,12 +66,12 @@ class NaiveService(ExtenderService):
         return [{"Host": n, "Score": int(round(10 * scores.get(n, 0.0) / best))} for n in names]
 
 
-def measure(service: ExtenderService, names: list[str], requests: int) -> np.ndarray:
+def measure(service: ExtenderService, names: list[str], requests: int) -> npt.NDArray[np.float64]:
     server = _Server(("127.0.0.1", 0), service)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1])
-    out = []
+    out: list[float] = []
     try:
         for i in range(requests):
             body = json.dumps({"Pod": pod(i), "Nodes": None, "NodeNames": names}).encode()

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any, Callable, Union
 
 import msgpack
 import numpy as np
+import numpy.typing as npt
 
 from cuagent import _core
 from cuagent import wire as p  # noqa: E402
@@ -26,7 +28,8 @@ COUNTERS = ("active", "occupancy", "issue", "tensor", "mem_stall")
 
 
 def make_state(rng: np.random.Generator) -> p.State:
-    levels = {"sm": {c: p.Stat(rng.random(UNITS, dtype=np.float32), rng.random(UNITS, dtype=np.float32)) for c in COUNTERS}}
+    # A level's entries: each counter's Stat, and the element states under "state".
+    levels: dict[str, dict[str, Union[p.Stat, npt.NDArray[np.uint8]]]] = {"sm": {c: p.Stat(rng.random(UNITS, dtype=np.float32), rng.random(UNITS, dtype=np.float32)) for c in COUNTERS}}
     levels["sm"]["state"] = rng.integers(0, 4, UNITS).astype(np.uint8)
     return p.State(
         window_ns=100_000_000, samples=100, levels=levels,
@@ -45,8 +48,8 @@ def to_json(s: p.State) -> str:
     })
 
 
-def from_json(text: str) -> dict:
-    m = json.loads(text)
+def from_json(text: str) -> dict[str, Any]:
+    m: dict[str, Any] = json.loads(text)
     # Same end product as the binary decoder: numpy arrays per level/counter.
     for entries in m["levels"].values():
         for k, v in entries.items():
@@ -54,7 +57,7 @@ def from_json(text: str) -> dict:
     return m
 
 
-def per_call(fn, n: int) -> float:
+def per_call(fn: Callable[[], object], n: int) -> float:
     best = float("inf")
     for _ in range(5):
         t0 = time.perf_counter()
@@ -80,7 +83,7 @@ def main() -> None:
     agent_encoding()
 
 
-def engine_window() -> tuple:
+def engine_window() -> tuple[_core.AggregatorHarness, DeviceTopology]:
     """An aggregator holding one finished 100 ms window of a mock H100 (1 kHz samples)."""
     from cuagent.backends import mock
 
@@ -104,11 +107,16 @@ def agent_encoding() -> None:
     extras, entries = p.encode_state_extras(processes)
 
     def python_path() -> bytes:
-        state = DeviceState.from_window(topo, harness.latest())
+        window = harness.latest()
+        assert window is not None  # engine_window() left one finished window
+        state = DeviceState.from_window(topo, window)
         return p.pack(p.encode_state_body(state, topo.counters, processes))
 
-    state = DeviceState.from_window(topo, harness.latest())
+    window = harness.latest()
+    assert window is not None
+    state = DeviceState.from_window(topo, window)
     core = harness.latest_state(extras, entries)
+    assert core is not None
     assert core == python_path(), "the core's body differs from the reference's"
     n = 2000
     full = per_call(python_path, n)

@@ -19,14 +19,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Optional
 
 import numpy as np
+import numpy.typing as npt
 import zmq
 
 ROOT = Path(__file__).resolve().parents[1]
 from cuagent import Engine, MockDevice, wire  # noqa: E402
-from cuagent.client import Client  # noqa: E402
+from cuagent.client import Client, Update  # noqa: E402
 from cuagent.node.server import FeedServer, Ping, SnapshotContent  # noqa: E402
 from machine import Steal  # noqa: E402
 
@@ -50,7 +51,7 @@ class FixedTimerPublisher:
         return SnapshotContent(self.epoch, [f for t, f in self.latest.items() if t.startswith(prefix)],
                                {t: s for t, s in self.seqs.items() if t.startswith(prefix)})
 
-    def send(self, topic: str, ts: int, body: dict, keep: bool) -> None:
+    def send(self, topic: str, ts: int, body: Mapping[str, Any], keep: bool) -> None:
         self.seqs[topic] = seq = self.seqs.get(topic, 0) + 1
         frames = wire.encode_frames(topic, wire.Header("lat", self.epoch, seq, ts, 1), body)
         self.server.feed.send_multipart(frames, zmq.NOBLOCK)
@@ -62,7 +63,7 @@ class FixedTimerPublisher:
         topology = list(self.engine.topology())
         topo = wire.encode_topo_body(topology, wire.AgentInfo("bench", "lat", os.getpid(), time.time_ns()))
         topics = [wire.build_topic("state", "lat", d.id) for d in topology]
-        last: list = [None] * len(topology)
+        last: list[Optional[int]] = [None] * len(topology)  # each device's last window published
         next_tick = next_second = time.monotonic()
         while True:
             now = time.monotonic()
@@ -81,7 +82,7 @@ class FixedTimerPublisher:
                 self.server.serve_sync()
 
 
-def measure(align: bool, seconds: float, tmp: str) -> tuple[np.ndarray, np.ndarray]:
+def measure(align: bool, seconds: float, tmp: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     feed, sync = f"ipc://{tmp}/lat-{align}.feed", f"ipc://{tmp}/lat-{align}.sync"
     env = dict(os.environ)
     if align:
@@ -94,8 +95,8 @@ def measure(align: bool, seconds: float, tmp: str) -> tuple[np.ndarray, np.ndarr
     lat: list[int] = []
     heard: list[int] = []
 
-    def on_update(u: Any) -> None:
-        if u.kind != "state" or not client.ready:
+    def on_update(u: Update) -> None:
+        if u.kind != "state" or u.header is None or not client.ready:  # a state always has its header
             return
         heard.append(time.time_ns() - u.header.ts)
         # The client holds the decoded state once its body is read (the lazy client decodes it
@@ -124,7 +125,7 @@ def measure(align: bool, seconds: float, tmp: str) -> tuple[np.ndarray, np.ndarr
 def floor_publisher(feed: str, seconds: float) -> None:
     """The transport's floor: a bare PUB sending what the agent sends per window (8 messages
     of a state's size, stamped at the burst's start) every 10 ms, nothing else."""
-    pub = zmq.Context.instance().socket(zmq.PUB)
+    pub: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.PUB)
     pub.bind(feed)
     body = b"x" * 5800
     time.sleep(1.0)  # the subscriber connects
@@ -136,11 +137,11 @@ def floor_publisher(feed: str, seconds: float) -> None:
         time.sleep(0.010)
 
 
-def measure_floor(seconds: float, tmp: str) -> np.ndarray:
+def measure_floor(seconds: float, tmp: str) -> npt.NDArray[np.float64]:
     """Burst start -> received by a bare SUB in Python: one libzmq ipc hop on this machine."""
     feed = f"ipc://{tmp}/floor.feed"
     proc = subprocess.Popen([sys.executable, __file__, "--floor-publisher", feed, str(seconds)])
-    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
     sub.connect(feed)
     lat: list[int] = []
@@ -170,13 +171,17 @@ def main() -> None:
         floor_publisher(a.floor_publisher[0], float(a.floor_publisher[1]))
         return
     if a.baseline_publisher:
-        FixedTimerPublisher(*a.baseline_publisher, interval_s=0.010).run()
+        feed, sync = a.baseline_publisher
+        FixedTimerPublisher(feed, sync, interval_s=0.010).run()
         return
     with tempfile.TemporaryDirectory() as tmp, Steal() as steal:
         ours, ours_heard = measure(True, a.seconds, tmp)
         base, base_heard = measure(False, a.seconds, tmp)
         floor = measure_floor(a.seconds, tmp)
-    p = lambda x, q: float(np.percentile(x, q))  # noqa: E731
+
+    def p(x: npt.NDArray[np.float64], q: float) -> float:
+        return float(np.percentile(x, q))
+
     print(f"window end -> at the client, 8 mock H100, 100 Hz publish, {len(ours)} + {len(base)} messages:")
     for what, x, y in (("decoded", ours, base), ("header only (lazy, body unread)", ours_heard, base_heard)):
         print(f" {what}:")

@@ -58,7 +58,9 @@ def process_cpu(args: Sequence[str], seconds: float, env: Optional[Mapping[str, 
         t1, c1 = time.monotonic(), ps.cpu_times()
         if proc.poll() is not None:
             raise SystemExit(f"{list(args)[:4]} exited early with {proc.returncode}")
-        return ((c1.user - c0.user) + (c1.system - c0.system)) / (t1 - t0)
+        # psutil has no stubs: its cpu_times() fields are seconds as floats.
+        cpu_s: float = (c1.user - c0.user) + (c1.system - c0.system)
+        return cpu_s / (t1 - t0)
     finally:
         proc.terminate()
         proc.wait(10)

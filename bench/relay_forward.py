@@ -87,7 +87,7 @@ def run(kind: str, tree: str, seconds: float, load: float, tmp: str) -> tuple[fl
         relay = subprocess.Popen([sys.executable, "-m", "cuagent.cli", "relay", "--name", "r", "--connect",
                                   f"{up_feed},{up_sync}", "--feed", down_feed, "--sync", down_sync,
                                   "--log-level", "warning"], env=env)
-    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
     sub.setsockopt(zmq.RCVHWM, 0)
     sub.setsockopt(zmq.SUBSCRIBE, b"cua1/")

@@ -96,7 +96,7 @@ def capture_nvml_frames(tmp: Path) -> tuple[dict[str, Any], dict[str, Any], list
     agent = subprocess.Popen([sys.executable, "-m", "cuagent.cli", "run", "--driver", "nvml", "--nvml-library",
                               str(fake.library), "--node", "gpu-node-0001", "--feed", f"ipc://{tmp}/nvml.feed",
                               "--sync", f"ipc://{tmp}/nvml.sync", "--log-level", "warning"], env=env)
-    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"cua1/")
     sub.setsockopt(zmq.LINGER, 0)
     sub.connect(f"ipc://{tmp}/nvml.feed")
@@ -126,7 +126,7 @@ class Sink:
     """A libzmq proxy from the relay's feed to a PUB nobody reads: it counts in C."""
 
     def __init__(self, feed: str) -> None:
-        ctx = zmq.Context.instance()
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self.sub = ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.RCVHWM, 100_000)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"cua1/")
@@ -154,7 +154,8 @@ class Sink:
     def messages(self) -> int:
         self.ask.send(b"STATISTICS")
         frames = self.ask.recv_multipart()
-        return struct.unpack("<Q", frames[0])[0] // 3  # frames received; every message has three
+        frames_received: int = struct.unpack("<Q", frames[0])[0]  # libzmq's count, a uint64
+        return frames_received // 3  # every message has three
 
     def close(self) -> None:
         self.ask.send(b"TERMINATE")
@@ -172,7 +173,7 @@ def main_thread_cpu(ps: psutil.Process) -> float:
 def snapshot_times(sync: str, rounds: int = 3) -> tuple[list[float], int]:
     """Seconds to answer a full snapshot, each time (none: no answer in 20 s); state topics
     served in the last."""
-    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    dealer: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
     dealer.setsockopt(zmq.LINGER, 0)
     dealer.connect(sync)
     times: list[float] = []

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from cuagent import _core  # noqa: E402
 from cuagent.backends.rocm_smi import make_driver  # noqa: E402
-from fakes.rocm import FakeAmdHost, build_fake_rocm_smi  # noqa: E402
+from fakes.rocm import FakeAmdHost, FakeGpu, build_fake_rocm_smi  # noqa: E402
 from machine import time_reads  # noqa: E402
 
 BUSY = [90.0, 0.0, 0.0, 10.0, 50.0, 60.0, 70.0, 100.0]
@@ -120,7 +120,7 @@ class CtypesReader:
         return out
 
 
-def measure(label: str, host: FakeAmdHost, gpu, reads: int) -> tuple[float, float]:
+def measure(label: str, host: FakeAmdHost, gpu: FakeGpu, reads: int) -> tuple[float, float]:
     driver = make_driver(None, 0, library=str(host.library), kfd_root=str(host.kfd_root))
     index = [i for i in range(driver.device_count) if driver.device(i).id.endswith(f"{gpu.unique_id:016x}")][0]
     partitions = len(gpu.rsmi_devices)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TypedDict
 
 import numpy as np
 
@@ -19,22 +20,33 @@ from cuagent import Engine, MockDevice, _core
 from machine import Steal
 
 
-def run_engine(rate: float, seconds: float, devices: int) -> dict:
+class RunFigures(TypedDict):
+    """One run's row: achieved Hz, ticks, skipped ticks, drops, and wake-up jitter in µs."""
+    achieved: float
+    ticks: int
+    skipped: int
+    drops: int
+    p50: float
+    p99: float
+    max: float
+
+
+def run_engine(rate: float, seconds: float, devices: int) -> RunFigures:
     devs = [MockDevice("h100-sxm", scenario="training") for _ in range(devices)]
     with Engine(driver="mock", devices=devs, rate_hz=rate, window_ms=100, seed=1) as engine:
         time.sleep(seconds)
         s = engine.stats()
-    return dict(achieved=s.achieved_rate_hz, ticks=s.ticks, skipped=s.skipped_ticks, drops=s.drops,
+    return RunFigures(achieved=s.achieved_rate_hz, ticks=s.ticks, skipped=s.skipped_ticks, drops=s.drops,
                 p50=s.jitter_p50_ns / 1e3, p99=s.jitter_p99_ns / 1e3, max=s.jitter_max_ns / 1e3)
 
 
-def run_python(rate: float, seconds: float, devices: int) -> dict:
+def run_python(rate: float, seconds: float, devices: int) -> RunFigures:
     """The baseline: the same deadline loop and the same reads, in Python."""
     driver = _core.make_mock_driver([MockDevice("h100-sxm", scenario="training").to_spec()] * devices, 1)
     period = 1e9 / rate
     t0 = time.monotonic_ns() + int(period)
     k = ticks = skipped = 0
-    lateness = []
+    lateness: list[int] = []
     end = t0 + int(seconds * 1e9)
     while True:
         deadline = t0 + int(k * period)
@@ -55,7 +67,7 @@ def run_python(rate: float, seconds: float, devices: int) -> dict:
         else:
             k += 1
     late = np.asarray(lateness) / 1e3
-    return dict(achieved=ticks / seconds, ticks=ticks, skipped=skipped, drops=0,
+    return RunFigures(achieved=ticks / seconds, ticks=ticks, skipped=skipped, drops=0,
                 p50=float(np.percentile(late, 50)), p99=float(np.percentile(late, 99)), max=float(late.max()))
 
 

@@ -16,24 +16,27 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
+import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fleet import STEP, T0, build  # noqa: E402
 from machine import Steal  # noqa: E402
 
+from cuagent.client import ClusterView  # noqa: E402
 from cuagent.scheduling import Request, Scorer, Weights  # noqa: E402
 
 
-def naive_rank(view, request: Request, w: Weights = Weights()) -> list[tuple[str, float]]:
+def naive_rank(view: ClusterView, request: Request, w: Weights = Weights()) -> list[tuple[str, float]]:
     total = w.idle + w.groups + w.memory
-    out = []
+    out: list[tuple[str, float]] = []
     for node in view.nodes.values():
         if node.stale:
             out.append((node.name, 0.0))
             continue
-        scores = []
+        scores: list[float] = []
         for dv in node.devices.values():
             units = dv.topology.units
             idle = dv.idle_units
@@ -45,7 +48,9 @@ def naive_rank(view, request: Request, w: Weights = Weights()) -> list[tuple[str
             if request.units is not None and idle < request.units:
                 continue
             group_units = sum(len(dv.topology.members(dv.topology.levels[0], g)) for g in dv.idle_groups())
-            used = dv.state.device.get("mem_used")
+            state = dv.state
+            assert state is not None  # it has idle_units, so it has a window
+            used = state.device.get("mem_used")
             mem_share = (dv.topology.memory_bytes - used) / dv.topology.memory_bytes if used is not None else 0.0
             thrash = len(dv.thrashing_units()) / units
             s = (w.idle * idle_share + w.groups * group_units / units + w.memory * mem_share) / total
@@ -56,8 +61,8 @@ def naive_rank(view, request: Request, w: Weights = Weights()) -> list[tuple[str
     return sorted(out, key=lambda r: (-r[1], r[0]))
 
 
-def timed(fn, runs: int, clock=time.perf_counter) -> np.ndarray:
-    out = []
+def timed(fn: Callable[[], object], runs: int, clock: Callable[[], float] = time.perf_counter) -> npt.NDArray[np.float64]:
+    out: list[float] = []
     for _ in range(runs):
         t = clock()
         fn()

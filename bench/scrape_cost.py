@@ -27,9 +27,12 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from machine import Steal, process_cpu
+
+if TYPE_CHECKING:
+    from cuagent.topology import DeviceTopology
 
 GPUS = 8
 WINDOWS_PER_S = 10
@@ -87,14 +90,14 @@ def agent_cpu(tmp: str, seconds: float, interval: Optional[float]) -> tuple[floa
 # --------------------------------------------------------------------------- in-process
 
 
-def recorded_windows() -> tuple[list[Any], list[list[dict]]]:
+def recorded_windows() -> tuple[list[DeviceTopology], list[list[dict[str, Any]]]]:
     """1 s of real windows of 8 mock H100s, encoded as the agent encodes them."""
     from cuagent import Engine, MockDevice, protocol
 
     devices = [MockDevice("h100-sxm", scenario="training") for _ in range(GPUS)]
     with Engine(driver="mock", devices=devices, rate_hz=1000, window_ms=100, seed=1) as engine:
         topology = engine.topology()
-        bodies: list[list[dict]] = [[] for _ in topology]
+        bodies: list[list[dict[str, Any]]] = [[] for _ in topology]  # per device, its state bodies
         seen: dict[int, int] = {}
         deadline = time.monotonic() + 30
         while min((len(b) for b in bodies), default=0) < WINDOWS_PER_S and time.monotonic() < deadline:

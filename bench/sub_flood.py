@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, TypedDict
 
 import psutil
 import zmq
@@ -54,6 +54,27 @@ zmq.proxy(xsub, xpub)
 """
 
 
+class Growth(TypedDict):
+    """One process's RSS over a flood, in MB (after_growth_MB None: it exited)."""
+    before_MB: float
+    peak_growth_MB: float
+    after_growth_MB: Optional[float]
+    alive: bool
+
+
+class CaseResult(TypedDict):
+    """One case's flood (what the flooders report, what the listener got) and each process's RSS."""
+    case: str
+    MB: float
+    flood_s: float
+    sent_bytes: int
+    drops: int
+    connects: int
+    listener_msgs_after: int
+    listener_msgs_during: int
+    processes: dict[str, Growth]  # by the case's name for the process, in start order
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -66,7 +87,7 @@ class Peak(threading.Thread):
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
         self.proc = psutil.Process(pid)
-        self.peak = self.proc.memory_info().rss
+        self.peak: int = self.proc.memory_info().rss  # bytes (psutil has no stubs)
         self._done = threading.Event()
         self.start()
 
@@ -83,13 +104,13 @@ class Peak(threading.Thread):
         return self.peak
 
 
-def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def wait_sync(sync: str, timeout: float = 20.0) -> None:
     """Until the server answers a ping on its sync socket."""
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         sock = ctx.socket(zmq.DEALER)
@@ -103,15 +124,15 @@ def wait_sync(sync: str, timeout: float = 20.0) -> None:
     raise SystemExit(f"no answer on {sync}")
 
 
-def listener(feed: str) -> zmq.Socket:
-    sub = zmq.Context.instance().socket(zmq.SUB)
+def listener(feed: str) -> zmq.Socket[bytes]:
+    sub: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
     sub.setsockopt(zmq.SUBSCRIBE, b"cua1/")
     sub.connect(feed)
     return sub
 
 
-def received_within(sub: zmq.Socket, seconds: float) -> int:
+def received_within(sub: zmq.Socket[bytes], seconds: float) -> int:
     n, deadline = 0, time.monotonic() + seconds
     while True:
         left = deadline - time.monotonic()
@@ -133,11 +154,11 @@ def parallel_flood(endpoint: str, total: int, n: int, deadline_s: float) -> dict
     return {k: sum(r[k] for r in results) for k in ("sent_bytes", "drops", "connects")}
 
 
-def run_case(name: str, mb: float, env: dict[str, str], deadline_s: float, parallel: int = 1) -> dict[str, object]:
+def run_case(name: str, mb: float, env: dict[str, str], deadline_s: float, parallel: int = 1) -> CaseResult:
     """Start the case's processes, flood the front feed, report RSS growth per process."""
     ports = [free_port() for _ in range(4)]
     up_feed, up_sync, front_feed, front_sync = (f"tcp://127.0.0.1:{p}" for p in ports)
-    procs: dict[str, subprocess.Popen] = {}
+    procs: dict[str, subprocess.Popen[bytes]] = {}
     agent_args = ["-m", "cuagent.cli", "run", "--driver", "mock", "--mock-devices", "h100-sxm:idle", "--node", "flood",
                   "--rate-hz", "100", "--publish-interval-ms", "100", "--log-level", "warning"]
     try:
@@ -167,14 +188,15 @@ def run_case(name: str, mb: float, env: dict[str, str], deadline_s: float, paral
         time.sleep(2.0)  # let dropped connections end and memory settle
         after_msgs = received_within(sub, 2.0)
         sub.close(0)
-        out: dict[str, object] = {"case": name, "MB": mb, "flood_s": flood_s, **result,
-                                  "listener_msgs_after": after_msgs, "listener_msgs_during": sub_drained}
+        out = CaseResult(case=name, MB=mb, flood_s=flood_s, sent_bytes=result["sent_bytes"], drops=result["drops"],
+                         connects=result["connects"], listener_msgs_after=after_msgs,
+                         listener_msgs_during=sub_drained, processes={})
         for k, p in procs.items():
             alive = p.poll() is None
             peak = peaks[k].stop()
             now = psutil.Process(p.pid).memory_info().rss if alive else 0
-            out[k] = {"before_MB": before[k] / 1e6, "peak_growth_MB": (peak - before[k]) / 1e6,
-                      "after_growth_MB": (now - before[k]) / 1e6 if alive else None, "alive": alive}
+            out["processes"][k] = Growth(before_MB=before[k] / 1e6, peak_growth_MB=(peak - before[k]) / 1e6,
+                                         after_growth_MB=(now - before[k]) / 1e6 if alive else None, alive=alive)
         return out
     finally:
         for p in procs.values():
@@ -201,12 +223,11 @@ def main() -> None:
                     f"{r['connects']} connection(s), {r['drops']} dropped; listener got {r['listener_msgs_after']} "
                     f"msgs in the 2 s after")
             print(head)
-            for k, v in r.items():
-                if isinstance(v, dict):
-                    after: Optional[float] = v["after_growth_MB"]
-                    print(f"    {k:14s} RSS {v['before_MB']:6.0f} MB, peak +{v['peak_growth_MB']:7.1f} MB, "
-                          f"after +{after if after is not None else float('nan'):7.1f} MB"
-                          f"{'' if v['alive'] else '  (EXITED)'}")
+            for k, v in r["processes"].items():
+                after = v["after_growth_MB"]
+                print(f"    {k:14s} RSS {v['before_MB']:6.0f} MB, peak +{v['peak_growth_MB']:7.1f} MB, "
+                      f"after +{after if after is not None else float('nan'):7.1f} MB"
+                      f"{'' if v['alive'] else '  (EXITED)'}")
             sys.stdout.flush()
 
 

@@ -21,6 +21,7 @@ import sys
 import time
 import timeit
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import zmq
@@ -66,7 +67,7 @@ def cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def timed(fn, n: int) -> float:
+def timed(fn: Callable[[], object], n: int) -> float:
     """Best of three: items per CPU second (the VM's steal does not count against us)."""
     best = 0.0
     for _ in range(3):
@@ -117,7 +118,7 @@ def main() -> None:
     gc.collect()
     gc.freeze()
 
-    def ingest_once(msgs: list, items: int, lazy: bool = True, fast: bool = True) -> tuple[float, Client]:
+    def ingest_once(msgs: list[list[bytes]], items: int, lazy: bool = True, fast: bool = True) -> tuple[float, Client]:
         """Items per CPU second through a joined session's receive, and its client."""
         client = session_for(nodes, devs, ["cua1/"], lazy)
         client.sessions[0].sum_fast_path = fast
@@ -134,7 +135,7 @@ def main() -> None:
         assert client.stats.decode_errors == 0 and client.stats.gaps == 0, client.stats
         return rate, client
 
-    def ingest(msgs: list, items: int, lazy: bool = True) -> tuple[float, Client]:
+    def ingest(msgs: list[list[bytes]], items: int, lazy: bool = True) -> tuple[float, Client]:
         """:func:`ingest_once`, best of 3, and the last client."""
         best, client = 0.0, None
         for _ in range(3):
@@ -202,7 +203,7 @@ def print_summary_ingest(sum_rate: float, general_rate: float, devices: int) -> 
           f" the summary's own path: {sum_rate / general_rate:.2f}x)")
 
 
-def parts(msgs: list, nodes: list[str], devs: list[p.Device]) -> None:
+def parts(msgs: list[list[bytes]], nodes: list[str], devs: list[p.Device]) -> None:
     """CPU µs per step of one summary message (timeit, best of 5), on the client's own path."""
     from cuagent.wire.header import usual_header
     from cuagent.wire.summary import usual_summary_records
@@ -221,7 +222,7 @@ def parts(msgs: list, nodes: list[str], devs: list[p.Device]) -> None:
     # Summaries of one node, each newer than the last (both receives take them from here).
     heads = iter([p.encode_header(p.Header(node, EPOCH, s, T0, 1)) for s in range(2, 2 + 11 * n_receive)])
 
-    def receiver(fast: bool):
+    def receiver(fast: bool) -> Callable[[], None]:
         """The whole receive of a joined session."""
         def receive() -> None:
             session.sum_fast_path = fast

@@ -48,7 +48,7 @@ def request_maker(rng: random.Random) -> Callable[[], bytes]:
 class Server:
     def __init__(self, kind: str, tmp: str, env: dict[str, str]) -> None:
         self.kind, self.tmp, self.env = kind, tmp, env
-        self.procs: list[subprocess.Popen] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
         self.sync = ""
         self.start()
 
@@ -80,7 +80,7 @@ class Server:
         return self.procs[-1].poll() is None
 
     def ping(self, timeout: float) -> bool:
-        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.connect(self.sync)
         sock.send(PING)
@@ -98,7 +98,7 @@ def fuzz(kind: str, n: int, seed: int, env: dict[str, str]) -> dict[str, int]:
             for _ in range(n):
                 raw = make()
                 counts["tried"] += 1
-                sock = zmq.Context.instance().socket(zmq.DEALER)
+                sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
                 sock.setsockopt(zmq.LINGER, 0)
                 sock.connect(server.sync)
                 sock.send(raw)

@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TypedDict
 
 import msgpack
 import psutil
@@ -200,7 +200,19 @@ def read_count(path: Path) -> int:
         return 0
 
 
-def run(kind: str, tree: str, nodes: int, seconds: float, load: float, bodies: Path, tmp: str) -> dict[str, Any]:
+class RelayRun(TypedDict):
+    """One relay's run: rates in msg/s, CPU in fractions of a core, snapshot times in s."""
+    offered: float
+    delivered: float
+    cpu: float
+    cpu_per_100k: float
+    snapshot_s: list[float]  # each full snapshot's answer time (none: not answered, or no sync socket)
+    snapshot_cpu_s: float
+    states: int  # state topics in the last snapshot
+    rss_mb: float
+
+
+def run(kind: str, tree: str, nodes: int, seconds: float, load: float, bodies: Path, tmp: str) -> RelayRun:
     up_feed, up_sync = f"ipc://{tmp}/up.feed", f"ipc://{tmp}/up.sync"
     feed, sync = f"ipc://{tmp}/relay.feed", f"ipc://{tmp}/relay.sync"
     count = Path(tmp) / "sent"
@@ -233,9 +245,9 @@ def run(kind: str, tree: str, nodes: int, seconds: float, load: float, bodies: P
         dt = t1 - t0
         cpu = ((c1.user - c0.user) + (c1.system - c0.system)) / dt
         delivered = (m1 - m0) / dt
-        return {"offered": (s1 - s0) / dt, "delivered": delivered, "cpu": cpu,
-                "cpu_per_100k": cpu / delivered * 100_000 if delivered else float("nan"),
-                "snapshot_s": snap, "snapshot_cpu_s": snap_cpu, "states": states, "rss_mb": rss / 1e6}
+        return RelayRun(offered=(s1 - s0) / dt, delivered=delivered, cpu=cpu,
+                        cpu_per_100k=cpu / delivered * 100_000 if delivered else float("nan"),
+                        snapshot_s=snap, snapshot_cpu_s=snap_cpu, states=states, rss_mb=rss / 1e6)
     finally:
         sink.close()
         for p in (relay, blaster):

@@ -521,6 +521,8 @@ class FeedChecker:
         for n, age in _str_map(m.get("silent_s", {}), "snapshot reply.silent_s").items():
             if not _is_num(age) or age < 0:
                 _fail(f"snapshot reply.silent_s.{n}", repr(age))
+        if "forget_after_s" in m and not (_is_num(m["forget_after_s"]) and m["forget_after_s"] > 0):
+            _fail("snapshot reply.forget_after_s", repr(m["forget_after_s"]))
         sub = FeedChecker()
         sub.in_snapshot = True
         sub.devices = dict(self.devices)  # a state-only prefix is checked against topo we know

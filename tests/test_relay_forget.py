@@ -149,3 +149,35 @@ def test_a_forgotten_node_leaves_nothing_in_the_relays_joins():
     finally:
         joins.close()
         ctx.term()
+
+
+def test_a_client_drops_a_node_its_relay_never_says_is_gone(tmp_path):
+    """The relay restarts while a node is down: the new relay never hears the node, so no
+    node_gone comes. The client drops the node once it has been silent for the forget
+    interval the relay's snapshot replies give (its own clock), and keeps the live one."""
+    live = start_agent(tmp_path, "node-l", "h100-sxm:training")
+    dead = start_agent(tmp_path, "node-d", "a100-sxm:training")
+    extra = ("--stale-after-s", "1", "--forget-after-s", "3")
+    relay = start_relay(tmp_path, RELAY, live.endpoint, dead.endpoint, extra=extra)
+    assert _ping(relay)["forget_after_s"] == 3.0 and _snapshot(relay)["forget_after_s"] == 3.0
+    follower = Client([relay.endpoint], stale_after_s=1.0)
+    kinds: list[tuple[str, str]] = []
+    follower.on_update(lambda u: kinds.append((u.kind, u.node)))
+    step = lambda: follower.poll(0.05) and None  # noqa: E731
+    try:
+        assert follower.wait_ready(WAIT_S)
+        wait_until(lambda: {d.node for d in follower.view.rank_devices()} == {"node-d", "node-l"}, step=step,
+                   what="a state of both nodes at the follower")
+        relay.kill()
+        dead.kill()
+        relay = start_relay(tmp_path, RELAY, live.endpoint, dead.endpoint, extra=extra)
+        wait_until(lambda: "node-d" not in follower.view.nodes, step=step, what="the follower to drop node-d")
+        assert ("gone", "node-d") in kinds and ("stale", "node-d") in kinds
+        assert kinds.index(("stale", "node-d")) < kinds.index(("gone", "node-d"))
+        wait_until(lambda: {d.node for d in follower.view.rank_devices()} == {"node-l"}, step=step,
+                   what="node-l current at the follower")
+        assert ("gone", "node-l") not in kinds
+    finally:
+        follower.close()
+        assert relay.stop() == 0, relay.log()
+        assert live.stop() == 0, live.log()

@@ -225,8 +225,17 @@ class Client:
         after = self.stale_after_s
         earliest = now + self._stale_look_s
         gone: list[str] = []
+        forgotten: list[tuple[str, float]] = []
+        forget_after = self._state.forget_after
         for view in self.view.nodes.values():
             if view.stale:
+                forget = forget_after.get(view.name)
+                if forget is not None:
+                    due = view.last_heard + forget
+                    if now > due and self._state.subscribed(wire.build_topic("hb", view.name)):
+                        forgotten.append((view.name, forget))
+                    elif due < earliest:
+                        earliest = due
                 continue
             due = view.last_heard + after
             if now > due:
@@ -239,6 +248,11 @@ class Client:
                 earliest = due
         for name in gone:  # a relay forgot it earlier; now it is stale here as well
             self._state.forget_node(name)
+        for name, forget in forgotten:
+            log.warning("node %s dropped: no heartbeat for %.0f s, the forget interval of the relay it came "
+                        "through, and no node_gone from it (it may have restarted since)", name, forget)
+            self._state.forget_node(name)
+            self._state.emit("gone", name, None, None, None)
         # A heartbeat only moves a deadline later: until `earliest`, no node can go stale but
         # one dated back meanwhile.
         self._stale_look_at = earliest

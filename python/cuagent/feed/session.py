@@ -141,9 +141,12 @@ _new_update = tuple.__new__  # Update(...) without its Python-level __new__: for
 
 class Update(_UpdateFields):
     """One change to the view: a feed ``kind`` (topo/state/hb/event/sum), or ``restart``
-    (a node's epoch changed; its old data is gone) or ``stale`` (no heartbeat for 3 s).
+    (a node's epoch changed; its old data is gone), ``stale`` (no heartbeat for 3 s) or
+    ``gone`` (a node joined through a relay, silent for that relay's forget interval, dropped
+    without the relay's ``node_gone``, PROTOCOL.md §7).
 
-    ``body`` is the decoded body (Topo, State, Heartbeat, Event, NodeSummary; None for restart and stale).
+    ``body`` is the decoded body (Topo, State, Heartbeat, Event, NodeSummary; None for restart,
+    stale and gone).
     A lazy client's state update holds its body undecoded (a :class:`LazyState`, which is what
     the tuple itself holds at index 4): reading ``body`` decodes it, once, shared with the
     view; it is None when the body is malformed (counted in ``decode_errors``)."""
@@ -247,6 +250,11 @@ class FeedState:
         # takes), must not bring the node back (it would sit in the view as stale for good:
         # no node_gone comes again). Kept GONE_KEPT_S, longer than any join takes.
         self.gone_at: dict[str, float] = {}
+        # node -> the forget interval (s) of the relay whose snapshot it was last joined from
+        # (§7 forget_after_s): dropped once silent that long here, as that relay would have,
+        # since its node_gone may never come (it restarted without hearing the node again,
+        # or the event was lost). Not for a node joined from an agent: that one stays, stale.
+        self.forget_after: dict[str, float] = {}
 
     def emit(self, kind: str, node: str, device: Optional[str], header: Optional[Header], body: Any) -> None:
         self.updates.append(Update(kind, node, device, header, body))
@@ -269,6 +277,7 @@ class FeedState:
         left (a restart), so that its late messages are dropped."""
         self.view.nodes.pop(node, None)
         self.view.summaries.forget(node)
+        self.forget_after.pop(node, None)
         old = self.epochs.pop(node, None)
         if old is not None and retire:
             self.retired.setdefault(node, deque(maxlen=RETIRED_EPOCHS)).append(old)
@@ -888,6 +897,14 @@ class Session:
                 age = float(age) if type(age) in (int, float) and 0.0 <= age < 1e9 else 0.0
                 nv.last_heard = time.monotonic() - age
                 self.state.dated_back = True
+        # Last: a restart above drops what was held of the node, its forget interval too.
+        given = snap.extra.get("forget_after_s")
+        forget = float(given) if isinstance(given, (int, float)) and 0 < given < 1e9 else None
+        for node in [*bare, *decoded]:
+            if forget is None:
+                self.state.forget_after.pop(node, None)
+            else:
+                self.state.forget_after[node] = forget
 
     def _finish_join(self) -> None:
         self.joining = False

@@ -371,7 +371,8 @@ class Relay:
     def ping(self) -> Ping:
         nodes = [name for name, _stale in self.table.nodes()]
         return Ping(self.config.name, self.epoch, 1, {"relay": True, "nodes": nodes, "stale": sorted(self.stale),
-                                                      "kinds": list(self.config.kinds)})
+                                                      "kinds": list(self.config.kinds),
+                                                      "forget_after_s": self.config.forget_interval_s})
 
     def snapshot(self, prefix: str) -> SnapshotContent:
         # From the table at one moment: a stale node's topo and state are withheld (its seqs
@@ -390,7 +391,11 @@ class Relay:
         if self._event_topic.startswith(prefix):
             # Listed even before its first event, so that a client applies that event.
             epochs[own] = self.epoch
-        extra = {"epochs": epochs, "stale": sorted(stale), "silent_s": {n: round(s, 3) for n, s in silent.items()}}
+        extra = {"epochs": epochs, "stale": sorted(stale), "silent_s": {n: round(s, 3) for n, s in silent.items()},
+                 # A client drops a node silent this long by its own clock too: the node_gone
+                 # that says so may never reach it (this relay restarted and never heard the
+                 # node, or the event was lost in a gap).
+                 "forget_after_s": self.config.forget_interval_s}
         if set(self.config.kinds) != set(wire.KINDS):
             extra["kinds"] = list(self.config.kinds)  # its clients count no loss of the others (§3.3)
         return SnapshotContent(epoch, messages, seqs, extra)

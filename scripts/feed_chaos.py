@@ -1,10 +1,11 @@
 """A seeded soak of the feed under failure: real mock agents, two tiers of relays and one
-client, while agents and relays are killed (SIGKILL) and restarted, agents are frozen
-(SIGSTOP) past the stale interval, and agents are taken down, at times long enough for the
-relays to forget them. Then the chaos stops and the client must converge on the truth: every
-running agent's node present, not stale, in the agent's current epoch, every device with a
-state from its current window; no other node. Meanwhile it checks that no device's seq moved
-back within one epoch in the client's view.
+client, while agents and relays are killed (SIGKILL) and restarted, agents and the first relay
+tier are frozen (SIGSTOP) past the stale interval, the client stops polling for seconds, and
+agents are taken down, at times long enough for the relays to forget them. Then the chaos
+stops and the client must converge on the truth: every running agent's node present, not
+stale, in the agent's current epoch, every device with a state from its current window; no
+other node. Meanwhile it checks that no device's seq moved back within one epoch in the
+client's view.
 
 Not a test (it runs for minutes, and its figures are times); a tool to find the join and
 resync bugs that only a long run with real processes shows. Exit status 1 when the client did
@@ -46,6 +47,7 @@ class Fleet:
         self.agents: dict[str, Proc] = {n: self._agent(n) for n in self.names}
         self.frozen: dict[str, float] = {}  # agent -> monotonic time to thaw
         self.down: dict[str, float] = {}  # agent killed for a while -> monotonic time to start again
+        self.frozen_relays: dict[str, float] = {}  # "r1" -> monotonic time to thaw
         self.r1 = self._relay("r1")
         self.r2 = self._relay("r2")
         self.actions: dict[str, int] = {}
@@ -73,8 +75,12 @@ class Fleet:
                 self.agents[name] = self._agent(name)
                 del self.down[name]
         up = [n for n in self.names if n not in self.down]
+        for relay, until in list(self.frozen_relays.items()):
+            if now >= until:
+                getattr(self, relay).popen.send_signal(signal.SIGCONT)
+                del self.frozen_relays[relay]
         what = self.rng.choice(["kill_agent", "kill_agent", "freeze_agent", "take_down", "kill_r1", "kill_r2",
-                                "nothing"])
+                                "freeze_r1", "client_pause", "nothing"])
         if what == "kill_agent":
             name = self.rng.choice(up)
             self.frozen.pop(name, None)
@@ -89,7 +95,13 @@ class Fleet:
             name = self.rng.choice([n for n in up if n not in self.frozen])
             self.agents[name].popen.send_signal(signal.SIGSTOP)
             self.frozen[name] = now + self.rng.uniform(3.5, 6.0)
+        elif what == "freeze_r1" and "r1" not in self.frozen_relays:  # its nodes go stale at r2, then back
+            self.r1.popen.send_signal(signal.SIGSTOP)
+            self.frozen_relays["r1"] = now + self.rng.uniform(1.0, 6.0)
+        elif what == "client_pause":  # a client that does not poll for a while (a GC pause, a busy caller)
+            time.sleep(self.rng.uniform(1.0, 5.0))
         elif what == "kill_r1":
+            self.frozen_relays.pop("r1", None)
             self.r1.kill()
             self.r1 = self._relay("r1")
         elif what == "kill_r2":
@@ -102,6 +114,9 @@ class Fleet:
         for name in list(self.frozen):
             self.agents[name].popen.send_signal(signal.SIGCONT)
         self.frozen.clear()
+        for relay in list(self.frozen_relays):
+            getattr(self, relay).popen.send_signal(signal.SIGCONT)
+        self.frozen_relays.clear()
 
     def epochs(self) -> dict[str, int]:
         out = {}

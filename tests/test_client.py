@@ -416,6 +416,7 @@ def test_node_gone_from_one_relay_leaves_a_node_heard_through_another():
         state.view.nodes[name] = NodeView(name, 1)
         state.epochs[name] = 1
         state.seqs[f"cua1/topo/{name}/"] = 3
+        state.node_topics[name] = {f"cua1/topo/{name}/"}  # as a topic's first seq records it
     state.view.nodes["silent"].stale = True
     state.forget_node("live")
     state.forget_node("silent")

@@ -20,6 +20,8 @@ from .. import wire
 from ..curve import ClientKeys, apply_client
 from ..wire import Header, ProtocolError, Topic
 from .lazy import LazyState
+from .queued import HeldMessages
+from .requests import RequestQueue
 from .view import ClusterView, DeviceView, NodeView
 
 log = logging.getLogger("cuagent.client")
@@ -233,6 +235,10 @@ class FeedState:
         self.view = ClusterView()
         self.stats = ClientStats()
         self.seqs: dict[str, int] = {}  # topic -> last seq applied (current epoch of its node)
+        # node -> its topics in seqs (added where a topic first gets a seq): a node dropped
+        # costs its own topics, not a pass over every node's (a rolling restart of N nodes
+        # was O(N²)).
+        self.node_topics: dict[str, set[str]] = {}
         self.epochs: dict[str, int] = {}  # node -> epoch
         # node -> the epochs it has left (the latest few). Epochs are random, so only this
         # tells a message of an old epoch, still queued or in flight when the node restarted,
@@ -281,8 +287,8 @@ class FeedState:
         old = self.epochs.pop(node, None)
         if old is not None and retire:
             self.retired.setdefault(node, deque(maxlen=RETIRED_EPOCHS)).append(old)
-        for topic in [t for t in self.seqs if wire.node_of(t) == node]:
-            del self.seqs[topic]
+        for topic in self.node_topics.pop(node, ()):
+            self.seqs.pop(topic, None)
         for observer in self.observers:
             observer.forgot(node)
 
@@ -351,12 +357,12 @@ class Session:
         self.hold_until = 0.0
         # The kinds this source carries, from its snapshot replies (None: all, §3.3).
         self.carried: Optional[frozenset[str]] = None
-        self.pending: deque[tuple[str, Optional[str]]] = deque((p, None) for p in state.prefixes)
+        self.pending = RequestQueue((p, None) for p in state.prefixes)
         # The replies so far of the join (None) or of a node's resync, and when the first of
         # their requests was sent: applied together once the last is in (merged_replies).
         self.collected: dict[Optional[str], tuple[list[wire.Snapshot], float]] = {}
         self.inflight: Optional[tuple[str, Optional[str], float]] = None
-        self.buffer: list[Received] = []
+        self.buffer: HeldMessages[Received] = HeldMessages(MAX_BUFFERED)
         self._new_dealer()
         self._send_next_request()
 
@@ -457,9 +463,7 @@ class Session:
             self.feed_seen = True
             self._send_next_request()
         if self.joining or topic.node in self.resyncing:
-            if len(self.buffer) >= MAX_BUFFERED:
-                self.buffer.pop(0)  # the seq check will count what this loses
-            self.buffer.append(msg)
+            self.buffer.append(topic.node, msg)  # the oldest dropped beyond MAX_BUFFERED
             if topic.kind == "event":
                 # A relay's node_gone, queued: taken now, for the snapshot whose seqs may then
                 # cover it (dropped on replay) may hold the forgotten node (§7).
@@ -507,6 +511,8 @@ class Session:
             return True
         if seq > last + 1:
             stats.summaries_skipped += seq - last - 1  # no loss (§3.5)
+        if not last:
+            feed.node_topics.setdefault(node, set()).add(topic_str)
         feed.seqs[topic_str] = seq
         try:
             summary = feed.view.summaries.apply_records(node, header, raw)
@@ -561,6 +567,8 @@ class Session:
                 # A lost topo may mean a topology we do not know: only a snapshot can tell.
                 self._resync(node, msg, reason="topo gap")
                 return
+        if not last:
+            self.state.node_topics.setdefault(node, set()).add(msg.topic_str)
         self.state.seqs[msg.topic_str] = header.seq
         self._apply(msg)
 
@@ -667,6 +675,7 @@ class Session:
                 if self.carried is not None and parsed.kind not in self.carried:
                     continue
                 last = 0
+                self.state.node_topics.setdefault(node, set()).add(topic)
             if seq > last:
                 self.state.stats.gaps += seq - last
                 self.state.stats.gap_events += 1
@@ -678,7 +687,7 @@ class Session:
     # ------------------------------------------------------------------ snapshots
     def _resync(self, node: str, msg: Optional[Received], reason: str) -> None:
         if msg is not None:
-            self.buffer.append(msg)
+            self.buffer.append(node, msg)
         if node in self.resyncing:
             return
         if reason not in ("new node",):
@@ -723,7 +732,7 @@ class Session:
             self.refusals = 0
             replies, first_sent = self.collected.setdefault(node, ([], sent))
             replies.append(snap)
-            if any(n == node for _, n in self.pending):
+            if self.pending.waiting_for(node):
                 self._send_next_request()
                 continue  # more of this join's or node's replies to come
             del self.collected[node]
@@ -756,15 +765,15 @@ class Session:
         before: dict[str, set[int]] = {}
         left: dict[str, set[int]] = {}
         epochs = self.state.epochs
-        for msg in self.buffer:
-            node = msg.topic.node
+        for node in list(self.buffer.nodes()) if only_node is None else [only_node]:
             current = epochs.get(node)
-            if current is None or (only_node is not None and node != only_node):
+            if current is None:
                 continue
-            if msg.header.epoch != current:
-                before.setdefault(node, set()).add(msg.header.epoch)
-            elif node in before:
-                left.setdefault(node, set()).update(before.pop(node))
+            for msg in self.buffer.of(node):
+                if msg.header.epoch != current:
+                    before.setdefault(node, set()).add(msg.header.epoch)
+                elif node in before:
+                    left.setdefault(node, set()).update(before.pop(node))
         for node, gone in left.items():
             retired = self.state.retired.setdefault(node, deque(maxlen=RETIRED_EPOCHS))
             retired.extend(e for e in gone if e not in retired)
@@ -780,10 +789,7 @@ class Session:
 
     def _take_queued(self, node: str) -> list[Received]:
         """Remove ``node``'s queued messages from the queue, and return them in order."""
-        mine = [m for m in self.buffer if m.topic.node == node]
-        if mine:
-            self.buffer = [m for m in self.buffer if m.topic.node != node]
-        return mine
+        return self.buffer.take(node)
 
     def _lacks_topo(self, snap: wire.Snapshot, node: str) -> bool:
         """The replies about ``node``, held by no view here, have its states or list its topo,
@@ -835,7 +841,14 @@ class Session:
         # Nodes known only by their seqs (a follower of hb or event topics: a snapshot holds
         # none of their messages) take their epoch from the reply: a relay lists each node's
         # in "epochs"; otherwise the reply's "epoch" is the node's when it is the only one.
-        seq_nodes = {n for n in (wire.node_of(t) for t in snap.seqs if isinstance(t, str)) if n is not None}
+        # The reply's seqs by node, once: each node below takes its own (a pass over all of
+        # them per node made a join of N nodes O(N²)).
+        seqs_of: dict[str, list[tuple[str, int]]] = {}
+        for seq_topic, seq in snap.seqs.items():
+            seq_node = wire.node_of(seq_topic) if isinstance(seq_topic, str) else None
+            if seq_node is not None:
+                seqs_of.setdefault(seq_node, []).append((seq_topic, seq))
+        seq_nodes = set(seqs_of)
         extra_epochs = snap.extra.get("epochs")
         listed = extra_epochs if isinstance(extra_epochs, dict) else {}
         # A relay lists itself among "epochs" before it has published any event of its own
@@ -865,9 +878,7 @@ class Session:
                 self.state.discard_node(node)
                 self.state.emit("restart", node, None, None, None)
             self.state.epochs[node] = epoch
-            for seq_topic, seq in snap.seqs.items():
-                if isinstance(seq_topic, str) and wire.node_of(seq_topic) == node:
-                    self.state.seqs[seq_topic] = max(self.state.seqs.get(seq_topic, 0), seq)
+            self._raise_seqs(node, seqs_of.get(node, ()))
         silent = snap.extra.get("silent_s")
         for node, msgs in decoded.items():
             epoch = msgs[0].header.epoch
@@ -878,10 +889,9 @@ class Session:
                 self.state.discard_node(node)
                 self.state.emit("restart", node, None, msgs[0].header, None)
             self.state.epochs[node] = epoch
-            held = dict(self.state.seqs)  # what we had applied before this snapshot
-            for seq_topic, seq in snap.seqs.items():
-                if isinstance(seq_topic, str) and wire.node_of(seq_topic) == node:
-                    self.state.seqs[seq_topic] = max(self.state.seqs.get(seq_topic, 0), seq)
+            seqs = self.state.seqs
+            held = {m.topic_str: seqs.get(m.topic_str, 0) for m in msgs}  # applied before this snapshot
+            self._raise_seqs(node, seqs_of.get(node, ()))
             # topo first: states are decoded against it.
             for msg in sorted(msgs, key=lambda m: m.topic.kind != "topo"):
                 if msg.header.epoch != epoch:
@@ -906,16 +916,24 @@ class Session:
             else:
                 self.state.forget_after[node] = forget
 
+    def _raise_seqs(self, node: str, listed: Sequence[tuple[str, int]]) -> None:
+        """A snapshot's seqs of ``node``'s topics: each topic's last seq is at least that."""
+        seqs, topics = self.state.seqs, self.state.node_topics.setdefault(node, set())
+        for topic, seq in listed:
+            last = seqs.get(topic, 0)
+            if seq > last:
+                seqs[topic] = seq
+                topics.add(topic)
+
     def _finish_join(self) -> None:
         self.joining = False
         self.resyncing.intersection_update(self.unknown)  # those wait for their next reply
-        buffered, self.buffer = self.buffer, []
-        for msg in buffered:
+        for msg in self.buffer.take_all():
             self._replay(msg)
 
     def _replay(self, msg: Received) -> None:
         if self.joining or msg.topic.node in self.resyncing:
-            self.buffer.append(msg)
+            self.buffer.append(msg.topic.node, msg)
         else:
             self._ingest(msg)
 

@@ -153,6 +153,13 @@ def partial_tree(tmp_path: Path, drop: str) -> Path:
     for p in (ROOT / "tests" / "data").iterdir():
         if p.name != drop:
             (tree / "tests" / "data" / p.name).symlink_to(p)
+    # A clean git checkout, as CI's (scripts/ committed, the rest ignored): the head's tree line
+    # reads git there.
+    git = ["git", "-C", str(tree), "-c", "user.name=gpu-check", "-c", "user.email=gpu-check@localhost"]
+    subprocess.run([*git, "init", "-q"], check=True, timeout=30)
+    (tree / ".git" / "info" / "exclude").write_text("/*\n!/scripts/\n")
+    subprocess.run([*git, "add", "scripts"], check=True, timeout=30)
+    subprocess.run([*git, "commit", "-q", "-m", "tree"], check=True, timeout=30)
     return tree
 
 
@@ -168,6 +175,7 @@ def test_a_failing_and_a_hanging_step_leave_the_next_their_run(tmp_path):
     assert re.search(r"^FAIL +layout ", summary, re.M), why
     assert re.search(r"^TIMEOUT +bench +\d+s \(limit 3s, rc 124\)", summary, re.M), why
     assert re.search(r"^PASS +latency ", summary, re.M), why
+    assert re.search(r"^tree: sources [0-9a-f]{16}, git [0-9a-f]+$", summary, re.M), why  # clean: no "+ changes"
     assert_out_fits(out)
 
 

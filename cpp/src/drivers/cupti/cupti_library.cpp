@@ -83,7 +83,9 @@ std::vector<std::string> default_candidates(const std::vector<std::string>& pyth
     }
     for (const char* path : {"/usr/local/cuda/extras/CUPTI/lib64/libcupti.so"})
         if (exists(path)) out.push_back(path);
+    // By soname: CUDA 12's, then 13's (a system CUDA 13 install names it so), then unversioned.
     out.push_back("libcupti.so.12");
+    out.push_back("libcupti.so.13");
     out.push_back("libcupti.so");
     return out;
 }

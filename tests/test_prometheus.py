@@ -503,6 +503,22 @@ def test_a_relays_node_gone_drops_the_nodes_series():
     assert "n1" not in metrics.nodes and dev.id not in text, text
 
 
+def test_a_node_the_client_drops_without_a_node_gone_drops_its_series():
+    # The client's own forget (§7: silent for the relay's forget interval, no node_gone came)
+    # reaches the exporter as an update of kind "gone".
+    from cuagent.client import Update
+
+    dev = mig_device()
+    metrics = FeedMetrics()
+    feeder = Feeder(metrics)
+    feeder.topo([dev])
+    feeder.window(dev, 1_000 * W, np.zeros(6, np.uint8))
+    assert value(scrape(FeedCollector(metrics)), "cuagent_gpu_up", gpu_uuid=dev.id) == 1
+    metrics.client_update(Update("gone", "n1", None, None, None))
+    text = scrape(FeedCollector(metrics))
+    assert "n1" not in metrics.nodes and dev.id not in text, text
+
+
 def test_a_source_never_waits_for_a_scrape_and_nothing_is_lost():
     """Past DRAIN_AT queued messages the source applies them itself, but never waits for a
     scrape in progress: with the lock held (a scrape), pushes return; afterwards every

@@ -106,6 +106,11 @@ def test_stale_or_lost_nodes_and_old_windows_score_zero():
     # A node that restarted (epoch changed) is forgotten until its next window.
     scorer.observe(type("U", (), {"kind": "restart", "node": "b", "device": None, "header": None, "body": None})())
     assert scorer.rank(Request(), NOW).score("b") == 0
+    # A node the client dropped (silent for its relay's forget interval, §7) likewise.
+    _, scorer, _ = fleet({"a": [idle()], "b": [idle()]})
+    assert scorer.rank(Request(), NOW).score("a") > 0
+    scorer.observe(type("U", (), {"kind": "gone", "node": "a", "device": None, "header": None, "body": None})())
+    assert scorer.rank(Request(), NOW).score("a") == 0 and scorer.rank(Request(), NOW).score("b") > 0
 
 
 def test_the_horizon_is_not_one_window():

@@ -204,6 +204,9 @@ class FeedMetrics:
             elif ev.type == "node_gone":
                 # The relay forgot the node (§7): its series go, as a node never heard would.
                 self.nodes.pop(str(ev.extra.get("node")), None)
+        elif kind == "gone":
+            # Dropped by the client without a node_gone (silent for its relay's forget interval).
+            self.nodes.pop(node, None)
         elif kind == "restart":
             # A new agent process: the time it was away is no loss of ours, and its windows
             # start a new sequence.

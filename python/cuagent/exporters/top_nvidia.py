@@ -75,7 +75,7 @@ class NvidiaHistory:
 
     def observe(self, update: Any) -> None:
         kind, node, device = update.kind, update.node, update.device
-        if kind == "restart":
+        if kind in ("restart", "gone"):
             self.forget(node)
         elif kind == "state" and device is not None:
             body = update.body

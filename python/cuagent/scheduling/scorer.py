@@ -237,7 +237,7 @@ class Scorer:
             self.fold(update.node, update.device, update.header.ts, update.body)
         elif kind == "topo":
             self._retopo(update.node)
-        elif kind == "restart":
+        elif kind in ("restart", "gone"):
             self._forget(update.node)
 
     def _retopo(self, node: str) -> None:

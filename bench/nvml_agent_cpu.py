@@ -16,6 +16,7 @@ server pass --library libnvidia-ml.so.1 (it then reads every GPU the driver show
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import sys
 import tempfile
@@ -54,6 +55,19 @@ def breakdown(groups: dict[str, tuple[float, float, int]]) -> str:
     return ", ".join(parts)
 
 
+def gpu_count(library: str) -> str:
+    """How many GPUs the real library sees (the agent reads them all), said in words."""
+    try:
+        handle = ctypes.CDLL(library)
+        count = ctypes.c_uint(0)
+        if handle.nvmlInit_v2() != 0 or handle.nvmlDeviceGetCount_v2(ctypes.byref(count)) != 0:
+            return "every GPU (nvmlInit/nvmlDeviceGetCount failed here)"
+        handle.nvmlShutdown()
+        return f"{count.value} GPU{'s' if count.value != 1 else ''}"
+    except OSError as e:
+        return f"every GPU ({library} did not load here: {e})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=30.0)
@@ -74,6 +88,10 @@ def main() -> None:
             library = str(fake.library)
             env = fake.env(fake.script("devices 8\n"))  # pynvml finds it through LD_LIBRARY_PATH
             print(f"library: fake libnvidia-ml, 8 GPUs ({library}); pass --library for a real GPU")
+            gpus = "8 GPUs"
+        else:
+            gpus = gpu_count(library)
+            print(f"library: {library}, {gpus}")
         agent = [sys.executable, "-m", "cuagent.cli", "run", "--driver", "nvml", "--nvml-library", library,
                  "--feed", f"ipc://{tmp}/f", "--sync", f"ipc://{tmp}/s", "--log-level", "warning"]
         this = [] if a.summary_every is None else ["--summary-every", str(a.summary_every)]
@@ -86,7 +104,7 @@ def main() -> None:
             for name, tree_env in trees:
                 results[name].append(thread_cpu(agent + (this if name == "this tree" else []), a.seconds, tree_env))
         poller = 100 * process_cpu([sys.executable, "-c", POLLER], a.seconds, env)
-    print(f"agent CPU, 8 GPUs read at 10 Hz, 10 Hz publish (% of one core, {a.seconds:g} s per run):")
+    print(f"agent CPU, {gpus} read at 10 Hz, 10 Hz publish (% of one core, {a.seconds:g} s per run):")
     for k, tree in enumerate(a.old_tree):
         print(f"  old tree{f' {k + 1}' if len(a.old_tree) > 1 else ''}: {tree}")
     for name, runs in results.items():

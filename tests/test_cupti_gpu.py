@@ -1,4 +1,4 @@
-"""CUPTI PM sampling on a real NVIDIA GPU (skipped elsewhere; scripts/gpu-check step 5).
+"""CUPTI PM sampling on a real NVIDIA GPU (skipped elsewhere; scripts/gpu-check step pytest; step cuptihw checks the rest through the CLI).
 
 Not yet run on hardware. Each check runs in a fresh interpreter (other tests load
 the fake libcupti under the same soname). A GPU where the counters are not

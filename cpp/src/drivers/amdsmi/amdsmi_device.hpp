@@ -1,18 +1,16 @@
 // One physical AMD GPU as the amdsmi driver sees it: its description, the
 // processor handles behind it (one per compute partition), which source feeds
 // each counter, where each counter sits in the sample (its CounterTable), its
-// gpu_metrics decoder (amd_common/) and the ECC counts it carries between
+// gpu_metrics table (amd_common/) and the ECC counts it carries between
 // re-reads.
 #pragma once
 
 #include <cstdint>
 #include <limits>
-#include <memory>
 #include <vector>
 
 #include "amd_common/compute_topology.hpp"
-#include "amd_common/gpu_metrics.hpp"
-#include "amd_common/gpu_metrics_decoder.hpp"
+#include "amd_common/metrics_table.hpp"
 #include "amdsmi_abi.hpp"
 #include "amdsmi_counters.hpp"
 #include "amdsmi_library.hpp"
@@ -36,11 +34,10 @@ struct Gpu {
     DeviceDescription desc;
     std::vector<Handle> processors;  // partition order; processors[0] is the primary
     bool per_partition = false;      // gr_active, dram_active, mem_used read per partition processor
+    amd::XcdShape shape;             // XCPs in the table (compute partitions), XCCs in each
 
-    bool has_table = false;
+    amd::MetricsTable table;           // read-to-read state: the sampler thread only
     Handle table_processor = nullptr;  // the processor that answers the table for the GPU
-    metrics::PublicLayout layout{0, 0, 0, 0};
-    amd::XcdShape shape;
 
     Source activity = Source::None;
     Source power = Source::None;
@@ -50,9 +47,7 @@ struct Gpu {
     Source mem_clock = Source::None;
     drivers::CounterTable counters{kCounters};
 
-    // Read-to-read state (sampler thread only).
-    std::unique_ptr<unsigned char[]> table;  // metrics::kBufferBytes
-    amd::TableDecoder decoder;
+    // ECC counts between re-reads (sampler thread only).
     std::int64_t ecc_due_ns = std::numeric_limits<std::int64_t>::min();
     float ecc_corrected = std::numeric_limits<float>::quiet_NaN();
     float ecc_uncorrected = std::numeric_limits<float>::quiet_NaN();

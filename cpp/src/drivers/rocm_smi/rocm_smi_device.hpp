@@ -1,18 +1,15 @@
 // One physical AMD GPU as the rocm_smi driver sees it: its description, the
 // rsmi devices behind it (one per compute partition on ROCm >= 6.3), which
 // source feeds each counter, where each counter sits in the sample (its
-// CounterTable), and its gpu_metrics decoder (amd_common/), which carries the
+// CounterTable), and its gpu_metrics table (amd_common/), which carries the
 // table state from one read to the next.
 #pragma once
 
 #include <cstdint>
-#include <memory>
-#include <string>
 #include <vector>
 
 #include "amd_common/compute_topology.hpp"
-#include "amd_common/gpu_metrics.hpp"
-#include "amd_common/gpu_metrics_decoder.hpp"
+#include "amd_common/metrics_table.hpp"
 #include "common/counter_table.hpp"
 #include "cuagent/topology.hpp"
 #include "rocm_smi_abi.hpp"
@@ -37,12 +34,10 @@ struct Gpu {
     DeviceDescription desc;
     std::vector<std::uint32_t> rsmi;  // partition order; rsmi[0] is the primary
     bool per_partition = false;       // gr_active / mem_used read per partition device
-
-    // gpu_metrics
-    bool has_table = false;
-    std::uint32_t table_device = 0;   // the rsmi device that answers for the GPU
-    metrics::PublicLayout layout{0, 0, 0, 0};
     amd::XcdShape shape;              // XCPs in the table (compute partitions), XCCs in each
+
+    amd::MetricsTable table;          // read-to-read state: the sampler thread only
+    std::uint32_t table_device = 0;   // the rsmi device that answers the table for the GPU
 
     PowerSource power = PowerSource::None;
     TempSource temp = TempSource::None;
@@ -50,10 +45,6 @@ struct Gpu {
     ClockSource mem_clock = ClockSource::None;
     FrequencyLayout frequency_layout = FrequencyLayout::Current;  // of rsmi_frequencies_t, probed
     drivers::CounterTable counters{kCounters};
-
-    // Read-to-read state (sampler thread only).
-    std::unique_ptr<unsigned char[]> table;  // metrics::kBufferBytes
-    amd::TableDecoder decoder;
 };
 
 // Enumerates the library's devices, groups partitions into physical GPUs,

@@ -6,8 +6,7 @@
 #include <stdexcept>
 
 #include "amd_common/device_identity.hpp"
-#include "amd_common/device_selection.hpp"
-#include "amd_common/kfd.hpp"
+#include "amd_common/gpu_walk.hpp"
 #include "amd_common/pci.hpp"
 #include "amdsmi_device.hpp"
 #include "cuagent/drivers/amdsmi.hpp"
@@ -247,8 +246,7 @@ std::vector<Gpu> discover(const Library& lib, const AmdSmiOptions& options, std:
     const std::vector<std::vector<Processor>> physical_gpus = amd::group_by_pci(
         processors, [](const Processor& p) { return p.location(); }, [](const Processor& p) { return p.partition; });
 
-    const std::vector<amd::KfdNode> kfd = amd::read_kfd_gpu_nodes("amdsmi", options.kfd_root);
-    amd::DeviceSelection selection(options.devices);
+    amd::GpuWalk walk("amdsmi", options);
     std::vector<Gpu> gpus;
     for (std::size_t physical = 0; physical < physical_gpus.size(); ++physical) {
         const std::vector<Processor>& members = physical_gpus[physical];
@@ -257,25 +255,14 @@ std::vector<Gpu> discover(const Library& lib, const AmdSmiOptions& options, std:
         Gpu gpu;
         for (const auto& m : members) gpu.processors.push_back(m.handle);
         DeviceDescription& d = gpu.desc;
-        d.index = static_cast<std::uint32_t>(physical);
-        d.vendor = "amd";
-        d.backend = "amdsmi";
-        d.pci = primary.pci();
-
-        const std::vector<amd::KfdNode> nodes = amd::nodes_of_gpu(kfd, primary.location());
-        if (nodes.empty()) {
-            throw std::runtime_error("amdsmi: no KFD topology node for device " + std::to_string(physical) +
-                                     (d.pci.empty() ? std::string(" (no PCI address)") : " (PCI " + d.pci + ")") +
-                                     " under " + options.kfd_root +
-                                     "/topology/nodes; is /sys/class/kfd visible (containers: mount /sys)?");
-        }
+        const std::vector<amd::KfdNode> nodes = walk.start(d, physical, primary.location(), primary.pci(), "no PCI address");
 
         // The id the rocm_smi backend gives the same GPU (KFD's unique_id is
         // what rsmi_dev_unique_id_get reads): switching backends keeps topics.
         const std::uint64_t unique = nodes.front().unique_id;
         d.id = amd::device_id(unique != 0 ? std::optional<std::uint64_t>(unique) : std::nullopt,
                               device_uuid(lib, primary.handle), physical, d.pci);
-        if (!selection.picks(physical, d.id)) continue;
+        if (!walk.picks(physical, d.id)) continue;
 
         d.model = model_name(lib, primary.handle, nodes.front());
         std::uint32_t numa = 0;
@@ -308,7 +295,7 @@ std::vector<Gpu> discover(const Library& lib, const AmdSmiOptions& options, std:
         gpus.push_back(std::move(gpu));
     }
 
-    selection.require_all_matched("amdsmi", physical_gpus.size());
+    walk.finish(physical_gpus.size());
     if (notes != nullptr) {
         notes->push_back("amdsmi: " + lib.path() + " (AMD SMI " + (lib.version().empty() ? "of unknown version" :
                          lib.version()) + "), " + std::to_string(gpus.size()) + " GPU(s)");

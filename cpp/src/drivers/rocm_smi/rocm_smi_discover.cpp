@@ -7,8 +7,7 @@
 #include <stdexcept>
 
 #include "amd_common/device_identity.hpp"
-#include "amd_common/device_selection.hpp"
-#include "amd_common/kfd.hpp"
+#include "amd_common/gpu_walk.hpp"
 #include "amd_common/pci.hpp"
 #include "cuagent/drivers/rocm_smi.hpp"
 #include "rocm_smi_device.hpp"
@@ -179,8 +178,7 @@ std::vector<Gpu> discover(const Library& lib, const RocmSmiOptions& options) {
     const std::vector<std::vector<RsmiDevice>> physical_gpus = amd::group_by_pci(
         devices, [](const RsmiDevice& d) { return d.location(); }, [](const RsmiDevice& d) { return d.partition(); });
 
-    const std::vector<amd::KfdNode> kfd = amd::read_kfd_gpu_nodes("rocm_smi", options.kfd_root);
-    amd::DeviceSelection selection(options.devices);
+    amd::GpuWalk walk("rocm_smi", options);
     std::vector<Gpu> gpus;
     for (std::size_t physical = 0; physical < physical_gpus.size(); ++physical) {
         const std::vector<RsmiDevice>& members = physical_gpus[physical];
@@ -189,25 +187,14 @@ std::vector<Gpu> discover(const Library& lib, const RocmSmiOptions& options) {
         Gpu gpu;
         for (const auto& m : members) gpu.rsmi.push_back(m.index);
         DeviceDescription& d = gpu.desc;
-        d.index = static_cast<std::uint32_t>(physical);
-        d.vendor = "amd";
-        d.backend = "rocm_smi";
-        d.pci = primary.pci();
-
-        const std::vector<amd::KfdNode> nodes = amd::nodes_of_gpu(kfd, primary.location());
-        if (nodes.empty()) {
-            throw std::runtime_error("rocm_smi: no KFD topology node for device " + std::to_string(physical) +
-                                     (d.pci.empty() ? std::string(" (no PCI id)") : " (PCI " + d.pci + ")") +
-                                     " under " + options.kfd_root +
-                                     "/topology/nodes; is /sys/class/kfd visible (containers: mount /sys)?");
-        }
+        const std::vector<amd::KfdNode> nodes = walk.start(d, physical, primary.location(), primary.pci(), "no PCI id");
 
         std::uint64_t unique = 0;
         std::optional<std::uint64_t> known;
         if (probe_u64(fn.unique_id, primary.index, &unique)) known = unique;
         else if (nodes.front().unique_id != 0) known = nodes.front().unique_id;
         d.id = amd::device_id(known, "", physical, d.pci);
-        if (!selection.picks(physical, d.id)) continue;
+        if (!walk.picks(physical, d.id)) continue;
 
         d.model = model_name(call_string(fn.market_name, primary.index));
         if (d.model.empty()) d.model = model_name(call_name(fn.name, primary.index));
@@ -242,7 +229,7 @@ std::vector<Gpu> discover(const Library& lib, const RocmSmiOptions& options) {
         gpus.push_back(std::move(gpu));
     }
 
-    selection.require_all_matched("rocm_smi", physical_gpus.size());
+    walk.finish(physical_gpus.size());
     return gpus;
 }
 

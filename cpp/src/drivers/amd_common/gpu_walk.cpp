@@ -1,0 +1,29 @@
+#include "gpu_walk.hpp"
+
+#include <stdexcept>
+
+namespace cuagent::amd {
+
+GpuWalk::GpuWalk(const char* backend, const AmdDriverOptions& options)
+    : backend_(backend), kfd_root_(options.kfd_root), kfd_(read_kfd_gpu_nodes(backend, options.kfd_root)),
+      selection_(options.devices) {}
+
+std::vector<KfdNode> GpuWalk::start(DeviceDescription& d, std::size_t physical,
+                                    const std::optional<PciLocation>& at, const std::string& pci,
+                                    const char* no_pci) const {
+    d.index = static_cast<std::uint32_t>(physical);
+    d.vendor = "amd";
+    d.backend = backend_;
+    d.pci = pci;
+    std::vector<KfdNode> nodes = nodes_of_gpu(kfd_, at);
+    if (nodes.empty()) {
+        throw std::runtime_error(std::string(backend_) + ": no KFD topology node for device " +
+                                 std::to_string(physical) +
+                                 (pci.empty() ? " (" + std::string(no_pci) + ")" : " (PCI " + pci + ")") +
+                                 " under " + kfd_root_ +
+                                 "/topology/nodes; is /sys/class/kfd visible (containers: mount /sys)?");
+    }
+    return nodes;
+}
+
+}  // namespace cuagent::amd

@@ -37,6 +37,14 @@ def interval_ms(backend: str, name: str, value: Any) -> float:
     return float(value)
 
 
+def library_option(name: str, library: str, search: str, env: str) -> Option:
+    """A backend's ``--<name>`` setting: the vendor `library` to load, passed to its make_driver as
+    ``library``; `search` says where the driver looks without it, `env` the environment
+    variable read first (library_path)."""
+    return Option(name, str, None, f"{library} to load (default: {search}; env {env})", metavar="PATH",
+                  check=nonempty, param="library")
+
+
 def library_path(given: Optional[str], env: str) -> str:
     """The vendor library to load: `given`, else the environment variable `env`, else "" (the
     driver's own search)."""

@@ -19,10 +19,9 @@ import time
 from typing import Any, Callable, Optional, Sequence
 
 from .. import _core
-from ..options import nonempty
 from ..slow_path import SlowPath
-from ._amd import KFD_ROOT, driver_arguments, interval_ms, kfd_root as _kfd_root, library_path
-from .registry import Backend, Option
+from ._amd import KFD_ROOT, driver_arguments, interval_ms, kfd_root as _kfd_root, library_option, library_path
+from .registry import Backend
 
 __all__ = ["BACKEND", "AmdSmiSlowPath", "make_driver"]
 
@@ -163,8 +162,7 @@ BACKEND = Backend(
     name="amdsmi",
     make_driver=make_driver,
     options=(
-        Option("amdsmi_library", str, None, "libamd_smi to load (default: the loader's path, then /opt/rocm/lib; "
-               "env CUAGENT_AMDSMI_LIBRARY)", metavar="PATH", check=nonempty, param="library"),
+        library_option("amdsmi_library", "libamd_smi", "the loader's path, then /opt/rocm/lib", LIBRARY_ENV),
         KFD_ROOT,
     ),
     slow_path=_slow_path,

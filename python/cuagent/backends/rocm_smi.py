@@ -11,11 +11,13 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence
 
 from .. import _core
-from ..options import nonempty
-from ._amd import DEFAULT_KFD_ROOT, KFD_ROOT, driver_arguments
-from .registry import Backend, Option
+from ._amd import DEFAULT_KFD_ROOT, KFD_ROOT, driver_arguments, library_option
+from .registry import Backend
 
 __all__ = ["BACKEND", "DEFAULT_KFD_ROOT", "make_driver"]
+
+#: Where the library path comes from when no option gives it.
+LIBRARY_ENV = "CUAGENT_ROCM_SMI_LIBRARY"
 
 
 def make_driver(
@@ -29,15 +31,14 @@ def make_driver(
     """Build the rocm_smi driver. `seed` is unused: real hardware is not simulated."""
     del seed
     return _core.make_rocm_smi_driver(**driver_arguments(
-        "rocm_smi", "CUAGENT_ROCM_SMI_LIBRARY", devices, library, kfd_root, min_read_interval_ms, options))
+        "rocm_smi", LIBRARY_ENV, devices, library, kfd_root, min_read_interval_ms, options))
 
 
 BACKEND = Backend(
     name="rocm_smi",
     make_driver=make_driver,
     options=(
-        Option("rocm_smi_library", str, None, "librocm_smi64 to load (default: the loader's path; env "
-               "CUAGENT_ROCM_SMI_LIBRARY)", metavar="PATH", check=nonempty, param="library"),
+        library_option("rocm_smi_library", "librocm_smi64", "the loader's path", LIBRARY_ENV),
         KFD_ROOT,
     ),
     auto=True,

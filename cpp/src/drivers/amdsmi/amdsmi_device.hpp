@@ -1,21 +1,17 @@
-// One physical AMD GPU as the amdsmi driver sees it: its description, the
-// processor handles behind it (one per compute partition), which source feeds
-// each counter, where each counter sits in the sample (its CounterTable), its
-// gpu_metrics table (amd_common/) and the ECC counts it carries between
-// re-reads.
+// One physical AMD GPU as the amdsmi driver sees it: what both AMD drivers
+// know of it (amd_common/physical_gpu.hpp), the processor handles behind it
+// (one per compute partition), which source feeds each counter and the ECC
+// counts it carries between re-reads.
 #pragma once
 
 #include <cstdint>
 #include <limits>
 #include <vector>
 
-#include "amd_common/compute_topology.hpp"
-#include "amd_common/metrics_table.hpp"
+#include "amd_common/physical_gpu.hpp"
 #include "amdsmi_abi.hpp"
 #include "amdsmi_counters.hpp"
 #include "amdsmi_library.hpp"
-#include "common/counter_table.hpp"
-#include "cuagent/topology.hpp"
 
 namespace cuagent {
 struct AmdSmiOptions;
@@ -23,29 +19,23 @@ struct AmdSmiOptions;
 
 namespace cuagent::amdsmi {
 
-namespace metrics = amd::metrics;
-
 // Where a counter's value comes from, chosen once at discovery by probing:
 // the gpu_metrics table first (one call feeds them all), the dedicated call
 // where the table lacks the field.
 enum class Source : std::uint8_t { None, Table, Call };
 
-struct Gpu {
-    DeviceDescription desc;
-    std::vector<Handle> processors;  // partition order; processors[0] is the primary
-    bool per_partition = false;      // gr_active, dram_active, mem_used read per partition processor
-    amd::XcdShape shape;             // XCPs in the table (compute partitions), XCCs in each
+struct Gpu : amd::PhysicalGpu {
+    Gpu() : PhysicalGpu(kCounters) {}
 
-    amd::MetricsTable table;           // read-to-read state: the sampler thread only
+    std::vector<Handle> processors;    // partition order; processors[0] is the primary
     Handle table_processor = nullptr;  // the processor that answers the table for the GPU
 
-    Source activity = Source::None;
+    Source activity = Source::None;    // gr_active, dram_active
     Source power = Source::None;
     Source temp = Source::None;
     std::uint32_t temp_sensor = kTempHotspot;  // for Source::Call
     Source sm_clock = Source::None;
     Source mem_clock = Source::None;
-    drivers::CounterTable counters{kCounters};
 
     // ECC counts between re-reads (sampler thread only).
     std::int64_t ecc_due_ns = std::numeric_limits<std::int64_t>::min();

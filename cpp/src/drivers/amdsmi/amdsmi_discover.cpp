@@ -270,28 +270,17 @@ std::vector<Gpu> discover(const Library& lib, const AmdSmiOptions& options, std:
             numa != kAllOnes32 && numa < 0x7FFFFFFFu)
             d.numa = static_cast<std::int32_t>(numa);
 
-        // Partitioned per processor only when the library shows one processor
-        // per KFD partition node; otherwise the GPU is read as a whole.
-        gpu.per_partition = nodes.size() > 1 && members.size() == nodes.size();
-        std::uint64_t total = 0;
-        probe_memory(lib.fn().memory_total, primary.handle, &total);
-        std::vector<std::uint64_t> partition_memory;
-        if (gpu.per_partition) {
-            for (const Handle h : gpu.processors) {
-                std::uint64_t part = 0;
-                probe_memory(lib.fn().memory_total, h, &part);
-                partition_memory.push_back(part);
-            }
-        }
         const amd::PartitionModes modes{amd::partition_token(call_string(lib.fn().compute_partition, primary.handle)),
                                         amd::partition_token(call_string(lib.fn().memory_partition, primary.handle))};
-        gpu.shape = amd::describe_compute(d, nodes, modes, total, partition_memory);
+        gpu.describe(nodes, members.size(), modes, [&](std::size_t p) {
+            std::uint64_t bytes = 0;
+            probe_memory(lib.fn().memory_total, members[p].handle, &bytes);
+            return bytes;
+        });
 
         probe_table(lib, gpu);
         declare_counters(lib, gpu);
-        d.validate();
-        gpu.counters.resolve(d);
-        gpu.table.configure(gpu.shape, d.counts.front(), table_targets(gpu));
+        gpu.finish([&] { return table_targets(gpu); });
         gpus.push_back(std::move(gpu));
     }
 

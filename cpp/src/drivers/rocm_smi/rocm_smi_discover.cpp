@@ -204,28 +204,17 @@ std::vector<Gpu> discover(const Library& lib, const RocmSmiOptions& options) {
         if (fn.numa_affinity != nullptr && fn.numa_affinity(primary.index, &numa) == kSuccess && numa >= 0)
             d.numa = numa;
 
-        // Partitioned per device only when the library enumerates one device
-        // per KFD partition node; an older library shows the GPU once.
-        gpu.per_partition = nodes.size() > 1 && members.size() == nodes.size();
-        std::uint64_t total = 0;
-        probe_memory(fn.memory_total, primary.index, &total);
-        std::vector<std::uint64_t> partition_memory;
-        if (gpu.per_partition) {
-            for (const auto& m : members) {
-                std::uint64_t part = 0;
-                probe_memory(fn.memory_total, m.index, &part);
-                partition_memory.push_back(part);
-            }
-        }
         const amd::PartitionModes modes{amd::partition_token(call_string(fn.compute_partition, primary.index)),
                                         amd::partition_token(call_string(fn.memory_partition, primary.index))};
-        gpu.shape = amd::describe_compute(d, nodes, modes, total, partition_memory);
+        gpu.describe(nodes, members.size(), modes, [&](std::size_t p) {
+            std::uint64_t bytes = 0;
+            probe_memory(fn.memory_total, members[p].index, &bytes);
+            return bytes;
+        });
 
         probe_table(lib, gpu);
         declare_counters(lib, gpu);
-        d.validate();
-        gpu.counters.resolve(d);
-        gpu.table.configure(gpu.shape, d.counts.front(), table_targets(gpu));
+        gpu.finish([&] { return table_targets(gpu); });
         gpus.push_back(std::move(gpu));
     }
 

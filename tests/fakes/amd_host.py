@@ -15,7 +15,7 @@ import ctypes
 from pathlib import Path
 from typing import Any, Generic, Optional, Sequence, TypeVar
 
-from .kfd_tree import MI210, MI300X, FakeGpu, GpuModel, write_kfd_tree
+from .kfd_tree import MI210, MI300X, GpuModel, KfdGpu, write_kfd_tree
 
 # Public gpu_metrics struct sizes of the library releases the fakes can emulate (96: a ROCm 5.x
 # release, which also has the old rsmi_frequencies_t).
@@ -104,7 +104,7 @@ class FakeAmdLibrary:
 
 
 L = TypeVar("L", bound=FakeAmdLibrary)
-G = TypeVar("G", bound=FakeGpu)
+G = TypeVar("G", bound=KfdGpu)
 
 
 class FakeAmdHostBase(Generic[L, G]):

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Iterator, Optional
 
-from .kfd_tree import MI210, FakeGpu, GpuModel, write_kfd_tree
+from .kfd_tree import MI210, GpuModel, KfdGpu, write_kfd_tree
 
 NO_DATA16 = 0xFFFF
 
@@ -240,7 +240,7 @@ class AmdSysfs:
         module.mkdir(parents=True)
         (module / "version").write_text("5.18.2\n")
 
-        fake = FakeGpu(gpu.model, compute="SPX", memory="NPS1", domain=gpu.domain, bus=gpu.bus,
+        fake = KfdGpu(gpu.model, compute="SPX", memory="NPS1", domain=gpu.domain, bus=gpu.bus,
                        unique_id=gpu.unique_id)
         write_kfd_tree(self.kfd_root, [fake])
         self._write_values()

@@ -25,7 +25,7 @@ from typing import Sequence
 
 from .amd_host import LAYOUT_V18, FakeAmdHostBase, FakeAmdLibrary
 from .build import build_fake_library
-from .kfd_tree import FakeGpu, GpuModel, place_gpu
+from .kfd_tree import GpuModel, KfdGpu, place_gpu
 
 SOURCE = Path(__file__).with_name("amdsmi_fake.c")
 
@@ -97,7 +97,7 @@ class FakeAmdSmi(FakeAmdLibrary):
 
 
 @dataclass
-class FakeAmdSmiGpu(FakeGpu):
+class FakeAmdSmiGpu(KfdGpu):
     """One physical GPU of the fake AMD SMI host: a socket of the fake library."""
     index: int = 0                                        # the fake's GPU (socket) index
     processors: list[int] = field(default_factory=list)   # processor indices, by partition

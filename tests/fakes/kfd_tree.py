@@ -32,7 +32,7 @@ MI210 = GpuModel("AMD Instinct MI210", 0x740F, 90010, xcds=1, cus_per_xcd=104, s
 
 
 @dataclass
-class FakeGpu:
+class KfdGpu:
     """One physical GPU of a fake AMD host, as its KFD nodes describe it."""
     model: GpuModel
     compute: str
@@ -58,7 +58,7 @@ class FakeGpu:
         return f"{self.domain:04x}:{self.bus:02x}:00.0"
 
 
-G = TypeVar("G", bound=FakeGpu)
+G = TypeVar("G", bound=KfdGpu)
 
 
 def place_gpu(cls: type[G], model: GpuModel, compute: str, memory: str, kernel_partition_bits: str, n: int) -> G:
@@ -96,7 +96,7 @@ def _cpu_node(gpu_count: int) -> dict[str, int]:
     }
 
 
-def _gpu_node(gpu: FakeGpu, partition: int, partitions: int, render_minor: int) -> dict[str, int]:
+def _gpu_node(gpu: KfdGpu, partition: int, partitions: int, render_minor: int) -> dict[str, int]:
     model = gpu.model
     xcds = model.xcds // partitions
     cus = xcds * model.cus_per_xcd
@@ -129,7 +129,7 @@ def gfx_name(gfx_target_version: int) -> str:
     return f"gfx{major}{minor:x}{step:x}"
 
 
-def write_kfd_tree(kfd_root: Path, gpus: Sequence[FakeGpu]) -> None:
+def write_kfd_tree(kfd_root: Path, gpus: Sequence[KfdGpu]) -> None:
     """(Re)write kfd_root/topology/nodes as the amdgpu driver lays it out: node 0 the CPU,
     then one node per compute partition of each GPU (recorded in gpu.kfd_nodes). Each node
     has properties, gpu_id, name and the io_links/p2p_links/mem_banks directories (the real

@@ -27,7 +27,7 @@ from typing import Sequence
 
 from .amd_host import LAYOUT_V18, FakeAmdHostBase, FakeAmdLibrary
 from .build import build_fake_library
-from .kfd_tree import FakeGpu, GpuModel, place_gpu
+from .kfd_tree import GpuModel, KfdGpu, place_gpu
 
 SOURCE = Path(__file__).with_name("rocm_smi_fake.c")
 
@@ -65,7 +65,7 @@ class FakeRocmSmi(FakeAmdLibrary):
 
 
 @dataclass
-class FakeRocmGpu(FakeGpu):
+class FakeGpu(KfdGpu):
     """One physical GPU of the fake ROCm SMI host: its rsmi devices, one per compute partition."""
     rsmi_devices: list[int] = field(default_factory=list)
 
@@ -75,7 +75,7 @@ class FakeRocmGpu(FakeGpu):
         return self.rsmi_devices[0]
 
 
-class FakeAmdHost(FakeAmdHostBase[FakeRocmSmi, FakeRocmGpu]):
+class FakeAmdHost(FakeAmdHostBase[FakeRocmSmi, FakeGpu]):
     """A whole fake host: rsmi devices in the fake library and a KFD tree on disk."""
 
     LOST_STATUS = RSMI_STATUS_FILE_ERROR
@@ -85,11 +85,11 @@ class FakeAmdHost(FakeAmdHostBase[FakeRocmSmi, FakeRocmGpu]):
 
     def add_gpu(self, model: GpuModel, compute: str = "SPX", memory: str = "NPS1",
                 metrics_revision: int = 8, fw_period_ns: int = 0, numa: int = 0,
-                enumerate_partitions: bool = True, kernel_partition_bits: str = "31:28") -> FakeRocmGpu:
+                enumerate_partitions: bool = True, kernel_partition_bits: str = "31:28") -> FakeGpu:
         """Add a GPU. enumerate_partitions=False: a library older than ROCm 6.3, which
         shows a partitioned GPU as one device. kernel_partition_bits="function": a
         kernel from before 2024, which ORs the KFD node id into location_id's low bits."""
-        gpu = place_gpu(FakeRocmGpu, model, compute, memory, kernel_partition_bits, len(self.gpus))
+        gpu = place_gpu(FakeGpu, model, compute, memory, kernel_partition_bits, len(self.gpus))
         partitions = gpu.partitions
         for p in range(partitions if enumerate_partitions else 1):
             bdfid = (gpu.domain << 32) | ((p << 28) if enumerate_partitions and partitions > 1 else 0) \
@@ -103,11 +103,11 @@ class FakeAmdHost(FakeAmdHostBase[FakeRocmSmi, FakeRocmGpu]):
             self.fake.set_metrics(dev, 0, 0, 0, 0)  # secondary partitions have no table
         return self._added(gpu)
 
-    def devices(self, gpu: FakeRocmGpu) -> list[int]:
+    def devices(self, gpu: FakeGpu) -> list[int]:
         return gpu.rsmi_devices
 
-    def table_index(self, gpu: FakeRocmGpu) -> int:
+    def table_index(self, gpu: FakeGpu) -> int:
         return gpu.metrics_device
 
-    def set_gpu_value(self, gpu: FakeRocmGpu, key: str, value: float) -> None:
+    def set_gpu_value(self, gpu: FakeGpu, key: str, value: float) -> None:
         self.fake.set_value(gpu.metrics_device, key, value)

@@ -6,7 +6,7 @@ namespace cuagent::amd {
 
 GpuWalk::GpuWalk(const char* backend, const AmdDriverOptions& options)
     : backend_(backend), kfd_root_(options.kfd_root), kfd_(read_kfd_gpu_nodes(backend, options.kfd_root)),
-      selection_(options.devices) {}
+      names_(options.devices), matched_(options.devices.size(), false) {}
 
 std::vector<KfdNode> GpuWalk::start(DeviceDescription& d, std::size_t physical,
                                     const std::optional<PciLocation>& at, const std::string& pci,
@@ -24,6 +24,26 @@ std::vector<KfdNode> GpuWalk::start(DeviceDescription& d, std::size_t physical,
                                  "/topology/nodes; is /sys/class/kfd visible (containers: mount /sys)?");
     }
     return nodes;
+}
+
+bool GpuWalk::picks(std::size_t physical, const std::string& id) {
+    if (names_.empty()) return true;
+    const std::string number = std::to_string(physical);
+    bool picked = false;
+    for (std::size_t i = 0; i < names_.size(); ++i) {
+        if (names_[i] == id || names_[i] == number) picked = matched_[i] = true;
+    }
+    return picked;
+}
+
+void GpuWalk::finish(std::size_t found) const {
+    for (std::size_t i = 0; i < names_.size(); ++i) {
+        if (!matched_[i]) {
+            throw std::invalid_argument(std::string(backend_) + ": no AMD device '" + names_[i] + "' (" +
+                                        std::to_string(found) +
+                                        " found; give an index or an id like amd-<unique id>)");
+        }
+    }
 }
 
 }  // namespace cuagent::amd

@@ -11,7 +11,6 @@
 
 #include "cuagent/drivers/amd_options.hpp"
 #include "cuagent/topology.hpp"
-#include "device_selection.hpp"
 #include "kfd.hpp"
 #include "pci.hpp"
 
@@ -29,18 +28,20 @@ public:
     std::vector<KfdNode> start(DeviceDescription& d, std::size_t physical, const std::optional<PciLocation>& at,
                                const std::string& pci, const char* no_pci) const;
 
-    // Whether --devices picks the GPU at `physical` with `id`.
-    bool picks(std::size_t physical, const std::string& id) { return selection_.picks(physical, id); }
+    // Whether --devices picks the GPU at `physical` with `id`: each name is an
+    // index ("0") or an id ("amd-<unique id>"); none picks every GPU.
+    bool picks(std::size_t physical, const std::string& id);
 
-    // After the last of the `found` GPUs: throws std::invalid_argument for a
-    // --devices name that picked none.
-    void finish(std::size_t found) const { selection_.require_all_matched(backend_, found); }
+    // After the last of the `found` GPUs: throws std::invalid_argument naming
+    // the first --devices name that picked none.
+    void finish(std::size_t found) const;
 
 private:
     const char* backend_;
     std::string kfd_root_;
     std::vector<KfdNode> kfd_;
-    DeviceSelection selection_;
+    std::vector<std::string> names_;  // --devices
+    std::vector<bool> matched_;       // per name: it picked a GPU
 };
 
 }  // namespace cuagent::amd

@@ -1,6 +1,6 @@
 """`cuagent run` on the real backends, against the fake vendor libraries, checked on the wire:
-NVML (device-level state, processes, a GPU lost, a MIG layout change) and ROCm SMI (an
-MI300X in SPX and CPX). Every message goes through the protocol checker."""
+NVML (device-level state, processes, a GPU lost, a MIG layout change); the AMD backends'
+feeds are in test_amd_agents.py. Every message goes through the protocol checker."""
 
 from __future__ import annotations
 
@@ -9,18 +9,12 @@ import sys
 from pathlib import Path
 
 import msgpack
-import numpy as np
 import psutil
 import pytest
 
-from fakes.rocm_fixtures import rocm_library  # noqa: F401
 from feed_support import CheckedFeed, request, start_real_agent
 
 FAKES = Path(__file__).resolve().parent / "fakes"
-
-
-def _bins(b: bytes, dtype: str) -> np.ndarray:
-    return np.frombuffer(b, dtype)
 
 
 def _devices(feed: CheckedFeed) -> list[dict]:
@@ -118,55 +112,6 @@ def test_nvml_mig_layout_change_rebuilds_and_bumps_gen(nvml_agent, fake_nvml):
     parts = feed.of("topo")[-1][4]["devices"][0]["partitions"]
     assert [(p["kind"], p["units"], p["profile"]) for p in parts] == \
         [("mig", 60, "MIG 3g.40gb"), ("mig", 32, "MIG 2g.20gb")]
-
-
-# --------------------------------------------------------------------------- ROCm SMI
-
-
-def _rocm_agent(library, tmp_path, compute):
-    launcher = [str(FAKES / "rocm_agent.py"), str(library), str(tmp_path), compute]
-    proc = start_real_agent(tmp_path, "amd-n", [], launcher=launcher)
-    return proc, CheckedFeed(proc)
-
-
-def test_rocm_mi300x_spx_feed(rocm_library, tmp_path):  # noqa: F811
-    proc, feed = _rocm_agent(rocm_library, tmp_path, "SPX")
-    try:
-        feed.wait(lambda f: any("levels" in m[4] for m in f.of("state")) and f.checker.counts["state"] >= 3,
-                  "state with levels.xcd")
-        (d,) = _devices(feed)
-        assert (d["vendor"], d["backend"], d["unit"], d["units"]) == ("amd", "rocm_smi", "cu", 304)
-        assert d["levels"] == ["xcd", "se", "cu"] and d["counts"] == {"xcd": 8, "se": 32, "cu": 304}
-        assert d["layout_source"] == "vendor"
-        xcd_of_cu = _bins(d["layout"]["xcd"], "<u2")
-        assert np.bincount(xcd_of_cu).tolist() == [38] * 8  # 304 CUs in 8 XCDs
-        se_of_cu = _bins(d["layout"]["se"], "<u2")
-        for x in range(8):  # 4 SEs per XCD
-            assert len(set(se_of_cu[xcd_of_cu == x].tolist())) == 4
-        assert [(p["id"], p["kind"], p["units"]) for p in d["partitions"]] == [("0", "whole", 304)]
-        body = [m[4] for m in feed.of("state") if "levels" in m[4]][-1]
-        xcd = body["levels"]["xcd"]
-        assert set(body["levels"]) == {"xcd"}
-        mean = _bins(xcd["active"]["mean"], "<f4")
-        np.testing.assert_allclose(mean, np.array([90, 0, 0, 60, 50, 60, 70, 100]) / 100, atol=0.02)
-        assert _bins(xcd["state"], "u1").tolist() == [1, 0, 0, 1, 1, 1, 1, 1]
-    finally:
-        feed.close()
-        assert proc.stop() == 0, proc.log()
-
-
-def test_rocm_mi300x_cpx_feed(rocm_library, tmp_path):  # noqa: F811
-    proc, feed = _rocm_agent(rocm_library, tmp_path, "CPX")
-    try:
-        feed.wait(lambda f: f.checker.counts["state"] >= 3, "state")
-        (d,) = _devices(feed)
-        assert d["units"] == 304 and d["counts"]["xcd"] == 8
-        assert [(p["id"], p["kind"], p["units"]) for p in d["partitions"]] == [(str(i), "xcp", 38) for i in range(8)]
-        body = feed.of("state")[-1][4]
-        assert sorted(body["partition"]) == [str(i) for i in range(8)]
-    finally:
-        feed.close()
-        assert proc.stop() == 0, proc.log()
 
 
 if sys.platform != "linux":  # pragma: no cover

@@ -28,7 +28,7 @@ import pytest
 
 from cuagent import _core
 from fakes.amdsmi import FakeAmdSmiHost
-from fakes.amdsmi_fixtures import amdsmi_host, amdsmi_library  # noqa: F401
+from fakes.amd_fixtures import amdsmi_host, amdsmi_library  # noqa: F401
 
 BOUND = re.compile(r"_libraries\['libamd_smi\.so'\]\.(\w+)")
 

@@ -1,91 +1,35 @@
 """`cuagent run --driver amdsmi` against the fake libamd_smi, checked on the wire: every
 message goes through the protocol checker, and a client written from PROTOCOL.md alone
-(test_external_client.PageClient) joins it. An MI300X in SPX and CPX, processes, a lost GPU,
-a partition mode change, and `--driver auto` choosing AMD SMI over ROCm SMI."""
+(test_external_client.PageClient) joins it. A lost GPU, a partition mode change, and
+`--driver auto` choosing AMD SMI over ROCm SMI; the SPX and CPX feeds both AMD backends
+publish alike are in test_amd_agents.py."""
 
 from __future__ import annotations
 
+import functools
 import sys
-from pathlib import Path
 
 import msgpack
-import numpy as np
 import pytest
 
 from cuagent import config as config_mod
 from cuagent.cli import make_engine
+from fakes.amd_backends import AMDSMI
+from fakes.amd_fixtures import AGENT_NODE, amd_agent, amdsmi_library, rocm_library  # noqa: F401
 from fakes.amdsmi import FakeAmdSmiHost
-from fakes.amdsmi_agent import BUSY, PROCESS
-from fakes.amdsmi_fixtures import amdsmi_library  # noqa: F401
 from fakes.rocm import FakeAmdHost
-from fakes.rocm_fixtures import rocm_library  # noqa: F401
-from feed_support import CheckedFeed, request, start_real_agent
+from feed_support import request
 from test_external_client import _join_and_follow
-
-FAKES = Path(__file__).resolve().parent / "fakes"
-
-
-def _bins(b: bytes, dtype: str) -> np.ndarray:
-    return np.frombuffer(b, dtype)
 
 
 @pytest.fixture
-def amd_agent(amdsmi_library, tmp_path):  # noqa: F811
-    procs, feeds = [], []
-
-    def start(compute: str = "SPX", gpus: int = 1, flags: tuple[str, ...] = ()):
-        launcher = [str(FAKES / "amdsmi_agent.py"), str(amdsmi_library), str(tmp_path), compute, str(gpus)]
-        proc = start_real_agent(tmp_path, "amd-s", [], launcher=launcher, extra=flags)
-        procs.append(proc)
-        feed = CheckedFeed(proc)
-        feeds.append(feed)
-        return proc, feed
-
-    yield start
-    for feed in feeds:
-        feed.close()
-    for proc in procs:
-        assert proc.stop() == 0, proc.log()
+def amdsmi_agent(amd_agent, amdsmi_library):  # noqa: F811
+    """start(compute="SPX", gpus=1, flags=()) on the fake AMD SMI host."""
+    return functools.partial(amd_agent, AMDSMI, amdsmi_library)
 
 
-def test_mi300x_spx_feed_with_xcd_states_and_processes(amd_agent):
-    proc, feed = amd_agent(flags=("--process-interval-s", "0.2"))
-    feed.wait(lambda f: any("sm" in p for m in f.of("state") for p in m[4].get("processes", []))
-              and any("levels" in m[4] for m in f.of("state")), "a state with levels.xcd and a process's sm")
-    (d,) = feed.of("topo")[-1][4]["devices"]
-    assert (d["vendor"], d["backend"], d["unit"], d["units"], d["model"]) == \
-        ("amd", "amdsmi", "cu", 304, "AMD Instinct MI300X")
-    assert d["levels"] == ["xcd", "se", "cu"] and d["counts"] == {"xcd": 8, "se": 32, "cu": 304}
-    assert np.bincount(_bins(d["layout"]["xcd"], "<u2")).tolist() == [38] * 8
-    assert [(p["id"], p["kind"], p["units"], p["profile"]) for p in d["partitions"]] == \
-        [("0", "whole", 304, "SPX NPS1")]
-    assert {"dram_active", "ecc_uncorrected", "power_violation"} <= set(d["counters"])
-    body = [m[4] for m in feed.of("state") if "levels" in m[4]][-1]
-    xcd = body["levels"]["xcd"]
-    np.testing.assert_allclose(_bins(xcd["active"]["mean"], "<f4"), np.array(BUSY) / 100, atol=0.02)
-    assert _bins(xcd["state"], "u1").tolist() == [1, 0, 0, 1, 1, 1, 1, 1]
-    assert body["idle_units"] == pytest.approx(float(np.sum((1 - np.array(BUSY) / 100) * 38)), abs=3)
-    pid, name, vram, _ = PROCESS
-    (process,) = [m[4]["processes"] for m in feed.of("state") if any("sm" in p for p in m[4].get("processes", []))][-1]
-    assert (process["pid"], process["name"], process["mem"]) == (pid, name, vram)
-    # Its share of the GFX engine between two lists (the formula is checked in
-    # test_amdsmi_driver.py with a scripted clock; here the real clocks of two processes).
-    assert 0.0 < process["sm"] <= 1.0
-
-
-def test_mi300x_cpx_feed_has_8_partitions_and_per_partition_counters(amd_agent):
-    proc, feed = amd_agent("CPX")
-    feed.wait(lambda f: f.checker.counts["state"] >= 3, "states")
-    (d,) = feed.of("topo")[-1][4]["devices"]
-    assert [(p["id"], p["kind"], p["units"]) for p in d["partitions"]] == [(str(i), "xcp", 38) for i in range(8)]
-    assert d["counters"]["gr_active"]["level"] == d["counters"]["mem_used"]["level"] == "partition"
-    body = feed.of("state")[-1][4]
-    assert sorted(body["partition"]) == [str(i) for i in range(8)]
-    assert all({"gr_active", "mem_used", "sm_active"} <= set(body["partition"][str(i)]) for i in range(8))
-
-
-def test_a_lost_gpu_gives_device_lost_and_the_other_goes_on(amd_agent, tmp_path):
-    proc, feed = amd_agent(gpus=2)
+def test_a_lost_gpu_gives_device_lost_and_the_other_goes_on(amdsmi_agent, tmp_path):
+    proc, feed = amdsmi_agent(gpus=2)
     feed.wait(lambda f: len({m[2] for m in f.of("state")}) == 2, "state from both GPUs")
     first, second = (d["id"] for d in feed.of("topo")[-1][4]["devices"])
     (tmp_path / "lose").touch()
@@ -99,8 +43,8 @@ def test_a_lost_gpu_gives_device_lost_and_the_other_goes_on(amd_agent, tmp_path)
     feed.wait(lambda f: any(m[4]["type"] == "device_back" for m in f.of("event")), "device_back")
 
 
-def test_a_partition_mode_change_rebuilds_and_bumps_gen(amd_agent, tmp_path):
-    proc, feed = amd_agent(flags=("--topology-poll-s", "0.2"))
+def test_a_partition_mode_change_rebuilds_and_bumps_gen(amdsmi_agent, tmp_path):
+    proc, feed = amdsmi_agent(flags=("--topology-poll-s", "0.2"))
     feed.wait(lambda f: bool(f.of("state")), "a first state")
     assert feed.of("topo")[-1][3]["gen"] == 1
     (tmp_path / "nps4").touch()
@@ -114,12 +58,12 @@ def test_a_partition_mode_change_rebuilds_and_bumps_gen(amd_agent, tmp_path):
 
 
 @pytest.mark.parametrize("req", [False, True], ids=["dealer", "req"])
-def test_a_client_written_from_the_protocol_alone_joins_it(amd_agent, req):
-    proc, feed = amd_agent("CPX")
+def test_a_client_written_from_the_protocol_alone_joins_it(amdsmi_agent, req):
+    proc, feed = amdsmi_agent("CPX")
     ping = proc.wait_ping()
-    client = _join_and_follow(proc.feed, proc.sync, req, {"amd-s": ping["epoch"]})
+    client = _join_and_follow(proc.feed, proc.sync, req, {AGENT_NODE: ping["epoch"]})
     try:
-        assert client.gen["amd-s"] == 1
+        assert client.gen[AGENT_NODE] == 1
     finally:
         client.close()
 

@@ -1,4 +1,7 @@
-"""The amdsmi driver against the fake libamd_smi and fake KFD trees (no AMD GPU here)."""
+"""The amdsmi driver against the fake libamd_smi and fake KFD trees (no AMD GPU here): what AMD
+SMI does its own way (partition order from KFD info, one init per process, ABI versions, its
+own counters, falling back from the table to a call, the slow path). What both AMD drivers do
+alike is in test_amd_drivers.py."""
 
 from __future__ import annotations
 
@@ -9,76 +12,15 @@ import pytest
 
 from cuagent import _core
 from cuagent.backends.amdsmi import make_driver
-from fakes.amdsmi import (
-    AMDSMI_STATUS_BUSY,
-    AMDSMI_STATUS_INIT_ERROR,
-    AMDSMI_STATUS_NOT_SUPPORTED,
-    FakeAmdSmiHost,
-    build_fake_amdsmi,
-)
-from fakes.amdsmi_fixtures import amdsmi_host, amdsmi_library, amdsmi_library_without_activity  # noqa: F401
-from fakes.rocm import LAYOUT_V16, LAYOUT_V17, LAYOUT_V18, FakeAmdHost
-from fakes.rocm_fixtures import rocm_library  # noqa: F401
+from fakes.amd_backends import AMDSMI, counters, read
+from fakes.amd_fixtures import amdsmi_host, amdsmi_library, amdsmi_library_without_activity  # noqa: F401
+from fakes.amdsmi import FakeAmdSmiHost, build_fake_amdsmi
 
 BUSY = [90.0, 0.0, 0.0, 10.0, 50.0, 60.0, 70.0, 100.0]  # distinct per XCD: a wrong stride shows
-
-
-def open_driver(host: FakeAmdSmiHost, **options):
-    return make_driver(None, 0, library=str(host.library), kfd_root=str(host.kfd_root), **options)
-
-
-def counters(desc) -> dict:
-    return {c.name: c for c in desc.counters}
-
-
-def read(driver, index: int = 0, t_ns: int = 0) -> tuple[str, dict, str]:
-    """One read: (status, {counter: float32 values}, detail)."""
-    return _core.driver_read(driver, index, t_ns)
+open_driver = AMDSMI.open
 
 
 # ---- topology ------------------------------------------------------------------------
-
-def test_mi300x_spx_is_one_whole_device_of_8_xcds_32_ses_304_cus(amdsmi_host):
-    amdsmi_host.add_mi300x()
-    driver = open_driver(amdsmi_host)
-    assert driver.name == "amdsmi" and driver.device_count == 1
-    d = driver.device(0)
-    assert (d.vendor, d.backend, d.unit_kind, d.layout_source) == ("amd", "amdsmi", "cu", "vendor")
-    assert d.model == "AMD Instinct MI300X"  # amdsmi_get_gpu_asic_info market_name
-    assert d.id == "amd-7e3d2a1f00000000"
-    assert d.pci == "0000:11:00.0" and d.numa == 0
-    assert d.levels == ["xcd", "se", "cu"] and d.counts == [8, 32, 304] and d.units == 304
-    xcd = np.asarray(d.layout[0])
-    assert np.bincount(xcd).tolist() == [38] * 8
-    assert [(p.id, p.kind, p.units, p.profile) for p in d.partitions] == [("0", "whole", 304, "SPX NPS1")]
-    assert d.memory_bytes == 192 << 30
-    c = counters(d)
-    assert c["active"].level == "xcd" and c["active"].unit == "ratio"
-    assert {"gr_active", "dram_active", "mem_used", "power", "temp", "sm_clock", "mem_clock", "power_violation",
-            "thermal_violation", "ecc_corrected", "ecc_uncorrected"} <= set(c)
-    d.validate()
-
-
-def test_mi300x_cpx_is_one_gpu_of_8_partitions_read_per_processor(amdsmi_host):
-    gpu = amdsmi_host.add_mi300x(compute="CPX", memory="NPS4")
-    amdsmi_host.set_xcd_busy(gpu, BUSY)
-    for p, proc in enumerate(gpu.processors):
-        amdsmi_host.fake.set_value(proc, "busy_pct", 10.0 * p)
-        amdsmi_host.fake.set_value(proc, "vram_used", (p + 1) << 30)
-    driver = open_driver(amdsmi_host)
-    assert driver.device_count == 1  # the socket's 8 processors are one GPU
-    d = driver.device(0)
-    assert d.counts == [8, 32, 304]
-    assert [(p.kind, p.units, p.profile) for p in d.partitions] == [("xcp", 38, "CPX NPS4")] * 8
-    assert d.memory_bytes == 192 << 30  # NPS4: the partitions' shares summed
-    c = counters(d)
-    assert c["gr_active"].level == c["dram_active"].level == c["mem_used"].level == "partition"
-    status, v, _ = read(driver)
-    assert status == "ok"
-    np.testing.assert_allclose(v["active"], np.array(BUSY) / 100, atol=1e-6)
-    np.testing.assert_allclose(v["gr_active"], np.arange(8) / 10, atol=1e-6)
-    np.testing.assert_allclose(v["mem_used"], [(p + 1) << 30 for p in range(8)], rtol=1e-6)
-
 
 def test_partitions_are_ordered_by_their_kfd_partition_id_not_enumeration(amdsmi_host):
     gpu = amdsmi_host.add_mi300x(compute="QPX", reversed_order=True)
@@ -89,62 +31,7 @@ def test_partitions_are_ordered_by_their_kfd_partition_id_not_enumeration(amdsmi
     np.testing.assert_allclose(v["gr_active"], [0.0, 0.2, 0.4, 0.6], atol=1e-6)
 
 
-def test_kernels_that_put_the_partition_in_the_function_bits_group_the_same(amdsmi_host):
-    amdsmi_host.add_mi300x(compute="QPX", kernel_partition_bits="function")
-    amdsmi_host.add_mi210()
-    driver = open_driver(amdsmi_host)
-    assert driver.device_count == 2
-    assert [p.units for p in driver.device(0).partitions] == [76] * 4
-    assert driver.device(0).pci == "0000:11:00.0"
-    assert driver.device(1).counts == [1, 8, 104]
-
-
-def test_mi210_has_one_xcd_of_8_engines_and_no_xcd_counter(amdsmi_host):
-    amdsmi_host.add_mi210()
-    d = open_driver(amdsmi_host).device(0)
-    assert d.model == "AMD Instinct MI210" and d.counts == [1, 8, 104]
-    assert "active" not in counters(d)  # its table (1.3) has no per-XCD data
-    assert {"gr_active", "power", "temp", "throttle"} <= set(counters(d))
-
-
-def test_the_same_hardware_is_described_as_the_rocm_smi_backend_describes_it(amdsmi_host, rocm_library, tmp_path):
-    from cuagent.backends.rocm_smi import make_driver as make_rocm_driver
-
-    for compute in ("SPX", "CPX"):
-        amd = FakeAmdSmiHost(amdsmi_host.library, tmp_path / f"amd-{compute}")
-        rocm = FakeAmdHost(rocm_library, tmp_path / f"rocm-{compute}")
-        amd.add_mi300x(compute=compute, memory="NPS1")
-        rocm.add_mi300x(compute=compute, memory="NPS1")
-        a = open_driver(amd).device(0)
-        r = make_rocm_driver(None, 0, library=str(rocm.library), kfd_root=str(rocm.kfd_root)).device(0)
-        assert (a.id, a.model, a.pci, a.numa, a.memory_bytes) == (r.id, r.model, r.pci, r.numa, r.memory_bytes)
-        assert (a.levels, a.counts, a.units, a.layout) == (r.levels, r.counts, r.units, r.layout)
-        assert [(p.id, p.kind, p.units, list(p.unit_ids), p.profile, p.memory_bytes) for p in a.partitions] == \
-            [(p.id, p.kind, p.units, list(p.unit_ids), p.profile, p.memory_bytes) for p in r.partitions]
-        ca, cr = counters(a), counters(r)
-        assert set(cr) <= set(ca)  # AMD SMI adds dram_active and ECC
-        assert {n: (ca[n].level, ca[n].unit) for n in cr} == {n: (c.level, c.unit) for n, c in cr.items()}
-
-
-def test_devices_are_filtered_by_index_or_id(amdsmi_host):
-    amdsmi_host.add_mi300x()
-    second = amdsmi_host.add_mi210()
-    driver = make_driver(["1"], 0, library=str(amdsmi_host.library), kfd_root=str(amdsmi_host.kfd_root))
-    assert [driver.device(i).model for i in range(driver.device_count)] == ["AMD Instinct MI210"]
-    by_id = make_driver([f"amd-{second.unique_id:016x}"], 0, library=str(amdsmi_host.library),
-                        kfd_root=str(amdsmi_host.kfd_root))
-    assert by_id.device_count == 1 and by_id.device(0).index == 1
-    with pytest.raises(ValueError, match="no AMD device 'amd-nope'"):
-        make_driver(["amd-nope"], 0, library=str(amdsmi_host.library), kfd_root=str(amdsmi_host.kfd_root))
-
-
 # ---- library loading -------------------------------------------------------------------
-
-def test_missing_library_is_one_clear_error(tmp_path):
-    with pytest.raises(RuntimeError, match="cannot load the AMD SMI library.*libamd_smi.so") as e:
-        make_driver(None, 0, library=str(tmp_path / "libamd_smi.so"))
-    assert "\n" not in str(e.value) and "install amd-smi-lib or pass library=<path>" in str(e.value)
-
 
 def test_the_default_search_names_every_place_tried():
     try:
@@ -167,13 +54,6 @@ def test_a_library_without_amdsmi_init_is_not_an_amd_smi_library(tmp_path):
         make_driver(None, 0, library=str(library), kfd_root=str(tmp_path))
 
 
-def test_failed_init_is_one_clear_error(amdsmi_host):
-    amdsmi_host.add_mi300x()
-    amdsmi_host.fake.set_init_status(AMDSMI_STATUS_INIT_ERROR)
-    with pytest.raises(RuntimeError, match=r"amdsmi_init\(AMDSMI_INIT_AMD_GPUS\) failed.*INIT_ERROR"):
-        open_driver(amdsmi_host)
-
-
 def test_one_init_for_every_user_and_shut_down_after_the_last(amdsmi_host):
     # AMD SMI's init is not reference counted: the driver and the slow path share it.
     gc.collect()  # no driver of an earlier test still holds the library
@@ -191,79 +71,19 @@ def test_one_init_for_every_user_and_shut_down_after_the_last(amdsmi_host):
 
 # ---- values --------------------------------------------------------------------------
 
-def test_device_counters_in_base_units(amdsmi_host):
+def test_memory_activity_and_ecc_counts_in_base_units(amdsmi_host):
+    # AMD SMI's own counters; the common ones are checked in test_amd_drivers.py.
     gpu = amdsmi_host.add_mi300x()
-    for key, value in {"power_w": 612.0, "temp_c": 71.0, "sclk_mhz": 2100.0, "mclk_mhz": 1300.0,
-                       "ecc_corrected": 12, "ecc_uncorrected": 1}.items():
-        amdsmi_host.fake.set_gpu_value(gpu.index, key, value)
-    proc = gpu.processors[0]
-    amdsmi_host.fake.set_value(proc, "vram_used", 40 << 30)
-    amdsmi_host.fake.set_value(proc, "busy_pct", 87.0)
-    amdsmi_host.fake.set_value(proc, "umc_pct", 41.0)
+    amdsmi_host.fake.set_gpu_value(gpu.index, "ecc_corrected", 12)
+    amdsmi_host.fake.set_gpu_value(gpu.index, "ecc_uncorrected", 1)
+    amdsmi_host.fake.set_value(gpu.processors[0], "umc_pct", 41.0)
     driver = open_driver(amdsmi_host)
     status, v, _ = read(driver)
     assert status == "ok"
-    assert v["power"][0] == pytest.approx(612.0)
-    assert v["temp"][0] == pytest.approx(71.0)
-    assert v["mem_used"][0] == pytest.approx(40 << 30, rel=1e-6)
-    assert v["gr_active"][0] == pytest.approx(0.87)
     assert v["dram_active"][0] == pytest.approx(0.41)
-    assert v["sm_clock"][0] == pytest.approx(2.1e9)
-    assert v["mem_clock"][0] == pytest.approx(1.3e9)
     assert (v["ecc_corrected"][0], v["ecc_uncorrected"][0]) == (12.0, 1.0)
     c = counters(driver.device(0))
-    assert (c["power"].unit, c["temp"].unit, c["sm_clock"].unit, c["ecc_uncorrected"].unit) == ("W", "C", "Hz", "count")
-
-
-@pytest.mark.parametrize("layout, revision", [(LAYOUT_V16, 6), (LAYOUT_V17, 7), (LAYOUT_V18, 6), (LAYOUT_V18, 8)])
-def test_xcd_activity_is_read_from_every_library_layout(amdsmi_library, tmp_path, layout, revision):
-    host = FakeAmdSmiHost(amdsmi_library, tmp_path / "kfd", layout=layout)
-    gpu = host.add_mi300x(metrics_revision=revision)
-    host.set_xcd_busy(gpu, BUSY)
-    status, v, _ = read(open_driver(host))
-    assert status == "ok"
-    np.testing.assert_allclose(v["active"], np.array(BUSY) / 100, atol=1e-6)
-
-
-def test_xcd_activity_averages_the_firmware_accumulators_between_tables(amdsmi_host):
-    gpu = amdsmi_host.add_mi300x()
-    driver = open_driver(amdsmi_host)
-    read(driver)  # first table: baseline
-    amdsmi_host.set_xcd_busy(gpu, [100.0] * 8)
-    amdsmi_host.tick(gpu, 5)
-    amdsmi_host.set_xcd_busy(gpu, [0.0] * 4 + [100.0] * 4)
-    amdsmi_host.tick(gpu, 5)
-    status, v, _ = read(driver)
-    assert status == "ok"
-    # Half the ticks busy on XCDs 0-3, all busy on 4-7; gfx_busy_inst would say 0 and 1.
-    np.testing.assert_allclose(v["active"], [0.5] * 4 + [1.0] * 4, atol=1e-6)
-
-
-def test_a_stale_table_is_not_republished(amdsmi_host):
-    gpu = amdsmi_host.add_mi300x()
-    amdsmi_host.set_xcd_busy(gpu, BUSY)
-    driver = open_driver(amdsmi_host)
-    _, first, _ = read(driver)
-    assert np.isfinite(first["active"]).all()
-    status, again, _ = read(driver)  # firmware_timestamp unchanged
-    assert status == "ok"
-    assert np.isnan(again["active"]).all() and np.isnan(again["power"]).all()  # power comes from the table
-    assert np.isfinite(again["gr_active"]).all() and np.isfinite(again["mem_used"]).all()  # their own calls
-    amdsmi_host.tick(gpu)
-    _, fresh, _ = read(driver)
-    np.testing.assert_allclose(fresh["active"], np.array(BUSY) / 100, atol=1e-6)
-
-
-def test_violation_residency_ratios(amdsmi_host):
-    gpu = amdsmi_host.add_mi300x()
-    driver = open_driver(amdsmi_host)
-    read(driver)
-    amdsmi_host.fake.set_gpu_value(gpu.index, "ppt_violation", 0.25)
-    amdsmi_host.fake.set_gpu_value(gpu.index, "thermal_violation", 1.0)
-    amdsmi_host.tick(gpu, 8)
-    _, v, _ = read(driver)
-    assert v["power_violation"][0] == pytest.approx(0.25)
-    assert v["thermal_violation"][0] == pytest.approx(1.0)
+    assert (c["dram_active"].unit, c["ecc_uncorrected"].unit) == ("ratio", "count")
 
 
 def test_throttle_status_of_an_old_table_is_folded(amdsmi_host):
@@ -355,58 +175,10 @@ def test_a_library_of_another_abi_passes_no_struct(amdsmi_host, caplog):
         queries.processes(0)
 
 
-def test_a_lost_device_reads_lost_and_the_others_go_on(amdsmi_host):
-    first = amdsmi_host.add_mi300x()
+def test_a_bad_ecc_interval_is_named(amdsmi_host):
     amdsmi_host.add_mi300x()
-    driver = open_driver(amdsmi_host)
-    amdsmi_host.set_lost(first)
-    status, sample, detail = read(driver, 0)
-    assert status == "lost"
-    assert "AMDSMI_STATUS_FILE_ERROR" in detail
-    assert all(np.isnan(values).all() for values in sample.values())
-    assert read(driver, 1)[0] == "ok"
-    amdsmi_host.set_back(first)
-    assert read(driver, 0)[0] == "ok"
-
-
-def test_a_vanished_device_answering_not_supported_reads_lost(amdsmi_host):
-    gpu = amdsmi_host.add_mi300x()
-    driver = open_driver(amdsmi_host)
-    amdsmi_host.set_lost(gpu, AMDSMI_STATUS_NOT_SUPPORTED)
-    assert read(driver)[0] == "lost"
-
-
-def test_a_busy_library_is_a_read_error_not_a_lost_device(amdsmi_host):
-    gpu = amdsmi_host.add_mi300x()
-    driver = open_driver(amdsmi_host)
-    amdsmi_host.set_lost(gpu, AMDSMI_STATUS_BUSY)
-    status, _, detail = read(driver)
-    assert status == "error" and "BUSY" in detail
-
-
-def test_missing_kfd_topology_is_one_clear_error(amdsmi_host, tmp_path):
-    amdsmi_host.add_mi300x()
-    with pytest.raises(RuntimeError, match=r"amdsmi: no KFD topology node for device 0 \(PCI 0000:11:00.0\)"):
-        make_driver(None, 0, library=str(amdsmi_host.library), kfd_root=str(tmp_path / "nowhere"))
-
-
-def test_a_bad_kfd_node_names_its_file(amdsmi_host):
-    amdsmi_host.add_mi300x()
-    props = amdsmi_host.kfd_root / "topology" / "nodes" / "1" / "properties"
-    props.write_text(props.read_text().replace("simd_per_cu 4", "simd_per_cu 3"))
-    with pytest.raises(RuntimeError, match="amdsmi: KFD node .*simd_count=1216 is not a positive multiple"):
-        open_driver(amdsmi_host)
-
-
-def test_bad_options_are_named(amdsmi_host):
-    amdsmi_host.add_mi300x()
-    with pytest.raises(TypeError, match="unknown option.*rate"):
-        open_driver(amdsmi_host, rate=5)
-    with pytest.raises(ValueError, match="min_read_interval_ms"):
-        open_driver(amdsmi_host, min_read_interval_ms=-1)
     with pytest.raises(ValueError, match="ecc_interval_s"):
         open_driver(amdsmi_host, ecc_interval_s=float("nan"))
-    assert open_driver(amdsmi_host, min_read_interval_ms=2.5).min_read_interval_ns(0) == 2_500_000
 
 
 def test_the_kfd_root_and_library_come_from_the_environment(amdsmi_host, monkeypatch):

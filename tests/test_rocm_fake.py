@@ -8,8 +8,9 @@ import struct
 
 import pytest
 
-from fakes.rocm import LAYOUT_V15, LAYOUT_V16, LAYOUT_V17, LAYOUT_V18, FakeAmdHost
-from fakes.rocm_fixtures import amd_host, rocm_library  # noqa: F401
+from fakes.amd_host import LAYOUT_V15, LAYOUT_V16, LAYOUT_V17, LAYOUT_V18
+from fakes.rocm import FakeAmdHost
+from fakes.amd_fixtures import rocm_host, rocm_library  # noqa: F401
 
 
 def table(host: FakeAmdHost, device: int) -> bytes:
@@ -37,20 +38,20 @@ def test_the_fake_writes_exactly_its_release_layout(rocm_library, tmp_path, layo
     assert (fmt, content) == (1, revision)
 
 
-def test_fields_a_table_lacks_are_all_ones(amd_host):
-    gpu = amd_host.add_mi300x(metrics_revision=4)
-    raw = table(amd_host, gpu.metrics_device)
+def test_fields_a_table_lacks_are_all_ones(rocm_host):
+    gpu = rocm_host.add_mi300x(metrics_revision=4)
+    raw = table(rocm_host, gpu.metrics_device)
     assert raw[424:4544] == b"\xFF" * (4544 - 424)  # no accumulators, no xcp_stats in 1.4
     assert struct.unpack_from("<H", raw, 4)[0] == 0xFFFF  # no edge temperature on MI300
     assert struct.unpack_from("<H", raw, 120)[0] == 140  # current_socket_power
 
 
-def test_xcp_stats_sit_where_the_1_8_layout_puts_them(amd_host):
-    gpu = amd_host.add_mi300x(compute="CPX")
+def test_xcp_stats_sit_where_the_1_8_layout_puts_them(rocm_host):
+    gpu = rocm_host.add_mi300x(compute="CPX")
     for xcd in range(8):
-        amd_host.fake.set_xcd_busy(gpu.metrics_device, xcd, 10 + xcd)
-    amd_host.tick(gpu, 3)
-    raw = table(amd_host, gpu.metrics_device)
+        rocm_host.fake.set_xcd_busy(gpu.metrics_device, xcd, 10 + xcd)
+    rocm_host.tick(gpu, 3)
+    raw = table(rocm_host, gpu.metrics_device)
     assert struct.unpack_from("<H", raw, 472)[0] == 8  # num_partition
     for p in range(8):
         entry = 480 + 504 * p
@@ -60,10 +61,10 @@ def test_xcp_stats_sit_where_the_1_8_layout_puts_them(amd_host):
     assert struct.unpack_from("<Q", raw, 424)[0] == 3  # accumulation_counter
 
 
-def test_firmware_timestamp_moves_only_with_the_firmware(amd_host):
-    gpu = amd_host.add_mi300x()
-    stamp = lambda: struct.unpack_from("<Q", table(amd_host, gpu.metrics_device), 96)[0]  # noqa: E731
+def test_firmware_timestamp_moves_only_with_the_firmware(rocm_host):
+    gpu = rocm_host.add_mi300x()
+    stamp = lambda: struct.unpack_from("<Q", table(rocm_host, gpu.metrics_device), 96)[0]  # noqa: E731
     first = stamp()
     assert stamp() == first
-    amd_host.tick(gpu)
+    rocm_host.tick(gpu)
     assert stamp() > first

@@ -16,7 +16,7 @@ from cuagent import _core, wire
 from cuagent.node.summary import SummaryBuilder
 from cuagent.topology import DeviceState, DeviceTopology
 from device_descriptions import flat_device
-from fakes.rocm_fixtures import rocm_library  # noqa: F401
+from fakes.amd_fixtures import rocm_library  # noqa: F401
 from test_state_encoder import MOCKS, WINDOW_NS, devices, fill_window, stopped_engine
 from test_summary_golden import generate
 from wire_golden import NVML_SCRIPT

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import msgpack
 
-from fakes.rocm_fixtures import rocm_library  # noqa: F401
+from fakes.amd_fixtures import rocm_library  # noqa: F401
 from isolated import run_python
 from test_wire_golden import GENERATOR, check
 from wire_golden import NVML_SCRIPT

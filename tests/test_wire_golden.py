@@ -25,7 +25,7 @@ from typing import Any, Optional
 import msgpack
 import pytest
 
-from fakes.rocm_fixtures import rocm_library  # noqa: F401
+from fakes.amd_fixtures import rocm_library  # noqa: F401
 from isolated import run_python
 from wire_golden import NVML_SCRIPT
 

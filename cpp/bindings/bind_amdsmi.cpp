@@ -10,28 +10,12 @@
 namespace py = pybind11;
 using namespace cuagent;
 
-namespace {
-
-AmdSmiOptions options_of(const std::string& library, const std::string& kfd_root,
-                         const std::vector<std::string>& devices, std::int64_t min_read_interval_ns,
-                         std::int64_t ecc_interval_ns) {
-    AmdSmiOptions o;
-    o.library = library;
-    o.kfd_root = kfd_root;
-    o.devices = devices;
-    o.min_read_interval_ns = min_read_interval_ns;
-    o.ecc_interval_ns = ecc_interval_ns;
-    return o;
-}
-
-}  // namespace
-
 void register_amdsmi(py::module_& m) {
     m.def(
         "make_amdsmi_driver",
         [](const std::string& library, const std::string& kfd_root, const std::vector<std::string>& devices,
            std::int64_t min_read_interval_ns, std::int64_t ecc_interval_ns) {
-            const AmdSmiOptions o = options_of(library, kfd_root, devices, min_read_interval_ns, ecc_interval_ns);
+            const AmdSmiOptions o{{library, kfd_root, devices, min_read_interval_ns}, ecc_interval_ns};
             std::vector<std::string> notes;
             std::unique_ptr<Driver> driver;
             {
@@ -85,7 +69,7 @@ void register_amdsmi(py::module_& m) {
     m.def(
         "make_amdsmi_slow_queries",
         [](const std::string& library, const std::string& kfd_root, const std::vector<std::string>& devices) {
-            const AmdSmiOptions o = options_of(library, kfd_root, devices, 0, 0);
+            const AmdSmiOptions o{{library, kfd_root, devices, 0}, 0};
             py::gil_scoped_release release;
             return make_amdsmi_slow_queries(o);
         },

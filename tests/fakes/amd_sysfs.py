@@ -12,7 +12,7 @@ What it writes (the files ROCm SMI 5.2.3 reads; /work/shared/data/rocm-smi-sysfs
 
     class/drm/card0, class/drm/renderD128   -> ../../devices/<root port>/<BDF>/drm/<name>
     class/hwmon/hwmon3                      -> ../../devices/<root port>/<BDF>/hwmon/hwmon3
-    class/kfd/kfd/topology/nodes/{0,1}/     (fakes.rocm.write_kfd_tree)
+    class/kfd/kfd/topology/nodes/{0,1}/     (fakes.kfd_tree.write_kfd_tree)
     devices/<root port>/<BDF>/              vendor, device, subsystem_*, vbios_version,
         gpu_busy_percent, mem_info_vram_{total,used}, unique_id, pp_dpm_{sclk,mclk},
         numa_node, gpu_metrics (binary, kernel layout of the chosen v1.x revision),
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Iterator, Optional
 
-from .rocm import MI210, FakeGpu, GpuModel, write_kfd_tree
+from .kfd_tree import MI210, GpuModel, KfdGpu, write_kfd_tree
 
 NO_DATA16 = 0xFFFF
 
@@ -240,7 +240,7 @@ class AmdSysfs:
         module.mkdir(parents=True)
         (module / "version").write_text("5.18.2\n")
 
-        fake = FakeGpu(gpu.model, compute="SPX", memory="NPS1", domain=gpu.domain, bus=gpu.bus,
+        fake = KfdGpu(gpu.model, compute="SPX", memory="NPS1", domain=gpu.domain, bus=gpu.bus,
                        unique_id=gpu.unique_id)
         write_kfd_tree(self.kfd_root, [fake])
         self._write_values()

@@ -15,16 +15,15 @@
  * answers amdsmi_get_gpu_metrics_info with the GPU's whole table
  * (fake_gpu_metrics.h); the others answer NOT_SUPPORTED.
  *
+ * What it shares with rocm_smi_fake.c (lock, library-wide script, scripted
+ * failures, table controls) is fake_amd_library.h.
+ *
  * amdsmi_init is not reference counted, as in AMD SMI: a second init succeeds
  * without counting and one amdsmi_shut_down ends it for every user.
  */
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-
-#include "fake_gpu_metrics.h"
 
 /* amdsmi_status_t */
 enum {
@@ -136,12 +135,17 @@ _Static_assert(sizeof(amdsmi_board_info_t) == 1792, "amdsmi_board_info_t");
 _Static_assert(sizeof(amdsmi_power_info_t) == 192, "amdsmi_power_info_t");
 _Static_assert(sizeof(amdsmi_proc_info_t) == 704, "amdsmi_proc_info_t");
 
+#define FAKE_SUCCESS AMDSMI_STATUS_SUCCESS
+#define FAKE_INVALID AMDSMI_STATUS_INVAL
+#define FAKE_NOT_SUPPORTED AMDSMI_STATUS_NOT_SUPPORTED
+#define FAKE_NOT_INIT AMDSMI_STATUS_NOT_INIT
+#define FAKE_INSUFFICIENT_SIZE AMDSMI_STATUS_INSUFFICIENT_SIZE
+#include "fake_amd_library.h"
+
 /* ---- scripted state ------------------------------------------------------ */
 #define MAX_GPUS 8
 #define MAX_PROCS 64
-#define MAX_UNSUPPORTED 16
 #define MAX_PROCESSES 16
-#define MAX_COUNTED 32
 
 struct fake_process {
     uint32_t pid;
@@ -169,42 +173,17 @@ struct fake_proc {  /* one compute partition */
     double busy_pct;  /* < 0: the mean of its partition's XCDs */
     double umc_pct;
     char compute_partition[16], memory_partition[16];
-    int lost_status;  /* 0: present; else every call on it returns this */
-    char unsupported[MAX_UNSUPPORTED][48];
-    unsigned n_unsupported;
+    struct fake_failures fail;
     struct fake_process processes[MAX_PROCESSES];
     unsigned n_processes;
 };
 
-static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct fake_gpu g_gpu[MAX_GPUS];
 static unsigned g_gpus;
 static struct fake_proc g_proc[MAX_PROCS];
 static unsigned g_procs;
-static unsigned g_layout = 4544;
-static int g_init_status = AMDSMI_STATUS_SUCCESS;
-static int g_initialized;
 static uint64_t g_init_calls, g_shutdown_calls;
 static uint32_t g_version[3] = {26, 0, 2};
-static uint64_t g_calls;
-static struct { char name[48]; uint64_t calls; } g_counted[MAX_COUNTED];
-static unsigned g_n_counted;
-
-static void count_call(const char* fn) {
-    ++g_calls;
-    for (unsigned i = 0; i < g_n_counted; ++i)
-        if (strcmp(g_counted[i].name, fn) == 0) { ++g_counted[i].calls; return; }
-    if (g_n_counted < MAX_COUNTED) {
-        snprintf(g_counted[g_n_counted].name, sizeof g_counted[0].name, "%s", fn);
-        g_counted[g_n_counted++].calls = 1;
-    }
-}
-
-static int is_unsupported(const struct fake_proc* p, const char* fn) {
-    for (unsigned i = 0; i < p->n_unsupported; ++i)
-        if (strcmp(p->unsupported[i], fn) == 0) return 1;
-    return 0;
-}
 
 static struct fake_proc* proc_of(void* handle) {
     struct fake_proc* p = (struct fake_proc*)handle;
@@ -212,22 +191,14 @@ static struct fake_proc* proc_of(void* handle) {
     return p;
 }
 
-/* Common prologue of every processor query: count, validate, fail as scripted. */
-#define PROC_CALL(fn, handle, out)                                                            \
-    struct fake_proc* p;                                                                      \
-    struct fake_gpu* g;                                                                       \
-    pthread_mutex_lock(&g_lock);                                                              \
-    count_call(fn);                                                                           \
-    if (!g_initialized) { pthread_mutex_unlock(&g_lock); return AMDSMI_STATUS_NOT_INIT; }     \
-    p = proc_of(handle);                                                                      \
-    if (p == NULL) { pthread_mutex_unlock(&g_lock); return AMDSMI_STATUS_INVAL; }             \
-    g = &g_gpu[p->gpu];                                                                       \
-    (void)g;                                                                                  \
-    if (p->lost_status) { int s_ = p->lost_status; pthread_mutex_unlock(&g_lock); return s_; } \
-    if (is_unsupported(p, fn)) { pthread_mutex_unlock(&g_lock); return AMDSMI_STATUS_NOT_SUPPORTED; } \
-    if ((out) == NULL) { pthread_mutex_unlock(&g_lock); return AMDSMI_STATUS_INVAL; }
-
-#define DONE(status) do { pthread_mutex_unlock(&g_lock); return (status); } while (0)
+/* Common prologue of every processor query (fake_amd_library.h); g is the
+ * processor's GPU. */
+#define PROC_CALL(fn, handle, out)                  \
+    struct fake_proc* p;                            \
+    struct fake_gpu* g;                             \
+    FAKE_QUERY(fn, p, proc_of(handle), out)         \
+    g = &g_gpu[p->gpu];                             \
+    (void)g;
 
 /* ---- control API (ctypes) ------------------------------------------------ */
 void fake_reset(void) {
@@ -235,11 +206,8 @@ void fake_reset(void) {
     memset(g_gpu, 0, sizeof g_gpu);
     memset(g_proc, 0, sizeof g_proc);
     g_gpus = g_procs = 0;
-    g_layout = 4544;
-    g_init_status = AMDSMI_STATUS_SUCCESS;
+    fake_library_reset();
     g_version[0] = 26; g_version[1] = 0; g_version[2] = 2;
-    g_calls = 0;
-    g_n_counted = 0;
     g_init_calls = g_shutdown_calls = 0;
     pthread_mutex_unlock(&g_lock);
 }
@@ -260,11 +228,7 @@ int fake_add_gpu(const char* name, uint32_t device_id, uint32_t domain, uint32_t
     memset(g, 0, sizeof *g);
     snprintf(g->name, sizeof g->name, "%s", name);
     g->device_id = device_id;
-    g->s.power_w = 140.0;
-    g->s.temp_c = 38.0;
-    g->s.mem_temp_c = 35.0;
-    g->s.sclk_mhz = 132.0;
-    g->s.mclk_mhz = 900.0;
+    fake_sensors_default(&g->s);
     g->t.fw_epoch_ns = fake_monotonic_ns();
     g->t.umc_pct = 3.0;
     g->first = g_procs;
@@ -298,51 +262,25 @@ int fake_processor(unsigned gpu, unsigned partition) {
     return -1;
 }
 
-int fake_set_library_layout(unsigned size) {
-    if (!fake_layout_valid(size)) return -1;
-    pthread_mutex_lock(&g_lock);
-    g_layout = size;
-    pthread_mutex_unlock(&g_lock);
-    return 0;
-}
-
 void fake_set_version(uint32_t major, uint32_t minor, uint32_t release) {
     pthread_mutex_lock(&g_lock);
     g_version[0] = major; g_version[1] = minor; g_version[2] = release;
     pthread_mutex_unlock(&g_lock);
 }
 
-void fake_set_init_status(int status) {
-    pthread_mutex_lock(&g_lock);
-    g_init_status = status;
-    pthread_mutex_unlock(&g_lock);
-}
+static struct fake_table* table_of(unsigned gpu) { return gpu < g_gpus ? &g_gpu[gpu].t : NULL; }
 
 /* revision: content revision of the GPU's table (3..9), 0 = call not supported. */
 int fake_set_metrics(unsigned gpu, unsigned revision, unsigned num_partition, unsigned xcc_per_partition,
                      uint64_t fw_period_ns) {
-    if (gpu >= g_gpus || num_partition * xcc_per_partition > FAKE_MAX_XCD) return -1;
-    pthread_mutex_lock(&g_lock);
-    fake_table_start(&g_gpu[gpu].t, revision, num_partition, xcc_per_partition, fw_period_ns);
-    pthread_mutex_unlock(&g_lock);
-    return 0;
+    return fake_script_metrics(table_of(gpu), revision, num_partition, xcc_per_partition, fw_period_ns);
 }
 
 int fake_set_xcd_busy(unsigned gpu, unsigned xcd, double percent) {
-    if (gpu >= g_gpus || xcd >= FAKE_MAX_XCD) return -1;
-    pthread_mutex_lock(&g_lock);
-    fake_table_set_xcd_busy(&g_gpu[gpu].t, xcd, percent);
-    pthread_mutex_unlock(&g_lock);
-    return 0;
+    return fake_script_xcd_busy(table_of(gpu), xcd, percent);
 }
 
-int fake_tick(unsigned gpu, uint64_t n) {
-    if (gpu >= g_gpus) return -1;
-    pthread_mutex_lock(&g_lock);
-    fake_table_tick(&g_gpu[gpu].t, n);
-    pthread_mutex_unlock(&g_lock);
-    return 0;
-}
+int fake_tick(unsigned gpu, uint64_t n) { return fake_script_tick(table_of(gpu), n); }
 
 /* GPU-wide values (sensors, table, ECC). */
 int fake_set_gpu_value(unsigned gpu, const char* key, double value) {
@@ -350,18 +288,10 @@ int fake_set_gpu_value(unsigned gpu, const char* key, double value) {
     pthread_mutex_lock(&g_lock);
     struct fake_gpu* g = &g_gpu[gpu];
     int rc = 0;
-    if (strcmp(key, "power_w") == 0) g->s.power_w = value;
-    else if (strcmp(key, "temp_c") == 0) g->s.temp_c = value;
-    else if (strcmp(key, "mem_temp_c") == 0) g->s.mem_temp_c = value;
-    else if (strcmp(key, "sclk_mhz") == 0) g->s.sclk_mhz = value;
-    else if (strcmp(key, "mclk_mhz") == 0) g->s.mclk_mhz = value;
-    else if (strcmp(key, "table_umc_pct") == 0) g->t.umc_pct = value;
-    else if (strcmp(key, "ppt_violation") == 0) { fake_table_catch_up(&g->t); g->t.ppt_violation = value; }
-    else if (strcmp(key, "thermal_violation") == 0) { fake_table_catch_up(&g->t); g->t.thermal_violation = value; }
-    else if (strcmp(key, "throttle_mask") == 0) g->t.throttle_mask = (uint64_t)value;
+    if (strcmp(key, "table_umc_pct") == 0) g->t.umc_pct = value;
     else if (strcmp(key, "ecc_corrected") == 0) g->ecc_corrected = (uint64_t)value;
     else if (strcmp(key, "ecc_uncorrected") == 0) g->ecc_uncorrected = (uint64_t)value;
-    else rc = -2;
+    else rc = fake_set_gpu_key(&g->s, &g->t, key, value);
     pthread_mutex_unlock(&g_lock);
     return rc;
 }
@@ -392,25 +322,12 @@ int fake_set_partition_modes(unsigned proc, const char* compute, const char* mem
 
 /* Make one amdsmi function answer AMDSMI_STATUS_NOT_SUPPORTED for this processor. */
 int fake_set_unsupported(unsigned proc, const char* function) {
-    if (proc >= g_procs) return -1;
-    pthread_mutex_lock(&g_lock);
-    struct fake_proc* p = &g_proc[proc];
-    int rc = -1;
-    if (p->n_unsupported < MAX_UNSUPPORTED) {
-        snprintf(p->unsupported[p->n_unsupported++], sizeof p->unsupported[0], "%s", function);
-        rc = 0;
-    }
-    pthread_mutex_unlock(&g_lock);
-    return rc;
+    return fake_script_unsupported(proc < g_procs ? &g_proc[proc].fail : NULL, function);
 }
 
 /* status 0: the processor is back; otherwise every call on it returns status. */
 int fake_set_lost(unsigned proc, int status) {
-    if (proc >= g_procs) return -1;
-    pthread_mutex_lock(&g_lock);
-    g_proc[proc].lost_status = status;
-    pthread_mutex_unlock(&g_lock);
-    return 0;
+    return fake_script_lost(proc < g_procs ? &g_proc[proc].fail : NULL, status);
 }
 
 /* A process on a processor (or new figures for one already there): its VRAM,
@@ -446,24 +363,6 @@ int fake_clear_processes(unsigned proc) {
     return 0;
 }
 
-uint64_t fake_call_count(void) {
-    pthread_mutex_lock(&g_lock);
-    uint64_t n = g_calls;
-    pthread_mutex_unlock(&g_lock);
-    return n;
-}
-
-/* How often `function` was called since fake_reset. */
-uint64_t fake_calls_of(const char* function) {
-    uint64_t n = 0;
-    pthread_mutex_lock(&g_lock);
-    for (unsigned i = 0; i < g_n_counted; ++i)
-        if (strcmp(g_counted[i].name, function) == 0) n = g_counted[i].calls;
-    pthread_mutex_unlock(&g_lock);
-    return n;
-}
-
-int fake_initialized(void) { return g_initialized; }
 uint64_t fake_init_calls(void) { return g_init_calls; }
 uint64_t fake_shutdown_calls(void) { return g_shutdown_calls; }
 
@@ -519,7 +418,7 @@ int amdsmi_get_lib_version(amdsmi_version_t* version) {
  * *count and report how many there are (OUT_OF_RESOURCES if more). */
 int amdsmi_get_socket_handles(uint32_t* count, void** sockets) {
     pthread_mutex_lock(&g_lock);
-    count_call("amdsmi_get_socket_handles");
+    fake_count_call("amdsmi_get_socket_handles");
     if (!g_initialized) DONE(AMDSMI_STATUS_NOT_INIT);
     if (count == NULL) DONE(AMDSMI_STATUS_INVAL);
     if (sockets == NULL) { *count = g_gpus; DONE(AMDSMI_STATUS_SUCCESS); }
@@ -532,7 +431,7 @@ int amdsmi_get_socket_handles(uint32_t* count, void** sockets) {
 
 int amdsmi_get_processor_handles(void* socket, uint32_t* count, void** processors) {
     pthread_mutex_lock(&g_lock);
-    count_call("amdsmi_get_processor_handles");
+    fake_count_call("amdsmi_get_processor_handles");
     if (!g_initialized) DONE(AMDSMI_STATUS_NOT_INIT);
     struct fake_gpu* g = (struct fake_gpu*)socket;
     if (g < g_gpu || g >= g_gpu + g_gpus || count == NULL) DONE(AMDSMI_STATUS_INVAL);
@@ -682,32 +581,17 @@ int amdsmi_get_gpu_total_ecc_count(void* handle, amdsmi_error_count_t* ec) {
 int amdsmi_get_gpu_metrics_info(void* handle, void* out) {
     PROC_CALL("amdsmi_get_gpu_metrics_info", handle, out)
     if (p->partition != 0) DONE(AMDSMI_STATUS_NOT_SUPPORTED);  /* the first partition answers for the GPU */
-    if (g->t.revision == 0 || g->t.revision > fake_layout_max_revision(g_layout))
-        DONE(AMDSMI_STATUS_NOT_SUPPORTED);
-    fake_table_fill(out, g_layout, &g->t, &g->s);
-    DONE(AMDSMI_STATUS_SUCCESS);
-}
-
-static int copy_string(char* out, uint32_t len, const char* value) {
-    size_t n = strlen(value);
-    if (len == 0) return AMDSMI_STATUS_INSUFFICIENT_SIZE;
-    if (n >= len) {
-        memcpy(out, value, len - 1);
-        out[len - 1] = 0;
-        return AMDSMI_STATUS_INSUFFICIENT_SIZE;
-    }
-    memcpy(out, value, n + 1);
-    return AMDSMI_STATUS_SUCCESS;
+    DONE(fake_answer_table(out, &g->t, &g->s));
 }
 
 int amdsmi_get_gpu_compute_partition(void* handle, char* text, uint32_t len) {
     PROC_CALL("amdsmi_get_gpu_compute_partition", handle, text)
-    DONE(copy_string(text, len, p->compute_partition));
+    DONE(fake_copy_string(text, len, p->compute_partition));
 }
 
 int amdsmi_get_gpu_memory_partition(void* handle, char* text, uint32_t len) {
     PROC_CALL("amdsmi_get_gpu_memory_partition", handle, text)
-    DONE(copy_string(text, len, p->memory_partition));
+    DONE(fake_copy_string(text, len, p->memory_partition));
 }
 
 /* *max_processes in: the list's room; out: how many processes there are.

@@ -10,19 +10,16 @@
  *
  *   rsmi_gpu_metrics_t is the library's *public* table, the same as AMD
  *   SMI's: fake_gpu_metrics.h writes it (layouts by library release, firmware
- *   cadence), for this fake and amdsmi_fake.c. The fake emulates one library
- *   release at a time (fake_set_library_layout). A 96-byte one is a ROCm 5.x
- *   release (Debian's 5.2.3, measured), which also lays rsmi_frequencies_t out
- *   without has_deep_sleep; the fake then does too.
+ *   cadence), for this fake and amdsmi_fake.c, and fake_amd_library.h holds
+ *   what the two fakes share (lock, library-wide script, scripted failures).
+ *   The fake emulates one library release at a time
+ *   (fake_set_library_layout). A 96-byte one is a ROCm 5.x release (Debian's
+ *   5.2.3, measured), which also lays rsmi_frequencies_t out without
+ *   has_deep_sleep; the fake then does too.
  */
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-#include "fake_gpu_metrics.h"
 
 /* rsmi_status_t */
 enum {
@@ -64,68 +61,47 @@ typedef struct {
     uint64_t frequency[32];
 } rsmi_frequencies_v5_t;
 
+#define FAKE_SUCCESS RSMI_STATUS_SUCCESS
+#define FAKE_INVALID RSMI_STATUS_INVALID_ARGS
+#define FAKE_NOT_SUPPORTED RSMI_STATUS_NOT_SUPPORTED
+#define FAKE_NOT_INIT RSMI_STATUS_INIT_ERROR
+#define FAKE_INSUFFICIENT_SIZE RSMI_STATUS_INSUFFICIENT_SIZE
+#include "fake_amd_library.h"
+
 /* ---- scripted state ----------------------------------------------------- */
 #define MAX_DEVICES 32
-#define MAX_UNSUPPORTED 16
 
-struct fake_device {
+struct fake_device {  /* one rsmi device: a GPU, or one compute partition of it */
     char name[96];
     uint64_t unique_id;
     uint64_t bdfid;
     int32_t numa;
     uint64_t vram_total;
     uint64_t vram_used;
-    double power_w;
-    double temp_c;
-    double mem_temp_c;
-    double sclk_mhz;
-    double mclk_mhz;
     double busy_pct;  /* <0: mean of the XCD busy values */
     char compute_partition[16];
     char memory_partition[16];
+    struct fake_sensors s;
     struct fake_table t;        /* gpu_metrics; t.revision 0: the call is not supported */
-    /* failures */
-    int lost_status;            /* 0: present; else every call returns this */
-    char unsupported[MAX_UNSUPPORTED][48];
-    unsigned n_unsupported;
+    struct fake_failures fail;
 };
 
-static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct fake_device g_dev[MAX_DEVICES];
 static unsigned g_count;
-static unsigned g_layout = 4544;
-static int g_init_status = RSMI_STATUS_SUCCESS;
-static int g_initialized;
-static uint64_t g_calls;
 
-static int is_unsupported(const struct fake_device* d, const char* fn) {
-    for (unsigned i = 0; i < d->n_unsupported; ++i)
-        if (strcmp(d->unsupported[i], fn) == 0) return 1;
-    return 0;
-}
+static struct fake_device* device_of(uint32_t dv_ind) { return dv_ind < g_count ? &g_dev[dv_ind] : NULL; }
 
-/* Common prologue of every device query: count, validate, fail as scripted. */
-#define DEVICE_CALL(fn, dv_ind, out)                                       \
-    struct fake_device* d;                                                 \
-    pthread_mutex_lock(&g_lock);                                           \
-    ++g_calls;                                                             \
-    if (!g_initialized) { pthread_mutex_unlock(&g_lock); return RSMI_STATUS_INIT_ERROR; } \
-    if ((dv_ind) >= g_count) { pthread_mutex_unlock(&g_lock); return RSMI_STATUS_INVALID_ARGS; } \
-    d = &g_dev[dv_ind];                                                    \
-    if (d->lost_status) { int s_ = d->lost_status; pthread_mutex_unlock(&g_lock); return s_; } \
-    if (is_unsupported(d, fn)) { pthread_mutex_unlock(&g_lock); return RSMI_STATUS_NOT_SUPPORTED; } \
-    if ((out) == NULL) { pthread_mutex_unlock(&g_lock); return RSMI_STATUS_INVALID_ARGS; }
-
-#define DONE(status) do { pthread_mutex_unlock(&g_lock); return (status); } while (0)
+/* Common prologue of every device query (fake_amd_library.h). */
+#define DEVICE_CALL(fn, dv_ind, out) \
+    struct fake_device* d;           \
+    FAKE_QUERY(fn, d, device_of(dv_ind), out)
 
 /* ---- control API (ctypes) ----------------------------------------------- */
 void fake_reset(void) {
     pthread_mutex_lock(&g_lock);
     memset(g_dev, 0, sizeof(g_dev));
     g_count = 0;
-    g_layout = 4544;
-    g_init_status = RSMI_STATUS_SUCCESS;
-    g_calls = 0;
+    fake_library_reset();
     pthread_mutex_unlock(&g_lock);
 }
 
@@ -141,11 +117,7 @@ int fake_add_device(const char* name, uint64_t unique_id, uint64_t bdfid, int32_
     d->numa = numa;
     d->vram_total = vram_total;
     d->vram_used = vram_total / 100;
-    d->power_w = 140.0;
-    d->temp_c = 38.0;
-    d->mem_temp_c = 35.0;
-    d->sclk_mhz = 132.0;
-    d->mclk_mhz = 900.0;
+    fake_sensors_default(&d->s);
     d->busy_pct = -1.0;
     snprintf(d->compute_partition, sizeof(d->compute_partition), "SPX");
     snprintf(d->memory_partition, sizeof(d->memory_partition), "NPS1");
@@ -156,50 +128,19 @@ int fake_add_device(const char* name, uint64_t unique_id, uint64_t bdfid, int32_
     return index;
 }
 
-/* 96, 424, 1832, 2368, 4544: the known releases. Any size above 4544 and below
- * 8192 emulates a future release: the 1.8 struct followed by new all-ones
- * fields, knowing tables up to 1.9. */
-int fake_set_library_layout(unsigned size) {
-    if (!fake_layout_valid(size)) return -1;
-    pthread_mutex_lock(&g_lock);
-    g_layout = size;
-    pthread_mutex_unlock(&g_lock);
-    return 0;
-}
-
-void fake_set_init_status(int status) {
-    pthread_mutex_lock(&g_lock);
-    g_init_status = status;
-    pthread_mutex_unlock(&g_lock);
-}
+static struct fake_table* table_of(unsigned dev) { return dev < g_count ? &g_dev[dev].t : NULL; }
 
 /* revision: content revision of the table (3..8), 0 = call not supported. */
 int fake_set_metrics(unsigned dev, unsigned revision, unsigned num_partition,
                      unsigned xcc_per_partition, uint64_t fw_period_ns) {
-    if (dev >= g_count || num_partition * xcc_per_partition > FAKE_MAX_XCD) return -1;
-    pthread_mutex_lock(&g_lock);
-    fake_table_start(&g_dev[dev].t, revision, num_partition, xcc_per_partition, fw_period_ns);
-    g_dev[dev].t.umc_pct = -1.0;  /* ROCm SMI releases never showed it here */
-    pthread_mutex_unlock(&g_lock);
-    return 0;
+    return fake_script_metrics(table_of(dev), revision, num_partition, xcc_per_partition, fw_period_ns);
 }
 
 int fake_set_xcd_busy(unsigned dev, unsigned xcd, double percent) {
-    if (dev >= g_count || xcd >= FAKE_MAX_XCD) return -1;
-    pthread_mutex_lock(&g_lock);
-    fake_table_set_xcd_busy(&g_dev[dev].t, xcd, percent);
-    pthread_mutex_unlock(&g_lock);
-    return 0;
+    return fake_script_xcd_busy(table_of(dev), xcd, percent);
 }
 
-/* Advance a manual-cadence table by n firmware refreshes. */
-int fake_tick(unsigned dev, uint64_t n) {
-    if (dev >= g_count) return -1;
-    pthread_mutex_lock(&g_lock);
-    fake_table_tick(&g_dev[dev].t, n);
-    pthread_mutex_unlock(&g_lock);
-    return 0;
-}
+int fake_tick(unsigned dev, uint64_t n) { return fake_script_tick(table_of(dev), n); }
 
 int fake_set_value(unsigned dev, const char* key, double value) {
     if (dev >= g_count) return -1;
@@ -208,16 +149,8 @@ int fake_set_value(unsigned dev, const char* key, double value) {
     int rc = 0;
     if (strcmp(key, "vram_used") == 0) d->vram_used = (uint64_t)value;
     else if (strcmp(key, "vram_total") == 0) d->vram_total = (uint64_t)value;
-    else if (strcmp(key, "power_w") == 0) d->power_w = value;
-    else if (strcmp(key, "temp_c") == 0) d->temp_c = value;
-    else if (strcmp(key, "mem_temp_c") == 0) d->mem_temp_c = value;
-    else if (strcmp(key, "sclk_mhz") == 0) d->sclk_mhz = value;
-    else if (strcmp(key, "mclk_mhz") == 0) d->mclk_mhz = value;
     else if (strcmp(key, "busy_pct") == 0) d->busy_pct = value;
-    else if (strcmp(key, "ppt_violation") == 0) { fake_table_catch_up(&d->t); d->t.ppt_violation = value; }
-    else if (strcmp(key, "thermal_violation") == 0) { fake_table_catch_up(&d->t); d->t.thermal_violation = value; }
-    else if (strcmp(key, "throttle_mask") == 0) d->t.throttle_mask = (uint64_t)value;
-    else rc = -2;
+    else rc = fake_set_gpu_key(&d->s, &d->t, key, value);
     pthread_mutex_unlock(&g_lock);
     return rc;
 }
@@ -233,35 +166,13 @@ int fake_set_partition_modes(unsigned dev, const char* compute, const char* memo
 
 /* Make one rsmi function answer RSMI_STATUS_NOT_SUPPORTED for this device. */
 int fake_set_unsupported(unsigned dev, const char* function) {
-    if (dev >= g_count) return -1;
-    pthread_mutex_lock(&g_lock);
-    struct fake_device* d = &g_dev[dev];
-    int rc = -1;
-    if (d->n_unsupported < MAX_UNSUPPORTED) {
-        snprintf(d->unsupported[d->n_unsupported++], sizeof(d->unsupported[0]), "%s", function);
-        rc = 0;
-    }
-    pthread_mutex_unlock(&g_lock);
-    return rc;
+    return fake_script_unsupported(dev < g_count ? &g_dev[dev].fail : NULL, function);
 }
 
 /* status 0: the device is back; otherwise every call on it returns status. */
 int fake_set_lost(unsigned dev, int status) {
-    if (dev >= g_count) return -1;
-    pthread_mutex_lock(&g_lock);
-    g_dev[dev].lost_status = status;
-    pthread_mutex_unlock(&g_lock);
-    return 0;
+    return fake_script_lost(dev < g_count ? &g_dev[dev].fail : NULL, status);
 }
-
-uint64_t fake_call_count(void) {
-    pthread_mutex_lock(&g_lock);
-    uint64_t n = g_calls;
-    pthread_mutex_unlock(&g_lock);
-    return n;
-}
-
-int fake_initialized(void) { return g_initialized; }
 
 /* ---- rocm_smi ABI -------------------------------------------------------- */
 int rsmi_init(uint64_t init_flags) {
@@ -312,31 +223,19 @@ int rsmi_num_monitor_devices(uint32_t* num_devices) {
     return initialized ? RSMI_STATUS_SUCCESS : RSMI_STATUS_INIT_ERROR;
 }
 
-static int copy_string(char* out, size_t len, const char* value) {
-    size_t n = strlen(value);
-    if (len == 0) return RSMI_STATUS_INSUFFICIENT_SIZE;
-    if (n >= len) {
-        memcpy(out, value, len - 1);
-        out[len - 1] = 0;
-        return RSMI_STATUS_INSUFFICIENT_SIZE;
-    }
-    memcpy(out, value, n + 1);
-    return RSMI_STATUS_SUCCESS;
-}
-
 int rsmi_dev_name_get(uint32_t dv_ind, char* name, size_t len) {
     DEVICE_CALL("rsmi_dev_name_get", dv_ind, name)
-    DONE(copy_string(name, len, d->name));
+    DONE(fake_copy_string(name, len, d->name));
 }
 
 int rsmi_dev_market_name_get(uint32_t dv_ind, char* name, uint32_t len) {
     DEVICE_CALL("rsmi_dev_market_name_get", dv_ind, name)
-    DONE(copy_string(name, len, d->name));
+    DONE(fake_copy_string(name, len, d->name));
 }
 
 int rsmi_dev_brand_get(uint32_t dv_ind, char* brand, uint32_t len) {
     DEVICE_CALL("rsmi_dev_brand_get", dv_ind, brand)
-    DONE(copy_string(brand, len, d->name));
+    DONE(fake_copy_string(brand, len, d->name));
 }
 
 int rsmi_dev_unique_id_get(uint32_t dv_ind, uint64_t* id) {
@@ -376,7 +275,7 @@ int rsmi_dev_memory_usage_get(uint32_t dv_ind, int mem_type, uint64_t* used) {
 #ifndef FAKE_OMIT_SOCKET_POWER
 int rsmi_dev_current_socket_power_get(uint32_t dv_ind, uint64_t* socket_power) {
     DEVICE_CALL("rsmi_dev_current_socket_power_get", dv_ind, socket_power)
-    *socket_power = (uint64_t)(d->power_w * 1e6);
+    *socket_power = (uint64_t)(d->s.power_w * 1e6);
     DONE(RSMI_STATUS_SUCCESS);
 }
 #endif
@@ -384,7 +283,7 @@ int rsmi_dev_current_socket_power_get(uint32_t dv_ind, uint64_t* socket_power) {
 int rsmi_dev_power_ave_get(uint32_t dv_ind, uint32_t sensor_ind, uint64_t* power) {
     DEVICE_CALL("rsmi_dev_power_ave_get", dv_ind, power)
     if (sensor_ind != 0) DONE(RSMI_STATUS_INVALID_ARGS);
-    *power = (uint64_t)(d->power_w * 1e6);
+    *power = (uint64_t)(d->s.power_w * 1e6);
     DONE(RSMI_STATUS_SUCCESS);
 }
 
@@ -392,8 +291,8 @@ int rsmi_dev_power_ave_get(uint32_t dv_ind, uint32_t sensor_ind, uint64_t* power
 int rsmi_dev_temp_metric_get(uint32_t dv_ind, uint32_t sensor_type, int metric, int64_t* temperature) {
     DEVICE_CALL("rsmi_dev_temp_metric_get", dv_ind, temperature)
     if (metric != RSMI_TEMP_CURRENT) DONE(RSMI_STATUS_NOT_SUPPORTED);
-    if (sensor_type == RSMI_TEMP_TYPE_JUNCTION) *temperature = (int64_t)(d->temp_c * 1000.0);
-    else if (sensor_type == RSMI_TEMP_TYPE_MEMORY) *temperature = (int64_t)(d->mem_temp_c * 1000.0);
+    if (sensor_type == RSMI_TEMP_TYPE_JUNCTION) *temperature = (int64_t)(d->s.temp_c * 1000.0);
+    else if (sensor_type == RSMI_TEMP_TYPE_MEMORY) *temperature = (int64_t)(d->s.mem_temp_c * 1000.0);
     else DONE(RSMI_STATUS_NOT_SUPPORTED);  /* MI300 has no edge sensor */
     DONE(RSMI_STATUS_SUCCESS);
 }
@@ -401,8 +300,8 @@ int rsmi_dev_temp_metric_get(uint32_t dv_ind, uint32_t sensor_type, int metric, 
 int rsmi_dev_gpu_clk_freq_get(uint32_t dv_ind, int clk_type, rsmi_frequencies_t* f) {
     DEVICE_CALL("rsmi_dev_gpu_clk_freq_get", dv_ind, f)
     double mhz;
-    if (clk_type == RSMI_CLK_TYPE_SYS) mhz = d->sclk_mhz;
-    else if (clk_type == RSMI_CLK_TYPE_MEM) mhz = d->mclk_mhz;
+    if (clk_type == RSMI_CLK_TYPE_SYS) mhz = d->s.sclk_mhz;
+    else if (clk_type == RSMI_CLK_TYPE_MEM) mhz = d->s.mclk_mhz;
     else DONE(RSMI_STATUS_NOT_SUPPORTED);
     if (g_layout == 96) {  /* a ROCm 5.x release: no has_deep_sleep */
         rsmi_frequencies_v5_t* old = (rsmi_frequencies_v5_t*)f;
@@ -439,19 +338,15 @@ int rsmi_dev_busy_percent_get(uint32_t dv_ind, uint32_t* busy_percent) {
 
 int rsmi_dev_compute_partition_get(uint32_t dv_ind, char* compute_partition, uint32_t len) {
     DEVICE_CALL("rsmi_dev_compute_partition_get", dv_ind, compute_partition)
-    DONE(copy_string(compute_partition, len, d->compute_partition));
+    DONE(fake_copy_string(compute_partition, len, d->compute_partition));
 }
 
 int rsmi_dev_memory_partition_get(uint32_t dv_ind, char* memory_partition, uint32_t len) {
     DEVICE_CALL("rsmi_dev_memory_partition_get", dv_ind, memory_partition)
-    DONE(copy_string(memory_partition, len, d->memory_partition));
+    DONE(fake_copy_string(memory_partition, len, d->memory_partition));
 }
 
 int rsmi_dev_gpu_metrics_info_get(uint32_t dv_ind, void* out) {
     DEVICE_CALL("rsmi_dev_gpu_metrics_info_get", dv_ind, out)
-    if (d->t.revision == 0 || d->t.revision > fake_layout_max_revision(g_layout))
-        DONE(RSMI_STATUS_NOT_SUPPORTED);
-    struct fake_sensors sensors = {d->power_w, d->temp_c, d->mem_temp_c, d->sclk_mhz, d->mclk_mhz};
-    fake_table_fill(out, g_layout, &d->t, &sensors);
-    DONE(RSMI_STATUS_SUCCESS);
+    DONE(fake_answer_table(out, &d->t, &d->s));
 }

@@ -15,23 +15,20 @@ Options (also settable from the environment, for agents started by systemd or Ku
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Any, Callable, Optional, Sequence
 
 from .. import _core
-from ..options import nonempty
 from ..slow_path import SlowPath
-from ._amd import KFD_ROOT, device_key, interval_ms, kfd_root as _kfd_root
-from .registry import Backend, Option
+from ._amd import KFD_ROOT, driver_arguments, interval_ms, kfd_root as _kfd_root, library_option, library_path
+from .registry import Backend
 
 __all__ = ["BACKEND", "AmdSmiSlowPath", "make_driver"]
 
 log = logging.getLogger(__name__)
 
-
-def _library(library: Optional[str]) -> str:
-    return str(library or os.environ.get("CUAGENT_AMDSMI_LIBRARY", ""))
+#: Where the library path comes from when no option gives it (for the driver and the slow path).
+LIBRARY_ENV = "CUAGENT_AMDSMI_LIBRARY"
 
 
 def make_driver(
@@ -45,18 +42,9 @@ def make_driver(
 ) -> Any:
     """Build the amdsmi driver. `seed` is unused: real hardware is not simulated."""
     del seed
-    if options:
-        raise TypeError(f"amdsmi: unknown option(s) {', '.join(sorted(options))}")
-    min_read_interval_ms = interval_ms("amdsmi", "min_read_interval_ms", min_read_interval_ms)
+    arguments = driver_arguments("amdsmi", LIBRARY_ENV, devices, library, kfd_root, min_read_interval_ms, options)
     ecc_interval_s = interval_ms("amdsmi", "ecc_interval_s", ecc_interval_s)
-    keys = [device_key("amdsmi", d) for d in devices] if devices else []
-    driver, notes = _core.make_amdsmi_driver(
-        library=_library(library),
-        kfd_root=_kfd_root(kfd_root),
-        devices=keys,
-        min_read_interval_ns=int(round(min_read_interval_ms * 1e6)),
-        ecc_interval_ns=int(round(ecc_interval_s * 1e9)),
-    )
+    driver, notes = _core.make_amdsmi_driver(**arguments, ecc_interval_ns=int(round(ecc_interval_s * 1e9)))
     for line in notes:
         log.info("%s", line)
     return driver
@@ -80,7 +68,8 @@ class AmdSmiSlowPath(SlowPath):
         if process_interval_s <= 0 or topology_poll_s <= 0:
             raise ValueError(
                 f"process interval and topology poll must be > 0 s, got {process_interval_s}, {topology_poll_s}")
-        self._queries: Optional[_core.AmdSmiSlowQueries] = _core.make_amdsmi_slow_queries(library=_library(library), kfd_root=_kfd_root(kfd_root))
+        self._queries: Optional[_core.AmdSmiSlowQueries] = _core.make_amdsmi_slow_queries(
+            library=library_path(library, LIBRARY_ENV), kfd_root=_kfd_root(kfd_root))
         self.process_interval_s = process_interval_s
         self.topology_poll_s = topology_poll_s
         self._clock = clock
@@ -173,8 +162,7 @@ BACKEND = Backend(
     name="amdsmi",
     make_driver=make_driver,
     options=(
-        Option("amdsmi_library", str, None, "libamd_smi to load (default: the loader's path, then /opt/rocm/lib; "
-               "env CUAGENT_AMDSMI_LIBRARY)", metavar="PATH", check=nonempty, param="library"),
+        library_option("amdsmi_library", "libamd_smi", "the loader's path, then /opt/rocm/lib", LIBRARY_ENV),
         KFD_ROOT,
     ),
     slow_path=_slow_path,

@@ -8,15 +8,16 @@ Options (also settable from the environment, for agents started by systemd or Ku
 
 from __future__ import annotations
 
-import os
 from typing import Any, Optional, Sequence
 
 from .. import _core
-from ..options import nonempty
-from ._amd import DEFAULT_KFD_ROOT, KFD_ROOT, device_key, interval_ms, kfd_root as _kfd_root
-from .registry import Backend, Option
+from ._amd import DEFAULT_KFD_ROOT, KFD_ROOT, driver_arguments, library_option
+from .registry import Backend
 
 __all__ = ["BACKEND", "DEFAULT_KFD_ROOT", "make_driver"]
+
+#: Where the library path comes from when no option gives it.
+LIBRARY_ENV = "CUAGENT_ROCM_SMI_LIBRARY"
 
 
 def make_driver(
@@ -29,25 +30,15 @@ def make_driver(
 ) -> Any:
     """Build the rocm_smi driver. `seed` is unused: real hardware is not simulated."""
     del seed
-    if options:
-        raise TypeError(f"rocm_smi: unknown option(s) {', '.join(sorted(options))}")
-    min_read_interval_ms = interval_ms("rocm_smi", "min_read_interval_ms", min_read_interval_ms)
-    library = library or os.environ.get("CUAGENT_ROCM_SMI_LIBRARY", "")
-    keys = [device_key("rocm_smi", d) for d in devices] if devices else []
-    return _core.make_rocm_smi_driver(
-        library=str(library),
-        kfd_root=_kfd_root(kfd_root),
-        devices=keys,
-        min_read_interval_ns=int(round(min_read_interval_ms * 1e6)),
-    )
+    return _core.make_rocm_smi_driver(**driver_arguments(
+        "rocm_smi", LIBRARY_ENV, devices, library, kfd_root, min_read_interval_ms, options))
 
 
 BACKEND = Backend(
     name="rocm_smi",
     make_driver=make_driver,
     options=(
-        Option("rocm_smi_library", str, None, "librocm_smi64 to load (default: the loader's path; env "
-               "CUAGENT_ROCM_SMI_LIBRARY)", metavar="PATH", check=nonempty, param="library"),
+        library_option("rocm_smi_library", "librocm_smi64", "the loader's path", LIBRARY_ENV),
         KFD_ROOT,
     ),
     auto=True,

@@ -13,22 +13,13 @@
 #include <vector>
 
 #include "cuagent/driver.hpp"
+#include "cuagent/drivers/amd_options.hpp"
 
 namespace cuagent {
 
-struct AmdSmiOptions {
-    // File or bare name of the AMD SMI library; empty: libamd_smi.so, then
-    // versioned names, then /opt/rocm/lib.
-    std::string library;
-    // The KFD sysfs directory holding topology/nodes/<n>/properties.
-    std::string kfd_root = "/sys/class/kfd/kfd";
-    // Physical devices to monitor, by index ("0") or id; empty: all.
-    std::vector<std::string> devices;
-    // Shortest interval between reads of one device: as for rocm_smi, the
-    // firmware refreshes the metrics table about every 1 ms and the XCD
-    // activity is averaged from its accumulators, so reading less often loses
-    // no activity.
-    std::int64_t min_read_interval_ns = 10'000'000;
+// The library is libamd_smi.so (then its versioned names, then
+// /opt/rocm/lib) unless `library` names one.
+struct AmdSmiOptions : AmdDriverOptions {
     // ECC counts are re-read at most this often (each read walks the RAS
     // blocks' sysfs files); samples in between carry the last count.
     std::int64_t ecc_interval_ns = 1'000'000'000;

@@ -4,29 +4,16 @@
 // partitions. Built against the documented API; tested against fakes only.
 #pragma once
 
-#include <cstdint>
 #include <memory>
-#include <string>
-#include <vector>
 
 #include "cuagent/driver.hpp"
+#include "cuagent/drivers/amd_options.hpp"
 
 namespace cuagent {
 
-struct RocmSmiOptions {
-    // File or bare name of the ROCm SMI library; empty: librocm_smi64.so, then
-    // versioned names, then /opt/rocm/lib.
-    std::string library;
-    // The KFD sysfs directory holding topology/nodes/<n>/properties.
-    std::string kfd_root = "/sys/class/kfd/kfd";
-    // Physical devices to monitor, by index ("0") or id; empty: all.
-    std::vector<std::string> devices;
-    // Shortest interval between reads of one device. amdgpu re-reads the SMU
-    // metrics table at most every 1 ms and every rsmi call is a sysfs read
-    // under a process-shared mutex; the XCD activity is averaged from the
-    // firmware's accumulators, so reading less often loses no activity.
-    std::int64_t min_read_interval_ns = 10'000'000;
-};
+// The library is librocm_smi64.so (then .so.7, .so.6, .so.5, .so.1, then
+// /opt/rocm/lib) unless `library` names one.
+struct RocmSmiOptions : AmdDriverOptions {};
 
 // Throws std::runtime_error with one clear message when the library is
 // missing or fails to initialise, or a device has no KFD topology node;

@@ -5,8 +5,27 @@
 
 namespace cuagent::amd {
 
-XcdShape describe_compute(DeviceDescription& d, const std::vector<KfdNode>& nodes, const std::string& profile,
-                          const std::vector<std::uint64_t>& partition_memory) {
+namespace {
+
+std::string partition_profile(const PartitionModes& modes) {
+    if (modes.memory.empty()) return modes.compute;
+    return modes.compute.empty() ? modes.memory : modes.compute + " " + modes.memory;
+}
+
+std::uint64_t device_memory(std::uint64_t whole, const std::vector<std::uint64_t>& partition_memory,
+                            const std::string& memory) {
+    if (partition_memory.empty() || memory.empty() || memory == "NPS1") return whole;
+    std::uint64_t sum = 0;
+    for (const std::uint64_t part : partition_memory) sum += part;
+    return sum;
+}
+
+}  // namespace
+
+XcdShape describe_compute(DeviceDescription& d, const std::vector<KfdNode>& nodes, const PartitionModes& modes,
+                          std::uint64_t whole_memory, const std::vector<std::uint64_t>& partition_memory) {
+    d.memory_bytes = device_memory(whole_memory, partition_memory, modes.memory);
+    const std::string profile = partition_profile(modes);
     std::uint32_t xcds = 0, ses = 0, cus = 0;
     for (const auto& n : nodes) {
         xcds += n.xccs;
@@ -59,19 +78,6 @@ std::string partition_token(std::string text) {
     if (end != std::string::npos) text.resize(end);
     for (auto& c : text) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     return text;
-}
-
-std::string partition_profile(const std::string& compute, const std::string& memory) {
-    if (memory.empty()) return compute;
-    return compute.empty() ? memory : compute + " " + memory;
-}
-
-std::uint64_t device_memory(std::uint64_t whole, const std::vector<std::uint64_t>& partition_memory,
-                            const std::string& memory) {
-    if (partition_memory.empty() || memory.empty() || memory == "NPS1") return whole;
-    std::uint64_t sum = 0;
-    for (const std::uint64_t part : partition_memory) sum += part;
-    return sum;
 }
 
 }  // namespace cuagent::amd

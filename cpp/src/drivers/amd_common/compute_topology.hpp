@@ -19,29 +19,29 @@ struct XcdShape {
     std::uint32_t xccs_per_xcp = 1;  // XCDs in each
 };
 
-// Fills `d`'s unit kind ("cu"), units, levels ["xcd", "se", "cu"], counts,
-// layout (layout_source "vendor") and partitions from `nodes` (one GPU's, in
-// partition order). CUs are numbered XCD by XCD and split evenly over each
-// XCD's engines (38 CUs over 4 engines: 10, 9, 10, 9): KFD says how many, not
-// which. `profile` names the partition modes ("CPX NPS4"); `partition_memory`
-// holds each partition's memory where known (else the device's). Throws
-// std::runtime_error, naming `d.backend` and `d.pci`, when the partitions do
-// not hold the same number of XCDs (xcp_stats could not be mapped).
-XcdShape describe_compute(DeviceDescription& d, const std::vector<KfdNode>& nodes, const std::string& profile,
-                          const std::vector<std::uint64_t>& partition_memory);
+// A GPU's partition modes as partition_token() reads its library's strings
+// ("CPX", "NPS4"); empty where the library does not say.
+struct PartitionModes {
+    std::string compute;
+    std::string memory;
+};
+
+// Fills `d`'s memory, unit kind ("cu"), units, levels ["xcd", "se", "cu"],
+// counts, layout (layout_source "vendor") and partitions from `nodes` (one
+// GPU's, in partition order). CUs are numbered XCD by XCD and split evenly
+// over each XCD's engines (38 CUs over 4 engines: 10, 9, 10, 9): KFD says how
+// many, not which. The partitions' profile names the modes ("CPX NPS4").
+// `whole_memory` is what the GPU's primary partition reports;
+// `partition_memory` holds each partition's where the library reads them
+// apart (else empty): in a memory mode other than NPS1 each partition sees its
+// own share and the device holds their sum; in NPS1 every partition sees the
+// one pool, so the device has it once. Throws std::runtime_error, naming
+// `d.backend` and `d.pci`, when the partitions do not hold the same number of
+// XCDs (xcp_stats could not be mapped).
+XcdShape describe_compute(DeviceDescription& d, const std::vector<KfdNode>& nodes, const PartitionModes& modes,
+                          std::uint64_t whole_memory, const std::vector<std::uint64_t>& partition_memory);
 
 // "CPX", "NPS4": the first word of a library's partition string, upper case.
 std::string partition_token(std::string text);
-
-// The compute and memory modes joined as a partition profile ("SPX NPS1").
-std::string partition_profile(const std::string& compute, const std::string& memory);
-
-// The device's memory in bytes: `whole` (what its primary partition reports),
-// unless it is read per partition (`partition_memory` holds each one's) in a
-// memory mode other than NPS1: then each partition sees its own share and the
-// device holds their sum. In NPS1 every partition sees the one pool, so the
-// device has it once.
-std::uint64_t device_memory(std::uint64_t whole, const std::vector<std::uint64_t>& partition_memory,
-                            const std::string& memory);
 
 }  // namespace cuagent::amd

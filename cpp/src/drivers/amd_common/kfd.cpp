@@ -55,9 +55,7 @@ std::uint32_t ratio(const fs::path& file, const std::map<std::string, std::uint6
     return static_cast<std::uint32_t>(n / d);
 }
 
-}  // namespace
-
-std::vector<KfdNode> read_kfd_gpu_nodes(const std::string& root) {
+std::vector<KfdNode> gpu_nodes(const std::string& root) {
     const fs::path nodes_dir = fs::path(root) / "topology" / "nodes";
     std::error_code ec;
     if (!fs::is_directory(nodes_dir, ec)) return {};
@@ -92,11 +90,21 @@ std::vector<KfdNode> read_kfd_gpu_nodes(const std::string& root) {
     return nodes;
 }
 
-std::vector<KfdNode> nodes_of_gpu(const std::vector<KfdNode>& nodes, std::uint32_t domain,
-                                  std::uint32_t bus_device) {
+}  // namespace
+
+std::vector<KfdNode> read_kfd_gpu_nodes(const char* backend, const std::string& root) {
+    try {
+        return gpu_nodes(root);
+    } catch (const std::runtime_error& e) {
+        throw std::runtime_error(std::string(backend) + ": " + e.what());
+    }
+}
+
+std::vector<KfdNode> nodes_of_gpu(const std::vector<KfdNode>& nodes, const std::optional<PciLocation>& at) {
     std::vector<KfdNode> out;
+    if (!at) return out;
     for (const auto& n : nodes)
-        if (n.domain == domain && n.bus_device() == bus_device) out.push_back(n);
+        if (n.domain == at->domain && n.bus_device() == at->bus_device) out.push_back(n);
     std::stable_sort(out.begin(), out.end(),
                      [](const KfdNode& a, const KfdNode& b) { return a.partition_key() < b.partition_key(); });
     return out;

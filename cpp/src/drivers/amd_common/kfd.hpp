@@ -8,8 +8,11 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "pci.hpp"
 
 namespace cuagent::amd {
 
@@ -32,13 +35,13 @@ struct KfdNode {
 };
 
 // GPU nodes (simd_count > 0) under `root` in node order. Empty when the tree
-// does not exist; throws std::runtime_error naming the file and property when
-// a GPU node is inconsistent (e.g. simd_count not a multiple of simd_per_cu).
-std::vector<KfdNode> read_kfd_gpu_nodes(const std::string& root);
+// does not exist; throws std::runtime_error, prefixed with `backend` (the
+// driver reading it), naming the file and property when a GPU node is
+// inconsistent (e.g. simd_count not a multiple of simd_per_cu).
+std::vector<KfdNode> read_kfd_gpu_nodes(const char* backend, const std::string& root);
 
-// The nodes of one physical GPU (PCI domain, bus/device) among `nodes`, in
-// partition order.
-std::vector<KfdNode> nodes_of_gpu(const std::vector<KfdNode>& nodes, std::uint32_t domain,
-                                  std::uint32_t bus_device);
+// The nodes of the physical GPU `at` among `nodes`, in partition order; none
+// for a GPU whose library gives no PCI location.
+std::vector<KfdNode> nodes_of_gpu(const std::vector<KfdNode>& nodes, const std::optional<PciLocation>& at);
 
 }  // namespace cuagent::amd

@@ -58,8 +58,10 @@ public:
         const std::size_t parts = gpu.per_partition ? gpu.processors.size() : 1;
         Tally tally;
 
-        if (gpu.has_table && tally.ok("amdsmi_get_gpu_metrics_info", fn.gpu_metrics(gpu.table_processor, reinterpret_cast<GpuMetrics*>(gpu.table.get()))))
-            gpu.decoder.decode(gpu.table.get(), values);
+        if (gpu.table.present() &&
+            tally.ok("amdsmi_get_gpu_metrics_info",
+                     fn.gpu_metrics(gpu.table_processor, reinterpret_cast<GpuMetrics*>(gpu.table.buffer()))))
+            gpu.table.decode(values);
 
         if (gpu.activity == Source::Call) {
             for (std::size_t p = 0; p < parts; ++p) {

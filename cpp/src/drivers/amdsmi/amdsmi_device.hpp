@@ -1,23 +1,17 @@
-// One physical AMD GPU as the amdsmi driver sees it: its description, the
-// processor handles behind it (one per compute partition), which source feeds
-// each counter, where each counter sits in the sample (its CounterTable), its
-// gpu_metrics decoder (amd_common/) and the ECC counts it carries between
-// re-reads.
+// One physical AMD GPU as the amdsmi driver sees it: what both AMD drivers
+// know of it (amd_common/physical_gpu.hpp), the processor handles behind it
+// (one per compute partition), which source feeds each counter and the ECC
+// counts it carries between re-reads.
 #pragma once
 
 #include <cstdint>
 #include <limits>
-#include <memory>
 #include <vector>
 
-#include "amd_common/compute_topology.hpp"
-#include "amd_common/gpu_metrics.hpp"
-#include "amd_common/gpu_metrics_decoder.hpp"
+#include "amd_common/physical_gpu.hpp"
 #include "amdsmi_abi.hpp"
 #include "amdsmi_counters.hpp"
 #include "amdsmi_library.hpp"
-#include "common/counter_table.hpp"
-#include "cuagent/topology.hpp"
 
 namespace cuagent {
 struct AmdSmiOptions;
@@ -25,34 +19,25 @@ struct AmdSmiOptions;
 
 namespace cuagent::amdsmi {
 
-namespace metrics = amd::metrics;
-
 // Where a counter's value comes from, chosen once at discovery by probing:
 // the gpu_metrics table first (one call feeds them all), the dedicated call
 // where the table lacks the field.
 enum class Source : std::uint8_t { None, Table, Call };
 
-struct Gpu {
-    DeviceDescription desc;
-    std::vector<Handle> processors;  // partition order; processors[0] is the primary
-    bool per_partition = false;      // gr_active, dram_active, mem_used read per partition processor
+struct Gpu : amd::PhysicalGpu {
+    Gpu() : PhysicalGpu(kCounters) {}
 
-    bool has_table = false;
+    std::vector<Handle> processors;    // partition order; processors[0] is the primary
     Handle table_processor = nullptr;  // the processor that answers the table for the GPU
-    metrics::PublicLayout layout{0, 0, 0, 0};
-    amd::XcdShape shape;
 
-    Source activity = Source::None;
+    Source activity = Source::None;    // gr_active, dram_active
     Source power = Source::None;
     Source temp = Source::None;
     std::uint32_t temp_sensor = kTempHotspot;  // for Source::Call
     Source sm_clock = Source::None;
     Source mem_clock = Source::None;
-    drivers::CounterTable counters{kCounters};
 
-    // Read-to-read state (sampler thread only).
-    std::unique_ptr<unsigned char[]> table;  // metrics::kBufferBytes
-    amd::TableDecoder decoder;
+    // ECC counts between re-reads (sampler thread only).
     std::int64_t ecc_due_ns = std::numeric_limits<std::int64_t>::min();
     float ecc_corrected = std::numeric_limits<float>::quiet_NaN();
     float ecc_uncorrected = std::numeric_limits<float>::quiet_NaN();

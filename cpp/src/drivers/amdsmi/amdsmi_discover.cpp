@@ -2,15 +2,12 @@
 // GPUs (one per PCI device; its compute partitions are its processors), KFD
 // topology -> units, levels and partitions (amd_common/), probes -> declared
 // counters.
-#include <algorithm>
-#include <cinttypes>
-#include <cstdio>
-#include <map>
+#include <optional>
 #include <stdexcept>
-#include <tuple>
 
-#include "amd_common/device_selection.hpp"
-#include "amd_common/kfd.hpp"
+#include "amd_common/device_identity.hpp"
+#include "amd_common/gpu_walk.hpp"
+#include "amd_common/pci.hpp"
 #include "amdsmi_device.hpp"
 #include "cuagent/drivers/amdsmi.hpp"
 
@@ -25,13 +22,15 @@ struct Processor {
     Bdf bdf{~std::uint64_t{0}};
     bool has_bdf = false;
     std::uint32_t partition = 0;  // its compute partition id: orders the GPU's processors
-};
 
-std::string format_pci(const Bdf& b) {
-    char text[32];
-    std::snprintf(text, sizeof text, "%04x:%02x:%02x.%x", b.domain() & 0xFFFFu, b.bus(), b.device(), b.function());
-    return text;
-}
+    std::optional<amd::PciLocation> location() const {
+        if (!has_bdf) return std::nullopt;
+        return amd::PciLocation{bdf.domain(), bdf.bus() << 5 | bdf.device()};
+    }
+    std::string pci() const {
+        return has_bdf ? amd::format_pci(bdf.domain(), bdf.bus(), bdf.device(), bdf.function()) : std::string();
+    }
+};
 
 std::string call_string(PartitionFn fn, Handle h) {
     if (fn == nullptr) return {};
@@ -119,35 +118,25 @@ std::vector<Processor> gpu_processors(const Library& lib) {
     return out;
 }
 
-bool table_has(const Gpu& gpu, std::size_t offset16) { return metrics::has_u16(gpu.table.get(), offset16); }
-
+// The first of the GPU's processors that answers the gpu_metrics table
+// answers it from now on.
 void probe_table(const Library& lib, Gpu& gpu) {
     const MetricsFn fetch = lib.fn().gpu_metrics;
     if (fetch == nullptr) return;
-    for (const Handle h : gpu.processors) {
-        const metrics::LayoutProbe probe = metrics::probe_public_layout(
-            [&](unsigned char* buffer) {
-                return static_cast<std::uint32_t>(fetch(h, reinterpret_cast<GpuMetrics*>(buffer)));
-            }, gpu.table.get());
-        if (probe.status != kSuccess || probe.layout.size == 0) continue;
-        gpu.has_table = true;
-        gpu.table_processor = h;
-        gpu.layout = probe.layout;
-        break;
-    }
+    const std::size_t source = gpu.table.probe(
+        gpu.processors, [&](Handle h, unsigned char* buffer) { return fetch(h, reinterpret_cast<GpuMetrics*>(buffer)); });
+    if (source != amd::MetricsTable::kNoSource) gpu.table_processor = gpu.processors[source];
 }
 
 void declare_counters(const Library& lib, Gpu& gpu) {
     const Functions& fn = lib.fn();
     DeviceDescription& d = gpu.desc;
+    const amd::MetricsTable& table = gpu.table;
     const Handle primary = gpu.processors.front();
-    const unsigned char* t = gpu.table.get();
-    const unsigned revision = gpu.has_table ? metrics::content_revision(t) : 0;
     const char* part_level = gpu.per_partition ? kPartitionLevel : kDeviceLevel;
-    auto declare = [&](Counter id, const char* level = nullptr) { gpu.counters.declare(d, id, level); };
+    auto declare = [&](std::uint32_t id, const char* level = nullptr) { gpu.counters.declare(d, id, level); };
 
-    if (gpu.has_table && metrics::has_xcd_activity(t, gpu.layout, gpu.shape.xcps, gpu.shape.xccs_per_xcp))
-        declare(kActive);
+    if (table.has_xcd_activity(gpu.shape)) declare(kActive);
 
     // Engine activity: the call per partition processor, else the table's device averages.
     EngineUsage usage{};
@@ -163,11 +152,10 @@ void declare_counters(const Library& lib, Gpu& gpu) {
         gpu.activity = Source::Call;
         if (gfx) declare(kGrActive, part_level);
         if (umc) declare(kDramActive, part_level);
-    } else if (gpu.has_table && (table_has(gpu, metrics::kAverageGfxActivity) ||
-                                 table_has(gpu, metrics::kAverageUmcActivity))) {
+    } else if (table.has_gfx_activity() || table.has_umc_activity()) {
         gpu.activity = Source::Table;
-        if (table_has(gpu, metrics::kAverageGfxActivity)) declare(kGrActive);
-        if (table_has(gpu, metrics::kAverageUmcActivity)) declare(kDramActive);
+        if (table.has_gfx_activity()) declare(kGrActive);
+        if (table.has_umc_activity()) declare(kDramActive);
     }
 
     bool used = probe_memory(fn.memory_usage, primary);
@@ -175,13 +163,13 @@ void declare_counters(const Library& lib, Gpu& gpu) {
         used = probe_memory(fn.memory_usage, gpu.processors[p]);
     if (used) declare(kMemUsed, part_level);
 
-    if (gpu.has_table && table_has(gpu, revision >= 4 ? metrics::kCurrentSocketPower : metrics::kAverageSocketPower))
+    if (table.has_power())
         gpu.power = Source::Table;
     else if (probe_power(lib, primary))
         gpu.power = Source::Call;
     if (gpu.power != Source::None) declare(kPower);
 
-    if (gpu.has_table && table_has(gpu, metrics::kTemperatureHotspot)) {
+    if (table.has_hotspot_temperature()) {
         gpu.temp = Source::Table;
     } else if (probe_temp(fn.temp_metric, primary, kTempHotspot)) {
         gpu.temp = Source::Call;
@@ -191,24 +179,18 @@ void declare_counters(const Library& lib, Gpu& gpu) {
     }
     if (gpu.temp != Source::None) declare(kTemp);
 
-    if (gpu.has_table && table_has(gpu, revision >= 4 ? metrics::kCurrentGfxclks : metrics::kCurrentGfxclk))
+    if (table.has_graphics_clock())
         gpu.sm_clock = Source::Table;
     else if (probe_clock(lib, primary, kClkGfx))
         gpu.sm_clock = Source::Call;
     if (gpu.sm_clock != Source::None) declare(kSmClock);
-    if (gpu.has_table && table_has(gpu, metrics::kCurrentUclk))
+    if (table.has_memory_clock())
         gpu.mem_clock = Source::Table;
     else if (probe_clock(lib, primary, kClkMem))
         gpu.mem_clock = Source::Call;
     if (gpu.mem_clock != Source::None) declare(kMemClock);
 
-    if (gpu.has_table && revision <= 5 && gpu.layout.size > metrics::kIndepThrottleStatus &&
-        metrics::u64_at(t, metrics::kIndepThrottleStatus) != metrics::kNoData64)
-        declare(kThrottle);
-    if (gpu.has_table && metrics::has_accumulators(t, gpu.layout)) {
-        declare(kPowerViolation);
-        declare(kThermalViolation);
-    }
+    amd::counters::declare_limit_counters(gpu.counters, d, table);
 
     Out<ErrorCount> ecc{};
     if (lib.structs_known() && fn.total_ecc != nullptr && fn.total_ecc(primary, &ecc.value) == kSuccess) {
@@ -219,20 +201,14 @@ void declare_counters(const Library& lib, Gpu& gpu) {
 
 // The gpu_metrics fields the decoder writes: those whose source is the table.
 amd::TableTargets table_targets(const Gpu& gpu) {
-    const drivers::CounterTable& at = gpu.counters;
-    amd::TableTargets t;
-    if (gpu.activity == Source::Table) {
-        t.gr_active = at.offset(kGrActive);
-        t.dram_active = at.offset(kDramActive);
-    }
-    if (gpu.power == Source::Table) t.power = at.offset(kPower);
-    if (gpu.temp == Source::Table) t.temp = at.offset(kTemp);
-    if (gpu.sm_clock == Source::Table) t.sm_clock = at.offset(kSmClock);
-    if (gpu.mem_clock == Source::Table) t.mem_clock = at.offset(kMemClock);
-    t.throttle = at.offset(kThrottle);
-    t.power_violation = at.offset(kPowerViolation);
-    t.thermal_violation = at.offset(kThermalViolation);
-    t.xcd_active = at.offset(kActive);
+    amd::counters::FromTable from;
+    from.gr_active = gpu.activity == Source::Table;
+    from.power = gpu.power == Source::Table;
+    from.temp = gpu.temp == Source::Table;
+    from.sm_clock = gpu.sm_clock == Source::Table;
+    from.mem_clock = gpu.mem_clock == Source::Table;
+    amd::TableTargets t = amd::counters::table_targets(gpu.counters, from);
+    if (gpu.activity == Source::Table) t.dram_active = gpu.counters.offset(kDramActive);  // AMD SMI's own counter
     return t;
 }
 
@@ -250,9 +226,7 @@ std::string model_name(const Library& lib, Handle h, const amd::KfdNode& node) {
             if (board.value.product_name[0] != '\0') return board.value.product_name;
         }
     }
-    char model[48];
-    std::snprintf(model, sizeof model, "AMD GPU (device 0x%04x)", node.device_id);
-    return model;
+    return amd::generic_model(node.device_id);
 }
 
 std::string device_uuid(const Library& lib, Handle h) {
@@ -269,63 +243,26 @@ std::string device_uuid(const Library& lib, Handle h) {
 std::vector<Gpu> discover(const Library& lib, const AmdSmiOptions& options, std::vector<std::string>* notes) {
     const std::vector<Processor> processors = gpu_processors(lib);
 
-    // Group the processors into physical GPUs by PCI domain/bus/device, in
-    // the library's order; one without a BDF stands alone.
-    std::map<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t>, std::vector<Processor>> by_pci;
-    std::vector<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t>> order;
-    for (std::size_t i = 0; i < processors.size(); ++i) {
-        const Processor& p = processors[i];
-        const auto key = p.has_bdf ? std::make_tuple(0u, p.bdf.domain(), p.bdf.bus() << 5 | p.bdf.device())
-                                   : std::make_tuple(1u, static_cast<std::uint32_t>(i), 0u);
-        if (by_pci.find(key) == by_pci.end()) order.push_back(key);
-        by_pci[key].push_back(p);
-    }
+    const std::vector<std::vector<Processor>> physical_gpus = amd::group_by_pci(
+        processors, [](const Processor& p) { return p.location(); }, [](const Processor& p) { return p.partition; });
 
-    std::vector<amd::KfdNode> kfd;
-    try {
-        kfd = amd::read_kfd_gpu_nodes(options.kfd_root);
-    } catch (const std::runtime_error& e) {
-        throw std::runtime_error(std::string("amdsmi: ") + e.what());
-    }
-    amd::DeviceSelection selection(options.devices);
+    amd::GpuWalk walk("amdsmi", options);
     std::vector<Gpu> gpus;
-    for (std::size_t physical = 0; physical < order.size(); ++physical) {
-        std::vector<Processor> members = by_pci[order[physical]];
-        std::stable_sort(members.begin(), members.end(),
-                         [](const Processor& a, const Processor& b) { return a.partition < b.partition; });
+    for (std::size_t physical = 0; physical < physical_gpus.size(); ++physical) {
+        const std::vector<Processor>& members = physical_gpus[physical];
         const Processor& primary = members.front();
 
         Gpu gpu;
         for (const auto& m : members) gpu.processors.push_back(m.handle);
         DeviceDescription& d = gpu.desc;
-        d.index = static_cast<std::uint32_t>(physical);
-        d.vendor = "amd";
-        d.backend = "amdsmi";
-        d.pci = primary.has_bdf ? format_pci(primary.bdf) : std::string();
-
-        const std::vector<amd::KfdNode> nodes = primary.has_bdf
-            ? amd::nodes_of_gpu(kfd, primary.bdf.domain(), primary.bdf.bus() << 5 | primary.bdf.device())
-            : std::vector<amd::KfdNode>{};
-        if (nodes.empty()) {
-            throw std::runtime_error("amdsmi: no KFD topology node for device " + std::to_string(physical) +
-                                     (d.pci.empty() ? std::string(" (no PCI address)") : " (PCI " + d.pci + ")") +
-                                     " under " + options.kfd_root +
-                                     "/topology/nodes; is /sys/class/kfd visible (containers: mount /sys)?");
-        }
+        const std::vector<amd::KfdNode> nodes = walk.start(d, physical, primary.location(), primary.pci(), "no PCI address");
 
         // The id the rocm_smi backend gives the same GPU (KFD's unique_id is
         // what rsmi_dev_unique_id_get reads): switching backends keeps topics.
-        const std::string uuid = device_uuid(lib, primary.handle);
-        if (nodes.front().unique_id != 0) {
-            char id[32];
-            std::snprintf(id, sizeof id, "amd-%016" PRIx64, nodes.front().unique_id);
-            d.id = id;
-        } else if (!uuid.empty()) {
-            d.id = "amd-" + uuid;
-        } else {
-            d.id = d.pci.empty() ? "amd-" + std::to_string(physical) : "amd-pci-" + d.pci;
-        }
-        if (!selection.picks(physical, d.id)) continue;
+        const std::uint64_t unique = nodes.front().unique_id;
+        d.id = amd::device_id(unique != 0 ? std::optional<std::uint64_t>(unique) : std::nullopt,
+                              device_uuid(lib, primary.handle), physical, d.pci);
+        if (!walk.picks(physical, d.id)) continue;
 
         d.model = model_name(lib, primary.handle, nodes.front());
         std::uint32_t numa = 0;
@@ -333,34 +270,21 @@ std::vector<Gpu> discover(const Library& lib, const AmdSmiOptions& options, std:
             numa != kAllOnes32 && numa < 0x7FFFFFFFu)
             d.numa = static_cast<std::int32_t>(numa);
 
-        // Partitioned per processor only when the library shows one processor
-        // per KFD partition node; otherwise the GPU is read as a whole.
-        gpu.per_partition = nodes.size() > 1 && members.size() == nodes.size();
-        const std::string compute = amd::partition_token(call_string(lib.fn().compute_partition, primary.handle));
-        const std::string memory = amd::partition_token(call_string(lib.fn().memory_partition, primary.handle));
-        std::uint64_t total = 0;
-        probe_memory(lib.fn().memory_total, primary.handle, &total);
-        std::vector<std::uint64_t> partition_memory;
-        if (gpu.per_partition) {
-            for (const Handle h : gpu.processors) {
-                std::uint64_t part = 0;
-                probe_memory(lib.fn().memory_total, h, &part);
-                partition_memory.push_back(part);
-            }
-        }
-        d.memory_bytes = amd::device_memory(total, partition_memory, memory);
-        gpu.shape = amd::describe_compute(d, nodes, amd::partition_profile(compute, memory), partition_memory);
+        const amd::PartitionModes modes{amd::partition_token(call_string(lib.fn().compute_partition, primary.handle)),
+                                        amd::partition_token(call_string(lib.fn().memory_partition, primary.handle))};
+        gpu.describe(nodes, members.size(), modes, [&](std::size_t p) {
+            std::uint64_t bytes = 0;
+            probe_memory(lib.fn().memory_total, members[p].handle, &bytes);
+            return bytes;
+        });
 
-        gpu.table.reset(new unsigned char[metrics::kBufferBytes]);
         probe_table(lib, gpu);
         declare_counters(lib, gpu);
-        d.validate();
-        gpu.counters.resolve(d);
-        gpu.decoder.configure(gpu.layout, gpu.shape.xcps, gpu.shape.xccs_per_xcp, d.counts.front(), table_targets(gpu));
+        gpu.finish([&] { return table_targets(gpu); });
         gpus.push_back(std::move(gpu));
     }
 
-    selection.require_all_matched("amdsmi", order.size());
+    walk.finish(physical_gpus.size());
     if (notes != nullptr) {
         notes->push_back("amdsmi: " + lib.path() + " (AMD SMI " + (lib.version().empty() ? "of unknown version" :
                          lib.version()) + "), " + std::to_string(gpus.size()) + " GPU(s)");

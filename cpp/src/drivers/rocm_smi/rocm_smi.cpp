@@ -55,7 +55,9 @@ public:
         const std::uint32_t primary = gpu.rsmi.front();
         const drivers::CounterTable& at = gpu.counters;  // where each counter goes
 
-        if (gpu.has_table) read_table(gpu, values, tally);
+        if (gpu.table.present() &&
+            tally.ok("rsmi_dev_gpu_metrics_info_get", fn.gpu_metrics(gpu.table_device, gpu.table.buffer())))
+            gpu.table.decode(values);
 
         if (at.declared(kGrActive)) {
             const std::size_t n = gpu.per_partition ? gpu.rsmi.size() : 1;
@@ -102,13 +104,6 @@ private:
         if (tally.ok("rsmi_dev_gpu_clk_freq_get", library_.fn().gpu_clk_freq(device, clock, &f)) &&
             current_frequency(f, gpu.frequency_layout, &hz))
             *out = static_cast<float>(hz);
-    }
-
-    // One table read, decoded by the device's TableDecoder (amd_common/).
-    void read_table(Gpu& gpu, float* values, Tally& tally) noexcept {
-        unsigned char* t = gpu.table.get();
-        if (!tally.ok("rsmi_dev_gpu_metrics_info_get", library_.fn().gpu_metrics(gpu.table_device, t))) return;
-        gpu.decoder.decode(t, values);
     }
 
     Library library_;  // first member: outlives the devices that call into it

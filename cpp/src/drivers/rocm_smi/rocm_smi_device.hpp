@@ -1,20 +1,12 @@
-// One physical AMD GPU as the rocm_smi driver sees it: its description, the
-// rsmi devices behind it (one per compute partition on ROCm >= 6.3), which
-// source feeds each counter, where each counter sits in the sample (its
-// CounterTable), and its gpu_metrics decoder (amd_common/), which carries the
-// table state from one read to the next.
+// One physical AMD GPU as the rocm_smi driver sees it: what both AMD drivers
+// know of it (amd_common/physical_gpu.hpp), the rsmi devices behind it (one
+// per compute partition on ROCm >= 6.3) and which source feeds each counter.
 #pragma once
 
 #include <cstdint>
-#include <memory>
-#include <string>
 #include <vector>
 
-#include "amd_common/compute_topology.hpp"
-#include "amd_common/gpu_metrics.hpp"
-#include "amd_common/gpu_metrics_decoder.hpp"
-#include "common/counter_table.hpp"
-#include "cuagent/topology.hpp"
+#include "amd_common/physical_gpu.hpp"
 #include "rocm_smi_abi.hpp"
 #include "rocm_smi_counters.hpp"
 #include "rocm_smi_library.hpp"
@@ -25,35 +17,23 @@ struct RocmSmiOptions;
 
 namespace cuagent::rocm {
 
-namespace metrics = amd::metrics;
-
 // Where a device-level counter's value comes from, chosen once at discovery
 // by probing each call: the first source that answers wins.
 enum class PowerSource : std::uint8_t { None, SocketPower, PowerAverage, Table };
 enum class TempSource : std::uint8_t { None, Junction, Edge, Table };
 enum class ClockSource : std::uint8_t { None, Table, Call };
 
-struct Gpu {
-    DeviceDescription desc;
-    std::vector<std::uint32_t> rsmi;  // partition order; rsmi[0] is the primary
-    bool per_partition = false;       // gr_active / mem_used read per partition device
+struct Gpu : amd::PhysicalGpu {
+    Gpu() : PhysicalGpu(kCounters) {}
 
-    // gpu_metrics
-    bool has_table = false;
-    std::uint32_t table_device = 0;   // the rsmi device that answers for the GPU
-    metrics::PublicLayout layout{0, 0, 0, 0};
-    amd::XcdShape shape;              // XCPs in the table (compute partitions), XCCs in each
+    std::vector<std::uint32_t> rsmi;  // partition order; rsmi[0] is the primary
+    std::uint32_t table_device = 0;   // the rsmi device that answers the table for the GPU
 
     PowerSource power = PowerSource::None;
     TempSource temp = TempSource::None;
     ClockSource sm_clock = ClockSource::None;
     ClockSource mem_clock = ClockSource::None;
     FrequencyLayout frequency_layout = FrequencyLayout::Current;  // of rsmi_frequencies_t, probed
-    drivers::CounterTable counters{kCounters};
-
-    // Read-to-read state (sampler thread only).
-    std::unique_ptr<unsigned char[]> table;  // metrics::kBufferBytes
-    amd::TableDecoder decoder;
 };
 
 // Enumerates the library's devices, groups partitions into physical GPUs,

@@ -1,9 +1,10 @@
-"""Run one Engine(driver="rocm_smi") scenario against the fake AMD host; print JSON.
+"""Run one Engine scenario of an AMD backend (rocm_smi or amdsmi) against its fake host; print
+JSON.
 
 Runs in its own process (tests start it with a timeout), so a hang in the
 engine fails a test instead of hanging the suite:
 
-    python rocm_engine_scenario.py <scenario> <fake library> <work dir>
+    python amd_engine_scenario.py <rocm_smi|amdsmi> <scenario> <fake library> <work dir>
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cuagent import Engine  # noqa: E402
-from fakes.rocm import FakeAmdHost  # noqa: E402
+from fakes.amd_backends import BACKENDS, AmdBackend  # noqa: E402
 
 # 20 %, not 10 %: clear of the idle hysteresis band (idle holds until active >= 0.10).
 BUSY = [90.0, 0.0, 0.0, 20.0, 50.0, 60.0, 70.0, 100.0]
@@ -58,8 +58,8 @@ def topo_json(t) -> dict:
     }
 
 
-def engine(host: FakeAmdHost) -> Engine:
-    return Engine(driver="rocm_smi", library=str(host.library), kfd_root=str(host.kfd_root),
+def engine(backend: AmdBackend, host) -> Engine:
+    return Engine(driver=backend.name, library=str(host.library), kfd_root=str(host.kfd_root),
                   rate_hz=1000, window_ms=50, min_read_interval_ms=2)
 
 
@@ -83,15 +83,15 @@ def steady(e: Engine, level: str | None) -> dict:
     return out
 
 
-def lost(host, engine: Callable[..., Engine], level: str | None) -> dict:
-    """Two GPUs on `host` (either fake host); the first is lost, then comes back: the events, and
-    the other GPU's windows going on meanwhile (with `level` present)."""
+def lost(backend: AmdBackend, host) -> dict:
+    """Two GPUs on `host`; the first is lost, then comes back: the events, and the other GPU's
+    windows going on meanwhile."""
     first_gpu = host.add_mi300x(fw_period_ns=1_000_000)
     second_gpu = host.add_mi300x(fw_period_ns=1_000_000)
     host.set_xcd_busy(first_gpu, BUSY)
     host.set_xcd_busy(second_gpu, BUSY)
     out: dict = {}
-    with engine(host) as e:
+    with engine(backend, host) as e:
         fresh_state(e, 0)
         before = fresh_state(e, 1)
         host.set_lost(first_gpu)
@@ -99,7 +99,7 @@ def lost(host, engine: Callable[..., Engine], level: str | None) -> dict:
         wait_for(lambda: events.extend(e.events()) or any(ev.type == "device_lost" for ev in events),
                  "device_lost")
         lost_at = e.snapshot()[1].window_seq
-        after = fresh_state(e, 1, after_seq=lost_at, level=level)  # the other device goes on
+        after = fresh_state(e, 1, after_seq=lost_at, level="xcd")  # the other device goes on
         host.set_back(first_gpu)
         wait_for(lambda: events.extend(e.events()) or any(ev.type == "device_back" for ev in events),
                  "device_back")
@@ -107,26 +107,29 @@ def lost(host, engine: Callable[..., Engine], level: str | None) -> dict:
                           "detail": ev.detail} for ev in events]
         out["other_before"] = before.window_seq
         out["other_after"] = after.window_seq
-        out["other_xcd"] = after.levels["xcd"]["active"].mean.tolist() if "xcd" in after.levels else None
+        out["other_xcd"] = after.levels["xcd"]["active"].mean.tolist()
         out["ids"] = [t.id for t in e.topology()]
     return out
 
 
-def run(scenario: str, library: Path, work: Path) -> dict:
-    host = FakeAmdHost(library, work / "kfd")
+def run(backend: AmdBackend, scenario: str, library: Path, work: Path) -> dict:
+    host = backend.host(library, work / "kfd")
     if scenario in ("spx", "cpx", "v14", "unsupported"):
         compute = "CPX" if scenario == "cpx" else "SPX"
         gpu = host.add_mi300x(compute=compute, memory="NPS1", fw_period_ns=1_000_000,
                               metrics_revision=4 if scenario == "v14" else 8)
         host.set_xcd_busy(gpu, BUSY)
+        if scenario == "cpx":  # each partition's own engine activity: its one XCD's
+            for p in range(gpu.partitions):
+                host.set_partition_value(gpu, p, "busy_pct", BUSY[p])
         if scenario == "unsupported":
-            host.fake.set_unsupported(gpu.metrics_device, "rsmi_dev_busy_percent_get")
-        with engine(host) as e:
+            host.set_unsupported(gpu, backend.memory_usage_call)
+        with engine(backend, host) as e:
             return steady(e, level=None if scenario == "v14" else "xcd")
     if scenario == "lost":
-        return lost(host, engine, level=None)
+        return lost(backend, host)
     raise SystemExit(f"unknown scenario {scenario!r}")
 
 
 if __name__ == "__main__":
-    print(json.dumps(run(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]))))
+    print(json.dumps(run(BACKENDS[sys.argv[1]], sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))))

@@ -490,32 +490,29 @@ def test_topo_status_lost_and_a_relays_node_stale_take_gpus_down_at_once():
 
 
 
-def test_a_relays_node_gone_drops_the_nodes_series():
-    dev = mig_device()
-    metrics = FeedMetrics()
-    feeder = Feeder(metrics)
-    feeder.topo([dev])
-    feeder.window(dev, 1_000 * W, np.zeros(6, np.uint8))
-    assert value(scrape(FeedCollector(metrics)), "cuagent_gpu_up", gpu_uuid=dev.id) == 1
-    # The relay forgot node n1 (§7): nothing of it is exported any more, as if never heard.
+def _relay_forgets(metrics):
+    # The relay forgot node n1 (§7).
     Feeder(metrics, node="relay-1").send("event", protocol.encode_event_body("node_gone", "silent", node="n1"))
-    text = scrape(FeedCollector(metrics))
-    assert "n1" not in metrics.nodes and dev.id not in text, text
 
 
-def test_a_node_the_client_drops_without_a_node_gone_drops_its_series():
-    # The client's own forget (§7: silent for the relay's forget interval, no node_gone came)
-    # reaches the exporter as an update of kind "gone".
+def _client_forgets(metrics):
+    # The client's own forget (§7: silent for the relay's forget interval, no node_gone came),
+    # an update of kind "gone".
     from cuagent.client import Update
 
+    metrics.client_update(Update("gone", "n1", None, None, None))
+
+
+@pytest.mark.parametrize("forget", [_relay_forgets, _client_forgets])
+def test_a_node_forgotten_drops_its_series(forget):
     dev = mig_device()
     metrics = FeedMetrics()
     feeder = Feeder(metrics)
     feeder.topo([dev])
     feeder.window(dev, 1_000 * W, np.zeros(6, np.uint8))
     assert value(scrape(FeedCollector(metrics)), "cuagent_gpu_up", gpu_uuid=dev.id) == 1
-    metrics.client_update(Update("gone", "n1", None, None, None))
-    text = scrape(FeedCollector(metrics))
+    forget(metrics)
+    text = scrape(FeedCollector(metrics))  # nothing of it is exported any more, as if never heard
     assert "n1" not in metrics.nodes and dev.id not in text, text
 
 

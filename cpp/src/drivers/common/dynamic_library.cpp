@@ -6,6 +6,11 @@
 
 namespace cuagent::drivers {
 
+namespace {
+// glibc's dlerror() for a name the loader finds nowhere, or a path that does not exist.
+constexpr const char* kAbsent = "cannot open shared object file: No such file or directory";
+}  // namespace
+
 DynamicLibrary::~DynamicLibrary() {
     if (!keep_loaded_) close();
 }
@@ -13,7 +18,9 @@ DynamicLibrary::~DynamicLibrary() {
 bool DynamicLibrary::try_open(const std::vector<std::string>& candidates, const std::string& what,
                               std::string& error) {
     close();
-    std::string tried;
+    // Candidates that do not exist are named together, in order; any other failure (a
+    // library that exists but does not load) keeps the loader's own reason.
+    std::string absent, tried;
     for (const auto& candidate : candidates) {
         handle_ = dlopen(candidate.c_str(), RTLD_NOW | RTLD_LOCAL);
         if (handle_ != nullptr) {
@@ -21,9 +28,17 @@ bool DynamicLibrary::try_open(const std::vector<std::string>& candidates, const 
             return true;
         }
         const char* why = dlerror();
-        tried += (tried.empty() ? "" : "; ") + candidate + " (" + (why ? why : "unknown dlopen error") + ")";
+        const std::string reason = why ? why : "unknown dlopen error";
+        if (reason == candidate + ": " + kAbsent) {
+            absent += (absent.empty() ? "" : ", ") + candidate;
+        } else {
+            tried += (tried.empty() ? "" : "; ") + candidate + " (" + reason + ")";
+        }
     }
-    error = "cannot load " + what + ": tried " + (tried.empty() ? "nothing (no candidate given)" : tried);
+    error = "cannot load " + what + ": ";
+    if (candidates.empty()) error += "tried nothing (no candidate given)";
+    if (!absent.empty()) error += "not found: " + absent;
+    if (!tried.empty()) error += std::string(absent.empty() ? "" : "; ") + "tried " + tried;
     return false;
 }
 

@@ -2,7 +2,8 @@
 // so that cuagent builds and imports on machines without it. Every driver
 // opens its library through this class: a list of places to try, one lookup
 // per symbol (a release that lacks a function loses only what that function
-// feeds), and one error line naming every place tried with the loader's reason.
+// feeds), and one error line naming every place tried (with the loader's reason
+// where it is more than "not found").
 #pragma once
 
 #include <initializer_list>
@@ -23,7 +24,8 @@ public:
     // so a broken library fails here rather than mid-read, and they stay out of
     // the global namespace, where they could clash with another copy a user's
     // library loaded. On failure returns false and sets `error` to one line:
-    // "cannot load <what>: tried <candidate> (<dlerror>); <candidate> (...)".
+    // "cannot load <what>: not found: <candidate>, <candidate>; tried <candidate>
+    // (<dlerror>); ..." (those that exist but would not load, with the loader's reason).
     bool try_open(const std::vector<std::string>& candidates, const std::string& what, std::string& error);
     // As try_open, but throws std::runtime_error(prefix + error).
     void open(const std::vector<std::string>& candidates, const std::string& what, const std::string& prefix);

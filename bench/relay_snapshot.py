@@ -9,6 +9,11 @@ before. Both hold the table's lock while they copy, and the forwarding thread wa
 second part ingests state messages on this thread while another joins one node after another,
 and prints the messages ingested per second with no joins, with indexed joins and with scans.
 
+A third part merges a whole table's snapshot reply (a downstream relay's join of everything)
+into an empty table, at an eighth of the nodes and at all of them: the cost per node should
+not grow with the nodes (it did: each message's node was looked up by a pass over the nodes
+merged so far).
+
     python bench/relay_snapshot.py [--nodes 10000] [--devices 8] [--seconds 2]
 """
 
@@ -135,6 +140,22 @@ def main() -> None:
         print(f"  joins: {joins:5s}  {rate:10.0f} msg/s  ({joined} joins)")
     print(f"  ingest rate kept: indexed joins {rates['index'] / rates['none']:.2f}, "
           f"scanning joins {rates['scan'] / rates['none']:.2f} of none")
+
+    print("\na whole snapshot reply merged into an empty table (a downstream relay's join):")
+    per_node = []
+    for nodes in (max(1, args.nodes // 8), args.nodes):
+        source = _core.RelayTable()
+        fill(source, nodes, args.devices, state_body)
+        messages, seqs, epochs, silent, stale, _ = source.snapshot("cua1/")
+        reply = p.snapshot_reply(EPOCH, messages, seqs, epochs=epochs, silent_s=silent, stale=stale)
+        del source, messages
+        t0 = time.perf_counter()
+        ok, error, _, covered = _core.RelayTable().merge_snapshot(reply)
+        took = time.perf_counter() - t0
+        assert ok and len(covered) == nodes, error
+        per_node.append(took / nodes * 1e6)
+        print(f"  {nodes:6d} nodes, {len(reply) / 1e6:6.0f} MB: {took:6.2f} s, {per_node[-1]:6.0f} us per node")
+    print(f"  per-node cost at {args.nodes} nodes over {max(1, args.nodes // 8)}: {per_node[1] / per_node[0]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -417,10 +417,17 @@ SnapshotMerge RelayTable::merge_snapshot(const std::uint8_t* data, std::size_t s
     // Each node's epoch: a relay's "epochs" first, then its messages' headers, then, for a
     // reply covering one node only, the reply's own.
     std::vector<std::pair<std::string, std::uint64_t>> epoch_of;
+    // node -> its entry in epoch_of, keyed by views into the reply (which outlives this call):
+    // looked up per message and per seq, so not a pass over epoch_of (a reply of N nodes was
+    // O(N²)).
+    std::unordered_map<std::string_view, std::size_t> epoch_at;
     auto find_epoch = [&](std::string_view node) -> std::uint64_t* {
-        for (auto& [name, e] : epoch_of)
-            if (name == node) return &e;
-        return nullptr;
+        const auto it = epoch_at.find(node);
+        return it == epoch_at.end() ? nullptr : &epoch_of[it->second].second;
+    };
+    auto add_epoch = [&](std::string_view node, std::uint64_t e) {
+        epoch_at.emplace(node, epoch_of.size());
+        epoch_of.emplace_back(std::string(node), e);
     };
     auto wanted = [&](std::string_view node) { return only_node.empty() || node == only_node; };
     if (epochs.found()) {
@@ -436,7 +443,7 @@ SnapshotMerge RelayTable::merge_snapshot(const std::uint8_t* data, std::size_t s
                 const std::size_t at = c.offset();
                 if (named && c.read_int(e) && !e.negative && valid_node_name(node) && wanted(node) &&
                     !find_epoch(node))
-                    epoch_of.emplace_back(std::string(node), e.bits);
+                    add_epoch(node, e.bits);
                 c.seek(at);
                 c.skip(2);
             }
@@ -447,7 +454,7 @@ SnapshotMerge RelayTable::merge_snapshot(const std::uint8_t* data, std::size_t s
         FeedHeader header;
         if (!parse_topic(item.topic, topic) || !wanted(topic.node) || find_epoch(topic.node)) continue;
         if (parse_header(data + item.header.begin, item.header.end - item.header.begin, header))
-            epoch_of.emplace_back(std::string(topic.node), header.epoch);
+            add_epoch(topic.node, header.epoch);
     }
     if (!out.relay) {
         std::string_view single;
@@ -459,7 +466,7 @@ SnapshotMerge RelayTable::merge_snapshot(const std::uint8_t* data, std::size_t s
             single = t.node;
         }
         if (one && !single.empty() && wanted(single) && !find_epoch(single))
-            epoch_of.emplace_back(std::string(single), reply_epoch);
+            add_epoch(single, reply_epoch);
     }
     for (const Item& item : items) {
         FeedTopic topic;

@@ -11,9 +11,10 @@ Not a test (it runs for minutes, and its figures are times); a tool to find the 
 resync bugs that only a long run with real processes shows. Exit status 1 when the client did
 not converge or an invariant broke, with the processes' logs kept.
 
-    python scripts/feed_chaos.py [--seconds 120] [--seed 1] [--agents 6] [--every-s 1.5] [--keep DIR]
+    python scripts/feed_chaos.py [--seconds 120] [--seed 1] [--agents 6] [--every-s 1.5] [--follow r2|both] [--keep DIR]
 
-Topology: agents a0..a3 -> relay r1 -> relay r2 <- agents a4, a5; the client follows r2.
+Topology: agents a0..a3 -> relay r1 -> relay r2 <- agents a4, a5; the client follows r2 (or,
+with --follow both, r1 and r2: two paths to a0..a3).
 """
 
 from __future__ import annotations
@@ -183,6 +184,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--agents", type=int, default=6)
     ap.add_argument("--every-s", type=float, default=1.5, help="mean seconds between actions (default 1.5)")
+    ap.add_argument("--follow", choices=("r2", "both"), default="r2",
+                    help="the client follows r2 (default), or r1 and r2 both (two paths to r1's agents)")
     ap.add_argument("--keep", type=Path, help="keep the processes' logs in this folder")
     args = ap.parse_args()
     if args.agents < 2:
@@ -192,7 +195,8 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="cuagent-chaos-", dir=args.keep))
     fleet = Fleet(tmp, args.agents, rng)
     inv = Invariants()
-    client = Client([f"ipc://{tmp}/r2.feed,ipc://{tmp}/r2.sync"])
+    follows = ["r2"] if args.follow == "r2" else ["r1", "r2"]
+    client = Client([f"ipc://{tmp}/{relay}.feed,ipc://{tmp}/{relay}.sync" for relay in follows])
     ok = False
     try:
         t0 = time.monotonic()

@@ -217,3 +217,24 @@ class CheckedFeed:
 
     def close(self) -> None:
         self.rec.close()
+
+
+class CheckedAgents:
+    """The agents a test starts, each followed by a CheckedFeed; closed at the test's end:
+    the feeds close, and every agent must stop cleanly (exit 0)."""
+
+    def __init__(self) -> None:
+        self.procs: list[Proc] = []
+        self.feeds: list[CheckedFeed] = []
+
+    def follow(self, proc: Proc) -> tuple[Proc, CheckedFeed]:
+        self.procs.append(proc)
+        feed = CheckedFeed(proc)
+        self.feeds.append(feed)
+        return proc, feed
+
+    def close(self) -> None:
+        for feed in self.feeds:
+            feed.close()
+        for proc in self.procs:
+            assert proc.stop() == 0, proc.log()

@@ -12,7 +12,7 @@ import msgpack
 import psutil
 import pytest
 
-from feed_support import CheckedFeed, request, start_real_agent
+from feed_support import CheckedAgents, CheckedFeed, request, start_real_agent
 
 FAKES = Path(__file__).resolve().parent / "fakes"
 
@@ -27,23 +27,17 @@ def _latest_states(feed: CheckedFeed) -> dict[str, dict]:
 
 @pytest.fixture
 def nvml_agent(fake_nvml, tmp_path):
-    procs, feeds = [], []
+    agents = CheckedAgents()
 
     def start(script: str, *extra: str, launcher: list[str] | None = None, flags: tuple[str, ...] = ()):
         path = fake_nvml.script(script)
         env = {"FAKE_NVML_SCRIPT": str(path)}
         driver_args = [] if launcher else ["--driver", "nvml", "--nvml-library", str(fake_nvml.library)]
-        proc = start_real_agent(tmp_path, "gpu-n", driver_args, env=env, launcher=launcher, extra=flags)
-        procs.append(proc)
-        feed = CheckedFeed(proc)
-        feeds.append(feed)
-        return proc, feed
+        return agents.follow(start_real_agent(tmp_path, "gpu-n", driver_args, env=env, launcher=launcher,
+                                              extra=flags))
 
     yield start
-    for feed in feeds:
-        feed.close()
-    for proc in procs:
-        assert proc.stop() == 0, proc.log()
+    agents.close()
 
 
 def test_nvml_topo_state_and_processes(nvml_agent):

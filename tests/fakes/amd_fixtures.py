@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from feed_support import CheckedFeed, Proc, start_real_agent
+from feed_support import CheckedAgents, CheckedFeed, Proc, start_real_agent
 
 from .amd_backends import BACKENDS, AmdBackend
 from .amdsmi import FakeAmdSmiHost, build_fake_amdsmi
@@ -90,20 +90,12 @@ def amd_agent(tmp_path: Path) -> Iterator[Callable[..., tuple[Proc, CheckedFeed]
     """start(backend, library, compute="SPX", gpus=1, flags=()): `cuagent run` on `gpus`
     MI300X of the backend's fake host, every message it publishes checked (CheckedFeed);
     each agent must stop cleanly when the test ends."""
-    procs: list[Proc] = []
-    feeds: list[CheckedFeed] = []
+    agents = CheckedAgents()
 
     def start(backend: AmdBackend, library: Path, compute: str = "SPX", gpus: int = 1,
               flags: tuple[str, ...] = ()) -> tuple[Proc, CheckedFeed]:
         launcher = [str(AGENT_LAUNCHER), backend.name, str(library), str(tmp_path), compute, str(gpus)]
-        proc = start_real_agent(tmp_path, AGENT_NODE, [], launcher=launcher, extra=flags)
-        procs.append(proc)
-        feed = CheckedFeed(proc)
-        feeds.append(feed)
-        return proc, feed
+        return agents.follow(start_real_agent(tmp_path, AGENT_NODE, [], launcher=launcher, extra=flags))
 
     yield start
-    for feed in feeds:
-        feed.close()
-    for proc in procs:
-        assert proc.stop() == 0, proc.log()
+    agents.close()

@@ -57,8 +57,7 @@ class HeldMessages(Generic[M]):
 
     def take_all(self) -> list[M]:
         """Remove every message, and return them in arrival order."""
-        out = [msg for _, msg in sorted((item for held in self._nodes.values() for item in held),
-                                        key=lambda item: item[0])]
+        out = list(self)
         self._nodes.clear()
         self._arrivals.clear()
         self._size = 0

@@ -160,6 +160,18 @@ def test_a_summary_after_a_topo_change_goes_on_at_once():
     assert table.ingest(n.sum(13 * S // 10), now_ns=0)
 
 
+def test_a_nodes_first_topo_heard_after_its_summaries_is_no_change():
+    # A relay that starts while the node runs hears a summary before it has the node's topo
+    # (a join brings it): that topo is the first it knows, not a change, so the next summary
+    # within the interval still waits.
+    table, n = _core.RelayTable(summary_interval_ns=S), Node()
+    n.topo()  # sent before the relay listened
+    assert table.ingest(n.sum(0), now_ns=0)
+    assert table.merge_message(n.msg("topo", topo_body(["d0", "d1"]), seq=1), now_ns=0)
+    assert not table.ingest(n.sum(S // 10), now_ns=0)
+    assert table.ingest(n.sum(S), now_ns=0)
+
+
 def test_an_upstream_snapshot_fills_in_what_is_older_and_never_moves_back():
     table, n = _core.RelayTable(), Node()
     for frames in (n.topo(), n.state("d0"), n.state("d0"), n.state("d0")):

@@ -53,7 +53,7 @@ struct RelayTable::Node {
     std::vector<std::unique_ptr<Topic>> topics;  // its own: forgetting the node frees them
     Topic* topo = nullptr;
     bool has_topo = false;  // a readable topo of this epoch is held
-    std::uint64_t topo_changes = 0;  // topos with another body than the one before (status, gen)
+    std::uint64_t topo_changes = 0;  // topos with another body than the one before in its epoch (status, gen)
     std::vector<TopoDevice> devices;
     std::uint64_t hb_topo_seq = 0;  // the topo seq the last hb listed
     std::int64_t last_heard_ns = 0;  // its last hb (or as old as an upstream relay's silent_s says)
@@ -165,12 +165,16 @@ bool RelayTable::adopt_epoch(Node& node, const FeedHeader& header, const Topic& 
 
 void RelayTable::apply(Topic& topic, const FeedHeader& header, const FeedFrames& frames, std::int64_t now_ns) {
     Node& node = *topic.node;
+    const bool carried_before = topic.seq != 0;  // a message of this topic in this epoch
     topic.seq = header.seq;
     switch (topic.kind) {
         case FeedKind::Topo: {
             const bool unchanged = node.has_topo && topic.latest.held() && same_bytes(topic.latest.body(), frames.body);
             if (!unchanged) {
-                ++node.topo_changes;
+                // The first topo this table knows of the epoch is no change: a relay that
+                // joined a running node hears its summaries first, and the next one within
+                // the interval must still wait.
+                if (carried_before) ++node.topo_changes;
                 std::vector<TopoDevice> devices;
                 if (!read_topo_devices(frames.body.data, frames.body.size, devices)) {
                     // Not served: a client could not read it either. Its seq stays (it was sent).

@@ -154,13 +154,13 @@ std::int32_t numa_from_sysfs(const std::string& bus_id) {
 }
 
 const char* topology_path(int level) {
-    switch (level) {  // nvmlGpuTopologyLevel_t
-    case 0: return "X";      // same board
-    case 10: return "PIX";   // one PCIe switch
-    case 20: return "PXB";   // several PCIe switches
-    case 30: return "PHB";   // host bridge
-    case 40: return "NODE";  // same NUMA node
-    case 50: return "SYS";   // across the SMP interconnect
+    switch (level) {  // nvidia-smi topo's names
+    case kTopologyInternal: return "X";
+    case kTopologySingle: return "PIX";
+    case kTopologyMultiple: return "PXB";
+    case kTopologyHostbridge: return "PHB";
+    case kTopologyNode: return "NODE";
+    case kTopologySystem: return "SYS";
     default: return "";
     }
 }
@@ -270,7 +270,7 @@ NvmlDevice NvmlDriver::describe(std::uint32_t index, const std::function<void(co
     bool mig = false;
     unsigned current = 0, pending = 0;
     if (nvml_.nvmlDeviceGetMigMode && nvml_.nvmlDeviceGetMigMode(d.handle, &current, &pending) == kSuccess &&
-        current == 1) {
+        current == kDeviceMigEnable) {
         mig = true;
         unsigned max_mig = 0;
         if (nvml_.nvmlDeviceGetMaxMigDeviceCount) nvml_.nvmlDeviceGetMaxMigDeviceCount(d.handle, &max_mig);

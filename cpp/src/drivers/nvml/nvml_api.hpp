@@ -2,6 +2,8 @@
 // nvml.h facts (signatures, struct layouts, enum values) so that the package
 // builds without the CUDA toolkit. Every function is looked up at run time
 // (nvml::Library, nvml_library.hpp); a symbol the installed driver lacks stays null.
+// tests/test_vendor_abi.py compiles cpp/tests/abi/nvidia_abi_check.cpp, which
+// compares every declaration here and in nvml_library.hpp with NVIDIA's real nvml.h.
 #pragma once
 
 #include <cstdint>
@@ -35,6 +37,14 @@ inline constexpr int kClockSm = 1;         // NVML_CLOCK_SM
 inline constexpr int kClockMem = 2;        // NVML_CLOCK_MEM
 inline constexpr int kMemoryErrorUncorrected = 1;  // NVML_MEMORY_ERROR_TYPE_UNCORRECTED
 inline constexpr int kVolatileEcc = 0;             // NVML_VOLATILE_ECC
+inline constexpr unsigned kDeviceMigEnable = 1;    // NVML_DEVICE_MIG_ENABLE
+// nvmlGpuTopologyLevel_t: how far apart two GPUs are on the PCIe tree.
+inline constexpr int kTopologyInternal = 0;    // NVML_TOPOLOGY_INTERNAL: same board
+inline constexpr int kTopologySingle = 10;     // one PCIe switch
+inline constexpr int kTopologyMultiple = 20;   // several PCIe switches
+inline constexpr int kTopologyHostbridge = 30; // one host bridge
+inline constexpr int kTopologyNode = 40;       // one NUMA node
+inline constexpr int kTopologySystem = 50;     // across the SMP interconnect
 inline constexpr unsigned kDeviceNameBufferSize = 96;   // NVML_DEVICE_NAME_V2_BUFFER_SIZE
 inline constexpr unsigned kDeviceUuidBufferSize = 96;   // NVML_DEVICE_UUID_V2_BUFFER_SIZE
 

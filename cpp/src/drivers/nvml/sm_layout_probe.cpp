@@ -2,8 +2,7 @@
 // the CUDA driver API (libcuda dlopen'd, PTX JIT-compiled at run time) and
 // records which SM each block ran on. See sm_layout.hpp for the reasoning.
 //
-// Declarations below are CUDA driver API facts (cuda.h), kept minimal so the
-// package builds without the CUDA toolkit.
+// The CUDA driver API declarations it uses are in cuda_api.hpp.
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -11,49 +10,12 @@
 
 #include "common/dynamic_library.hpp"
 #include "cuagent/drivers/sm_layout.hpp"
+#include "cuda_api.hpp"
 
 namespace cuagent {
 namespace {
 
-using CUresult = int;
-using CUdevice = int;
-using CUdeviceptr = unsigned long long;
-struct CUctx_st;
-struct CUmod_st;
-struct CUfunc_st;
-struct CUstream_st;
-using CUcontext = CUctx_st*;
-using CUmodule = CUmod_st*;
-using CUfunction = CUfunc_st*;
-using CUstream = CUstream_st*;
-
-constexpr CUresult CUDA_SUCCESS = 0;
-constexpr int CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
-constexpr int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
-constexpr int CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED = 14;
-constexpr int CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION = 4;
-
-union CUlaunchAttributeValue {
-    char pad[64];
-    struct {
-        unsigned int x, y, z;
-    } clusterDim;
-};
-struct CUlaunchAttribute {
-    int id;
-    char pad[8 - sizeof(int)];
-    CUlaunchAttributeValue value;
-};
-struct CUlaunchConfig {
-    unsigned int gridDimX, gridDimY, gridDimZ;
-    unsigned int blockDimX, blockDimY, blockDimZ;
-    unsigned int sharedMemBytes;
-    CUstream hStream;
-    CUlaunchAttribute* attrs;
-    unsigned int numAttrs;
-};
-static_assert(sizeof(CUlaunchAttribute) == 72, "CUlaunchAttribute layout");
-static_assert(sizeof(CUlaunchConfig) == 56, "CUlaunchConfig layout");
+using namespace cuda;
 
 // One block per cluster slot: thread 0 writes its SM id (%smid) to
 // out[blockIdx.x], then spins `spin` clock cycles so the block stays resident
@@ -97,22 +59,10 @@ DONE:
 
 struct Cuda {
     drivers::DynamicLibrary library;
-    CUresult (*cuInit)(unsigned int) = nullptr;
-    CUresult (*cuDeviceGetByPCIBusId)(CUdevice*, const char*) = nullptr;
-    CUresult (*cuDeviceGetAttribute)(int*, int, CUdevice) = nullptr;
-    CUresult (*cuCtxCreate_v2)(CUcontext*, unsigned int, CUdevice) = nullptr;
-    CUresult (*cuCtxDestroy_v2)(CUcontext) = nullptr;
-    CUresult (*cuModuleLoadData)(CUmodule*, const void*) = nullptr;
-    CUresult (*cuModuleUnload)(CUmodule) = nullptr;
-    CUresult (*cuModuleGetFunction)(CUfunction*, CUmodule, const char*) = nullptr;
-    CUresult (*cuFuncSetAttribute)(CUfunction, int, int) = nullptr;
-    CUresult (*cuMemAlloc_v2)(CUdeviceptr*, std::size_t) = nullptr;
-    CUresult (*cuMemFree_v2)(CUdeviceptr) = nullptr;
-    CUresult (*cuMemsetD32_v2)(CUdeviceptr, unsigned int, std::size_t) = nullptr;
-    CUresult (*cuMemcpyDtoH_v2)(void*, CUdeviceptr, std::size_t) = nullptr;
-    CUresult (*cuLaunchKernelEx)(const CUlaunchConfig*, CUfunction, void**, void**) = nullptr;
-    CUresult (*cuCtxSynchronize)(void) = nullptr;
-    CUresult (*cuGetErrorString)(CUresult, const char**) = nullptr;
+#define CUAGENT_CUDA_MEMBER(name, ret, params) ret(*name) params = nullptr;
+    CUAGENT_CUDA_REQUIRED_FUNCTIONS(CUAGENT_CUDA_MEMBER)
+    CUAGENT_CUDA_OPTIONAL_FUNCTIONS(CUAGENT_CUDA_MEMBER)
+#undef CUAGENT_CUDA_MEMBER
 
     std::string error(const char* call, CUresult r) const {
         const char* text = nullptr;
@@ -121,7 +71,7 @@ struct Cuda {
     }
 };
 
-// Everything that needs the context, so that the caller destroys it on every path.
+// Everything that needs the context, so that the caller releases it on every path.
 bool run_probe(Cuda& cuda, CUdevice dev, const SmProbeOptions& options, SmLayout& layout,
                std::string& why) {
     int sms = 0;
@@ -220,27 +170,15 @@ bool probe_sm_layout(const std::string& pci_bus_id, const SmProbeOptions& option
     Cuda cuda;
     if (!cuda.library.try_open({options.cuda_library}, "the CUDA driver library", why)) return false;
     drivers::DynamicLibrary& lib = cuda.library;
-    lib.lookup("cuInit", cuda.cuInit);
-    lib.lookup("cuDeviceGetByPCIBusId", cuda.cuDeviceGetByPCIBusId);
-    lib.lookup("cuDeviceGetAttribute", cuda.cuDeviceGetAttribute);
-    lib.lookup("cuCtxCreate_v2", cuda.cuCtxCreate_v2);
-    lib.lookup("cuCtxDestroy_v2", cuda.cuCtxDestroy_v2);
-    lib.lookup("cuModuleLoadData", cuda.cuModuleLoadData);
-    lib.lookup("cuModuleUnload", cuda.cuModuleUnload);
-    lib.lookup("cuModuleGetFunction", cuda.cuModuleGetFunction);
-    lib.lookup("cuFuncSetAttribute", cuda.cuFuncSetAttribute);
-    lib.lookup("cuMemAlloc_v2", cuda.cuMemAlloc_v2);
-    lib.lookup("cuMemFree_v2", cuda.cuMemFree_v2);
-    lib.lookup("cuMemsetD32_v2", cuda.cuMemsetD32_v2);
-    lib.lookup("cuMemcpyDtoH_v2", cuda.cuMemcpyDtoH_v2);
-    lib.lookup("cuLaunchKernelEx", cuda.cuLaunchKernelEx);
-    lib.lookup("cuCtxSynchronize", cuda.cuCtxSynchronize);
+#define CUAGENT_CUDA_LOOKUP(name, ret, params) lib.lookup(#name, cuda.name);
+    CUAGENT_CUDA_REQUIRED_FUNCTIONS(CUAGENT_CUDA_LOOKUP)
     // All of the above are needed; cuGetErrorString (below) only names errors.
     if (!lib.missing().empty()) {
         why = options.cuda_library + " lacks " + lib.lacking() + " (driver too old for cluster launches?)";
         return false;
     }
-    lib.lookup("cuGetErrorString", cuda.cuGetErrorString);
+    CUAGENT_CUDA_OPTIONAL_FUNCTIONS(CUAGENT_CUDA_LOOKUP)
+#undef CUAGENT_CUDA_LOOKUP
 
     CUresult r = cuda.cuInit(0);
     if (r != CUDA_SUCCESS) {
@@ -259,12 +197,17 @@ bool probe_sm_layout(const std::string& pci_bus_id, const SmProbeOptions& option
         return false;
     }
     CUcontext ctx = nullptr;
-    if ((r = cuda.cuCtxCreate_v2(&ctx, 0, dev)) != CUDA_SUCCESS) {
-        why = cuda.error("cuCtxCreate", r);
+    if ((r = cuda.cuDevicePrimaryCtxRetain(&ctx, dev)) != CUDA_SUCCESS) {
+        why = cuda.error("cuDevicePrimaryCtxRetain", r);
         return false;
     }
-    const bool ok = run_probe(cuda, dev, options, layout, why);
-    cuda.cuCtxDestroy_v2(ctx);
+    bool ok = false;
+    if ((r = cuda.cuCtxSetCurrent(ctx)) != CUDA_SUCCESS)
+        why = cuda.error("cuCtxSetCurrent", r);
+    else
+        ok = run_probe(cuda, dev, options, layout, why);
+    cuda.cuCtxSetCurrent(nullptr);
+    cuda.cuDevicePrimaryCtxRelease_v2(dev);
     return ok;
 }
 

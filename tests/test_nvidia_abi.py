@@ -1,12 +1,15 @@
 """The NVIDIA vendor API slices cuagent declares by hand, against NVIDIA's real headers.
 
-The nvml driver and the SM-layout probe declare the NVML and CUDA driver API
-functions, structs and constants they use (cpp/src/drivers/nvml/nvml_api.hpp,
-nvml_library.hpp, cuda_api.hpp), so that cuagent builds without the CUDA toolkit.
-A wrong declaration would show only on a real GPU. cpp/tests/abi/nvidia_abi_check.cpp
-compares each of them with nvml.h and cuda.h at compile time; the headers come
-from NVIDIA's nvidia-nvml-dev-cu12 and nvidia-cuda-runtime-cu12 wheels (test
-dependencies), so no GPU, driver or toolkit is needed.
+The nvml driver, the SM-layout probe and the CUPTI PM-sampling source declare the
+NVML, CUDA driver API and CUPTI functions, structs and constants they use
+(cpp/src/drivers/nvml/nvml_api.hpp, nvml_library.hpp, cuda_api.hpp,
+cpp/src/drivers/cupti/cupti_api.hpp, cupti_library.hpp), so that cuagent builds
+without the CUDA toolkit. A wrong declaration would show only on a real GPU.
+cpp/tests/abi/nvidia_abi_check.cpp and cupti_abi_check.cpp compare each of them
+with nvml.h, cuda.h and the CUPTI 12.9 headers at compile time; the headers come
+from NVIDIA's nvidia-nvml-dev-cu12, nvidia-cuda-runtime-cu12 and
+nvidia-cuda-cupti-cu12 wheels (test dependencies), so no GPU, driver or toolkit
+is needed.
 """
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ import subprocess
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CHECK = ROOT / "cpp" / "tests" / "abi" / "nvidia_abi_check.cpp"
+ABI = ROOT / "cpp" / "tests" / "abi"
+DRIVERS = ROOT / "cpp" / "src" / "drivers"
 
 
 def wheel_include(module: str, wheel: str) -> pathlib.Path:
@@ -36,52 +40,65 @@ def compiler() -> str:
     return found
 
 
-def compile_check(drivers: pathlib.Path = ROOT / "cpp" / "src" / "drivers") -> subprocess.CompletedProcess[str]:
+def compile_check(check: str, drivers: pathlib.Path = DRIVERS) -> subprocess.CompletedProcess[str]:
     includes = [wheel_include("nvidia.nvml_dev", "nvidia-nvml-dev-cu12"),
                 wheel_include("nvidia.cuda_runtime", "nvidia-cuda-runtime-cu12"),
-                ROOT / "cpp" / "tests" / "abi", drivers]
+                wheel_include("nvidia.cuda_cupti", "nvidia-cuda-cupti-cu12"), ABI, drivers]
     command = [compiler(), "-std=c++17", "-fsyntax-only", "-Wall", "-Wextra", "-Werror",
-               *(f"-I{path}" for path in includes), str(CHECK)]
+               *(f"-I{path}" for path in includes), str(ABI / check)]
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
-def test_the_nvml_and_cuda_declarations_equal_the_real_headers():
-    built = compile_check()
+@pytest.mark.parametrize("check", ["nvidia_abi_check.cpp", "cupti_abi_check.cpp"])
+def test_our_declarations_equal_the_real_headers(check):
+    built = compile_check(check)
     assert built.returncode == 0, built.stderr
 
 
-@pytest.mark.parametrize("breakage, message", [
+# (header under cpp/src/drivers, text, replacement, what the compiler must say)
+BREAKAGES = [
     # A field of another size (the next field's offset stays: padding).
-    ("s/char busIdLegacy\\[16\\]/char busIdLegacy[15]/", "ours::PciInfo.busIdLegacy: another size"),
+    ("nvml/nvml_api.hpp", "char busIdLegacy[16];", "char busIdLegacy[15];",
+     "ours::PciInfo.busIdLegacy: another size"),
     # A field moved.
-    ("s/unsigned long long total, reserved, free, used;/unsigned long long reserved, total, free, used;/",
-     "ours::MemoryV2.total: at another offset"),
+    ("nvml/nvml_api.hpp", "unsigned long long total, reserved, free, used;",
+     "unsigned long long reserved, total, free, used;", "ours::MemoryV2.total: at another offset"),
     # A constant off by one.
-    ("s/kGpmSmOccupancy = 3;/kGpmSmOccupancy = 4;/", "kGpmSmOccupancy differs from the real"),
+    ("nvml/nvml_api.hpp", "kGpmSmOccupancy = 3;", "kGpmSmOccupancy = 4;", "kGpmSmOccupancy differs from the real"),
     # A parameter of the wrong width.
-    ("s/X(nvmlDeviceGetPowerUsage, Return, (Device, unsigned int\\*))/"
-     "X(nvmlDeviceGetPowerUsage, Return, (Device, unsigned long long*))/",
+    ("nvml/nvml_library.hpp", "X(nvmlDeviceGetPowerUsage, Return, (Device, unsigned int*))",
+     "X(nvmlDeviceGetPowerUsage, Return, (Device, unsigned long long*))",
      "nvmlDeviceGetPowerUsage: a parameter or the return type differs"),
     # A parameter dropped.
-    ("s/X(nvmlDeviceGetClockInfo, Return, (Device, int, unsigned int\\*))/"
-     "X(nvmlDeviceGetClockInfo, Return, (Device, unsigned int*))/",
+    ("nvml/nvml_library.hpp", "X(nvmlDeviceGetClockInfo, Return, (Device, int, unsigned int*))",
+     "X(nvmlDeviceGetClockInfo, Return, (Device, unsigned int*))",
      "nvmlDeviceGetClockInfo: our declaration has another parameter count"),
     # The launch attribute losing cuda.h's 8-byte alignment.
-    ("s/union alignas(8) CUlaunchAttributeValue/union CUlaunchAttributeValue/",
-     "CUlaunchAttributeValue: another size"),
-])
-def test_a_declaration_that_differs_from_the_header_fails_the_check(tmp_path, breakage, message):
-    # The check can fail: a copy of our headers with one declaration broken.
+    ("nvml/cuda_api.hpp", "union alignas(8) CUlaunchAttributeValue", "union CUlaunchAttributeValue",
+     "ours_cuda::CUlaunchAttributeValue: another size"),
+    # CUPTI: two fields of one size swapped (structSize, which test_cupti_real compares, stays).
+    ("cupti/cupti_api.hpp", "std::size_t configSize;\n    const std::uint8_t* pConfig;",
+     "const std::uint8_t* pConfig;\n    std::size_t configSize;", "ours::PmSetConfigParams.pConfig: at another offset"),
+    # CUPTI: enum values.
+    ("cupti/cupti_api.hpp", "kKeepOldest = 0, kKeepLatest = 1", "kKeepOldest = 1, kKeepLatest = 0",
+     "static_cast<int>(ours::kKeepOldest) differs from the real"),
+    # CUPTI: a function given another params struct.
+    ("cupti/cupti_library.hpp", "X(PmStart, cuptiPmSamplingStart, Result, (PmObjectParams*))",
+     "X(PmStart, cuptiPmSamplingStart, Result, (PmEnableParams*))",
+     "cuptiPmSamplingStart: a parameter or the return type differs"),
+]
+
+
+@pytest.mark.parametrize("header, text, replacement, message", BREAKAGES)
+def test_a_declaration_that_differs_from_the_header_fails_the_check(tmp_path, header, text, replacement, message):
+    # The check can fail: a copy of our declarations with one of them broken.
     drivers = tmp_path / "drivers"
-    shutil.copytree(ROOT / "cpp" / "src" / "drivers" / "nvml", drivers / "nvml")
-    shutil.copytree(ROOT / "cpp" / "src" / "drivers" / "common", drivers / "common")
-    edited = 0
-    for header in ("nvml_api.hpp", "nvml_library.hpp", "cuda_api.hpp"):
-        path = drivers / "nvml" / header
-        before = path.read_text()
-        subprocess.run(["sed", "-i", breakage, str(path)], check=True)
-        edited += path.read_text() != before
-    assert edited == 1, f"{breakage!r} matched no header: the test is out of date"
-    built = compile_check(drivers)
+    shutil.copytree(DRIVERS, drivers)
+    path = drivers / header
+    source = path.read_text()
+    assert source.count(text) == 1, f"{text!r} is not in {header} once: the test is out of date"
+    path.write_text(source.replace(text, replacement))
+    check = "cupti_abi_check.cpp" if header.startswith("cupti/") else "nvidia_abi_check.cpp"
+    built = compile_check(check, drivers)
     assert built.returncode != 0
     assert message in built.stderr

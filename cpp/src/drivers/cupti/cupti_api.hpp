@@ -5,7 +5,9 @@
 // CUDA toolkit. Every struct starts with structSize and pPriv; CUPTI checks
 // structSize against the size it knows, so these must be the sizes of the
 // OLDEST CUPTI loaded (12.9 rejects a 13.x-sized Host_Initialize_Params).
-// tests/test_cupti_real.py compiles the real headers and compares each size.
+// tests/test_cupti_real.py compiles the real headers and compares each size;
+// tests/test_nvidia_abi.py (cpp/tests/abi/cupti_abi_check.cpp) each field's offset,
+// each function's signature (cupti_library.hpp) and each value.
 #pragma once
 
 #include <cstddef>

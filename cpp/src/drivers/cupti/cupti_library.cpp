@@ -33,28 +33,9 @@ Library::Library(const std::vector<std::string>& candidates) {
             nvperf_host_path_ = dir + "libnvperf_host.so";
     }
     nvperf_host_.keep_loaded();
-    lib_.lookup("cuptiProfilerInitialize", ProfilerInitialize);
-    lib_.lookup("cuptiProfilerDeInitialize", ProfilerDeInitialize);
-    lib_.lookup("cuptiDeviceGetChipName", DeviceGetChipName);
-    lib_.lookup("cuptiProfilerHostInitialize", HostInitialize);
-    lib_.lookup("cuptiProfilerHostDeinitialize", HostDeinitialize);
-    lib_.lookup("cuptiProfilerHostConfigAddMetrics", HostConfigAddMetrics);
-    lib_.lookup("cuptiProfilerHostGetConfigImageSize", HostGetConfigImageSize);
-    lib_.lookup("cuptiProfilerHostGetConfigImage", HostGetConfigImage);
-    lib_.lookup("cuptiProfilerHostGetNumOfPasses", HostGetNumOfPasses);
-    lib_.lookup("cuptiProfilerHostEvaluateToGpuValues", HostEvaluateToGpuValues);
-    lib_.lookup("cuptiPmSamplingGetCounterAvailability", PmGetCounterAvailability);
-    lib_.lookup("cuptiPmSamplingEnable", PmEnable);
-    lib_.lookup("cuptiPmSamplingDisable", PmDisable);
-    lib_.lookup("cuptiPmSamplingSetConfig", PmSetConfig);
-    lib_.lookup("cuptiPmSamplingStart", PmStart);
-    lib_.lookup("cuptiPmSamplingStop", PmStop);
-    lib_.lookup("cuptiPmSamplingGetCounterDataSize", PmGetCounterDataSize);
-    lib_.lookup("cuptiPmSamplingCounterDataImageInitialize", PmCounterDataImageInitialize);
-    lib_.lookup("cuptiPmSamplingDecodeData", PmDecodeData);
-    lib_.lookup("cuptiPmSamplingGetCounterDataInfo", PmGetCounterDataInfo);
-    lib_.lookup("cuptiPmSamplingCounterDataGetSampleInfo", PmGetSampleInfo);
-    lib_.lookup("cuptiGetResultString", GetResultString);
+#define CUAGENT_CUPTI_LOOKUP(member, name, ret, params) lib_.lookup(#name, member);
+    CUAGENT_CUPTI_FUNCTIONS(CUAGENT_CUPTI_LOOKUP)
+#undef CUAGENT_CUPTI_LOOKUP
     // Every one but the result string is needed (PM sampling came in 12.6).
     const std::string lacking = lib_.lacking();
     if (!lacking.empty() && lacking != "cuptiGetResultString")

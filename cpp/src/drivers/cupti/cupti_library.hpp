@@ -14,6 +14,31 @@
 
 namespace cuagent::cupti {
 
+// X(member, C name, return, parameters): every CUPTI function the source calls.
+#define CUAGENT_CUPTI_FUNCTIONS(X) \
+    X(ProfilerInitialize, cuptiProfilerInitialize, Result, (ProfilerInitializeParams*))                                        \
+    X(ProfilerDeInitialize, cuptiProfilerDeInitialize, Result, (ProfilerDeInitializeParams*))                                  \
+    X(DeviceGetChipName, cuptiDeviceGetChipName, Result, (DeviceGetChipNameParams*))                                           \
+    X(HostInitialize, cuptiProfilerHostInitialize, Result, (HostInitializeParams*))                                            \
+    X(HostDeinitialize, cuptiProfilerHostDeinitialize, Result, (HostDeinitializeParams*))                                      \
+    X(HostConfigAddMetrics, cuptiProfilerHostConfigAddMetrics, Result, (HostConfigAddMetricsParams*))                          \
+    X(HostGetConfigImageSize, cuptiProfilerHostGetConfigImageSize, Result, (HostGetConfigImageSizeParams*))                    \
+    X(HostGetConfigImage, cuptiProfilerHostGetConfigImage, Result, (HostGetConfigImageParams*))                                \
+    X(HostGetNumOfPasses, cuptiProfilerHostGetNumOfPasses, Result, (HostGetNumOfPassesParams*))                                \
+    X(HostEvaluateToGpuValues, cuptiProfilerHostEvaluateToGpuValues, Result, (HostEvaluateToGpuValuesParams*))                 \
+    X(PmGetCounterAvailability, cuptiPmSamplingGetCounterAvailability, Result, (PmGetCounterAvailabilityParams*))              \
+    X(PmEnable, cuptiPmSamplingEnable, Result, (PmEnableParams*))                                                              \
+    X(PmDisable, cuptiPmSamplingDisable, Result, (PmObjectParams*))                                                            \
+    X(PmSetConfig, cuptiPmSamplingSetConfig, Result, (PmSetConfigParams*))                                                     \
+    X(PmStart, cuptiPmSamplingStart, Result, (PmObjectParams*))                                                                \
+    X(PmStop, cuptiPmSamplingStop, Result, (PmObjectParams*))                                                                  \
+    X(PmGetCounterDataSize, cuptiPmSamplingGetCounterDataSize, Result, (PmGetCounterDataSizeParams*))                          \
+    X(PmCounterDataImageInitialize, cuptiPmSamplingCounterDataImageInitialize, Result, (PmCounterDataImageInitializeParams*))  \
+    X(PmDecodeData, cuptiPmSamplingDecodeData, Result, (PmDecodeDataParams*))                                                  \
+    X(PmGetCounterDataInfo, cuptiPmSamplingGetCounterDataInfo, Result, (PmGetCounterDataInfoParams*))                          \
+    X(PmGetSampleInfo, cuptiPmSamplingCounterDataGetSampleInfo, Result, (PmGetSampleInfoParams*))                              \
+    X(GetResultString, cuptiGetResultString, Result, (Result, const char**))
+
 class Library {
 public:
     // `candidates`: paths or sonames, tried in order. Throws std::runtime_error
@@ -27,28 +52,9 @@ public:
     // or the number.
     std::string error_string(Result r) const;
 
-    Result (*ProfilerInitialize)(ProfilerInitializeParams*) = nullptr;
-    Result (*ProfilerDeInitialize)(ProfilerDeInitializeParams*) = nullptr;
-    Result (*DeviceGetChipName)(DeviceGetChipNameParams*) = nullptr;
-    Result (*HostInitialize)(HostInitializeParams*) = nullptr;
-    Result (*HostDeinitialize)(HostDeinitializeParams*) = nullptr;
-    Result (*HostConfigAddMetrics)(HostConfigAddMetricsParams*) = nullptr;
-    Result (*HostGetConfigImageSize)(HostGetConfigImageSizeParams*) = nullptr;
-    Result (*HostGetConfigImage)(HostGetConfigImageParams*) = nullptr;
-    Result (*HostGetNumOfPasses)(HostGetNumOfPassesParams*) = nullptr;
-    Result (*HostEvaluateToGpuValues)(HostEvaluateToGpuValuesParams*) = nullptr;
-    Result (*PmGetCounterAvailability)(PmGetCounterAvailabilityParams*) = nullptr;
-    Result (*PmEnable)(PmEnableParams*) = nullptr;
-    Result (*PmDisable)(PmObjectParams*) = nullptr;
-    Result (*PmSetConfig)(PmSetConfigParams*) = nullptr;
-    Result (*PmStart)(PmObjectParams*) = nullptr;
-    Result (*PmStop)(PmObjectParams*) = nullptr;
-    Result (*PmGetCounterDataSize)(PmGetCounterDataSizeParams*) = nullptr;
-    Result (*PmCounterDataImageInitialize)(PmCounterDataImageInitializeParams*) = nullptr;
-    Result (*PmDecodeData)(PmDecodeDataParams*) = nullptr;
-    Result (*PmGetCounterDataInfo)(PmGetCounterDataInfoParams*) = nullptr;
-    Result (*PmGetSampleInfo)(PmGetSampleInfoParams*) = nullptr;
-    Result (*GetResultString)(Result, const char**) = nullptr;
+#define CUAGENT_CUPTI_MEMBER(member, name, ret, params) ret(*member) params = nullptr;
+    CUAGENT_CUPTI_FUNCTIONS(CUAGENT_CUPTI_MEMBER)
+#undef CUAGENT_CUPTI_MEMBER
 
 private:
     drivers::DynamicLibrary nvperf_host_;

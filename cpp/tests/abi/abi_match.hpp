@@ -2,7 +2,7 @@
 // vendor's real header: the drivers declare what they call from documentation
 // facts (so that cuagent builds without any vendor SDK), and these checks make
 // sure those declarations pass and read exactly what the real ABI does.
-// Used by the *_abi_check.cpp files, which tests/test_vendor_abi.py compiles.
+// Used by the *_abi_check.cpp files, which tests/test_nvidia_abi.py compiles.
 #pragma once
 
 #include <cstddef>

@@ -2,7 +2,7 @@
 // and the SM-layout probe's CUDA driver API slice (drivers/nvml/cuda_api.hpp)
 // against NVIDIA's real nvml.h and cuda.h: every function's signature, every
 // struct's layout, every constant's value. Compiled (-fsyntax-only) by
-// tests/test_vendor_abi.py with the headers of the nvidia-nvml-dev-cu12 and
+// tests/test_nvidia_abi.py with the headers of the nvidia-nvml-dev-cu12 and
 // nvidia-cuda-runtime-cu12 wheels; nothing here needs a GPU or a driver.
 #define NVML_NO_UNVERSIONED_FUNC_DEFS  // declare the _v2/_v3 names themselves
 #include <cuda.h>

@@ -1,7 +1,7 @@
 // The slice of the CUDA driver API (cuda.h) that the SM-layout probe uses,
 // declared here from cuda.h facts so that the package builds without the CUDA
 // toolkit; libcuda is dlopen'd at run time (sm_layout_probe.cpp).
-// tests/test_vendor_abi.py compiles cpp/tests/abi/nvidia_abi_check.cpp, which
+// tests/test_nvidia_abi.py compiles cpp/tests/abi/nvidia_abi_check.cpp, which
 // compares every declaration here with NVIDIA's real cuda.h.
 #pragma once
 

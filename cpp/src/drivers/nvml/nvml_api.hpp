@@ -2,7 +2,7 @@
 // nvml.h facts (signatures, struct layouts, enum values) so that the package
 // builds without the CUDA toolkit. Every function is looked up at run time
 // (nvml::Library, nvml_library.hpp); a symbol the installed driver lacks stays null.
-// tests/test_vendor_abi.py compiles cpp/tests/abi/nvidia_abi_check.cpp, which
+// tests/test_nvidia_abi.py compiles cpp/tests/abi/nvidia_abi_check.cpp, which
 // compares every declaration here and in nvml_library.hpp with NVIDIA's real nvml.h.
 #pragma once
 

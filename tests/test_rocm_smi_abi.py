@@ -47,11 +47,11 @@ def cxx() -> str:
     return found
 
 
-def _compile(cxx: str, source: Path, include: Path = DRIVERS) -> subprocess.CompletedProcess[str]:
+def _compile(cxx: str, source: Path, include: Path = DRIVERS, *flags: str) -> subprocess.CompletedProcess[str]:
     """A syntax-only C++17 compile; diagnostics in ASCII so that they can be matched. Our
     headers are on the quote path only, so <rocm_smi/rocm_smi.h> can only be the system's."""
     limit = ["-ferror-limit=0"] if "clang" in Path(cxx).name else ["-fmax-errors=0"]
-    return subprocess.run([cxx, "-std=c++17", "-fsyntax-only", *limit, "-iquote", str(include), str(source)],
+    return subprocess.run([cxx, "-std=c++17", "-fsyntax-only", *limit, *flags, "-iquote", str(include), str(source)],
                           capture_output=True, text=True, timeout=120, env={**os.environ, "LC_ALL": "C"})
 
 
@@ -78,7 +78,7 @@ def _list(macro: str) -> list[tuple[str, list[str]]]:
 # ---- the check itself -----------------------------------------------------------------------
 
 def test_our_declarations_match_the_real_rocm_smi_header(cxx: str) -> None:
-    result = _compile(cxx, CHECK)
+    result = _compile(cxx, CHECK, DRIVERS, "-Wall", "-Wextra", "-Werror")
     assert result.returncode == 0, "our ROCm SMI declarations differ from rocm_smi.h:\n" + _errors(result)
 
 

@@ -67,6 +67,10 @@ static_assert(RSMI_MAX_NUM_FREQUENCIES == 32 && sizeof(rsmi_gpu_metrics_t) == 96
 
 #define IGNORE(...)
 
+// A trait of its own rather than abi_match.hpp's (the NVIDIA checks, whose
+// enums are declared int): the driver passes rsmi enums as uint32_t, some of
+// its buffers stand for the header's structs, and a failure names the
+// parameter.
 namespace abi {
 
 template <typename T>

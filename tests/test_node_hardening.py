@@ -67,3 +67,22 @@ def test_a_file_that_is_not_a_socket_is_never_replaced(tmp_path):
     assert r.returncode == 2 and "the path exists and is not a socket" in r.stderr, r.stderr
     assert victim.read_text() == "keep me\n"
 
+
+# --------------------------------------------------------------------------- the address logged
+
+
+def test_the_startup_line_names_the_address_bound_not_loopback(tmp_path):
+    r = _cli("run", "--driver", "mock", "--mock-devices", "h100-sxm:idle", "--feed", "tcp://*:0",
+             "--sync", "tcp://0.0.0.0:0", "--duration", "1", "--log-level", "info")
+    assert r.returncode == 0, r.stderr
+    (line,) = [ln for ln in r.stderr.splitlines() if "epoch" in ln and "publish every" in ln]
+    assert "feed tcp://0.0.0.0:" in line and "sync tcp://0.0.0.0:" in line, line
+    assert line.count("(all interfaces)") == 2 and "127.0.0.1" not in line, line
+
+    r = _cli("relay", "--connect", f"ipc://{tmp_path}/none.feed,ipc://{tmp_path}/none.sync", "--feed", "tcp://*:0",
+             "--sync", "tcp://127.0.0.1:0", "--duration", "1", "--log-level", "info")
+    assert r.returncode == 0, r.stderr
+    (line,) = [ln for ln in r.stderr.splitlines() if "epoch" in ln and "upstreams" in ln]
+    assert "feed tcp://0.0.0.0:" in line and line.count("(all interfaces)") == 1, line
+    assert "sync tcp://127.0.0.1:" in line, line  # loopback only where loopback was asked for
+

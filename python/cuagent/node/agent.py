@@ -217,9 +217,9 @@ class Agent:
     def run(self) -> None:
         cfg = self.config
         log.info(
-            "agent %s epoch %016x: %d device(s) [%s], feed %s, sync %s, publish every %g ms",
+            "agent %s epoch %016x: %d device(s) [%s], %s, publish every %g ms",
             cfg.node, self.epoch, len(self._topology), ", ".join(f"{d.id} {d.model}" for d in self._topology),
-            self.feed_endpoint, self.sync_endpoint, cfg.publish_interval_ms,
+            self.server.listening, cfg.publish_interval_ms,
         )
         poller = self._poller
         poller.register(self.server.sync, zmq.POLLIN)

@@ -298,8 +298,8 @@ class Relay:
     # ------------------------------------------------------------------ sync thread
     def run(self) -> None:
         log.info(
-            "relay %s epoch %016x: feed %s, sync %s, upstreams %s; forwarding %s%s",
-            self.config.name, self.epoch, self.feed_endpoint, self.sync_endpoint,
+            "relay %s epoch %016x: %s, upstreams %s; forwarding %s%s",
+            self.config.name, self.epoch, self.server.listening,
             ", ".join(f"{u.endpoint.feed} (sync {u.endpoint.sync})" for u in self.joins.upstreams),
             self.forwarding,
             f", one summary per node per {self.config.summary_interval_s:g} s" if self.config.summary_interval_s else "",

@@ -145,9 +145,21 @@ def ipc_occupant(path: str) -> Optional[str]:
 
 
 def bound_endpoint(sock: zmq.Socket[bytes]) -> str:
-    """The endpoint actually bound (resolves tcp port 0 / wildcards for tests and demo)."""
+    """The endpoint actually bound, as a peer on this host connects to it (resolves tcp port 0
+    and wildcards, for tests and demo): a wildcard address becomes loopback."""
     ep = cast(bytes, sock.getsockopt(zmq.LAST_ENDPOINT)).decode()
-    return ep.replace("0.0.0.0", "127.0.0.1")
+    return ep.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]")
+
+
+# LAST_ENDPOINT of a socket bound on every interface: IPv4's, or IPv6's (dual-stack).
+_ALL_INTERFACES = ("tcp://0.0.0.0:", "tcp://[::]:")
+
+
+def listening_on(sock: zmq.Socket[bytes]) -> str:
+    """Where ``sock`` listens, as an operator checking its exposure needs to read it: the
+    address bound, never the loopback form :func:`bound_endpoint` gives peers."""
+    ep = cast(bytes, sock.getsockopt(zmq.LAST_ENDPOINT)).decode()
+    return f"{ep} (all interfaces)" if ep.startswith(_ALL_INTERFACES) else ep
 
 
 def serve_requests(sock: zmq.Socket[bytes], answer: Callable[[Request], bytes], stats: dict[str, int]) -> None:

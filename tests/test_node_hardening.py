@@ -4,13 +4,16 @@ processes on real sockets; every wait is bounded."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 
-from feed_support import WAIT_S, Proc, _env, start_agent
+from cuagent.node.missed_windows import MissedWindows
+from feed_support import WAIT_S, Proc, _env, start_agent, wait_until
 
 
 def _cli(*args: str, timeout: float = WAIT_S) -> subprocess.CompletedProcess:
@@ -85,4 +88,71 @@ def test_the_startup_line_names_the_address_bound_not_loopback(tmp_path):
     (line,) = [ln for ln in r.stderr.splitlines() if "epoch" in ln and "upstreams" in ln]
     assert "feed tcp://0.0.0.0:" in line and line.count("(all interfaces)") == 1, line
     assert "sync tcp://127.0.0.1:" in line, line  # loopback only where loopback was asked for
+
+
+# --------------------------------------------------------------------------- missed windows in the log
+
+
+def test_a_stalling_gpu_is_named_in_the_log(tmp_path):
+    # Device 1 stalls one read for 500 ms every second: its windows go missing, and the log says so.
+    feed, sync = f"ipc://{tmp_path}/slow.feed", f"ipc://{tmp_path}/slow.sync"
+    agent = Proc(["run", "--driver", "mock", "--mock-devices", "h100-sxm:training,h100-sxm:training",
+                  "--mock-faults", "1:slow=500ms/1s", "--node", "node-slow", "--feed", feed, "--sync", sync],
+                 feed, sync, tmp_path / "slow.log")
+    try:
+        agent.wait_ping()
+        wait_until(lambda: "device mock-1 missed" in agent.log(), step=lambda: time.sleep(0.1),
+                   what=f"a warning about mock-1's missed windows:\n{agent.log()}")
+    finally:
+        assert agent.stop() == 0, agent.log()
+    warnings = [ln for ln in agent.log().splitlines() if "device mock-1 missed" in ln]
+    assert all(" WARNING " in ln and "without a sample" in ln for ln in warnings), warnings
+
+
+def _clock_log(caplog, calls) -> list[str]:
+    with caplog.at_level(logging.INFO, logger="cuagent.agent"):
+        for call in calls:
+            call()
+    out = [r.getMessage() for r in caplog.records]
+    caplog.clear()
+    return out
+
+
+def test_missed_windows_are_reported_at_most_once_per_interval_and_recovery_once(caplog):
+    m = MissedWindows(window_s=0.1, report_every_s=10.0)
+    # A window every 0.1 s; device "g" misses 19 at t=3.0 (a 2 s stall), again at 6.0 and 9.0.
+    lines = _clock_log(caplog, [lambda: m.window("g", 0, 0, 0.9), lambda: m.window("g", 19, 0, 3.0)])
+    assert lines == ["device g missed 19 state window(s) in the last 2.1 s (19 without a sample: its reads "
+                     "stalled or failed; 0 the agent took too late); clients see them as a gap in its seqs"]
+    # Within the interval: counted, not logged.
+    assert _clock_log(caplog, [lambda: m.window("g", 19, 0, 6.0), lambda: m.window("g", 18, 1, 9.0),
+                               lambda: m.window("g", 0, 0, 12.9)]) == []
+    # The interval over: one line with all of them, over the span since the last line.
+    (line,) = _clock_log(caplog, [lambda: m.window("g", 0, 0, 13.0), lambda: m.window("g", 0, 0, 13.1)])
+    assert line.startswith("device g missed 38 state window(s) in the last 10.0 s (37 without a sample") and \
+        "; 1 the agent took too late)" in line, line
+    # No miss for the interval after the last one: recovered, said once.
+    assert _clock_log(caplog, [lambda: m.window("g", 0, 0, 18.9)]) == []
+    assert _clock_log(caplog, [lambda: m.window("g", 0, 0, 19.0), lambda: m.window("g", 0, 0, 30.0)]) == [
+        "device g recovered: no state window missed in the last 10 s"]
+    # A new stall after recovery is reported at once again.
+    assert len(_clock_log(caplog, [lambda: m.window("g", 3, 0, 31.0)])) == 1
+
+
+def test_a_device_whose_windows_stop_is_reported_before_they_resume(caplog):
+    m = MissedWindows(window_s=0.1, report_every_s=10.0)
+    m.window("a", 0, 0, 1.0)
+    m.window("b", 0, 0, 1.0)
+    assert _clock_log(caplog, [lambda: m.check_silent(10.9, ["a", "b"])]) == []
+    # Both silent; "b" is lost (not live): its events say why, so only "a" is named, once.
+    assert _clock_log(caplog, [lambda: m.check_silent(11.0, ["a"]), lambda: m.check_silent(12.0, ["a"])]) == [
+        "device a: no state window for 10 s (its reads stall)"]
+    # Windows resume 30 s after the last: the whole stall is reported with its span.
+    (line,) = _clock_log(caplog, [lambda: m.window("a", 299, 0, 31.0)])
+    assert line.startswith("device a missed 299 state window(s) in the last 30.0 s"), line
+    m.flush(32.0)  # nothing pending: nothing said
+    # What is pending when the agent stops is reported then.
+    m.window("a", 4, 0, 33.0)
+    (line,) = _clock_log(caplog, [lambda: m.flush(34.0)])
+    assert line.startswith("device a missed 4 state window(s) in the last 3.0 s"), line
 

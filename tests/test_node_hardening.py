@@ -5,6 +5,7 @@ processes on real sockets; every wait is bounded."""
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 
 
 from cuagent.node.missed_windows import MissedWindows
-from feed_support import WAIT_S, Proc, _env, start_agent, wait_until
+from feed_support import WAIT_S, Proc, _env, start_agent, start_relay, wait_until
 
 
 def _cli(*args: str, timeout: float = WAIT_S) -> subprocess.CompletedProcess:
@@ -155,4 +156,24 @@ def test_a_device_whose_windows_stop_is_reported_before_they_resume(caplog):
     m.window("a", 4, 0, 33.0)
     (line,) = _clock_log(caplog, [lambda: m.flush(34.0)])
     assert line.startswith("device a missed 4 state window(s) in the last 3.0 s"), line
+
+
+# --------------------------------------------------------------------------- SIGHUP
+
+
+def test_sighup_is_logged_and_the_agent_and_relay_keep_running(tmp_path):
+    agent = start_agent(tmp_path, "node-h", "h100-sxm:idle")
+    relay = start_relay(tmp_path, "relay-h", agent.endpoint)
+    try:
+        for proc in (agent, relay):
+            proc.popen.send_signal(signal.SIGHUP)
+            wait_until(lambda: "received SIGHUP" in proc.log() or proc.popen.poll() is not None,
+                       what="the SIGHUP line")
+            assert proc.popen.poll() is None, f"exited {proc.popen.returncode} on SIGHUP:\n{proc.log()}"
+            (line,) = [ln for ln in proc.log().splitlines() if "SIGHUP" in ln]
+            assert "reloading is not supported" in line and "changes apply on restart" in line, line
+            proc.wait_ping()  # still serving
+    finally:
+        assert relay.stop() == 0, relay.log()
+        assert agent.stop() == 0, agent.log()
 

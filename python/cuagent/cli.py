@@ -85,13 +85,23 @@ def _setup_logging(level: str) -> None:
 
 
 def _install_stop_signals(stop: Callable[[], None]) -> None:
-    """SIGINT/SIGTERM ask the loop to stop; the loop notices within one tick."""
+    """SIGINT/SIGTERM ask the loop to stop; the loop notices within one tick.
+
+    SIGHUP, by convention a reload, would end the process (exit 129, nothing logged), which a
+    service manager restarts as a failure. Settings are read once, at start (the config file
+    and flags build every socket and the engine), so there is nothing to reload: it is logged
+    and the process keeps running."""
     def handler(signum: int, _frame: Optional[FrameType]) -> None:
         log.info("received %s: stopping", signal.Signals(signum).name)
         stop()
 
+    def hangup(_signum: int, _frame: Optional[FrameType]) -> None:
+        log.warning("received SIGHUP: reloading is not supported, still running with the settings it "
+                    "started with; changes apply on restart")
+
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, hangup)
 
 
 def to_jsonable(obj: Any) -> Any:

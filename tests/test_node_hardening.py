@@ -12,9 +12,13 @@ import sys
 import time
 from pathlib import Path
 
+import msgpack
+import pytest
+import zmq
 
+from cuagent import ipv6
 from cuagent.node.missed_windows import MissedWindows
-from feed_support import WAIT_S, Proc, _env, start_agent, start_relay, wait_until
+from feed_support import WAIT_S, Proc, Recorder, _env, start_agent, start_relay, wait_until
 
 
 def _cli(*args: str, timeout: float = WAIT_S) -> subprocess.CompletedProcess:
@@ -177,3 +181,62 @@ def test_sighup_is_logged_and_the_agent_and_relay_keep_running(tmp_path):
         assert relay.stop() == 0, relay.log()
         assert agent.stop() == 0, agent.log()
 
+
+# --------------------------------------------------------------------------- IPv6 literals
+
+
+@pytest.mark.parametrize("endpoint, literal", [
+    ("tcp://[::1]:7710", True), ("tcp://[::]:7710", True), ("tcp://[fe80::1%eth0]:7710", True),
+    ("tcp://[::1]:*", True), ("tcp://127.0.0.1:7710;[::1]:7710", True),
+    ("tcp://*:7710", False), ("tcp://127.0.0.1:7710", False), ("tcp://[127.0.0.1]:7710", False),
+    ("tcp://localhost:7710", False), ("ipc:///tmp/[::1]:1", False), ("tcp://[nonsense]:1", False),
+])
+def test_ipv6_literals_are_recognised(endpoint, literal):
+    assert ipv6.is_literal(endpoint) is literal
+
+
+def _free_ipv6_port() -> int:
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        s.bind(("::1", 0))
+    except OSError as e:
+        pytest.skip(f"no IPv6 loopback here: {e}")
+    with s:
+        return int(s.getsockname()[1])
+
+
+def test_an_agent_binds_ipv6_literals_and_a_relay_connects_to_them(tmp_path):
+    feed, sync = f"tcp://[::1]:{_free_ipv6_port()}", f"tcp://[::1]:{_free_ipv6_port()}"
+    agent = Proc(["run", "--driver", "mock", "--mock-devices", "h100-sxm:idle", "--node", "node-v6",
+                  "--feed", feed, "--sync", sync], feed, sync, tmp_path / "v6.log")
+    relay = None
+    try:
+        # Our own peer needs ZMQ_IPV6 as well to reach it.
+        wait_until(lambda: _ping_v6(sync) is not None or agent.popen.poll() is not None, timeout=WAIT_S,
+                   what="a ping over IPv6")
+        assert agent.popen.poll() is None, agent.log()
+        assert msgpack.unpackb(_ping_v6(sync))["node"] == "node-v6"
+        # The relay's upstream feed connection over IPv6: the agent's states come through.
+        relay = start_relay(tmp_path, "relay-v6", f"{feed},{sync}")
+        rec = Recorder(relay.feed, b"cua1/state/node-v6/")
+        try:
+            wait_until(lambda: bool(rec.frames), step=lambda: rec.drain(100) and None,
+                       what=f"node-v6's states through the relay:\n{relay.log()}")
+        finally:
+            rec.close()
+    finally:
+        if relay is not None:
+            assert relay.stop() == 0, relay.log()
+        assert agent.stop() == 0, agent.log()
+
+
+def _ping_v6(sync: str) -> bytes | None:
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.IPV6, 1)
+    sock.connect(sync)
+    try:
+        sock.send(msgpack.packb({"op": "ping"}))
+        return sock.recv() if sock.poll(500) else None
+    finally:
+        sock.close(0)

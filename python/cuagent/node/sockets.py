@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 
 import zmq
 
+from .. import ipv6
 from . import subscriptions
 from ..wire import MAX_SYNC_REQUEST_BYTES, Request, RequestError, describe, error_reply, parse_request
 
@@ -95,6 +96,7 @@ def _bind(sock: zmq.Socket[bytes], endpoint: str, what: str) -> None:
         if occupied is not None:
             sock.close(0)
             raise OSError(f"cannot bind {what} socket to {endpoint!r}: {occupied}")
+    ipv6.enable_for(sock, endpoint)
     try:
         sock.bind(endpoint)
     except zmq.ZMQError as e:

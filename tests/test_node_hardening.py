@@ -240,3 +240,44 @@ def _ping_v6(sync: str) -> bytes | None:
         return sock.recv() if sock.poll(500) else None
     finally:
         sock.close(0)
+
+
+def test_clients_and_relay_joins_reach_ipv6_literal_endpoints(tmp_path):
+    from cuagent.client import Client
+
+    feed, sync = f"tcp://[::1]:{_free_ipv6_port()}", f"tcp://[::1]:{_free_ipv6_port()}"
+    # topo only at start (and in snapshots): a relay that has it got it by joining (sync), not
+    # from the feed passing by.
+    agent = Proc(["run", "--driver", "mock", "--mock-devices", "h100-sxm:idle", "--node", "node-v6",
+                  "--feed", feed, "--sync", sync, "--topo-interval-s", "3600"], feed, sync, tmp_path / "v6.log")
+    relay = client = None
+    try:
+        wait_until(lambda: _ping_v6(sync) is not None or agent.popen.poll() is not None, what="a ping over IPv6")
+        assert agent.popen.poll() is None, agent.log()
+        # cuagent snapshot (the sync DEALER) and a Client (SUB and DEALER) over IPv6.
+        r = _cli("snapshot", f"{feed},{sync}", "--ping")
+        assert r.returncode == 0 and '"node": "node-v6"' in r.stdout, r.stderr
+        client = Client([f"{feed},{sync}"])
+        assert client.wait_ready(WAIT_S), agent.log()
+        wait_until(lambda: "node-v6" in client.view.nodes and client.view.nodes["node-v6"].heartbeat is not None,
+                   step=lambda: client.poll(0.05) and None, what="node-v6's heartbeat through a Client")
+        # The relay's join (its upstream sync DEALER) brings the topo.
+        relay = start_relay(tmp_path, "relay-v6", f"{feed},{sync}")
+
+        def relay_topo() -> bool:
+            reply = _relay_request(relay.sync)
+            return reply is not None and any(m[0] == "cua1/topo/node-v6/" for m in msgpack.unpackb(reply)["messages"])
+
+        wait_until(relay_topo, step=lambda: time.sleep(0.1), what=f"node-v6's topo in the relay:\n{relay.log()}")
+    finally:
+        if client is not None:
+            client.close()
+        if relay is not None:
+            assert relay.stop() == 0, relay.log()
+        assert agent.stop() == 0, agent.log()
+
+
+def _relay_request(sync: str) -> bytes | None:
+    from feed_support import request
+
+    return request(sync, {"op": "snapshot", "prefix": "cua1/topo/"}, timeout=0.5)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 import numpy as np
 
 from . import config as config_mod
-from . import slow_path, wire
+from . import ipv6, slow_path, wire
 from .curve import ClientKeys, ServerKeys
 from .duration import stop_after
 from .exporters import prometheus_cli
@@ -297,6 +297,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     default = [wire.kind_prefix("sum")] if args.summary else [wire.PREFIX]
     for prefix in args.prefix or default:
         sub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+    ipv6.enable_for(sub, ep.feed)
     sub.connect(ep.feed)
     end = None if args.duration is None else time.monotonic() + args.duration
     printed = 0
@@ -328,6 +329,7 @@ def sync_request(sync_endpoint: str, request: bytes, timeout: float, curve: Opti
     sock.setsockopt(zmq.LINGER, 0)
     if curve is not None:
         curve.apply(sock)
+    ipv6.enable_for(sock, sync_endpoint)
     sock.connect(sync_endpoint)
     try:
         sock.send(request)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 import numpy as np
 
 from . import config as config_mod
-from . import slow_path, wire
+from . import ipv6, slow_path, wire
 from .curve import ClientKeys, ServerKeys
 from .duration import stop_after
 from .exporters import prometheus_cli
@@ -85,13 +85,23 @@ def _setup_logging(level: str) -> None:
 
 
 def _install_stop_signals(stop: Callable[[], None]) -> None:
-    """SIGINT/SIGTERM ask the loop to stop; the loop notices within one tick."""
+    """SIGINT/SIGTERM ask the loop to stop; the loop notices within one tick.
+
+    SIGHUP, by convention a reload, would end the process (exit 129, nothing logged), which a
+    service manager restarts as a failure. Settings are read once, at start (the config file
+    and flags build every socket and the engine), so there is nothing to reload: it is logged
+    and the process keeps running."""
     def handler(signum: int, _frame: Optional[FrameType]) -> None:
         log.info("received %s: stopping", signal.Signals(signum).name)
         stop()
 
+    def hangup(_signum: int, _frame: Optional[FrameType]) -> None:
+        log.warning("received SIGHUP: reloading is not supported, still running with the settings it "
+                    "started with; changes apply on restart")
+
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, hangup)
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -287,6 +297,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     default = [wire.kind_prefix("sum")] if args.summary else [wire.PREFIX]
     for prefix in args.prefix or default:
         sub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+    ipv6.enable_for(sub, ep.feed)
     sub.connect(ep.feed)
     end = None if args.duration is None else time.monotonic() + args.duration
     printed = 0
@@ -318,6 +329,7 @@ def sync_request(sync_endpoint: str, request: bytes, timeout: float, curve: Opti
     sock.setsockopt(zmq.LINGER, 0)
     if curve is not None:
         curve.apply(sock)
+    ipv6.enable_for(sock, sync_endpoint)
     sock.connect(sync_endpoint)
     try:
         sock.send(request)

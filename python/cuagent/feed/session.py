@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, Optional, Protocol, Sequence
 
 import zmq
 
-from .. import wire
+from .. import ipv6, wire
 from ..curve import ClientKeys, apply_client
 from ..wire import Header, ProtocolError, Topic
 from .lazy import LazyState
@@ -339,6 +339,7 @@ class Session:
         apply_client(self.sub, curve)
         for prefix in state.prefixes:
             self.sub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+        ipv6.enable_for(self.sub, endpoint.feed)
         self.sub.connect(endpoint.feed)
         self.dealer: Optional[zmq.Socket[bytes]] = None
         self.joining = True  # until the first full snapshot is applied
@@ -374,6 +375,7 @@ class Session:
         dealer = self.dealer = self.ctx.socket(zmq.DEALER)
         dealer.setsockopt(zmq.LINGER, 0)
         apply_client(dealer, self.curve)
+        ipv6.enable_for(dealer, self.endpoint.sync)
         dealer.connect(self.endpoint.sync)
 
     def close(self) -> None:

@@ -26,6 +26,7 @@ from ..polling import poll_timeout_ms
 from ..slow_path import SlowPath
 from ..wire import Header
 from . import sockets
+from .missed_windows import MissedWindows
 from .server import FeedServer, Ping, SnapshotContent
 from .state_windows import ANY, NEVER, NO_EXTRAS, StateBodies, StateExtras
 from .summary import SummaryPublisher
@@ -174,6 +175,8 @@ class Agent:
         self._indices = [d.index for d in self._topology]
         self._topics = [wire.build_topic("state", config.node, d.id) for d in self._topology]
         self._last_window = [None] * len(self._topology)
+        # Devices that miss windows, in the log (rate-limited): the feed shows them as seq gaps.
+        self._missed = MissedWindows(config.publish_interval_ms / 1000.0)
         self._summary = SummaryPublisher(config.summary_every)
         self._summary_end = -1  # the newest window end a publish pass has seen (-1: none yet)
         self._sum_topic = wire.build_topic("sum", config.node)
@@ -217,9 +220,9 @@ class Agent:
     def run(self) -> None:
         cfg = self.config
         log.info(
-            "agent %s epoch %016x: %d device(s) [%s], feed %s, sync %s, publish every %g ms",
+            "agent %s epoch %016x: %d device(s) [%s], %s, publish every %g ms",
             cfg.node, self.epoch, len(self._topology), ", ".join(f"{d.id} {d.model}" for d in self._topology),
-            self.feed_endpoint, self.sync_endpoint, cfg.publish_interval_ms,
+            self.server.listening, cfg.publish_interval_ms,
         )
         poller = self._poller
         poller.register(self.server.sync, zmq.POLLIN)
@@ -246,6 +249,7 @@ class Agent:
             if now >= next_hb or (published and now >= next_hb - hb_early):
                 self._publish_hb()
                 next_hb = now + cfg.hb_interval_s
+                self._missed.check_silent(now, (d.id for d in self._topology if d.id not in self._lost))
             if now >= next_topo:
                 self._refresh_topology(force_publish=True)
                 next_topo = now + cfg.topo_interval_s
@@ -269,6 +273,7 @@ class Agent:
             if ready.get(self.server.sync):
                 self.server.serve_sync()
             self.server.serve_subscriptions(bool(ready.get(self.feed)))
+        self._missed.flush(time.monotonic())
         log.info("agent %s stopping: sent %s, feed subscriptions %s", cfg.node, self.stats, self.feed_guard.stats)
 
     def _watch_windows(self) -> None:
@@ -342,6 +347,7 @@ class Agent:
             self._indices = [d.index for d in topology]
             self._topics = [wire.build_topic("state", self.config.node, d.id) for d in topology]
             self._last_window = [None] * len(topology)
+            self._missed.forget(old)  # their windows start afresh, as _last_window does
             self._lost &= {d.id for d in topology}
             self._returning &= self._lost
             # Every latest state belongs to the old generation (its shape may not match the
@@ -406,11 +412,12 @@ class Agent:
                 # was there) and ours (finished but replaced before we looked): skip their seqs
                 # so a client sees a gap, not a silent jump in `ts`. A device gone from the bus
                 # misses none: its device_lost / device_back events say why nothing came.
-                lost = 0
+                late = unsampled = 0
                 if last is not None:
-                    lost = max(0, seq - last[1] - 1) + max(0, missed - last[2])
+                    late, unsampled = max(0, seq - last[1] - 1), max(0, missed - last[2])
+                self._missed.window(device_id, unsampled, late, now)
                 self._last_window[i] = window
-                self._send(self._topics[i], t_ns, body, keep=True, lost=lost)
+                self._send(self._topics[i], t_ns, body, keep=True, lost=late + unsampled)
                 self.stats["state"] += 1
             due = now + (t_ns + window_ns - wall_now) / 1e9
             next_due = due if next_due is None else min(next_due, due)
@@ -463,6 +470,7 @@ class Agent:
         if device_id in self._lost:
             return False
         self._lost.add(device_id)
+        self._missed.forget((device_id,))
         self._latest.pop(wire.build_topic("state", self.config.node, device_id), None)
         return True
 

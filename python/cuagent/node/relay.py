@@ -48,7 +48,7 @@ from typing import Optional, Sequence
 
 import zmq
 
-from .. import _core, wire
+from .. import _core, ipv6, wire
 from ..client import STALE_AFTER_S, Endpoint
 from ..curve import ClientKeys, ServerKeys, apply_client
 from ..feed.session import as_endpoint
@@ -199,6 +199,8 @@ class Relay:
             if "event" not in config.kinds:
                 self._xsub.send(b"\x01" + self._event_topic.encode())
         for endpoint in endpoints:
+            # Once set for an IPv6 upstream, ZMQ_IPV6 stays: IPv4 and names still connect with it.
+            ipv6.enable_for(self._xsub, endpoint.feed)
             self._xsub.connect(endpoint.feed)
         control_addr = f"inproc://cuagent-relay-control-{id(self):x}"
         self._control = self.ctx.socket(zmq.PAIR)
@@ -298,8 +300,8 @@ class Relay:
     # ------------------------------------------------------------------ sync thread
     def run(self) -> None:
         log.info(
-            "relay %s epoch %016x: feed %s, sync %s, upstreams %s; forwarding %s%s",
-            self.config.name, self.epoch, self.feed_endpoint, self.sync_endpoint,
+            "relay %s epoch %016x: %s, upstreams %s; forwarding %s%s",
+            self.config.name, self.epoch, self.server.listening,
             ", ".join(f"{u.endpoint.feed} (sync {u.endpoint.sync})" for u in self.joins.upstreams),
             self.forwarding,
             f", one summary per node per {self.config.summary_interval_s:g} s" if self.config.summary_interval_s else "",

@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 
 import zmq
 
-from .. import wire
+from .. import ipv6, wire
 from .._core import RelayTable
 from ..curve import ClientKeys, apply_client
 from ..feed.session import JOIN_WAIT_S, SNAPSHOT_TIMEOUT_S, Endpoint
@@ -78,6 +78,7 @@ class _Upstream:
         self.dealer = self.ctx.socket(zmq.DEALER)
         self.dealer.setsockopt(zmq.LINGER, 0)
         apply_client(self.dealer, self.curve)
+        ipv6.enable_for(self.dealer, self.endpoint.sync)
         self.dealer.connect(self.endpoint.sync)
 
     def close(self) -> None:

@@ -74,8 +74,11 @@ class FeedServer:
             if self._auth is not None:
                 self._auth.stop()
             raise
+        # Where peers on this host connect (a wildcard as loopback), and where each socket
+        # really listens (what the startup line logs: 0.0.0.0 is not 127.0.0.1 to an operator).
         self.feed_endpoint = sockets.bound_endpoint(self.feed)
         self.sync_endpoint = sockets.bound_endpoint(self.sync)
+        self.listening = f"feed {sockets.listening_on(self.feed)}, sync {sockets.listening_on(self.sync)}"
         self.feed_guard = SubscriptionGuard(self.feed, self.feed_endpoint, node=node)
 
     def serve_sync(self) -> None:

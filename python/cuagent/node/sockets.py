@@ -3,11 +3,16 @@ sync ROUTER (§5), so the agent and the relay treat malformed requests identical
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import socket
+import stat
 from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 
 import zmq
 
+from .. import ipv6
 from . import subscriptions
 from ..wire import MAX_SYNC_REQUEST_BYTES, Request, RequestError, describe, error_reply, parse_request
 
@@ -86,6 +91,12 @@ def bind_sync(ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str, sndhwm: int = 
 
 
 def _bind(sock: zmq.Socket[bytes], endpoint: str, what: str) -> None:
+    if endpoint.startswith("ipc://"):
+        occupied = ipc_occupant(endpoint[len("ipc://"):])
+        if occupied is not None:
+            sock.close(0)
+            raise OSError(f"cannot bind {what} socket to {endpoint!r}: {occupied}")
+    ipv6.enable_for(sock, endpoint)
     try:
         sock.bind(endpoint)
     except zmq.ZMQError as e:
@@ -93,10 +104,64 @@ def _bind(sock: zmq.Socket[bytes], endpoint: str, what: str) -> None:
         raise OSError(f"cannot bind {what} socket to {endpoint!r}: {e}") from None
 
 
+# What a connect to an ipc path says when nothing listens there any more: the file of a process
+# that died (or closed without removing it), which binding may replace.
+_STALE = (errno.ECONNREFUSED, errno.ENOENT)
+
+
+def ipc_occupant(path: str) -> Optional[str]:
+    """Why nothing may bind ``path``, or None when it is free or a stale socket file.
+
+    libzmq's ipc bind unlinks whatever is at the path before it binds: a second agent given
+    the first one's endpoints would take them over silently, the first running on, unreachable
+    (tcp refuses with EADDRINUSE). So a socket there is probed with a plain connect: one a live
+    process listens on accepts (or, its backlog full, would block); one left by a process that
+    died refuses, and is reused. Any other file is never deleted. (The probe and the bind are
+    not atomic: two agents started in the same instant can still race.)"""
+    if path in ("", "*") or path.startswith("@"):
+        # A fresh temporary path (ipc://*); Linux's abstract namespace, where a bind in use
+        # fails with EADDRINUSE and nothing is unlinked.
+        return None
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return None  # the bind reports what is wrong with the path
+    if not stat.S_ISSOCK(mode):
+        return "the path exists and is not a socket (it is left as it is)"
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.setblocking(False)  # a live listener with a full backlog answers EAGAIN, never blocks us
+        rc = probe.connect_ex(path)
+    except OSError:  # a path too long for sockaddr_un: the bind refuses it too, and says why
+        return None
+    finally:
+        probe.close()
+    if rc == 0 or rc in (errno.EAGAIN, errno.EINPROGRESS):
+        return "in use by a running process (stop it, or choose another path)"
+    if rc in _STALE:
+        return None
+    # EACCES (another user's), EPROTOTYPE (a datagram socket): someone's socket, not ours to unlink.
+    return f"a socket is there that could not be probed ({os.strerror(rc)}); it is left as it is"
+
+
 def bound_endpoint(sock: zmq.Socket[bytes]) -> str:
-    """The endpoint actually bound (resolves tcp port 0 / wildcards for tests and demo)."""
+    """The endpoint actually bound, as a peer on this host connects to it (resolves tcp port 0
+    and wildcards, for tests and demo): a wildcard address becomes loopback."""
     ep = cast(bytes, sock.getsockopt(zmq.LAST_ENDPOINT)).decode()
-    return ep.replace("0.0.0.0", "127.0.0.1")
+    return ep.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]")
+
+
+# LAST_ENDPOINT of a socket bound on every interface: IPv4's, or IPv6's (dual-stack).
+_ALL_INTERFACES = ("tcp://0.0.0.0:", "tcp://[::]:")
+
+
+def listening_on(sock: zmq.Socket[bytes]) -> str:
+    """Where ``sock`` listens, as an operator checking its exposure needs to read it: the
+    address bound, never the loopback form :func:`bound_endpoint` gives peers."""
+    ep = cast(bytes, sock.getsockopt(zmq.LAST_ENDPOINT)).decode()
+    return f"{ep} (all interfaces)" if ep.startswith(_ALL_INTERFACES) else ep
 
 
 def serve_requests(sock: zmq.Socket[bytes], answer: Callable[[Request], bytes], stats: dict[str, int]) -> None:

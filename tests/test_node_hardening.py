@@ -1,0 +1,283 @@
+"""What an operator runs into: a second agent on the first one's ipc endpoints, the address a
+node says it listens on, a GPU that stalls, SIGHUP, IPv6 literal endpoints. Real `cuagent`
+processes on real sockets; every wait is bounded."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgpack
+import pytest
+import zmq
+
+from cuagent import ipv6
+from cuagent.node.missed_windows import MissedWindows
+from feed_support import WAIT_S, Proc, Recorder, _env, start_agent, start_relay, wait_until
+
+
+def _cli(*args: str, timeout: float = WAIT_S) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cuagent.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=_env())
+
+
+def _mock_run(feed: str, sync: str, *extra: str) -> list[str]:
+    return ["run", "--driver", "mock", "--mock-devices", "h100-sxm:idle", "--node", "second",
+            "--feed", feed, "--sync", sync, *extra]
+
+
+# --------------------------------------------------------------------------- ipc endpoints in use
+
+
+def _stale_socket(path: Path) -> None:
+    """A socket file whose process is gone: bound, never listened on again, closed unremoved."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(path))
+    s.close()
+
+
+def test_a_second_agent_on_live_ipc_endpoints_is_refused_and_a_stale_one_reused(tmp_path):
+    # Stale files (an agent killed with -9 leaves them): the agent binds over them.
+    _stale_socket(tmp_path / "first.feed")
+    _stale_socket(tmp_path / "first.sync")
+    first = start_agent(tmp_path, "first")
+    try:
+        # The same endpoints again while it runs: libzmq would unlink its socket files and
+        # bind, leaving it running but unreachable. Refused, with one line naming the endpoint.
+        r = _cli(*_mock_run(first.feed, first.sync, "--duration", "2"))
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.splitlines()[-1:] == [
+            f"cuagent run: error: cannot bind feed socket to {first.feed!r}: in use by a running process "
+            "(stop it, or choose another path)"], r.stderr
+        # Only the sync endpoint taken: that one is named.
+        r = _cli(*_mock_run(f"ipc://{tmp_path}/free.feed", first.sync, "--duration", "2"))
+        assert r.returncode == 2 and f"cannot bind sync socket to {first.sync!r}: in use by a running process" \
+            in r.stderr, r.stderr
+        # The relay binds through the same code.
+        r = _cli("relay", "--connect", first.endpoint, "--feed", first.feed, "--sync", f"ipc://{tmp_path}/r.sync",
+                 "--duration", "2")
+        assert r.returncode == 2 and f"cannot bind feed socket to {first.feed!r}: in use by a running process" \
+            in r.stderr, r.stderr
+        assert first.wait_ping()["node"] == "first"  # still reachable
+    finally:
+        assert first.stop() == 0, first.log()
+
+
+def test_a_file_that_is_not_a_socket_is_never_replaced(tmp_path):
+    victim = tmp_path / "notes.txt"
+    victim.write_text("keep me\n")
+    r = _cli(*_mock_run(f"ipc://{victim}", f"ipc://{tmp_path}/s", "--duration", "2"))
+    assert r.returncode == 2 and "the path exists and is not a socket" in r.stderr, r.stderr
+    assert victim.read_text() == "keep me\n"
+
+
+# --------------------------------------------------------------------------- the address logged
+
+
+def test_the_startup_line_names_the_address_bound_not_loopback(tmp_path):
+    r = _cli("run", "--driver", "mock", "--mock-devices", "h100-sxm:idle", "--feed", "tcp://*:0",
+             "--sync", "tcp://0.0.0.0:0", "--duration", "1", "--log-level", "info")
+    assert r.returncode == 0, r.stderr
+    (line,) = [ln for ln in r.stderr.splitlines() if "epoch" in ln and "publish every" in ln]
+    assert "feed tcp://0.0.0.0:" in line and "sync tcp://0.0.0.0:" in line, line
+    assert line.count("(all interfaces)") == 2 and "127.0.0.1" not in line, line
+
+    r = _cli("relay", "--connect", f"ipc://{tmp_path}/none.feed,ipc://{tmp_path}/none.sync", "--feed", "tcp://*:0",
+             "--sync", "tcp://127.0.0.1:0", "--duration", "1", "--log-level", "info")
+    assert r.returncode == 0, r.stderr
+    (line,) = [ln for ln in r.stderr.splitlines() if "epoch" in ln and "upstreams" in ln]
+    assert "feed tcp://0.0.0.0:" in line and line.count("(all interfaces)") == 1, line
+    assert "sync tcp://127.0.0.1:" in line, line  # loopback only where loopback was asked for
+
+
+# --------------------------------------------------------------------------- missed windows in the log
+
+
+def test_a_stalling_gpu_is_named_in_the_log(tmp_path):
+    # Device 1 stalls one read for 500 ms every second: its windows go missing, and the log says so.
+    feed, sync = f"ipc://{tmp_path}/slow.feed", f"ipc://{tmp_path}/slow.sync"
+    agent = Proc(["run", "--driver", "mock", "--mock-devices", "h100-sxm:training,h100-sxm:training",
+                  "--mock-faults", "1:slow=500ms/1s", "--node", "node-slow", "--feed", feed, "--sync", sync],
+                 feed, sync, tmp_path / "slow.log")
+    try:
+        agent.wait_ping()
+        wait_until(lambda: "device mock-1 missed" in agent.log(), step=lambda: time.sleep(0.1),
+                   what=f"a warning about mock-1's missed windows:\n{agent.log()}")
+    finally:
+        assert agent.stop() == 0, agent.log()
+    warnings = [ln for ln in agent.log().splitlines() if "device mock-1 missed" in ln]
+    assert all(" WARNING " in ln and "without a sample" in ln for ln in warnings), warnings
+
+
+def _clock_log(caplog, calls) -> list[str]:
+    with caplog.at_level(logging.INFO, logger="cuagent.agent"):
+        for call in calls:
+            call()
+    out = [r.getMessage() for r in caplog.records]
+    caplog.clear()
+    return out
+
+
+def test_missed_windows_are_reported_at_most_once_per_interval_and_recovery_once(caplog):
+    m = MissedWindows(window_s=0.1, report_every_s=10.0)
+    # A window every 0.1 s; device "g" misses 19 at t=3.0 (a 2 s stall), again at 6.0 and 9.0.
+    lines = _clock_log(caplog, [lambda: m.window("g", 0, 0, 0.9), lambda: m.window("g", 19, 0, 3.0)])
+    assert lines == ["device g missed 19 state window(s) in the last 2.1 s (19 without a sample: its reads "
+                     "stalled or failed; 0 the agent took too late); clients see them as a gap in its seqs"]
+    # Within the interval: counted, not logged.
+    assert _clock_log(caplog, [lambda: m.window("g", 19, 0, 6.0), lambda: m.window("g", 18, 1, 9.0),
+                               lambda: m.window("g", 0, 0, 12.9)]) == []
+    # The interval over: one line with all of them, over the span since the last line.
+    (line,) = _clock_log(caplog, [lambda: m.window("g", 0, 0, 13.0), lambda: m.window("g", 0, 0, 13.1)])
+    assert line.startswith("device g missed 38 state window(s) in the last 10.0 s (37 without a sample") and \
+        "; 1 the agent took too late)" in line, line
+    # No miss for the interval after the last one: recovered, said once.
+    assert _clock_log(caplog, [lambda: m.window("g", 0, 0, 18.9)]) == []
+    assert _clock_log(caplog, [lambda: m.window("g", 0, 0, 19.0), lambda: m.window("g", 0, 0, 30.0)]) == [
+        "device g recovered: no state window missed in the last 10 s"]
+    # A new stall after recovery is reported at once again.
+    assert len(_clock_log(caplog, [lambda: m.window("g", 3, 0, 31.0)])) == 1
+
+
+def test_a_device_whose_windows_stop_is_reported_before_they_resume(caplog):
+    m = MissedWindows(window_s=0.1, report_every_s=10.0)
+    m.window("a", 0, 0, 1.0)
+    m.window("b", 0, 0, 1.0)
+    assert _clock_log(caplog, [lambda: m.check_silent(10.9, ["a", "b"])]) == []
+    # Both silent; "b" is lost (not live): its events say why, so only "a" is named, once.
+    assert _clock_log(caplog, [lambda: m.check_silent(11.0, ["a"]), lambda: m.check_silent(12.0, ["a"])]) == [
+        "device a: no state window for 10 s (its reads stall)"]
+    # Windows resume 30 s after the last: the whole stall is reported with its span.
+    (line,) = _clock_log(caplog, [lambda: m.window("a", 299, 0, 31.0)])
+    assert line.startswith("device a missed 299 state window(s) in the last 30.0 s"), line
+    m.flush(32.0)  # nothing pending: nothing said
+    # What is pending when the agent stops is reported then.
+    m.window("a", 4, 0, 33.0)
+    (line,) = _clock_log(caplog, [lambda: m.flush(34.0)])
+    assert line.startswith("device a missed 4 state window(s) in the last 3.0 s"), line
+
+
+# --------------------------------------------------------------------------- SIGHUP
+
+
+def test_sighup_is_logged_and_the_agent_and_relay_keep_running(tmp_path):
+    agent = start_agent(tmp_path, "node-h", "h100-sxm:idle")
+    relay = start_relay(tmp_path, "relay-h", agent.endpoint)
+    try:
+        for proc in (agent, relay):
+            proc.popen.send_signal(signal.SIGHUP)
+            wait_until(lambda: "received SIGHUP" in proc.log() or proc.popen.poll() is not None,
+                       what="the SIGHUP line")
+            assert proc.popen.poll() is None, f"exited {proc.popen.returncode} on SIGHUP:\n{proc.log()}"
+            (line,) = [ln for ln in proc.log().splitlines() if "SIGHUP" in ln]
+            assert "reloading is not supported" in line and "changes apply on restart" in line, line
+            proc.wait_ping()  # still serving
+    finally:
+        assert relay.stop() == 0, relay.log()
+        assert agent.stop() == 0, agent.log()
+
+
+# --------------------------------------------------------------------------- IPv6 literals
+
+
+@pytest.mark.parametrize("endpoint, literal", [
+    ("tcp://[::1]:7710", True), ("tcp://[::]:7710", True), ("tcp://[fe80::1%eth0]:7710", True),
+    ("tcp://[::1]:*", True), ("tcp://127.0.0.1:7710;[::1]:7710", True),
+    ("tcp://*:7710", False), ("tcp://127.0.0.1:7710", False), ("tcp://[127.0.0.1]:7710", False),
+    ("tcp://localhost:7710", False), ("ipc:///tmp/[::1]:1", False), ("tcp://[nonsense]:1", False),
+])
+def test_ipv6_literals_are_recognised(endpoint, literal):
+    assert ipv6.is_literal(endpoint) is literal
+
+
+def _free_ipv6_port() -> int:
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        s.bind(("::1", 0))
+    except OSError as e:
+        pytest.skip(f"no IPv6 loopback here: {e}")
+    with s:
+        return int(s.getsockname()[1])
+
+
+def test_an_agent_binds_ipv6_literals_and_a_relay_connects_to_them(tmp_path):
+    feed, sync = f"tcp://[::1]:{_free_ipv6_port()}", f"tcp://[::1]:{_free_ipv6_port()}"
+    agent = Proc(["run", "--driver", "mock", "--mock-devices", "h100-sxm:idle", "--node", "node-v6",
+                  "--feed", feed, "--sync", sync], feed, sync, tmp_path / "v6.log")
+    relay = None
+    try:
+        # Our own peer needs ZMQ_IPV6 as well to reach it.
+        wait_until(lambda: _ping_v6(sync) is not None or agent.popen.poll() is not None, timeout=WAIT_S,
+                   what="a ping over IPv6")
+        assert agent.popen.poll() is None, agent.log()
+        assert msgpack.unpackb(_ping_v6(sync))["node"] == "node-v6"
+        # The relay's upstream feed connection over IPv6: the agent's states come through.
+        relay = start_relay(tmp_path, "relay-v6", f"{feed},{sync}")
+        rec = Recorder(relay.feed, b"cua1/state/node-v6/")
+        try:
+            wait_until(lambda: bool(rec.frames), step=lambda: rec.drain(100) and None,
+                       what=f"node-v6's states through the relay:\n{relay.log()}")
+        finally:
+            rec.close()
+    finally:
+        if relay is not None:
+            assert relay.stop() == 0, relay.log()
+        assert agent.stop() == 0, agent.log()
+
+
+def _ping_v6(sync: str) -> bytes | None:
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.IPV6, 1)
+    sock.connect(sync)
+    try:
+        sock.send(msgpack.packb({"op": "ping"}))
+        return sock.recv() if sock.poll(500) else None
+    finally:
+        sock.close(0)
+
+
+def test_clients_and_relay_joins_reach_ipv6_literal_endpoints(tmp_path):
+    from cuagent.client import Client
+
+    feed, sync = f"tcp://[::1]:{_free_ipv6_port()}", f"tcp://[::1]:{_free_ipv6_port()}"
+    # topo only at start (and in snapshots): a relay that has it got it by joining (sync), not
+    # from the feed passing by.
+    agent = Proc(["run", "--driver", "mock", "--mock-devices", "h100-sxm:idle", "--node", "node-v6",
+                  "--feed", feed, "--sync", sync, "--topo-interval-s", "3600"], feed, sync, tmp_path / "v6.log")
+    relay = client = None
+    try:
+        wait_until(lambda: _ping_v6(sync) is not None or agent.popen.poll() is not None, what="a ping over IPv6")
+        assert agent.popen.poll() is None, agent.log()
+        # cuagent snapshot (the sync DEALER) and a Client (SUB and DEALER) over IPv6.
+        r = _cli("snapshot", f"{feed},{sync}", "--ping")
+        assert r.returncode == 0 and '"node": "node-v6"' in r.stdout, r.stderr
+        client = Client([f"{feed},{sync}"])
+        assert client.wait_ready(WAIT_S), agent.log()
+        wait_until(lambda: "node-v6" in client.view.nodes and client.view.nodes["node-v6"].heartbeat is not None,
+                   step=lambda: client.poll(0.05) and None, what="node-v6's heartbeat through a Client")
+        # The relay's join (its upstream sync DEALER) brings the topo.
+        relay = start_relay(tmp_path, "relay-v6", f"{feed},{sync}")
+
+        def relay_topo() -> bool:
+            reply = _relay_request(relay.sync)
+            return reply is not None and any(m[0] == "cua1/topo/node-v6/" for m in msgpack.unpackb(reply)["messages"])
+
+        wait_until(relay_topo, step=lambda: time.sleep(0.1), what=f"node-v6's topo in the relay:\n{relay.log()}")
+    finally:
+        if client is not None:
+            client.close()
+        if relay is not None:
+            assert relay.stop() == 0, relay.log()
+        assert agent.stop() == 0, agent.log()
+
+
+def _relay_request(sync: str) -> bytes | None:
+    from feed_support import request
+
+    return request(sync, {"op": "snapshot", "prefix": "cua1/topo/"}, timeout=0.5)

@@ -103,6 +103,11 @@ def test_eight_mi300x_are_all_drawn_or_counted(follow):
     # A shorter terminal: what has no room is counted, the health line still drawn.
     forms = check_fits(rendered(client, 80, 12), "node-8", ids, 80, 12)
     assert "" in forms.values() and "compact" in forms.values()
+    # Tiny ones: never a row or a column too many (the health line summed up, then cut).
+    for cols, rows in ((80, 3), (20, 6), (10, 1)):
+        lines = rendered(client, cols, rows)
+        assert len(lines) <= rows and all(cell_len(line) <= cols for line in lines), (cols, rows, lines)
+        assert lines[-1].startswith(("gaps ", "1 node: ")), lines
     # A tall one: the full panels.
     assert set(check_fits(rendered(client, 120, 200), "node-8", ids, 120, 200).values()) == {"full"}
 
@@ -122,7 +127,8 @@ def test_sigterm_and_sighup_end_top_with_the_cursor_shown(tmp_path):
     agent = start_agent(tmp_path, "node-s", DEMO_DEVICES)
     try:
         for sig in (signal.SIGTERM, signal.SIGHUP):
-            run = run_in_tty(["top", agent.endpoint], 80, 24, "node-s: live", sig)
+            # Tall enough for the full panels: the signal, not the fit, is under test.
+            run = run_in_tty(["top", agent.endpoint], 100, 60, "node-s: live", sig)
             assert run.returncode == 0, (sig, run.raw[-2000:])
             assert run.raw.rfind(HIDE_CURSOR) >= 0 and run.raw.rfind(SHOW_CURSOR) > run.raw.rfind(HIDE_CURSOR), sig
             assert any(line.startswith("node-s: live") for line in run.frames()[-1]), run.frames()[-1]

@@ -82,7 +82,7 @@ def _nodes_summary(client: Client, rates: FeedRates) -> str:
     nodes = client.view.nodes.values()
     stale = sum(n.stale for n in nodes)
     dropped = sum(n.heartbeat.dropped for n in nodes if n.heartbeat)
-    return (f"{len(nodes)} nodes: {len(nodes) - stale} live, {stale} STALE, "
+    return (f"{_plural(len(nodes), 'node')}: {len(nodes) - stale} live, {stale} STALE, "
             f"{sum(rates.rates.values()):.1f} states/s, dropped {dropped}")
 
 
@@ -137,10 +137,10 @@ def render(client: Client, rates: FeedRates, history: Optional[NvidiaHistory] = 
     devices = _devices(client)
     notes: list[Any] = []
     if not devices:
-        notes.append(top_nvidia._fit(Text(waiting_line(client), style="dim"), width))
+        notes.append(top_nvidia.fit_width(Text(waiting_line(client), style="dim"), width))
     unmatched = [s for s in selectors if not any(matches(dv, s) for _, dv in devices)]
     if unmatched:
-        notes.append(top_nvidia._fit(Text(f"--device {', '.join(unmatched)}: no such device (yet)",
+        notes.append(top_nvidia.fit_width(Text(f"--device {', '.join(unmatched)}: no such device (yet)",
                                           style="yellow"), width))
     # A quarter of the rows at most for the health of many nodes (then summed up in one part).
     status = notes + status_lines(client, rates, width, None if height is None else max(1, height // 4))
@@ -167,24 +167,34 @@ def render(client: Client, rates: FeedRates, history: Optional[NvidiaHistory] = 
                           else top_heatmap.compact_lines(dv, width))
         return compact[i]
 
+    measured: dict[int, int] = {}
+
+    def full_rows(i: int) -> int:
+        if i not in measured:
+            measured[i] = len(measure.render_lines(full_form(i), pad=False))
+        return measured[i]
+
     selected = {i for i, (_, dv) in enumerate(devices) if any(matches(dv, s) for s in selectors)}
     rows = None if height is None else height - len(status)
-    forms = fit(len(devices), rows, lambda i: len(measure.render_lines(full_form(i), pad=False)),
-                lambda i: len(compact_form(i)), selected)
+    forms = fit(len(devices), rows, full_rows, lambda i: len(compact_form(i)), selected)
     drawn: list[Any] = []
     for i, form in enumerate(forms):
         if form == FULL:
             drawn.append(full_form(i))
         elif form == COMPACT:
             drawn.extend(compact_form(i))
+    hints: list[Any] = []
+    if HIDDEN in forms:
+        hints.append(Text(f"{_plural(forms.count(HIDDEN), 'more device')} not shown (use --device or a larger "
+                          "terminal)", style="yellow", overflow="ellipsis", no_wrap=True))
     if COMPACT in forms:
         why = "not selected" if selected else "terminal too short"
-        drawn.append(Text(f"compact: {_plural(forms.count(COMPACT), 'device')} ({why}); --device ID for a full "
-                          "panel", style="dim", overflow="ellipsis", no_wrap=True))
-    if HIDDEN in forms:
-        drawn.append(Text(f"{_plural(forms.count(HIDDEN), 'more device')} not shown (use --device or a larger "
-                          "terminal)", style="yellow", overflow="ellipsis", no_wrap=True))
-    return Group(*drawn, *status)
+        hints.insert(0, Text(f"compact: {_plural(forms.count(COMPACT), 'device')} ({why}); --device ID for a "
+                             "full panel", style="dim", overflow="ellipsis", no_wrap=True))
+    if rows is not None:  # fit() kept rows for these; on a tiny terminal there may be none left
+        used = sum(full_rows(i) if f == FULL else len(compact_form(i)) for i, f in enumerate(forms) if f != HIDDEN)
+        hints = hints[len(hints) - min(len(hints), max(rows - used, 0)):]
+    return Group(*drawn, *hints, *status)
 
 
 def plain_lines(client: Client, rates: FeedRates, history: Optional[NvidiaHistory] = None,

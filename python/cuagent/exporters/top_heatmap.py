@@ -18,7 +18,7 @@ from rich.text import Text
 
 from .. import wire
 from ..feed.view import DeviceView, NodeView
-from .top_nvidia import _fit
+from .top_nvidia import fit_width
 
 STATE_STYLES = ("grey35", "green3", "yellow1", "red1")  # idle, active, saturated, thrashing
 BARS = " ▁▂▃▄▅▆▇█"
@@ -148,9 +148,9 @@ def compact_lines(dv: DeviceView, width: int) -> list[Text]:
     head = Text(f"{dv.node}/{topo.index} {short} {topo.model}", style="bold")
     if dv.lost:
         head.append(f"  {dv.status.upper()}: no state served", style="bold red")
-        return [_fit(head, width)]
+        return [fit_width(head, width)]
     if st is None:
-        return [_fit(head, width), Text("  waiting for the first window…", style="dim")]
+        return [fit_width(head, width), fit_width(Text("  waiting for the first window…", style="dim"), width)]
     idle = "?" if st.idle_units is None else f"{st.idle_units:.1f}"
     head.append(f"  idle_units {idle}/{topo.units}", style="bold cyan")
     if "sm_active" in st.device:
@@ -173,4 +173,4 @@ def compact_lines(dv: DeviceView, width: int) -> list[Text]:
     for key in COMPACT_COUNTERS:
         if key in st.device:
             body.append("  " + _fmt_value(key, st.device[key], units.get(key)))
-    return [_fit(head, width), _fit(body, width)]
+    return [fit_width(head, width), fit_width(body, width)]

@@ -561,7 +561,3 @@ def nvidia_panel(dv: DeviceView, history: NvidiaHistory, width: int, age: str = 
     border = "red" if stale or dv.lost else "green"
     return Panel(body, title=title(dv, age, width), title_align="left", border_style=border)
 
-
-def full_height(dv: DeviceView, history: NvidiaHistory, width: int) -> int:
-    """Rows the full panel takes (with its borders)."""
-    return len(full_lines(dv, history, max(width - PANEL_CHROME, 20))) + 2

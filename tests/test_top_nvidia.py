@@ -214,7 +214,7 @@ def test_eight_gpus_go_compact_and_device_selects_full_panels(following, fake_nv
     assert [int(h.split("/")[1].split()[0]) for h in heads] == list(range(8))
     for i, head in enumerate(heads):
         assert f"sm_active {device(client, index=i).state.device['sm_active']:.2f}" in head, head
-    assert "compact: 8 NVIDIA device(s) (terminal too short); --device ID for a full panel" in text
+    assert "compact: 8 devices (terminal too short); --device ID for a full panel" in text
     assert len(text.splitlines()) <= 40 and all(cell_len(line) <= WIDTH for line in text.splitlines())
     assert text.count("no CUPTI") == 8
     # --device 3: its panel in full, the others compact.

@@ -53,7 +53,7 @@ RELAY_KINDS = Option("kinds", list, None, "carry only these kinds (topo,state,hb
                      metavar="KIND[,KIND...]")
 BIND = Option("endpoint", str, metavar="ENDPOINT", check=bind_endpoint)
 COUNT = Option("count", int, None, "stop after this many messages", min=1, max=10**9)
-TOP_DEVICE = Option("device", list, None, "draw these NVIDIA devices in full, the others compact (comma-separated "
+TOP_DEVICE = Option("device", list, None, "draw these devices in full, the others compact (comma-separated "
                     "or repeated): a device id or its first 4+ characters, its index, NODE/ID or NODE/INDEX",
                     metavar="ID")
 TIMEOUT = Option("timeout", float, 3.0, "seconds to wait for the reply", min=0.0, min_open=True,
@@ -270,7 +270,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         thread = threading.Thread(target=agent.run, name="cuagent-demo-agent", daemon=True)
         thread.start()
         try:
-            run_top([f"{cfg.feed},{cfg.sync}"], duration=args.duration, plain=args.plain or None)
+            run_top([f"{cfg.feed},{cfg.sync}"], duration=args.duration, plain=args.plain or None,
+                    selectors=args.device or ())
         finally:
             agent.stop()
             thread.join(timeout=5)
@@ -515,10 +516,11 @@ def build_parser() -> argparse.ArgumentParser:
         config_mod.LOG_LEVEL.add_to(p, default="warning")
 
     top = sub.add_parser("top", help="live terminal view of agents or relays",
-                         description="One panel per device. NVIDIA: the probed GPC layout or the MIG "
-                         "instances, the kHz band of CUPTI (idlest/mean/busiest SM per window), processes, "
-                         "counters. When the NVIDIA panels do not fit the terminal's height, each is drawn "
-                         "in three lines (compact); --device draws the devices it names in full.")
+                         description="One panel per device: a heat map of its units (AMD, mock); on NVIDIA "
+                         "the probed GPC layout or the MIG instances, the kHz band of CUPTI (idlest/mean/busiest "
+                         "SM per window), processes, counters. When the panels do not fit the terminal's height, "
+                         "each device is drawn in two or three lines (compact); --device draws the devices it "
+                         "names in full; a last line counts the devices the terminal has no room for.")
     PEER.add_to(top, "endpoints", nargs="*", help=f"default {DEFAULT_ENDPOINT}")
     TOP_DEVICE.add_to(top)
     viewer(top)
@@ -531,6 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     config_mod.SEED.add_to(demo, default=1)
     config_mod.RATE_HZ.add_to(demo, default=config_mod.RATE_HZ.default)
     config_mod.PUBLISH_INTERVAL_MS.add_to(demo, default=config_mod.PUBLISH_INTERVAL_MS.default)
+    TOP_DEVICE.add_to(demo)
     viewer(demo)
     demo.set_defaults(func=cmd_demo)
 

@@ -1,33 +1,37 @@
 """cuagent top: a live view of any agent or relay, drawn from a :class:`~cuagent.client.Client`.
 
-One panel per device: its units as a heat map, one row per GPC/XCD (from the topo layout),
-each cell coloured by the unit's state and as tall as its mean ``active``; the partition and
-device counters; and the feed's health. An NVIDIA device, which has no per-unit counters, gets
-the panel of :mod:`.top_nvidia` (GPC layout or MIG instances, the kHz band, processes,
-counters). Without a terminal it prints plain text lines.
+One panel per device: a device with per-unit counters gets the heat map of
+:mod:`.top_heatmap` (one row per GPC/XCD, a cell per unit); an NVIDIA device, which has none,
+gets the panel of :mod:`.top_nvidia` (GPC layout or MIG instances, the kHz band, processes,
+counters). Below them the feed's health. Without a terminal it prints plain text lines.
 
-Many GPUs on a short terminal: when the full NVIDIA panels do not fit the terminal's height,
-each such device is drawn in compact form (three lines); ``--device`` names the devices to
-draw in full whatever the height, the others staying compact.
+A frame never takes more rows than the terminal has (:mod:`.top_fit`): when the full panels
+do not fit, every device is drawn compact (two or three lines), ``--device`` naming those
+kept in full; what still does not fit is counted in a line of its own ("N more devices not
+shown"), and the health line is always drawn.
 """
 
 from __future__ import annotations
 
+import io
 import shutil
+import signal
 import sys
+import threading
 import time
-from typing import Any, Optional, Sequence, TextIO
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any, Callable, Iterator, Optional, Sequence, TextIO
 
-import numpy as np
-
-from .. import wire
 from ..client import Client, DeviceView, NodeView
-from . import top_nvidia
-from .top_nvidia import NvidiaHistory
+from . import top_heatmap, top_nvidia
+from .top_fit import COMPACT, FULL, HIDDEN, fit
+from .top_heatmap import counters_line, pods_line, state_counts
+from .top_nvidia import NvidiaHistory, flow
 
-STATE_STYLES = ("grey35", "green3", "yellow1", "red1")  # idle, active, saturated, thrashing
-BARS = " ▁▂▃▄▅▆▇█"
 PLAIN_WIDTH = 100  # lines of the NVIDIA detail in plain text when the width is not known
+# The signals that end the view as Ctrl-C does (kill's default, and a closed terminal).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 class FeedRates:
@@ -49,113 +53,13 @@ class FeedRates:
             self.counts, self._t = {}, now
 
 
-def _fmt_value(name: str, value: float, unit: Optional[str]) -> str:
-    if unit == "ratio":
-        return f"{name} {value:.2f}"
-    if unit == "bytes":
-        return f"{name} {value / 2**30:.1f}GiB"
-    if unit == "Hz":
-        return f"{name} {value / 1e6:.0f}MHz"
-    if unit == "B/s":
-        return f"{name} {value / 1e9:.2f}GB/s"
-    if unit == "mask":
-        return f"{name} 0x{int(value):x}"
-    if unit in ("W", "C"):
-        return f"{name} {value:.0f}{unit}"
-    return f"{name} {value:g}"
-
-
-def counters_line(dv: DeviceView) -> str:
-    st = dv.state
-    if st is None:
-        return ""
-    units = {k: c.unit for k, c in dv.topology.counters.items()}
-    parts = [_fmt_value(k, v, units.get(k)) for k, v in sorted(st.device.items())]
-    for pid, vals in sorted(st.partition.items()):
-        inner = ", ".join(_fmt_value(k, v, units.get(k)) for k, v in sorted(vals.items()))
-        parts.append(f"[p{pid}: {inner}]")
-    return "  ".join(parts)
-
-
-def pods_line(dv: DeviceView) -> str:
-    """The Kubernetes containers holding the device (kubelet attribution), or "" when the
-    agent has none to say (no kubelet socket)."""
-    pods = None if dv.state is None else dv.state.pods
-    if pods is None:
-        return ""
-    if not pods:
-        return "pods: none"
-    names = []
-    for p in pods:
-        where = f" [p{p['partition']}]" if p.get("partition") is not None else ""
-        names.append(f"{p.get('namespace', '?')}/{p.get('pod', '?')}/{p.get('container', '?')}{where}")
-    return "pods: " + ", ".join(names)
-
-
-def state_counts(dv: DeviceView) -> dict[str, int]:
-    states = dv.unit_states()
-    if states is None:
-        return {}
-    return {name: int(np.count_nonzero(states == i)) for i, name in enumerate(wire.STATE_NAMES)}
-
-
-def _rows(dv: DeviceView) -> list[tuple[str, np.ndarray]]:
-    """(label, unit indices) per row: one row per element of the coarsest level."""
-    topo = dv.topology
-    group = topo.levels[0]
-    layout = topo.layout.get(group)
-    if layout is None or group == topo.unit:
-        return [(topo.unit, np.arange(topo.units))]
-    rows = [(f"{group}{g}", np.flatnonzero(layout == g)) for g in range(topo.counts[group])]
-    unplaced = np.flatnonzero(layout >= topo.counts[group])
-    if unplaced.size:
-        rows.append((f"{group}?", unplaced))
-    return [r for r in rows if r[1].size]
-
-
-def device_panel(dv: DeviceView, node: NodeView) -> Any:
-    from rich.panel import Panel
-    from rich.text import Text
-
-    topo, st = dv.topology, dv.state
-    body = Text()
-    states = dv.unit_states()
-    active = None
-    if st is not None:
-        unit_level = st.levels.get(topo.unit, {})
-        if "active" in unit_level:
-            active = unit_level["active"].mean
-    if dv.lost:
-        body.append(f"device {dv.status}: the agent serves no state for it\n", style="bold red")
-    elif st is None:
-        body.append("waiting for the first window…\n", style="dim")
-    elif states is None:
-        body.append(f"no per-unit counters from backend {topo.backend}\n", style="dim")
-    else:
-        for label, idx in _rows(dv):
-            body.append(f"{label:>6} ", style="bold")
-            for u in idx:
-                level = 8 if active is None else int(np.clip(active[u], 0, 1) * 8 + 0.5)
-                body.append(BARS[max(level, 1)], style=STATE_STYLES[min(int(states[u]), 3)])
-            body.append("\n")
-    if st is not None:
-        counts = state_counts(dv)
-        idle = "?" if st.idle_units is None else f"{st.idle_units:.1f}"
-        body.append(f"idle_units {idle}/{topo.units}  ", style="bold cyan")
-        for i, name in enumerate(wire.STATE_NAMES):
-            if name in counts:
-                body.append(f"{name} {counts[name]}  ", style=STATE_STYLES[i])
-        body.append("\n" + counters_line(dv), style="white")
-        if pods_line(dv):
-            body.append("\n" + pods_line(dv), style="magenta")
-    age = "" if not dv.ts else f"  window {(time.time_ns() - dv.ts) / 1e6:.0f} ms ago"
-    lost = f"  {dv.status.upper()}" if dv.lost else ""
-    title = f"{node.name} / {dv.id} — {topo.model} ({topo.units} {topo.unit}s){age}{lost}"
-    return Panel(body, title=title, title_align="left", border_style="red" if node.stale or dv.lost else "blue")
-
-
-def health_line(client: Client, rates: FeedRates) -> str:
+def _feed_part(client: Client) -> str:
     s = client.stats
+    return f"gaps {s.gaps} ({s.gap_events} events), resyncs {s.resyncs}, restarts {s.restarts}, decode errors {s.decode_errors}"
+
+
+def health_parts(client: Client, rates: FeedRates) -> list[str]:
+    """One part per node (live or stale, heartbeat age, states/s, sampling), then the feed's."""
     parts = []
     now = time.monotonic()
     for name, node in sorted(client.view.nodes.items()):
@@ -165,8 +69,40 @@ def health_line(client: Client, rates: FeedRates) -> str:
         parts.append(
             f"{name}: {status}, hb {now - node.last_heard:.1f}s ago, {rates.rates.get(name, 0):.1f} states/s, {sampling}"
         )
-    parts.append(f"gaps {s.gaps} ({s.gap_events} events), resyncs {s.resyncs}, restarts {s.restarts}, decode errors {s.decode_errors}")
-    return " | ".join(parts)
+    parts.append(_feed_part(client))
+    return parts
+
+
+def health_line(client: Client, rates: FeedRates) -> str:
+    return " | ".join(health_parts(client, rates))
+
+
+def _nodes_summary(client: Client, rates: FeedRates) -> str:
+    """All nodes in one part, for more nodes than the health lines have room for."""
+    nodes = client.view.nodes.values()
+    stale = sum(n.stale for n in nodes)
+    dropped = sum(n.heartbeat.dropped for n in nodes if n.heartbeat)
+    return (f"{_plural(len(nodes), 'node')}: {len(nodes) - stale} live, {stale} STALE, "
+            f"{sum(rates.rates.values()):.1f} states/s, dropped {dropped}")
+
+
+def status_lines(client: Client, rates: FeedRates, width: int, most: Optional[int] = None) -> list[Any]:
+    """The health line cut into lines of ``width`` cells at its parts, at most ``most`` of
+    them: a node each while they fit, else one summary of all nodes."""
+    parts = health_parts(client, rates)
+    lines = flow(parts, width, sep=" | ")
+    if most is not None and len(lines) > most:
+        lines = flow([_nodes_summary(client, rates), parts[-1]], width, sep=" | ")[:most]
+    for line in lines:
+        line.stylize("dim")
+    return lines
+
+
+def waiting_line(client: Client) -> str:
+    """What top says before there is a device to draw."""
+    if client.view.nodes:
+        return "no devices reported yet"
+    return f"waiting for agents at {', '.join(e.feed for e in client.endpoints)} (nothing heard yet)"
 
 
 def matches(dv: DeviceView, selector: str) -> bool:
@@ -186,52 +122,86 @@ def _devices(client: Client) -> list[tuple[NodeView, DeviceView]]:
             for dv in node.devices.values()]
 
 
-def compact_set(client: Client, history: NvidiaHistory, width: int, height: Optional[int],
-                selectors: Sequence[str] = ()) -> set[tuple[str, str]]:
-    """The NVIDIA devices to draw compact: with ``selectors``, all but the selected ones;
-    else all of them when their full panels do not fit ``height`` rows (None: no limit)."""
-    nvidia = [dv for _, dv in _devices(client) if top_nvidia.is_nvidia_panel(dv)]
-    if selectors:
-        return {(dv.node, dv.id) for dv in nvidia if not any(matches(dv, s) for s in selectors)}
-    if height is None:
-        return set()
-    rows = 1 + sum(top_nvidia.full_height(dv, history, width) for dv in nvidia)
-    rows += sum(len(_rows(dv)) + 5 for _, dv in _devices(client) if not top_nvidia.is_nvidia_panel(dv))
-    return {(dv.node, dv.id) for dv in nvidia} if rows > height else set()
+def _plural(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 def render(client: Client, rates: FeedRates, history: Optional[NvidiaHistory] = None, width: int = 80,
            height: Optional[int] = None, selectors: Sequence[str] = ()) -> Any:
-    """Everything top draws, for a terminal ``width`` x ``height`` (pure: no I/O)."""
-    from rich.console import Group
+    """Everything top draws, in at most ``height`` rows (None: as many as it takes) of ``width``
+    cells (pure: no I/O). The health lines come first in the count, then the devices."""
+    from rich.console import Console, Group
     from rich.text import Text
 
     history = history or NvidiaHistory()
-    compact = compact_set(client, history, width, height, selectors)
-    panels: list[Any] = []
-    for node, dv in _devices(client):
-        if not top_nvidia.is_nvidia_panel(dv):
-            panels.append(device_panel(dv, node))
-        elif (dv.node, dv.id) in compact:
-            panels.extend(top_nvidia.compact_lines(dv, history, width))
-        else:
-            panels.append(top_nvidia.nvidia_panel(dv, history, width, _age(dv), node.stale))
-    if not panels:
-        panels.append(Text("waiting for agents…", style="dim"))
-    if compact:
-        hint = "terminal too short" if not selectors else "not selected"
-        panels.append(Text(f"compact: {len(compact)} NVIDIA device(s) ({hint}); --device ID for a full panel",
-                           style="dim"))
-    unmatched = [s for s in selectors if not any(matches(dv, s) for _, dv in _devices(client))]
+    devices = _devices(client)
+    notes: list[Any] = []
+    if not devices:
+        notes.append(top_nvidia.fit_width(Text(waiting_line(client), style="dim"), width))
+    unmatched = [s for s in selectors if not any(matches(dv, s) for _, dv in devices)]
     if unmatched:
-        panels.append(Text(f"--device {', '.join(unmatched)}: no such device (yet)", style="yellow"))
-    panels.append(Text(health_line(client, rates), style="dim"))
-    return Group(*panels)
+        notes.append(top_nvidia.fit_width(Text(f"--device {', '.join(unmatched)}: no such device (yet)",
+                                          style="yellow"), width))
+    # A quarter of the rows at most for the health of many nodes (then summed up in one part).
+    status = notes + status_lines(client, rates, width, None if height is None else max(1, height // 4))
+    if height is not None:
+        status = status[len(status) - min(len(status), height):]
+
+    # Every line drawn is cut to `width`, so a form's rows are its lines; a panel is measured
+    # by rendering it, once, and only when the fit gets that far.
+    measure = Console(width=width, file=io.StringIO(), color_system=None, legacy_windows=False)
+    full: dict[int, Any] = {}
+    compact: dict[int, list[Any]] = {}
+
+    def full_form(i: int) -> Any:
+        if i not in full:
+            node, dv = devices[i]
+            full[i] = (top_nvidia.nvidia_panel(dv, history, width, _age(dv), node.stale)
+                       if top_nvidia.is_nvidia_panel(dv) else top_heatmap.device_panel(dv, node))
+        return full[i]
+
+    def compact_form(i: int) -> list[Any]:
+        if i not in compact:
+            dv = devices[i][1]
+            compact[i] = (top_nvidia.compact_lines(dv, history, width) if top_nvidia.is_nvidia_panel(dv)
+                          else top_heatmap.compact_lines(dv, width))
+        return compact[i]
+
+    measured: dict[int, int] = {}
+
+    def full_rows(i: int) -> int:
+        if i not in measured:
+            measured[i] = len(measure.render_lines(full_form(i), pad=False))
+        return measured[i]
+
+    selected = {i for i, (_, dv) in enumerate(devices) if any(matches(dv, s) for s in selectors)}
+    rows = None if height is None else height - len(status)
+    forms = fit(len(devices), rows, full_rows, lambda i: len(compact_form(i)), selected)
+    drawn: list[Any] = []
+    for i, form in enumerate(forms):
+        if form == FULL:
+            drawn.append(full_form(i))
+        elif form == COMPACT:
+            drawn.extend(compact_form(i))
+    hints: list[Any] = []
+    if HIDDEN in forms:
+        hints.append(Text(f"{_plural(forms.count(HIDDEN), 'more device')} not shown (use --device or a larger "
+                          "terminal)", style="yellow", overflow="ellipsis", no_wrap=True))
+    if COMPACT in forms:
+        why = "not selected" if selected else "terminal too short"
+        hints.insert(0, Text(f"compact: {_plural(forms.count(COMPACT), 'device')} ({why}); --device ID for a "
+                             "full panel", style="dim", overflow="ellipsis", no_wrap=True))
+    if rows is not None:  # fit() kept rows for these; on a tiny terminal there may be none left
+        used = sum(full_rows(i) if f == FULL else len(compact_form(i)) for i, f in enumerate(forms) if f != HIDDEN)
+        hints = hints[len(hints) - min(len(hints), max(rows - used, 0)):]
+    return Group(*drawn, *hints, *status)
 
 
 def plain_lines(client: Client, rates: FeedRates, history: Optional[NvidiaHistory] = None,
                 width: int = PLAIN_WIDTH) -> list[str]:
     lines = []
+    if not client.view.nodes:
+        lines.append(waiting_line(client))
     for node in sorted(client.view.nodes.values(), key=lambda n: n.name):
         for dv in node.devices.values():
             st = dv.state
@@ -259,6 +229,30 @@ def plain_lines(client: Client, rates: FeedRates, history: Optional[NvidiaHistor
     return lines
 
 
+@contextmanager
+def stop_signals() -> Iterator[Callable[[], bool]]:
+    """While the view runs, SIGTERM and SIGHUP ask its loop to stop, as Ctrl-C does: the loop
+    ends, and the live display is closed (the cursor shown again, the last frame whole)
+    instead of the process dying mid-frame. The handlers before are put back after.
+
+    Yields whether a stop was asked. Off the main thread (where Python cannot take signals)
+    it never is."""
+    stop = threading.Event()
+    previous: dict[signal.Signals, Any] = {}
+
+    def handler(_signum: int, _frame: Optional[FrameType]) -> None:
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in STOP_SIGNALS:
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield stop.is_set
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def run_top(
     endpoints: list[str],
     duration: Optional[float] = None,
@@ -268,8 +262,9 @@ def run_top(
     client: Optional[Client] = None,
     selectors: Sequence[str] = (),
 ) -> int:
-    """Follow ``endpoints`` and draw; returns when ``duration`` s have passed (or on Ctrl-C).
-    ``selectors`` (``--device``): the NVIDIA devices drawn in full, the others compact."""
+    """Follow ``endpoints`` and draw; returns when ``duration`` s have passed, or on Ctrl-C,
+    SIGTERM or SIGHUP. ``selectors`` (``--device``): the devices drawn in full whatever the
+    terminal's height, the others compact."""
     own = client is None
     client = client or Client(endpoints)
     rates = FeedRates()
@@ -279,33 +274,39 @@ def run_top(
     plain = (not out.isatty()) if plain is None else plain
     end = None if duration is None else time.monotonic() + duration
     try:
-        if plain:
-            width = shutil.get_terminal_size((PLAIN_WIDTH, 40)).columns
-            next_print = time.monotonic() + max(interval, 1.0)
-            while end is None or time.monotonic() < end:
-                client.poll(0.1)
-                rates.roll()
-                if time.monotonic() >= next_print:
-                    print("\n".join(plain_lines(client, rates, history, width)), file=out, flush=True)
-                    next_print += max(interval, 1.0)
-            print("\n".join(plain_lines(client, rates, history, width)), file=out, flush=True)
-        else:
-            from rich.console import Console
-            from rich.live import Live
+        with stop_signals() as stopped:
+            def running() -> bool:
+                return not stopped() and (end is None or time.monotonic() < end)
 
-            console = Console(file=out)
-
-            def draw() -> Any:
-                return render(client, rates, history, console.width, console.height, selectors)
-
-            with Live(draw(), console=console, auto_refresh=False, screen=False) as live:
-                next_draw = time.monotonic()
-                while end is None or time.monotonic() < end:
-                    client.poll(0.05)
+            if plain:
+                width = shutil.get_terminal_size((PLAIN_WIDTH, 40)).columns
+                next_print = time.monotonic() + max(interval, 1.0)
+                while running():
+                    client.poll(0.1)
                     rates.roll()
-                    if time.monotonic() >= next_draw:
-                        live.update(draw(), refresh=True)
-                        next_draw += interval
+                    if time.monotonic() >= next_print:
+                        print("\n".join(plain_lines(client, rates, history, width)), file=out, flush=True)
+                        next_print += max(interval, 1.0)
+                print("\n".join(plain_lines(client, rates, history, width)), file=out, flush=True)
+            else:
+                from rich.console import Console
+                from rich.live import Live
+
+                console = Console(file=out)
+
+                def draw() -> Any:
+                    # One row short of the terminal: the live display ends each frame with a
+                    # newline, so a frame as tall as the terminal would scroll its first row off.
+                    return render(client, rates, history, console.width, max(console.height - 1, 1), selectors)
+
+                with Live(draw(), console=console, auto_refresh=False, screen=False) as live:
+                    next_draw = time.monotonic()
+                    while running():
+                        client.poll(0.05)
+                        rates.roll()
+                        if time.monotonic() >= next_draw:
+                            live.update(draw(), refresh=True)
+                            next_draw += interval
     except KeyboardInterrupt:
         pass
     finally:

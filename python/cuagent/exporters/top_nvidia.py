@@ -221,7 +221,8 @@ def flow(fields: Sequence[Text | str], width: int, indent: int = 0, sep: str = "
     return lines
 
 
-def _fit(text: Text, width: int) -> Text:
+def fit_width(text: Text, width: int) -> Text:
+    """``text`` cut to ``width`` cells, with an ellipsis: one row whatever the terminal."""
     text.truncate(width, overflow="ellipsis")
     return text
 
@@ -283,14 +284,14 @@ def layout_lines(topo: wire.Device, width: int) -> list[Text]:
     layout = probed_layout(topo)
     if layout is None:
         why = f"layout_source {topo.layout_source}" if topo.layout_source != "none" else "not probed"
-        return [_fit(Text(f"GPC layout: unknown ({why}): {topo.units} {topo.unit.upper()}s, grouping not known",
+        return [fit_width(Text(f"GPC layout: unknown ({why}): {topo.units} {topo.unit.upper()}s, grouping not known",
                           style="dim"), width)]
     placed_sms = sum(g.sms.size for g in layout.gpcs)
     tpcs = [g.tpcs for g in layout.gpcs]
     tpc_total = f" · {sum(t for t in tpcs if t is not None)} TPCs" if tpcs and None not in tpcs else ""
     head = Text(f"GPC layout ({layout.source}): {len(layout.gpcs)} GPCs{tpc_total} · {placed_sms} SMs",
                 style="bold")
-    lines = [_fit(head, width)]
+    lines = [fit_width(head, width)]
     cells = [Text(_group_cell(g).ljust(14), style="cyan") for g in layout.gpcs]
     lines += [Text(" ") + line for line in flow(cells, width - 1, sep=" ")]
     stray = [int(s) for g in layout.unplaced_tpcs for s in g.sms] + [int(s) for s in layout.unplaced_sms]
@@ -303,7 +304,7 @@ def layout_lines(topo: wire.Device, width: int) -> list[Text]:
         lines += flow([Text(f"not placed in a GPC: SMs {ranges(stray)}", style="yellow"), f"({', '.join(what)})"],
                       width, indent=1)
     note = "gN: ids by first SM, not hardware GPC ids; no per-GPC/SM activity on NVIDIA"
-    lines.append(_fit(Text(note, style="dim"), width))
+    lines.append(fit_width(Text(note, style="dim"), width))
     return lines
 
 
@@ -329,7 +330,7 @@ def partition_lines(dv: DeviceView, width: int) -> list[Text]:
     head = f"MIG: {len(parts)} instance{'s hold' if len(parts) != 1 else ' holds'} {held} of {topo.units} SMs"
     if held < topo.units:
         head += f" ({topo.units - held} in none)"
-    lines = [_fit(Text(head, style="bold"), width)]
+    lines = [fit_width(Text(head, style="bold"), width)]
     for p in parts:
         values = {} if st is None else st.partition.get(p.id, {})
         share = 100.0 * p.units / topo.units if topo.units else 0.0
@@ -374,20 +375,20 @@ def band_lines(dv: DeviceView, history: NvidiaHistory, width: int) -> list[Text]
     lines: list[Text] = []
     if status == "no CUPTI":
         why = "MIG on: CUPTI leaves MIG GPUs to NVML" if _mig(dv) else "no pm_ counters in the topo: NVML only"
-        return [_fit(Text(f"kHz band: no CUPTI ({why})", style="dim"), width)]
+        return [fit_width(Text(f"kHz band: no CUPTI ({why})", style="dim"), width)]
     if not any(b is not None for b in shown):
-        return [_fit(Text(f"kHz band: {status}", style="yellow"), width)]
+        return [fit_width(Text(f"kHz band: {status}", style="yellow"), width)]
     window_s = (dv.state.window_ns / 1e9) if dv.state is not None else 0.0
     span = f", {len(shown) * window_s:.1f} s" if window_s else ""
     head = f"kHz band across SMs (CUPTI): last {len(shown)} windows{span}"
-    lines.append(_fit(Text(head, style="bold"), width))
+    lines.append(fit_width(Text(head, style="bold"), width))
     last = shown[-1]
     for name, field, style in (("max", "hi", "red1"), ("mean", "mean", "yellow1"), ("min", "lo", "green3")):
         row = Text(f" {name:>4} {_ratio(None if last is None else getattr(last, field))} ")
         row.append(spark([None if b is None else float(getattr(b, field)) for b in shown]), style=style)
-        lines.append(_fit(row, width))
+        lines.append(fit_width(row, width))
     if status is not None:
-        lines.append(_fit(Text(status, style="yellow"), width))
+        lines.append(fit_width(Text(status, style="yellow"), width))
         return lines
     device = dv.state.device if dv.state is not None else {}
     fields: list[Text | str] = []
@@ -413,22 +414,22 @@ def process_lines(dv: DeviceView, width: int, shown: int = PROCESSES_SHOWN) -> l
     """The processes on the device, busiest SM share first (those without one last)."""
     procs = None if dv.state is None else dv.state.processes
     if procs is None:
-        return [_fit(Text("processes: not listed by this agent", style="dim"), width)]
+        return [fit_width(Text("processes: not listed by this agent", style="dim"), width)]
     if not procs:
-        return [_fit(Text("processes: none", style="dim"), width)]
+        return [fit_width(Text("processes: none", style="dim"), width)]
     ordered = sorted(procs, key=lambda p: (p.get("sm") is None, -float(p.get("sm") or 0.0),
                                            -int(p.get("mem") or 0), int(p.get("pid", 0))))
-    lines = [_fit(Text(f"processes: {len(procs)}, by sm", style="bold"), width)]
+    lines = [fit_width(Text(f"processes: {len(procs)}, by sm", style="bold"), width)]
     name_w = min(max(width - 26, 4), 32)
-    lines.append(_fit(Text(f" {'PID':>8} {'NAME':<{name_w}} {'SM':>5} {'MEM':>9}", style="dim"), width))
+    lines.append(fit_width(Text(f" {'PID':>8} {'NAME':<{name_w}} {'SM':>5} {'MEM':>9}", style="dim"), width))
     for p in ordered[:shown]:
         sm = "–" if p.get("sm") is None else f"{100.0 * float(p['sm']):.0f}%"
         name = str(p.get("name") or "?")
         if len(name) > name_w:
             name = name[: name_w - 1] + "…"
-        lines.append(_fit(Text(f" {int(p.get('pid', 0)):>8} {name:<{name_w}} {sm:>5} {_mem(p.get('mem')):>9}"), width))
+        lines.append(fit_width(Text(f" {int(p.get('pid', 0)):>8} {name:<{name_w}} {sm:>5} {_mem(p.get('mem')):>9}"), width))
     if len(procs) > shown:
-        lines.append(_fit(Text(f" … {len(procs) - shown} more", style="dim"), width))
+        lines.append(fit_width(Text(f" … {len(procs) - shown} more", style="dim"), width))
     return lines
 
 
@@ -466,7 +467,7 @@ def _mig(dv: DeviceView) -> bool:
 def full_lines(dv: DeviceView, history: NvidiaHistory, width: int) -> list[Text]:
     """The body of a device's panel, every line at most ``width`` cells."""
     if dv.lost:
-        return [_fit(Text(f"device {dv.status}: the agent serves no state for it", style="bold red"), width)]
+        return [fit_width(Text(f"device {dv.status}: the agent serves no state for it", style="bold red"), width)]
     lines = partition_lines(dv, width) if _mig(dv) else layout_lines(dv.topology, width)
     st = dv.state
     if st is None:
@@ -490,7 +491,7 @@ def compact_lines(dv: DeviceView, history: NvidiaHistory, width: int) -> list[Te
     head = Text(f"{dv.node}/{topo.index} {short} {topo.model}", style="bold")
     if dv.lost:
         head.append(f"  {dv.status.upper()}: no state served", style="bold red")
-        return [_fit(head, width)]
+        return [fit_width(head, width)]
     if _mig(dv):
         parts = [p for p in topo.partitions if p.kind == "mig"]
         shape = f"MIG {len(parts)} inst"
@@ -505,9 +506,9 @@ def compact_lines(dv: DeviceView, history: NvidiaHistory, width: int) -> list[Te
         if st is not None and "sm_active" in st.device:
             shape += f"  sm_active {st.device['sm_active']:.2f}"
     head.append(f"  {shape}")
-    lines = [_fit(head, width)]
+    lines = [fit_width(head, width)]
     if st is None:
-        lines.append(Text("  waiting for the first window…", style="dim"))
+        lines.append(fit_width(Text("  waiting for the first window…", style="dim"), width))
         return lines
     windows = list(history.windows(dv.node, dv.id))
     status = cupti_status(dv, history)
@@ -525,7 +526,7 @@ def compact_lines(dv: DeviceView, history: NvidiaHistory, width: int) -> list[Te
         band.append("no CUPTI", style="dim")
     elif cols:
         band.append(spark([None if b is None else b.mean for b in windows[-cols:]]), style="yellow1")
-    lines.append(_fit(band, width))
+    lines.append(fit_width(band, width))
     d = st.device
     fields = [f for f in counter_fields(dv) if f.split()[0] in ("power", "temp", "memory")]
     if "sm_clock" in d:
@@ -537,7 +538,7 @@ def compact_lines(dv: DeviceView, history: NvidiaHistory, width: int) -> list[Te
         fields.append(f"procs {len(procs)}: {top.get('name') or top.get('pid')}{sm}")
     elif procs is not None:
         fields.append("procs 0")
-    lines.append(_fit(Text("  " + "  ".join(fields)), width))
+    lines.append(fit_width(Text("  " + "  ".join(fields)), width))
     return lines
 
 
@@ -560,7 +561,3 @@ def nvidia_panel(dv: DeviceView, history: NvidiaHistory, width: int, age: str = 
     border = "red" if stale or dv.lost else "green"
     return Panel(body, title=title(dv, age, width), title_align="left", border_style=border)
 
-
-def full_height(dv: DeviceView, history: NvidiaHistory, width: int) -> int:
-    """Rows the full panel takes (with its borders)."""
-    return len(full_lines(dv, history, max(width - PANEL_CHROME, 20))) + 2

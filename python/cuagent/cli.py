@@ -531,7 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "instances, the kHz band of CUPTI (idlest/mean/busiest SM per window), processes, "
                          "counters. When the NVIDIA panels do not fit the terminal's height, each is drawn "
                          "in three lines (compact); --device draws the devices it names in full.")
-    PEER.add_to(top, "endpoints", nargs="*", help=PEER_HELP.replace("an agent", "agents") + "; several: one view")
+    PEER.add_to(top, "endpoints", nargs="*", help="agents or relays, each tcp://HOST:PORT (sync at PORT + 1) "
+                "or FEED,SYNC, in one view (default " + DEFAULT_ENDPOINT + ")")
     TOP_DEVICE.add_to(top)
     viewer(top)
     _curve_client_flags(top)

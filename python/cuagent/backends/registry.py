@@ -95,7 +95,6 @@ class Backend:
         by_param = {o.param or o.name: values[o.name] for o in self.options}
         return None, {k: v for k, v in by_param.items() if v is not None}
 
-
     def flag_text(self, message: str) -> str:
         """A driver's error as a ``cuagent run`` user reads it. The drivers name a setting by
         the keyword their factory takes (``pass library=<path>``, written for Python callers
@@ -104,8 +103,8 @@ class Backend:
         replaced by them."""
         for o in self.options:
             keyword = re.escape(o.param or o.name)
-            message = re.sub(rf"(?<![\w-]){keyword}=<[^>]*>",
-                             f"{o.flag} {o.metavar or 'VALUE'} (or {o.name} in the --config file)", message)
+            named = f"{o.flag} {o.metavar or 'VALUE'} (or {o.name} in the --config file)"
+            message = re.sub(rf"(?<![\w-]){keyword}=<[^>]*>", lambda _: named, message)
         return message
 
 

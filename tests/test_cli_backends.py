@@ -176,3 +176,16 @@ def test_backends_share_a_setting_only_by_sharing_its_declaration():
     lookalike = Option("kfd_root", str, None, "another kfd_root")
     with pytest.raises(ValueError, match=r"option\(s\) \['kfd_root'\] already belong to backend 'amd_[ab]'"):
         reg.register(Backend(name="amd_c", make_driver=mock_backend.make_driver, options=(lookalike,)))
+
+
+@pytest.mark.parametrize("driver, flag, key", [("amdsmi", "--amdsmi-library", "amdsmi_library"),
+                                               ("rocm_smi", "--rocm-smi-library", "rocm_smi_library")])
+def test_a_missing_vendor_library_names_the_flag_that_points_at_it(tmp_path: Path, driver, flag, key):
+    """The C++ drivers say `pass library=<path>`, their factory's keyword; on the command line
+    that is the backend's flag (and its key in the --config file)."""
+    r = subprocess.run([sys.executable, "-m", "cuagent.cli", "run", "--driver", driver, flag,
+                        str(tmp_path / "missing.so"), "--feed", f"ipc://{tmp_path}/f", "--sync", f"ipc://{tmp_path}/s"],
+                       capture_output=True, text=True, timeout=30, env=_env())
+    (line,) = r.stderr.splitlines()
+    assert r.returncode == 2 and "missing.so" in line, line
+    assert f"pass {flag} PATH (or {key} in the --config file)" in line and "library=" not in line, line

@@ -53,6 +53,8 @@ BOUNDS = [
     ("run", "mock_faults", "0:slow=90s/1s", "expected > 0 and <= 60 s"),
     ("run", "mock_faults", "gpu0:lost@1s", "is not an index (0, 1, ...) or *"),
     ("run", "mock_faults", "0:melt@1s", "unknown fault 'melt@1s'"),
+    ("run", "metrics_listen", "nowhere", "expected HOST:PORT with PORT from 0 to 65535"),
+    ("run", "metrics_listen", "127.0.0.1:65536", "expected HOST:PORT with PORT from 0 to 65535"),
     ("relay", "sndhwm", "0", "an integer from 1 to 1000000"),
     ("relay", "duration", "-1", "a number > 0 and <= 31536000 s"),
     ("relay", "connect", "tcp://gpu01:99999", "port '99999' is out of range: expected 1 to 65535"),
@@ -69,6 +71,11 @@ BOUNDS = [
     ("extender", "max_age_s", "-3", "a number from 0.1 to 3600 s"),
     ("extender", "duration", "-1", "a number > 0 and <= 31536000 s"),
     ("extender", "connect", "tcp://*:7710", "cannot connect to host '*'"),
+    ("exporter", "duration", "-1", "a number > 0 and <= 31536000 s"),
+    ("exporter", "duration", "0", "a number > 0 and <= 31536000 s"),
+    ("exporter", "duration", "nan", "a number > 0 and <= 31536000 s"),
+    ("exporter", "duration", "inf", "a number > 0 and <= 31536000 s"),
+    ("exporter", "connect", "tcp://*:7710", "cannot connect to host '*'"),
     ("top", "duration", "nan", "a number > 0 and <= 31536000 s"),
     ("top", "device", "", "is not a non-empty string"),
     ("top", "", "tcp://gpu01:65535", "sync endpoint 'tcp://gpu01:65536': port '65536' is out of range"),
@@ -78,6 +85,10 @@ BOUNDS = [
     ("snapshot", "timeout", "0", "a number > 0 and <= 3600 s"),
     ("snapshot", "timeout", "1e9", "a number > 0 and <= 3600 s"),
     ("snapshot", "", "ipc://,ipc:///tmp/s", "feed endpoint 'ipc://': empty ipc path"),
+    # What is wrong with the feed endpoint itself, not that a sync endpoint is missing.
+    ("snapshot", "", "gpu01:7710", "no transport: expected tcp://HOST:PORT or ipc://PATH"),
+    ("snapshot", "", "tcp://127.0.0.1", "no port: expected tcp://HOST:PORT"),
+    ("watch", "", "localhost:7710", "no transport: expected tcp://HOST:PORT or ipc://PATH"),
     ("demo", "seed", "-1", "an integer from 0 to 18446744073709551615"),
     ("demo", "rate_hz", "1e9", "a number from 0.01 to 100000 Hz"),
     ("demo", "publish_interval_ms", "0", "a number from 1 to 600000 ms"),
@@ -92,6 +103,10 @@ TOML_ONLY = [
     ("feed", "7710", "feed = 7710 is not a string"),
     ("mock_faults", "[1]", "mock_faults = [1] is not a non-empty string"),
     ("mock_faults", '["0:lost@1s", ""]', "item '' is not a non-empty string"),
+    ("metrics_per_unit", "1", "metrics_per_unit = 1 is not true or false"),
+    ("metrics_per_process", '"yes"', 'metrics_per_process = "yes" is not true or false'),
+    ("metrics_listen", "7712", "metrics_listen = 7712 is not a string"),
+    ("config", '"other.toml"', "config: a config file cannot name another one: give --config on the command line"),
 ]
 
 # Enough for the command to get as far as it would (it must fail before binding anything).
@@ -102,6 +117,8 @@ BASE = {
     "watch": ["watch", "--duration", "5"],
     "snapshot": ["snapshot", "--timeout", "0.2"],
     "demo": ["demo", "--duration", "5"],
+    "exporter": ["exporter", "--connect", "ipc:///nonexistent/f,ipc:///nonexistent/s", "--listen", "127.0.0.1:0",
+                 "--duration", "5"],
     "extender": ["extender", "--connect", "ipc:///nonexistent/f,ipc:///nonexistent/s", "--listen", "127.0.0.1:0",
                  "--duration", "5"],
 }
@@ -167,6 +184,7 @@ def test_settings_that_contradict_each_other(tmp_path: Path):
         (["--mock-faults", "2:lost@1s"], "there are 1 mock device(s), indices 0 to 0"),
         (["--mock-faults", "*:lost@1s,0:lost@2s"], "mock device 0 is given a 'lost' fault twice"),
         (["--driver", "auto", "--mock-faults", "0:lost@1s"], "mock_faults needs driver mock"),
+        (["--metrics-per-unit"], "metrics_per_unit needs metrics_listen"),
     ]:
         line = one_error_line(cli(*BASE["run"], *args), "run")
         assert expected in line, line

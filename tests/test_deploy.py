@@ -175,3 +175,78 @@ def test_systemd_unit_closes_devices_but_gpus():
     assert svc["DevicePolicy"] == "closed"
     text = (DEPLOY / "cuagent.service").read_text()
     assert "DeviceAllow=char-nvidia* rw" in text.splitlines()
+
+
+# --------------------------------------------------------------------------- deploy/cuagent.toml names every setting
+
+_SETTING_LINE = re.compile(r"^(#\s?)?([a-z][a-z0-9_]*) = ")
+
+
+def _example_lines() -> list[str]:
+    return (DEPLOY / "cuagent.toml").read_text().splitlines()
+
+
+def _uncommented_example() -> str:
+    """deploy/cuagent.toml with every commented setting line turned on."""
+    known = config_mod.options()
+    out = []
+    for line in _example_lines():
+        m = _SETTING_LINE.match(line)
+        out.append(line[len(m.group(1)):] if m and m.group(1) and m.group(2) in known else line)
+    return "\n".join(out) + "\n"
+
+
+def test_example_config_names_every_run_setting():
+    """README calls deploy/cuagent.toml every setting: each `cuagent run` option is there, set or
+    commented, once; and with all of them turned on it is still a config the agent accepts."""
+    named = [m.group(2) for m in map(_SETTING_LINE.match, _example_lines()) if m]
+    assert sorted(set(config_mod.options()) - set(named)) == [], "settings missing from deploy/cuagent.toml"
+    assert sorted(set(named) - set(config_mod.options())) == [], "lines that are no setting"
+    assert len(named) == len(set(named)), "a setting named twice"
+    values = config_mod.tomllib.loads(_uncommented_example())
+    assert set(values) == set(config_mod.options())
+    cfg = config_mod.build(config_mod.check_values(values, "uncommented deploy/cuagent.toml"), {"driver": "mock"})
+    assert cfg.metrics_listen == ":7712" and cfg.backend_settings["cupti"] == "auto"
+
+
+def test_example_config_says_the_order_auto_tries():
+    from cuagent.backends import registry
+
+    text = " ".join(line.lstrip("# ") for line in _example_lines())
+    assert f"in the order {', '.join(b.name for b in registry.auto_backends())}," in text
+
+
+def _unit_lines() -> list[str]:
+    return (DEPLOY / "cuagent.service").read_text().splitlines()
+
+
+def _unit_value(key: str) -> str:
+    (value,) = [line.split("=", 1)[1] for line in _unit_lines() if line.startswith(f"{key}=")]
+    return value
+
+
+def test_example_paths_are_ones_the_systemd_unit_lets_the_agent_use():
+    """The unit runs a dynamic user under ProtectSystem=strict: it writes only its
+    CacheDirectory and RuntimeDirectory, and reads a root-only secret only as a credential
+    (LoadCredential=, commented until keys exist)."""
+    values = config_mod.tomllib.loads(_uncommented_example())
+    assert values["nvml_probe_cache"].startswith(f"/var/cache/{_unit_value('CacheDirectory')}/")
+    assert values["profiling_socket"].startswith(f"/run/{_unit_value('RuntimeDirectory')}/")
+    (credential,) = [line.split("=", 1)[1] for line in _unit_lines() if line.startswith("#LoadCredential=")]
+    name, source = credential.split(":", 1)
+    assert values["curve_secret_key"] == f"/run/credentials/cuagent.service/{name}"
+    assert source.startswith(f"/etc/{_unit_value('ConfigurationDirectory')}/")
+    assert values["curve_allow"].startswith(f"/etc/{_unit_value('ConfigurationDirectory')}/")
+    readme = (ROOT / "README.md").read_text()
+    paths = re.findall(r"--nvml-probe-cache (\S+?)`", readme)
+    assert paths, "README shows --nvml-probe-cache"
+    for path in paths:
+        assert path.startswith(f"/var/cache/{_unit_value('CacheDirectory')}/"), path
+
+
+def test_systemd_unit_verifies_with_its_credential_turned_on(tmp_path):
+    unit = _unit_with_real_binary(tmp_path)
+    unit.write_text(unit.read_text().replace("#LoadCredential=", "LoadCredential="))
+    assert "\nLoadCredential=" in unit.read_text()
+    proc = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr

@@ -1,4 +1,5 @@
-"""The ``cuagent`` command: run (the node agent), relay, top, demo, watch, snapshot, keys.
+"""The ``cuagent`` command: run (the node agent), relay, exporter, top, demo, watch, snapshot,
+keys, profiling, extender, simulate, fleet.
 
 Every number and endpoint a subcommand takes is declared as an :class:`~cuagent.options.Option`
 with its range; a value outside it ends the command with exit status 2 and one line naming
@@ -21,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from . import __version__, ipv6, slow_path, wire
 from . import config as config_mod
-from . import ipv6, slow_path, wire
 from .curve import ClientKeys, ServerKeys
 from .duration import stop_after
 from .exporters import prometheus_cli
@@ -35,11 +36,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("cuagent")
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:7710"
+# `cuagent watch` says on stderr that nothing came, once, after this long without a message
+# (a wrong port or a stopped agent is otherwise a silent terminal).
+WATCH_QUIET_NOTICE_S = 3.0
 
 # The settings of the other subcommands (cuagent run's are config.options()).
 DURATION = config_mod.DURATION_S
 SNDHWM = next(o for o in config_mod.COMMON_OPTIONS if o.name == "sndhwm")
 PEER = Option("endpoint", str, metavar="FEED[,SYNC]", check=peer)
+PEER_HELP = (f"an agent or relay: tcp://HOST:PORT (sync at PORT + 1) or FEED,SYNC "
+             f"(default {DEFAULT_ENDPOINT})")
 RELAY_UPSTREAM = Option("connect", str, None, "an upstream agent or relay (repeat); tcp sync defaults to "
                         "feed port + 1", metavar="FEED[,SYNC]", check=peer)
 SUMMARY_INTERVAL = Option("summary_interval_s", float, 0.0, "forward a node's summary (cua1/sum/) only when its "
@@ -141,7 +147,7 @@ def make_engine(cfg: config_mod.RunConfig) -> Engine:
             devices, options = cfg.driver_args(name)
             engine = Engine(driver=name, devices=devices, **common, **options)
         except Exception as e:  # noqa: BLE001 — each backend's reason goes into the message
-            reason = str(e)  # the drivers' messages often start with their name already
+            reason = backend.flag_text(str(e))  # the drivers' messages often start with their name already
             failures.append(reason if reason.startswith(f"{name}:") else f"{name}: {reason}")
             continue
         if not engine.topology():
@@ -188,7 +194,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             pods.close()
         raise CliError(str(e)) from None
     try:
-        metrics = prometheus_cli.start_agent_metrics(args, agent)
+        metrics = prometheus_cli.start_agent_metrics(cfg, agent)
     except ValueError:
         agent.close()
         raise
@@ -300,10 +306,19 @@ def cmd_watch(args: argparse.Namespace) -> int:
         sub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
     ipv6.enable_for(sub, ep.feed)
     sub.connect(ep.feed)
-    end = None if args.duration is None else time.monotonic() + args.duration
+    started = time.monotonic()
+    end = None if args.duration is None else started + args.duration
     printed = 0
+    # stdout carries only JSON lines; that nothing is coming goes to stderr, once while
+    # waiting and once at the end, naming where it listened.
+    source = ep.feed + (f" under {', '.join(args.prefix)}" if args.prefix else "")
+    noticed = False
     try:
         while (end is None or time.monotonic() < end) and (args.count is None or printed < args.count):
+            if not printed and not noticed and time.monotonic() - started >= WATCH_QUIET_NOTICE_S:
+                print(f"cuagent watch: no message from {source} yet (is an agent or relay running there?)",
+                      file=sys.stderr, flush=True)
+                noticed = True
             timeout = 250 if end is None else max(0, min(250, int((end - time.monotonic()) * 1000)))
             if not sub.poll(timeout):
                 continue
@@ -320,6 +335,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
         pass
     finally:
         sub.close(0)
+    if not printed:
+        print(f"cuagent watch: no message from {source} in {time.monotonic() - started:.0f} s "
+              "(is an agent or relay running there?)", file=sys.stderr, flush=True)
     return 0
 
 
@@ -335,7 +353,8 @@ def sync_request(sync_endpoint: str, request: bytes, timeout: float, curve: Opti
     try:
         sock.send(request)
         if not sock.poll(int(timeout * 1000)):
-            raise CliError(f"no reply from {sync_endpoint} within {timeout:g} s")
+            raise CliError(f"no reply from {sync_endpoint} within {timeout:g} s "
+                           "(is an agent or relay running there? --timeout waits longer)")
         return sock.recv()
     finally:
         sock.close(0)
@@ -451,18 +470,21 @@ def build_parser() -> argparse.ArgumentParser:
         description="Node-level GPU telemetry: per-SM/CU and per-partition state over ZeroMQ "
         "(wire protocol: PROTOCOL.md). Start with `cuagent demo`.",
     )
+    parser.add_argument("--version", action="version", version=f"cuagent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the node agent", description=(
         "Sample the GPUs and publish topo/state/hb/event/sum on the feed (PUB) and answer snapshots "
         "on sync (ROUTER). Settings: defaults < --config file < flags."))
-    run.add_argument("--config", metavar="FILE", help="TOML file with the same keys as the flags (underscores)")
+    run.add_argument("--config", metavar="FILE", help="TOML file whose keys are the flags below with underscores "
+                     "(every one but --config; deploy/cuagent.toml lists them); a flag given here wins")
     settings = config_mod.options()
     slow = ("process_interval_s", "topology_poll_s")
     kubernetes = ("pod_resources_socket", "nfd_features_dir")
     curve = ("curve_secret_key", "curve_allow")
+    metrics = tuple(o.name for o in config_mod.METRICS_OPTIONS)  # prometheus_cli adds them
     for option in config_mod.COMMON_OPTIONS:
-        if option.name not in slow + kubernetes + curve:
+        if option.name not in slow + kubernetes + curve + metrics:
             settings[option.name].add_to(run)
     added: set[str] = set()
     for backend in registry.all_backends().values():
@@ -485,18 +507,20 @@ def build_parser() -> argparse.ArgumentParser:
                            description="XSUB->XPUB forwarding (frames untouched, headers read) plus a sync "
                            "socket answering snapshots from the latest frames it forwarded. Relays stack.")
     RELAY_UPSTREAM.add_to(relay, action="append", required=True)
-    BIND.add_to(relay, "--feed", default="tcp://*:7720")
-    BIND.add_to(relay, "--sync", default="tcp://*:7721")
+    BIND.add_to(relay, "--feed", default="tcp://*:7720",
+                help="PUB endpoint the nodes' messages are forwarded on (default tcp://*:7720)")
+    BIND.add_to(relay, "--sync", default="tcp://*:7721",
+                help="ROUTER endpoint answering snapshots and pings for every node (default tcp://*:7721)")
     relay.add_argument("--name", help="relay name in ping replies (default: <host>-relay)")
     SNDHWM.add_to(relay, default=SNDHWM.default)
     # Its range is RelayConfig's to check (relay.py): > 0 and < 1e6 s.
     relay.add_argument("--stale-after-s", type=float, default=3.0, metavar="S",
                        help="withhold a node from snapshots, and announce node_stale, after S s without "
-                            "its heartbeat (default 3, as PROTOCOL.md §3.3)")
+                            "its heartbeat [a number > 0 and < 1e6 s] (default 3, as PROTOCOL.md §3.3)")
     relay.add_argument("--forget-after-s", type=float, default=None, metavar="S",
                        help="drop a node from the relay's table, and announce node_gone, after S s without "
-                            "hearing anything of it (must be > --stale-after-s; default 300, or twice "
-                            "--stale-after-s if that is longer)")
+                            "hearing anything of it [a number > --stale-after-s and < 1e6 s] (default 300, or "
+                            "twice --stale-after-s if that is longer)")
     SUMMARY_INTERVAL.add_to(relay, default=SUMMARY_INTERVAL.default)
     FORWARDER.add_to(relay, default=FORWARDER.default)
     RELAY_KINDS.add_to(relay)
@@ -511,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     exporter.set_defaults(func=cmd_exporter)
 
     def viewer(p: argparse.ArgumentParser) -> None:
-        DURATION.add_to(p, help="end after this many seconds")
+        DURATION.add_to(p)
         p.add_argument("--plain", action="store_true", help="plain text lines even on a terminal")
         config_mod.LOG_LEVEL.add_to(p, default="warning")
 
@@ -521,7 +545,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "SM per window), processes, counters. When the panels do not fit the terminal's height, "
                          "each device is drawn in two or three lines (compact); --device draws the devices it "
                          "names in full; a last line counts the devices the terminal has no room for.")
-    PEER.add_to(top, "endpoints", nargs="*", help=f"default {DEFAULT_ENDPOINT}")
+    PEER.add_to(top, "endpoints", nargs="*", help="agents or relays, each tcp://HOST:PORT (sync at PORT + 1) "
+                "or FEED,SYNC, in one view (default " + DEFAULT_ENDPOINT + ")")
     TOP_DEVICE.add_to(top)
     viewer(top)
     _curve_client_flags(top)
@@ -538,7 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     watch = sub.add_parser("watch", help="print decoded feed messages, one JSON per line")
-    PEER.add_to(watch, "endpoint", default=DEFAULT_ENDPOINT, nargs="?")
+    PEER.add_to(watch, "endpoint", default=DEFAULT_ENDPOINT, nargs="?", help=PEER_HELP)
     PREFIX.add_to(watch, action="append", help="topic prefix (repeat; default cua1/)")
     DURATION.add_to(watch)
     COUNT.add_to(watch)
@@ -548,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.set_defaults(func=cmd_watch)
 
     snap = sub.add_parser("snapshot", help="one-shot JSON dump of a node or relay (sync socket)")
-    PEER.add_to(snap, "endpoint", default=DEFAULT_ENDPOINT, nargs="?")
+    PEER.add_to(snap, "endpoint", default=DEFAULT_ENDPOINT, nargs="?", help=PEER_HELP)
     PREFIX.add_to(snap, default=wire.PREFIX)
     snap.add_argument("--ping", action="store_true", help="send ping instead of snapshot")
     snap.add_argument("--summary", action="store_true",
@@ -564,6 +589,11 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("dir", metavar="DIR")
     keys.add_argument("names", nargs="+", metavar="NAME")
     keys.set_defaults(func=cmd_keys)
+
+    # Listed here for `cuagent --help`; main() hands its arguments to profiling.cli, which has
+    # its own parser (and --help), before this parser sees them.
+    sub.add_parser("profiling", help="release (pause) or retake (resume) a running agent's CUPTI counters, "
+                   "e.g. for an ncu or nsys session (cuagent profiling --help)", add_help=False)
 
     from .scheduling import extender as _extender
     _extender.add_parser(sub, _curve_client_flags).set_defaults(func=cmd_extender)

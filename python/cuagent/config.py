@@ -28,7 +28,7 @@ from typing import Any, Optional, Sequence
 
 from . import wire
 from .backends import registry
-from .options import Option, OptionError, bind_endpoint
+from .options import Option, OptionError, bind_endpoint, listen
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -65,6 +65,19 @@ PUBLISH_INTERVAL_MS = Option("publish_interval_ms", float, 100.0, "state window 
 DURATION_S = Option("duration", float, None, "stop after this many seconds", min=0.0, min_open=True,
                     max=MAX_DURATION_S, unit="s")
 LOG_LEVEL = Option("log_level", str, "info", choices=("debug", "info", "warning", "error"))
+# Prometheus /metrics from the agent's own process (exporters/prometheus_cli.py adds the flags,
+# with --metrics-listen alone meaning 0.0.0.0:7712).
+METRICS_LISTEN = Option("metrics_listen", str, None, "serve Prometheus metrics at http://HOST:PORT/metrics "
+                        "(HOST:PORT, :PORT or [IPv6]:PORT; port 0: any free port, logged)", metavar="HOST:PORT",
+                        check=listen)
+METRICS_PER_UNIT = Option("metrics_per_unit", bool, False, "also one series per SM/CU and counter "
+                          "(132 x counters per H100)")
+METRICS_PER_PROCESS = Option("metrics_per_process", bool, False,
+                             "also one series per GPU process (pid labels churn with jobs)")
+METRICS_OPTIONS = (METRICS_LISTEN, METRICS_PER_UNIT, METRICS_PER_PROCESS)
+
+#: Keys a --config file must not hold, and why (the rest of ``cuagent run``'s flags are keys).
+NOT_IN_FILE = {"config": "a config file cannot name another one: give --config on the command line"}
 
 #: The agent's own settings (each a ``cuagent run`` flag and a key of the --config file);
 #: the backends add theirs (backends/registry.py). ``driver``'s choices come from the registry.
@@ -104,6 +117,7 @@ COMMON_OPTIONS: tuple[Option, ...] = (
     Option("curve_allow", str, None,
            "directory of admitted clients' public keys (*.key, read at start); others receive nothing",
            metavar="DIR"),
+    *METRICS_OPTIONS,
 )
 _COMMON = {o.name: o for o in COMMON_OPTIONS}
 
@@ -150,6 +164,9 @@ class RunConfig:
     topology_poll_s: float = _default("topology_poll_s")
     curve_secret_key: Optional[str] = None
     curve_allow: Optional[str] = None
+    metrics_listen: Optional[str] = None  # None: no /metrics
+    metrics_per_unit: bool = _default("metrics_per_unit")
+    metrics_per_process: bool = _default("metrics_per_process")
     # Kubernetes (cuagent.scheduling): kubelet PodResources socket ("" = off) and NFD features.d.
     pod_resources_socket: str = _default("pod_resources_socket")
     nfd_features_dir: Optional[str] = None
@@ -177,6 +194,9 @@ def check_values(values: dict[str, Any], source: str) -> dict[str, Any]:
     """Each value checked against its declaration (type, bounds) and normalised; ``source``
     starts the message (``config file X``)."""
     known = options()
+    for key, why in NOT_IN_FILE.items():
+        if key in values:
+            raise ConfigError(f"{source}: {key}: {why}")
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {unknown}; known: {sorted(known)}")
@@ -215,6 +235,10 @@ def build(file_values: dict[str, Any], flag_values: dict[str, Any]) -> RunConfig
     if (cfg.curve_secret_key is None) != (cfg.curve_allow is None):
         raise ConfigError("CURVE needs both curve_secret_key (the agent's key file) and curve_allow "
                           "(the directory of admitted client public keys)")
+    for name in ("metrics_per_unit", "metrics_per_process"):
+        if getattr(cfg, name) and cfg.metrics_listen is None:
+            # It shapes what /metrics serves; without metrics_listen there is none to shape.
+            raise ConfigError(f"{name} needs metrics_listen (no /metrics is served without it)")
     for backend in registry.all_backends().values():
         for name in backend.chosen_only:
             if cfg.backend_settings.get(name) and cfg.driver != backend.name:

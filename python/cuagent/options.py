@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, NoReturn, Optional
 
-__all__ = ["Option", "OptionError", "OneLineParser", "bind_endpoint", "connect_endpoint", "nonempty"]
+__all__ = ["Option", "OptionError", "OneLineParser", "bind_endpoint", "connect_endpoint", "listen", "nonempty"]
 
 
 class OptionError(ValueError):
@@ -31,8 +31,9 @@ def _num(x: float) -> str:
 @dataclass(frozen=True)
 class Option:
     """One setting: its TOML key (``name``) and flag (``--name`` with dashes), its type
-    (int, float, str, or list: a TOML list of strings or a comma-separated flag, which may be
-    repeated), bounds (for a list: ``min`` items) and help. ``check`` validates a string (each item of a list) further
+    (int, float, str, bool: a TOML true/false and a ``--name``/``--no-name`` flag pair, or
+    list: a TOML list of strings or a comma-separated flag, which may be repeated), bounds
+    (for a list: ``min`` items) and help. ``check`` validates a string (each item of a list) further
     and raises OptionError saying what it accepts; it returns the value to keep."""
 
     name: str
@@ -69,6 +70,8 @@ class Option:
             return what
         if self.type is list:
             return "a list of strings (or one comma-separated string)"
+        if self.type is bool:
+            return "true or false"
         return "a string"
 
     # -- validation --------------------------------------------------------------------
@@ -91,6 +94,10 @@ class Option:
                     raise OptionError(f"{where} is not a non-empty string")
                 items.append(self._checked(item.strip(), where))
             return items
+        if self.type is bool:
+            if not isinstance(value, bool):  # 1 or "yes" in a file is a slip, not a switch
+                raise OptionError(f"{shown} is not {self.accepted()}")
+            return value
         if self.type is int:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise OptionError(f"{shown} is not an integer: expected {self.accepted()}")
@@ -149,17 +156,24 @@ class Option:
         metavar = self.metavar
         if metavar is None and self.choices is not None:
             metavar = "{" + ",".join(self.choices) + "}"
-        kwargs: dict[str, Any] = dict(type=self.from_text, default=default, metavar=metavar, help=self._help())
+        kwargs: dict[str, Any] = dict(type=self.from_text, default=default, metavar=metavar, help=self.help_text())
         if self.type is list:
             kwargs["action"] = "extend"
+        elif self.type is bool:
+            # --name / --no-name, None when neither is given: a flag can turn off what the
+            # file turned on, and an absent flag leaves the file's value.
+            kwargs = dict(action=argparse.BooleanOptionalAction, default=default, help=self.help_text())
         kwargs.update(overrides)
         parser.add_argument(*(names or (self.flag,)), **kwargs)
 
-    def _help(self) -> str:
+    def help_text(self) -> str:
+        """The --help line: the help, the range, the default."""
         parts = [self.help] if self.help else []
         if self.type in (int, float):
             parts.append(f"[{self.accepted()}]")
-        if isinstance(self.default, list):
+        if self.type is bool:
+            parts.append("(default on)" if self.default else "(default off)")
+        elif isinstance(self.default, list):
             if self.default:
                 parts.append(f"(default {','.join(self.default)})")
         elif self.default is not None:
@@ -194,8 +208,10 @@ IPC_PATH_MAX = 107
 
 def _tcp(rest: str, binding: bool) -> None:
     host, sep, port = rest.rpartition(":")
-    if not sep or not host or not port:
-        raise OptionError("expected tcp://HOST:PORT")
+    if not sep or not port:
+        raise OptionError("no port: expected tcp://HOST:PORT")
+    if not host:
+        raise OptionError("no host: expected tcp://HOST:PORT")
     if host.startswith("[") != host.endswith("]"):
         raise OptionError(f"unbalanced brackets in host {host!r} (IPv6 is tcp://[::1]:PORT)")
     if binding:
@@ -213,7 +229,7 @@ def _tcp(rest: str, binding: bool) -> None:
 def _endpoint(text: str, binding: bool) -> str:
     transport, sep, rest = text.partition("://")
     if not sep:
-        raise OptionError("expected tcp://HOST:PORT or ipc://PATH")
+        raise OptionError("no transport: expected tcp://HOST:PORT or ipc://PATH")
     if transport == "tcp":
         _tcp(rest, binding)
     elif transport == "ipc":
@@ -242,6 +258,15 @@ def peer(text: str) -> str:
     """``FEED[,SYNC]`` of an agent or relay (tcp sync defaults to feed port + 1), both checked."""
     from .client import parse_endpoint
 
+    # The feed's own form first: ``gpu01:7710`` lacks its transport and ``tcp://gpu01`` its
+    # port, which is what to say, not that the sync endpoint is missing (parse_endpoint can
+    # only derive it from a well-formed tcp feed).
+    feed = text.partition(",")[0].strip()
+    if feed:
+        try:
+            connect_endpoint(feed)
+        except OptionError as e:
+            raise OptionError(f"feed endpoint {feed!r}: {e}") from None
     try:
         ep = parse_endpoint(text)
     except ValueError as e:
@@ -270,6 +295,15 @@ def parse_listen(spec: str) -> tuple[str, int]:
     if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535 or host.count("[") != host.count("]"):
         raise ValueError(f"{spec!r}: expected HOST:PORT with PORT from 0 to 65535")
     return host.strip("[]") or "0.0.0.0", int(port_text)
+
+
+def listen(spec: str) -> str:
+    """An Option's check of an HTTP listen address (kept as text, parsed where it is bound)."""
+    try:
+        parse_listen(spec)
+    except ValueError:
+        raise OptionError("expected HOST:PORT with PORT from 0 to 65535") from None
+    return spec
 
 
 def listen_address(spec: str) -> tuple[str, int]:

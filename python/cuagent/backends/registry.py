@@ -28,6 +28,7 @@ import functools
 import importlib
 import logging
 import pkgutil
+import re
 import sys
 import threading
 from dataclasses import dataclass
@@ -93,6 +94,18 @@ class Backend:
             return self.driver_args(values)
         by_param = {o.param or o.name: values[o.name] for o in self.options}
         return None, {k: v for k, v in by_param.items() if v is not None}
+
+    def flag_text(self, message: str) -> str:
+        """A driver's error as a ``cuagent run`` user reads it. The drivers name a setting by
+        the keyword their factory takes (``pass library=<path>``, written for Python callers
+        of ``Engine``); on the command line that setting is this backend's flag and key
+        (``--amdsmi-library PATH``, ``amdsmi_library`` in --config), so the keyword is
+        replaced by them."""
+        for o in self.options:
+            keyword = re.escape(o.param or o.name)
+            named = f"{o.flag} {o.metavar or 'VALUE'} (or {o.name} in the --config file)"
+            message = re.sub(rf"(?<![\w-]){keyword}=<[^>]*>", lambda _: named, message)
+        return message
 
 
 class UnknownBackend(ValueError):

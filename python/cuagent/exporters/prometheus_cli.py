@@ -13,35 +13,38 @@ from __future__ import annotations
 import argparse
 from typing import Any, Callable, Optional
 
+from .. import config as config_mod
 from ..duration import stop_after
-from ..options import listen_address
+from ..options import Option, listen_address, parse_listen, peer
 
 DEFAULT_AGENT_PORT = 7712
 DEFAULT_EXPORTER_PORT = 7722
 
+CONNECT = Option("connect", str, None, "an agent or relay (repeat); tcp sync defaults to feed port + 1",
+                 metavar="FEED[,SYNC]", check=peer)
+
 
 def add_metrics_flags(run: argparse.ArgumentParser) -> None:
-    """``cuagent run``'s flags for serving /metrics from the agent's own process."""
+    """``cuagent run``'s flags for serving /metrics from the agent's own process; they are keys
+    of the --config file too (config.METRICS_OPTIONS)."""
     g = run.add_argument_group("Prometheus /metrics")
-    g.add_argument("--metrics-listen", nargs="?", const=("0.0.0.0", DEFAULT_AGENT_PORT),
-                   type=listen_address, metavar="HOST:PORT",
-                   help=f"serve Prometheus metrics at http://HOST:PORT/metrics (alone: 0.0.0.0:{DEFAULT_AGENT_PORT})")
-    g.add_argument("--metrics-per-unit", action="store_true",
-                   help="also one series per SM/CU and counter (132 x counters per H100; off by default)")
-    g.add_argument("--metrics-per-process", action="store_true",
-                   help="also one series per GPU process (pid labels churn with jobs; off by default)")
+    alone = f"0.0.0.0:{DEFAULT_AGENT_PORT}"
+    config_mod.METRICS_LISTEN.add_to(g, nargs="?", const=alone,
+                                     help=config_mod.METRICS_LISTEN.help_text() + f" (the flag alone: {alone})")
+    config_mod.METRICS_PER_UNIT.add_to(g)
+    config_mod.METRICS_PER_PROCESS.add_to(g)
 
 
-def start_agent_metrics(args: argparse.Namespace, agent: Any) -> Optional[Any]:
-    """The running /metrics server of ``cuagent run`` (None without --metrics-listen).
+def start_agent_metrics(cfg: config_mod.RunConfig, agent: Any) -> Optional[Any]:
+    """The running /metrics server of ``cuagent run`` (None without metrics_listen).
     A port that cannot be bound is a ValueError naming it."""
-    listen = getattr(args, "metrics_listen", None)
-    if listen is None:
+    if cfg.metrics_listen is None:
         return None
     from .prometheus import serve_agent
 
+    listen = parse_listen(cfg.metrics_listen)
     try:
-        return serve_agent(agent, listen, per_unit=args.metrics_per_unit, per_process=args.metrics_per_process)
+        return serve_agent(agent, listen, per_unit=cfg.metrics_per_unit, per_process=cfg.metrics_per_process)
     except OSError as e:
         raise ValueError(f"--metrics-listen {listen[0]}:{listen[1]}: {e.strerror or e}") from None
 
@@ -52,14 +55,13 @@ def add_exporter_parser(sub: Any) -> argparse.ArgumentParser:
         "exporter", help="Prometheus /metrics for any agents or relays",
         description="Follow agents or relays (the client library: snapshot, gaps, restarts) and serve "
         "Prometheus metrics for every node behind them, each series labelled with its node.")
-    p.add_argument("--connect", action="append", required=True, metavar="FEED[,SYNC]",
-                   help="an agent or relay (repeat); tcp sync defaults to feed port + 1")
+    CONNECT.add_to(p, action="append", required=True)
     p.add_argument("--listen", type=listen_address, default=("0.0.0.0", DEFAULT_EXPORTER_PORT),
                    metavar="HOST:PORT", help=f"serve http://HOST:PORT/metrics (default 0.0.0.0:{DEFAULT_EXPORTER_PORT})")
     p.add_argument("--per-unit", action="store_true", help="also one series per SM/CU and counter")
     p.add_argument("--per-process", action="store_true", help="also one series per GPU process")
-    p.add_argument("--duration", type=float, help="stop after this many seconds")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    config_mod.DURATION_S.add_to(p)  # the range every long-running command takes
+    config_mod.LOG_LEVEL.add_to(p, default="info")
     return p
 
 

@@ -18,7 +18,7 @@ from rich.text import Text
 
 from .. import wire
 from ..feed.view import DeviceView, NodeView
-from .top_nvidia import fit_width
+from .top_nvidia import compact_head, fit_width
 
 STATE_STYLES = ("grey35", "green3", "yellow1", "red1")  # idle, active, saturated, thrashing
 BARS = " ▁▂▃▄▅▆▇█"
@@ -144,10 +144,8 @@ def compact_lines(dv: DeviceView, width: int) -> list[Text]:
     (as tall as its units' mean ``active``, coloured by the state most of its units are in),
     the state counts and a few device counters."""
     topo, st = dv.topology, dv.state
-    short = dv.id if len(dv.id) <= 16 else dv.id[:12] + "…"
-    head = Text(f"{dv.node}/{topo.index} {short} {topo.model}", style="bold")
+    head = compact_head(dv)
     if dv.lost:
-        head.append(f"  {dv.status.upper()}: no state served", style="bold red")
         return [fit_width(head, width)]
     if st is None:
         return [fit_width(head, width), fit_width(Text("  waiting for the first window…", style="dim"), width)]

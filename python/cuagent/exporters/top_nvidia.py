@@ -227,6 +227,17 @@ def fit_width(text: Text, width: int) -> Text:
     return text
 
 
+def compact_head(dv: DeviceView) -> Text:
+    """A compact form's first line, for every vendor: node/index, id (shortened), model, and
+    for a device that is not ``ok`` its status (the caller then draws nothing more)."""
+    topo = dv.topology
+    short = dv.id if len(dv.id) <= 16 else dv.id[:12] + "…"
+    head = Text(f"{dv.node}/{topo.index} {short} {topo.model}", style="bold")
+    if dv.lost:
+        head.append(f"  {dv.status.upper()}: no state served", style="bold red")
+    return head
+
+
 # --------------------------------------------------------------------------- sections
 
 
@@ -487,10 +498,8 @@ def full_lines(dv: DeviceView, history: NvidiaHistory, width: int) -> list[Text]
 def compact_lines(dv: DeviceView, history: NvidiaHistory, width: int) -> list[Text]:
     """At most three lines per device, for many GPUs on a short terminal."""
     topo, st = dv.topology, dv.state
-    short = dv.id if len(dv.id) <= 16 else dv.id[:12] + "…"
-    head = Text(f"{dv.node}/{topo.index} {short} {topo.model}", style="bold")
+    head = compact_head(dv)
     if dv.lost:
-        head.append(f"  {dv.status.upper()}: no state served", style="bold red")
         return [fit_width(head, width)]
     if _mig(dv):
         parts = [p for p in topo.partitions if p.kind == "mig"]

@@ -20,13 +20,17 @@ from .. import ipv6, wire
 from ..curve import ClientKeys, apply_client
 from ..wire import Header, ProtocolError, Topic
 from .lazy import LazyState
+from .outage import Outage
 from .queued import HeldMessages
 from .requests import RequestQueue
 from .view import ClusterView, DeviceView, NodeView
 
 log = logging.getLogger("cuagent.client")
 
-SNAPSHOT_TIMEOUT_S = 2.0
+SNAPSHOT_TIMEOUT_S = 2.0  # how long the first snapshot request to an upstream waits for its reply
+# An upstream that leaves requests unanswered is asked less and less often: each request waits
+# twice as long as the last before it is sent again, up to this (see snapshot_wait).
+SNAPSHOT_RETRY_MAX_S = 30.0
 JOIN_WAIT_S = 1.2  # longest wait for a first feed message before the first snapshot (hb: 1 s)
 MAX_BUFFERED = 100_000  # feed messages queued per upstream while (re)joining
 RETIRED_EPOCHS = 8  # epochs a node has left that are remembered, to drop their late messages
@@ -50,6 +54,18 @@ def retry_wait(tries: int) -> float:
     """The wait before asking again after ``tries`` replies in a row that could not be used:
     RESYNC_RETRY_S, doubling."""
     return float(RESYNC_RETRY_S * 2 ** min(tries - 1, 16))
+
+
+def snapshot_wait(unanswered: int, first: float = SNAPSHOT_TIMEOUT_S) -> float:
+    """How long a snapshot request waits for its reply before it is sent again (at once, on a
+    fresh socket), when the ``unanswered`` requests before it to the same upstream, in a row,
+    got none: ``first``, doubling, up to SNAPSHOT_RETRY_MAX_S (or ``first``, if longer).
+
+    A reply lost once is asked again as soon as ever (the retry is sent when the first wait
+    ends); an upstream that stays silent is asked every 30 s, not every 2 s. Waiting longer
+    costs nothing when it comes back: the request waits on the socket, which reconnects on
+    its own and delivers it then. Any reply resets the count."""
+    return min(max(first, SNAPSHOT_RETRY_MAX_S), first * 2.0 ** min(max(unanswered, 0), 16))
 
 
 def merged_replies(snaps: Sequence[wire.Snapshot]) -> wire.Snapshot:
@@ -356,6 +372,12 @@ class Session:
         # (monotonic s): asked again at once, a source that refuses would be asked per round trip.
         self.refusals = 0
         self.hold_until = 0.0
+        # Requests in a row that got no reply (the next one waits longer: snapshot_wait), and
+        # the faults that may last, each said once rather than at every retry (outage.py).
+        self.unanswered = 0
+        self.silence = Outage(log, "requests unanswered")
+        self.refused = Outage(log, "replies refused")
+        self.unknown_outages: dict[str, Outage] = {}  # node -> its source knowing nothing of it
         # The kinds this source carries, from its snapshot replies (None: all, §3.3).
         self.carried: Optional[frozenset[str]] = None
         self.pending = RequestQueue((p, None) for p in state.prefixes)
@@ -395,12 +417,16 @@ class Session:
         its source knew nothing of is asked for again."""
         out = [at - now for _, at in self.unknown.values() if at != _ASKED]
         if self.inflight:
-            out.append(self.inflight[2] + self.state.snapshot_timeout_s - now)
+            out.append(self.inflight[2] + self.reply_wait() - now)
         elif self.joining:
             out.append(self.created + JOIN_WAIT_S - now)
         if self.pending and self.hold_until > now:
             out.append(self.hold_until - now)
         return out
+
+    def reply_wait(self) -> float:
+        """How long the request in flight waits for its reply (snapshot_wait)."""
+        return snapshot_wait(self.unanswered, self.state.snapshot_timeout_s)
 
     def process(self) -> None:
         """Handle everything already received (never blocks)."""
@@ -421,9 +447,14 @@ class Session:
                 self.pending.extend((prefix, unknown) for prefix in self.state.node_prefixes(unknown))
         if self.inflight is None and self.pending:
             self._send_next_request()
-        if self.inflight is not None and now - self.inflight[2] > self.state.snapshot_timeout_s:
+        if self.inflight is not None and now - self.inflight[2] > self.reply_wait():
             self.state.stats.snapshot_timeouts += 1
-            log.info("snapshot from %s timed out; retrying", self.endpoint.sync)
+            waited = self.reply_wait()
+            self.unanswered += 1
+            most = snapshot_wait(1 << 16, self.state.snapshot_timeout_s)
+            self.silence.failed(now, f"no snapshot reply from {self.endpoint.sync} within {waited:g} s; "
+                                     f"retrying with backoff, up to {most:g} s",
+                                f"still no snapshot reply from {self.endpoint.sync}")
             prefix, node, _ = self.inflight
             self.inflight = None
             self.pending.appendleft((prefix, node))
@@ -721,17 +752,23 @@ class Session:
                 return
             prefix, node, sent = self.inflight
             self.inflight = None
+            now = time.monotonic()
+            self.unanswered = 0
+            self.silence.ended(now, f"snapshot reply from {self.endpoint.sync} again")
             try:
                 snap = wire.decode_snapshot_reply(data)
             except ProtocolError as e:
                 self.state.stats.decode_errors += 1
                 self.refusals += 1
                 wait = min(REFUSED_RETRY_MAX_S, retry_wait(self.refusals))
-                self.hold_until = time.monotonic() + wait
-                log.warning("bad snapshot reply from %s (%s): asking again in %.2f s", self.endpoint.sync, e, wait)
+                self.hold_until = now + wait
+                self.refused.failed(now, f"bad snapshot reply from {self.endpoint.sync} ({e}): asking again in "
+                                         f"{wait:.2f} s, longer each time, up to {REFUSED_RETRY_MAX_S:g} s",
+                                    f"still bad snapshot replies from {self.endpoint.sync} ({e})")
                 self.pending.appendleft((prefix, node))
                 continue
             self.refusals = 0
+            self.refused.ended(now, f"good snapshot reply from {self.endpoint.sync} again")
             replies, first_sent = self.collected.setdefault(node, ([], sent))
             replies.append(snap)
             if self.pending.waiting_for(node):
@@ -753,6 +790,9 @@ class Session:
                 self._retire_left_epochs(node)
                 if node is not None and node in self.state.epochs:
                     self.unknown.pop(node, None)
+                    outage = self.unknown_outages.pop(node, None)
+                    if outage is not None:
+                        outage.ended(now, f"{self.endpoint.sync} has node {node} again")
                     self._release(node)
                 elif node is not None:
                     self._source_knows_nothing_of(node, "knows nothing yet of")
@@ -807,18 +847,31 @@ class Session:
     def _source_knows_nothing_of(self, node: str, what: str) -> None:
         """A node's snapshot replies held nothing of it, or not its topo (a relay still joining
         it, or one that has forgotten it since): ask again later, its messages queued
-        meanwhile; after RESYNC_TRIES such replies, drop them."""
+        meanwhile; after RESYNC_TRIES such replies, drop them. A source that never learns the
+        node goes round that cycle for as long as the node's messages come: said once, at
+        WARNING (then as an :class:`Outage` reminds), not at every reply."""
+        now = time.monotonic()
         tries = self.unknown.get(node, (0, 0.0))[0] + 1
+        outage = self.unknown_outages.get(node)
         if tries >= RESYNC_TRIES:
             del self.unknown[node]
             self.resyncing.discard(node)
             dropped = self._take_queued(node)
-            log.warning("%s %s node %s after %d tries: its %d queued messages are dropped; its next "
-                        "message starts over", self.endpoint.sync, what, node, tries, len(dropped))
+            if outage is None:
+                # Nodes met once and not since (gone for good) are not remembered for ever.
+                for old in [n for n, o in self.unknown_outages.items() if now - o.last > 2 * o.remind_s]:
+                    del self.unknown_outages[old]
+                outage = self.unknown_outages[node] = Outage(log, f"rounds of {RESYNC_TRIES} tries")
+            outage.failed(now, f"{self.endpoint.sync} {what} node {node} after {tries} tries: its {len(dropped)} "
+                               f"queued messages are dropped; its next message starts over",
+                          f"{self.endpoint.sync} still {what} node {node}")
             return
         wait = retry_wait(tries)
-        log.info("%s %s node %s: asking again in %.2f s", self.endpoint.sync, what, node, wait)
-        self.unknown[node] = (tries, time.monotonic() + wait)
+        # The first try of the first round at INFO (a relay still joining the node: usual);
+        # the rest, and every round of a source that keeps knowing nothing, at DEBUG.
+        log.log(logging.INFO if tries == 1 and outage is None else logging.DEBUG, "%s %s node %s: asking again in %.2f s",
+                self.endpoint.sync, what, node, wait)
+        self.unknown[node] = (tries, now + wait)
         self.resyncing.add(node)
 
     def _apply_snapshot(self, snap: wire.Snapshot, only_node: Optional[str], sent: Optional[float]) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import __version__, ipv6, slow_path, wire
 from . import config as config_mod
-from .curve import ClientKeys, ServerKeys
+from .curve import ClientKeys, ServerKeys, monitor_events, no_reply_hint
 from .duration import stop_after
 from .exporters import prometheus_cli
 from .options import OneLineParser, Option, OptionError, bind_endpoint, peer
@@ -349,14 +349,19 @@ def sync_request(sync_endpoint: str, request: bytes, timeout: float, curve: Opti
     if curve is not None:
         curve.apply(sock)
     ipv6.enable_for(sock, sync_endpoint)
+    # If no reply comes, its handshake events say why: a server refusing a CURVE key says
+    # nothing else to the client.
+    monitor = sock.get_monitor_socket()
     sock.connect(sync_endpoint)
     try:
         sock.send(request)
         if not sock.poll(int(timeout * 1000)):
-            raise CliError(f"no reply from {sync_endpoint} within {timeout:g} s "
-                           "(is an agent or relay running there? --timeout waits longer)")
+            why = no_reply_hint(monitor_events(monitor), curve is not None)
+            raise CliError(f"no reply from {sync_endpoint} within {timeout:g} s ({why})")
         return sock.recv()
     finally:
+        sock.disable_monitor()
+        monitor.close(0)
         sock.close(0)
 
 

@@ -10,7 +10,10 @@ writes a ``NAME.key`` with the public key and a ``NAME.key_secret`` with both):
   ``--curve-client-key FILE`` (the client's ``.key_secret``) and ``--curve-server-key FILE``
   (the server's public ``.key``).
 
-A client without an admitted key completes no handshake, so it receives nothing at all.
+A client without an admitted key completes no handshake, so it receives nothing at all. The
+server says so in its log (a WARNING naming the refused key and where it came from, once per
+key per few minutes: :class:`Rejections`); the CLI, whose request then gets no reply, says why
+as far as its socket's handshake events tell (:func:`no_reply_hint`).
 
 A secret key file that others may read or write is refused, as OpenSSH refuses an unprotected
 private key: whoever reads it can impersonate the agent to every client, and whoever writes
@@ -23,8 +26,9 @@ import logging
 import os
 import stat
 import tempfile
-from dataclasses import dataclass
-from typing import Optional
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
 
 import zmq
 
@@ -44,13 +48,20 @@ def _load(path: str, need_secret: bool, what: str) -> tuple[bytes, Optional[byte
         raise CurveError(f"{what} {path!r} is not a file")
     try:
         public, secret = zmq.auth.load_certificate(path)
-    except (OSError, ValueError) as e:
+    except OSError as e:
+        raise CurveError(f"cannot read {what} {path!r}: {_reason(e)}") from None
+    except ValueError as e:
         raise CurveError(f"{what} {path!r} is not a zmq.auth certificate: {e}") from None
     if need_secret and not secret:
         raise CurveError(f"{what} {path!r} holds no secret key (use the .key_secret file)")
     if secret:
         check_private(path, what)
     return public, secret
+
+
+def _reason(e: OSError) -> str:
+    """``permission denied``, not ``[Errno 13] Permission denied: '/path'`` (the caller names it)."""
+    return e.strerror.lower() if e.strerror else str(e)
 
 
 def check_private(path: str, what: str) -> None:
@@ -66,22 +77,33 @@ def check_private(path: str, what: str) -> None:
                          f"(at most {allowed}; chmod 600 {path})")
 
 
+def allowed_keys(allow_dir: str) -> frozenset[bytes]:
+    """The public keys (z85) of the ``*.key`` files in ``allow_dir``. Read when the server's
+    keys are loaded, each file named if it cannot be used (zmq.auth read them when the server
+    started, and one bad file left the allow-list empty: everyone refused, said at DEBUG)."""
+    if not os.path.isdir(allow_dir):
+        raise CurveError(f"--curve-allow {allow_dir!r} is not a directory")
+    try:
+        files = sorted(f for f in os.listdir(allow_dir) if f.endswith(".key"))
+    except OSError as e:
+        raise CurveError(f"cannot read --curve-allow {allow_dir!r}: {_reason(e)}") from None
+    if not files:
+        raise CurveError(f"--curve-allow {allow_dir!r} holds no public key (*.key) files: nobody could connect")
+    return frozenset(_load(os.path.join(allow_dir, f), False, "--curve-allow key")[0] for f in files)
+
+
 @dataclass(frozen=True)
 class ServerKeys:
     public: bytes
     secret: bytes
     allow_dir: str
+    allowed: frozenset[bytes] = field(default=frozenset())  # the admitted public keys (z85), read at load
 
     @classmethod
     def load(cls, secret_key_file: str, allow_dir: str) -> "ServerKeys":
         public, secret = _load(secret_key_file, True, "--curve-secret-key")
-        if not os.path.isdir(allow_dir):
-            raise CurveError(f"--curve-allow {allow_dir!r} is not a directory")
-        keys = [f for f in os.listdir(allow_dir) if f.endswith(".key")]
-        if not keys:
-            raise CurveError(f"--curve-allow {allow_dir!r} holds no public key (*.key) files: nobody could connect")
         assert secret is not None
-        return cls(public, secret, allow_dir)
+        return cls(public, secret, allow_dir, allowed_keys(allow_dir))
 
     def apply(self, sock: zmq.Socket[bytes]) -> None:
         """Make ``sock`` a CURVE server (before it binds)."""
@@ -90,19 +112,84 @@ class ServerKeys:
         sock.curve_server = True
 
 
+REJECT_LOG_S = 300.0  # a refused key is named at most once per this, with how often it came since
+REJECT_LINES = 20  # at most this many refused keys are named per REJECT_LOG_S; the rest, counted
+REJECT_KEYS_KEPT = 4096  # refused keys remembered (an attacker may make up a key per attempt)
+
+
+class Rejections:
+    """The server's log of refused client keys: a WARNING naming the key (z85) and where it
+    came from, once per key per ``every_s`` (a client retries every few seconds, for ever),
+    and no more than ``lines`` keys a period (a peer may make up a key per attempt); what was
+    not said is counted, and the next line says how much."""
+
+    def __init__(self, logger: logging.Logger, allow_dir: str, every_s: float = REJECT_LOG_S,
+                 lines: int = REJECT_LINES) -> None:
+        self.log, self.allow_dir, self.every_s, self.lines = logger, allow_dir, every_s, lines
+        self.said: dict[bytes, tuple[float, int]] = {}  # key -> (when last named, refusals since)
+        self.period, self.period_lines, self.unnamed = 0.0, 0, 0
+
+    def refused(self, key: bytes, peer: str, now: float) -> None:
+        last, since = self.said.get(key, (None, 0))
+        if last is not None and now - last < self.every_s:
+            self.said[key] = (last, since + 1)
+            return
+        if now - self.period >= self.every_s:
+            self.period, self.period_lines = now, 0
+        if self.period_lines >= self.lines:
+            self.unnamed += 1
+            return
+        if len(self.said) >= REJECT_KEYS_KEPT:
+            self.said = {k: v for k, v in self.said.items() if now - v[0] < self.every_s}
+            if len(self.said) >= REJECT_KEYS_KEPT:
+                self.said.clear()
+        self.period_lines += 1
+        more = f"; refused {since} more time(s) since it was last named" if since else ""
+        if self.unnamed:
+            more += f"; {self.unnamed} other refusal(s) not named (too many keys)"
+            self.unnamed = 0
+        self.log.warning("CURVE: refused client key %s%s: not in --curve-allow %s%s", key.decode("ascii", "replace"),
+                         f" from {peer}" if peer else "", self.allow_dir, more)
+        self.said[key] = (now, 0)
+
+
+def _zap_handler(ctx: zmq.Context[zmq.Socket[bytes]], allowed: frozenset[bytes], allow_dir: str) -> Any:
+    """A pyzmq ThreadAuthenticator that admits ``allowed`` and logs the keys it refuses, with
+    the peer address its ZAP request carries (an IP; for ipc://, the peer's uid:gid:pid)."""
+    from zmq.auth.thread import ThreadAuthenticator
+
+    rejections = Rejections(log, allow_dir)
+
+    class ZapHandler(ThreadAuthenticator):
+        peer = ""
+
+        async def handle_zap_message(self, msg: list[bytes]) -> None:
+            # One request at a time, on the handler's thread: the callback below is this one's.
+            self.peer = msg[3].decode("utf-8", "replace") if len(msg) > 3 else ""
+            await super().handle_zap_message(msg)
+
+        def callback(self, domain: str, key: bytes) -> bool:
+            """The credentials provider's (zmq.auth): ``key`` is the client's, z85."""
+            if key in allowed:
+                return True
+            rejections.refused(key, self.peer, time.monotonic())
+            return False
+
+    return ZapHandler(ctx, log=logging.getLogger("cuagent.curve.zap"))
+
+
 class Authenticator:
-    """The ZAP handler of one context: admits CURVE clients whose key is in the allow dir.
-    Must be started before the sockets it guards accept connections."""
+    """The ZAP handler of one context: admits CURVE clients whose key is in the allow dir, and
+    logs those it refuses. Must be started before the sockets it guards accept connections."""
 
     def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], keys: ServerKeys) -> None:
-        from zmq.auth.thread import ThreadAuthenticator
-
-        self._auth = ThreadAuthenticator(ctx, log=logging.getLogger("cuagent.curve.zap"))
+        # Read by ServerKeys.load; keys made by hand have none yet.
+        allowed = keys.allowed or allowed_keys(keys.allow_dir)
+        self._auth = _zap_handler(ctx, allowed, keys.allow_dir)
         self._auth.start()
-        # domain "*": every socket of this context; the keys are read now, once.
-        self._auth.configure_curve(domain="*", location=keys.allow_dir)
-        log.info("CURVE: admitting the %d public key(s) in %s",
-                 sum(f.endswith(".key") for f in os.listdir(keys.allow_dir)), keys.allow_dir)
+        # domain "*": every socket of this context.
+        self._auth.configure_curve_callback(domain="*", credentials_provider=self._auth)
+        log.info("CURVE: admitting the %d public key(s) in %s", len(allowed), keys.allow_dir)
 
     def stop(self) -> None:
         self._auth.stop()
@@ -169,3 +256,43 @@ def apply_client(sock: zmq.Socket[bytes], keys: Optional[ClientKeys]) -> zmq.Soc
     if keys is not None:
         keys.apply(sock)
     return sock
+
+
+def curve_hint(keys: Optional[ClientKeys]) -> str:
+    """What a client with CURVE keys adds to "no reply from X": a server that refuses its key
+    says nothing else to it (its own log names the key)."""
+    return " (down, unreachable, or refusing this client's CURVE key)" if keys is not None else ""
+
+
+def no_reply_hint(events: Sequence[tuple[int, int]], curve: bool) -> str:
+    """Why a request got no reply, as far as its socket's monitor ``events`` ((event, value)
+    pairs) tell: the words after "no reply from X within T s". A CURVE server that refuses a
+    client says nothing to it but a failed handshake, which only the monitor sees; the first
+    of these that applies is the reason."""
+    seen = dict(events)
+    if zmq.EVENT_HANDSHAKE_FAILED_AUTH in seen:
+        return "the server refused this client's CURVE key: it is not in the server's --curve-allow directory"
+    if seen.get(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL) == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+        if curve:
+            return "the server does not use CURVE: leave out --curve-client-key and --curve-server-key"
+        return "the server requires CURVE: give --curve-client-key and --curve-server-key"
+    if curve and zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL in seen:
+        return "the CURVE handshake failed: is --curve-server-key the server's public key?"
+    if zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL in seen or zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL in seen:
+        return "the handshake failed: is it a cuagent agent or relay's sync endpoint?"
+    if zmq.EVENT_HANDSHAKE_SUCCEEDED in seen:
+        return "connected: the server is up but did not answer in time; --timeout waits longer"
+    if zmq.EVENT_CONNECTED in seen:
+        return "connected, but no handshake completed (a server refusing this client's CURVE key, or overloaded)"
+    return "is an agent or relay running there? --timeout waits longer"  # nothing accepted the connection
+
+
+def monitor_events(monitor: zmq.Socket[bytes]) -> list[tuple[int, int]]:
+    """The (event, value) pairs a socket monitor (``sock.get_monitor_socket()``) holds now."""
+    from zmq.utils.monitor import recv_monitor_message
+
+    out = []
+    while monitor.poll(0):
+        event = recv_monitor_message(monitor, zmq.NOBLOCK)
+        out.append((int(event["event"]), int(event["value"])))
+    return out

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, Optional, Protocol, Sequence
 import zmq
 
 from .. import ipv6, wire
-from ..curve import ClientKeys, apply_client
+from ..curve import ClientKeys, apply_client, curve_hint
 from ..wire import Header, ProtocolError, Topic
 from .lazy import LazyState
 from .outage import Outage
@@ -452,8 +452,8 @@ class Session:
             waited = self.reply_wait()
             self.unanswered += 1
             most = snapshot_wait(1 << 16, self.state.snapshot_timeout_s)
-            self.silence.failed(now, f"no snapshot reply from {self.endpoint.sync} within {waited:g} s; "
-                                     f"retrying with backoff, up to {most:g} s",
+            self.silence.failed(now, f"no snapshot reply from {self.endpoint.sync} within {waited:g} s"
+                                     f"{curve_hint(self.curve)}; retrying with backoff, up to {most:g} s",
                                 f"still no snapshot reply from {self.endpoint.sync}")
             prefix, node, _ = self.inflight
             self.inflight = None
@@ -869,8 +869,8 @@ class Session:
         wait = retry_wait(tries)
         # The first try of the first round at INFO (a relay still joining the node: usual);
         # the rest, and every round of a source that keeps knowing nothing, at DEBUG.
-        log.log(logging.INFO if tries == 1 and outage is None else logging.DEBUG, "%s %s node %s: asking again in %.2f s",
-                self.endpoint.sync, what, node, wait)
+        level = logging.INFO if tries == 1 and outage is None else logging.DEBUG
+        log.log(level, "%s %s node %s: asking again in %.2f s", self.endpoint.sync, what, node, wait)
         self.unknown[node] = (tries, now + wait)
         self.resyncing.add(node)
 

@@ -29,7 +29,7 @@ import zmq
 
 from .. import ipv6, wire
 from .._core import RelayTable
-from ..curve import ClientKeys, apply_client
+from ..curve import ClientKeys, apply_client, curve_hint
 from ..feed.outage import Outage
 from ..feed.session import (JOIN_WAIT_S, REFUSED_RETRY_MAX_S, SNAPSHOT_TIMEOUT_S, Endpoint, retry_wait,
                             snapshot_wait)
@@ -77,8 +77,8 @@ class _Upstream:
         # A fresh socket: a late reply to the abandoned request can never pass for the next.
         waited = snapshot_wait(self.unanswered)
         self.unanswered += 1
-        self.silence.failed(now, f"no snapshot reply from {self.endpoint.sync} within {waited:g} s; "
-                                 f"retrying with backoff, up to {snapshot_wait(1 << 16):g} s",
+        self.silence.failed(now, f"no snapshot reply from {self.endpoint.sync} within {waited:g} s"
+                                 f"{curve_hint(self.curve)}; retrying with backoff, up to {snapshot_wait(1 << 16):g} s",
                             f"still no snapshot reply from {self.endpoint.sync}")
         prefix, node, _ = self.inflight
         self.inflight = None

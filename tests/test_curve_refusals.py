@@ -1,0 +1,134 @@
+"""CURVE refusals are said on both sides (PROTOCOL.md §6): the server logs the key it refused
+(once per key per few minutes, however often it comes back), and the CLI, which then gets no
+reply, says why as far as its handshake tells. A key file the server cannot read says so."""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import zmq
+import zmq.auth
+
+from cuagent.client import Client
+from cuagent.curve import ClientKeys, Rejections, create_keys
+from feed_support import WAIT_S, Proc, _env, wait_until
+
+pytestmark = pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CURVE")
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    d = tmp_path_factory.mktemp("keys")
+    for name in ("server", "good", "bad"):
+        create_keys(str(d), name)
+    allow = d / "allow"
+    allow.mkdir()
+    (allow / "good.key").write_bytes((d / "good.key").read_bytes())
+    return d
+
+
+def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cuagent.cli", *args], capture_output=True, text=True,
+                          timeout=WAIT_S + 10, env=_env(), **kw)
+
+
+def test_each_refused_key_is_named_once_a_period_and_a_flood_of_keys_is_counted(caplog):
+    log = logging.getLogger("cuagent.test.rejections")
+    caplog.set_level(logging.DEBUG, logger=log.name)
+    r = Rejections(log, "allowed/", every_s=300.0, lines=3)
+    for t in range(0, 600, 2):  # a client retrying every 2 s for 10 min
+        r.refused(b"KEY-A", "10.0.0.7", float(t))
+    said = [rec.getMessage() for rec in caplog.records]
+    assert said == ["CURVE: refused client key KEY-A from 10.0.0.7: not in --curve-allow allowed/",
+                    "CURVE: refused client key KEY-A from 10.0.0.7: not in --curve-allow allowed/; "
+                    "refused 149 more time(s) since it was last named"]
+    assert all(rec.levelno == logging.WARNING for rec in caplog.records)
+    caplog.clear()
+    for i in range(10):  # made-up keys, one per attempt: three named, the rest counted
+        r.refused(f"MADE-UP-{i}".encode(), "", 1000.0 + i)
+    r.refused(b"MADE-UP-LATER", "", 1400.0)
+    said = [rec.getMessage() for rec in caplog.records]
+    assert len(said) == 4 and said[-1].endswith("; 7 other refusal(s) not named (too many keys)"), said
+
+
+def test_a_refused_key_is_logged_by_the_agent_and_explained_to_the_client(keys, tmp_path):
+    feed, sync = f"ipc://{tmp_path}/agent.feed", f"ipc://{tmp_path}/agent.sync"
+    agent = Proc(["run", "--driver", "mock", "--node", "secure", "--rate-hz", "100", "--publish-interval-ms", "100",
+                  "--feed", feed, "--sync", sync, "--curve-secret-key", str(keys / "server.key_secret"),
+                  "--curve-allow", str(keys / "allow"), "--log-level", "info"], feed, sync, tmp_path / "agent.log")
+    server_key = str(keys / "server.key")
+    try:
+        good = Client([agent.endpoint], curve=ClientKeys.load(str(keys / "good.key_secret"), server_key))
+        try:
+            wait_until(lambda: "secure" in good.view.nodes, step=lambda: good.poll(0.05), what="an admitted client")
+        finally:
+            good.close()
+        for _ in range(3):  # the same refused key, again and again
+            r = _cli("snapshot", agent.endpoint, "--timeout", "1", "--curve-client-key", str(keys / "bad.key_secret"),
+                     "--curve-server-key", server_key)
+            assert r.returncode == 2 and r.stderr.splitlines() == [
+                f"cuagent snapshot: error: no reply from {sync} within 1 s (the server refused this client's CURVE "
+                "key: it is not in the server's --curve-allow directory)"], r.stderr
+        r = _cli("snapshot", agent.endpoint, "--timeout", "1")
+        assert r.returncode == 2 and r.stderr.rstrip().endswith(
+            f"no reply from {sync} within 1 s (the server requires CURVE: give --curve-client-key and "
+            "--curve-server-key)"), r.stderr
+        # A relay whose upstream link has the refused key: its warning says what may be wrong.
+        relay = Proc(["relay", "--name", "r", "--connect", agent.endpoint, "--feed", f"ipc://{tmp_path}/r.feed",
+                      "--sync", f"ipc://{tmp_path}/r.sync", "--curve-client-key", str(keys / "bad.key_secret"),
+                      "--curve-server-key", server_key], "", "", tmp_path / "relay.log")
+        try:
+            wait_until(lambda: f"no snapshot reply from {sync} within 2 s (down, unreachable, or refusing this "
+                               "client's CURVE key); retrying with backoff" in relay.log(), what="the relay's warning")
+        finally:
+            assert relay.stop() == 0, relay.log()
+        dead = f"ipc://{tmp_path}/nobody.sync"
+        r = _cli("snapshot", f"ipc://{tmp_path}/nobody.feed,{dead}", "--timeout", "0.5")
+        assert r.returncode == 2 and r.stderr.rstrip().endswith(
+            f"no reply from {dead} within 0.5 s (is an agent or relay running there? --timeout waits longer)"), r.stderr
+    finally:
+        assert agent.stop() == 0, agent.log()
+    bad = zmq.auth.load_certificate(str(keys / "bad.key"))[0].decode()
+    said = [line for line in agent.log().splitlines() if "refused client key" in line]
+    assert len(said) == 1, agent.log()
+    assert f" WARNING cuagent.curve: CURVE: refused client key {bad} from " in said[0], said
+    assert said[0].endswith(f": not in --curve-allow {keys / 'allow'}"), said
+
+
+def _without_dac_override() -> None:
+    """Run as root, the child is still held to file modes (root reads a 000 file otherwise)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, out of the bounding set
+        if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+@pytest.mark.parametrize("unreadable", ["secret", "allow"])
+def test_a_key_file_or_allow_dir_the_agent_cannot_read_is_named_so(keys, tmp_path, unreadable):
+    secret, allow = tmp_path / "agent.key_secret", tmp_path / "allow"
+    secret.write_bytes((keys / "server.key_secret").read_bytes())
+    secret.chmod(0o600)
+    allow.mkdir()
+    (allow / "good.key").write_bytes((keys / "good.key").read_bytes())
+    target: Path = secret if unreadable == "secret" else allow
+    target.chmod(0)
+    kw = {}
+    if os.getuid() == 0:
+        try:
+            subprocess.run([sys.executable, "-c", ""], preexec_fn=_without_dac_override, check=True)
+        except (subprocess.SubprocessError, OSError):
+            pytest.skip("root without CAP_SETPCAP: cannot be held to file modes")
+        kw["preexec_fn"] = _without_dac_override
+    try:
+        r = _cli("run", "--driver", "mock", "--feed", f"ipc://{tmp_path}/f", "--sync", f"ipc://{tmp_path}/s",
+                 "--curve-secret-key", str(secret), "--curve-allow", str(allow), "--duration", "1", **kw)
+    finally:
+        target.chmod(0o700)
+    flag = "--curve-secret-key" if unreadable == "secret" else "--curve-allow"
+    assert r.returncode == 2 and r.stderr.splitlines() == [
+        f"cuagent run: error: cannot read {flag} {str(target)!r}: permission denied"], r.stderr

@@ -725,7 +725,10 @@ class Session:
             return
         if reason not in ("new node",):
             self.state.stats.resyncs += 1
-        log.info("resync %s via %s: %s", node, self.endpoint.sync, reason)
+        # A node its source keeps knowing nothing of comes round again with each message
+        # after its queue was dropped: said once (_source_knows_nothing_of), not per round.
+        level = logging.DEBUG if node in self.unknown_outages else logging.INFO
+        log.log(level, "resync %s via %s: %s", node, self.endpoint.sync, reason)
         self.resyncing.add(node)
         for prefix in self.state.node_prefixes(node):
             self.pending.append((prefix, node))

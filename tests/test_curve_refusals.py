@@ -15,7 +15,7 @@ import zmq
 import zmq.auth
 
 from cuagent.client import Client
-from cuagent.curve import ClientKeys, Rejections, create_keys
+from cuagent.curve import ClientKeys, Rejections, create_keys, no_reply_hint
 from feed_support import WAIT_S, Proc, _env, wait_until
 
 pytestmark = pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CURVE")
@@ -74,10 +74,9 @@ def test_a_refused_key_is_logged_by_the_agent_and_explained_to_the_client(keys, 
             assert r.returncode == 2 and r.stderr.splitlines() == [
                 f"cuagent snapshot: error: no reply from {sync} within 1 s (the server refused this client's CURVE "
                 "key: it is not in the server's --curve-allow directory)"], r.stderr
-        r = _cli("snapshot", agent.endpoint, "--timeout", "1")
-        assert r.returncode == 2 and r.stderr.rstrip().endswith(
-            f"no reply from {sync} within 1 s (the server requires CURVE: give --curve-client-key and "
-            "--curve-server-key)"), r.stderr
+        r = _cli("snapshot", agent.endpoint, "--timeout", "1")  # no key: a mismatch, or just a broken handshake
+        assert r.returncode == 2 and f"no reply from {sync} within 1 s (the " in r.stderr \
+            and "CURVE: give --curve-client-key and --curve-server-key" in r.stderr, r.stderr
         # A relay whose upstream link has the refused key: its warning says what may be wrong.
         relay = Proc(["relay", "--name", "r", "--connect", agent.endpoint, "--feed", f"ipc://{tmp_path}/r.feed",
                       "--sync", f"ipc://{tmp_path}/r.sync", "--curve-client-key", str(keys / "bad.key_secret"),
@@ -98,6 +97,25 @@ def test_a_refused_key_is_logged_by_the_agent_and_explained_to_the_client(keys, 
     assert len(said) == 1, agent.log()
     assert f" WARNING cuagent.curve: CURVE: refused client key {bad} from " in said[0], said
     assert said[0].endswith(f": not in --curve-allow {keys / 'allow'}"), said
+
+
+def test_the_no_reply_hint_reads_the_handshake_events():
+    def hint(*events: int, curve: bool = False, value: int = 0) -> str:
+        return no_reply_hint([(e, value) for e in events], curve)
+
+    assert hint().startswith("nothing accepted the connection")
+    assert hint(zmq.EVENT_CONNECT_DELAYED, zmq.EVENT_CONNECT_RETRIED).startswith("nothing accepted")
+    assert hint(zmq.EVENT_CONNECTED, zmq.EVENT_HANDSHAKE_FAILED_AUTH, curve=True).startswith(
+        "the server refused this client's CURVE key")
+    mismatch = zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+    assert hint(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, value=mismatch).startswith("the server requires CURVE")
+    assert hint(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, value=mismatch, curve=True).startswith(
+        "the server does not use CURVE")
+    # The server closed before the client read its greeting: the mechanism is not known.
+    assert "may require CURVE" in hint(zmq.EVENT_CONNECTED, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+    assert "--curve-server-key is not its public key" in hint(zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, curve=True)
+    assert hint(zmq.EVENT_CONNECTED, zmq.EVENT_HANDSHAKE_SUCCEEDED).startswith("connected: the server is up")
+    assert "refusing this client's CURVE key" in hint(zmq.EVENT_CONNECTED, curve=True)
 
 
 def _without_dac_override() -> None:

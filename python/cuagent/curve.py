@@ -267,19 +267,25 @@ def curve_hint(keys: Optional[ClientKeys]) -> str:
 def no_reply_hint(events: Sequence[tuple[int, int]], curve: bool) -> str:
     """Why a request got no reply, as far as its socket's monitor ``events`` ((event, value)
     pairs) tell: the words after "no reply from X within T s". A CURVE server that refuses a
-    client says nothing to it but a failed handshake, which only the monitor sees; the first
-    of these that applies is the reason."""
+    client says nothing to it but a failed handshake, which only the monitor sees.
+
+    A server that refuses a key sends an ERROR (HANDSHAKE_FAILED_AUTH). One that does not
+    speak the client's mechanism closes the connection: the client sees the mismatch if it
+    read the server's greeting first, else only that the handshake broke (NO_DETAIL)."""
     seen = dict(events)
     if zmq.EVENT_HANDSHAKE_FAILED_AUTH in seen:
         return "the server refused this client's CURVE key: it is not in the server's --curve-allow directory"
-    if seen.get(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL) == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
-        if curve:
-            return "the server does not use CURVE: leave out --curve-client-key and --curve-server-key"
+    mismatch = seen.get(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL) == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+    broke = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL in seen or zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL in seen
+    if curve and mismatch:
+        return "the server does not use CURVE: leave out --curve-client-key and --curve-server-key"
+    if curve and broke:
+        return "the CURVE handshake failed: the server may not use CURVE, or --curve-server-key is not its public key"
+    if mismatch:
         return "the server requires CURVE: give --curve-client-key and --curve-server-key"
-    if curve and zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL in seen:
-        return "the CURVE handshake failed: is --curve-server-key the server's public key?"
-    if zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL in seen or zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL in seen:
-        return "the handshake failed: is it a cuagent agent or relay's sync endpoint?"
+    if broke:
+        return ("the handshake failed: the server may require CURVE (give --curve-client-key and "
+                "--curve-server-key), or it is no cuagent sync endpoint")
     if zmq.EVENT_HANDSHAKE_SUCCEEDED in seen:
         return "connected: the server is up but did not answer in time; --timeout waits longer"
     if zmq.EVENT_CONNECTED in seen:

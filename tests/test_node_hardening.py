@@ -5,6 +5,8 @@ processes on real sockets; every wait is bounded."""
 from __future__ import annotations
 
 import logging
+import os
+import pty
 import signal
 import socket
 import subprocess
@@ -182,6 +184,39 @@ def test_sighup_is_logged_and_the_agent_and_relay_keep_running(tmp_path):
         assert agent.stop() == 0, agent.log()
 
 
+def test_an_agent_whose_terminal_closes_stops(tmp_path):
+    # From a terminal, SIGHUP is a hangup (the ssh session or window closed): ignored, the agent
+    # would live on orphaned, holding its ports. Here the agent is a session leader with a pty
+    # as its controlling terminal, and the pty's master closes: the kernel sends the SIGHUP.
+    master, slave = pty.openpty()
+    tty = os.ttyname(slave)
+    os.close(slave)
+
+    def own_terminal() -> None:
+        os.setsid()
+        os.close(os.open(tty, os.O_RDWR))  # a session leader opening a tty acquires it
+
+    feed, sync = f"ipc://{tmp_path}/t.feed", f"ipc://{tmp_path}/t.sync"
+    log = tmp_path / "agent.log"
+    with open(log, "wb") as out:
+        popen = subprocess.Popen([sys.executable, "-m", "cuagent.cli", "run", "--driver", "mock", "--node", "node-t",
+                                  "--mock-devices", "h100-sxm:idle", "--feed", feed, "--sync", sync],
+                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=_env(),
+                                 preexec_fn=own_terminal)
+    try:
+        wait_until(lambda: "feed ipc://" in log.read_text() or popen.poll() is not None, what="the agent's start")
+        os.close(master)
+        master = -1
+        assert popen.wait(timeout=WAIT_S) == 0, log.read_text()
+        assert "received SIGHUP: stopping" in log.read_text()
+    finally:
+        if master >= 0:
+            os.close(master)
+        if popen.poll() is None:
+            popen.kill()
+            popen.wait()
+
+
 # --------------------------------------------------------------------------- IPv6 literals
 
 
@@ -193,6 +228,24 @@ def test_sighup_is_logged_and_the_agent_and_relay_keep_running(tmp_path):
 ])
 def test_ipv6_literals_are_recognised(endpoint, literal):
     assert ipv6.is_literal(endpoint) is literal
+
+
+def test_the_ipv6_option_is_off_again_for_the_next_endpoint_that_is_no_literal():
+    # A relay connects one XSUB to every upstream. Left on after an IPv6 literal, ZMQ_IPV6 makes
+    # libzmq resolve the next upstream's host name to its IPv6 address first (localhost to ::1
+    # where /etc/hosts says so), where an agent bound to * or an IPv4 address is not listening:
+    # that upstream is refused for good, in silence.
+    ctx = zmq.Context()
+    try:
+        sock = ctx.socket(zmq.XSUB)
+        seen = []
+        for endpoint in ("tcp://[::1]:7710", "tcp://localhost:7720", "tcp://[::1]:7730", "tcp://127.0.0.1:7740"):
+            ipv6.enable_for(sock, endpoint)
+            seen.append(sock.getsockopt(zmq.IPV6))
+        sock.close(0)
+        assert seen == [1, 0, 1, 0]
+    finally:
+        ctx.term()
 
 
 def _free_ipv6_port() -> int:

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -90,13 +91,25 @@ def _setup_logging(level: str) -> None:
     )
 
 
+def _has_terminal() -> bool:
+    """Whether this process has a controlling terminal (one whose hangup it would get)."""
+    try:
+        os.close(os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY))
+    except OSError:
+        return False
+    return True
+
+
 def _install_stop_signals(stop: Callable[[], None]) -> None:
     """SIGINT/SIGTERM ask the loop to stop; the loop notices within one tick.
 
-    SIGHUP, by convention a reload, would end the process (exit 129, nothing logged), which a
-    service manager restarts as a failure. Settings are read once, at start (the config file
-    and flags build every socket and the engine), so there is nothing to reload: it is logged
-    and the process keeps running."""
+    SIGHUP means two things. From a terminal (ssh or a shell window closing) it is a hangup:
+    the process stops as on SIGTERM, or it would live on, orphaned, holding its ports. Without
+    one (a service), it is by convention a reload, which would end the process (exit 129,
+    nothing logged) for the service manager to restart as a failure. Settings are read once,
+    at start (the config file and flags build every socket and the engine), so there is
+    nothing to reload: it is logged and the process keeps running. A SIGHUP ignored when the
+    process started (nohup) stays ignored."""
     def handler(signum: int, _frame: Optional[FrameType]) -> None:
         log.info("received %s: stopping", signal.Signals(signum).name)
         stop()
@@ -107,7 +120,8 @@ def _install_stop_signals(stop: Callable[[], None]) -> None:
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGHUP, hangup)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, handler if _has_terminal() else hangup)
 
 
 def to_jsonable(obj: Any) -> Any:

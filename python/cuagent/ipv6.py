@@ -31,7 +31,11 @@ def is_literal(endpoint: str) -> bool:
 
 
 def enable_for(sock: zmq.Socket[bytes], endpoint: str) -> None:
-    """Set ``ZMQ_IPV6`` on ``sock`` before it binds or connects to ``endpoint`` when that is an
-    IPv6 literal; leave it alone otherwise."""
-    if is_literal(endpoint):
-        sock.setsockopt(zmq.IPV6, 1)
+    """Set ``ZMQ_IPV6`` on ``sock`` before it binds or connects to ``endpoint``: on for an IPv6
+    literal, off for any other tcp endpoint. Off again matters where one socket connects to
+    several endpoints (a relay's upstream feeds): libzmq reads the option at each connect, and
+    with it on a host name resolves to its IPv6 address first (``localhost`` to ``::1``), where
+    an agent bound to ``*`` or an IPv4 address does not listen: that upstream would be refused
+    for good, in silence. Each connect keeps the option it was made with."""
+    if endpoint.startswith("tcp://"):
+        sock.setsockopt(zmq.IPV6, 1 if is_literal(endpoint) else 0)

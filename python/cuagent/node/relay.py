@@ -199,7 +199,7 @@ class Relay:
             if "event" not in config.kinds:
                 self._xsub.send(b"\x01" + self._event_topic.encode())
         for endpoint in endpoints:
-            # Once set for an IPv6 upstream, ZMQ_IPV6 stays: IPv4 and names still connect with it.
+            # ZMQ_IPV6 per upstream: on for an IPv6 literal, off again for the next (ipv6.py).
             ipv6.enable_for(self._xsub, endpoint.feed)
             self._xsub.connect(endpoint.feed)
         control_addr = f"inproc://cuagent-relay-control-{id(self):x}"

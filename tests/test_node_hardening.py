@@ -153,7 +153,7 @@ def test_a_device_whose_windows_stop_is_reported_before_they_resume(caplog):
     assert _clock_log(caplog, [lambda: m.check_silent(10.9, ["a", "b"])]) == []
     # Both silent; "b" is lost (not live): its events say why, so only "a" is named, once.
     assert _clock_log(caplog, [lambda: m.check_silent(11.0, ["a"]), lambda: m.check_silent(12.0, ["a"])]) == [
-        "device a: no state window for 10 s (its reads stall)"]
+        "device a: no state window for 10 s (its reads stall or fail)"]
     # Windows resume 30 s after the last: the whole stall is reported with its span.
     (line,) = _clock_log(caplog, [lambda: m.window("a", 299, 0, 31.0)])
     assert line.startswith("device a missed 299 state window(s) in the last 30.0 s"), line
@@ -162,6 +162,15 @@ def test_a_device_whose_windows_stop_is_reported_before_they_resume(caplog):
     m.window("a", 4, 0, 33.0)
     (line,) = _clock_log(caplog, [lambda: m.flush(34.0)])
     assert line.startswith("device a missed 4 state window(s) in the last 3.0 s"), line
+
+
+def test_a_device_that_never_publishes_a_window_is_reported_silent(caplog):
+    # A device failing every read from the start (or from a topology change on) publishes no
+    # window at all: its silence counts from when the agent first follows it.
+    m = MissedWindows(window_s=0.1, report_every_s=10.0)
+    assert _clock_log(caplog, [lambda: m.check_silent(1.0, ["c"]), lambda: m.check_silent(10.9, ["c"])]) == []
+    assert _clock_log(caplog, [lambda: m.check_silent(11.0, ["c"])]) == [
+        "device c: no state window for 10 s (its reads stall or fail)"]
 
 
 # --------------------------------------------------------------------------- SIGHUP

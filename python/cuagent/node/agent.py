@@ -347,7 +347,10 @@ class Agent:
             self._indices = [d.index for d in topology]
             self._topics = [wire.build_topic("state", self.config.node, d.id) for d in topology]
             self._last_window = [None] * len(topology)
-            self._missed.forget(old)  # their windows start afresh, as _last_window does
+            # What the old generation missed is said now; devices gone are no longer followed.
+            # Those still there go on (their next window is counted from afresh, as _last_window).
+            self._missed.flush(time.monotonic())
+            self._missed.forget(old - {d.id for d in topology})
             self._lost &= {d.id for d in topology}
             self._returning &= self._lost
             # Every latest state belongs to the old generation (its shape may not match the

@@ -78,12 +78,16 @@ class MissedWindows:
         dev.since = dev.reported = now
 
     def check_silent(self, now: float, live: Iterable[str]) -> None:
-        """Warn once for each device of ``live`` (those not lost) whose windows stopped coming."""
+        """Warn once for each device of ``live`` (those not lost) whose windows stopped coming,
+        or never came: a device first met here is followed from ``now``."""
         for device_id in live:
             dev = self._devices.get(device_id)
-            if dev is None or dev.silent or now - dev.seen < self.silent_after_s:
+            if dev is None:
+                self._devices[device_id] = _Device(seen=now)
                 continue
-            log.warning("device %s: no state window for %.0f s (its reads stall)", device_id, now - dev.seen)
+            if dev.silent or now - dev.seen < self.silent_after_s:
+                continue
+            log.warning("device %s: no state window for %.0f s (its reads stall or fail)", device_id, now - dev.seen)
             if dev.reported is None:
                 dev.since = dev.seen
             dev.silent = True

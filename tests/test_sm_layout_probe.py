@@ -3,7 +3,8 @@
 tests/fakes/fake_cuda.c places each launch's thread-block clusters the way the H100 measured
 in tests/data/h100-sxm-layout.json did, reading the probe's launch config, attributes and
 kernel parameters in cuda.h's real layout. So this runs what test_nvml_gpu.py runs on a GPU:
-the library lookups, the primary context, the cluster-size sweep (with the non-portable
+the library lookups, the primary context (pushed, then popped: the caller's current context
+is current again), the cluster-size sweep (with the non-portable
 opt-in above 8), and the grouping of what the "kernel" wrote.
 """
 from __future__ import annotations
@@ -49,24 +50,31 @@ def h100(tmp_path: Path, *extra: str) -> Path:
 # In a fresh interpreter: a probe whose structs drifted from cuda.h can crash (it would hand the
 # fake a count where cuda.h has a pointer), which must fail one test, not the run.
 PROBE = """
-import ctypes, json, sys
+import ctypes, json, os, sys
 from cuagent import _core
-fake, bus, launches = sys.argv[1], sys.argv[2], int(sys.argv[3])
+fake, bus, launches, script = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 library = ctypes.CDLL(fake)  # held open, so the fake's state outlives the probe's dlclose
+library.fake_cuda_current.restype = ctypes.c_void_p
+# The caller's own context, current on this thread before the probe: current again after it.
+library.cuInit(0)
+mine = 0x5EED
+assert library.cuCtxPushCurrent_v2(ctypes.c_void_p(mine)) == 0
+os.environ["FAKE_CUDA_LAYOUT"] = script  # read at the probe's cuInit: its faults are the probe's only
 layout, why = _core.probe_sm_layout(bus, cuda_library=fake, launches_per_size=launches)
-print(json.dumps([layout, why, library.fake_cuda_leaks()]))
+print(json.dumps([layout, why, library.fake_cuda_leaks(), library.fake_cuda_current() == mine]))
 """
 
 
 def probe(fake_cuda: Path, script: Path, bus: str = BUS, launches: int = 20):
-    env = {**os.environ, "FAKE_CUDA_LAYOUT": str(script)}
-    return last_json(run_python(PROBE, fake_cuda, bus, launches, env=env, what="SM-layout probe"))
+    env = {k: v for k, v in os.environ.items() if k != "FAKE_CUDA_LAYOUT"}
+    return last_json(run_python(PROBE, fake_cuda, bus, launches, script, env=env, what="SM-layout probe"))
 
 
 def test_the_probe_finds_the_measured_h100_layout(fake_cuda, tmp_path):
-    layout, why, leaks = probe(fake_cuda, h100(tmp_path))
+    layout, why, leaks, restored = probe(fake_cuda, h100(tmp_path))
     assert layout is not None, why
-    assert leaks == 0  # context released and current cleared, module unloaded
+    assert leaks == 0  # context released and popped, module unloaded
+    assert restored  # the caller's context is current again
     gpc, tpc = layout["gpc"], layout["tpc"]
     assert layout["units"] == 132 and layout["tpcs"] == 66
     assert all(tpc[2 * k] == tpc[2 * k + 1] for k in range(66))
@@ -80,7 +88,7 @@ def test_the_probe_finds_the_measured_h100_layout(fake_cuda, tmp_path):
 
 def test_without_the_non_portable_opt_in_the_sweep_stops_at_8(fake_cuda, tmp_path):
     # The attribute call fails: clusters of 9 are refused, and the probe keeps what sizes 2-8 showed.
-    layout, why, leaks = probe(fake_cuda, h100(tmp_path, "fail cuFuncSetAttribute 1"))
+    layout, why, leaks, restored = probe(fake_cuda, h100(tmp_path, "fail cuFuncSetAttribute 1"))
     assert layout is not None, why
     assert leaks == 0
     assert any(n.startswith("clusters of 9 could not launch: cuLaunchKernelEx: invalid cluster size (912)")
@@ -89,26 +97,27 @@ def test_without_the_non_portable_opt_in_the_sweep_stops_at_8(fake_cuda, tmp_pat
 
 
 def test_a_gpu_before_hopper_is_refused_by_its_compute_capability(fake_cuda, tmp_path):
-    layout, why, leaks = probe(fake_cuda, h100(tmp_path, "major 8"))
+    layout, why, leaks, restored = probe(fake_cuda, h100(tmp_path, "major 8"))
     assert layout is None
     assert why == "compute capability 8.x has no thread-block clusters (needs 9.0+)"
     assert leaks == 0
 
 
 def test_a_bus_id_cuda_does_not_know_is_named(fake_cuda, tmp_path):
-    layout, why, _ = probe(fake_cuda, h100(tmp_path), bus="00000000:3B:00.0")
+    layout, why, _, _ = probe(fake_cuda, h100(tmp_path), bus="00000000:3B:00.0")
     assert layout is None
     assert why == "cuDeviceGetByPCIBusId(00000000:3B:00.0): invalid device ordinal (101)"
 
 
 @pytest.mark.parametrize("function, code, says", [
     ("cuDevicePrimaryCtxRetain", 2, "cuDevicePrimaryCtxRetain: CUDA error (2)"),
+    ("cuCtxPushCurrent", 201, "cuCtxPushCurrent: invalid device context (201)"),
     ("cuModuleLoadData", 218, "cuModuleLoadData (probe PTX): CUDA error (218)"),
     ("cuLaunchKernelEx", 719, "cuLaunchKernelEx: CUDA error (719)"),
     ("cuCtxSynchronize", 700, "probe kernel: CUDA error (700)"),
 ])
 def test_a_failing_call_is_named_and_the_context_released(fake_cuda, tmp_path, function, code, says):
-    layout, why, leaks = probe(fake_cuda, h100(tmp_path, f"fail {function} {code}"))
+    layout, why, leaks, restored = probe(fake_cuda, h100(tmp_path, f"fail {function} {code}"))
     assert layout is None
     assert why == says
-    assert leaks == 0
+    assert leaks == 0 and restored

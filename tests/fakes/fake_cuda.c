@@ -38,7 +38,7 @@ static struct {
     int fails;
     char fail_name[MAX_FAILS][64];
     int fail_code[MAX_FAILS];
-    int non_portable, retained, current;
+    int non_portable, retained;
     unsigned next_tpc, next_group, rng;
     int module, function;
 } fake;
@@ -94,9 +94,16 @@ static CUresult scripted(const char* function) {
         if ((needs_init) && !fake.initialised) return CUDA_ERROR_NOT_INITIALIZED; \
     } while (0)
 
-#define NEEDS_CONTEXT()                                          \
-    do {                                                         \
-        if (!fake.current) return CUDA_ERROR_INVALID_CONTEXT;    \
+/* Each thread's stack of current contexts, as CUDA keeps it: the probe must leave the one it
+ * found (a caller's own context) current. Not in `fake`: cuInit's reload must not clear it. */
+#define MAX_STACK 8
+static __thread CUcontext stack[MAX_STACK];
+static __thread int depth;
+#define PRIMARY ((CUcontext)&fake)
+
+#define NEEDS_CONTEXT()                                                          \
+    do {                                                                         \
+        if (depth == 0 || stack[depth - 1] != PRIMARY) return CUDA_ERROR_INVALID_CONTEXT; \
     } while (0)
 
 static unsigned next_random(void) {
@@ -156,10 +163,20 @@ API CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev) {
     return CUDA_SUCCESS;
 }
 
-API CUresult cuCtxSetCurrent(CUcontext ctx) {
-    ENTER("cuCtxSetCurrent", 1);
-    if (ctx && (ctx != (CUcontext)&fake || !fake.retained)) return CUDA_ERROR_INVALID_CONTEXT;
-    fake.current = ctx != NULL;
+/* Any non-null context may be pushed (a test pushes one of its own, as a caller's); the probe's
+ * calls need the primary one on top. */
+API CUresult cuCtxPushCurrent_v2(CUcontext ctx) {
+    ENTER("cuCtxPushCurrent", 1);
+    if (!ctx || (ctx == PRIMARY && !fake.retained) || depth == MAX_STACK) return CUDA_ERROR_INVALID_CONTEXT;
+    stack[depth++] = ctx;
+    return CUDA_SUCCESS;
+}
+
+API CUresult cuCtxPopCurrent_v2(CUcontext* ctx) {
+    ENTER("cuCtxPopCurrent", 1);
+    if (depth == 0) return CUDA_ERROR_INVALID_CONTEXT;
+    --depth;
+    if (ctx) *ctx = stack[depth];
     return CUDA_SUCCESS;
 }
 
@@ -275,5 +292,13 @@ API CUresult cuLaunchKernelEx(const CUlaunchConfig* config, CUfunction function,
     return CUDA_SUCCESS;
 }
 
-/* For tests: contexts and modules still held (both 0 after a clean probe). */
-API int fake_cuda_leaks(void) { return fake.retained + fake.current + fake.module; }
+/* For tests: retains, primary contexts left on this thread's stack, and modules still held
+ * (all 0 after a clean probe). */
+API int fake_cuda_leaks(void) {
+    int on_stack = 0;
+    for (int i = 0; i < depth; ++i) on_stack += stack[i] == PRIMARY;
+    return fake.retained + on_stack + fake.module;
+}
+
+/* For tests: the context current on this thread (NULL: none). */
+API CUcontext fake_cuda_current(void) { return depth ? stack[depth - 1] : NULL; }

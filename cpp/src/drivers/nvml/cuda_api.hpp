@@ -52,15 +52,17 @@ static_assert(sizeof(CUlaunchConfig) == 56, "CUlaunchConfig layout");
 
 // X(name, return, parameters): every function the probe needs. cuda.h maps
 // the unversioned names (cuMemAlloc, ...) to these _v2 symbols. The probe runs
-// in the device's primary context: those calls are the same in CUDA 12 and 13,
-// whose cuda.h no longer declares cuCtxCreate_v2.
+// in the device's primary context, pushed on the calling thread and popped after
+// (whatever was current there before is current again): those calls are the same
+// in CUDA 12 and 13, whose cuda.h no longer declares cuCtxCreate_v2.
 #define CUAGENT_CUDA_REQUIRED_FUNCTIONS(X)                                                      \
     X(cuInit, CUresult, (unsigned int))                                                         \
     X(cuDeviceGetByPCIBusId, CUresult, (CUdevice*, const char*))                                \
     X(cuDeviceGetAttribute, CUresult, (int*, int, CUdevice))                                    \
     X(cuDevicePrimaryCtxRetain, CUresult, (CUcontext*, CUdevice))                               \
     X(cuDevicePrimaryCtxRelease_v2, CUresult, (CUdevice))                                       \
-    X(cuCtxSetCurrent, CUresult, (CUcontext))                                                   \
+    X(cuCtxPushCurrent_v2, CUresult, (CUcontext))                                               \
+    X(cuCtxPopCurrent_v2, CUresult, (CUcontext*))                                               \
     X(cuModuleLoadData, CUresult, (CUmodule*, const void*))                                     \
     X(cuModuleUnload, CUresult, (CUmodule))                                                     \
     X(cuModuleGetFunction, CUresult, (CUfunction*, CUmodule, const char*))                      \

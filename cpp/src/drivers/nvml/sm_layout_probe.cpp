@@ -201,12 +201,15 @@ bool probe_sm_layout(const std::string& pci_bus_id, const SmProbeOptions& option
         why = cuda.error("cuDevicePrimaryCtxRetain", r);
         return false;
     }
+    // Pushed, not set: a context the calling thread had current is current again after.
     bool ok = false;
-    if ((r = cuda.cuCtxSetCurrent(ctx)) != CUDA_SUCCESS)
-        why = cuda.error("cuCtxSetCurrent", r);
-    else
+    if ((r = cuda.cuCtxPushCurrent_v2(ctx)) != CUDA_SUCCESS) {
+        why = cuda.error("cuCtxPushCurrent", r);
+    } else {
         ok = run_probe(cuda, dev, options, layout, why);
-    cuda.cuCtxSetCurrent(nullptr);
+        CUcontext popped = nullptr;
+        cuda.cuCtxPopCurrent_v2(&popped);
+    }
     cuda.cuDevicePrimaryCtxRelease_v2(dev);
     return ok;
 }

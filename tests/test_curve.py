@@ -141,7 +141,7 @@ def test_an_empty_secret_key_path_fails_instead_of_disabling_curve(keys, tmp_pat
         [sys.executable, "-m", "cuagent.cli", *command, "--feed", f"ipc://{tmp_path}/f", "--sync", f"ipc://{tmp_path}/s",
          "--curve-secret-key", "", "--curve-allow", str(keys / "allow"), "--duration", "1"],
         capture_output=True, text=True, timeout=WAIT_S + 10, env=_env())
-    assert r.returncode == 2 and "--curve-secret-key '' is not a file" in r.stderr, r.stderr
+    assert r.returncode == 2 and "cannot read --curve-secret-key '': no such file or directory" in r.stderr, r.stderr
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -126,14 +126,17 @@ def _without_dac_override() -> None:
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
-@pytest.mark.parametrize("unreadable", ["secret", "allow"])
+@pytest.mark.parametrize("unreadable", ["secret", "allow", "secret's folder"])
 def test_a_key_file_or_allow_dir_the_agent_cannot_read_is_named_so(keys, tmp_path, unreadable):
-    secret, allow = tmp_path / "agent.key_secret", tmp_path / "allow"
+    # A folder on the way that this user may not search hides the file: still "cannot read",
+    # not "is not a file" (os.path.isfile says False for both).
+    (tmp_path / "private").mkdir()
+    secret, allow = tmp_path / "private" / "agent.key_secret", tmp_path / "allow"
     secret.write_bytes((keys / "server.key_secret").read_bytes())
     secret.chmod(0o600)
     allow.mkdir()
     (allow / "good.key").write_bytes((keys / "good.key").read_bytes())
-    target: Path = secret if unreadable == "secret" else allow
+    target: Path = {"secret": secret, "allow": allow, "secret's folder": secret.parent}[unreadable]
     target.chmod(0)
     kw = {}
     if os.getuid() == 0:
@@ -147,6 +150,6 @@ def test_a_key_file_or_allow_dir_the_agent_cannot_read_is_named_so(keys, tmp_pat
                  "--curve-secret-key", str(secret), "--curve-allow", str(allow), "--duration", "1", **kw)
     finally:
         target.chmod(0o700)
-    flag = "--curve-secret-key" if unreadable == "secret" else "--curve-allow"
+    flag, named = ("--curve-allow", allow) if unreadable == "allow" else ("--curve-secret-key", secret)
     assert r.returncode == 2 and r.stderr.splitlines() == [
-        f"cuagent run: error: cannot read {flag} {str(target)!r}: permission denied"], r.stderr
+        f"cuagent run: error: cannot read {flag} {str(named)!r}: permission denied"], r.stderr

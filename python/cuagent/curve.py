@@ -44,7 +44,7 @@ def _load(path: str, need_secret: bool, what: str) -> tuple[bytes, Optional[byte
 
     if not zmq.has("curve"):
         raise CurveError("this libzmq was built without CURVE support")
-    if not os.path.isfile(path):
+    if not stat.S_ISREG(_stat(path, what).st_mode):
         raise CurveError(f"{what} {path!r} is not a file")
     try:
         public, secret = zmq.auth.load_certificate(path)
@@ -57,6 +57,15 @@ def _load(path: str, need_secret: bool, what: str) -> tuple[bytes, Optional[byte
     if secret:
         check_private(path, what)
     return public, secret
+
+
+def _stat(path: str, what: str) -> os.stat_result:
+    """``path``'s status, or a CurveError saying why there is none: missing, or a folder on the
+    way this user may not search (os.path.isfile would say only "not a file")."""
+    try:
+        return os.stat(path)
+    except OSError as e:
+        raise CurveError(f"cannot read {what} {path!r}: {_reason(e)}") from None
 
 
 def _reason(e: OSError) -> str:
@@ -81,7 +90,7 @@ def allowed_keys(allow_dir: str) -> frozenset[bytes]:
     """The public keys (z85) of the ``*.key`` files in ``allow_dir``. Read when the server's
     keys are loaded, each file named if it cannot be used (zmq.auth read them when the server
     started, and one bad file left the allow-list empty: everyone refused, said at DEBUG)."""
-    if not os.path.isdir(allow_dir):
+    if not stat.S_ISDIR(_stat(allow_dir, "--curve-allow").st_mode):
         raise CurveError(f"--curve-allow {allow_dir!r} is not a directory")
     try:
         files = sorted(f for f in os.listdir(allow_dir) if f.endswith(".key"))

@@ -68,6 +68,55 @@ def snapshot_wait(unanswered: int, first: float = SNAPSHOT_TIMEOUT_S) -> float:
     return min(max(first, SNAPSHOT_RETRY_MAX_S), first * 2.0 ** min(max(unanswered, 0), 16))
 
 
+class SnapshotFaults:
+    """What goes wrong with one upstream's snapshot replies, for a client's session and a relay's
+    joins alike: requests left unanswered (the next waits longer, :func:`snapshot_wait`) and
+    replies that cannot be used (the next request is held back: RESYNC_RETRY_S doubling, at most
+    REFUSED_RETRY_MAX_S; asked again at once, a source that refuses would be asked, and logged,
+    once per round trip). Each fault is said once while it lasts (outage.py), on ``logger``."""
+
+    def __init__(self, logger: logging.Logger, sync: str, curve: Optional[ClientKeys],
+                 first_wait_s: float = SNAPSHOT_TIMEOUT_S) -> None:
+        self.sync, self.hint, self.first_wait_s = sync, curve_hint(curve), first_wait_s
+        self.unanswered = 0  # requests in a row that got no reply
+        self.refusals = 0  # replies in a row that could not be used
+        self.hold_until = 0.0  # after such a reply, no request before this (monotonic s)
+        self.silence = Outage(logger, "requests unanswered")
+        self.refused = Outage(logger, "replies refused")
+
+    def reply_wait(self) -> float:
+        """How long the request in flight waits for its reply."""
+        return snapshot_wait(self.unanswered, self.first_wait_s)
+
+    def timed_out(self, now: float) -> None:
+        """The request in flight got no reply within :meth:`reply_wait`."""
+        waited = self.reply_wait()
+        self.unanswered += 1
+        most = snapshot_wait(1 << 16, self.first_wait_s)
+        self.silence.failed(now, f"no snapshot reply from {self.sync} within {waited:g} s{self.hint}; "
+                                 f"retrying with backoff, up to {most:g} s",
+                            f"still no snapshot reply from {self.sync}")
+
+    def replied(self, now: float) -> None:
+        """A reply came, of whatever use: the upstream is there."""
+        self.unanswered = 0
+        self.silence.ended(now, f"snapshot reply from {self.sync} again")
+
+    def refused_reply(self, now: float, error: str) -> None:
+        """A reply that cannot be used: the next request waits, longer each time."""
+        self.refusals += 1
+        wait = min(REFUSED_RETRY_MAX_S, retry_wait(self.refusals))
+        self.hold_until = now + wait
+        self.refused.failed(now, f"bad snapshot reply from {self.sync}: {error}; asking again in {wait:.2f} s, "
+                                 f"longer each time, up to {REFUSED_RETRY_MAX_S:g} s",
+                            f"still bad snapshot replies from {self.sync}: {error}")
+
+    def accepted(self, now: float) -> None:
+        """A reply that could be used."""
+        self.refusals = 0
+        self.refused.ended(now, f"good snapshot reply from {self.sync} again")
+
+
 def merged_replies(snaps: Sequence[wire.Snapshot]) -> wire.Snapshot:
     """The replies to one join's or one node's requests (a prefix each) as one reply, applied
     together: a state is decoded against its node's topo, so one applied from an earlier reply
@@ -368,15 +417,8 @@ class Session:
         # Nodes whose snapshot reply knew nothing of them: node -> (such replies, when to ask
         # again; inf: asked). Their messages stay queued meanwhile.
         self.unknown: dict[str, tuple[int, float]] = {}
-        # Refused or undecodable snapshot replies in a row, and no request before hold_until
-        # (monotonic s): asked again at once, a source that refuses would be asked per round trip.
-        self.refusals = 0
-        self.hold_until = 0.0
-        # Requests in a row that got no reply (the next one waits longer: snapshot_wait), and
-        # the faults that may last, each said once rather than at every retry (outage.py).
-        self.unanswered = 0
-        self.silence = Outage(log, "requests unanswered")
-        self.refused = Outage(log, "replies refused")
+        # Snapshot requests unanswered and replies refused: waits and their log lines.
+        self.faults = SnapshotFaults(log, endpoint.sync, curve, state.snapshot_timeout_s)
         self.unknown_outages: dict[str, Outage] = {}  # node -> its source knowing nothing of it
         # The kinds this source carries, from its snapshot replies (None: all, §3.3).
         self.carried: Optional[frozenset[str]] = None
@@ -417,16 +459,12 @@ class Session:
         its source knew nothing of is asked for again."""
         out = [at - now for _, at in self.unknown.values() if at != _ASKED]
         if self.inflight:
-            out.append(self.inflight[2] + self.reply_wait() - now)
+            out.append(self.inflight[2] + self.faults.reply_wait() - now)
         elif self.joining:
             out.append(self.created + JOIN_WAIT_S - now)
-        if self.pending and self.hold_until > now:
-            out.append(self.hold_until - now)
+        if self.pending and self.faults.hold_until > now:
+            out.append(self.faults.hold_until - now)
         return out
-
-    def reply_wait(self) -> float:
-        """How long the request in flight waits for its reply (snapshot_wait)."""
-        return snapshot_wait(self.unanswered, self.state.snapshot_timeout_s)
 
     def process(self) -> None:
         """Handle everything already received (never blocks)."""
@@ -447,14 +485,9 @@ class Session:
                 self.pending.extend((prefix, unknown) for prefix in self.state.node_prefixes(unknown))
         if self.inflight is None and self.pending:
             self._send_next_request()
-        if self.inflight is not None and now - self.inflight[2] > self.reply_wait():
+        if self.inflight is not None and now - self.inflight[2] > self.faults.reply_wait():
             self.state.stats.snapshot_timeouts += 1
-            waited = self.reply_wait()
-            self.unanswered += 1
-            most = snapshot_wait(1 << 16, self.state.snapshot_timeout_s)
-            self.silence.failed(now, f"no snapshot reply from {self.endpoint.sync} within {waited:g} s"
-                                     f"{curve_hint(self.curve)}; retrying with backoff, up to {most:g} s",
-                                f"still no snapshot reply from {self.endpoint.sync}")
+            self.faults.timed_out(now)
             prefix, node, _ = self.inflight
             self.inflight = None
             self.pending.appendleft((prefix, node))
@@ -735,7 +768,7 @@ class Session:
         self._send_next_request()
 
     def _send_next_request(self) -> None:
-        if self.inflight is not None or not self.pending or time.monotonic() < self.hold_until:
+        if self.inflight is not None or not self.pending or time.monotonic() < self.faults.hold_until:
             return
         if self.joining and not self.feed_seen and time.monotonic() - self.created < JOIN_WAIT_S:
             return  # _check_timers / _receive send it
@@ -756,22 +789,15 @@ class Session:
             prefix, node, sent = self.inflight
             self.inflight = None
             now = time.monotonic()
-            self.unanswered = 0
-            self.silence.ended(now, f"snapshot reply from {self.endpoint.sync} again")
+            self.faults.replied(now)
             try:
                 snap = wire.decode_snapshot_reply(data)
             except ProtocolError as e:
                 self.state.stats.decode_errors += 1
-                self.refusals += 1
-                wait = min(REFUSED_RETRY_MAX_S, retry_wait(self.refusals))
-                self.hold_until = now + wait
-                self.refused.failed(now, f"bad snapshot reply from {self.endpoint.sync} ({e}): asking again in "
-                                         f"{wait:.2f} s, longer each time, up to {REFUSED_RETRY_MAX_S:g} s",
-                                    f"still bad snapshot replies from {self.endpoint.sync} ({e})")
+                self.faults.refused_reply(now, str(e))
                 self.pending.appendleft((prefix, node))
                 continue
-            self.refusals = 0
-            self.refused.ended(now, f"good snapshot reply from {self.endpoint.sync} again")
+            self.faults.accepted(now)
             replies, first_sent = self.collected.setdefault(node, ([], sent))
             replies.append(snap)
             if self.pending.waiting_for(node):

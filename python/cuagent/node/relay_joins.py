@@ -13,7 +13,7 @@ Each upstream gets its own DEALER (created on its first request), one request in
 a timeout after which the request is sent again on a fresh socket, as a client does: 2 s,
 doubling while the upstream stays silent, up to 30 s (``snapshot_wait``); a reply that cannot
 be used is asked again after a wait too, longer each time. Either fault is logged once when it
-starts, not at every retry (:class:`~cuagent.feed.outage.Outage`). A node is
+starts, not at every retry (:class:`~cuagent.feed.session.SnapshotFaults`, as a client's). A node is
 asked of the upstreams whose replies listed it; a node none listed yet, of the upstreams that
 are relays (their replies carry ``epochs``) or have not answered yet, else of all.
 """
@@ -29,10 +29,8 @@ import zmq
 
 from .. import ipv6, wire
 from .._core import RelayTable
-from ..curve import ClientKeys, apply_client, curve_hint
-from ..feed.outage import Outage
-from ..feed.session import (JOIN_WAIT_S, REFUSED_RETRY_MAX_S, SNAPSHOT_TIMEOUT_S, Endpoint, retry_wait,
-                            snapshot_wait)
+from ..curve import ClientKeys, apply_client
+from ..feed.session import JOIN_WAIT_S, SNAPSHOT_TIMEOUT_S, Endpoint, SnapshotFaults
 
 log = logging.getLogger("cuagent.relay")
 
@@ -52,14 +50,11 @@ class _Upstream:
         self.inflight: Optional[tuple[str, Optional[str], float]] = None
         self.answered = False  # its first (whole) snapshot merged
         self.relay = False  # its replies list "epochs": it carries many nodes
-        self.unanswered = 0  # requests in a row that got no reply: the next waits longer
-        self.refusals = 0  # replies in a row that could not be merged
-        self.hold_until = 0.0  # after such a reply, no request before this (monotonic s)
-        self.silence = Outage(log, "requests unanswered")
-        self.refused = Outage(log, "replies refused")
+        # Requests unanswered and replies refused: waits and their log lines, as a client's.
+        self.faults = SnapshotFaults(log, endpoint.sync, curve)
 
     def send_next(self, now: float) -> None:
-        if self.inflight is not None or not self.pending or now < self.hold_until:
+        if self.inflight is not None or not self.pending or now < self.faults.hold_until:
             return
         if self.dealer is None:
             self._new_dealer()
@@ -72,14 +67,10 @@ class _Upstream:
         self.inflight = (prefix, node, now)
 
     def timed_out(self, now: float) -> bool:
-        if self.inflight is None or now - self.inflight[2] <= snapshot_wait(self.unanswered):
+        if self.inflight is None or now - self.inflight[2] <= self.faults.reply_wait():
             return False
         # A fresh socket: a late reply to the abandoned request can never pass for the next.
-        waited = snapshot_wait(self.unanswered)
-        self.unanswered += 1
-        self.silence.failed(now, f"no snapshot reply from {self.endpoint.sync} within {waited:g} s"
-                                 f"{curve_hint(self.curve)}; retrying with backoff, up to {snapshot_wait(1 << 16):g} s",
-                            f"still no snapshot reply from {self.endpoint.sync}")
+        self.faults.timed_out(now)
         prefix, node, _ = self.inflight
         self.inflight = None
         self.pending.appendleft((prefix, node))
@@ -94,25 +85,6 @@ class _Upstream:
         apply_client(self.dealer, self.curve)
         ipv6.enable_for(self.dealer, self.endpoint.sync)
         self.dealer.connect(self.endpoint.sync)
-
-    def replied(self, now: float) -> None:
-        """A reply came (of whatever use): the upstream is there."""
-        self.unanswered = 0
-        self.silence.ended(now, f"snapshot reply from {self.endpoint.sync} again")
-
-    def refused_reply(self, now: float, error: str) -> None:
-        """A reply that could not be merged: asked again after a wait, longer each time (at once,
-        an upstream that refuses would be asked, and logged, once per round trip)."""
-        self.refusals += 1
-        wait = min(REFUSED_RETRY_MAX_S, retry_wait(self.refusals))
-        self.hold_until = now + wait
-        self.refused.failed(now, f"bad snapshot reply from {self.endpoint.sync}: {error}; asking again in "
-                                 f"{wait:.2f} s, longer each time, up to {REFUSED_RETRY_MAX_S:g} s",
-                            f"still bad snapshot replies from {self.endpoint.sync}: {error}")
-
-    def merged(self, now: float) -> None:
-        self.refusals = 0
-        self.refused.ended(now, f"good snapshot reply from {self.endpoint.sync} again")
 
     def close(self) -> None:
         if self.dealer is not None:
@@ -240,7 +212,7 @@ class UpstreamJoins:
                 return
             prefix, node, _ = u.inflight
             u.inflight = None
-            u.replied(now)
+            u.faults.replied(now)
             if node is not None and (index, node) in self.unwanted_replies:
                 self.unwanted_replies.discard((index, node))  # asked before the node was forgotten
                 continue
@@ -248,10 +220,10 @@ class UpstreamJoins:
             ok, error, relay, covered = self.table.merge_snapshot(data, node or "")
             if not ok:
                 self.stats["bad_replies"] += 1
-                u.refused_reply(now, error)
+                u.faults.refused_reply(now, error)
                 u.pending.appendleft((prefix, node))
                 continue
-            u.merged(now)
+            u.faults.accepted(now)
             self.stats["snapshots"] += 1
             u.relay = u.relay or relay
             # The whole join's last reply (requests go one at a time, in order, and one that

@@ -1,4 +1,4 @@
-"""Shared fixtures: the fake libnvidia-ml built per test session."""
+"""Shared fixtures: the fake libnvidia-ml built per test session; CURVE keys."""
 from __future__ import annotations
 
 import sys
@@ -35,3 +35,18 @@ def fake_nvml_variant(fake_nvml_builds, tmp_path):
 @pytest.fixture
 def trace_table(tmp_path):
     return nvml_fake.trace_table(tmp_path / "h100-trace.tsv")
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    """CURVE key pairs "server", "good" and "bad" in one folder, and its allow/ folder admitting
+    "good" only (test_curve.py, test_curve_refusals.py)."""
+    from cuagent.curve import create_keys
+
+    d = tmp_path_factory.mktemp("keys")
+    for name in ("server", "good", "bad"):
+        create_keys(str(d), name)
+    allow = d / "allow"
+    allow.mkdir()
+    (allow / "good.key").write_bytes((d / "good.key").read_bytes())
+    return d

@@ -17,21 +17,10 @@ import zmq
 import zmq.auth
 
 from cuagent.client import Client
-from cuagent.curve import ClientKeys, CurveError, ServerKeys, create_keys
+from cuagent.curve import ClientKeys, CurveError, ServerKeys
 from feed_support import WAIT_S, Proc, _env, wait_until
 
 pytestmark = pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CURVE")
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory):
-    d = tmp_path_factory.mktemp("keys")
-    for name in ("server", "good", "bad"):
-        create_keys(str(d), name)
-    allow = d / "allow"
-    allow.mkdir()
-    (allow / "good.key").write_bytes((d / "good.key").read_bytes())
-    return d
 
 
 def _client(keys: Path, name: str, endpoint: str) -> Client:

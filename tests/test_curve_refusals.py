@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -64,8 +65,22 @@ def test_a_refused_key_is_logged_by_the_agent_and_explained_to_the_client(keys, 
                 f"cuagent snapshot: error: no reply from {sync} within 1 s (the server refused this client's CURVE "
                 "key: it is not in the server's --curve-allow directory)"], r.stderr
         r = _cli("snapshot", agent.endpoint, "--timeout", "1")  # no key: a mismatch, or just a broken handshake
+        # Which of the two the client says depends on whether it read the agent's greeting in time.
         assert r.returncode == 2 and f"no reply from {sync} within 1 s (the " in r.stderr \
-            and "CURVE: give --curve-client-key and --curve-server-key" in r.stderr, r.stderr
+            and "require" in r.stderr and "CURVE" in r.stderr \
+            and "give --curve-client-key and --curve-server-key" in r.stderr, r.stderr
+        # ... and the agent says so too, though the handshake failed before its ZAP handler saw a key.
+        _greet(sync, b"NULL")
+        wait_until(lambda: f"sync {sync}: refused a client without CURVE keys: this node requires CURVE" in agent.log(),
+                   what="the agent's line on a client without keys")
+        # A client whose --curve-server-key is another server's: the agent cannot decrypt its hello.
+        r = _cli("snapshot", agent.endpoint, "--timeout", "1", "--curve-client-key", str(keys / "good.key_secret"),
+                 "--curve-server-key", str(keys / "bad.key"))
+        assert r.returncode == 2, r.stderr
+        server_public = zmq.auth.load_certificate(str(keys / "server.key"))[0].decode()
+        wait_until(lambda: f"sync {sync}: a CURVE client's handshake could not be decrypted: its --curve-server-key "
+                           f"is not this node's public key {server_public}" in agent.log(),
+                   what="the agent's line on a wrong server key")
         # A relay whose upstream link has the refused key: its warning says what may be wrong.
         relay = Proc(["relay", "--name", "r", "--connect", agent.endpoint, "--feed", f"ipc://{tmp_path}/r.feed",
                       "--sync", f"ipc://{tmp_path}/r.sync", "--curve-client-key", str(keys / "bad.key_secret"),
@@ -86,6 +101,67 @@ def test_a_refused_key_is_logged_by_the_agent_and_explained_to_the_client(keys, 
     assert len(said) == 1, agent.log()
     assert f" WARNING cuagent.curve: CURVE: refused client key {bad} from " in said[0], said
     assert said[0].endswith(f": not in --curve-allow {keys / 'allow'}"), said
+
+
+def _greet(endpoint: str, mechanism: bytes) -> None:
+    """Open a ZMTP 3.0 handshake with ``mechanism`` at an ipc ``endpoint`` (RFC 23's greeting:
+    signature, version 3.0, the mechanism's name padded to 20 bytes, as-server 0, filler) and
+    read until the server hangs up."""
+    greeting = b"\xff" + bytes(8) + b"\x7f" + b"\x03\x00" + mechanism.ljust(20, b"\0") + bytes(32)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(WAIT_S)
+        s.connect(endpoint[len("ipc://"):])
+        s.sendall(greeting)
+        while s.recv(4096):
+            pass
+
+
+def test_an_agent_without_curve_says_when_a_client_comes_with_keys(keys, tmp_path):
+    feed, sync = f"ipc://{tmp_path}/plain.feed", f"ipc://{tmp_path}/plain.sync"
+    agent = Proc(["run", "--driver", "mock", "--node", "plain", "--rate-hz", "100", "--feed", feed, "--sync", sync],
+                 feed, sync, tmp_path / "agent.log")
+    try:
+        r = _cli("snapshot", agent.endpoint, "--timeout", "1", "--curve-client-key", str(keys / "good.key_secret"),
+                 "--curve-server-key", str(keys / "server.key"))
+        assert r.returncode == 2 and "not use CURVE" in r.stderr, r.stderr  # which, as its handshake tells
+        # The agent tells the mismatch only when it reads the client's greeting before the client,
+        # having read the agent's, hangs up; a greeting that waits for the agent to hang up is told.
+        _greet(sync, b"CURVE")
+        wait_until(lambda: f"sync {sync}: refused a client using CURVE: this node runs without it" in agent.log(),
+                   what="the agent's line on a client with keys")
+    finally:
+        assert agent.stop() == 0, agent.log()
+    said = [line for line in agent.log().splitlines() if "refused a client using CURVE" in line]
+    assert len(said) == 1 and " WARNING cuagent.handshake: " in said[0], agent.log()
+
+
+def test_each_kind_of_failed_handshake_is_said_once_a_period_per_socket(caplog):
+    from cuagent.node.handshakes import HandshakeFailures
+
+    log = logging.getLogger("cuagent.test.handshakes")
+    caplog.set_level(logging.DEBUG, logger=log.name)
+    failures = HandshakeFailures(b"SERVER-PUBLIC", every_s=300.0, logger=log)
+    mismatch, crypto = zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH, zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC
+    for t in range(0, 601, 2):  # a client without keys retrying every 2 s for 10 min, at the feed
+        failures.failed("feed tcp://0.0.0.0:7710", zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, mismatch, float(t))
+    failures.failed("sync tcp://0.0.0.0:7711", zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, mismatch, 1.0)  # its own line
+    failures.failed("sync tcp://0.0.0.0:7711", zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, crypto, 1.0)
+    failures.failed("sync tcp://0.0.0.0:7711", zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, 0x10000099, 1.0)
+    failures.failed("feed tcp://0.0.0.0:7710", zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, 104, 1.0)  # a TCP probe
+    failures.failed("feed tcp://0.0.0.0:7710", zmq.EVENT_HANDSHAKE_FAILED_AUTH, 400, 1.0)  # ZAP's: named there
+    said = [(rec.levelname, rec.getMessage()) for rec in caplog.records]
+    no_keys = ("feed tcp://0.0.0.0:7710: refused a client without CURVE keys: this node requires CURVE; give the "
+               "client --curve-client-key and --curve-server-key (this node's public key) (libzmq does not name "
+               "the peer)")
+    assert said[:3] == [("WARNING", no_keys), ("WARNING", no_keys + "; 149 more since this was last said"),
+                        ("WARNING", no_keys + "; 149 more since this was last said")], said
+    assert said[3][1].startswith("sync tcp://0.0.0.0:7711: refused a client without CURVE keys"), said
+    assert said[4][1].startswith("sync tcp://0.0.0.0:7711: a CURVE client's handshake could not be decrypted: "
+                                 "its --curve-server-key is not this node's public key SERVER-PUBLIC"), said
+    assert said[5][1].startswith("sync tcp://0.0.0.0:7711: a peer broke the ZMTP handshake (protocol error "
+                                 "0x10000099)"), said
+    assert said[6][0] == "DEBUG" and "TCP health check or port scan" in said[6][1], said
+    assert len(said) == 7, said
 
 
 def test_the_no_reply_hint_reads_the_handshake_events():

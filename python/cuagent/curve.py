@@ -32,6 +32,8 @@ from typing import Any, Optional, Sequence
 
 import zmq
 
+from .log_throttle import KeyedThrottle
+
 log = logging.getLogger("cuagent.curve")
 
 
@@ -123,7 +125,6 @@ class ServerKeys:
 
 REJECT_LOG_S = 300.0  # a refused key is named at most once per this, with how often it came since
 REJECT_LINES = 20  # at most this many refused keys are named per REJECT_LOG_S; the rest, counted
-REJECT_KEYS_KEPT = 4096  # refused keys remembered (an attacker may make up a key per attempt)
 
 
 class Rejections:
@@ -135,23 +136,19 @@ class Rejections:
     def __init__(self, logger: logging.Logger, allow_dir: str, every_s: float = REJECT_LOG_S,
                  lines: int = REJECT_LINES) -> None:
         self.log, self.allow_dir, self.every_s, self.lines = logger, allow_dir, every_s, lines
-        self.said: dict[bytes, tuple[float, int]] = {}  # key -> (when last named, refusals since)
+        self.keys = KeyedThrottle(every_s)
         self.period, self.period_lines, self.unnamed = 0.0, 0, 0
 
     def refused(self, key: bytes, peer: str, now: float) -> None:
-        last, since = self.said.get(key, (None, 0))
-        if last is not None and now - last < self.every_s:
-            self.said[key] = (last, since + 1)
+        if self.keys.held(key, now):
+            self.keys.due(key, now)  # counted, for the key's next line
             return
         if now - self.period >= self.every_s:
             self.period, self.period_lines = now, 0
         if self.period_lines >= self.lines:
             self.unnamed += 1
             return
-        if len(self.said) >= REJECT_KEYS_KEPT:
-            self.said = {k: v for k, v in self.said.items() if now - v[0] < self.every_s}
-            if len(self.said) >= REJECT_KEYS_KEPT:
-                self.said.clear()
+        since = self.keys.due(key, now) or 0
         self.period_lines += 1
         more = f"; refused {since} more time(s) since it was last named" if since else ""
         if self.unnamed:
@@ -159,7 +156,6 @@ class Rejections:
             self.unnamed = 0
         self.log.warning("CURVE: refused client key %s%s: not in --curve-allow %s%s", key.decode("ascii", "replace"),
                          f" from {peer}" if peer else "", self.allow_dir, more)
-        self.said[key] = (now, 0)
 
 
 def _zap_handler(ctx: zmq.Context[zmq.Socket[bytes]], allowed: frozenset[bytes], allow_dir: str) -> Any:

@@ -34,6 +34,16 @@ def test_top_prints_plain_lines_without_a_terminal(agent):
     assert "node-c: live" in r.stdout and re.search(r"gaps \d+", r.stdout), r.stdout
 
 
+def test_top_plain_prints_only_the_devices_named_by_device(agent):
+    r = cli("top", agent.endpoint, "--duration", "2.5", "--device", "1,node-c/9")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert any(line.startswith("node-c/mock-1 ") and "idle xcds" in line for line in lines), r.stdout
+    assert not any(line.startswith("node-c/mock-0 ") for line in lines), r.stdout
+    assert "1 other device not shown (not selected by --device)" in lines, r.stdout
+    assert "--device node-c/9: no such device (yet)" in lines, r.stdout
+
+
 def test_watch_prints_one_json_per_message(agent):
     r = cli("watch", agent.endpoint, "--count", "5", "--duration", str(WAIT_S))
     assert r.returncode == 0, r.stderr

@@ -60,8 +60,9 @@ RELAY_KINDS = Option("kinds", list, None, "carry only these kinds (topo,state,hb
                      metavar="KIND[,KIND...]")
 BIND = Option("endpoint", str, metavar="ENDPOINT", check=bind_endpoint)
 COUNT = Option("count", int, None, "stop after this many messages", min=1, max=10**9)
-TOP_DEVICE = Option("device", list, None, "draw these devices in full, the others compact (comma-separated "
-                    "or repeated): a device id or its first 4+ characters, its index, NODE/ID or NODE/INDEX",
+TOP_DEVICE = Option("device", list, None, "draw these devices in full, the others compact; with --plain (or "
+                    "no terminal), print only these (comma-separated or repeated): a device id or its first 4+ "
+                    "characters, its index, NODE/ID or NODE/INDEX",
                     metavar="ID")
 TIMEOUT = Option("timeout", float, 3.0, "seconds to wait for the reply", min=0.0, min_open=True,
                  max=3600.0, unit="s")

@@ -113,6 +113,12 @@ def matches(dv: DeviceView, selector: str) -> bool:
     return ident == str(dv.topology.index) or (len(ident) >= 4 and dv.id.startswith(ident))
 
 
+def unmatched_note(devices: Sequence[tuple[NodeView, DeviceView]], selectors: Sequence[str]) -> str:
+    """What top says of ``--device`` selectors that name no device it knows ("" when all do)."""
+    unmatched = [s for s in selectors if not any(matches(dv, s) for _, dv in devices)]
+    return f"--device {', '.join(unmatched)}: no such device (yet)" if unmatched else ""
+
+
 def _age(dv: DeviceView) -> str:
     return "" if not dv.ts else f"  window {(time.time_ns() - dv.ts) / 1e6:.0f} ms ago"
 
@@ -138,10 +144,9 @@ def render(client: Client, rates: FeedRates, history: Optional[NvidiaHistory] = 
     notes: list[Any] = []
     if not devices:
         notes.append(top_nvidia.fit_width(Text(waiting_line(client), style="dim"), width))
-    unmatched = [s for s in selectors if not any(matches(dv, s) for _, dv in devices)]
+    unmatched = unmatched_note(devices, selectors)
     if unmatched:
-        notes.append(top_nvidia.fit_width(Text(f"--device {', '.join(unmatched)}: no such device (yet)",
-                                          style="yellow"), width))
+        notes.append(top_nvidia.fit_width(Text(unmatched, style="yellow"), width))
     # A quarter of the rows at most for the health of many nodes (then summed up in one part).
     status = notes + status_lines(client, rates, width, None if height is None else max(1, height // 4))
     if height is not None:
@@ -198,33 +203,43 @@ def render(client: Client, rates: FeedRates, history: Optional[NvidiaHistory] = 
 
 
 def plain_lines(client: Client, rates: FeedRates, history: Optional[NvidiaHistory] = None,
-                width: int = PLAIN_WIDTH) -> list[str]:
+                width: int = PLAIN_WIDTH, selectors: Sequence[str] = ()) -> list[str]:
+    """Top's lines without a terminal: every device, or with ``selectors`` (``--device``) only
+    those it names (a line counts the others), each in full, then the health line."""
     lines = []
-    if not client.view.nodes:
+    devices = _devices(client)
+    if not devices:
         lines.append(waiting_line(client))
-    for node in sorted(client.view.nodes.values(), key=lambda n: n.name):
-        for dv in node.devices.values():
-            st = dv.state
-            if dv.lost:
-                lines.append(f"{node.name}/{dv.id} {dv.topology.model}: {dv.status.upper()} (no state served)")
-                continue
-            if st is None:
-                lines.append(f"{node.name}/{dv.id} {dv.topology.model}: no window yet")
-                continue
-            if top_nvidia.is_nvidia_panel(dv):
-                idle_units = "?" if st.idle_units is None else f"{st.idle_units:.1f}"
-                lines.append(f"{node.name}/{dv.id} {dv.topology.model}: idle_units {idle_units}/{dv.topology.units}")
-                body = top_nvidia.full_lines(dv, history or NvidiaHistory(), width - 2)
-                lines += ["  " + line.plain for line in body]
-                continue
-            counts = " ".join(f"{k}={v}" for k, v in state_counts(dv).items())
-            idle = ",".join(str(g) for g in dv.idle_groups()) or "-"
+    unmatched = unmatched_note(devices, selectors)
+    if unmatched:
+        lines.append(unmatched)
+    if selectors:
+        shown = [(node, dv) for node, dv in devices if any(matches(dv, s) for s in selectors)]
+        if len(shown) < len(devices):
+            lines.append(f"{_plural(len(devices) - len(shown), 'other device')} not shown (not selected by --device)")
+        devices = shown
+    for node, dv in devices:
+        st = dv.state
+        if dv.lost:
+            lines.append(f"{node.name}/{dv.id} {dv.topology.model}: {dv.status.upper()} (no state served)")
+            continue
+        if st is None:
+            lines.append(f"{node.name}/{dv.id} {dv.topology.model}: no window yet")
+            continue
+        if top_nvidia.is_nvidia_panel(dv):
             idle_units = "?" if st.idle_units is None else f"{st.idle_units:.1f}"
-            lines.append(
-                f"{node.name}/{dv.id} {dv.topology.model}: idle_units {idle_units}/{dv.topology.units}"
-                f" states[{counts}] idle {dv.topology.levels[0]}s [{idle}] {counters_line(dv)}"
-                + (f" {pods_line(dv)}" if pods_line(dv) else "")
-            )
+            lines.append(f"{node.name}/{dv.id} {dv.topology.model}: idle_units {idle_units}/{dv.topology.units}")
+            body = top_nvidia.full_lines(dv, history or NvidiaHistory(), width - 2)
+            lines += ["  " + line.plain for line in body]
+            continue
+        counts = " ".join(f"{k}={v}" for k, v in state_counts(dv).items())
+        idle = ",".join(str(g) for g in dv.idle_groups()) or "-"
+        idle_units = "?" if st.idle_units is None else f"{st.idle_units:.1f}"
+        lines.append(
+            f"{node.name}/{dv.id} {dv.topology.model}: idle_units {idle_units}/{dv.topology.units}"
+            f" states[{counts}] idle {dv.topology.levels[0]}s [{idle}] {counters_line(dv)}"
+            + (f" {pods_line(dv)}" if pods_line(dv) else "")
+        )
     lines.append(health_line(client, rates))
     return lines
 
@@ -285,9 +300,9 @@ def run_top(
                     client.poll(0.1)
                     rates.roll()
                     if time.monotonic() >= next_print:
-                        print("\n".join(plain_lines(client, rates, history, width)), file=out, flush=True)
+                        print("\n".join(plain_lines(client, rates, history, width, selectors)), file=out, flush=True)
                         next_print += max(interval, 1.0)
-                print("\n".join(plain_lines(client, rates, history, width)), file=out, flush=True)
+                print("\n".join(plain_lines(client, rates, history, width, selectors)), file=out, flush=True)
             else:
                 from rich.console import Console
                 from rich.live import Live

@@ -175,8 +175,9 @@ def test_each_window_holds_exactly_the_samples_taken_in_it(fake_cupti, fake_nvml
             return len(windows) >= 8
         assert wait(collect, timeout=60)
         first = fake.fake_cupti_first_start_unix(0)
+        late = engine.profiling.status()[0]["late"]
         engine.stop()
-        print(json.dumps({{"windows": windows, "first": first}}))
+        print(json.dumps({{"windows": windows, "first": first, "late": late}}))
     """, env=fake_nvml.env(script))
     period, first = 4_000_000, out["first"]
     assert first > 0 and first % period == 1_000_000
@@ -187,6 +188,11 @@ def test_each_window_holds_exactly_the_samples_taken_in_it(fake_cupti, fake_nvml
 
     counts = {int(t_end): (w, n) for t_end, (w, n) in out["windows"].items()}
     assert len(counts) >= 8
+    missing = 0
     for t_end, (w, n) in counts.items():
         assert w == window_ms * 1_000_000
-        assert n == taken(t_end - w, t_end), f"window ending {t_end}"
+        # Never a sample of another window; one whose decode came after its window's
+        # allowance (a starved decode thread) is counted nowhere, and as late.
+        assert n <= taken(t_end - w, t_end), f"window ending {t_end}"
+        missing += taken(t_end - w, t_end) - n
+    assert missing <= out["late"], (missing, out["late"])

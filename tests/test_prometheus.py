@@ -349,6 +349,10 @@ def test_default_series_per_gpu_within_budget():
     assert len(counts) == len(devices) + 1
     worst = max(counts.items(), key=lambda kv: kv[1])
     assert worst[1] <= 100, counts
+    # The figures README.md quotes: an H100, one under MIG, an MI300X in CPX, an NVML GPU under MIG.
+    quoted = {(d.preset, d.scenario): counts[f"n1/mock-{i}"] for i, d in enumerate(devices)}
+    assert (quoted["h100-sxm", "idle"], quoted["h100-sxm", "mig"], quoted["mi300x", "mig"],
+            counts["n2/GPU-nvml-like"]) == (59, 77, 97, 71), counts
     per_unit = series_per_gpu(scrape(FeedCollector(metrics, node_label=True, per_unit=True)))
     assert per_unit["n1/mock-0"] > 132 * 4  # the per-SM series exist, behind their flag
 

@@ -189,9 +189,15 @@ def test_simulate_command_searches_and_writes_table_json_and_plots(tmp_path, cap
     (["--bandwidth", "0,-1"], "--bandwidth"),
     (["--gpus-per-node", "0"], "--gpus-per-node"),
     (["--sizing-percentile", "0"], "--sizing-percentile"),
+    (["--seed", "-1"], "--seed"),
+    (["--horizon-s", "nan"], "--horizon-s"),
 ])
 def test_simulate_command_rejects_bad_values_in_one_line(tmp_path, capsys, extra, needle):
-    assert main(_args(tmp_path, *extra)) == 2
+    try:
+        status = main(_args(tmp_path, *extra))
+    except SystemExit as e:  # a value out of its range ends the parse, as in every subcommand
+        status = e.code
+    assert status == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("cuagent simulate: error: ") and needle in err[0]
 

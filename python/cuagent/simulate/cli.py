@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..options import Option
 from . import policies
 from .demand import DEFAULT_CDF_CLUSTERS
 
@@ -35,6 +36,22 @@ def _floats(text: str, what: str, low: float = 0.0) -> tuple[float, ...]:
     return vals
 
 
+# The numeric settings, each with its range (shown by --help, checked at parse time).
+LIMIT = Option("limit", int, None, "read only the first N pod rows", min=1, max=10**9, metavar="N")
+REFERENCE_GPUS = Option("reference_gpus", int, None, "reference fleet size instead of --nodes", min=1, max=10**7,
+                        metavar="N")
+SEED = Option("seed", int, 1, "seed of the demand draws", min=0, max=2**64 - 1)
+GPUS_PER_NODE = Option("gpus_per_node", int, 8, "GPUs per simulated node", min=1, max=1024)
+GPUS = Option("gpus", int, None, "run every policy on N GPUs instead of searching", min=1, max=10**7, metavar="N")
+SLOWDOWN_TOLERANCE = Option("slowdown_tolerance", float, 0.05, "target p95 slowdown is 1 + this", min=0.0,
+                            max=100.0)
+WAIT_TOLERANCE_S = Option("wait_tolerance_s", float, 0.0, "target p95 wait is P0's on the reference fleet + this",
+                          min=0.0, max=10**7, unit="s")
+HORIZON_S = Option("horizon_s", float, 300.0, "P2 scorer horizon", min=0.0, min_open=True, max=10**7, unit="s")
+SIZING_PERCENTILE = Option("sizing_percentile", float, 95.0, "the SM demand percentile a scheduler sizes by",
+                           min=0.0, min_open=True, max=100.0)
+
+
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="placement policies on real cluster traces: GPUs needed, slowdowns",
                        description="Discrete-event simulation of a cluster of H100s driven by a pod trace: "
@@ -45,29 +62,26 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     t = p.add_argument_group("traces")
     t.add_argument("--pods", required=True, metavar="CSV", help="Alibaba openb_pod_list CSV (the pod stream)")
     t.add_argument("--nodes", metavar="CSV", help="node list whose GPU count is the reference fleet")
-    t.add_argument("--reference-gpus", type=int, metavar="N", help="reference fleet size instead of --nodes")
+    REFERENCE_GPUS.add_to(t)
     t.add_argument("--duty", required=True, metavar="CSV[.gz]", help="GenAI per-pod GPU duty cycle series")
     t.add_argument("--memory", required=True, metavar="CSV[.gz]", help="GenAI per-pod GPU memory used series")
     t.add_argument("--cdfs", required=True, metavar="CSV", help="utilisation CDFs (cluster,metric,value_pct,cdf_pct)")
     t.add_argument("--pairs", metavar="JSON", help="Gavel simulation_throughputs.json (measured slowdown model)")
-    t.add_argument("--limit", type=int, metavar="N", help="read only the first N pod rows")
+    LIMIT.add_to(t)
     m = p.add_argument_group("model")
     m.add_argument("--policies", default=",".join(policies.POLICIES), help="comma-separated (default all)")
-    m.add_argument("--seed", type=int, default=1, help="seed of the demand draws (default 1)")
-    m.add_argument("--gpus-per-node", type=int, default=8)
-    m.add_argument("--gpus", type=int, metavar="N", help="run every policy on N GPUs instead of searching")
+    SEED.add_to(m, default=SEED.default)
+    GPUS_PER_NODE.add_to(m, default=GPUS_PER_NODE.default)
+    GPUS.add_to(m)
     m.add_argument("--bandwidth", default="0,0.25,0.5", metavar="B,...",
                    help="memory-bandwidth terms β of the analytic model to sweep (default 0,0.25,0.5)")
-    m.add_argument("--slowdown-tolerance", type=float, default=0.05,
-                   help="target p95 slowdown is 1 + this (default 0.05)")
-    m.add_argument("--wait-tolerance-s", type=float, default=0.0,
-                   help="target p95 wait is P0's on the reference fleet + this many s (default 0)")
+    SLOWDOWN_TOLERANCE.add_to(m, default=SLOWDOWN_TOLERANCE.default)
+    WAIT_TOLERANCE_S.add_to(m, default=WAIT_TOLERANCE_S.default)
     m.add_argument("--pooled-target", action="store_true",
                    help="one p95 over all pods (lets a policy starve the few multi-GPU pods) instead of one per "
                    "pod class (shared, whole, multi-GPU)")
-    m.add_argument("--horizon-s", type=float, default=300.0, help="P2 scorer horizon (default 300 s)")
-    m.add_argument("--sizing-percentile", type=float, default=95.0,
-                   help="the SM demand percentile a scheduler sizes by (default 95)")
+    HORIZON_S.add_to(m, default=HORIZON_S.default)
+    SIZING_PERCENTILE.add_to(m, default=SIZING_PERCENTILE.default)
     m.add_argument("--cdf-clusters", default=",".join(DEFAULT_CDF_CLUSTERS),
                    help="clusters of the CDFs whose sm_active and fb_used give SM demand and memory")
     o = p.add_argument_group("output")
@@ -85,23 +99,6 @@ def options(args: argparse.Namespace) -> "study.Options":
     bad = [n for n in names if n not in policies.POLICIES]
     if not names or bad:
         raise ValueError(f"--policies: {args.policies!r}: each must be one of {', '.join(policies.POLICIES)}")
-    if args.gpus_per_node < 1:
-        raise ValueError(f"--gpus-per-node {args.gpus_per_node}: must be >= 1")
-    if args.gpus is not None and args.gpus < 1:
-        raise ValueError(f"--gpus {args.gpus}: must be >= 1")
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit {args.limit}: must be >= 1")
-    if args.reference_gpus is not None and args.reference_gpus < 1:
-        raise ValueError(f"--reference-gpus {args.reference_gpus}: must be >= 1")
-    for flag, v in (("--slowdown-tolerance", args.slowdown_tolerance), ("--wait-tolerance-s", args.wait_tolerance_s)):
-        if not (math.isfinite(v) and v >= 0):
-            raise ValueError(f"{flag} {v}: must be a number >= 0")
-    if not (math.isfinite(args.horizon_s) and args.horizon_s > 0):
-        raise ValueError(f"--horizon-s {args.horizon_s}: must be > 0")
-    if not (0 < args.sizing_percentile <= 100):
-        raise ValueError(f"--sizing-percentile {args.sizing_percentile}: must be in (0, 100]")
-    if args.seed < 0:
-        raise ValueError(f"--seed {args.seed}: must be >= 0")
     clusters = tuple(c.strip() for c in args.cdf_clusters.split(",") if c.strip())
     if not clusters:
         raise ValueError("--cdf-clusters: give at least one cluster")

@@ -88,8 +88,21 @@ def test_a_refused_key_is_logged_by_the_agent_and_explained_to_the_client(keys, 
         try:
             wait_until(lambda: f"no snapshot reply from {sync} within 2 s (down, unreachable, or refusing this "
                                "client's CURVE key); retrying with backoff" in relay.log(), what="the relay's warning")
+            # Its retry watched the handshake: the next timeout says what failed.
+            wait_until(lambda: f"the handshakes with {sync} fail: the server refused this client's CURVE key: it is "
+                               "not in the server's --curve-allow directory" in relay.log(), what="the relay's cause")
         finally:
             assert relay.stop() == 0, relay.log()
+        # A relay without keys: its handshakes fail too, and it says CURVE is what is missing.
+        relay = Proc(["relay", "--name", "r0", "--connect", agent.endpoint, "--feed", f"ipc://{tmp_path}/r0.feed",
+                      "--sync", f"ipc://{tmp_path}/r0.sync"], "", "", tmp_path / "relay0.log")
+        try:
+            wait_until(lambda: f"the handshakes with {sync} fail: the " in relay.log(), what="the keyless relay's cause")
+        finally:
+            assert relay.stop() == 0, relay.log()
+        said = [line for line in relay.log().splitlines() if "the handshakes with" in line]
+        assert len(said) == 1 and "require" in said[0] and "give --curve-client-key and --curve-server-key" in said[0], \
+            relay.log()
         dead = f"ipc://{tmp_path}/nobody.sync"
         r = _cli("snapshot", f"ipc://{tmp_path}/nobody.feed,{dead}", "--timeout", "0.5")
         assert r.returncode == 2 and r.stderr.rstrip().endswith(

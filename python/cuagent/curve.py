@@ -277,6 +277,25 @@ def no_reply_hint(events: Sequence[tuple[int, int]], curve: bool) -> str:
     A server that refuses a key sends an ERROR (HANDSHAKE_FAILED_AUTH). One that does not
     speak the client's mechanism closes the connection: the client sees the mismatch if it
     read the server's greeting first, else only that the handshake broke (NO_DETAIL)."""
+    failed = handshake_hint(events, curve)
+    if failed is not None:
+        return failed
+    seen = dict(events)
+    if zmq.EVENT_HANDSHAKE_SUCCEEDED in seen:
+        return "connected: the server is up but did not answer in time; --timeout waits longer"
+    if zmq.EVENT_CONNECTED in seen:
+        return "connected, but no handshake completed (a server refusing this client's CURVE key, or overloaded)"
+    return "is an agent or relay running there? --timeout waits longer"  # nothing accepted the connection
+
+
+# What a client's socket monitor watches for handshake_hint (and the CLI's no_reply_hint).
+HANDSHAKE_EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+
+
+def handshake_hint(events: Sequence[tuple[int, int]], curve: bool) -> Optional[str]:
+    """Why the handshakes of a client's socket failed, as far as its monitor ``events`` tell
+    (see :func:`no_reply_hint`); None when none failed."""
     seen = dict(events)
     if zmq.EVENT_HANDSHAKE_FAILED_AUTH in seen:
         return "the server refused this client's CURVE key: it is not in the server's --curve-allow directory"
@@ -291,11 +310,7 @@ def no_reply_hint(events: Sequence[tuple[int, int]], curve: bool) -> str:
     if broke:
         return ("the handshake failed: the server may require CURVE (give --curve-client-key and "
                 "--curve-server-key), or it is no cuagent sync endpoint")
-    if zmq.EVENT_HANDSHAKE_SUCCEEDED in seen:
-        return "connected: the server is up but did not answer in time; --timeout waits longer"
-    if zmq.EVENT_CONNECTED in seen:
-        return "connected, but no handshake completed (a server refusing this client's CURVE key, or overloaded)"
-    return "is an agent or relay running there? --timeout waits longer"  # nothing accepted the connection
+    return None
 
 
 def monitor_events(monitor: zmq.Socket[bytes]) -> list[tuple[int, int]]:

@@ -17,7 +17,8 @@ from typing import Any, NamedTuple, Optional, Protocol, Sequence
 import zmq
 
 from .. import ipv6, wire
-from ..curve import ClientKeys, apply_client, curve_hint
+from ..curve import (HANDSHAKE_EVENTS, ClientKeys, apply_client, curve_hint, handshake_hint,
+                     monitor_events)
 from ..wire import Header, ProtocolError, Topic
 from .lazy import LazyState
 from .outage import Outage
@@ -77,16 +78,36 @@ class SnapshotFaults:
 
     def __init__(self, logger: logging.Logger, sync: str, curve: Optional[ClientKeys],
                  first_wait_s: float = SNAPSHOT_TIMEOUT_S) -> None:
-        self.sync, self.hint, self.first_wait_s = sync, curve_hint(curve), first_wait_s
+        self.log, self.sync, self.curve, self.first_wait_s = logger, sync, curve is not None, first_wait_s
+        self.hint = curve_hint(curve)
         self.unanswered = 0  # requests in a row that got no reply
         self.refusals = 0  # replies in a row that could not be used
         self.hold_until = 0.0  # after such a reply, no request before this (monotonic s)
         self.silence = Outage(logger, "requests unanswered")
         self.refused = Outage(logger, "replies refused")
+        # The handshakes of the request socket, watched once a request went unanswered (a healthy
+        # upstream costs no monitor socket), so that the next timeout can say why: a server that
+        # refuses a handshake sends nothing else. ``explained``: that was said in this outage.
+        self.monitor: Optional[zmq.Socket[bytes]] = None
+        self.explained = False
 
     def reply_wait(self) -> float:
         """How long the request in flight waits for its reply."""
         return snapshot_wait(self.unanswered, self.first_wait_s)
+
+    def dealer(self, ctx: zmq.Context[zmq.Socket[bytes]], curve: Optional[ClientKeys]) -> zmq.Socket[bytes]:
+        """A fresh request socket to the upstream (one per retry: a late reply to an abandoned
+        request can never pass for the answer to the next), its handshakes watched while the
+        upstream is silent."""
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        apply_client(sock, curve)
+        self._unwatch()
+        if self.unanswered and not self.explained:
+            self.monitor = sock.get_monitor_socket(HANDSHAKE_EVENTS)  # before connect: no event missed
+        ipv6.enable_for(sock, self.sync)
+        sock.connect(self.sync)
+        return sock
 
     def timed_out(self, now: float) -> None:
         """The request in flight got no reply within :meth:`reply_wait`."""
@@ -96,11 +117,25 @@ class SnapshotFaults:
         self.silence.failed(now, f"no snapshot reply from {self.sync} within {waited:g} s{self.hint}; "
                                  f"retrying with backoff, up to {most:g} s",
                             f"still no snapshot reply from {self.sync}")
+        why = None if self.monitor is None else handshake_hint(monitor_events(self.monitor), self.curve)
+        if why is not None:
+            self.explained = True
+            self.log.warning("the handshakes with %s fail: %s", self.sync, why)
 
     def replied(self, now: float) -> None:
         """A reply came, of whatever use: the upstream is there."""
         self.unanswered = 0
+        self.explained = False
+        self._unwatch()
         self.silence.ended(now, f"snapshot reply from {self.sync} again")
+
+    def close(self) -> None:
+        self._unwatch()
+
+    def _unwatch(self) -> None:
+        if self.monitor is not None:
+            self.monitor.close(0)
+            self.monitor = None
 
     def refused_reply(self, now: float, error: str) -> None:
         """A reply that cannot be used: the next request waits, longer each time."""
@@ -432,20 +467,15 @@ class Session:
         self._send_next_request()
 
     def _new_dealer(self) -> None:
-        # A fresh DEALER per retry: a late reply to an abandoned request can never be
-        # mistaken for the answer to the next one.
         if self.dealer is not None:
             self.dealer.close(0)
-        dealer = self.dealer = self.ctx.socket(zmq.DEALER)
-        dealer.setsockopt(zmq.LINGER, 0)
-        apply_client(dealer, self.curve)
-        ipv6.enable_for(dealer, self.endpoint.sync)
-        dealer.connect(self.endpoint.sync)
+        self.dealer = self.faults.dealer(self.ctx, self.curve)
 
     def close(self) -> None:
         self.sub.close(0)
         if self.dealer is not None:
             self.dealer.close(0)
+        self.faults.close()
 
     # ------------------------------------------------------------------ driving
     def poll_sockets(self) -> list[zmq.Socket[bytes]]:

@@ -27,9 +27,9 @@ from typing import Optional, Sequence
 
 import zmq
 
-from .. import ipv6, wire
+from .. import wire
 from .._core import RelayTable
-from ..curve import ClientKeys, apply_client
+from ..curve import ClientKeys
 from ..feed.session import JOIN_WAIT_S, SNAPSHOT_TIMEOUT_S, Endpoint, SnapshotFaults
 
 log = logging.getLogger("cuagent.relay")
@@ -80,15 +80,12 @@ class _Upstream:
     def _new_dealer(self) -> None:
         if self.dealer is not None:
             self.dealer.close(0)
-        self.dealer = self.ctx.socket(zmq.DEALER)
-        self.dealer.setsockopt(zmq.LINGER, 0)
-        apply_client(self.dealer, self.curve)
-        ipv6.enable_for(self.dealer, self.endpoint.sync)
-        self.dealer.connect(self.endpoint.sync)
+        self.dealer = self.faults.dealer(self.ctx, self.curve)
 
     def close(self) -> None:
         if self.dealer is not None:
             self.dealer.close(0)
+        self.faults.close()
 
 
 class UpstreamJoins:

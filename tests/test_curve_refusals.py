@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -175,6 +176,24 @@ def test_each_kind_of_failed_handshake_is_said_once_a_period_per_socket(caplog):
                                  "0x10000099)"), said
     assert said[6][0] == "DEBUG" and "TCP health check or port scan" in said[6][1], said
     assert len(said) == 7, said
+
+
+def test_a_watch_that_cannot_start_is_said_and_leaves_nothing_open(caplog):
+    from cuagent.node.handshakes import HandshakeFailures, HandshakeWatch
+
+    ctx = zmq.Context()
+    good = ctx.socket(zmq.ROUTER)
+    good.bind("tcp://127.0.0.1:*")
+    gone = ctx.socket(zmq.ROUTER)
+    gone.close()  # watching it fails after the first socket's monitor was made
+    with caplog.at_level(logging.WARNING, logger="cuagent.handshake"):
+        assert HandshakeWatch.start([("feed", good), ("sync", gone)], HandshakeFailures(None)) is None
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["failed handshakes will not be logged"]
+    good.close()
+    term = threading.Thread(target=ctx.term, daemon=True)  # ends only once every socket is closed,
+    term.start()  # the first socket's monitor included
+    term.join(WAIT_S)
+    assert not term.is_alive(), "a monitor socket was left open"
 
 
 def test_the_no_reply_hint_reads_the_handshake_events():

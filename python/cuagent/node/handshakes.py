@@ -86,11 +86,28 @@ class HandshakeWatch:
 
     def __init__(self, socks: Sequence[tuple[str, zmq.Socket[bytes]]], failures: HandshakeFailures) -> None:
         self.failures = failures
-        self._monitors = [(f"{name} {sockets.listening_on(sock)}", sock.get_monitor_socket(WATCHED))
-                          for name, sock in socks]
-        self._wake_r, self._wake_w = os.pipe()
-        self._thread = threading.Thread(target=self._run, name="cuagent-handshakes", daemon=True)
-        self._thread.start()
+        self._monitors: list[tuple[str, zmq.Socket[bytes]]] = []
+        self._wake_r = self._wake_w = -1
+        try:
+            for name, sock in socks:
+                self._monitors.append((f"{name} {sockets.listening_on(sock)}", sock.get_monitor_socket(WATCHED)))
+            self._wake_r, self._wake_w = os.pipe()
+            self._thread = threading.Thread(target=self._run, name="cuagent-handshakes", daemon=True)
+            self._thread.start()
+        except (OSError, RuntimeError, zmq.ZMQError):
+            self._close()
+            raise
+
+    @classmethod
+    def start(cls, socks: Sequence[tuple[str, zmq.Socket[bytes]]],
+              failures: HandshakeFailures) -> Optional["HandshakeWatch"]:
+        """The watch, or None (said in the log) when it cannot start, e.g. out of file
+        descriptors: the node serves on without it."""
+        try:
+            return cls(socks, failures)
+        except (OSError, RuntimeError, zmq.ZMQError) as e:
+            log.warning("failed handshakes will not be logged: cannot watch the sockets (%s)", e)
+            return None
 
     def stop(self) -> None:
         """Stop the thread and close the monitors (before the sockets they watch close)."""
@@ -98,10 +115,15 @@ class HandshakeWatch:
             return
         os.write(self._wake_w, b"\0")
         self._thread.join()
+        self._close()
+
+    def _close(self) -> None:
         for _, monitor in self._monitors:
             monitor.close(0)
+        self._monitors = []
         for fd in (self._wake_r, self._wake_w):
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
         self._wake_r = self._wake_w = -1
 
     def _run(self) -> None:

@@ -82,8 +82,8 @@ class FeedServer:
         self.listening = f"feed {sockets.listening_on(self.feed)}, sync {sockets.listening_on(self.sync)}"
         self.feed_guard = SubscriptionGuard(self.feed, self.feed_endpoint, node=node)
         # Handshakes that fail before ZAP (no key, a key for another server, no CURVE here): logged.
-        self._handshakes = HandshakeWatch([("feed", self.feed), ("sync", self.sync)],
-                                          HandshakeFailures(curve.public if curve is not None else None))
+        self._handshakes = HandshakeWatch.start([("feed", self.feed), ("sync", self.sync)],
+                                                HandshakeFailures(curve.public if curve is not None else None))
 
     def serve_sync(self) -> None:
         """Answer what is queued on the sync socket (never blocks)."""
@@ -96,7 +96,8 @@ class FeedServer:
         self.feed_guard.tick()
 
     def close(self, feed_linger_ms: int = 0) -> None:
-        self._handshakes.stop()
+        if self._handshakes is not None:
+            self._handshakes.stop()
         self.feed.close(linger=feed_linger_ms)
         self.sync.close(0)
         if self._auth is not None:

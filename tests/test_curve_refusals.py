@@ -212,6 +212,9 @@ def test_the_no_reply_hint_reads_the_handshake_events():
     assert "may require CURVE" in hint(zmq.EVENT_CONNECTED, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
     assert "--curve-server-key is not its public key" in hint(zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, curve=True)
     assert hint(zmq.EVENT_CONNECTED, zmq.EVENT_HANDSHAKE_SUCCEEDED).startswith("connected: the server is up")
+    # A connection reset once, then a handshake that went through: the server is there.
+    assert hint(zmq.EVENT_CONNECTED, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_CONNECTED,
+                zmq.EVENT_HANDSHAKE_SUCCEEDED).startswith("connected: the server is up")
     assert "refusing this client's CURVE key" in hint(zmq.EVENT_CONNECTED, curve=True)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 
 import msgpack
 import zmq
@@ -14,7 +15,7 @@ from cuagent import protocol, wire
 from cuagent.client import Client
 from cuagent.feed.outage import Outage
 from cuagent.feed.session import SNAPSHOT_RETRY_MAX_S, SNAPSHOT_TIMEOUT_S, snapshot_wait
-from feed_support import start_agent, start_relay, wait_until
+from feed_support import WAIT_S, start_agent, start_relay, wait_until
 from test_client import FakeUpstream, behind_a_relay  # noqa: F401  (a fixture)
 
 
@@ -180,3 +181,34 @@ def test_a_relay_whose_upstream_refuses_waits_before_asking_again_and_says_it_on
         router.close(0)
     said = [line for line in relay.log().splitlines() if f"from {sync}" in line]
     assert len(said) == 1 and re.search(rf"WARNING .*bad snapshot reply from {re.escape(sync)}: ", said[0]), said
+
+
+def test_silent_upstreams_watched_at_once_are_capped_and_a_retry_never_fails_for_it():
+    """A monitor per silent upstream is two more sockets in libzmq's context (1023 by default):
+    a relay connected to hundreds of agents that are all down must still retry every one of
+    them. And monitors made and dropped at every retry must never collide on an address."""
+    from cuagent.feed.session import MAX_WATCHED, SnapshotFaults
+
+    ctx = zmq.Context()
+    log = logging.getLogger("cuagent.test.watched")
+    silent = [SnapshotFaults(log, "tcp://127.0.0.1:1", None) for _ in range(MAX_WATCHED + 16)]
+    for faults in silent:
+        faults.unanswered = 1  # a request went unanswered: the next attempt is watched, if room
+    dealers: list = []
+    try:
+        dealers = [faults.dealer(ctx, None) for faults in silent]
+        for _ in range(10):  # a retry round of every upstream, as a timeout makes it: the old socket
+            for i, faults in enumerate(silent):  # closed, a new one at once (its number comes back)
+                dealers[i].close(0)
+                dealers[i] = faults.dealer(ctx, None)
+            assert sum(faults.monitor is not None for faults in silent) == MAX_WATCHED
+            time.sleep(0.1)  # (libzmq reaps closed sockets on its own thread; retries are seconds apart)
+    finally:
+        for dealer in dealers:
+            dealer.close(0)
+        for faults in silent:
+            faults.close()
+    term = threading.Thread(target=ctx.term, daemon=True)  # ends only once every monitor is closed
+    term.start()
+    term.join(WAIT_S)
+    assert not term.is_alive(), "a monitor socket was left open"

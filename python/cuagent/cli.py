@@ -25,7 +25,7 @@ import numpy as np
 
 from . import __version__, ipv6, slow_path, wire
 from . import config as config_mod
-from .curve import ClientKeys, ServerKeys, monitor_events, no_reply_hint
+from .curve import HANDSHAKE_EVENTS, ClientKeys, ServerKeys, monitor_events, no_reply_hint, watch
 from .duration import stop_after
 from .exporters import prometheus_cli
 from .options import OneLineParser, Option, OptionError, bind_endpoint, peer
@@ -366,7 +366,7 @@ def sync_request(sync_endpoint: str, request: bytes, timeout: float, curve: Opti
     ipv6.enable_for(sock, sync_endpoint)
     # If no reply comes, its handshake events say why: a server refusing a CURVE key says
     # nothing else to the client.
-    monitor = sock.get_monitor_socket()
+    monitor = watch(sock, HANDSHAKE_EVENTS)
     sock.connect(sync_endpoint)
     try:
         sock.send(request)

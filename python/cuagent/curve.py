@@ -22,6 +22,7 @@ it can swap in a key of their own. :func:`create_keys` (``cuagent keys``) writes
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import stat
@@ -295,7 +296,11 @@ HANDSHAKE_EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EV
 
 def handshake_hint(events: Sequence[tuple[int, int]], curve: bool) -> Optional[str]:
     """Why the handshakes of a client's socket failed, as far as its monitor ``events`` tell
-    (see :func:`no_reply_hint`); None when none failed."""
+    (see :func:`no_reply_hint`); None when none failed, or when the last one succeeded (a
+    connection reset once, then a handshake that went through: the server is there)."""
+    outcomes = [e for e, _ in events if e != zmq.EVENT_CONNECTED]
+    if outcomes and outcomes[-1] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+        return None
     seen = dict(events)
     if zmq.EVENT_HANDSHAKE_FAILED_AUTH in seen:
         return "the server refused this client's CURVE key: it is not in the server's --curve-allow directory"
@@ -311,6 +316,16 @@ def handshake_hint(events: Sequence[tuple[int, int]], curve: bool) -> Optional[s
         return ("the handshake failed: the server may require CURVE (give --curve-client-key and "
                 "--curve-server-key), or it is no cuagent sync endpoint")
     return None
+
+
+_monitors = itertools.count()
+
+
+def watch(sock: zmq.Socket[bytes], events: int) -> zmq.Socket[bytes]:
+    """A monitor of ``sock`` for ``events`` (a PAIR to read them from), on an inproc address of
+    its own: pyzmq's default names it after the socket's file descriptor, which the next socket
+    may reuse before libzmq has let go of the old name ("Address already in use")."""
+    return sock.get_monitor_socket(events, addr=f"inproc://cuagent-monitor-{os.getpid()}-{next(_monitors)}")
 
 
 def monitor_events(monitor: zmq.Socket[bytes]) -> list[tuple[int, int]]:

@@ -9,6 +9,7 @@ one :class:`FeedState`: a node heard through two upstreams is still applied once
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import zmq
 
 from .. import ipv6, wire
 from ..curve import (HANDSHAKE_EVENTS, ClientKeys, apply_client, curve_hint, handshake_hint,
-                     monitor_events)
+                     monitor_events, watch)
 from ..wire import Header, ProtocolError, Topic
 from .lazy import LazyState
 from .outage import Outage
@@ -69,6 +70,13 @@ def snapshot_wait(unanswered: int, first: float = SNAPSHOT_TIMEOUT_S) -> float:
     return min(max(first, SNAPSHOT_RETRY_MAX_S), first * 2.0 ** min(max(unanswered, 0), 16))
 
 
+# Silent upstreams whose handshakes are watched at once, in this process: a monitor is two
+# more sockets in libzmq's context (1023 by default), and a relay that starts before the
+# agents it connects to, or outlives a rack's power, has hundreds silent at once.
+MAX_WATCHED = 64
+_WATCHED = threading.BoundedSemaphore(MAX_WATCHED)
+
+
 class SnapshotFaults:
     """What goes wrong with one upstream's snapshot replies, for a client's session and a relay's
     joins alike: requests left unanswered (the next waits longer, :func:`snapshot_wait`) and
@@ -103,8 +111,12 @@ class SnapshotFaults:
         sock.setsockopt(zmq.LINGER, 0)
         apply_client(sock, curve)
         self._unwatch()
-        if self.unanswered and not self.explained:
-            self.monitor = sock.get_monitor_socket(HANDSHAKE_EVENTS)  # before connect: no event missed
+        if self.unanswered and not self.explained and _WATCHED.acquire(blocking=False):
+            try:
+                self.monitor = watch(sock, HANDSHAKE_EVENTS)  # before connect: no event missed
+            except zmq.ZMQError as e:  # out of sockets: the cause goes unsaid, the retry goes on
+                _WATCHED.release()
+                self.log.debug("cannot watch the handshakes with %s: %s", self.sync, e)
         ipv6.enable_for(sock, self.sync)
         sock.connect(self.sync)
         return sock
@@ -136,6 +148,7 @@ class SnapshotFaults:
         if self.monitor is not None:
             self.monitor.close(0)
             self.monitor = None
+            _WATCHED.release()
 
     def refused_reply(self, now: float, error: str) -> None:
         """A reply that cannot be used: the next request waits, longer each time."""

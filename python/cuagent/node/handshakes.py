@@ -24,6 +24,7 @@ from typing import Optional, Sequence
 
 import zmq
 
+from ..curve import watch
 from ..log_throttle import KeyedThrottle
 from . import sockets
 
@@ -90,7 +91,7 @@ class HandshakeWatch:
         self._wake_r = self._wake_w = -1
         try:
             for name, sock in socks:
-                self._monitors.append((f"{name} {sockets.listening_on(sock)}", sock.get_monitor_socket(WATCHED)))
+                self._monitors.append((f"{name} {sockets.listening_on(sock)}", watch(sock, WATCHED)))
             self._wake_r, self._wake_w = os.pipe()
             self._thread = threading.Thread(target=self._run, name="cuagent-handshakes", daemon=True)
             self._thread.start()

@@ -7,7 +7,9 @@ answers ``ping`` and ``snapshot`` from a :class:`SyncSource`, which says what to
 replies are built by :mod:`cuagent.wire.sync` only.
 
 Threads: the feed socket and its guard belong to the thread that publishes (the agent's loop,
-the relay's forwarding thread), the sync socket to the thread that calls :meth:`serve_sync`.
+the relay's forwarding thread), the sync socket to the thread that calls :meth:`serve_sync`;
+the monitors of both to a thread of the server's own (:class:`~cuagent.node.handshakes.HandshakeWatch`),
+which :meth:`close` stops first.
 """
 
 from __future__ import annotations

@@ -3,11 +3,14 @@
 The fake is compiled once per variant per test session with the system C
 compiler; each test scripts it with a small text file (see the header of
 fake_nvml.c for the directives) passed through $FAKE_NVML_SCRIPT or loaded
-in-process with fake_nvml_load().
+in-process with fake_nvml_load(). Where NVIDIA's nvml.h is installed (the
+nvidia-nvml-dev-cu12 wheel, a test dependency) the fake is compiled against it,
+so a signature or struct of the fake that differs from NVML's does not build.
 """
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import json
 import os
 import shutil
@@ -40,15 +43,38 @@ def compiler() -> str | None:
     return shutil.which(os.environ.get("CC", "cc"))
 
 
+def wheel_include(module: str) -> Path | None:
+    """The include folder of an NVIDIA headers wheel (e.g. nvidia.nvml_dev), None if not installed."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / "include"
+
+
+def nvml_include() -> Path | None:
+    """Where nvml.h is: the nvidia-nvml-dev-cu12 wheel's include folder, None without it."""
+    include = wheel_include("nvidia.nvml_dev")
+    return include if include is not None and (include / "nvml.h").is_file() else None
+
+
+def build_command(variant: str, target: Path, source: Path = SOURCE) -> list[str]:
+    """The compiler command for one variant; against the real nvml.h where it is installed."""
+    include = nvml_include()
+    header = ["-DFAKE_NVML_REAL_HEADER", f"-I{include}"] if include is not None else []
+    return [compiler() or "cc", "-shared", "-fPIC", "-O2", "-fvisibility=hidden",
+            "-Wall", "-Wno-format-truncation", "-Wl,-soname,libnvidia-ml.so.1",
+            *header, *VARIANTS[variant], "-o", str(target), str(source)]
+
+
 def build(variant: str, out_dir: Path) -> Path:
     """Compile one variant into out_dir/<variant>/libnvidia-ml.so.1."""
     target_dir = out_dir / variant
     target_dir.mkdir(parents=True, exist_ok=True)
     target = target_dir / "libnvidia-ml.so.1"
-    cmd = [compiler() or "cc", "-shared", "-fPIC", "-O2", "-fvisibility=hidden",
-           "-Wall", "-Wno-format-truncation", "-Wl,-soname,libnvidia-ml.so.1",
-           *VARIANTS[variant], "-o", str(target), str(SOURCE)]
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    built = subprocess.run(build_command(variant, target), capture_output=True, text=True)
+    if built.returncode != 0:
+        # The compiler's words (a signature that conflicts with nvml.h, say) belong in the failure.
+        raise RuntimeError(f"building the fake libnvidia-ml ({variant}) failed:\n{built.stderr}")
     return target
 
 

@@ -11,6 +11,14 @@
  *   - a lost GPU answers NVML_ERROR_GPU_IS_LOST to every device call;
  *   - list queries answer NVML_ERROR_INSUFFICIENT_SIZE with the needed count.
  *
+ * The compiler checks that ABI: with -DFAKE_NVML_REAL_HEADER
+ * (tests/nvml_fake.py passes it, with -I, wherever the nvidia-nvml-dev-cu12
+ * wheel is installed) the fake includes NVIDIA's nvml.h, so each exported
+ * function must have the header's exact signature (a conflicting definition does
+ * not compile) and each struct it fills is the header's own, filled by field
+ * name. Without the wheel (e.g. on the device machine) it declares the same
+ * types itself, below. tests/test_nvidia_abi.py builds every variant so.
+ *
  * Build variants (the test fixture passes -D flags):
  *   FAKE_NO_GPM            no nvmlGpm* symbols (a pre-Hopper driver)
  *   FAKE_NO_INIT           no nvmlInit_v2 (a broken library)
@@ -48,8 +56,17 @@
 
 #define API __attribute__((visibility("default")))
 
-typedef int nvmlReturn_t;
-enum {
+/* ---- NVML's types ---- */
+#ifdef FAKE_NVML_REAL_HEADER
+/* Keep nvmlInit, nvmlDeviceGetCount, ... unversioned: otherwise nvml.h renames
+ * them to their latest versions, and the fake exports exactly the versioned
+ * symbols defined below. */
+#define NVML_NO_UNVERSIONED_FUNC_DEFS
+#include <nvml.h>
+#else
+/* The slice of nvml.h (12.9) the fake uses. Its enums hold no negative value,
+ * so GCC and Clang give them unsigned int: the enum parameters are that. */
+typedef enum nvmlReturn_enum {
     NVML_SUCCESS = 0,
     NVML_ERROR_UNINITIALIZED = 1,
     NVML_ERROR_INVALID_ARGUMENT = 2,
@@ -57,8 +74,70 @@ enum {
     NVML_ERROR_NOT_FOUND = 6,
     NVML_ERROR_INSUFFICIENT_SIZE = 7,
     NVML_ERROR_GPU_IS_LOST = 15,
+    NVML_ERROR_ARGUMENT_VERSION_MISMATCH = 25,
     NVML_ERROR_UNKNOWN = 999,
-};
+} nvmlReturn_t;
+typedef unsigned int nvmlTemperatureSensors_t;
+typedef unsigned int nvmlClockType_t;
+typedef unsigned int nvmlPcieUtilCounter_t;
+typedef unsigned int nvmlMemoryErrorType_t;
+typedef unsigned int nvmlEccCounterType_t;
+typedef unsigned int nvmlGpuTopologyLevel_t;
+typedef unsigned int nvmlEnableState_t;
+
+typedef struct nvmlDevice_st* nvmlDevice_t;
+typedef struct nvmlGpuInstance_st* nvmlGpuInstance_t;
+typedef struct nvmlGpmSample_st* nvmlGpmSample_t;
+typedef struct { unsigned long long total, free, used; } nvmlMemory_t;
+typedef struct { unsigned version; unsigned long long total, reserved, free, used; } nvmlMemory_v2_t;
+typedef struct { unsigned gpu, memory; } nvmlUtilization_t;
+typedef struct {
+    char busIdLegacy[16];
+    unsigned domain, bus, device, pciDeviceId, pciSubSystemId;
+    char busId[32];
+} nvmlPciInfo_t;
+typedef struct {
+    unsigned multiprocessorCount, sharedCopyEngineCount, sharedDecoderCount,
+        sharedEncoderCount, sharedJpegCount, sharedOfaCount, gpuInstanceSliceCount,
+        computeInstanceSliceCount;
+    unsigned long long memorySizeMB;
+} nvmlDeviceAttributes_t;
+typedef struct {
+    unsigned pid;
+    unsigned long long timeStamp;
+    unsigned smUtil, memUtil, encUtil, decUtil;
+} nvmlProcessUtilizationSample_t;
+typedef struct {
+    unsigned pid;
+    unsigned long long usedGpuMemory;
+    unsigned gpuInstanceId, computeInstanceId;
+} nvmlProcessInfo_t;
+typedef struct { unsigned start, size; } nvmlGpuInstancePlacement_t;
+typedef struct {
+    nvmlDevice_t device;
+    unsigned id, profileId;
+    nvmlGpuInstancePlacement_t placement;
+} nvmlGpuInstanceInfo_t;
+typedef struct {
+    unsigned metricId;
+    nvmlReturn_t nvmlReturn;
+    double value;
+    struct { char* shortName; char* longName; char* unit; } metricInfo;
+} nvmlGpmMetric_t;
+typedef struct {
+    unsigned version;
+    unsigned numMetrics;
+    nvmlGpmSample_t sample1, sample2;
+    nvmlGpmMetric_t metrics[]; /* NVML_GPM_METRIC_MAX in nvml.h; numMetrics used */
+} nvmlGpmMetricsGet_t;
+typedef struct { unsigned version, isSupportedDevice; } nvmlGpmSupport_t;
+#endif /* FAKE_NVML_REAL_HEADER */
+
+/* The fake's own exports, for tests (ctypes). Declared here so that, built with
+ * -Wmissing-prototypes, every other exported function needs nvml.h's prototype:
+ * the fake exports no NVML name that the real header does not declare. */
+API long fake_nvml_calls(const char* name);
+API int fake_nvml_load(const char* path);
 
 #define MAX_DEVICES 16
 #define MAX_MIG 8
@@ -97,9 +176,9 @@ struct process { unsigned pid, sm, mem; unsigned long long used; };
 
 struct failure { char function[64]; int code; long after; long seen; };
 
-/* A handle points at one of these: a whole GPU or a MIG device (a compute
- * instance of one GPU instance). */
-struct device {
+/* An nvmlDevice_t points at one of these: a whole GPU or a MIG device (a
+ * compute instance of one GPU instance). */
+struct nvmlDevice_st {
     int index;       /* GPU index */
     int mig;         /* -1: the GPU itself; else index into mig[] */
 };
@@ -124,7 +203,7 @@ struct gpu {
 };
 
 static struct gpu gpus[MAX_DEVICES];
-static struct device handles[MAX_DEVICES][1 + MAX_MIG];
+static struct nvmlDevice_st handles[MAX_DEVICES][1 + MAX_MIG];
 static int gpu_count = 1;
 static int initialized = 0;
 static int scripted = 0;
@@ -203,7 +282,7 @@ static void reset(void) {
         g->lost_after_ns = -1;
         for (int l = 0; l < MAX_LINKS; ++l) g->link_peer[l] = -1;
         for (int p = 0; p < MAX_DEVICES; ++p) g->topo[p] = 40; /* NODE */
-        for (int h = 0; h < 1 + MAX_MIG; ++h) handles[i][h] = (struct device){i, h - 1};
+        for (int h = 0; h < 1 + MAX_MIG; ++h) handles[i][h] = (struct nvmlDevice_st){i, h - 1};
     }
     gpu_count = 1;
     failure_count = 0;
@@ -346,17 +425,17 @@ API int fake_nvml_load(const char* path) {
 }
 
 /* ---- common checks ---- */
-static int scripted_failure(const char* fn) {
+static nvmlReturn_t scripted_failure(const char* fn) {
     for (int i = 0; i < failure_count; ++i) {
         struct failure* f = &failures[i];
         if (strcmp(f->function, fn) != 0) continue;
-        if (f->seen++ >= f->after) return f->code;
+        if (f->seen++ >= f->after) return (nvmlReturn_t)f->code;
     }
     return NVML_SUCCESS;
 }
 
 /* Every device call goes through here: counts it, applies loss and failures. */
-static nvmlReturn_t enter(const char* fn, const struct device* h, struct gpu** out) {
+static nvmlReturn_t enter(const char* fn, const struct nvmlDevice_st* h, struct gpu** out) {
     count_call(fn);
     if (!initialized) return NVML_ERROR_UNINITIALIZED;
     if (!h || h->index < 0 || h->index >= gpu_count) return NVML_ERROR_INVALID_ARGUMENT;
@@ -365,7 +444,7 @@ static nvmlReturn_t enter(const char* fn, const struct device* h, struct gpu** o
     if (!g->lost && g->lost_after_calls >= 0 && g->calls > g->lost_after_calls) g->lost = 1;
     if (!g->lost && g->lost_after_ns >= 0 && now_ns() - t0_ns >= g->lost_after_ns) g->lost = 1;
     if (g->lost) return NVML_ERROR_GPU_IS_LOST;
-    int code = scripted_failure(fn);
+    nvmlReturn_t code = scripted_failure(fn);
     if (code) return code;
     *out = g;
     return NVML_SUCCESS;
@@ -373,46 +452,12 @@ static nvmlReturn_t enter(const char* fn, const struct device* h, struct gpu** o
 
 #define ENTER(h)                                                            \
     struct gpu* g = NULL;                                                   \
-    nvmlReturn_t rc_ = enter(__func__, (const struct device*)(h), &g);      \
+    nvmlReturn_t rc_ = enter(__func__, (h), &g);                            \
     if (rc_ != NVML_SUCCESS) return rc_;
 
-static struct mig* mig_of(const struct device* h) {
+static struct mig* mig_of(const struct nvmlDevice_st* h) {
     return h->mig >= 0 ? &gpus[h->index].mig[h->mig] : NULL;
 }
-
-/* ---- structs, as in nvml.h ---- */
-typedef struct device* nvmlDevice_t;
-typedef struct { unsigned long long total, free, used; } nvmlMemory_t;
-typedef struct { unsigned version; unsigned long long total, reserved, free, used; } nvmlMemory_v2_t;
-typedef struct { unsigned gpu, memory; } nvmlUtilization_t;
-typedef struct {
-    char busIdLegacy[16];
-    unsigned domain, bus, device, pciDeviceId, pciSubSystemId;
-    char busId[32];
-} nvmlPciInfo_t;
-typedef struct {
-    unsigned multiprocessorCount, sharedCopyEngineCount, sharedDecoderCount,
-        sharedEncoderCount, sharedJpegCount, sharedOfaCount, gpuInstanceSliceCount,
-        computeInstanceSliceCount;
-    unsigned long long memorySizeMB;
-} nvmlDeviceAttributes_t;
-typedef struct {
-    unsigned pid;
-    unsigned long long timeStamp;
-    unsigned smUtil, memUtil, encUtil, decUtil;
-} nvmlProcessUtilizationSample_t;
-typedef struct {
-    unsigned pid;
-    unsigned long long usedGpuMemory;
-    unsigned gpuInstanceId, computeInstanceId;
-} nvmlProcessInfo_t;
-typedef struct { unsigned start, size; } nvmlGpuInstancePlacement_t;
-typedef struct fake_gi* nvmlGpuInstance_t;
-typedef struct {
-    nvmlDevice_t device;
-    unsigned id, profileId;
-    nvmlGpuInstancePlacement_t placement;
-} nvmlGpuInstanceInfo_t;
 
 /* ---- library ---- */
 static nvmlReturn_t do_init(void) {
@@ -518,7 +563,7 @@ API nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t d, nvmlMemory_t* mem) {
 API nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t d, nvmlMemory_v2_t* mem) {
     ENTER(d);
     if (mem->version != (unsigned)(sizeof(nvmlMemory_v2_t) | (2u << 24)))
-        return 25; /* NVML_ERROR_ARGUMENT_VERSION_MISMATCH */
+        return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
     mem->total = g->memory_total;
     mem->reserved = 0;
     mem->used = (unsigned long long)value(g, K_MEM_USED);
@@ -541,14 +586,14 @@ API nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t d, unsigned* mw) {
 }
 #endif
 
-API nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t d, int sensor, unsigned* temp) {
+API nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t d, nvmlTemperatureSensors_t sensor, unsigned* temp) {
     ENTER(d);
     if (sensor != 0) return NVML_ERROR_INVALID_ARGUMENT;
     *temp = (unsigned)value(g, K_TEMP_C);
     return NVML_SUCCESS;
 }
 
-API nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t d, int type, unsigned* mhz) {
+API nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t d, nvmlClockType_t type, unsigned* mhz) {
     ENTER(d);
     if (type == 1) *mhz = (unsigned)(value(g, K_SM_CLOCK) / 1e6 + 0.5);
     else if (type == 2) *mhz = (unsigned)(value(g, K_MEM_CLOCK) / 1e6 + 0.5);
@@ -571,15 +616,15 @@ API nvmlReturn_t nvmlDeviceGetCurrentClocksThrottleReasons(nvmlDevice_t d, unsig
     return NVML_SUCCESS;
 }
 
-API nvmlReturn_t nvmlDeviceGetPcieThroughput(nvmlDevice_t d, int counter, unsigned* kbs) {
+API nvmlReturn_t nvmlDeviceGetPcieThroughput(nvmlDevice_t d, nvmlPcieUtilCounter_t counter, unsigned* kbs) {
     ENTER(d);
     double mib = value(g, counter == 0 ? K_PCIE_TX : K_PCIE_RX);
     *kbs = (unsigned)(mib * 1048576.0 / 1024.0);
     return NVML_SUCCESS;
 }
 
-API nvmlReturn_t nvmlDeviceGetTotalEccErrors(nvmlDevice_t d, int type, int counter,
-                                             unsigned long long* count) {
+API nvmlReturn_t nvmlDeviceGetTotalEccErrors(nvmlDevice_t d, nvmlMemoryErrorType_t type,
+                                             nvmlEccCounterType_t counter, unsigned long long* count) {
     ENTER(d);
     (void)counter;
     *count = type == 1 ? (unsigned long long)value(g, K_ECC) : 0;
@@ -600,8 +645,9 @@ API nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t d,
     }
     unsigned long long ts = (unsigned long long)(now_ns() / 1000);
     for (int i = 0; i < g->proc_count; ++i)
-        samples[i] = (nvmlProcessUtilizationSample_t){g->proc[i].pid, ts, g->proc[i].sm,
-                                                      g->proc[i].mem, 0, 0};
+        samples[i] = (nvmlProcessUtilizationSample_t){
+            .pid = g->proc[i].pid, .timeStamp = ts, .smUtil = g->proc[i].sm,
+            .memUtil = g->proc[i].mem, .encUtil = 0, .decUtil = 0};
     *count = (unsigned)g->proc_count;
     return NVML_SUCCESS;
 }
@@ -615,24 +661,26 @@ API nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t d, unsigne
         return NVML_ERROR_INSUFFICIENT_SIZE;
     }
     for (int i = 0; i < g->proc_count; ++i)
-        infos[i] = (nvmlProcessInfo_t){g->proc[i].pid, g->proc[i].used, 0xFFFFFFFFu, 0xFFFFFFFFu};
+        infos[i] = (nvmlProcessInfo_t){.pid = g->proc[i].pid, .usedGpuMemory = g->proc[i].used,
+                                       .gpuInstanceId = 0xFFFFFFFFu, .computeInstanceId = 0xFFFFFFFFu};
     *count = (unsigned)g->proc_count;
     return NVML_SUCCESS;
 }
 
 /* ---- topology and links ---- */
-API nvmlReturn_t nvmlDeviceGetTopologyCommonAncestor(nvmlDevice_t a, nvmlDevice_t b, int* level) {
+API nvmlReturn_t nvmlDeviceGetTopologyCommonAncestor(nvmlDevice_t a, nvmlDevice_t b,
+                                                      nvmlGpuTopologyLevel_t* level) {
     ENTER(a);
     if (!b || b->index >= gpu_count) return NVML_ERROR_INVALID_ARGUMENT;
-    *level = a->index == b->index ? 0 : g->topo[b->index];
+    *level = (nvmlGpuTopologyLevel_t)(a->index == b->index ? 0 : g->topo[b->index]);
     return NVML_SUCCESS;
 }
 
-API nvmlReturn_t nvmlDeviceGetNvLinkState(nvmlDevice_t d, unsigned link, int* active) {
+API nvmlReturn_t nvmlDeviceGetNvLinkState(nvmlDevice_t d, unsigned link, nvmlEnableState_t* active) {
     ENTER(d);
     if (link >= MAX_LINKS) return NVML_ERROR_INVALID_ARGUMENT;
     if (strcmp(g->arch, "hopper") != 0 && g->link_peer[0] < 0) return NVML_ERROR_NOT_SUPPORTED;
-    *active = g->link_peer[link] >= 0;
+    *active = (nvmlEnableState_t)(g->link_peer[link] >= 0);
     return NVML_SUCCESS;
 }
 
@@ -707,15 +755,15 @@ API nvmlReturn_t nvmlDeviceGetAttributes_v2(nvmlDevice_t d, nvmlDeviceAttributes
     return NVML_SUCCESS;
 }
 
-/* A GPU instance handle encodes (gpu, mig slot). */
-struct fake_gi { int gpu, slot; };
-static struct fake_gi gi_handles[MAX_DEVICES][MAX_MIG];
+/* An nvmlGpuInstance_t points at one of these: (gpu, mig slot). */
+struct nvmlGpuInstance_st { int gpu, slot; };
+static struct nvmlGpuInstance_st gi_handles[MAX_DEVICES][MAX_MIG];
 
 API nvmlReturn_t nvmlDeviceGetGpuInstanceById(nvmlDevice_t d, unsigned id, nvmlGpuInstance_t* gi) {
     ENTER(d);
     for (int i = 0; i < g->mig_count; ++i)
         if (g->mig[i].gi == id) {
-            gi_handles[d->index][i] = (struct fake_gi){d->index, i};
+            gi_handles[d->index][i] = (struct nvmlGpuInstance_st){d->index, i};
             *gi = &gi_handles[d->index][i];
             return NVML_SUCCESS;
         }
@@ -732,39 +780,24 @@ API nvmlReturn_t nvmlGpuInstanceGetInfo(nvmlGpuInstance_t gi, nvmlGpuInstanceInf
     info->device = &handles[gi->gpu][0];
     info->id = m->gi;
     info->profileId = m->size;
-    info->placement = (nvmlGpuInstancePlacement_t){m->start, m->size};
+    info->placement = (nvmlGpuInstancePlacement_t){.start = m->start, .size = m->size};
     return NVML_SUCCESS;
 }
 
 /* ---- GPM ---- */
 #ifndef FAKE_NO_GPM
-typedef struct fake_gpm_sample {
+/* An nvmlGpmSample_t points at one of these. */
+struct nvmlGpmSample_st {
     int gpu;
     int gi;          /* -1: whole device */
     long tick;       /* 100 ms refresh period the sample was taken in */
     unsigned magic;
-} * nvmlGpmSample_t;
+};
 #define GPM_MAGIC 0x67706d31u
-
-typedef struct {
-    unsigned metricId;
-    nvmlReturn_t nvmlReturn;
-    double value;
-    struct { char* shortName; char* longName; char* unit; } metricInfo;
-} nvmlGpmMetric_t;
-
-typedef struct {
-    unsigned version;
-    unsigned numMetrics;
-    nvmlGpmSample_t sample1, sample2;
-    nvmlGpmMetric_t metrics[]; /* NVML_GPM_METRIC_MAX in nvml.h; numMetrics used */
-} nvmlGpmMetricsGet_t;
-
-typedef struct { unsigned version, isSupportedDevice; } nvmlGpmSupport_t;
 
 API nvmlReturn_t nvmlGpmQueryDeviceSupport(nvmlDevice_t d, nvmlGpmSupport_t* s) {
     ENTER(d);
-    if (s->version != 1) return 25;
+    if (s->version != 1) return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
     s->isSupportedDevice = (unsigned)g->gpm;
     return NVML_SUCCESS;
 }
@@ -824,7 +857,7 @@ static double instance_share(const struct gpu* g, int gi) {
 API nvmlReturn_t nvmlGpmMetricsGet(nvmlGpmMetricsGet_t* m) {
     count_call(__func__);
     if (!initialized) return NVML_ERROR_UNINITIALIZED;
-    if (!m || m->version != 1) return 25;
+    if (!m || m->version != 1) return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
     nvmlGpmSample_t a = m->sample1, b = m->sample2;
     if (!a || !b || a->magic != GPM_MAGIC || b->magic != GPM_MAGIC || a->gpu < 0 || b->gpu < 0)
         return NVML_ERROR_INVALID_ARGUMENT;

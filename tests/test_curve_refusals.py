@@ -18,6 +18,7 @@ import zmq.auth
 
 from cuagent.client import Client
 from cuagent.curve import ClientKeys, Rejections, no_reply_hint
+from cuagent.exporters.top import waiting_line
 from feed_support import WAIT_S, Proc, _env, wait_until
 
 pytestmark = pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CURVE")
@@ -82,6 +83,16 @@ def test_a_refused_key_is_logged_by_the_agent_and_explained_to_the_client(keys, 
         wait_until(lambda: f"sync {sync}: a CURVE client's handshake could not be decrypted: its --curve-server-key "
                            f"is not this node's public key {server_public}" in agent.log(),
                    what="the agent's line on a wrong server key")
+        # A client without keys (here top's) finds out why it hears nothing, and top says it.
+        keyless = Client([agent.endpoint])
+        try:
+            wait_until(lambda: keyless.handshake_failures(), step=lambda: keyless.poll(0.1),
+                       what="a keyless client's handshake failure")
+            line = waiting_line(keyless)
+        finally:
+            keyless.close()
+        assert line.startswith(f"waiting for agents at {feed} (nothing heard yet; {sync}: the "), line
+        assert "CURVE" in line and "give --curve-client-key and --curve-server-key" in line, line
         # A relay whose upstream link has the refused key: its warning says what may be wrong.
         relay = Proc(["relay", "--name", "r", "--connect", agent.endpoint, "--feed", f"ipc://{tmp_path}/r.feed",
                       "--sync", f"ipc://{tmp_path}/r.sync", "--curve-client-key", str(keys / "bad.key_secret"),

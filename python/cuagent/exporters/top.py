@@ -102,7 +102,8 @@ def waiting_line(client: Client) -> str:
     """What top says before there is a device to draw."""
     if client.view.nodes:
         return "no devices reported yet"
-    return f"waiting for agents at {', '.join(e.feed for e in client.endpoints)} (nothing heard yet)"
+    failing = "".join(f"; {sync}: {why}" for sync, why in client.handshake_failures().items())
+    return f"waiting for agents at {', '.join(e.feed for e in client.endpoints)} (nothing heard yet{failing})"
 
 
 def matches(dv: DeviceView, selector: str) -> bool:

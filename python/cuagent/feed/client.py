@@ -121,6 +121,12 @@ class Client:
     def endpoints(self) -> list[Endpoint]:
         return [s.endpoint for s in self.sessions]
 
+    def handshake_failures(self) -> dict[str, str]:
+        """Upstreams (sync endpoint) whose handshakes fail, with why, as far as this client's
+        sockets saw (a key refused, CURVE missing on one side): found some seconds after a
+        snapshot request goes unanswered, cleared by the next reply."""
+        return {s.endpoint.sync: s.faults.cause for s in self.sessions if s.faults.cause is not None}
+
     # ------------------------------------------------------------------ public API
     def close(self) -> None:
         for session in self.sessions:

@@ -95,9 +95,9 @@ class SnapshotFaults:
         self.refused = Outage(logger, "replies refused")
         # The handshakes of the request socket, watched once a request went unanswered (a healthy
         # upstream costs no monitor socket), so that the next timeout can say why: a server that
-        # refuses a handshake sends nothing else. ``explained``: that was said in this outage.
+        # refuses a handshake sends nothing else.
         self.monitor: Optional[zmq.Socket[bytes]] = None
-        self.explained = False
+        self.cause: Optional[str] = None  # why the handshakes fail, once seen; None after a reply
 
     def reply_wait(self) -> float:
         """How long the request in flight waits for its reply."""
@@ -111,7 +111,7 @@ class SnapshotFaults:
         sock.setsockopt(zmq.LINGER, 0)
         apply_client(sock, curve)
         self._unwatch()
-        if self.unanswered and not self.explained and _WATCHED.acquire(blocking=False):
+        if self.unanswered and self.cause is None and _WATCHED.acquire(blocking=False):
             try:
                 self.monitor = watch(sock, HANDSHAKE_EVENTS)  # before connect: no event missed
             except zmq.ZMQError as e:  # out of sockets: the cause goes unsaid, the retry goes on
@@ -131,13 +131,13 @@ class SnapshotFaults:
                             f"still no snapshot reply from {self.sync}")
         why = None if self.monitor is None else handshake_hint(monitor_events(self.monitor), self.curve)
         if why is not None:
-            self.explained = True
+            self.cause = why
             self.log.warning("the handshakes with %s fail: %s", self.sync, why)
 
     def replied(self, now: float) -> None:
         """A reply came, of whatever use: the upstream is there."""
         self.unanswered = 0
-        self.explained = False
+        self.cause = None
         self._unwatch()
         self.silence.ended(now, f"snapshot reply from {self.sync} again")
 

@@ -23,8 +23,9 @@ def run_flags() -> dict[str, argparse.Action]:
 
 def test_every_run_flag_is_a_config_key():
     flags = run_flags()
-    # --config alone: a file naming another file is refused (below).
-    assert set(flags) - set(config_mod.options()) == {"config"}, "flags with no key in the --config file"
+    # --config (a file naming another file is refused, below) and --check (a file saying
+    # check = true would turn the service into a check that exits).
+    assert set(flags) - set(config_mod.options()) == {"config", "check"}, "flags with no key in the --config file"
     assert set(config_mod.options()) <= set(flags), "keys with no flag"
 
 

@@ -213,6 +213,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError:
         agent.close()
         raise
+    if args.check:
+        from .run_check import report
+
+        try:
+            print("\n".join(report(cfg, backend, list(engine.topology()), agent.server.listening,
+                                    None if curve is None else len(curve.allowed),
+                                    None if metrics is None else metrics.address,
+                                    args.config, pods)))
+        finally:
+            engine.stop()
+            agent.close()
+            if metrics is not None:
+                metrics.close()
+        return 0
     _install_stop_signals(agent.stop)
     engine.start()
     try:
@@ -497,7 +511,10 @@ def build_parser() -> argparse.ArgumentParser:
         "Sample the GPUs and publish topo/state/hb/event/sum on the feed (PUB) and answer snapshots "
         "on sync (ROUTER). Settings: defaults < --config file < flags."))
     run.add_argument("--config", metavar="FILE", help="TOML file whose keys are the flags below with underscores "
-                     "(every one but --config; deploy/cuagent.toml lists them); a flag given here wins")
+                     "(every one but --config and --check; deploy/cuagent.toml lists them); a flag given here wins")
+    run.add_argument("--check", action="store_true",
+                     help="check the settings, open the backend and bind every endpoint as a run would, print "
+                     "what each device will report, and exit (0, or 2 with the error a run would end with)")
     settings = config_mod.options()
     slow = ("process_interval_s", "topology_poll_s")
     kubernetes = ("pod_resources_socket", "nfd_features_dir")

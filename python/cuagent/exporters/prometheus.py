@@ -308,7 +308,12 @@ class MetricsServer:
         self.thread.start()
         self.port = int(self.httpd.server_port)
         self.host = host
-        log.info("metrics on http://%s:%d/metrics", host if ":" not in host else f"[{host}]", self.port)
+        log.info("metrics on http://%s/metrics", self.address)
+
+    @property
+    def address(self) -> str:
+        """HOST:PORT as bound (the port a 0 chose), an IPv6 host in brackets."""
+        return f"{self.host if ':' not in self.host else f'[{self.host}]'}:{self.port}"
 
     def close(self) -> None:
         self.httpd.shutdown()

@@ -1,0 +1,62 @@
+"""`cuagent run --check`: the settings, the keys, the backend and every endpoint as a run
+opens them, then a report of what each device will report, and nothing left held; a failure
+is the one line (exit 2) the run would have ended with."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from feed_support import WAIT_S, _env, start_agent
+
+
+def check(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cuagent.cli", "run", "--check", "--log-level", "warning", *args],
+                          capture_output=True, text=True, timeout=WAIT_S + 10, env=env or _env())
+
+
+def test_check_reports_each_device_and_endpoint_and_leaves_them_free(keys, tmp_path: Path):
+    feed, sync = f"ipc://{tmp_path}/a.feed", f"ipc://{tmp_path}/a.sync"
+    args = ["--driver", "mock", "--mock-devices", "h100-sxm:mig,mi300x", "--node", "n1", "--feed", feed,
+            "--sync", sync, "--metrics-listen", "127.0.0.1:0", "--curve-secret-key", str(keys / "server.key_secret"),
+            "--curve-allow", str(keys / "allow")]
+    r = check(*args)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    out = r.stdout.splitlines()
+    assert out[0].startswith("cuagent run --check: every setting is valid"), r.stdout
+    assert "  node: n1; driver: mock, 2 device(s); sampling at 1000 Hz, a state window every 100 ms" in out
+    assert "  device 0 mock-0: NVIDIA H100 80GB HBM3 (mock)" in out
+    assert "    units: 9 gpcs, 66 tpcs, 132 sms; layout: mock" in out
+    assert any(line.startswith("    partitions: 0 MIG 3g.40gb (48 sms), ") for line in out), r.stdout
+    assert "    units: 8 xcds, 32 ses, 304 cus; layout: mock" in out
+    assert any(line.startswith("    counters: cu: active, ") for line in out), r.stdout
+    assert f"  bound: feed {feed}, sync {sync}" in out
+    assert "  CURVE: on, admitting 1 client key(s)" in out
+    port = re.search(r"^  metrics: http://127\.0\.0\.1:(\d+)/metrics$", r.stdout, re.M)
+    assert port and int(port.group(1)) > 0, r.stdout  # the port bound, not the 0 asked for
+    # Released: a run on the same endpoints starts (the check's sockets are gone, not in use).
+    agent = start_agent(tmp_path, "a", "h100-sxm")  # on ipc://TMP/a.feed and a.sync
+    assert agent.stop() == 0, agent.log()
+
+
+def test_check_names_what_a_backend_cannot_report(fake_nvml):
+    r = check("--driver", "nvml", "--nvml-library", str(fake_nvml.library), "--feed", "tcp://127.0.0.1:0",
+              "--sync", "tcp://127.0.0.1:0", env=fake_nvml.env(fake_nvml.script("devices 1\n")))
+    assert r.returncode == 0, r.stderr
+    assert "driver: nvml, 1 device(s)" in r.stdout, r.stdout
+    assert ("    no per-sm counter: this backend reports activity for the device (or its partitions) only, "
+            "not per unit") in r.stdout.splitlines(), r.stdout
+
+
+def test_check_fails_as_the_run_would(tmp_path: Path):
+    agent = start_agent(tmp_path, "busy", "h100-sxm")
+    try:
+        r = check("--driver", "mock", "--feed", agent.feed, "--sync", f"ipc://{tmp_path}/other.sync")
+    finally:
+        assert agent.stop() == 0, agent.log()
+    assert r.returncode == 2 and r.stdout == "", r.stdout
+    assert r.stderr.startswith(f"cuagent run: error: cannot bind feed socket to {agent.feed!r}: "), r.stderr
+    r = check("--driver", "nvml", "--nvml-library", str(tmp_path / "nowhere.so"))
+    assert r.returncode == 2 and "cuagent run: error: " in r.stderr and "nowhere.so" in r.stderr, r.stderr

@@ -32,9 +32,9 @@ def test_check_reports_each_device_and_endpoint_and_leaves_them_free(keys, tmp_p
     assert any(line.startswith("    partitions: 0 MIG 3g.40gb (48 sms), ") for line in out), r.stdout
     assert "    units: 8 xcds, 32 ses, 304 cus; layout: mock" in out
     assert any(line.startswith("    counters: cu: active, ") for line in out), r.stdout
-    assert f"  bound: feed {feed}, sync {sync}" in out
+    assert f"  feed: {feed}, bound and released" in out and f"  sync: {sync}, bound and released" in out
     assert "  CURVE: on, admitting 1 client key(s)" in out
-    port = re.search(r"^  metrics: http://127\.0\.0\.1:(\d+)/metrics$", r.stdout, re.M)
+    port = re.search(r"^  metrics: http://127\.0\.0\.1:(\d+)/metrics, bound and released$", r.stdout, re.M)
     assert port and int(port.group(1)) > 0, r.stdout  # the port bound, not the 0 asked for
     # Released: a run on the same endpoints starts (the check's sockets are gone, not in use).
     agent = start_agent(tmp_path, "a", "h100-sxm")  # on ipc://TMP/a.feed and a.sync
@@ -50,13 +50,23 @@ def test_check_names_what_a_backend_cannot_report(fake_nvml):
             "not per unit") in r.stdout.splitlines(), r.stdout
 
 
-def test_check_fails_as_the_run_would(tmp_path: Path):
+def test_endpoints_in_use_now_are_said_and_any_other_failure_is_the_runs(tmp_path: Path):
+    # The running agent a new configuration is checked for holds its endpoints: said, not fatal.
     agent = start_agent(tmp_path, "busy", "h100-sxm")
     try:
-        r = check("--driver", "mock", "--feed", agent.feed, "--sync", f"ipc://{tmp_path}/other.sync")
+        r = check("--driver", "mock", "--feed", agent.feed, "--sync", f"ipc://{tmp_path}/free.sync")
     finally:
         assert agent.stop() == 0, agent.log()
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0].endswith(" (those in use now excepted)"), r.stdout
+    assert (f"  feed: cannot bind feed socket to {agent.feed!r}: in use by a running process (stop it, or choose "
+            "another path) (now; if the agent this is for holds it, a restart frees it)") in r.stdout, r.stdout
+    assert f"  sync: ipc://{tmp_path}/free.sync, bound and released" in r.stdout, r.stdout
+    # Anything else fails as the run would, in one line.
+    (tmp_path / "a-file").write_text("not a socket")
+    r = check("--driver", "mock", "--feed", f"ipc://{tmp_path}/a-file", "--sync", f"ipc://{tmp_path}/s")
     assert r.returncode == 2 and r.stdout == "", r.stdout
-    assert r.stderr.startswith(f"cuagent run: error: cannot bind feed socket to {agent.feed!r}: "), r.stderr
+    assert r.stderr == (f"cuagent run: error: cannot bind feed socket to 'ipc://{tmp_path}/a-file': the path "
+                        "exists and is not a socket (it is left as it is)\n"), r.stderr
     r = check("--driver", "nvml", "--nvml-library", str(tmp_path / "nowhere.so"))
     assert r.returncode == 2 and "cuagent run: error: " in r.stderr and "nowhere.so" in r.stderr, r.stderr

@@ -194,6 +194,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     engine = make_engine(cfg)
     backend = engine.driver_name
+    if args.check:
+        from . import run_check
+
+        try:
+            print("\n".join(run_check.run(cfg, backend, list(engine.topology()), curve, args.config)))
+        except OSError as e:
+            raise CliError(str(e)) from None
+        finally:
+            engine.stop()
+        return 0
     # A rebuilt engine (after a partition layout change) uses the backend that was chosen at
     # start, with the same options, never another one `auto` might now find.
     rebuild_cfg = dataclasses.replace(cfg, driver=backend)
@@ -213,20 +223,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError:
         agent.close()
         raise
-    if args.check:
-        from .run_check import report
-
-        try:
-            print("\n".join(report(cfg, backend, list(engine.topology()), agent.server.listening,
-                                    None if curve is None else len(curve.allowed),
-                                    None if metrics is None else metrics.address,
-                                    args.config, pods)))
-        finally:
-            engine.stop()
-            agent.close()
-            if metrics is not None:
-                metrics.close()
-        return 0
     _install_stop_signals(agent.stop)
     engine.start()
     try:

@@ -3,16 +3,21 @@
 As ``nginx -t`` or ``sshd -t`` do for their configuration: the settings read and checked, the
 CURVE keys loaded, the backend opened and its devices described, the feed, sync and metrics
 endpoints bound (then released). Any of it that fails fails the same way ``run`` would (one
-line, exit 2); what succeeds is said on stdout, with what each device will and will not
-report, so that an operator sees before the service starts what schedulers will get.
+line, exit 2), but for an endpoint another process listens on now: said, not fatal, since
+the running agent a new configuration is checked for holds its own. What succeeds is said
+on stdout, with what each device will and will not report, so that an operator sees before
+the service starts what schedulers will get.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-from typing import Any, Iterable, Optional
+from typing import Iterable, Optional
 
 from .config import RunConfig
+from .curve import ServerKeys
+from .options import parse_listen
 from .topology import DeviceTopology
 
 
@@ -43,25 +48,68 @@ def _device_lines(device: DeviceTopology) -> Iterable[str]:
                "partitions) only, not per unit")
 
 
-def report(cfg: RunConfig, driver: str, devices: list[DeviceTopology], listening: str,
-           curve_keys: Optional[int], metrics: Optional[str], config_file: Optional[str],
-           pods: Any) -> list[str]:
-    """The lines ``run --check`` prints. ``curve_keys``: how many client keys CURVE admits
-    (None: CURVE off); ``metrics``: the /metrics address bound, if any."""
-    lines = ["cuagent run --check: every setting is valid, and everything below was opened and released",
+def _endpoint_lines(cfg: RunConfig, curve: Optional[ServerKeys]) -> tuple[list[str], bool]:
+    """Each endpoint bound and released; one in use now is said, not fatal (the agent this
+    check is for may hold it: a restart frees it). Any other failure raises as in a run."""
+    import zmq
+
+    from .node import sockets
+
+    lines, busy = [], False
+    ctx = zmq.Context()
+    try:
+        for what, endpoint, bind in (("feed", cfg.feed, sockets.bind_feed), ("sync", cfg.sync, sockets.bind_sync)):
+            try:
+                sock = bind(ctx, endpoint, curve=curve)
+            except sockets.EndpointInUse as e:
+                lines.append(f"  {what}: {e} (now; if the agent this is for holds it, a restart frees it)")
+                busy = True
+                continue
+            lines.append(f"  {what}: {sockets.listening_on(sock)}, bound and released")
+            sock.close(0)
+    finally:
+        ctx.term()
+    if cfg.metrics_listen is None:
+        lines.append("  metrics: off (--metrics-listen)")
+        return lines, busy
+    import socket
+
+    host, port = parse_listen(cfg.metrics_listen)
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the metrics server binds
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE:
+                raise ValueError(f"--metrics-listen {host}:{port}: {e.strerror or e}") from None
+            lines.append(f"  metrics: {host}:{port} in use (now; if the agent this is for holds it, a "
+                         "restart frees it)")
+            return lines, True
+        lines.append(f"  metrics: http://{host if ':' not in host else f'[{host}]'}:{probe.getsockname()[1]}"
+                     "/metrics, bound and released")
+    return lines, busy
+
+
+def run(cfg: RunConfig, driver: str, devices: list[DeviceTopology], curve: Optional[ServerKeys],
+        config_file: Optional[str]) -> list[str]:
+    """The lines ``run --check`` prints, after binding what a run binds."""
+    endpoints, busy = _endpoint_lines(cfg, curve)
+    lines = ["cuagent run --check: every setting is valid; the backend and endpoints below were opened "
+             "and released" + (" (those in use now excepted)" if busy else ""),
              f"  settings: {config_file or 'defaults and flags (no --config)'}",
              f"  node: {cfg.node_name()}; driver: {driver}, {len(devices)} device(s); sampling at "
              f"{cfg.rate_hz:g} Hz, a state window every {cfg.publish_interval_ms:g} ms"]
     for device in devices:
         lines.extend(_device_lines(device))
-    lines.append(f"  bound: {listening}")
-    lines.append("  CURVE: off: anyone who reaches these ports may read the feed" if curve_keys is None
-                 else f"  CURVE: on, admitting {curve_keys} client key(s)")
-    lines.append(f"  metrics: http://{metrics}/metrics" if metrics else "  metrics: off (--metrics-listen)")
-    if pods is None:
+    lines.extend(endpoints)
+    lines.append("  CURVE: off: anyone who reaches these ports may read the feed" if curve is None
+                 else f"  CURVE: on, admitting {len(curve.allowed)} client key(s)")
+    if not cfg.pod_resources_socket:
         lines.append("  pod attribution: off")
     else:
-        there = os.path.exists(pods.socket_path)
-        lines.append(f"  pod attribution: from the kubelet's PodResources socket {pods.socket_path}"
+        there = os.path.exists(cfg.pod_resources_socket)
+        lines.append(f"  pod attribution: from the kubelet's PodResources socket {cfg.pod_resources_socket}"
                      + ("" if there else " (not there now: looked for every few seconds)"))
+    if cfg.nfd_features_dir:
+        lines.append(f"  NFD labels: written to {cfg.nfd_features_dir}")
     return lines

@@ -90,19 +90,27 @@ def bind_sync(ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str, sndhwm: int = 
     return sock
 
 
+class EndpointInUse(OSError):
+    """An endpoint another process listens on (tcp EADDRINUSE, or a live ipc socket)."""
+
+
 def _bind(sock: zmq.Socket[bytes], endpoint: str, what: str) -> None:
     if endpoint.startswith("ipc://"):
         occupied = ipc_occupant(endpoint[len("ipc://"):])
         if occupied is not None:
             sock.close(0)
-            raise OSError(f"cannot bind {what} socket to {endpoint!r}: {occupied}")
+            error = EndpointInUse if occupied.startswith(IN_USE) else OSError
+            raise error(f"cannot bind {what} socket to {endpoint!r}: {occupied}")
     ipv6.enable_for(sock, endpoint)
     try:
         sock.bind(endpoint)
     except zmq.ZMQError as e:
         sock.close(0)
-        raise OSError(f"cannot bind {what} socket to {endpoint!r}: {e}") from None
+        error = EndpointInUse if e.errno == errno.EADDRINUSE else OSError
+        raise error(f"cannot bind {what} socket to {endpoint!r}: {e}") from None
 
+
+IN_USE = "in use by a running process"
 
 # What a connect to an ipc path says when nothing listens there any more: the file of a process
 # that died (or closed without removing it), which binding may replace.
@@ -139,7 +147,7 @@ def ipc_occupant(path: str) -> Optional[str]:
     finally:
         probe.close()
     if rc == 0 or rc in (errno.EAGAIN, errno.EINPROGRESS):
-        return "in use by a running process (stop it, or choose another path)"
+        return f"{IN_USE} (stop it, or choose another path)"
     if rc in _STALE:
         return None
     # EACCES (another user's), EPROTOTYPE (a datagram socket): someone's socket, not ours to unlink.

@@ -135,6 +135,8 @@ def test_dry_run_of_the_other_steps_fits_the_device_call(tmp_path):
     assert re.search(r"pytest -m gpu test_cupti_gpu\.py test_nvml_gpu\.py: \d+ skipped", summary), summary
     assert (out / "feed.jsonl").stat().st_size > 0 and "## bench/nvml_agent_cpu.py" in (out / "bench.txt").read_text()
     assert "RUNNING" not in summary and "total " in summary
+    # What the agent will report on the machine, in the log before the feed's run.
+    assert "cuagent run --check: every setting is valid" in (out / "gpu-check.log").read_text()
 
 
 def partial_tree(tmp_path: Path, drop: str) -> Path:

@@ -343,3 +343,48 @@ def _relay_request(sync: str) -> bytes | None:
     from feed_support import request
 
     return request(sync, {"op": "snapshot", "prefix": "cua1/topo/"}, timeout=0.5)
+
+
+def test_a_client_that_never_reads_its_replies_pins_only_a_few():
+    # A client has one request in flight; one that sends many and reads none held up to 1000
+    # replies of ~130 KB each in the agent (OOM-killed under its 512M limit). The sync socket
+    # now queues SYNC_SNDHWM per connection and drops the rest for that client alone.
+    from cuagent import wire
+    from cuagent.node import sockets
+
+    ctx = zmq.Context()
+    server = sockets.bind_sync(ctx, "tcp://127.0.0.1:*")
+    server.setsockopt(zmq.SNDBUF, 4096)  # (for the connection below: little held in the kernel)
+    hog = ctx.socket(zmq.DEALER)
+    hog.setsockopt(zmq.RCVHWM, 1)
+    hog.setsockopt(zmq.RCVBUF, 4096)
+    hog.setsockopt(zmq.LINGER, 0)
+    hog.connect(server.getsockopt(zmq.LAST_ENDPOINT).decode())
+    reply = b"x" * 200_000
+    try:
+        for _ in range(100):
+            hog.send(wire.snapshot_request("cua1/"))
+        answered = 0
+        deadline = time.monotonic() + WAIT_S
+        stats: dict[str, int] = {}
+        while answered < 100 and time.monotonic() < deadline:
+            if server.poll(100):
+                before = stats.get("requests", 0)
+                sockets.serve_requests(server, lambda req: reply, stats)
+                answered += stats.get("requests", 0) - before
+        assert answered == 100, stats  # every request was answered (or its reply dropped)
+        got = 0
+        while hog.poll(1000):  # (nothing more comes once the server's queue is drained)
+            hog.recv()
+            got += 1
+        # The server's queue of 4, the client's own, and what the pipes between hold: a few (about
+        # 100, every reply, with the old 1000).
+        assert 1 <= got <= 30, got
+        hog.send(wire.snapshot_request("cua1/"))  # the connection still works
+        assert server.poll(WAIT_S * 1000)
+        sockets.serve_requests(server, lambda req: b"ok", stats)
+        assert hog.poll(WAIT_S * 1000) and hog.recv() == b"ok"
+    finally:
+        hog.close(0)
+        server.close(0)
+        ctx.term()

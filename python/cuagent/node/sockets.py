@@ -29,6 +29,11 @@ HEARTBEAT_TIMEOUT_MS = 3000
 DEFAULT_SNDHWM = 1000
 # Replies one sync round may send before the publisher gets the loop back.
 MAX_REQUESTS_PER_ROUND = 64
+# Replies queued per sync connection before ROUTER drops further ones for it. A client has
+# one request in flight (PROTOCOL.md §5); one that sends requests and never reads the
+# replies (a snapshot of 8 MI300X is ~130 KB) pinned 1000 of them, and took the agent past
+# its memory limit within a second.
+SYNC_SNDHWM = 4
 
 
 # zmq.Socket.send is a Python layer (routing ids, groups) over the backend's send; a publisher
@@ -75,13 +80,13 @@ def bind_feed(ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str, sndhwm: int = 
     return sock
 
 
-def bind_sync(ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str, sndhwm: int = DEFAULT_SNDHWM,
+def bind_sync(ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str, sndhwm: int = SYNC_SNDHWM,
               curve: Optional["ServerKeys"] = None) -> zmq.Socket[bytes]:
     sock = ctx.socket(zmq.ROUTER)
     if curve is not None:
         curve.apply(sock)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.SNDHWM, sndhwm)
+    sock.setsockopt(zmq.SNDHWM, min(sndhwm, SYNC_SNDHWM))
     # libzmq drops the connection of a peer that sends a larger message: no request can make
     # the agent buffer more than this.
     sock.setsockopt(zmq.MAXMSGSIZE, MAX_SYNC_REQUEST_BYTES)

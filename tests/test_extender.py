@@ -8,6 +8,7 @@ import http.client
 import json
 import logging
 import re
+import socket
 import threading
 import time
 import urllib.parse
@@ -135,6 +136,13 @@ def test_pod_without_gpu_gets_no_opinion(cluster):
     (json.dumps({"Pod": GPU_POD, "NodeNames": [1]}).encode(), "NodeNames"),
     (json.dumps({"Pod": pod_json({"nvidia.com/gpu": "1"}, {"cuagent.io/sm-demand": "x"}), "NodeNames": ["a"]}).encode(),
      "sm-demand"),
+    # Found by an adversarial review: each was a 500 and a logged traceback.
+    (json.dumps({"Pod": pod_json({"nvidia.com/gpu": "1"}, {"cuagent.io/sm-demand": "\u00b2"}),
+                 "NodeNames": ["a"]}).encode(), "Pod"),
+    (json.dumps({"Pod": {"spec": {"containers": 5}}, "NodeNames": ["a"]}).encode(), "Pod"),
+    (json.dumps({"Pod": GPU_POD, "Nodes": {"items": [{"metadata": ["x"]}]}}).encode(), "metadata.name"),
+    (b'{"Pod": {}, "NodeNames": ["a"], "x": NaN}', "not JSON"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deep"),
 ])
 def test_malformed_requests_get_400_with_a_reason_and_service_goes_on(cluster, body, reason):
     status, out = cluster.http.post("/prioritize", body)
@@ -227,3 +235,19 @@ def test_cuagent_extender_bad_flags_exit_2(tmp_path):
         proc = subprocess.run([sys.executable, "-m", "cuagent.cli", "extender", "--connect", "tcp://127.0.0.1:1",
                                *args], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2 and needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_content_length_that_is_no_ascii_number_is_refused(cluster):
+    u = urllib.parse.urlsplit(cluster.ext.url)
+    with socket.create_connection((u.hostname, u.port), timeout=10) as s:
+        s.sendall("POST /prioritize HTTP/1.1\r\nHost: x\r\nContent-Length: \u00b2\r\n\r\n".encode())
+        assert s.recv(4096).startswith(b"HTTP/1.1 411 ")  # was: int() raised, no answer at all
+
+
+def test_a_body_over_the_cap_is_refused_before_it_is_read(cluster):
+    from cuagent.scheduling.extender import MAX_BODY_BYTES
+
+    u = urllib.parse.urlsplit(cluster.ext.url)
+    with socket.create_connection((u.hostname, u.port), timeout=10) as s:
+        s.sendall(f"POST /filter HTTP/1.1\r\nHost: x\r\nContent-Length: {MAX_BODY_BYTES + 1}\r\n\r\n".encode())
+        assert s.recv(4096).startswith(b"HTTP/1.1 413 ")

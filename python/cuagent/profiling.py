@@ -17,6 +17,7 @@ MIG-enabled GPUs are left to NVML: PM sampling there is not verified on hardware
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -160,8 +161,13 @@ class ControlServer:
         while not self._stop.is_set():
             try:
                 conn, _ = self._sock.accept()
-            except OSError:
-                return
+            except OSError as e:
+                if self._stop.is_set() or e.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    return  # closed (close() shuts the socket down), or a socket that is no more
+                # Out of file descriptors for now: the control socket must outlive it.
+                log.warning("profiling control socket: cannot accept a connection (%s); retrying", e.strerror)
+                self._stop.wait(1.0)
+                continue
             with conn:
                 conn.settimeout(2.0)
                 try:

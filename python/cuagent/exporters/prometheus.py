@@ -25,7 +25,6 @@ import time
 from typing import Any, Iterable, Optional, Sequence
 
 import socket
-import socketserver
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
@@ -33,6 +32,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from ..http_bounds import HANDLER_TIMEOUT, BoundedServer
 from ..wire import DEVICE_LEVEL, PARTITION_LEVEL
 from .feed_metrics import DeviceMetrics, FeedMetrics, NodeMetrics
 from .names import PREFIX, counter_metric
@@ -278,12 +278,14 @@ class _Scrape:
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = HANDLER_TIMEOUT  # a connection silent this long is closed
+
     def log_message(self, format: str, *args: Any) -> None:  # one line per scrape is noise
         pass
 
 
-class _Server(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True  # a scrape in flight never holds up the agent's exit
+class _Server(BoundedServer, WSGIServer):
+    """At most MAX_CONNECTIONS scrapes at once, each on its own thread (http_bounds)."""
 
 
 class _Server6(_Server):

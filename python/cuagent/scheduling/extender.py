@@ -29,7 +29,7 @@ import json
 import logging
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, Callable, Optional
 
 import zmq
@@ -37,13 +37,21 @@ import zmq
 from ..duration import stop_after
 from ..options import OneLineParser
 from ..polling import poll_timeout_ms
+from ..http_bounds import HANDLER_TIMEOUT, BoundedServer
 from .request import Request, RequestError, pod_request
 from .scorer import Ranking, Scorer, Weights
 
 log = logging.getLogger("cuagent.extender")
 
 MAX_PRIORITY = 10  # kube-scheduler's MaxExtenderPriority
-MAX_BODY_BYTES = 64 * 1024 * 1024  # a NodeList of thousands of nodes when not nodeCacheCapable
+# A body's size. kube-scheduler sends node names (nodeCacheCapable, as deploy/ configures it):
+# 5,000 nodes are ~100 KB. Parsing JSON takes ~27 times its size, so a 20 MB body got the
+# extender OOM-killed under its 512Mi limit; and json.loads holds the GIL, so while it parses
+# every other request waits. Bodies over LARGE_BODY_BYTES (whole NodeLists) are parsed one at
+# a time: at most MAX_CONNECTIONS bodies held (128 MiB) and one parse (~110 MiB).
+MAX_BODY_BYTES = 4 * 1024 * 1024  # ~500 whole v1.Nodes: beyond, kube-scheduler must send names
+LARGE_BODY_BYTES = 512 * 1024
+_LARGE = threading.Semaphore(1)
 STALE_LOG_EVERY_S = 60.0
 
 
@@ -51,12 +59,24 @@ class BadRequest(ValueError):
     """Answered with HTTP 400 and the reason."""
 
 
-def parse_extender_args(body: bytes) -> tuple[dict[str, Any], list[str], Optional[dict[str, Any]]]:
-    """(pod, node names, NodeList or None) from an ExtenderArgs body."""
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity: Python's json takes them, Go's never
+
+
+def parse_json(body: bytes) -> Any:
+    """The body as JSON, strictly (no NaN or Infinity, which would also come back in a /filter
+    answer that no Go client could read), or BadRequest saying why."""
     try:
-        m = json.loads(body)
+        return json.loads(body, parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError) as e:
         raise BadRequest(f"body is not JSON: {e}") from None
+    except RecursionError:
+        raise BadRequest("body is not JSON cuagent reads: nested too deep") from None
+
+
+def parse_extender_args(body: bytes) -> tuple[dict[str, Any], list[str], Optional[dict[str, Any]]]:
+    """(pod, node names, NodeList or None) from an ExtenderArgs body."""
+    m = parse_json(body)
     if not isinstance(m, dict):
         raise BadRequest(f"ExtenderArgs must be a JSON object, got {type(m).__name__}")
     pod = m.get("Pod")
@@ -76,7 +96,8 @@ def parse_extender_args(body: bytes) -> tuple[dict[str, Any], list[str], Optiona
         raise BadRequest("ExtenderArgs.Nodes.items: expected a list")
     out = []
     for i, item in enumerate(items):
-        name = (item.get("metadata") or {}).get("name") if isinstance(item, dict) else None
+        meta = item.get("metadata") if isinstance(item, dict) else None
+        name = meta.get("name") if isinstance(meta, dict) else None
         if not isinstance(name, str):
             raise BadRequest(f"ExtenderArgs.Nodes.items[{i}].metadata.name: missing")
         out.append(name)
@@ -116,6 +137,9 @@ class ExtenderService:
             return pod_request(pod)
         except RequestError as e:
             raise BadRequest(f"Pod: {e}") from None
+        except (TypeError, AttributeError, ValueError, OverflowError) as e:
+            # A v1.Pod whose fields are of other types than Kubernetes gives them.
+            raise BadRequest(f"Pod: not a v1.Pod cuagent can read ({type(e).__name__}: {e})") from None
 
     def prioritize(self, body: bytes) -> list[dict[str, Any]]:
         pod, names, _nodes = parse_extender_args(body)
@@ -150,10 +174,7 @@ class ExtenderService:
         return out
 
     def recommend(self, body: bytes) -> dict[str, Any]:
-        try:
-            m = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise BadRequest(f"body is not JSON: {e}") from None
+        m = parse_json(body)
         if not isinstance(m, dict):
             raise BadRequest("expected a JSON object with 'request' or 'pod'")
         unknown = sorted(set(m) - {"request", "pod", "nodes", "limit"})
@@ -164,7 +185,7 @@ class ExtenderService:
         if "request" in m:
             try:
                 request: Optional[Request] = Request.from_json(m["request"])
-            except (RequestError, TypeError) as e:
+            except (RequestError, TypeError, ValueError, OverflowError) as e:
                 raise BadRequest(f"request: {e}") from None
         else:
             request = self._request(m["pod"])
@@ -198,6 +219,7 @@ class ExtenderService:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as kube-scheduler's Go client uses it
+    timeout = HANDLER_TIMEOUT  # a kept-alive connection silent this long is closed
     # Headers and body go out as two writes: without TCP_NODELAY, Nagle holds the body until
     # the client's delayed ACK (40 ms on Linux) — ten times the whole answer's budget.
     disable_nagle_algorithm = True
@@ -232,7 +254,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         service = self.server.service
         length_s = self.headers.get("Content-Length")
-        if length_s is None or not length_s.isdigit():
+        if length_s is None or not (length_s.isascii() and length_s.isdigit()):
             self.close_connection = True
             self._error(411, "a Content-Length header is required")
             return
@@ -241,7 +263,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._error(413, f"body of {length} bytes exceeds {MAX_BODY_BYTES}")
             return
-        body = self.rfile.read(length)
+        body = self.rfile.read(length)  # (a slow sender holds only its own thread meanwhile)
+        if length > LARGE_BODY_BYTES:
+            with _LARGE:  # one large body parsed and answered at a time (memory; the GIL)
+                self._route(service, body)
+        else:
+            self._route(service, body)
+
+    def _route(self, service: "ExtenderService", body: bytes) -> None:
         routes: dict[str, Callable[[bytes], Any]] = {"/prioritize": service.prioritize, "/recommend": service.recommend}
         if service.filter_enabled:
             routes["/filter"] = service.filter
@@ -262,8 +291,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, result)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(BoundedServer, HTTPServer):
+    """At most MAX_CONNECTIONS at once, each on its own thread (http_bounds)."""
+
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], service: ExtenderService) -> None:

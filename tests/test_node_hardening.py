@@ -388,3 +388,25 @@ def test_a_client_that_never_reads_its_replies_pins_only_a_few():
         hog.close(0)
         server.close(0)
         ctx.term()
+
+
+def test_serving_commands_raise_their_open_file_limit_to_the_hard_limit(tmp_path):
+    # libzmq aborts an agent whose ipc listener finds no descriptor to accept with; a soft limit
+    # of 1024 is soon met by connections held open. run/relay/exporter/extender/fleet raise it.
+    import resource
+
+    def low_soft_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096))
+
+    args = [sys.executable, "-m", "cuagent.cli", "run", "--driver", "mock", "--feed", f"ipc://{tmp_path}/f",
+            "--sync", f"ipc://{tmp_path}/s", "--duration", str(WAIT_S)]
+    proc = subprocess.Popen(args, env=_env(), preexec_fn=low_soft_limit, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        def soft_limit() -> str:
+            lines = Path(f"/proc/{proc.pid}/limits").read_text().splitlines()
+            return next(line.split()[3] for line in lines if line.startswith("Max open files"))
+        wait_until(lambda: soft_limit() == "4096", what="the agent's soft open-file limit raised to the hard one")
+    finally:
+        proc.terminate()
+        assert proc.wait(WAIT_S) == 0

@@ -637,12 +637,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Open files a serving command asks for, within the hard limit: the soft default (often 1024)
+# is soon met by connections held open at once, and libzmq aborts the process where an ipc://
+# listener cannot accept for want of a descriptor (src/ipc_listener.cpp). Servers like nginx
+# and Prometheus raise it so too.
+OPEN_FILES_WANTED = 65536
+SERVING = ("run", "relay", "exporter", "extender", "fleet")
+
+
+def raise_open_file_limit(wanted: int = OPEN_FILES_WANTED) -> None:
+    """The soft RLIMIT_NOFILE up to ``wanted``, as far as the hard limit allows."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):  # a sandbox that forbids it: the soft limit stays
+            pass
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["profiling"]:  # release/retake the CUPTI counters (cuagent.profiling)
         from . import profiling
         return profiling.cli(argv[1:])
     args = build_parser().parse_args(argv)
+    if args.command in SERVING:
+        raise_open_file_limit()
     try:
         return int(args.func(args) or 0)
     except (CliError, config_mod.ConfigError, wire.ProtocolError, ValueError) as e:

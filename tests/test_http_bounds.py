@@ -49,6 +49,28 @@ def test_connections_over_the_cap_are_closed_at_once_and_said_once(metrics_serve
     wait_until(lambda: _scrapes(metrics_server), what="a scrape once the held connections are gone")
 
 
+def test_one_client_cannot_take_every_slot(metrics_server, caplog):
+    metrics_server.httpd.max_per_client = 2
+    held = [socket.create_connection(("127.0.0.1", metrics_server.port), timeout=WAIT_S) for _ in range(2)]
+    try:
+        for s in held:
+            s.sendall(b"GET /metrics HTTP/1.1\r\n")
+        with caplog.at_level(logging.WARNING, logger="cuagent.http"):
+            with socket.create_connection(("127.0.0.1", metrics_server.port), timeout=WAIT_S) as third:
+                assert third.recv(1) == b""
+        said = [r.getMessage() for r in caplog.records if r.name == "cuagent.http"]
+        assert said and said[0].endswith("2 connections are open from there"), said
+        # Another address (here 127.0.0.2, loopback too) still gets its scrape.
+        other = socket.create_connection(("127.0.0.1", metrics_server.port), timeout=WAIT_S,
+                                         source_address=("127.0.0.2", 0))
+        with other:
+            other.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+            assert other.recv(12).startswith(b"HTTP/1.0 200")
+    finally:
+        for s in held:
+            s.close()
+
+
 def _scrapes(server: MetricsServer) -> bool:
     try:
         return scrape(server) == 200

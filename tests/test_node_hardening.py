@@ -20,7 +20,7 @@ import zmq
 
 from cuagent import ipv6
 from cuagent.node.missed_windows import MissedWindows
-from feed_support import WAIT_S, Proc, Recorder, _env, start_agent, start_relay, wait_until
+from feed_support import WAIT_S, Proc, Recorder, _env, request, start_agent, start_relay, wait_until
 
 
 def _cli(*args: str, timeout: float = WAIT_S) -> subprocess.CompletedProcess:
@@ -407,6 +407,9 @@ def test_serving_commands_raise_their_open_file_limit_to_the_hard_limit(tmp_path
             lines = Path(f"/proc/{proc.pid}/limits").read_text().splitlines()
             return next(line.split()[3] for line in lines if line.startswith("Max open files"))
         wait_until(lambda: soft_limit() == "4096", what="the agent's soft open-file limit raised to the hard one")
+        # Up (its stop signals installed) before it is stopped.
+        wait_until(lambda: request(f"ipc://{tmp_path}/s", {"op": "ping"}, timeout=0.5) is not None,
+                   what="the agent's first ping")
     finally:
         proc.terminate()
         assert proc.wait(WAIT_S) == 0

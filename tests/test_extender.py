@@ -142,6 +142,9 @@ def test_pod_without_gpu_gets_no_opinion(cluster):
     (json.dumps({"Pod": {"spec": {"containers": 5}}, "NodeNames": ["a"]}).encode(), "Pod"),
     (json.dumps({"Pod": GPU_POD, "Nodes": {"items": [{"metadata": ["x"]}]}}).encode(), "metadata.name"),
     (b'{"Pod": {}, "NodeNames": ["a"], "x": NaN}', "not JSON"),
+    (b'{"Pod": {}, "NodeNames": ["a"], "x": 1e999}', "float64"),
+    (json.dumps({"Pod": pod_json({"nvidia.com/gpu": "1"}, {"cuagent.io/sm-demand": "9" * 4000}),
+                 "NodeNames": ["a"]}).encode(), "sm-demand"),
     (b"[" * 100_000 + b"]" * 100_000, "nested too deep"),
 ])
 def test_malformed_requests_get_400_with_a_reason_and_service_goes_on(cluster, body, reason):
@@ -235,6 +238,37 @@ def test_cuagent_extender_bad_flags_exit_2(tmp_path):
         proc = subprocess.run([sys.executable, "-m", "cuagent.cli", "extender", "--connect", "tcp://127.0.0.1:1",
                                *args], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2 and needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_request_too_large_for_a_float_is_a_400_on_recommend(cluster):
+    status, out = cluster.http.post("/recommend", {"request": {"gpus": 1, "memory_bytes": 10**400}})
+    assert status == 400 and "memory_bytes must be an integer from 0 to" in out["error"], out
+    assert "an integer of 401 digits" in out["error"], out  # not the number itself
+
+
+def test_bodies_parsed_at_once_stay_within_the_budget():
+    from cuagent.scheduling.extender import _ParseBudget
+
+    budget = _ParseBudget(10)
+    budget.take(6)
+    budget.take(4)  # 10: within
+    waited = threading.Event()
+
+    def third() -> None:
+        budget.take(5)  # waits: 15 would be past the budget
+        waited.set()
+        budget.give(5)
+
+    t = threading.Thread(target=third, daemon=True)
+    t.start()
+    assert not waited.wait(0.3)
+    budget.give(6)
+    assert waited.wait(WAIT_S)
+    t.join(WAIT_S)
+    budget.give(4)
+    budget.take(50)  # one alone always goes, however large
+    budget.give(50)
+    assert budget.in_use == 0
 
 
 def test_a_content_length_that_is_no_ascii_number_is_refused(cluster):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 import urllib.request
 
 import pytest
@@ -83,6 +84,34 @@ def test_a_silent_connection_is_closed_after_the_idle_timeout(metrics_server, mo
     with socket.create_connection(("127.0.0.1", metrics_server.port), timeout=WAIT_S) as s:
         s.sendall(b"GET /metr")  # and nothing more
         assert s.recv(4096) == b""  # closed by the server (the recv would time out otherwise)
+    assert scrape(metrics_server) == 200
+
+
+def test_a_request_dripped_a_byte_at_a_time_is_cut_off_at_its_deadline(metrics_server, monkeypatch):
+    # Each byte within the read timeout, the whole request never done: held for ever, once.
+    import cuagent.http_bounds as bounds
+
+    monkeypatch.setattr(bounds, "REQUEST_DEADLINE_S", 1.5)
+    monkeypatch.setattr(_QuietHandler, "timeout", 1.0)
+    with socket.create_connection(("127.0.0.1", metrics_server.port), timeout=WAIT_S) as s:
+        start = time.monotonic()
+        closed = False
+        for byte in b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200:
+            try:
+                s.send(bytes([byte]))
+            except OSError:  # (a reset: closed)
+                closed = True
+                break
+            s.settimeout(0.3)
+            try:
+                if s.recv(1) == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                pass  # still open: the next byte within the read timeout
+            if time.monotonic() - start > WAIT_S:
+                break
+        assert closed, "a request dripped a byte every 0.3 s was never cut off"
     assert scrape(metrics_server) == 200
 
 

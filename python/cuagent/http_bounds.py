@@ -9,7 +9,8 @@ burst of 100 connections timed 23 out; every client that hung up mid-answer logg
 :class:`BoundedServer` serves at most ``MAX_CONNECTIONS`` at once, ``MAX_PER_CLIENT`` of
 them from one address (the excess is closed at once, said once a minute), with the kernel's largest backlog, pauses accepting while out
 of file descriptors, and logs a client that hangs up at DEBUG; handlers set ``timeout =
-IDLE_TIMEOUT_S`` (:data:`HANDLER_TIMEOUT`) so a silent connection is closed.
+IDLE_TIMEOUT_S`` (:data:`HANDLER_TIMEOUT`) so a silent connection is closed, and a request
+not whole within ``REQUEST_DEADLINE_S`` (one byte every few seconds) is cut off.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ MAX_CONNECTIONS = 32  # served at once: scrapers and kube-scheduler keep one or 
 MAX_PER_CLIENT = 8  # of them from one address: one client cannot take every slot
 IDLE_TIMEOUT_S = 10.0  # a connection that sends nothing this long is closed
 HANDLER_TIMEOUT = IDLE_TIMEOUT_S  # a request handler class's ``timeout``
+REQUEST_DEADLINE_S = 20.0  # a request (the wait for it included) must be whole by then
 REFUSED_LOG_S = 60.0  # refused connections are said at most this often, with their count
 OUT_OF_FDS_PAUSE_S = 0.1  # accept is retried after this while the process has no fd to spare
 _HUNG_UP = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
@@ -92,11 +94,48 @@ class BoundedServer(socketserver.ThreadingMixIn):
             self._refuse(request, client_address, str(e))
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
+        self.renew_deadline(request)
         try:
             super().process_request_thread(request, client_address)
         finally:
+            with self._deadline_lock():
+                self.__dict__["_deadlines"].pop(request, None)
             self._client(client_address, -1)
             self._bounds().release()
+
+    # A read timeout alone lets a client that sends a byte every few seconds hold its
+    # connection for ever (32 such held every slot: scrapes and kube-scheduler locked out).
+    # So each request has a deadline too; one thread shuts down the connections past theirs.
+    def _deadline_lock(self) -> Any:
+        lock = self.__dict__.get("_deadlines_lock")
+        if lock is None:
+            lock = self.__dict__.setdefault("_deadlines_lock", threading.Lock())
+            self.__dict__.setdefault("_deadlines", {})
+        return lock
+
+    def renew_deadline(self, request: Any) -> None:
+        """The connection's next request must be whole within REQUEST_DEADLINE_S (a handler
+        that keeps connections alive calls this after each answer)."""
+        with self._deadline_lock():
+            self.__dict__["_deadlines"][request] = time.monotonic() + REQUEST_DEADLINE_S
+            if "_watchdog" not in self.__dict__:
+                self.__dict__["_watchdog"] = threading.Thread(target=self._watch_deadlines, daemon=True,
+                                                              name="cuagent-http-deadlines")
+                self.__dict__["_watchdog"].start()
+
+    def _watch_deadlines(self) -> None:
+        while True:
+            time.sleep(1.0)
+            now = time.monotonic()
+            with self._deadline_lock():
+                late = [r for r, at in self.__dict__["_deadlines"].items() if at <= now]
+                for request in late:
+                    del self.__dict__["_deadlines"][request]
+            for request in late:
+                try:  # its handler's blocked read returns, and the connection is closed
+                    request.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def _refuse(self, request: Any, client_address: Any, why: str) -> None:
         self.shutdown_request(request)  # type: ignore[attr-defined]

@@ -27,6 +27,7 @@ import argparse
 import errno
 import json
 import logging
+import math
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -47,11 +48,32 @@ MAX_PRIORITY = 10  # kube-scheduler's MaxExtenderPriority
 # A body's size. kube-scheduler sends node names (nodeCacheCapable, as deploy/ configures it):
 # 5,000 nodes are ~100 KB. Parsing JSON takes ~27 times its size, so a 20 MB body got the
 # extender OOM-killed under its 512Mi limit; and json.loads holds the GIL, so while it parses
-# every other request waits. Bodies over LARGE_BODY_BYTES (whole NodeLists) are parsed one at
-# a time: at most MAX_CONNECTIONS bodies held (128 MiB) and one parse (~110 MiB).
+# every other request waits. So at most MAX_CONNECTIONS bodies are held (128 MiB) and
+# PARSE_BUDGET_BYTES of them parsed at once (32 bodies of 500 KB parsed together took 539 MiB).
 MAX_BODY_BYTES = 4 * 1024 * 1024  # ~500 whole v1.Nodes: beyond, kube-scheduler must send names
-LARGE_BODY_BYTES = 512 * 1024
-_LARGE = threading.Semaphore(1)
+PARSE_BUDGET_BYTES = 8 * 1024 * 1024  # bodies parsed at once, in all (~220 MB of Python objects)
+
+
+class _ParseBudget:
+    """Bytes of request bodies being parsed and answered at once: a body waits while the
+    others would take the budget past its size (one alone always goes)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget, self.in_use = budget, 0
+        self.changed = threading.Condition()
+
+    def take(self, n: int) -> None:
+        with self.changed:
+            self.changed.wait_for(lambda: self.in_use == 0 or self.in_use + n <= self.budget)
+            self.in_use += n
+
+    def give(self, n: int) -> None:
+        with self.changed:
+            self.in_use -= n
+            self.changed.notify_all()
+
+
+_PARSING = _ParseBudget(PARSE_BUDGET_BYTES)
 STALE_LOG_EVERY_S = 60.0
 
 
@@ -63,11 +85,18 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # NaN, Infinity: Python's json takes them, Go's never
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: no float64 holds it, and Go's encoder never writes it
+        raise ValueError(f"{text[:64]} is out of a float64's range")
+    return value
+
+
 def parse_json(body: bytes) -> Any:
     """The body as JSON, strictly (no NaN or Infinity, which would also come back in a /filter
     answer that no Go client could read), or BadRequest saying why."""
     try:
-        return json.loads(body, parse_constant=_no_constant)
+        return json.loads(body, parse_constant=_no_constant, parse_float=_finite)
     except (ValueError, UnicodeDecodeError) as e:
         raise BadRequest(f"body is not JSON: {e}") from None
     except RecursionError:
@@ -228,6 +257,10 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 — the base class's name
         log.debug("%s %s", self.address_string(), format % args)
 
+    def handle_one_request(self) -> None:
+        super().handle_one_request()
+        self.server.renew_deadline(self.connection)  # kept alive: the next request's own deadline
+
     def _send(self, status: int, payload: Any) -> None:
         data = json.dumps(payload, separators=(",", ":")).encode()
         self.send_response(status)
@@ -264,11 +297,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(413, f"body of {length} bytes exceeds {MAX_BODY_BYTES}")
             return
         body = self.rfile.read(length)  # (a slow sender holds only its own thread meanwhile)
-        if length > LARGE_BODY_BYTES:
-            with _LARGE:  # one large body parsed and answered at a time (memory; the GIL)
-                self._route(service, body)
-        else:
+        _PARSING.take(len(body))  # (memory: a parse takes ~27 times the body; and the GIL)
+        try:
             self._route(service, body)
+        finally:
+            _PARSING.give(len(body))
 
     def _route(self, service: "ExtenderService", body: bytes) -> None:
         routes: dict[str, Callable[[bytes], Any]] = {"/prioritize": service.prioritize, "/recommend": service.recommend}

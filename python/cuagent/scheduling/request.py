@@ -41,6 +41,16 @@ class RequestError(ValueError):
     """A request (or a pod's GPU resources/annotations) that cannot be scheduled as given."""
 
 
+MAX_UNITS = 1_000_000  # SMs/CUs on one GPU: hundreds today
+MAX_MEMORY_BYTES = 2**63 - 1  # a Kubernetes quantity's int64
+
+
+def _short(value: object) -> str:
+    """A value as a message quotes it: at most 64 characters."""
+    text = repr(value) if not isinstance(value, int) or value.bit_length() < 200 else f"an integer of {len(str(value))} digits"
+    return text if len(text) <= 64 else text[:61] + "..."
+
+
 @dataclass(frozen=True)
 class Request:
     """What a workload needs from one node.
@@ -65,11 +75,16 @@ class Request:
             raise RequestError(f"gpus must be a whole number >= 1 or a fraction in (0, 1), got {g!r}")
         if g > 1 and not float(g).is_integer():
             raise RequestError(f"gpus must be a whole number >= 1 or a fraction in (0, 1), got {g!r}")
-        if self.units is not None and (isinstance(self.units, bool) or not isinstance(self.units, int) or self.units < 1):
-            raise RequestError(f"units (SM/CU demand) must be an integer >= 1, got {self.units!r}")
+        # Upper bounds too: the scorer computes in floats, and 10**400 is none (a 500, once).
+        if self.units is not None and (isinstance(self.units, bool) or not isinstance(self.units, int)
+                                       or not 1 <= self.units <= MAX_UNITS):
+            raise RequestError(f"units (SM/CU demand) must be an integer from 1 to {MAX_UNITS}, "
+                               f"got {_short(self.units)}")
         if self.memory_bytes is not None and (isinstance(self.memory_bytes, bool)
-                                              or not isinstance(self.memory_bytes, int) or self.memory_bytes < 0):
-            raise RequestError(f"memory_bytes must be an integer >= 0, got {self.memory_bytes!r}")
+                                              or not isinstance(self.memory_bytes, int)
+                                              or not 0 <= self.memory_bytes <= MAX_MEMORY_BYTES):
+            raise RequestError(f"memory_bytes must be an integer from 0 to {MAX_MEMORY_BYTES}, "
+                               f"got {_short(self.memory_bytes)}")
         if self.mig_profile is not None:
             m = _PROFILE_RE.fullmatch(str(self.mig_profile))
             if m is None:
@@ -232,8 +247,9 @@ def pod_request(pod: Any) -> Optional[Request]:
     units = None
     units_s = _annotation(annotations, "cuagent.io/sm-demand")
     if units_s is not None:
-        if not units_s.isdigit() or int(units_s) < 1:
-            raise RequestError(f"annotation cuagent.io/sm-demand: {units_s!r} must be an integer >= 1")
+        if not (units_s.isascii() and units_s.isdigit()) or len(units_s) > 7 or not 1 <= int(units_s) <= MAX_UNITS:
+            raise RequestError(f"annotation cuagent.io/sm-demand: {units_s[:64]!r} must be an integer from 1 to "
+                               f"{MAX_UNITS}")
         units = int(units_s)
     memory = None
     memory_s = _annotation(annotations, "cuagent.io/gpu-memory")

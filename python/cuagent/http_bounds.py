@@ -50,7 +50,7 @@ class BoundedServer(socketserver.ThreadingMixIn):
         slots = self.__dict__.get("_slots")
         if slots is None:
             slots = self.__dict__["_slots"] = threading.BoundedSemaphore(self.max_connections)
-            self.__dict__["_refused"] = [0, 0.0]  # refused since last said, when last said
+            self.__dict__["_refused"] = [0, float("-inf")]  # refused since last said, when last said
             self.__dict__["_clients"] = {}  # address -> connections open
             self.__dict__["_clients_lock"] = threading.Lock()
         return slots
@@ -138,7 +138,12 @@ class BoundedServer(socketserver.ThreadingMixIn):
                     pass
 
     def _refuse(self, request: Any, client_address: Any, why: str) -> None:
-        self.shutdown_request(request)  # type: ignore[attr-defined]
+        try:
+            self._say_refused(client_address, why)
+        finally:
+            self.shutdown_request(request)  # type: ignore[attr-defined]
+
+    def _say_refused(self, client_address: Any, why: str) -> None:
         refused = self.__dict__["_refused"]
         refused[0] += 1
         now = time.monotonic()

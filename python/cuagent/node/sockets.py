@@ -32,8 +32,9 @@ MAX_REQUESTS_PER_ROUND = 64
 # Replies queued per sync connection before ROUTER drops further ones for it. A client has
 # one request in flight (PROTOCOL.md §5); one that sends requests and never reads the
 # replies (a snapshot of 8 MI300X is ~130 KB) pinned 1000 of them, and took the agent past
-# its memory limit within a second.
-SYNC_SNDHWM = 4
+# its memory limit within a second. 16, not fewer: libzmq tells a writer what its peer read
+# in steps of half the HWM, and a CI run with 4 once saw a reading client's reply go missing.
+SYNC_SNDHWM = 16
 
 
 # zmq.Socket.send is a Python layer (routing ids, groups) over the backend's send; a publisher
@@ -202,6 +203,11 @@ def serve_requests(sock: zmq.Socket[bytes], answer: Callable[[Request], bytes], 
             log.debug("sync: bad request: %s", error)
             reply = error_reply(error)
         try:
+            # What the peer's pipe has taken off since: libzmq tells a writer so by commands it
+            # processes when it next looks (a send looks at most once a millisecond), and with a
+            # small SYNC_SNDHWM a reply to a client that reads every reply at once could otherwise
+            # meet a queue that only seems full, and be dropped.
+            sock.getsockopt(zmq.EVENTS)
             sock.send_multipart(envelope + [reply], zmq.NOBLOCK)
         except zmq.Again:
             # The peer is not reading (its queue is at the HWM): drop rather than block.

@@ -133,3 +133,13 @@ def test_a_client_that_hangs_up_leaves_no_traceback(metrics_server, caplog):
 def test_the_listen_backlog_is_the_kernels_largest(metrics_server):
     # socketserver's default of 5 timed out 23 of 100 connections opened at once.
     assert metrics_server.httpd.request_queue_size == socket.SOMAXCONN
+
+
+def test_closing_a_server_ends_its_deadline_watch():
+    server = MetricsServer(FeedCollector(FeedMetrics()), ("127.0.0.1", 0))
+    assert scrape(server) == 200  # a connection: the watch started
+    watch = server.httpd.__dict__["_watchdog"]
+    assert watch.is_alive()
+    server.close()
+    watch.join(WAIT_S)
+    assert not watch.is_alive()

@@ -111,6 +111,7 @@ class BoundedServer(socketserver.ThreadingMixIn):
         if lock is None:
             lock = self.__dict__.setdefault("_deadlines_lock", threading.Lock())
             self.__dict__.setdefault("_deadlines", {})
+            self.__dict__.setdefault("_closed", threading.Event())
         return lock
 
     def renew_deadline(self, request: Any) -> None:
@@ -123,9 +124,14 @@ class BoundedServer(socketserver.ThreadingMixIn):
                                                               name="cuagent-http-deadlines")
                 self.__dict__["_watchdog"].start()
 
+    def server_close(self) -> None:
+        super().server_close()
+        self._deadline_lock()
+        self.__dict__["_closed"].set()  # the watchdog's end
+
     def _watch_deadlines(self) -> None:
-        while True:
-            time.sleep(1.0)
+        closed: threading.Event = self.__dict__["_closed"]
+        while not closed.wait(1.0):
             now = time.monotonic()
             with self._deadline_lock():
                 late = [r for r, at in self.__dict__["_deadlines"].items() if at <= now]

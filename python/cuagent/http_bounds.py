@@ -37,35 +37,24 @@ _HUNG_UP = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, Timeo
 
 
 class BoundedServer(socketserver.ThreadingMixIn):
-    """Mixed in before a socketserver server class (HTTPServer, WSGIServer)."""
+    """Mixed in before a socketserver server class (HTTPServer, WSGIServer). The caps are read
+    at each connection, so a test may lower them on a running server."""
 
     daemon_threads = True  # a request in flight never holds up the process's exit
     request_queue_size = socket.SOMAXCONN
     max_connections = MAX_CONNECTIONS
-
     max_per_client = MAX_PER_CLIENT
 
-    def _bounds(self) -> threading.BoundedSemaphore:
-        # Made on first use: the server classes' own __init__ chains stay as they are.
-        slots = self.__dict__.get("_slots")
-        if slots is None:
-            slots = self.__dict__["_slots"] = threading.BoundedSemaphore(self.max_connections)
-            self.__dict__["_refused"] = [0, float("-inf")]  # refused since last said, when last said
-            self.__dict__["_clients"] = {}  # address -> connections open
-            self.__dict__["_clients_lock"] = threading.Lock()
-        return slots
-
-    def _client(self, client_address: Any, delta: int) -> int:
-        """Connections open from the client's address, after adding ``delta``."""
-        host = client_address[0] if isinstance(client_address, tuple) and client_address else ""
-        with self.__dict__["_clients_lock"]:
-            clients: dict[str, int] = self.__dict__["_clients"]
-            n = clients.get(host, 0) + delta
-            if n > 0:
-                clients[host] = n
-            else:
-                clients.pop(host, None)
-            return n
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._lock = threading.Lock()  # the counts and deadlines below
+        self._open = 0  # connections being served
+        self._clients: dict[str, int] = {}  # address -> connections being served from it
+        self._deadlines: dict[Any, float] = {}  # connection -> when its request must be whole
+        self._refused, self._refused_said = 0, float("-inf")  # refused since said, when said
+        self._closed = threading.Event()
+        self._watchdog = threading.Thread(target=self._watch_deadlines, daemon=True, name="cuagent-http-deadlines")
+        super().__init__(*args, **kwargs)  # binds: a bind that fails starts no thread
+        self._watchdog.start()
 
     def get_request(self) -> Any:
         try:
@@ -77,20 +66,23 @@ class BoundedServer(socketserver.ThreadingMixIn):
             raise
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        slots = self._bounds()
-        if self._client(client_address, +1) > self.max_per_client:
-            self._client(client_address, -1)
-            self._refuse(request, client_address, f"{self.max_per_client} connections are open from there")
-            return
-        if not slots.acquire(blocking=False):
-            self._client(client_address, -1)
-            self._refuse(request, client_address, f"{self.max_connections} connections are open")
+        host = _host(client_address)
+        with self._lock:
+            if self._clients.get(host, 0) >= self.max_per_client:
+                why = f"{self.max_per_client} connections are open from there"
+            elif self._open >= self.max_connections:
+                why = f"{self.max_connections} connections are open"
+            else:
+                why = ""
+                self._open += 1
+                self._clients[host] = self._clients.get(host, 0) + 1
+        if why:
+            self._refuse(request, client_address, why)
             return
         try:
             super().process_request(request, client_address)  # starts its thread
         except RuntimeError as e:  # "can't start new thread": the process's task limit
-            slots.release()
-            self._client(client_address, -1)
+            self._served(request, host)
             self._refuse(request, client_address, str(e))
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
@@ -98,45 +90,39 @@ class BoundedServer(socketserver.ThreadingMixIn):
         try:
             super().process_request_thread(request, client_address)
         finally:
-            with self._deadline_lock():
-                self.__dict__["_deadlines"].pop(request, None)
-            self._client(client_address, -1)
-            self._bounds().release()
+            self._served(request, _host(client_address))
+
+    def _served(self, request: Any, host: str) -> None:
+        """The connection is no longer served: its slot and deadline go."""
+        with self._lock:
+            self._deadlines.pop(request, None)
+            self._open -= 1
+            left = self._clients.get(host, 0) - 1
+            if left > 0:
+                self._clients[host] = left
+            else:
+                self._clients.pop(host, None)
 
     # A read timeout alone lets a client that sends a byte every few seconds hold its
     # connection for ever (32 such held every slot: scrapes and kube-scheduler locked out).
     # So each request has a deadline too; one thread shuts down the connections past theirs.
-    def _deadline_lock(self) -> Any:
-        lock = self.__dict__.get("_deadlines_lock")
-        if lock is None:
-            lock = self.__dict__.setdefault("_deadlines_lock", threading.Lock())
-            self.__dict__.setdefault("_deadlines", {})
-            self.__dict__.setdefault("_closed", threading.Event())
-        return lock
-
     def renew_deadline(self, request: Any) -> None:
         """The connection's next request must be whole within REQUEST_DEADLINE_S (a handler
         that keeps connections alive calls this after each answer)."""
-        with self._deadline_lock():
-            self.__dict__["_deadlines"][request] = time.monotonic() + REQUEST_DEADLINE_S
-            if "_watchdog" not in self.__dict__:
-                self.__dict__["_watchdog"] = threading.Thread(target=self._watch_deadlines, daemon=True,
-                                                              name="cuagent-http-deadlines")
-                self.__dict__["_watchdog"].start()
+        with self._lock:
+            self._deadlines[request] = time.monotonic() + REQUEST_DEADLINE_S
 
     def server_close(self) -> None:
         super().server_close()
-        self._deadline_lock()
-        self.__dict__["_closed"].set()  # the watchdog's end
+        self._closed.set()  # the watchdog's end
 
     def _watch_deadlines(self) -> None:
-        closed: threading.Event = self.__dict__["_closed"]
-        while not closed.wait(1.0):
+        while not self._closed.wait(1.0):
             now = time.monotonic()
-            with self._deadline_lock():
-                late = [r for r, at in self.__dict__["_deadlines"].items() if at <= now]
+            with self._lock:
+                late = [r for r, at in self._deadlines.items() if at <= now]
                 for request in late:
-                    del self.__dict__["_deadlines"][request]
+                    del self._deadlines[request]
             for request in late:
                 try:  # its handler's blocked read returns, and the connection is closed
                     request.shutdown(socket.SHUT_RDWR)
@@ -144,19 +130,15 @@ class BoundedServer(socketserver.ThreadingMixIn):
                     pass
 
     def _refuse(self, request: Any, client_address: Any, why: str) -> None:
-        try:
-            self._say_refused(client_address, why)
+        try:  # said before the close: whoever sees the close can read the line
+            self._refused += 1
+            now = time.monotonic()
+            if now - self._refused_said >= REFUSED_LOG_S:
+                log.warning("HTTP: refused %d connection(s), the last from %s: %s", self._refused,
+                            client_address[0] if client_address else "?", why)
+                self._refused, self._refused_said = 0, now
         finally:
             self.shutdown_request(request)  # type: ignore[attr-defined]
-
-    def _say_refused(self, client_address: Any, why: str) -> None:
-        refused = self.__dict__["_refused"]
-        refused[0] += 1
-        now = time.monotonic()
-        if now - refused[1] >= REFUSED_LOG_S:
-            log.warning("HTTP: refused %d connection(s), the last from %s: %s", refused[0],
-                        client_address[0] if client_address else "?", why)
-            refused[0], refused[1] = 0, now
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         error = sys.exc_info()[1]
@@ -164,3 +146,7 @@ class BoundedServer(socketserver.ThreadingMixIn):
             log.debug("HTTP: %s: %s", client_address, error)
             return
         log.exception("HTTP: error serving %s", client_address)
+
+
+def _host(client_address: Any) -> str:
+    return str(client_address[0]) if isinstance(client_address, tuple) and client_address else ""

@@ -48,6 +48,10 @@ def _device_lines(device: DeviceTopology) -> Iterable[str]:
                "partitions) only, not per unit")
 
 
+# What an endpoint in use now is said with: the running agent a new configuration is for holds it.
+HELD_NOW = "(now; if the agent this is for holds it, a restart frees it)"
+
+
 def _endpoint_lines(cfg: RunConfig, curve: Optional[ServerKeys]) -> tuple[list[str], bool]:
     """Each endpoint bound and released; one in use now is said, not fatal (the agent this
     check is for may hold it: a restart frees it). Any other failure raises as in a run."""
@@ -62,7 +66,7 @@ def _endpoint_lines(cfg: RunConfig, curve: Optional[ServerKeys]) -> tuple[list[s
             try:
                 sock = bind(ctx, endpoint, curve=curve)
             except sockets.EndpointInUse as e:
-                lines.append(f"  {what}: {e} (now; if the agent this is for holds it, a restart frees it)")
+                lines.append(f"  {what}: {e} {HELD_NOW}")
                 busy = True
                 continue
             lines.append(f"  {what}: {sockets.listening_on(sock)}, bound and released")
@@ -72,21 +76,19 @@ def _endpoint_lines(cfg: RunConfig, curve: Optional[ServerKeys]) -> tuple[list[s
     if cfg.metrics_listen is None:
         lines.append("  metrics: off (--metrics-listen)")
         return lines, busy
-    import socket
+    from .exporters.feed_metrics import FeedMetrics
+    from .exporters.prometheus import FeedCollector, MetricsServer
 
     host, port = parse_listen(cfg.metrics_listen)
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the metrics server binds
-        try:
-            probe.bind((host, port))
-        except OSError as e:
-            if e.errno != errno.EADDRINUSE:
-                raise ValueError(f"--metrics-listen {host}:{port}: {e.strerror or e}") from None
-            lines.append(f"  metrics: {host}:{port} in use (now; if the agent this is for holds it, a "
-                         "restart frees it)")
-            return lines, True
-        lines.append(f"  metrics: http://{host if ':' not in host else f'[{host}]'}:{probe.getsockname()[1]}"
-                     "/metrics, bound and released")
+    try:  # the server a run starts, bound as it binds (IPv6, SO_REUSEADDR), then closed
+        server = MetricsServer(FeedCollector(FeedMetrics()), (host, port))
+    except OSError as e:
+        if e.errno != errno.EADDRINUSE:
+            raise ValueError(f"--metrics-listen {host}:{port}: {e.strerror or e}") from None
+        lines.append(f"  metrics: {host}:{port} in use {HELD_NOW}")
+        return lines, True
+    lines.append(f"  metrics: http://{server.address}/metrics, bound and released")
+    server.close()
     return lines, busy
 
 

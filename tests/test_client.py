@@ -232,6 +232,15 @@ class FakeUpstream:
             self.router.send_multipart([ident, protocol.snapshot_reply(5, msgs, seqs, **self.extra)], zmq.NOBLOCK)
             self.requests += 1
 
+    def refuse(self) -> list[bytes]:
+        """Answer every snapshot request queued with a refusal (§5): the identities refused."""
+        refused = []
+        while self.router.poll(0):
+            ident, _ = self.router.recv_multipart()
+            self.router.send_multipart([ident, wire.error_reply("busy")])
+            refused.append(ident)
+        return refused
+
     def stepper(self, client: Client):
         """A wait_until step: answer the client's snapshot requests, let it take what came."""
 
@@ -555,10 +564,7 @@ def test_a_source_that_refuses_snapshots_is_asked_again_later_not_at_once(tmp_pa
     refused = []
 
     def step() -> None:
-        while up.router.poll(0):
-            ident, _ = up.router.recv_multipart()
-            up.router.send_multipart([ident, wire.error_reply("busy")])
-            refused.append(ident)
+        refused.extend(up.refuse())
         client.poll(0.02)
 
     try:

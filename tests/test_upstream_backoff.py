@@ -86,10 +86,7 @@ def test_a_client_refused_over_and_over_says_it_once(tmp_path, monkeypatch, capl
     refused = []
 
     def refuse() -> None:
-        while up.router.poll(0):
-            ident, _ = up.router.recv_multipart()
-            up.router.send_multipart([ident, wire.error_reply("busy")])
-            refused.append(ident)
+        refused.extend(up.refuse())
         client.poll(0.01)
 
     try:

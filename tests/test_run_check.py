@@ -12,8 +12,8 @@ from pathlib import Path
 from feed_support import WAIT_S, _env, start_agent
 
 
-def check(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cuagent.cli", "run", "--check", "--log-level", "warning", *args],
+def check(*args: str, env: dict | None = None, log_level: str = "warning") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cuagent.cli", "run", "--check", "--log-level", log_level, *args],
                           capture_output=True, text=True, timeout=WAIT_S + 10, env=env or _env())
 
 
@@ -22,7 +22,7 @@ def test_check_reports_each_device_and_endpoint_and_leaves_them_free(keys, tmp_p
     args = ["--driver", "mock", "--mock-devices", "h100-sxm:mig,mi300x", "--node", "n1", "--feed", feed,
             "--sync", sync, "--metrics-listen", "127.0.0.1:0", "--curve-secret-key", str(keys / "server.key_secret"),
             "--curve-allow", str(keys / "allow")]
-    r = check(*args)
+    r = check(*args, log_level="info")  # the default level: the report alone, no log line beside it
     assert r.returncode == 0 and r.stderr == "", r.stderr
     out = r.stdout.splitlines()
     assert out[0].startswith("cuagent run --check: every setting is valid"), r.stdout

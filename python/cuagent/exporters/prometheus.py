@@ -310,7 +310,6 @@ class MetricsServer:
         self.thread.start()
         self.port = int(self.httpd.server_port)
         self.host = host
-        log.info("metrics on http://%s/metrics", self.address)
 
     @property
     def address(self) -> str:
@@ -330,6 +329,7 @@ def serve_agent(agent: Any, listen: tuple[str, int], per_unit: bool = False, per
     server = MetricsServer(FeedCollector(metrics, node_label=False, per_unit=per_unit, per_process=per_process),
                            listen)
     agent.on_publish = metrics.agent_hook()
+    log.info("metrics on http://%s/metrics", server.address)
     return server
 
 
@@ -350,6 +350,7 @@ class FeedExporter:
         except OSError:
             self.client.close()
             raise
+        log.info("metrics on http://%s/metrics", self.server.address)
         self._stop = threading.Event()
 
     def run(self, poll_s: float = 0.25) -> None:

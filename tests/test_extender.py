@@ -285,3 +285,34 @@ def test_a_body_over_the_cap_is_refused_before_it_is_read(cluster):
     with socket.create_connection((u.hostname, u.port), timeout=10) as s:
         s.sendall(f"POST /filter HTTP/1.1\r\nHost: x\r\nContent-Length: {MAX_BODY_BYTES + 1}\r\n\r\n".encode())
         assert s.recv(4096).startswith(b"HTTP/1.1 413 ")
+
+
+def _healthz(s: socket.socket) -> int:
+    """One GET /healthz on a raw kept-alive connection: its status (0: closed, no answer)."""
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    resp = http.client.HTTPResponse(s)
+    try:
+        resp.begin()
+    except http.client.RemoteDisconnected:
+        return 0
+    resp.read()
+    return resp.status
+
+
+def test_a_kept_alive_connection_waits_past_the_read_timeout_for_its_next_request(cluster, monkeypatch):
+    """kube-scheduler's Go client keeps an idle connection 90 s. An extender that closed it
+    sooner would race its next request, and Go retries no POST that meets a closed connection."""
+    from cuagent.scheduling import extender
+
+    monkeypatch.setattr(extender._Handler, "timeout", 0.3)  # a request's bytes must keep coming
+    monkeypatch.setattr(cluster.ext.httpd, "keepalive_idle_s", 2.0)
+    u = urllib.parse.urlsplit(cluster.ext.url)
+    with socket.create_connection((u.hostname, u.port), timeout=WAIT_S) as s:
+        assert _healthz(s) == 200
+        time.sleep(1.0)  # idle past the read timeout, within the keep-alive wait
+        assert _healthz(s) == 200  # the same connection: it was not closed
+        assert s.recv(1) == b""  # ... until idle past keepalive_idle_s (closed; recv would time out otherwise)
+    with socket.create_connection((u.hostname, u.port), timeout=WAIT_S) as s:
+        assert _healthz(s) == 200
+        s.sendall(b"GET /heal")  # the next request begun, then silent: the read timeout again
+        assert s.recv(1) == b""

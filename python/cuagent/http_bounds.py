@@ -10,7 +10,9 @@ burst of 100 connections timed 23 out; every client that hung up mid-answer logg
 them from one address (the excess is closed at once, said once a minute), with the kernel's largest backlog, pauses accepting while out
 of file descriptors, and logs a client that hangs up at DEBUG; handlers set ``timeout =
 IDLE_TIMEOUT_S`` (:data:`HANDLER_TIMEOUT`) so a silent connection is closed, and a request
-not whole within ``REQUEST_DEADLINE_S`` (one byte every few seconds) is cut off.
+not whole within ``REQUEST_DEADLINE_S`` (one byte every few seconds) is cut off. Between
+requests, a handler that keeps connections alive waits ``KEEPALIVE_IDLE_S`` for the next one
+(:meth:`BoundedServer.next_request_begins`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ MAX_PER_CLIENT = 8  # of them from one address: one client cannot take every slo
 IDLE_TIMEOUT_S = 10.0  # a connection that sends nothing this long is closed
 HANDLER_TIMEOUT = IDLE_TIMEOUT_S  # a request handler class's ``timeout``
 REQUEST_DEADLINE_S = 20.0  # a request (the wait for it included) must be whole by then
+# A kept-alive connection waits this long for its next request: longer than the 90 s a Go
+# client (kube-scheduler) keeps an idle connection, so the client closes it first. Closing it
+# ourselves races the client's next request, and Go does not retry a POST that meets a closed
+# connection: that extender call fails and the pod waits out a scheduling backoff.
+KEEPALIVE_IDLE_S = 120.0
 REFUSED_LOG_S = 60.0  # refused connections are said at most this often, with their count
 OUT_OF_FDS_PAUSE_S = 0.1  # accept is retried after this while the process has no fd to spare
 _HUNG_UP = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
@@ -44,6 +51,7 @@ class BoundedServer(socketserver.ThreadingMixIn):
     request_queue_size = socket.SOMAXCONN
     max_connections = MAX_CONNECTIONS
     max_per_client = MAX_PER_CLIENT
+    keepalive_idle_s = KEEPALIVE_IDLE_S
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._lock = threading.Lock()  # the counts and deadlines below
@@ -111,6 +119,23 @@ class BoundedServer(socketserver.ThreadingMixIn):
         that keeps connections alive calls this after each answer)."""
         with self._lock:
             self._deadlines[request] = time.monotonic() + REQUEST_DEADLINE_S
+
+    def next_request_begins(self, request: socket.socket, rfile: Any) -> bool:
+        """Between two requests on a kept-alive connection: waits up to ``keepalive_idle_s`` for
+        the next request's first byte, with no deadline meanwhile. True once it came (its
+        request's deadline and the handler's read timeout apply again from there); False when
+        the client closed the connection or stayed silent."""
+        with self._lock:
+            self._deadlines.pop(request, None)
+        read_timeout = request.gettimeout()
+        request.settimeout(self.keepalive_idle_s)
+        try:
+            began = bool(rfile.peek(1))  # (returns at once when the client sent it already)
+        except OSError:  # TimeoutError included: silent too long
+            return False
+        request.settimeout(read_timeout)
+        self.renew_deadline(request)
+        return began
 
     def server_close(self) -> None:
         super().server_close()

@@ -248,7 +248,7 @@ class ExtenderService:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as kube-scheduler's Go client uses it
-    timeout = HANDLER_TIMEOUT  # a kept-alive connection silent this long is closed
+    timeout = HANDLER_TIMEOUT  # a request's bytes must keep coming (between requests: KEEPALIVE_IDLE_S)
     # Headers and body go out as two writes: without TCP_NODELAY, Nagle holds the body until
     # the client's delayed ACK (40 ms on Linux) — ten times the whole answer's budget.
     disable_nagle_algorithm = True
@@ -257,9 +257,13 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 — the base class's name
         log.debug("%s %s", self.address_string(), format % args)
 
-    def handle_one_request(self) -> None:
-        super().handle_one_request()
-        self.server.renew_deadline(self.connection)  # kept alive: the next request's own deadline
+    def handle(self) -> None:
+        """BaseHTTPRequestHandler's loop, with the wait for each next request the server's
+        (longer than Go's idle keep-alive: the client closes an idle connection first)."""
+        self.close_connection = True
+        self.handle_one_request()
+        while not self.close_connection and self.server.next_request_begins(self.connection, self.rfile):
+            self.handle_one_request()
 
     def _send(self, status: int, payload: Any) -> None:
         data = json.dumps(payload, separators=(",", ":")).encode()

@@ -5,7 +5,8 @@ not from the C++: windows are [origin + k*w, origin + (k+1)*w); a window is
 finished when a sample of a later window arrives; means and maxima ignore
 missing (NaN) values; bit masks OR; cumulative counts keep their last value;
 coarser levels average the unit means; rollups are unit-weighted means; states
-follow the thresholds with hysteresis, starting idle; idle_units sums
+follow the thresholds with hysteresis from no history, and an element whose
+``active`` is absent in a window is published UNMEASURED (255); idle_units sums
 (1 - active) over units.
 
 Sums are accumulated sample by sample in float32, as the engine does, so that
@@ -21,6 +22,7 @@ import numpy as np
 
 F32 = np.float32
 IDLE, ACTIVE, SATURATED, THRASHING = 0, 1, 2, 3
+UNMEASURED = 255
 
 
 @dataclass
@@ -118,8 +120,8 @@ class ReferenceAggregator:
         self.units, self.gpcs, self.ancestor = units, gpcs, ancestor
         self.partitions, self.counters, self.window_ns, self.t = partitions, counters, window_ns, thresholds
         self.windows: List[dict] = []
-        self.unit_state = np.zeros(units, dtype=np.uint8)
-        self.gpc_state = np.zeros(gpcs, dtype=np.uint8)
+        self.unit_state = np.full(units, UNMEASURED, dtype=np.uint8)
+        self.gpc_state = np.full(gpcs, UNMEASURED, dtype=np.uint8)
 
     def elements(self, c: Counter) -> int:
         return {"sm": self.units, "partition": len(self.partitions), "device": 1}[c.level]
@@ -174,7 +176,7 @@ class ReferenceAggregator:
             stall = stats["mem_stall"][0] if "mem_stall" in stats else nan
             for e in range(len(current)):
                 current[e] = next_state(int(current[e]), active[e], occ[e], stall[e], self.t)
-            return current.copy()
+            return np.where(np.isnan(active), UNMEASURED, current).astype(np.uint8)
 
         out["sm_state"] = states("sm", self.unit_state)
         out["gpc_state"] = states("gpc", self.gpc_state)

@@ -41,7 +41,7 @@ WindowResult make_prototype(const AggregationPlan& plan, const DeviceDescription
     r.state.resize(d.levels.size());
     for (std::size_t l = 0; l < d.levels.size(); ++l)
         if (plan.state_inputs[l].active.kind != AggregationPlan::Source::None)
-            r.state[l].assign(d.counts[l], kIdle);
+            r.state[l].assign(d.counts[l], kUnmeasured);
     r.partition_rollup.assign(d.partitions.size() * plan.rollups.size(), kNaN);
     r.device_rollup.assign(plan.rollups.size(), kNaN);
     return r;
@@ -180,7 +180,7 @@ DeviceAggregator::DeviceAggregator(const DeviceDescription& device,
     for (auto count : device.counts) largest_level = std::max(largest_level, count);
     group_sum_.assign(largest_level, 0.0f);
     group_count_.assign(largest_level, 0);
-    unit_state_ = published_.back().state;  // all idle, sized like the published states
+    unit_state_ = published_.back().state;  // all unmeasured (no history), sized like the published states
 }
 
 void DeviceAggregator::add(std::int64_t t_ns, const float* values, std::uint32_t presence) noexcept {
@@ -323,10 +323,13 @@ void DeviceAggregator::finish_window() noexcept {
         const float* occupancy = resolve(in.occupancy, out);
         const float* stall = resolve(in.mem_stall, out);
         auto& state = unit_state_[l];
-        for (std::size_t e = 0; e < state.size(); ++e)
+        auto& published = out.state[l];
+        for (std::size_t e = 0; e < state.size(); ++e) {
             state[e] = next_unit_state(state[e], active[e], occupancy ? occupancy[e] : kNaN,
                                        stall ? stall[e] : kNaN, thresholds_);
-        std::copy(state.begin(), state.end(), out.state[l].begin());
+            // Claimed only where measured this window: an older window's state is not this one's.
+            published[e] = active[e] == active[e] ? state[e] : kUnmeasured;
+        }
     }
 
     // idle_units from the finest level that measures `active`, else from sm_active.

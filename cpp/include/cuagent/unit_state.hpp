@@ -5,7 +5,9 @@
 
 namespace cuagent {
 
-enum UnitState : std::uint8_t { kIdle = 0, kActive = 1, kSaturated = 2, kThrashing = 3 };
+enum UnitState : std::uint8_t { kIdle = 0, kActive = 1, kSaturated = 2, kThrashing = 3, kUnmeasured = 0xFF };
+// kUnmeasured: the element's `active` is absent this window (not measured yet, or the
+// backend gave none): no state is claimed for it, and it counts in no state.
 
 // Defaults from PROTOCOL.md §3.2. `hysteresis` widens the band an element must
 // cross to leave its current state, so a value hovering at a threshold does not
@@ -23,8 +25,10 @@ struct StateThresholds {
 };
 
 // Next state of one element from its window means. NaN means "not measured":
-// a NaN `active` keeps the current state (no data is no evidence of change);
-// a NaN occupancy or mem_stall can never make an element saturated/thrashing.
+// a NaN `active` keeps the current state (no data is no evidence of change: it
+// is what hysteresis starts from when data comes back; the window itself
+// publishes kUnmeasured); a NaN occupancy or mem_stall can never make an element
+// saturated/thrashing. From kUnmeasured (no history) no hysteresis applies.
 inline std::uint8_t next_unit_state(std::uint8_t current, float active, float occupancy,
                                     float mem_stall, const StateThresholds& t) noexcept {
     if (active != active) return current;

@@ -20,7 +20,9 @@ from .. import wire
 from ..feed.view import DeviceView, NodeView
 from .top_nvidia import compact_head, fit_width
 
-STATE_STYLES = ("grey35", "green3", "yellow1", "red1")  # idle, active, saturated, thrashing
+# idle, active, saturated, thrashing, then unmeasured (wire.UNMEASURED: no state claimed)
+STATE_STYLES = ("grey35", "green3", "yellow1", "red1", "bright_black")
+UNMEASURED_NAME = "unmeasured"
 BARS = " ▁▂▃▄▅▆▇█"
 # The device counters the compact form has room for, in this order.
 COMPACT_COUNTERS = ("power", "temp", "mem_used")
@@ -69,11 +71,22 @@ def pods_line(dv: DeviceView) -> str:
     return "pods: " + ", ".join(names)
 
 
+def _state_index(states: np.ndarray) -> np.ndarray:
+    """Each state's index into STATE_STYLES: 0..3, and 4 for a unit with no state claimed."""
+    out: np.ndarray = np.minimum(states, len(wire.STATE_NAMES))
+    return out
+
+
 def state_counts(dv: DeviceView) -> dict[str, int]:
+    """Units in each state; ``unmeasured`` too when some unit has none this window."""
     states = dv.unit_states()
     if states is None:
         return {}
-    return {name: int(np.count_nonzero(states == i)) for i, name in enumerate(wire.STATE_NAMES)}
+    n = np.bincount(_state_index(states), minlength=len(STATE_STYLES))
+    counts = {name: int(n[i]) for i, name in enumerate(wire.STATE_NAMES)}
+    if n[-1]:
+        counts[UNMEASURED_NAME] = int(n[-1])
+    return counts
 
 
 def _rows(dv: DeviceView) -> list[tuple[str, np.ndarray]]:
@@ -100,8 +113,13 @@ def _unit_active(dv: DeviceView) -> Optional[np.ndarray]:
 
 
 def _bar(active: Optional[np.ndarray], idx: np.ndarray) -> str:
-    """One cell as tall as the mean ``active`` of units ``idx`` (full height when not measured)."""
-    level = 8 if active is None else int(np.clip(float(np.mean(active[idx])), 0, 1) * 8 + 0.5)
+    """One cell as tall as the mean ``active`` of units ``idx`` (full height when the backend
+    has no per-unit ``active``; the lowest when none of these units has a value this window)."""
+    if active is None:
+        return BARS[8]
+    values = active[idx]
+    values = values[values == values]
+    level = int(np.clip(float(np.mean(values)), 0, 1) * 8 + 0.5) if values.size else 1
     return BARS[max(level, 1)]
 
 
@@ -119,17 +137,16 @@ def device_panel(dv: DeviceView, node: NodeView) -> Any:
     else:
         for label, idx in _rows(dv):
             body.append(f"{label:>6} ", style="bold")
-            for u in idx:
-                level = 8 if active is None else int(np.clip(active[u], 0, 1) * 8 + 0.5)
-                body.append(BARS[max(level, 1)], style=STATE_STYLES[min(int(states[u]), 3)])
+            styles = _state_index(states[idx])
+            for i in range(idx.size):
+                body.append(_bar(active, idx[i:i + 1]), style=STATE_STYLES[styles[i]])
             body.append("\n")
     if st is not None:
         counts = state_counts(dv)
         idle = "?" if st.idle_units is None else f"{st.idle_units:.1f}"
         body.append(f"idle_units {idle}/{topo.units}  ", style="bold cyan")
-        for i, name in enumerate(wire.STATE_NAMES):
-            if name in counts:
-                body.append(f"{name} {counts[name]}  ", style=STATE_STYLES[i])
+        for style, (name, n) in zip(STATE_STYLES, counts.items()):
+            body.append(f"{name} {n}  ", style=style)
         body.append("\n" + counters_line(dv), style="white")
         if pods_line(dv):
             body.append("\n" + pods_line(dv), style="magenta")
@@ -162,11 +179,11 @@ def compact_lines(dv: DeviceView, width: int) -> list[Text]:
         rows = _rows(dv)
         body.append(f"{topo.levels[0] if len(rows) > 1 else topo.unit}s ", style="bold")
         for _, idx in rows:
-            most = int(np.bincount(np.minimum(states[idx], 3), minlength=4).argmax())
+            most = int(np.bincount(_state_index(states[idx]), minlength=len(STATE_STYLES)).argmax())
             body.append(_bar(active, idx), style=STATE_STYLES[most])
-        for i, (name, n) in enumerate(state_counts(dv).items()):
+        for style, (name, n) in zip(STATE_STYLES, state_counts(dv).items()):
             if n:
-                body.append(f"  {name} {n}", style=STATE_STYLES[min(i, 3)])
+                body.append(f"  {name} {n}", style=style)
     units = {k: c.unit for k, c in topo.counters.items()}
     for key in COMPACT_COUNTERS:
         if key in st.device:

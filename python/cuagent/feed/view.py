@@ -125,7 +125,9 @@ class DeviceView:
 
     def unit_states(self) -> Optional[np.ndarray]:
         """Per-unit states (uint8[units]), expanded from a coarser level through the layout
-        when that is where states are measured; None when neither allows it."""
+        when that is where states are measured; None when neither allows it. A unit whose
+        element was not measured this window, or that the layout cannot place, is
+        ``wire.UNMEASURED``: counted in no state, never idle."""
         found = self.finest_state()
         if found is None:
             return None
@@ -136,7 +138,7 @@ class DeviceView:
         if ancestors is None:
             return None
         valid = ancestors < states.shape[0]
-        out = np.full(self.topology.units, wire.IDLE, np.uint8)
+        out = np.full(self.topology.units, wire.UNMEASURED, np.uint8)
         out[valid] = states[ancestors[valid]]
         return out
 

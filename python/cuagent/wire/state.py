@@ -14,6 +14,10 @@ from .topo import DEVICE_LEVEL, PARTITION_LEVEL, Device
 
 STATE_NAMES = ("idle", "active", "saturated", "thrashing")
 IDLE, ACTIVE, SATURATED, THRASHING = range(4)
+# An element whose `active` is absent in the window (not measured yet, or the backend gave
+# none): no state is claimed; it counts in none of the four. Also what a per-unit view gives
+# a unit the layout cannot place.
+UNMEASURED = 255
 # Counters whose values are whole numbers by nature: sent as msgpack ints, not floats
 # (when they fit msgpack's int range, [-2**63, 2**64); a larger one goes out as a float).
 _INTEGRAL_UNITS = frozenset(("bytes", "count", "mask"))

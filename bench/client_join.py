@@ -34,7 +34,8 @@ def measure(n: int) -> dict[str, float]:
     import zmq
 
     from cuagent import wire
-    from cuagent.feed.session import Endpoint, FeedState, Session
+    from cuagent.client import Endpoint  # the public path: an --old-tree has it too
+    from cuagent.feed.session import FeedState, Session
 
     sys.path.insert(0, str(ROOT / "bench"))
     from feed_codec import make_state

@@ -30,9 +30,9 @@ import zmq
 from .. import wire
 from ..curve import ClientKeys
 from ..polling import poll_timeout_ms
+from .endpoint import Endpoint, as_endpoint
 from .frame_cache import FrameCache
-from .session import (SNAPSHOT_TIMEOUT_S, ClientStats, Endpoint, FeedObserver, FeedState, Session, Update,
-                      as_endpoint)
+from .session import SNAPSHOT_TIMEOUT_S, ClientStats, FeedObserver, FeedState, Session, Update
 from .view import ClusterView
 
 log = logging.getLogger("cuagent.client")

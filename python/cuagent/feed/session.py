@@ -21,6 +21,7 @@ from .. import ipv6, wire
 from ..curve import (HANDSHAKE_EVENTS, ClientKeys, apply_client, curve_hint, handshake_hint,
                      monitor_events, watch)
 from ..wire import Header, ProtocolError, Topic
+from .endpoint import Endpoint
 from .lazy import LazyState
 from .outage import Outage
 from .queued import HeldMessages
@@ -214,33 +215,6 @@ def epochs_disagree(snaps: Sequence[wire.Snapshot], only_node: Optional[str] = N
             if (only_node is None or node == only_node) and seen.setdefault(node, epoch) != epoch:
                 return True
     return False
-
-
-class Endpoint(NamedTuple):
-    feed: str
-    sync: str
-
-
-def parse_endpoint(spec: str) -> Endpoint:
-    """``FEED[,SYNC]``; for ``tcp://host:port`` the sync endpoint defaults to port + 1."""
-    feed, _, sync = spec.partition(",")
-    feed, sync = feed.strip(), sync.strip()
-    if not feed:
-        raise ValueError(f"endpoint {spec!r}: no feed endpoint")
-    if not sync:
-        if not feed.startswith("tcp://") or feed.rsplit(":", 1)[-1].isdigit() is False:
-            raise ValueError(f"endpoint {spec!r}: give the sync endpoint too, as FEED,SYNC")
-        host, port = feed.rsplit(":", 1)
-        sync = f"{host}:{int(port) + 1}"
-    return Endpoint(feed, sync)
-
-
-def as_endpoint(e: Endpoint | str | Sequence[str]) -> Endpoint:
-    if isinstance(e, Endpoint):
-        return e
-    if isinstance(e, str):
-        return parse_endpoint(e)
-    return Endpoint(*e)
 
 
 class _UpdateFields(NamedTuple):

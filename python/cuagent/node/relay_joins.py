@@ -30,7 +30,8 @@ import zmq
 from .. import wire
 from .._core import RelayTable
 from ..curve import ClientKeys
-from ..feed.session import JOIN_WAIT_S, SNAPSHOT_TIMEOUT_S, Endpoint, SnapshotFaults
+from ..feed.endpoint import Endpoint
+from ..feed.session import JOIN_WAIT_S, SNAPSHOT_TIMEOUT_S, SnapshotFaults
 
 log = logging.getLogger("cuagent.relay")
 

@@ -311,7 +311,7 @@ def test_replies_to_one_nodes_requests_are_applied_together():
     # One request per prefix (§4): applied one by one, a state reply before its topo's would
     # be dropped. Merged: every message once (the later reply's), the highest seqs, the
     # relay's per-node maps united.
-    from cuagent.feed.session import merged_replies
+    from cuagent.feed.snapshot_replies import merged_replies
     from cuagent.wire import Snapshot
 
     first = Snapshot(5, [[b"cua1/state/n1/d0/", b"h1", b"b1"]], {"cua1/state/n1/d0/": 3}, {"epochs": {"n1": 7}, "kinds": ["state"]})

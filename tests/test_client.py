@@ -474,12 +474,12 @@ class _NodeBehindARelay:
 def behind_a_relay(tmp_path, monkeypatch):
     """Makes a _NodeBehindARelay whose client waits ``retry_s`` before asking again about a
     node its source knew nothing of (doubling); closes it after the test."""
-    from cuagent.feed import session
+    from cuagent.feed import snapshot_faults
 
     rigs: list[_NodeBehindARelay] = []
 
     def make(retry_s: float) -> _NodeBehindARelay:
-        monkeypatch.setattr(session, "RESYNC_RETRY_S", retry_s)
+        monkeypatch.setattr(snapshot_faults, "RESYNC_RETRY_S", retry_s)
         rigs.append(_NodeBehindARelay(tmp_path))
         return rigs[-1]
 
@@ -555,10 +555,10 @@ def test_a_source_that_refuses_snapshots_is_asked_again_later_not_at_once(tmp_pa
     # A refusal ({"ok": false}, §5) or an undecodable reply: asked again at once, the source
     # would be asked once per round trip for as long as it refuses. The wait doubles (here
     # an hour from the first).
-    from cuagent.feed import session
+    from cuagent.feed import snapshot_faults
 
-    monkeypatch.setattr(session, "RESYNC_RETRY_S", 3600.0)
-    monkeypatch.setattr(session, "REFUSED_RETRY_MAX_S", 3600.0)
+    monkeypatch.setattr(snapshot_faults, "RESYNC_RETRY_S", 3600.0)
+    monkeypatch.setattr(snapshot_faults, "REFUSED_RETRY_MAX_S", 3600.0)
     up = FakeUpstream(tmp_path)
     client = Client([f"{up.feed},{up.sync}"])
     refused = []

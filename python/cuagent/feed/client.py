@@ -32,7 +32,8 @@ from ..curve import ClientKeys
 from ..polling import poll_timeout_ms
 from .endpoint import Endpoint, as_endpoint
 from .frame_cache import FrameCache
-from .session import SNAPSHOT_TIMEOUT_S, ClientStats, FeedObserver, FeedState, Session, Update
+from .session import ClientStats, FeedObserver, FeedState, Session, Update
+from .snapshot_faults import SNAPSHOT_TIMEOUT_S
 from .view import ClusterView
 
 log = logging.getLogger("cuagent.client")

@@ -12,7 +12,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Optional, Protocol, Sequence
+from typing import Any, Optional, Sequence
 
 import zmq
 
@@ -23,9 +23,11 @@ from .endpoint import Endpoint
 from .lazy import LazyState
 from .outage import Outage
 from .queued import HeldMessages
+from .received import NOT_UNPACKED, FeedObserver, Received
 from .requests import RequestQueue
 from .snapshot_faults import SnapshotFaults, retry_wait
 from .snapshot_replies import epochs_disagree, merged_replies
+from .updates import Update
 from .view import ClusterView, DeviceView, NodeView
 
 log = logging.getLogger("cuagent.client")
@@ -45,37 +47,7 @@ _ASKED = float("inf")
 _peek_topic = wire.topics.peek_topic
 _usual_summary_records = wire.summary.usual_summary_records
 _usual_header = wire.header.usual_header
-
-
-class _UpdateFields(NamedTuple):
-    kind: str
-    node: str
-    device: Optional[str]
-    header: Optional[Header]
-    body: Any
-
-
 _new_update = tuple.__new__  # Update(...) without its Python-level __new__: for the hottest paths
-
-
-class Update(_UpdateFields):
-    """One change to the view: a feed ``kind`` (topo/state/hb/event/sum), or ``restart``
-    (a node's epoch changed; its old data is gone), ``stale`` (no heartbeat for 3 s) or
-    ``gone`` (a node joined through a relay, silent for that relay's forget interval, dropped
-    without the relay's ``node_gone``, PROTOCOL.md §7).
-
-    ``body`` is the decoded body (Topo, State, Heartbeat, Event, NodeSummary; None for restart,
-    stale and gone).
-    A lazy client's state update holds its body undecoded (a :class:`LazyState`, which is what
-    the tuple itself holds at index 4): reading ``body`` decodes it, once, shared with the
-    view; it is None when the body is malformed (counted in ``decode_errors``)."""
-
-    __slots__ = ()
-
-    @property
-    def body(self) -> Any:
-        body = self[4]
-        return body.get() if type(body) is LazyState else body
 
 
 @dataclass
@@ -92,52 +64,6 @@ class ClientStats:
     unknown_kinds: int = 0  # messages of a kind this client does not know, ignored (§8)
     summaries_skipped: int = 0  # summaries never received: no loss, the next one replaces them (§3.5)
     old_epoch: int = 0  # messages of an epoch the node has already left (queued before a restart), dropped
-
-
-_NOT_UNPACKED: Any = object()
-
-
-class Received:
-    """One message as it came (from the feed or a snapshot): topic and header checked, the body
-    unpacked but not decoded, and the original ``frames`` (which a relay re-serves).
-
-    A lazy client leaves a ``state`` body packed: ``body`` then unpacks it when read (and
-    raises :class:`~cuagent.wire.ProtocolError` if it is not msgpack)."""
-
-    __slots__ = ("topic", "topic_str", "header", "_body", "frames")
-
-    def __init__(self, topic: Topic, topic_str: str, header: Header, body: Any, frames: Sequence[bytes]) -> None:
-        self.topic = topic
-        self.topic_str = topic_str
-        self.header = header
-        self._body = body  # _NOT_UNPACKED: still frames[2]
-        self.frames = frames
-
-    @property
-    def body(self) -> Any:
-        if self._body is _NOT_UNPACKED:
-            self._body = wire.unpack(self.frames[2], "body")
-        return self._body
-
-    def __repr__(self) -> str:
-        return f"Received({self.topic_str!r}, seq={self.header.seq})"
-
-
-class FeedObserver(Protocol):
-    """The public hook on what a client applies, called synchronously from inside
-    :meth:`Client.poll` (so an observer is never behind the view). The relay's frame cache
-    is one; it must return quickly and never raise."""
-
-    def applied(self, msg: Received, decoded: Any) -> None:
-        """``msg`` was applied to the view; ``decoded`` is its body (Topo, State, Heartbeat,
-        Event, or for a summary the :class:`~cuagent.feed.summaries.NodeSummary`). For a
-        ``state`` message of a lazy client (the default) ``decoded`` is a
-        :class:`~cuagent.feed.lazy.LazyState`: ``decoded.get()`` decodes it (once, shared
-        with the view and the update) and gives the State, or None for a malformed body;
-        an observer that needs only the frames never pays for the decode."""
-
-    def forgot(self, node: str) -> None:
-        """Everything of ``node`` was dropped (it restarted): what was kept of it is void."""
 
 
 class FeedState:
@@ -430,7 +356,7 @@ class Session:
         try:
             summary = feed.view.summaries.apply_records(node, header, raw)
             if feed.observers:  # the body is unpacked only if an observer reads it
-                feed.applied(Received(topic, topic_str, header, _NOT_UNPACKED, frames), summary)
+                feed.applied(Received(topic, topic_str, header, NOT_UNPACKED, frames), summary)
         except ProtocolError as e:
             stats.decode_errors += 1
             log.debug("bad %s body from %s: %s", "sum", node, e)
@@ -445,7 +371,7 @@ class Session:
         ``parsed``: the topic frame's parse, when :meth:`receive` has it."""
         topic, topic_str, header = wire.decode_head(frames, parsed)
         if topic.kind == "state" and self.state.lazy:
-            return Received(topic, topic_str, header, _NOT_UNPACKED, frames)
+            return Received(topic, topic_str, header, NOT_UNPACKED, frames)
         return Received(topic, topic_str, header, wire.unpack(frames[2], "body"), frames)
 
     def _ingest(self, msg: Received) -> None:

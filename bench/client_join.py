@@ -35,7 +35,11 @@ def measure(n: int) -> dict[str, float]:
 
     from cuagent import wire
     from cuagent.client import Endpoint  # the public path: an --old-tree has it too
-    from cuagent.feed.session import FeedState, Session
+    from cuagent.feed.session import Session
+    try:
+        from cuagent.feed.feed_state import FeedState
+    except ImportError:  # an --old-tree from before FeedState left session.py
+        from cuagent.feed.session import FeedState  # type: ignore[attr-defined]
 
     sys.path.insert(0, str(ROOT / "bench"))
     from feed_codec import make_state

@@ -418,7 +418,7 @@ def test_node_gone_from_one_relay_leaves_a_node_heard_through_another():
     # A client following two relays: one has lost its path to a node and forgets it
     # (node_gone), the other still carries it. The view keeps a node it hears; it drops one
     # that is stale here too.
-    from cuagent.feed.session import FeedState
+    from cuagent.feed.feed_state import FeedState
 
     state = FeedState(["cua1/"], 5.0, True)
     for name in ("live", "silent"):

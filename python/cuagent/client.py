@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from .feed.client import STALE_AFTER_S, Client
 from .feed.endpoint import Endpoint, parse_endpoint
+from .feed.feed_state import ClientStats
 from .feed.frame_cache import FrameCache
 from .feed.received import FeedObserver, Received
-from .feed.session import JOIN_WAIT_S, MAX_BUFFERED, ClientStats
+from .feed.session import JOIN_WAIT_S, MAX_BUFFERED
 from .feed.snapshot_faults import SNAPSHOT_TIMEOUT_S
 from .feed.updates import Update
 from .feed.view import ClusterView, DeviceView, NodeView

@@ -31,9 +31,10 @@ from .. import wire
 from ..curve import ClientKeys
 from ..polling import poll_timeout_ms
 from .endpoint import Endpoint, as_endpoint
+from .feed_state import ClientStats, FeedState
 from .frame_cache import FrameCache
 from .received import FeedObserver
-from .session import ClientStats, FeedState, Session
+from .session import Session
 from .snapshot_faults import SNAPSHOT_TIMEOUT_S
 from .updates import Update
 from .view import ClusterView

@@ -2,8 +2,9 @@
 (subscribe, queue, snapshot, replay), gaps, restarts and resynchronisation.
 
 A :class:`Session` owns one upstream's SUB and sync DEALER. What every session of a client
-shares (which seqs and epochs have been applied, the view, the updates, the observers) is
-one :class:`~cuagent.feed.feed_state.FeedState`: a node heard through two upstreams is still applied once.
+shares (which seqs and epochs have been applied, the view, the updates, the observers) is one
+:class:`~cuagent.feed.feed_state.FeedState`: a node heard through two upstreams is still
+applied once.
 """
 
 from __future__ import annotations

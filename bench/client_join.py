@@ -4,9 +4,9 @@ each restarted (a rolling upgrade of every agent: a snapshot request per node an
 each node's replies applied and its held messages released). Per node, the cost should not
 grow with N; the ratio printed is the cost per node at the largest N over the smallest.
 
-The client's own code (feed/session.py) is driven in this process, its sync socket replaced
-by a list of prepared replies: the figures are the client's CPU, with no socket or relay
-time in them. With ``--old-tree DIR`` (an older checkout's python/ directory, its _core
+The client's own code (feed/session.py, feed_state.py) is driven in this process, its sync
+socket replaced by a list of prepared replies: the figures are the client's CPU, with no
+socket or relay time in them. With ``--old-tree DIR`` (an older checkout's python/ directory, its _core
 built), the same measurements run on that tree too, in its own process.
 
     python bench/client_join.py [--nodes 500,2000,8000] [--old-tree DIR]
@@ -34,7 +34,12 @@ def measure(n: int) -> dict[str, float]:
     import zmq
 
     from cuagent import wire
-    from cuagent.feed.session import Endpoint, FeedState, Session
+    from cuagent.client import Endpoint  # the public path: an --old-tree has it too
+    from cuagent.feed.session import Session
+    try:
+        from cuagent.feed.feed_state import FeedState
+    except ImportError:  # an --old-tree from before FeedState left session.py
+        from cuagent.feed.session import FeedState  # type: ignore[attr-defined]
 
     sys.path.insert(0, str(ROOT / "bench"))
     from feed_codec import make_state

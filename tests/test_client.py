@@ -311,7 +311,7 @@ def test_replies_to_one_nodes_requests_are_applied_together():
     # One request per prefix (§4): applied one by one, a state reply before its topo's would
     # be dropped. Merged: every message once (the later reply's), the highest seqs, the
     # relay's per-node maps united.
-    from cuagent.feed.session import merged_replies
+    from cuagent.feed.snapshot_replies import merged_replies
     from cuagent.wire import Snapshot
 
     first = Snapshot(5, [[b"cua1/state/n1/d0/", b"h1", b"b1"]], {"cua1/state/n1/d0/": 3}, {"epochs": {"n1": 7}, "kinds": ["state"]})
@@ -418,7 +418,7 @@ def test_node_gone_from_one_relay_leaves_a_node_heard_through_another():
     # A client following two relays: one has lost its path to a node and forgets it
     # (node_gone), the other still carries it. The view keeps a node it hears; it drops one
     # that is stale here too.
-    from cuagent.feed.session import FeedState
+    from cuagent.feed.feed_state import FeedState
 
     state = FeedState(["cua1/"], 5.0, True)
     for name in ("live", "silent"):
@@ -474,12 +474,12 @@ class _NodeBehindARelay:
 def behind_a_relay(tmp_path, monkeypatch):
     """Makes a _NodeBehindARelay whose client waits ``retry_s`` before asking again about a
     node its source knew nothing of (doubling); closes it after the test."""
-    from cuagent.feed import session
+    from cuagent.feed import snapshot_faults
 
     rigs: list[_NodeBehindARelay] = []
 
     def make(retry_s: float) -> _NodeBehindARelay:
-        monkeypatch.setattr(session, "RESYNC_RETRY_S", retry_s)
+        monkeypatch.setattr(snapshot_faults, "RESYNC_RETRY_S", retry_s)
         rigs.append(_NodeBehindARelay(tmp_path))
         return rigs[-1]
 
@@ -555,10 +555,10 @@ def test_a_source_that_refuses_snapshots_is_asked_again_later_not_at_once(tmp_pa
     # A refusal ({"ok": false}, §5) or an undecodable reply: asked again at once, the source
     # would be asked once per round trip for as long as it refuses. The wait doubles (here
     # an hour from the first).
-    from cuagent.feed import session
+    from cuagent.feed import snapshot_faults
 
-    monkeypatch.setattr(session, "RESYNC_RETRY_S", 3600.0)
-    monkeypatch.setattr(session, "REFUSED_RETRY_MAX_S", 3600.0)
+    monkeypatch.setattr(snapshot_faults, "RESYNC_RETRY_S", 3600.0)
+    monkeypatch.setattr(snapshot_faults, "REFUSED_RETRY_MAX_S", 3600.0)
     up = FakeUpstream(tmp_path)
     client = Client([f"{up.feed},{up.sync}"])
     refused = []

@@ -130,7 +130,7 @@ def test_a_forgotten_node_leaves_nothing_in_the_relays_joins():
     import zmq
 
     from cuagent import _core
-    from cuagent.feed.session import as_endpoint
+    from cuagent.feed.endpoint import as_endpoint
     from cuagent.node.relay_joins import UpstreamJoins
 
     ctx = zmq.Context()

@@ -116,7 +116,7 @@ def test_a_kinds_relay_joins_its_upstreams_topos_first():
     import zmq
 
     from cuagent import _core
-    from cuagent.feed.session import as_endpoint
+    from cuagent.feed.endpoint import as_endpoint
     from cuagent.node.relay_joins import UpstreamJoins
 
     ctx = zmq.Context()

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from cuagent import wire
 from cuagent.client import Client
-from cuagent.feed.session import Received
+from cuagent.feed.received import Received
 from cuagent.feed.summaries import NodeSummary
 from cuagent.wire.summary import RECORD_DTYPE, RECORD_SIZE, empty_records, summary_records, usual_summary_records
 from test_protocol import AGENT, h100_device

@@ -14,7 +14,7 @@ import zmq
 from cuagent import protocol, wire
 from cuagent.client import Client
 from cuagent.feed.outage import Outage
-from cuagent.feed.session import SNAPSHOT_RETRY_MAX_S, SNAPSHOT_TIMEOUT_S, snapshot_wait
+from cuagent.feed.snapshot_faults import SNAPSHOT_RETRY_MAX_S, SNAPSHOT_TIMEOUT_S, snapshot_wait
 from feed_support import WAIT_S, start_agent, start_relay, wait_until
 from test_client import FakeUpstream, behind_a_relay  # noqa: F401  (a fixture)
 
@@ -75,12 +75,12 @@ def test_a_client_says_once_that_its_upstream_is_silent_and_once_that_it_answers
 
 
 def test_a_client_refused_over_and_over_says_it_once(tmp_path, monkeypatch, caplog):
-    from cuagent.feed import session
+    from cuagent.feed import snapshot_faults
     from test_protocol import AGENT, h100_device
 
     caplog.set_level(logging.DEBUG, logger="cuagent.client")
-    monkeypatch.setattr(session, "RESYNC_RETRY_S", 0.001)
-    monkeypatch.setattr(session, "REFUSED_RETRY_MAX_S", 0.002)
+    monkeypatch.setattr(snapshot_faults, "RESYNC_RETRY_S", 0.001)
+    monkeypatch.setattr(snapshot_faults, "REFUSED_RETRY_MAX_S", 0.002)
     up = FakeUpstream(tmp_path)
     client = Client([f"{up.feed},{up.sync}"])
     refused = []
@@ -184,7 +184,7 @@ def test_silent_upstreams_watched_at_once_are_capped_and_a_retry_never_fails_for
     """A monitor per silent upstream is two more sockets in libzmq's context (1023 by default):
     a relay connected to hundreds of agents that are all down must still retry every one of
     them. And monitors made and dropped at every retry must never collide on an address."""
-    from cuagent.feed.session import MAX_WATCHED, SnapshotFaults
+    from cuagent.feed.snapshot_faults import MAX_WATCHED, SnapshotFaults
 
     ctx = zmq.Context()
     log = logging.getLogger("cuagent.test.watched")

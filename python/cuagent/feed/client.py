@@ -30,9 +30,13 @@ import zmq
 from .. import wire
 from ..curve import ClientKeys
 from ..polling import poll_timeout_ms
+from .endpoint import Endpoint, as_endpoint
+from .feed_state import ClientStats, FeedState
 from .frame_cache import FrameCache
-from .session import (SNAPSHOT_TIMEOUT_S, ClientStats, Endpoint, FeedObserver, FeedState, Session, Update,
-                      as_endpoint)
+from .received import FeedObserver
+from .session import Session
+from .snapshot_faults import SNAPSHOT_TIMEOUT_S
+from .updates import Update
 from .view import ClusterView
 
 log = logging.getLogger("cuagent.client")
@@ -144,7 +148,7 @@ class Client:
 
     def observe(self, observer: FeedObserver) -> None:
         """Show ``observer`` every message the moment it is applied, and every node dropped
-        (:class:`~cuagent.feed.session.FeedObserver`): the hook for consumers that keep
+        (:class:`~cuagent.feed.received.FeedObserver`): the hook for consumers that keep
         something per message (the relay's frame cache), where :meth:`on_update` delivers
         changes after each :meth:`poll`."""
         self._state.observers.append(observer)

@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from .. import wire
-from .session import Received
+from .received import Received
 
 
 class FrameCache:
-    """A :class:`~cuagent.feed.session.FeedObserver`: ``frames`` maps each topo/state/sum topic
+    """A :class:`~cuagent.feed.received.FeedObserver`: ``frames`` maps each topo/state/sum topic
     to its latest frames, as applied. A lost device's state is dropped with the topo that says so
     (its last window is no longer current: a client joining now gets none), and so is a
     device's that is gone from its node's topo, and every topic of a node that restarted."""

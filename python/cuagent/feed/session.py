@@ -2,439 +2,51 @@
 (subscribe, queue, snapshot, replay), gaps, restarts and resynchronisation.
 
 A :class:`Session` owns one upstream's SUB and sync DEALER. What every session of a client
-shares (which seqs and epochs have been applied, the view, the updates, the observers) is
-one :class:`FeedState`: a node heard through two upstreams is still applied once.
+shares (which seqs and epochs have been applied, the view, the updates, the observers) is one
+:class:`~cuagent.feed.feed_state.FeedState`: a node heard through two upstreams is still
+applied once.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import Any, NamedTuple, Optional, Protocol, Sequence
+from typing import Any, Optional, Sequence
 
 import zmq
 
 from .. import ipv6, wire
-from ..curve import (HANDSHAKE_EVENTS, ClientKeys, apply_client, curve_hint, handshake_hint,
-                     monitor_events, watch)
-from ..wire import Header, ProtocolError, Topic
+from ..curve import ClientKeys, apply_client
+from ..wire import ProtocolError, Topic
+from .endpoint import Endpoint
+from .feed_state import RETIRED_EPOCHS, FeedState
 from .lazy import LazyState
 from .outage import Outage
 from .queued import HeldMessages
+from .received import NOT_UNPACKED, Received
 from .requests import RequestQueue
-from .view import ClusterView, DeviceView, NodeView
+from .snapshot_faults import SnapshotFaults, retry_wait
+from .snapshot_replies import epochs_disagree, merged_replies
+from .updates import Update
+from .view import DeviceView, NodeView
 
 log = logging.getLogger("cuagent.client")
 
-SNAPSHOT_TIMEOUT_S = 2.0  # how long the first snapshot request to an upstream waits for its reply
-# An upstream that leaves requests unanswered is asked less and less often: each request waits
-# twice as long as the last before it is sent again, up to this (see snapshot_wait).
-SNAPSHOT_RETRY_MAX_S = 30.0
 JOIN_WAIT_S = 1.2  # longest wait for a first feed message before the first snapshot (hb: 1 s)
 MAX_BUFFERED = 100_000  # feed messages queued per upstream while (re)joining
-RETIRED_EPOCHS = 8  # epochs a node has left that are remembered, to drop their late messages
 # A source that knows nothing yet of a node whose messages it forwards (a relay still joining
-# a node that came back) is asked again after RESYNC_RETRY_S, doubling, RESYNC_TRIES times in
-# all (waits of 0.05 .. 3.2 s, 6.35 s in all): then the node's queued messages are dropped,
-# and its next one starts over. Asked at once each time, a client would send a request per
-# round trip (and a relay scans its whole table for each).
-RESYNC_RETRY_S = 0.05
+# a node that came back) is asked again after RESYNC_RETRY_S (snapshot_faults.py), doubling,
+# RESYNC_TRIES times in all (waits of 0.05 .. 3.2 s, 6.35 s in all): then the node's queued
+# messages are dropped, and its next one starts over. Asked at once each time, a client would
+# send a request per round trip (and a relay scans its whole table for each).
 RESYNC_TRIES = 8
-REFUSED_RETRY_MAX_S = 5.0  # longest wait after refused snapshot replies (from RESYNC_RETRY_S, doubling)
-GONE_KEPT_S = 120.0  # how long a relay's node_gone is remembered (FeedState.gone_at)
 _SUM_PREFIX = wire.kind_prefix("sum")
 _ASKED = float("inf")
 _peek_topic = wire.topics.peek_topic
 _usual_summary_records = wire.summary.usual_summary_records
 _usual_header = wire.header.usual_header
-
-
-def retry_wait(tries: int) -> float:
-    """The wait before asking again after ``tries`` replies in a row that could not be used:
-    RESYNC_RETRY_S, doubling."""
-    return float(RESYNC_RETRY_S * 2 ** min(tries - 1, 16))
-
-
-def snapshot_wait(unanswered: int, first: float = SNAPSHOT_TIMEOUT_S) -> float:
-    """How long a snapshot request waits for its reply before it is sent again (at once, on a
-    fresh socket), when the ``unanswered`` requests before it to the same upstream, in a row,
-    got none: ``first``, doubling, up to SNAPSHOT_RETRY_MAX_S (or ``first``, if longer).
-
-    A reply lost once is asked again as soon as ever (the retry is sent when the first wait
-    ends); an upstream that stays silent is asked every 30 s, not every 2 s. Waiting longer
-    costs nothing when it comes back: the request waits on the socket, which reconnects on
-    its own and delivers it then. Any reply resets the count."""
-    return min(max(first, SNAPSHOT_RETRY_MAX_S), first * 2.0 ** min(max(unanswered, 0), 16))
-
-
-# Silent upstreams whose handshakes are watched at once, in this process: a monitor is two
-# more sockets in libzmq's context (1023 by default), and a relay that starts before the
-# agents it connects to, or outlives a rack's power, has hundreds silent at once.
-MAX_WATCHED = 64
-_WATCHED = threading.BoundedSemaphore(MAX_WATCHED)
-
-
-class SnapshotFaults:
-    """What goes wrong with one upstream's snapshot replies, for a client's session and a relay's
-    joins alike: requests left unanswered (the next waits longer, :func:`snapshot_wait`) and
-    replies that cannot be used (the next request is held back: RESYNC_RETRY_S doubling, at most
-    REFUSED_RETRY_MAX_S; asked again at once, a source that refuses would be asked, and logged,
-    once per round trip). Each fault is said once while it lasts (outage.py), on ``logger``."""
-
-    def __init__(self, logger: logging.Logger, sync: str, curve: Optional[ClientKeys],
-                 first_wait_s: float = SNAPSHOT_TIMEOUT_S) -> None:
-        self.log, self.sync, self.curve, self.first_wait_s = logger, sync, curve is not None, first_wait_s
-        self.hint = curve_hint(curve)
-        self.unanswered = 0  # requests in a row that got no reply
-        self.refusals = 0  # replies in a row that could not be used
-        self.hold_until = 0.0  # after such a reply, no request before this (monotonic s)
-        self.silence = Outage(logger, "requests unanswered")
-        self.refused = Outage(logger, "replies refused")
-        # The handshakes of the request socket, watched once a request went unanswered (a healthy
-        # upstream costs no monitor socket), so that the next timeout can say why: a server that
-        # refuses a handshake sends nothing else.
-        self.monitor: Optional[zmq.Socket[bytes]] = None
-        self.cause: Optional[str] = None  # why the handshakes fail, once seen; None after a reply
-
-    def reply_wait(self) -> float:
-        """How long the request in flight waits for its reply."""
-        return snapshot_wait(self.unanswered, self.first_wait_s)
-
-    def dealer(self, ctx: zmq.Context[zmq.Socket[bytes]], curve: Optional[ClientKeys]) -> zmq.Socket[bytes]:
-        """A fresh request socket to the upstream (one per retry: a late reply to an abandoned
-        request can never pass for the answer to the next), its handshakes watched while the
-        upstream is silent."""
-        sock = ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        apply_client(sock, curve)
-        self._unwatch()
-        if self.unanswered and self.cause is None and _WATCHED.acquire(blocking=False):
-            try:
-                self.monitor = watch(sock, HANDSHAKE_EVENTS)  # before connect: no event missed
-            except zmq.ZMQError as e:  # out of sockets: the cause goes unsaid, the retry goes on
-                _WATCHED.release()
-                self.log.debug("cannot watch the handshakes with %s: %s", self.sync, e)
-        ipv6.enable_for(sock, self.sync)
-        sock.connect(self.sync)
-        return sock
-
-    def timed_out(self, now: float) -> None:
-        """The request in flight got no reply within :meth:`reply_wait`."""
-        waited = self.reply_wait()
-        self.unanswered += 1
-        most = snapshot_wait(1 << 16, self.first_wait_s)
-        self.silence.failed(now, f"no snapshot reply from {self.sync} within {waited:g} s{self.hint}; "
-                                 f"retrying with backoff, up to {most:g} s",
-                            f"still no snapshot reply from {self.sync}")
-        why = None if self.monitor is None else handshake_hint(monitor_events(self.monitor), self.curve)
-        if why is not None:
-            self.cause = why
-            self.log.warning("the handshakes with %s fail: %s", self.sync, why)
-
-    def replied(self, now: float) -> None:
-        """A reply came, of whatever use: the upstream is there."""
-        self.unanswered = 0
-        self.cause = None
-        self._unwatch()
-        self.silence.ended(now, f"snapshot reply from {self.sync} again")
-
-    def close(self) -> None:
-        self._unwatch()
-
-    def _unwatch(self) -> None:
-        if self.monitor is not None:
-            self.monitor.close(0)
-            self.monitor = None
-            _WATCHED.release()
-
-    def refused_reply(self, now: float, error: str) -> None:
-        """A reply that cannot be used: the next request waits, longer each time."""
-        self.refusals += 1
-        wait = min(REFUSED_RETRY_MAX_S, retry_wait(self.refusals))
-        self.hold_until = now + wait
-        self.refused.failed(now, f"bad snapshot reply from {self.sync}: {error}; asking again in {wait:.2f} s, "
-                                 f"longer each time, up to {REFUSED_RETRY_MAX_S:g} s",
-                            f"still bad snapshot replies from {self.sync}: {error}")
-
-    def accepted(self, now: float) -> None:
-        """A reply that could be used."""
-        self.refusals = 0
-        self.refused.ended(now, f"good snapshot reply from {self.sync} again")
-
-
-def merged_replies(snaps: Sequence[wire.Snapshot]) -> wire.Snapshot:
-    """The replies to one join's or one node's requests (a prefix each) as one reply, applied
-    together: a state is decoded against its node's topo, so one applied from an earlier reply
-    than its topo's would be dropped, its seq taken as applied, and its device would show no
-    state until the next window. A topic in two replies (overlapping prefixes): the later's."""
-    if len(snaps) == 1:
-        return snaps[0]
-    messages: dict[bytes, list[bytes]] = {}
-    seqs: dict[str, int] = {}
-    extra: dict[str, Any] = {}
-    for snap in snaps:
-        messages.update((bytes(frames[0]), frames) for frames in snap.messages)
-        for topic, seq in snap.seqs.items():
-            seqs[topic] = max(seq, seqs.get(topic, 0))
-        for key, value in snap.extra.items():
-            held = extra.get(key)
-            extra[key] = {**held, **value} if isinstance(held, dict) and isinstance(value, dict) else value
-    return wire.Snapshot(snaps[-1].epoch, list(messages.values()), seqs, extra)
-
-
-def reply_epochs(snap: wire.Snapshot) -> dict[str, int]:
-    """node -> epoch, as one snapshot reply tells it: its messages' headers, a relay's
-    ``epochs``, or an agent's own ``epoch`` (the one node its seqs name)."""
-    out: dict[str, int] = {}
-    listed = snap.extra.get("epochs")
-    if isinstance(listed, dict):
-        out.update((n, e) for n, e in listed.items() if isinstance(n, str) and type(e) is int)
-    else:
-        nodes = {wire.node_of(t) for t in snap.seqs if isinstance(t, str)} - {None}
-        if len(nodes) == 1:
-            out[str(nodes.pop())] = snap.epoch
-    for frames in snap.messages:
-        try:
-            topic, _, header = wire.decode_head(frames)
-        except ProtocolError:
-            continue  # counted when applied
-        out[topic.node] = header.epoch
-    return out
-
-
-def epochs_disagree(snaps: Sequence[wire.Snapshot], only_node: Optional[str] = None) -> bool:
-    """A node (``only_node``, or any) restarted between two of these replies: their seqs are
-    of two epochs, and merged they would hold the old epoch's seqs under the new one."""
-    seen: dict[str, int] = {}
-    for snap in snaps:
-        for node, epoch in reply_epochs(snap).items():
-            if (only_node is None or node == only_node) and seen.setdefault(node, epoch) != epoch:
-                return True
-    return False
-
-
-class Endpoint(NamedTuple):
-    feed: str
-    sync: str
-
-
-def parse_endpoint(spec: str) -> Endpoint:
-    """``FEED[,SYNC]``; for ``tcp://host:port`` the sync endpoint defaults to port + 1."""
-    feed, _, sync = spec.partition(",")
-    feed, sync = feed.strip(), sync.strip()
-    if not feed:
-        raise ValueError(f"endpoint {spec!r}: no feed endpoint")
-    if not sync:
-        if not feed.startswith("tcp://") or feed.rsplit(":", 1)[-1].isdigit() is False:
-            raise ValueError(f"endpoint {spec!r}: give the sync endpoint too, as FEED,SYNC")
-        host, port = feed.rsplit(":", 1)
-        sync = f"{host}:{int(port) + 1}"
-    return Endpoint(feed, sync)
-
-
-def as_endpoint(e: Endpoint | str | Sequence[str]) -> Endpoint:
-    if isinstance(e, Endpoint):
-        return e
-    if isinstance(e, str):
-        return parse_endpoint(e)
-    return Endpoint(*e)
-
-
-class _UpdateFields(NamedTuple):
-    kind: str
-    node: str
-    device: Optional[str]
-    header: Optional[Header]
-    body: Any
-
-
 _new_update = tuple.__new__  # Update(...) without its Python-level __new__: for the hottest paths
-
-
-class Update(_UpdateFields):
-    """One change to the view: a feed ``kind`` (topo/state/hb/event/sum), or ``restart``
-    (a node's epoch changed; its old data is gone), ``stale`` (no heartbeat for 3 s) or
-    ``gone`` (a node joined through a relay, silent for that relay's forget interval, dropped
-    without the relay's ``node_gone``, PROTOCOL.md §7).
-
-    ``body`` is the decoded body (Topo, State, Heartbeat, Event, NodeSummary; None for restart,
-    stale and gone).
-    A lazy client's state update holds its body undecoded (a :class:`LazyState`, which is what
-    the tuple itself holds at index 4): reading ``body`` decodes it, once, shared with the
-    view; it is None when the body is malformed (counted in ``decode_errors``)."""
-
-    __slots__ = ()
-
-    @property
-    def body(self) -> Any:
-        body = self[4]
-        return body.get() if type(body) is LazyState else body
-
-
-@dataclass
-class ClientStats:
-    messages: int = 0  # feed messages received
-    applied: int = 0  # messages (feed or snapshot) applied to the view
-    duplicates: int = 0  # dropped because seq <= the last applied (snapshot overlap)
-    gaps: int = 0  # messages known lost (seq jumps, heartbeat seqs)
-    gap_events: int = 0  # times a loss was detected
-    resyncs: int = 0  # snapshots requested after the initial join
-    restarts: int = 0  # node epochs that changed
-    decode_errors: int = 0
-    snapshot_timeouts: int = 0
-    unknown_kinds: int = 0  # messages of a kind this client does not know, ignored (§8)
-    summaries_skipped: int = 0  # summaries never received: no loss, the next one replaces them (§3.5)
-    old_epoch: int = 0  # messages of an epoch the node has already left (queued before a restart), dropped
-
-
-_NOT_UNPACKED: Any = object()
-
-
-class Received:
-    """One message as it came (from the feed or a snapshot): topic and header checked, the body
-    unpacked but not decoded, and the original ``frames`` (which a relay re-serves).
-
-    A lazy client leaves a ``state`` body packed: ``body`` then unpacks it when read (and
-    raises :class:`~cuagent.wire.ProtocolError` if it is not msgpack)."""
-
-    __slots__ = ("topic", "topic_str", "header", "_body", "frames")
-
-    def __init__(self, topic: Topic, topic_str: str, header: Header, body: Any, frames: Sequence[bytes]) -> None:
-        self.topic = topic
-        self.topic_str = topic_str
-        self.header = header
-        self._body = body  # _NOT_UNPACKED: still frames[2]
-        self.frames = frames
-
-    @property
-    def body(self) -> Any:
-        if self._body is _NOT_UNPACKED:
-            self._body = wire.unpack(self.frames[2], "body")
-        return self._body
-
-    def __repr__(self) -> str:
-        return f"Received({self.topic_str!r}, seq={self.header.seq})"
-
-
-class FeedObserver(Protocol):
-    """The public hook on what a client applies, called synchronously from inside
-    :meth:`Client.poll` (so an observer is never behind the view). The relay's frame cache
-    is one; it must return quickly and never raise."""
-
-    def applied(self, msg: Received, decoded: Any) -> None:
-        """``msg`` was applied to the view; ``decoded`` is its body (Topo, State, Heartbeat,
-        Event, or for a summary the :class:`~cuagent.feed.summaries.NodeSummary`). For a
-        ``state`` message of a lazy client (the default) ``decoded`` is a
-        :class:`~cuagent.feed.lazy.LazyState`: ``decoded.get()`` decodes it (once, shared
-        with the view and the update) and gives the State, or None for a malformed body;
-        an observer that needs only the frames never pays for the decode."""
-
-    def forgot(self, node: str) -> None:
-        """Everything of ``node`` was dropped (it restarted): what was kept of it is void."""
-
-
-class FeedState:
-    """What every session of one client shares: the seqs and epochs applied, the view, the
-    updates not yet delivered, the observers."""
-
-    def __init__(self, prefixes: list[str], snapshot_timeout_s: float, lazy: bool = True) -> None:
-        self.prefixes = prefixes
-        self.snapshot_timeout_s = snapshot_timeout_s
-        self.lazy = lazy  # state bodies decoded when read (feed/lazy.py), not when received
-        self.report_bad_state = self.bad_state  # bound once: every lazy state body holds it
-        self.view = ClusterView()
-        self.stats = ClientStats()
-        self.seqs: dict[str, int] = {}  # topic -> last seq applied (current epoch of its node)
-        # node -> its topics in seqs (added where a topic first gets a seq): a node dropped
-        # costs its own topics, not a pass over every node's (a rolling restart of N nodes
-        # was O(N²)).
-        self.node_topics: dict[str, set[str]] = {}
-        self.epochs: dict[str, int] = {}  # node -> epoch
-        # node -> the epochs it has left (the latest few). Epochs are random, so only this
-        # tells a message of an old epoch, still queued or in flight when the node restarted,
-        # from a restart: taking it for one would "restart" the node back, over and over.
-        self.retired: dict[str, deque[int]] = {}
-        self.updates: list[Update] = []
-        self.observers: list[FeedObserver] = []
-        # A node's last heartbeat was dated back (a relay's silent_s): staleness must be
-        # looked for now, not at the deadline the client's last look found.
-        self.dated_back = False
-        # Nodes a relay forgot (node_gone) while this view still heard them: dropped once stale.
-        self.gone_pending: set[str] = set()
-        # node -> when a relay's node_gone dropped it (monotonic s): a snapshot reply to a
-        # request sent before that, still in flight then or collected (one of several a join
-        # takes), must not bring the node back (it would sit in the view as stale for good:
-        # no node_gone comes again). Kept GONE_KEPT_S, longer than any join takes.
-        self.gone_at: dict[str, float] = {}
-        # node -> the forget interval (s) of the relay whose snapshot it was last joined from
-        # (§7 forget_after_s): dropped once silent that long here, as that relay would have,
-        # since its node_gone may never come (it restarted without hearing the node again,
-        # or the event was lost). Not for a node joined from an agent: that one stays, stale.
-        self.forget_after: dict[str, float] = {}
-
-    def emit(self, kind: str, node: str, device: Optional[str], header: Optional[Header], body: Any) -> None:
-        self.updates.append(Update(kind, node, device, header, body))
-
-    def applied(self, msg: Received, decoded: Any) -> None:
-        for observer in self.observers:
-            observer.applied(msg, decoded)
-
-    def bad_state(self, body: LazyState, error: ProtocolError) -> None:
-        """A lazily decoded state body turned out malformed when first read."""
-        self.stats.decode_errors += 1
-        log.debug("bad state body from %s (device %s, seq %d): %s", body.header.node, body.topology.id,
-                  body.header.seq, error)
-
-    def subscribed(self, topic: str) -> bool:
-        return any(topic.startswith(p) for p in self.prefixes)
-
-    def discard_node(self, node: str, retire: bool = True) -> None:
-        """Drop ``node``'s view, seqs and epoch; ``retire``: remember the epoch as one it has
-        left (a restart), so that its late messages are dropped."""
-        self.view.nodes.pop(node, None)
-        self.view.summaries.forget(node)
-        self.forget_after.pop(node, None)
-        old = self.epochs.pop(node, None)
-        if old is not None and retire:
-            self.retired.setdefault(node, deque(maxlen=RETIRED_EPOCHS)).append(old)
-        for topic in self.node_topics.pop(node, ()):
-            self.seqs.pop(topic, None)
-        for observer in self.observers:
-            observer.forgot(node)
-
-    def forget_node(self, node: str) -> None:
-        """A relay forgot ``node`` (``node_gone``, §7): drop its view, seqs and epoch. Its epoch
-        is not retired: a node heard again after that is a new node (joined), in whatever epoch."""
-        nv = self.view.nodes.get(node)
-        if nv is not None and not nv.stale:
-            # Heard here within the stale interval: through another upstream than the relay
-            # that forgot it, or that relay's own staleness ran ahead of ours. Dropped when it
-            # goes stale here too (Client._check_stale), kept if heard again meanwhile.
-            self.gone_pending.add(node)
-            return
-        now = time.monotonic()
-        for old in [n for n, at in self.gone_at.items() if now - at > GONE_KEPT_S]:
-            del self.gone_at[old]
-        # Also for a node not held yet: a join's reply in flight may bring it.
-        self.gone_at[node] = now
-        if node not in self.epochs and node not in self.view.nodes:
-            return
-        self.gone_pending.discard(node)
-        self.discard_node(node, retire=False)
-
-    def node_prefixes(self, node: str) -> list[str]:
-        """The narrowest snapshot prefixes covering what we follow of ``node``."""
-        out: list[str] = []
-        for topic_prefix in wire.node_prefixes(node):
-            for sub in self.prefixes:
-                if topic_prefix.startswith(sub):
-                    out.append(topic_prefix)
-                elif sub.startswith(topic_prefix):
-                    out.append(sub)
-        return sorted(set(out))
 
 
 class Session:
@@ -626,7 +238,7 @@ class Session:
         try:
             summary = feed.view.summaries.apply_records(node, header, raw)
             if feed.observers:  # the body is unpacked only if an observer reads it
-                feed.applied(Received(topic, topic_str, header, _NOT_UNPACKED, frames), summary)
+                feed.applied(Received(topic, topic_str, header, NOT_UNPACKED, frames), summary)
         except ProtocolError as e:
             stats.decode_errors += 1
             log.debug("bad %s body from %s: %s", "sum", node, e)
@@ -641,7 +253,7 @@ class Session:
         ``parsed``: the topic frame's parse, when :meth:`receive` has it."""
         topic, topic_str, header = wire.decode_head(frames, parsed)
         if topic.kind == "state" and self.state.lazy:
-            return Received(topic, topic_str, header, _NOT_UNPACKED, frames)
+            return Received(topic, topic_str, header, NOT_UNPACKED, frames)
         return Received(topic, topic_str, header, wire.unpack(frames[2], "body"), frames)
 
     def _ingest(self, msg: Received) -> None:

@@ -51,7 +51,7 @@ import zmq
 from .. import _core, ipv6, wire
 from ..client import STALE_AFTER_S, Endpoint
 from ..curve import ClientKeys, ServerKeys, apply_client
-from ..feed.session import as_endpoint
+from ..feed.endpoint import as_endpoint
 from . import sockets
 from .relay_joins import UpstreamJoins
 from .server import FeedServer, Ping, SnapshotContent

@@ -13,7 +13,7 @@ Each upstream gets its own DEALER (created on its first request), one request in
 a timeout after which the request is sent again on a fresh socket, as a client does: 2 s,
 doubling while the upstream stays silent, up to 30 s (``snapshot_wait``); a reply that cannot
 be used is asked again after a wait too, longer each time. Either fault is logged once when it
-starts, not at every retry (:class:`~cuagent.feed.session.SnapshotFaults`, as a client's). A node is
+starts, not at every retry (:class:`~cuagent.feed.snapshot_faults.SnapshotFaults`, as a client's). A node is
 asked of the upstreams whose replies listed it; a node none listed yet, of the upstreams that
 are relays (their replies carry ``epochs``) or have not answered yet, else of all.
 """
@@ -30,7 +30,9 @@ import zmq
 from .. import wire
 from .._core import RelayTable
 from ..curve import ClientKeys
-from ..feed.session import JOIN_WAIT_S, SNAPSHOT_TIMEOUT_S, Endpoint, SnapshotFaults
+from ..feed.endpoint import Endpoint
+from ..feed.session import JOIN_WAIT_S
+from ..feed.snapshot_faults import SNAPSHOT_TIMEOUT_S, SnapshotFaults
 
 log = logging.getLogger("cuagent.relay")
 

@@ -256,6 +256,8 @@ class FeedChecker:
             _fail(where, "a whole-device partition has id '0'")
         if "status" in d and d["status"] not in DEVICE_STATUSES:
             _fail(f"{where}.status", f"{d['status']!r} is not one of {sorted(DEVICE_STATUSES)}")
+        if "profiling_paused" in d and not isinstance(d["profiling_paused"], str):
+            _fail(f"{where}.profiling_paused", "not a string")
         if "pci" in d and not isinstance(d["pci"], str):
             _fail(f"{where}.pci", "not a string")
         if "numa" in d and not _is_int(d["numa"]):

@@ -494,6 +494,25 @@ def test_topo_status_lost_and_a_relays_node_stale_take_gpus_down_at_once():
 
 
 
+def test_a_gpu_with_cupti_says_while_its_counters_are_paused_and_why():
+    cupti = synthetic(dev_id="GPU-cupti", device_counters=(("pm_sm_active", "device", "ratio"),))
+    plain = synthetic(dev_id="GPU-plain")
+    metrics = FeedMetrics()
+    feeder = Feeder(metrics)
+    feeder.topo([cupti, plain])
+    text = scrape(FeedCollector(metrics))
+    assert samples(text, "cuagent_profiling_paused") == [({"gpu_uuid": cupti.id, "reason": ""}, 0.0)]
+    # The agent re-publishes topo with the reason while paused (§3.1): a scrape of an exporter
+    # that started after the profiling_paused event says it too.
+    body = protocol.with_device_status(protocol.encode_topo_body([cupti, plain], AGENT), [],
+                                       {cupti.id: "busy: another profiler holds the counters"})
+    feeder.send("topo", body)
+    assert samples(scrape(FeedCollector(metrics)), "cuagent_profiling_paused") == [
+        ({"gpu_uuid": cupti.id, "reason": "busy: another profiler holds the counters"}, 1.0)]
+    feeder.topo([cupti, plain])  # resumed
+    assert value(scrape(FeedCollector(metrics)), "cuagent_profiling_paused", gpu_uuid=cupti.id) == 0
+
+
 def _relay_forgets(metrics):
     # The relay forgot node n1 (§7).
     Feeder(metrics, node="relay-1").send("event", protocol.encode_event_body("node_gone", "silent", node="n1"))

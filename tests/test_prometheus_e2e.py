@@ -106,7 +106,8 @@ def test_promtool_accepts_the_alert_rules():
     result = promtool("check", "rules", str(ALERTS))
     assert result.returncode == 0, result.stdout + result.stderr
     names = {r["alert"] for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]}
-    assert names == {"CuagentGpuLost", "CuagentUnitsThrashing", "CuagentFeedStale", "CuagentFragmented"}
+    assert names == {"CuagentGpuLost", "CuagentUnitsThrashing", "CuagentFeedStale", "CuagentFragmented",
+                     "CuagentProfilingBlocked"}
 
 
 @needs_promtool
@@ -170,6 +171,9 @@ def test_each_alert_fires_on_its_case_and_not_beside_it(tmp_path: Path):
         _series(us, "0+960x30", gpu_uuid="g-mig", partition="unassigned", group="8", state="idle"),
         _series("cuagent_mem_used_bytes", "76000000000x30", gpu_uuid="g-mig"),
         _series("cuagent_mem_total_bytes", "80000000000x30", gpu_uuid="g-mig"),
+        # CUPTI held by another profiler on g-busy; paused by the operator on g-ncu: no alert.
+        _series("cuagent_profiling_paused", "1x40", gpu_uuid="g-busy", reason="busy: held by another profiler"),
+        _series("cuagent_profiling_paused", "1x40", gpu_uuid="g-ncu", reason="ncu session"),
     ]
     base = {"job": "cuagent", "instance": "gpu01:7712", "node": "gpu01"}
     tests = {"rule_files": [str(ALERTS)], "evaluation_interval": "1m", "tests": [{
@@ -186,6 +190,10 @@ def test_each_alert_fires_on_its_case_and_not_beside_it(tmp_path: Path):
             {"eval_time": "8m", "alertname": "CuagentFragmented", "exp_alerts": []},  # not yet 10 min
             {"eval_time": "25m", "alertname": "CuagentFragmented",
              "exp_alerts": [expected_alert("CuagentFragmented", {**base, "gpu_uuid": "g-frag"}, "1")]},
+            {"eval_time": "25m", "alertname": "CuagentProfilingBlocked", "exp_alerts": []},  # not yet 30 min
+            {"eval_time": "35m", "alertname": "CuagentProfilingBlocked", "exp_alerts": [
+                expected_alert("CuagentProfilingBlocked", {**base, "gpu_uuid": "g-busy",
+                                                           "reason": "busy: held by another profiler"}, "1")]},
         ],
     }]}
     path = tmp_path / "alerts-test.yaml"

@@ -170,9 +170,19 @@ def test_probed_layout_band_processes_counters_and_cupti_pause(following, fake_n
     assert "CUPTI paused: ncu session" in paused, paused
     assert re.search(r"mean\s+–\s+[▁▂▃▄▅▆▇█]+·+", paused), paused
     assert "power " in paused  # NVML goes on
+    # A view that joins now never sees the event: the topo (re-published at the pause) says why.
+    late, late_history = Client([client.endpoints[0]]), NvidiaHistory()
+    late.on_update(late_history.observe)
+    try:
+        follow(late, lambda: "gpu-t" in late.view.nodes and device(late).state is not None, "a late view's first window")
+        assert device(late).profiling_paused == "ncu session"
+        assert "CUPTI paused: ncu session" in panel_of(rendered(late, late_history), "0")
+    finally:
+        late.close()
     profiling(sock, "resume")
     follow(client, lambda: device(client).state is not None and "pm_sm_active" in device(client).state.device
-           and history.pause_reason(dv.node, dv.id) is None, "the kHz counters back")
+           and history.pause_reason(dv.node, dv.id) is None and device(client).profiling_paused is None,
+           "the kHz counters back, and the topo without the pause")
     assert "CUPTI paused" not in panel_of(rendered(client, history), "0")
 
 

@@ -55,6 +55,7 @@ class DeviceMetrics:
     last_window_ns: int = 0
     last_arrival: Optional[float] = None  # monotonic time the latest window arrived
     lost: bool = False  # a device_lost event, or topo status other than ok, after its latest window
+    profiling_paused: Optional[str] = None  # the topo's reason while its CUPTI counters are paused
     latest: Any = None  # the latest state body: a wire map (agent hook) or a decoded State
     _decoded: Optional[State] = None
     _elements: Optional[dict[str, np.ndarray]] = None
@@ -236,6 +237,7 @@ class FeedMetrics:
                 dm.device = dev
             if topo.device_status(dev.id) != wire.DEVICE_OK:
                 dm.lost = True  # §3.1: lost (or a status we do not know) until its next window
+            dm.profiling_paused = topo.profiling_paused.get(dev.id)
             devices[dev.id] = dm
         nv.devices = devices  # a device the topology no longer lists is no longer exported
 

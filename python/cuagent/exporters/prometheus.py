@@ -145,6 +145,11 @@ class _Scrape:
                    "backend": dev.backend, "layout_source": dev.layout_source})
         self.gauge(f"{PREFIX}gpu_up", "1 while the GPU's windows arrive, 0 once it is lost (device_lost, or "
                    "no window for 3 s)", gl, g, 1.0 if dm.up(self.now) else 0.0)
+        if "pm_sm_active" in dev.counters:  # a GPU with CUPTI's kHz counters
+            paused = dm.profiling_paused
+            self.gauge(f"{PREFIX}profiling_paused", "1 while the GPU's CUPTI counters (pm_*) are paused, busy or not "
+                       "permitted, reason saying why (the agent's topo); 0 while they flow", [*gl, "reason"],
+                       [dev.id, paused or ""], 0.0 if paused is None else 1.0)
         if dev.memory_bytes > 0:
             self.gauge(f"{PREFIX}mem_total_bytes", "device memory", gl, g, dev.memory_bytes, unit="bytes")
         pl = [*gl, "partition"]

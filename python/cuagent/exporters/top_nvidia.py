@@ -365,14 +365,16 @@ def cupti_status(dv: DeviceView, history: NvidiaHistory) -> Optional[str]:
     """None while the kHz counters flow; else why they are absent, as far as top knows."""
     if dv.state is not None and band_of(dv.state.device) is not None:
         return None
-    reason = history.pause_reason(dv.node, dv.id)
+    # The event seen live first (it precedes the topo that carries it), then the topo's
+    # (a pause from before this view joined), for agents whose topo does not say.
+    reason = history.pause_reason(dv.node, dv.id) or dv.profiling_paused
     if reason is not None:
         return f"CUPTI paused: {reason}"
     if "pm_sm_active" not in dv.topology.counters:
         return "no CUPTI"
     if any(b is not None for b in history.windows(dv.node, dv.id)):
         return "CUPTI counters absent since the last windows (no pause event seen)"
-    return "CUPTI attached, no kHz window yet (a pause before this view joined is not replayed)"
+    return "CUPTI attached, no kHz window yet"
 
 
 def band_lines(dv: DeviceView, history: NvidiaHistory, width: int) -> list[Text]:

@@ -362,7 +362,8 @@ class Session:
         old = nv.devices
         nv.devices = {}
         for dev in topo.devices:
-            dv = DeviceView(node, dev, status=topo.device_status(dev.id))
+            dv = DeviceView(node, dev, status=topo.device_status(dev.id),
+                            profiling_paused=topo.profiling_paused.get(dev.id))
             prev = old.get(dev.id)
             # Keep the latest window across a topo re-publish when the shape is unchanged (a
             # lost device's last window is no longer current: it keeps none).

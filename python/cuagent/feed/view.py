@@ -26,14 +26,16 @@ class DeviceView:
     decode. When that newest body turns out malformed, the state stays the one decoded
     before (with its ts and seq), and the client counts the body in ``decode_errors``."""
 
-    __slots__ = ("node", "topology", "status", "_state", "_ts", "_seq", "_pending")
+    __slots__ = ("node", "topology", "status", "profiling_paused", "_state", "_ts", "_seq", "_pending")
 
     def __init__(self, node: str, topology: Device, state: Optional[State] = None, ts: int = 0, seq: int = 0,
-                 status: str = wire.DEVICE_OK) -> None:
+                 status: str = wire.DEVICE_OK, profiling_paused: Optional[str] = None) -> None:
         self.node = node
         self.topology = topology
         # The topo's `status` (PROTOCOL.md §3.1): "ok", or "lost" (no state, never ranked).
         self.status = status
+        # The topo's `profiling_paused` (§3.1): why the CUPTI counters are absent, while they are.
+        self.profiling_paused = profiling_paused
         self._state = state
         self._ts = ts  # header ts of the state: unix ns at the end of its window
         self._seq = seq

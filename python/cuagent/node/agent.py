@@ -164,6 +164,9 @@ class Agent:
         # would pass as current). ``_returning``: lost devices whose device_back has come.
         self._lost: set[str] = set()
         self._returning: set[str] = set()
+        # Devices whose CUPTI counters are paused, with why (the latest profiling_paused): topo
+        # says so (§3.1), so a client that joins after the event still learns why pm_* is absent.
+        self._profiling_paused: dict[str, str] = {}
         self.stats: dict[str, int] = {"state": 0, "topo": 0, "hb": 0, "event": 0, "sum": 0}
         # Called with (topic, header, body map) of each message sent, on this loop's thread:
         # an in-process consumer (the Prometheus exporter) sees what the feed carries without
@@ -302,8 +305,9 @@ class Agent:
             return
         self.engine.stop()
         self.engine = new
-        self._lost.clear()  # a new engine reports its own losses
+        self._lost.clear()  # a new engine reports its own losses (and pauses)
         self._returning.clear()
+        self._profiling_paused.clear()
         self.engine.start()
         self._watch_windows()
         self._refresh_topology(force_publish=False, changed=True)
@@ -329,7 +333,7 @@ class Agent:
         return wire.encode_topo_body(topology, agent)
 
     def _publish_topo(self) -> None:
-        body = wire.with_device_status(self._topo_body, self._lost)
+        body = wire.with_device_status(self._topo_body, self._lost, self._profiling_paused)
         self._send(wire.build_topic("topo", self.config.node), time.time_ns(), body, keep=True)
         self.stats["topo"] += 1
 
@@ -353,6 +357,8 @@ class Agent:
             self._missed.forget(old - {d.id for d in topology})
             self._lost &= {d.id for d in topology}
             self._returning &= self._lost
+            for gone in set(self._profiling_paused) - {d.id for d in topology}:
+                del self._profiling_paused[gone]
             # Every latest state belongs to the old generation (its shape may not match the
             # new topo: partitions, levels): a snapshot must not pair it with the new topo.
             # The next window of each device refills it.
@@ -450,7 +456,7 @@ class Agent:
         events = self.engine.events()
         if not events:
             return
-        topo_dirty = status_changed = False
+        topo_dirty = status_changed = pause_changed = False
         for ev in events:
             device_id = ev.device_id or None
             topic = wire.build_topic("event", self.config.node, device_id)
@@ -463,9 +469,16 @@ class Agent:
                 status_changed |= self._device_lost(device_id)
             elif device_id is not None and ev.type == "device_back" and device_id in self._lost:
                 self._returning.add(device_id)  # OK again with its first window (_publish_states)
+            elif device_id is not None and ev.type == "profiling_paused":
+                pause_changed |= self._profiling_paused.get(device_id) != ev.detail
+                self._profiling_paused[device_id] = ev.detail
+            elif device_id is not None and ev.type == "profiling_resumed":
+                pause_changed |= self._profiling_paused.pop(device_id, None) is not None
         if topo_dirty:
             # A loss re-publishes topo at once, without a new gen (§3.1).
-            self._refresh_topology(force_publish=status_changed)
+            self._refresh_topology(force_publish=status_changed or pause_changed)
+        elif pause_changed:
+            self._publish_topo()  # not topology either: the same gen
 
     def _device_lost(self, device_id: str) -> bool:
         """Record a device's loss; True when its status changed."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Optional
 
 import numpy as np
 
@@ -43,6 +43,8 @@ class Topo:
     # device id -> `status` (§3.1); a device the body gives no status is OK. Kept beside the
     # devices, not in them: a status is not topology (it changes no `gen`).
     status: dict[str, str] = field(default_factory=dict)
+    # device id -> why its CUPTI counters are paused (§3.1 `profiling_paused`), while they are.
+    profiling_paused: dict[str, str] = field(default_factory=dict)
 
     def device_status(self, device_id: str) -> str:
         return self.status.get(device_id, DEVICE_OK)
@@ -109,11 +111,18 @@ def encode_topo_body(devices: Iterable[DeviceTopology], agent: AgentInfo | Mappi
     return {"agent": agent_map, "devices": [encode_device(d) for d in devices]}
 
 
-def with_device_status(topo_body: Mapping[str, Any], lost: Iterable[str]) -> dict[str, Any]:
+def with_device_status(topo_body: Mapping[str, Any], lost: Iterable[str],
+                       profiling_paused: Optional[Mapping[str, str]] = None) -> dict[str, Any]:
     """``topo_body`` with every device's ``status`` (§3.1): ``lost`` for the ids in ``lost``,
-    else ``ok``. A copy: the agent compares status-free bodies to detect topology changes."""
-    lost = set(lost)
-    devices = [dict(d, status=DEVICE_LOST if d["id"] in lost else DEVICE_OK) for d in topo_body["devices"]]
+    else ``ok``; and ``profiling_paused`` (its reason) for the ids in ``profiling_paused``. A
+    copy: the agent compares status-free bodies to detect topology changes."""
+    lost, paused = set(lost), profiling_paused or {}
+    devices = []
+    for d in topo_body["devices"]:
+        device = dict(d, status=DEVICE_LOST if d["id"] in lost else DEVICE_OK)
+        if d["id"] in paused:
+            device["profiling_paused"] = paused[d["id"]]
+        devices.append(device)
     return dict(topo_body, devices=devices)
 
 
@@ -209,9 +218,12 @@ def decode_topo_body(m: Any) -> Topo:
     ids = [d.id for d in devices]
     if len(set(ids)) != len(ids):
         raise ProtocolError("topo.devices", f"duplicate device ids in {ids}")
-    status = {}
+    status, paused = {}, {}
     for i, (d, dm) in enumerate(zip(devices, raw)):
         value = get(dm, "status", str, f"topo.devices[{i}]", optional=True)
         if value is not None:
             status[d.id] = value
-    return Topo(agent, devices, status)
+        reason = get(dm, "profiling_paused", str, f"topo.devices[{i}]", optional=True)
+        if reason is not None:
+            paused[d.id] = reason
+    return Topo(agent, devices, status, paused)

@@ -113,6 +113,24 @@ def test_stale_or_lost_nodes_and_old_windows_score_zero():
     assert scorer.rank(Request(), NOW).score("a") == 0 and scorer.rank(Request(), NOW).score("b") > 0
 
 
+def test_a_gpu_whose_topo_says_lost_is_never_placed_on():
+    """§3.1: a device whose status is not ok is not available, at once (was: its last
+    window kept it eligible until max_age_s, up to an hour with a long setting)."""
+    from cuagent.client import DeviceView
+
+    vb, scorer, topos = fleet({"a": [idle(), idle()]}, max_age_s=3600.0)
+    nv = vb.view.nodes["a"]
+    lost = nv.devices[topos[("a", 0)].id]
+    nv.devices[lost.id] = DeviceView("a", lost.topology, status="lost")  # as the client applies that topo
+    scorer.observe(type("U", (), {"kind": "topo", "node": "a", "device": None, "header": None, "body": None})())
+    devices = scorer.rank(Request(), NOW).devices()
+    assert [d.device for d in devices] == [topos[("a", 1)].id], devices
+    # Its first window back makes it a candidate again.
+    nv.devices[lost.id] = DeviceView("a", lost.topology)
+    vb.window(scorer, "a", lost.topology, idle(), NOW)
+    assert {d.device for d in scorer.rank(Request(), NOW).devices()} == {lost.id, topos[("a", 1)].id}
+
+
 def test_the_horizon_is_not_one_window():
     vb = ViewBuilder()
     scorer = Scorer(vb.view, horizon_s=10.0)

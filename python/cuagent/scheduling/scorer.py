@@ -247,7 +247,9 @@ class Scorer:
                 continue
             dv = nv.devices.get(dev) if nv is not None else None
             track = self._tracks[row]
-            if dv is None:
+            if dv is None or dv.lost:
+                # Gone, or lost (§3.1: never available): its last window says nothing now. It
+                # starts a new horizon with its first window back.
                 self._kill(row)
             elif track is not None and not _same_shape(track.topology, dv.topology):
                 self._kill(row)  # a new shape starts a new horizon at its next window

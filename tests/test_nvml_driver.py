@@ -263,3 +263,50 @@ def test_unknown_on_every_call_reads_as_lost(fake_nvml):
         print(json.dumps([_core.driver_read(d, 0, t + k * 100_000_000)[0] for k in range(8)]))
     """)
     assert out[-1] == "lost"
+
+
+def test_a_whole_gpus_sm_count_comes_from_nvmls_core_count_or_a_whole_word_model_name():
+    from cuagent import _core
+
+    # CUDA cores over the FP32 cores per SM of the compute capability.
+    assert _core.nvidia_sm_count_from_cores(16896, 9, 0) == 132  # H100 SXM
+    assert _core.nvidia_sm_count_from_cores(14592, 9, 0) == 114  # H100 PCIe
+    assert _core.nvidia_sm_count_from_cores(6912, 8, 0) == 108  # A100: 64 per SM
+    assert _core.nvidia_sm_count_from_cores(10752, 8, 6) == 84  # A40
+    assert _core.nvidia_sm_count_from_cores(18944, 10, 0) == 0  # a capability not tabulated: not guessed
+    assert _core.nvidia_sm_count_from_cores(100, 9, 0) == 0  # no whole number of SMs
+    # Model names match as whole words (were substrings: A10G took A10's 72, RTX A1000 the A100's 108).
+    assert _core.nvidia_sm_count_for_model("NVIDIA A10G") == 80
+    assert _core.nvidia_sm_count_for_model("NVIDIA A10") == 72
+    assert _core.nvidia_sm_count_for_model("NVIDIA RTX A1000") == 0
+    assert _core.nvidia_sm_count_for_model("NVIDIA T400 4GB") == 0
+    assert _core.nvidia_sm_count_for_model("NVIDIA H100 PCIe") == 114
+    assert _core.nvidia_sm_count_for_model("NVIDIA GH200 480GB") == 132
+
+
+def test_a_gpu_whose_sm_count_nothing_gives_is_left_out_and_said(fake_nvml):
+    # Device 0: a model not in the table, its count from NVML's cores. Device 1: cores not
+    # reported, the table names it. Device 2: neither (a future part): left out with a warning;
+    # its topo would have had units 0, which every client rejects with the whole node's topo.
+    script = ("devices 3\n"
+              "set 0 name NVIDIA Future X\nset 0 cores 20480\nset 0 cc 9.0\n"
+              "set 1 name NVIDIA A10G\nset 1 cores 0\nset 1 cc 8.6\n"
+              "set 2 name NVIDIA B200\nset 2 cores 18944\nset 2 cc 10.0\n")
+    out = run(fake_nvml, script, """
+        import logging
+        said = []
+        class Keep(logging.Handler):
+            def emit(self, record):
+                said.append([record.levelname, record.getMessage()])
+        logging.getLogger("cuagent.backends.nvml").addHandler(Keep())
+        logging.getLogger("cuagent.backends.nvml").setLevel(logging.INFO)
+        d = nvml.make_driver(None, 0, library=LIB)
+        print(json.dumps({"devices": describe(d), "said": said}))
+    """)
+    assert [(d["index"], d["model"], d["units"], d["counts"]) for d in out["devices"]] == [
+        (0, "NVIDIA Future X", 160, [160]), (1, "NVIDIA A10G", 80, [80])]
+    warnings = [m for level, m in out["said"] if level == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        "nvml: GPU-fa4e0000-0000-0000-0000-000000000002 (NVIDIA B200, device 2): not published: its SM count is "
+        "unknown (18944 cores at compute capability 10.0 make no known number of SMs; 'NVIDIA B200' is not in the "
+        "model table)"), out["said"]

@@ -59,6 +59,8 @@ void register_nvml(py::module_& m) {
         "Open libnvidia-ml and describe its devices. Returns (driver, notes).");
 
     m.def("nvidia_sm_count_for_model", &nvidia_sm_count_for_model, py::arg("model"));
+    m.def("nvidia_sm_count_from_cores", &nvidia_sm_count_from_cores, py::arg("cores"), py::arg("major"),
+          py::arg("minor"));
 
 
     m.def(

@@ -46,7 +46,8 @@
  * Keys: name uuid pci numa memory_total mem_used power_w temp_c sm_clock_hz
  * mem_clock_hz throttle_mask util_gpu util_mem (0..1) sm_active sm_occupancy
  * tensor_active dram_active gr_active (0..1) pcie_tx_mib_s pcie_rx_mib_s
- * nvlink_tx_mib_s nvlink_rx_mib_s ecc_uncorrected gpm (0/1) arch.
+ * nvlink_tx_mib_s nvlink_rx_mib_s ecc_uncorrected gpm (0/1) arch, cores (CUDA
+ * cores; 0: not supported), cc (compute capability, e.g. 9.0).
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -186,6 +187,8 @@ struct nvmlDevice_st {
 struct gpu {
     char name[96], uuid[96], pci[32], arch[16];
     int numa;
+    unsigned cores;      /* nvmlDeviceGetNumGpuCores; 0: NOT_SUPPORTED */
+    int cc_major, cc_minor;  /* nvmlDeviceGetCudaComputeCapability */
     unsigned long long memory_total;
     double value[K_COUNT];
     struct trace trace;
@@ -269,6 +272,9 @@ static void reset(void) {
         snprintf(g->pci, sizeof g->pci, "00000000:%02X:00.0", 0x18 + i * 0x10);
         snprintf(g->arch, sizeof g->arch, "hopper");
         g->numa = i < 4 ? 0 : 1;
+        g->cores = 16896; /* an H100 SXM's 132 SMs of 128 FP32 cores */
+        g->cc_major = 9;
+        g->cc_minor = 0;
         g->memory_total = 85520809984ULL;
         g->value[K_MEM_USED] = 503316480;
         g->value[K_POWER_W] = 76.357;
@@ -356,6 +362,8 @@ static void apply(char* line) {
             else if (strcmp(key, "pci") == 0) snprintf(g->pci, sizeof g->pci, "%s", rest_after_key);
             else if (strcmp(key, "arch") == 0) snprintf(g->arch, sizeof g->arch, "%s", rest_after_key);
             else if (strcmp(key, "numa") == 0) g->numa = atoi(rest_after_key);
+            else if (strcmp(key, "cores") == 0) g->cores = (unsigned)strtoul(rest_after_key, NULL, 10);
+            else if (strcmp(key, "cc") == 0) sscanf(rest_after_key, "%d.%d", &g->cc_major, &g->cc_minor);
             else if (strcmp(key, "memory_total") == 0) g->memory_total = strtoull(rest_after_key, NULL, 10);
             else if (strcmp(key, "gpm") == 0) g->gpm = atoi(rest_after_key);
             else {
@@ -525,6 +533,22 @@ API nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t d, char* name, unsigned length) 
     int n = m ? snprintf(name, length, "%s MIG %s", g->name, m->profile)
               : snprintf(name, length, "%s", g->name);
     return n >= (int)length ? NVML_ERROR_INSUFFICIENT_SIZE : NVML_SUCCESS;
+}
+
+API nvmlReturn_t nvmlDeviceGetNumGpuCores(nvmlDevice_t d, unsigned int* cores) {
+    ENTER(d);
+    if (!cores) return NVML_ERROR_INVALID_ARGUMENT;
+    if (mig_of(d) || g->cores == 0) return NVML_ERROR_NOT_SUPPORTED;
+    *cores = g->cores;
+    return NVML_SUCCESS;
+}
+
+API nvmlReturn_t nvmlDeviceGetCudaComputeCapability(nvmlDevice_t d, int* major, int* minor) {
+    ENTER(d);
+    if (!major || !minor) return NVML_ERROR_INVALID_ARGUMENT;
+    *major = g->cc_major;
+    *minor = g->cc_minor;
+    return NVML_SUCCESS;
 }
 
 API nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t d, char* uuid, unsigned length) {

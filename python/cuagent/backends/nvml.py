@@ -41,6 +41,9 @@ def _device_indices(devices: Optional[Sequence[Any]]) -> List[int]:
     return out
 
 
+NOTE_WARNING = "WARNING "  # a driver note's prefix for what is logged at WARNING
+
+
 def make_driver(
     devices: Optional[Sequence[Any]],
     seed: int,
@@ -81,7 +84,11 @@ def make_driver(
         unsupported_limit=unsupported_limit,
     )
     for line in notes:
-        log.info("%s", line)
+        # The driver marks what an operator must act on (a GPU left out) "WARNING ".
+        if line.startswith(NOTE_WARNING):
+            log.warning("%s", line[len(NOTE_WARNING):])
+        else:
+            log.info("%s", line)
     from .. import profiling
 
     sources, source = profiling.attach(driver, cupti, cupti_rate_hz, cupti_library)

@@ -41,8 +41,13 @@ struct NvmlOptions {
 std::unique_ptr<Driver> make_nvml_driver(const NvmlOptions& options,
                                          std::vector<std::string>* notes = nullptr);
 
-// SMs per model where NVML does not report it for a whole GPU (the count is
-// only given for MIG handles). 0 when the model is not known.
+// A whole GPU's SMs (NVML counts them only for MIG handles), sm_count.cpp:
+// FP32 cores per SM of a compute capability (0: not known), the SMs that NVML's
+// core count makes (0 when the capability is unknown or the cores are no whole
+// number of SMs), and the model table's count (0 when the model is not in it;
+// names match as whole words).
+std::uint32_t nvidia_cores_per_sm(int major, int minor);
+std::uint32_t nvidia_sm_count_from_cores(std::uint32_t cores, int major, int minor);
 std::uint32_t nvidia_sm_count_for_model(const std::string& model);
 
 }  // namespace cuagent

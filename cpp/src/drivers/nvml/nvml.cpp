@@ -120,6 +120,11 @@ struct GpmStream {
     double scale[kMaxGpmMetrics] = {};
 };
 
+// describe()'s refusal of a GPU whose SM count nothing gives: the driver leaves it out.
+struct UnknownSmCount : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
 struct NvmlDevice {
     Device handle = nullptr;
     DeviceDescription description;
@@ -183,7 +188,15 @@ public:
                 throw std::invalid_argument("nvml: device index " + std::to_string(index) + " does not exist (" +
                                             std::to_string(count) + " NVIDIA devices)");
         request_.reset(new GpmMetricsGet());
-        for (auto index : indices) devices_.push_back(describe(index, note));
+        for (auto index : indices) {
+            try {
+                devices_.push_back(describe(index, note));
+            } catch (const UnknownSmCount& e) {
+                // Its topo would be invalid (units >= 1, PROTOCOL.md §3.1) and clients would
+                // reject the whole node's: the others are served, this one is said.
+                note(std::string("WARNING ") + e.what());
+            }
+        }
         describe_links(count, note);
         for (auto& d : devices_) d.description.validate();
     }
@@ -205,6 +218,8 @@ public:
 
 private:
     NvmlDevice describe(std::uint32_t index, const std::function<void(const std::string&)>& note);
+    std::uint32_t whole_gpu_sms(Device handle, const DeviceDescription& desc,
+                                const std::function<void(const std::string&)>& note, std::string& why) const;
     void describe_links(unsigned count, const std::function<void(const std::string&)>& note);
     void add_gpm(NvmlDevice& d, bool mig, const std::function<void(const std::string&)>& note);
     bool check(Return r, Query& q, Outcome& o, const char* function) noexcept;
@@ -219,6 +234,37 @@ private:
 
 // Support of one query at describe time: absent symbol or NOT_SUPPORTED -> off.
 bool supported(Return r) { return r != kErrorNotSupported && r != kErrorFunctionNotFound; }
+
+std::uint32_t NvmlDriver::whole_gpu_sms(Device handle, const DeviceDescription& desc,
+                                        const std::function<void(const std::string&)>& note, std::string& why) const {
+    unsigned cores = 0;
+    int major = 0, minor = 0;
+    const Return rc = nvml_.nvmlDeviceGetNumGpuCores ? nvml_.nvmlDeviceGetNumGpuCores(handle, &cores)
+                                                     : kErrorFunctionNotFound;
+    const Return rv = nvml_.nvmlDeviceGetCudaComputeCapability
+                          ? nvml_.nvmlDeviceGetCudaComputeCapability(handle, &major, &minor)
+                          : kErrorFunctionNotFound;
+    std::uint32_t from_cores = 0;
+    if (rc != kSuccess) {
+        why = nvml_.describe("nvmlDeviceGetNumGpuCores", rc);
+    } else if (rv != kSuccess) {
+        why = nvml_.describe("nvmlDeviceGetCudaComputeCapability", rv);
+    } else if ((from_cores = nvidia_sm_count_from_cores(cores, major, minor)) == 0) {
+        why = std::to_string(cores) + " cores at compute capability " + std::to_string(major) + "." +
+              std::to_string(minor) + " make no known number of SMs";
+    }
+    const std::uint32_t from_table = nvidia_sm_count_for_model(desc.model);
+    if (from_cores != 0) {
+        if (from_table != 0 && from_table != from_cores)
+            note("nvml: " + desc.id + ": " + std::to_string(from_cores) + " SMs from NVML's core count, where the "
+                 "model table says " + std::to_string(from_table) + " for '" + desc.model + "': the device's own count is used");
+        return from_cores;
+    }
+    if (from_table == 0) {
+        why += "; '" + desc.model + "' is not in the model table";
+    }
+    return from_table;
+}
 
 NvmlDevice NvmlDriver::describe(std::uint32_t index, const std::function<void(const std::string&)>& note) {
     NvmlDevice d;
@@ -298,8 +344,9 @@ NvmlDevice NvmlDriver::describe(std::uint32_t index, const std::function<void(co
         if (desc.partitions.empty()) note("nvml: " + desc.id + ": MIG is on but no GPU instance exists");
     }
     // SM count: NVML gives it only for MIG handles, so a whole GPU's comes
-    // from the probe (CUDA's own count) or the model table.
-    desc.units = nvidia_sm_count_for_model(desc.model);
+    // from the probe (CUDA's own count), NVML's core count or the model table.
+    std::string sm_count_why;
+    desc.units = whole_gpu_sms(d.handle, desc, note, sm_count_why);
     if (options_.probe_layout) {
         SmLayout layout;
         std::string why;
@@ -317,14 +364,16 @@ NvmlDevice NvmlDriver::describe(std::uint32_t index, const std::function<void(co
     }
     if (desc.units == 0 && mig)
         for (const auto& p : desc.partitions) desc.units += p.units;
+    if (desc.units == 0)
+        throw UnknownSmCount("nvml: " + desc.id + " (" + desc.model + ", device " + std::to_string(index) +
+                             "): not published: its SM count is unknown (" + sm_count_why +
+                             "); --nvml-layout probe measures it with CUDA");
     if (desc.layout.empty()) {
         // Without the probe nothing says how SMs group into TPCs and GPCs (not
         // even how many GPCs are enabled on this part): publish the SM level
         // alone rather than coarser levels of invented or unknown size.
         desc.levels = {"sm"};
         desc.counts = {desc.units};
-        if (desc.units == 0)
-            note("nvml: " + desc.id + ": SM count of '" + desc.model + "' unknown (no probe, not in the model table)");
     } else {
         desc.levels = {"gpc", "tpc", "sm"};
     }
@@ -666,18 +715,6 @@ done:
 
 std::unique_ptr<Driver> make_nvml_driver(const NvmlOptions& options, std::vector<std::string>* notes) {
     return std::make_unique<NvmlDriver>(options, notes);
-}
-
-std::uint32_t nvidia_sm_count_for_model(const std::string& model) {
-    // Enabled SMs of each product as NVIDIA specifies them. Order matters:
-    // more specific names first ("H100 PCIe" before "H100").
-    static const std::pair<const char*, std::uint32_t> table[] = {
-        {"H100 PCIe", 114}, {"H100 NVL", 132}, {"H100", 132}, {"H200", 132}, {"GH200", 132},
-        {"A100", 108}, {"A800", 108}, {"A30", 56}, {"A10", 72}, {"L40S", 142}, {"L40", 142}, {"L4", 58}, {"V100", 80}, {"T4", 40},
-    };
-    for (const auto& [name, sms] : table)
-        if (model.find(name) != std::string::npos) return sms;
-    return 0;
 }
 
 }  // namespace cuagent

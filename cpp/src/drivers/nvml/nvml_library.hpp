@@ -20,6 +20,8 @@ namespace cuagent::nvml {
     X(nvmlDeviceGetCount_v2, Return, (unsigned int*))                                     \
     X(nvmlDeviceGetHandleByIndex_v2, Return, (unsigned int, Device*))                     \
     X(nvmlDeviceGetName, Return, (Device, char*, unsigned int))                           \
+    X(nvmlDeviceGetNumGpuCores, Return, (Device, unsigned int*))                          \
+    X(nvmlDeviceGetCudaComputeCapability, Return, (Device, int*, int*))                   \
     X(nvmlDeviceGetUUID, Return, (Device, char*, unsigned int))                           \
     X(nvmlDeviceGetPciInfo_v3, Return, (Device, PciInfo*))                                \
     X(nvmlDeviceGetNumaNodeId, Return, (Device, unsigned int*))                           \

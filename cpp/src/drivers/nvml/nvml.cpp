@@ -367,7 +367,7 @@ NvmlDevice NvmlDriver::describe(std::uint32_t index, const std::function<void(co
     if (desc.units == 0)
         throw UnknownSmCount("nvml: " + desc.id + " (" + desc.model + ", device " + std::to_string(index) +
                              "): not published: its SM count is unknown (" + sm_count_why +
-                             "); --nvml-layout probe measures it with CUDA");
+                             "); --nvml-sm-layout probe measures it with CUDA");
     if (desc.layout.empty()) {
         // Without the probe nothing says how SMs group into TPCs and GPCs (not
         // even how many GPCs are enabled on this part): publish the SM level

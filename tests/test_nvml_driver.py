@@ -310,3 +310,17 @@ def test_a_gpu_whose_sm_count_nothing_gives_is_left_out_and_said(fake_nvml):
         "nvml: GPU-fa4e0000-0000-0000-0000-000000000002 (NVIDIA B200, device 2): not published: its SM count is "
         "unknown (18944 cores at compute capability 10.0 make no known number of SMs; 'NVIDIA B200' is not in the "
         "model table)"), out["said"]
+
+
+def test_a_gpm_answer_the_library_leaves_unwritten_is_absent(fake_nvml):
+    """The request's per-metric answers are reset before each call: one the library does not
+    write is absent (was: 0.0, which for sm_active reads as an idle GPU)."""
+    out = run(fake_nvml, "set 0 sm_active 0.7\nset 0 tensor_active 0.3\ngpm_untouched 2\n", """
+        d = nvml.make_driver(None, 0, library=LIB)
+        t = time.monotonic_ns()
+        values(d, 0, t)
+        time.sleep(0.25)
+        print(json.dumps(values(d, 0, t + 250_000_000)[1]))
+    """)
+    assert out["sm_active"] is None  # metric 2 (SM activity): untouched
+    assert out["tensor_active"] == pytest.approx(0.3, rel=1e-5)

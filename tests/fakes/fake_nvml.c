@@ -43,6 +43,8 @@
  *   process <dev> <pid> <sm%> <mem%> <used_bytes>
  *   nvlink <dev> <link> <peer dev>      an active NVLink to another device
  *   topo <dev> <dev> <level>            nvmlGpuTopologyLevel_t between two GPUs
+ *   gpm_untouched <metric id>           nvmlGpmMetricsGet leaves that metric's answer
+ *                                       unwritten (as a library that skips one might)
  * Keys: name uuid pci numa memory_total mem_used power_w temp_c sm_clock_hz
  * mem_clock_hz throttle_mask util_gpu util_mem (0..1) sm_active sm_occupancy
  * tensor_active dram_active gr_active (0..1) pcie_tx_mib_s pcie_rx_mib_s
@@ -208,6 +210,7 @@ struct gpu {
 static struct gpu gpus[MAX_DEVICES];
 static struct nvmlDevice_st handles[MAX_DEVICES][1 + MAX_MIG];
 static int gpu_count = 1;
+static int gpm_untouched = -1; /* a GPM metric id whose answer nvmlGpmMetricsGet leaves unwritten */
 static int initialized = 0;
 static int scripted = 0;
 static long long t0_ns;
@@ -291,6 +294,7 @@ static void reset(void) {
         for (int h = 0; h < 1 + MAX_MIG; ++h) handles[i][h] = (struct nvmlDevice_st){i, h - 1};
     }
     gpu_count = 1;
+    gpm_untouched = -1;
     failure_count = 0;
     memset(counters, 0, sizeof counters);
 }
@@ -372,6 +376,8 @@ static void apply(char* line) {
                 else fprintf(stderr, "fake_nvml: unknown key %s\n", key);
             }
         });
+    } else if (strcmp(argv[0], "gpm_untouched") == 0 && argc >= 2) {
+        gpm_untouched = atoi(argv[1]);
     } else if (strcmp(argv[0], "trace") == 0 && argc >= 3) {
         FOR_DEVICES(argv[1], load_trace(g, argv[2]));
     } else if (strcmp(argv[0], "fail") == 0 && argc >= 4 && failure_count < 32) {
@@ -894,6 +900,7 @@ API nvmlReturn_t nvmlGpmMetricsGet(nvmlGpmMetricsGet_t* m) {
     double share = instance_share(g, a->gi);
     for (unsigned i = 0; i < m->numMetrics; ++i) {
         nvmlGpmMetric_t* x = &m->metrics[i];
+        if ((int)x->metricId == gpm_untouched) continue; /* neither its value nor its nvmlReturn written */
         int key = -1;
         double scale = 100.0 * share; /* ratios are percent */
         switch (x->metricId) {

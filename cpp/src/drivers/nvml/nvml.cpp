@@ -603,14 +603,15 @@ void NvmlDriver::read_gpm(GpmStream& s, Device handle, std::int64_t now_ns, floa
     m.sample2 = s.samples[i];
     // The ids are rewritten only when another stream used the shared request
     // last; the per-metric answers are reset every time so that an entry the
-    // library leaves untouched reads as 0, never as the previous read's value.
+    // library leaves untouched reads as absent: neither the previous read's
+    // value nor a 0 (for sm_active, "idle") that nothing measured.
     if (request_stream_ != &s) {
         for (std::uint32_t k = 0; k < n; ++k) out[k].metricId = s.metric_id[k];
         request_stream_ = &s;
     }
     for (std::uint32_t k = 0; k < n; ++k) {
-        out[k].nvmlReturn = kSuccess;
-        out[k].value = 0.0;
+        out[k].nvmlReturn = kErrorUnknown;
+        out[k].value = std::numeric_limits<double>::quiet_NaN();
     }
     Query q;
     q.on = true;

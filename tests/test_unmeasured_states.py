@@ -94,3 +94,14 @@ def test_top_draws_a_unit_without_a_value_as_unmeasured():
     for line in compact_lines(dv, 100):
         console.print(line)
     assert "unmeasured 1" in out.getvalue() and "active 31" in out.getvalue(), out.getvalue()
+
+
+def test_top_draws_amd_cus_as_tall_as_their_xcds_activity():
+    """AMD measures `active` per XCD: each CU's cell is as tall as its XCD's (was: every cell full
+    height, which the legend reads as 100 % active)."""
+    out = io.StringIO()
+    Console(file=out, width=120, color_system=None).print(device_panel(_amd_view(), NodeView("amd", 1)))
+    rows = {line.split()[1]: line.split()[2] for line in out.getvalue().splitlines()
+            if line.startswith("│") and len(line.split()) > 2 and line.split()[1].startswith("xcd")}
+    assert rows["xcd0"] == "▁" * 8 and rows["xcd3"] == "▇" * 8, rows  # active 0.0 and 0.9
+    assert rows["xcd1"] == "▁" * 8 and rows["xcd?"] == "▁" * 4  # no value / unplaced: the lowest cell

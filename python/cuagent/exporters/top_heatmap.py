@@ -1,6 +1,7 @@
 """cuagent top's panel for a device with per-unit counters (AMD XCDs, the mock): its units as
 a heat map, one row per GPC/XCD (from the topo layout), each cell coloured by the unit's state
-and as tall as its mean ``active``; the partition and device counters; the pods.
+and as tall as its mean ``active`` (its XCD's where only XCDs are measured); the partition and
+device counters; the pods.
 
 Two forms, both pure functions of a :class:`~cuagent.feed.view.DeviceView`: the full panel
 (:func:`device_panel`) and, for many devices on a short terminal, two lines per device
@@ -104,12 +105,27 @@ def _rows(dv: DeviceView) -> list[tuple[str, np.ndarray]]:
 
 
 def _unit_active(dv: DeviceView) -> Optional[np.ndarray]:
-    """Each unit's mean ``active`` in the latest window, where the agent measures it per unit."""
-    st = dv.state
+    """Each unit's mean ``active`` in the latest window: its own, or its GPC/XCD's where that
+    is the finest level measured (AMD: per XCD), NaN for a unit the layout cannot place. None
+    when no level measures it."""
+    st, topo = dv.state, dv.topology
     if st is None:
         return None
-    unit_level = st.levels.get(dv.topology.unit, {})
-    return unit_level["active"].mean if "active" in unit_level else None
+    for level in reversed(topo.levels):
+        entry = st.levels.get(level, {})
+        if "active" not in entry:
+            continue
+        mean = np.asarray(entry["active"].mean, np.float32)
+        if level == topo.unit:
+            return mean
+        ancestors = topo.layout.get(level)
+        if ancestors is None:
+            return None
+        out = np.full(topo.units, np.nan, np.float32)
+        valid = ancestors < mean.shape[0]
+        out[valid] = mean[ancestors[valid]]
+        return out
+    return None
 
 
 def _bar(active: Optional[np.ndarray], idx: np.ndarray) -> str:

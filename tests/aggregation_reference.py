@@ -4,10 +4,11 @@ Written from the rules (PROTOCOL.md §3.2 and the engine's documented choices),
 not from the C++: windows are [origin + k*w, origin + (k+1)*w); a window is
 finished when a sample of a later window arrives; means and maxima ignore
 missing (NaN) values; bit masks OR; cumulative counts keep their last value;
-coarser levels average the unit means; rollups are unit-weighted means; states
+coarser levels average the unit means and rollups are unit-weighted means, both
+absent when a unit they cover has no value in the window; states
 follow the thresholds with hysteresis from no history, and an element whose
 ``active`` is absent in a window is published UNMEASURED (255); idle_units sums
-(1 - active) over units.
+(1 - active) over units, absent unless every unit has a value.
 
 Sums are accumulated sample by sample in float32, as the engine does, so that
 states decided right at a threshold agree exactly.
@@ -89,24 +90,28 @@ def group_mean(unit_mean: np.ndarray, unit_max: np.ndarray, ancestor: np.ndarray
     gsum = np.zeros(groups, dtype=F32)
     gcount = np.zeros(groups, dtype=np.int64)
     gmax = np.full(groups, np.nan, dtype=F32)
+    missing = np.zeros(groups, dtype=bool)
     for u in range(len(unit_mean)):
-        if np.isnan(unit_mean[u]):
-            continue
         e = ancestor[u]
+        if np.isnan(unit_mean[u]):
+            missing[e] = True
+            continue
         gsum[e] = F32(gsum[e] + unit_mean[u])
         gcount[e] += 1
         if not gmax[e] >= unit_max[u]:
             gmax[e] = unit_max[u]
     with np.errstate(invalid="ignore", divide="ignore"):
-        gmean = np.where(gcount > 0, gsum / gcount.astype(F32), np.nan).astype(F32)
-    return gmean, gmax
+        gmean = np.where((gcount > 0) & ~missing, gsum / gcount.astype(F32), np.nan).astype(F32)
+    return gmean, np.where(missing, np.nan, gmax).astype(F32)
 
 
 def weighted_mean(values: np.ndarray, weights: np.ndarray) -> Optional[float]:
     num = den = 0.0
     for v, w in zip(values, weights):
-        if w == 0 or np.isnan(v):
+        if w == 0:
             continue
+        if np.isnan(v):
+            return None  # a unit that weighs in has no value: the whole is not known
         num += float(w) * float(v)
         den += float(w)
     return num / den if den > 0 else None
@@ -183,8 +188,7 @@ class ReferenceAggregator:
         idle = None
         if "active" in out["sm"]:
             a = out["sm"]["active"][0]
-            good = ~np.isnan(a)
-            if good.any():
-                idle = float(np.sum(1.0 - a[good].astype(np.float64)))
+            if not np.isnan(a).any():  # every unit measured, else not known
+                idle = float(np.sum(1.0 - a.astype(np.float64)))
         out["idle_units"] = idle
         self.windows.append(out)

@@ -42,6 +42,23 @@ def test_a_unit_without_active_in_a_window_claims_no_state():
     assert published == [[0, U], [U, 1], [0, 1]]
 
 
+def test_a_whole_is_absent_when_a_part_of_it_has_no_value():
+    """4 SMs in 2 GPCs, SMs 2 and 3 (GPC 1) without `active` this window: GPC 1's mean, the
+    device's sm_active and idle_units are absent. Were: idle_units 2.0 (the two counted as
+    busy) beside sm_active 0.0 (the two extrapolated from the others): one window, two
+    contradicting answers."""
+    d = describe(4, 2, np.array([0, 0, 1, 1], dtype=np.uint16), [None])
+    harness = _core.AggregatorHarness(d, _core.StateThresholds(), WINDOW_NS, 0)
+    rows = np.full((2, harness.values), np.nan, dtype=np.float32)
+    rows[:, 0:2] = 0.0  # `active` of SMs 0 and 1
+    harness.add(np.array([0, WINDOW_NS], dtype=np.int64), rows)
+    w = harness.latest()
+    assert w["idle_units"] is None and "sm_active" not in w["device"], w
+    gpc = w["groups"]["gpc"]["active"][0]  # (mean, max)
+    assert gpc[0] == 0.0 and np.isnan(gpc[1])
+    assert w["levels"]["sm"]["state"].tolist() == [0, 0, U, U]
+
+
 def _amd_view() -> DeviceView:
     """8 XCDs of 8 CUs, states per XCD, XCD 1 without a value this window; 4 more CUs the
     layout cannot place."""

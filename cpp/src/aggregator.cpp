@@ -180,6 +180,7 @@ DeviceAggregator::DeviceAggregator(const DeviceDescription& device,
     for (auto count : device.counts) largest_level = std::max(largest_level, count);
     group_sum_.assign(largest_level, 0.0f);
     group_count_.assign(largest_level, 0);
+    group_missing_.assign(largest_level, 0);
     unit_state_ = published_.back().state;  // all unmeasured (no history), sized like the published states
 }
 
@@ -274,7 +275,9 @@ void DeviceAggregator::finish_window() noexcept {
         out.present[c] = any;
     }
 
-    // Coarser levels: mean of the unit means, max of the unit maxima.
+    // Coarser levels: mean of the unit means, max of the unit maxima. A whole is known
+    // only when every part is: an element one of whose units has no value this
+    // window has none either (its mean would pass the others' for all of them).
     for (const auto& g : plan_->groups) {
         const auto& slot = plan_->layout.slot(g.counter);
         const auto& ancestor = d.layout[g.level];
@@ -282,26 +285,35 @@ void DeviceAggregator::finish_window() noexcept {
         float* gmax = out.group_max.data() + g.offset;
         std::fill(group_sum_.begin(), group_sum_.begin() + g.elements, 0.0f);
         std::fill(group_count_.begin(), group_count_.begin() + g.elements, 0u);
+        std::fill(group_missing_.begin(), group_missing_.begin() + g.elements, std::uint8_t{0});
         std::fill(gmax, gmax + g.elements, kNaN);
         for (std::uint32_t u = 0; u < slot.elements; ++u) {
             const float m = out.mean[slot.offset + u];
-            if (m != m) continue;
             const std::uint16_t e = ancestor[u];
+            if (m != m) {
+                group_missing_[e] = 1;
+                continue;
+            }
             group_sum_[e] += m;
             ++group_count_[e];
             const float x = out.max[slot.offset + u];
             if (!(gmax[e] >= x)) gmax[e] = x;  // NaN-initialised: first value wins
         }
-        for (std::uint32_t e = 0; e < g.elements; ++e)
-            gmean[e] = group_count_[e] ? group_sum_[e] / static_cast<float>(group_count_[e]) : kNaN;
+        for (std::uint32_t e = 0; e < g.elements; ++e) {
+            const bool known = group_count_[e] && !group_missing_[e];
+            gmean[e] = known ? group_sum_[e] / static_cast<float>(group_count_[e]) : kNaN;
+            if (!known) gmax[e] = kNaN;
+        }
     }
 
-    // Rollups: unit-weighted means over each partition and the device.
+    // Rollups: unit-weighted means over each partition and the device; absent when a
+    // unit that weighs in has no value this window (not a mean of the others).
     const std::size_t rollups = plan_->rollups.size();
     auto weighted_mean = [](const float* values, const std::vector<float>& weights) {
         double num = 0.0, den = 0.0;
         for (std::size_t e = 0; e < weights.size(); ++e) {
-            if (weights[e] == 0.0f || values[e] != values[e]) continue;
+            if (weights[e] == 0.0f) continue;
+            if (values[e] != values[e]) return kNaN;
             num += static_cast<double>(weights[e]) * values[e];
             den += weights[e];
         }
@@ -332,29 +344,32 @@ void DeviceAggregator::finish_window() noexcept {
         }
     }
 
-    // idle_units from the finest level that measures `active`, else from sm_active.
+    // idle_units from the finest level that measures `active`, else from sm_active: from
+    // the first source that covers every unit this window. An element (or partition) that
+    // weighs in without a value, or a partition of unknown size, leaves the source's sum
+    // incomplete, hence absent (as the rollups are): counting it as busy would be a value
+    // nothing measured.
     out.idle_units = kNaN;
     if (plan_->idle_level >= 0) {
         const float* active = resolve(plan_->state_inputs[static_cast<std::size_t>(plan_->idle_level)].active, out);
         double idle = 0.0;
-        bool any = false;
-        for (std::size_t e = 0; e < plan_->idle_weights.size(); ++e) {
-            if (active[e] != active[e]) continue;
+        bool complete = !plan_->idle_weights.empty();
+        for (std::size_t e = 0; e < plan_->idle_weights.size() && complete; ++e) {
+            if (plan_->idle_weights[e] == 0.0f) continue;
+            complete = active[e] == active[e];
             idle += (1.0 - static_cast<double>(active[e])) * plan_->idle_weights[e];
-            any = true;
         }
-        if (any) out.idle_units = static_cast<float>(idle);
+        if (complete) out.idle_units = static_cast<float>(idle);
     }
     if (out.idle_units != out.idle_units && plan_->partition_sm_active >= 0) {
         const float* v = out.mean.data() + plan_->layout.slot(static_cast<std::size_t>(plan_->partition_sm_active)).offset;
         double idle = 0.0;
-        bool any = false;
-        for (std::size_t p = 0; p < plan_->partition_units.size(); ++p) {
-            if (v[p] != v[p] || plan_->partition_units[p] == 0) continue;  // 0: size unknown
+        bool complete = !plan_->partition_units.empty();
+        for (std::size_t p = 0; p < plan_->partition_units.size() && complete; ++p) {
+            complete = v[p] == v[p] && plan_->partition_units[p] != 0;  // 0: size unknown
             idle += (1.0 - static_cast<double>(v[p])) * plan_->partition_units[p];
-            any = true;
         }
-        if (any) out.idle_units = static_cast<float>(idle);
+        if (complete) out.idle_units = static_cast<float>(idle);
     }
     if (out.idle_units != out.idle_units && plan_->device_sm_active >= 0) {
         const float v = out.mean[plan_->layout.slot(static_cast<std::size_t>(plan_->device_sm_active)).offset];

@@ -136,6 +136,7 @@ private:
     // Scratch for coarser-level groups.
     std::vector<float> group_sum_;
     std::vector<std::uint32_t> group_count_;
+    std::vector<std::uint8_t> group_missing_;  // per element: one of its units has no value this window
     std::vector<std::vector<std::uint8_t>> unit_state_;  // persists across windows (hysteresis)
     std::atomic<std::uint64_t> windows_{0};
     std::atomic<std::uint64_t> windows_missed_{0};

@@ -340,7 +340,7 @@ void DeviceAggregator::finish_window() noexcept {
             state[e] = next_unit_state(state[e], active[e], occupancy ? occupancy[e] : kNaN,
                                        stall ? stall[e] : kNaN, thresholds_);
             // Claimed only where measured this window: an older window's state is not this one's.
-            published[e] = active[e] == active[e] ? state[e] : kUnmeasured;
+            published[e] = active[e] == active[e] ? state[e] : std::uint8_t{kUnmeasured};
         }
     }
 

@@ -11,6 +11,7 @@ window whatever its age, which :meth:`DeviceView.age_ns` gives."""
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Iterator, Optional
@@ -220,8 +221,11 @@ class DeviceView:
         return [int(i) for i in np.flatnonzero(present & ~busy)]
 
     def partition_idle_units(self) -> dict[str, float]:
-        """Estimated idle units per partition: from per-unit means where the partition's unit
-        ids and unit-level ``active`` are known, else from its ``sm_active``."""
+        """Estimated idle units per partition of the latest window: from per-unit means where
+        the partition's unit ids and unit-level ``active`` are known (units without a value
+        this window add nothing, as in the device's ``idle_units``), else from its
+        ``sm_active`` × its units. A partition with neither (no unit measured, or its size
+        unknown: units 0, as the core's aggregator skips it) has no entry, never 0."""
         out: dict[str, float] = {}
         if self.state is None:
             return out
@@ -229,10 +233,16 @@ class DeviceView:
         active = unit_level.get("active")
         for p in self.topology.partitions:
             if active is not None and p.unit_ids is not None and len(p.unit_ids):
-                out[p.id] = float(np.sum(1.0 - active.mean[p.unit_ids]))
-            elif "sm_active" in self.state.partition.get(p.id, {}):
-                out[p.id] = (1.0 - float(self.state.partition[p.id]["sm_active"])) * p.units
-            elif len(self.topology.partitions) == 1 and self.state.idle_units is not None:
+                means = active.mean[p.unit_ids]
+                measured = means[np.isfinite(means)]
+                if measured.size:
+                    out[p.id] = float(np.sum(1.0 - measured.astype(np.float64)))
+                    continue
+            sm_active = self.state.partition.get(p.id, {}).get("sm_active")
+            if sm_active is not None and math.isfinite(sm_active) and p.units > 0:
+                out[p.id] = (1.0 - float(sm_active)) * p.units
+            elif len(self.topology.partitions) == 1 and self.state.idle_units is not None \
+                    and math.isfinite(self.state.idle_units):
                 out[p.id] = self.state.idle_units
         return out
 
@@ -281,7 +291,7 @@ class ClusterView:
         ``now_ns``, by default each node's present time). ``include_stale``: nodes not heard
         for the stale interval too (their windows still within ``max_age_s``)."""
         rows = [(idle, d) for d in self.devices(include_stale)
-                if not d.lost and (idle := d.fresh_idle_units(max_age_s, now_ns)) is not None]
+                if not d.lost and (idle := d.fresh_idle_units(max_age_s, now_ns)) is not None and math.isfinite(idle)]
         rows.sort(key=lambda r: (-r[0], r[1].node, r[1].id))
         return [d for _, d in rows]
 
@@ -290,5 +300,5 @@ class ClusterView:
         """(device, partition id, idle units), most idle first, of the devices
         :meth:`rank_devices` would take by their age and status."""
         rows = [(d, pid, idle) for d in self.devices(include_stale) if not d.lost and d.current(max_age_s, now_ns)
-                for pid, idle in d.partition_idle_units().items()]
+                for pid, idle in d.partition_idle_units().items() if math.isfinite(idle)]
         return sorted(rows, key=lambda r: (-r[2], r[0].node, r[0].id, r[1]))

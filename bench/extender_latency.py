@@ -61,7 +61,7 @@ class NaiveService(ExtenderService):
         request = pod_request(p)
         assert request is not None
         with self.lock:
-            scores = dict(naive_rank(self.scorer.view, request))
+            scores = dict(naive_rank(self.scorer.view, request, self.clock()))
         best = max(scores.values(), default=0.0) or 1.0
         return [{"Host": n, "Score": int(round(10 * scores.get(n, 0.0) / best))} for n in names]
 

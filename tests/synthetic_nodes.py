@@ -106,12 +106,13 @@ class SyntheticNodes:
         # The names were checked when the node was made: no build_topic per message.
         self._send(self._frames(node, f"cua1/state/{node.name}/{device}/", self.state_bytes, ts), True)
 
-    def hb(self, node: SyntheticNode) -> None:
+    def hb(self, node: SyntheticNode, ts: Optional[int] = None) -> None:
+        """A heartbeat sent at ``ts`` on the node's clock (default this host's: now)."""
         topic = wire.build_topic("hb", node.name)
         seqs = dict(node.seqs)
         seqs[topic] = seqs.get(topic, 0) + 1
         body = wire.pack(wire.encode_hb_body(seqs, *self.hb_template))
-        self._send(self._frames(node, topic, body, time.time_ns()), False)
+        self._send(self._frames(node, topic, body, time.time_ns() if ts is None else ts), False)
 
     def event(self, node: SyntheticNode, kind: str, detail: str, device: Optional[str] = None) -> None:
         topic = wire.build_topic("event", node.name, device)

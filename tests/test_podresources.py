@@ -84,10 +84,13 @@ PODS = [("ml", "trainer-0", [("main", "nvidia.com/gpu", ["GPU-a", "GPU-b"])]),
         ("dev", "notebook", [("nb", "nvidia.com/mig-1g.10gb", ["MIG-GPU-c/3/0", "MIG-7e57"])])]
 
 
+WHOLE, MIG = [SimpleNamespace(kind="whole")], [SimpleNamespace(kind="mig"), SimpleNamespace(kind="mig")]
+
+
 def devices():
-    return [SimpleNamespace(id="GPU-a", index=0, vendor="nvidia", pci="00000000:C1:00.0"),
-            SimpleNamespace(id="GPU-b", index=1, vendor="nvidia", pci="00000000:C2:00.0"),
-            SimpleNamespace(id="GPU-c", index=2, vendor="nvidia", pci=None)]
+    return [SimpleNamespace(id="GPU-a", index=0, vendor="nvidia", pci="00000000:C1:00.0", partitions=WHOLE),
+            SimpleNamespace(id="GPU-b", index=1, vendor="nvidia", pci="00000000:C2:00.0", partitions=WHOLE),
+            SimpleNamespace(id="GPU-c", index=2, vendor="nvidia", pci=None, partitions=MIG)]
 
 
 def test_run_time_descriptors_agree_with_the_published_proto(pb):
@@ -116,15 +119,48 @@ def test_device_ids_map_to_devices_and_partitions(caplog):
     assignments = [Assignment(ns, pod, c, res, i) for ns, pod, cs in PODS for c, res, ids in cs for i in ids]
     assignments += [Assignment("x", "amd", "c", "amd.com/gpu", "0000:c2:00.0"),
                     Assignment("x", "idx", "c", "nvidia.com/gpu", "2")]
-    unmatched: set[str] = set()
+    unmatched: dict[str, podresources.Unmatched] = {}
     out = attribute(assignments, devices(), mig_resolver=lambda u: ("GPU-c", "5") if u == "MIG-7e57" else None,
                     unmatched=unmatched)
     assert out["GPU-a"] == [{"namespace": "ml", "pod": "trainer-0", "container": "main", "resource": "nvidia.com/gpu"}]
     assert {(e["pod"], e["container"]) for e in out["GPU-b"]} == {("amd", "c"), ("infer", "server"), ("trainer-0", "main")}
     assert len(out["GPU-b"]) == 3  # two replicas of one GPU for one container: one entry
     assert [(e["pod"], e.get("partition")) for e in out["GPU-c"]] == [("notebook", "3"), ("notebook", "5"), ("idx", None)]
-    assert unmatched == {"thing-7"}
+    assert set(unmatched) == {"thing-7"}  # another plugin's device (example.com/thing): no GPU's
     assert attribute([], devices()) == {"GPU-a": [], "GPU-b": [], "GPU-c": []}
+
+
+def test_an_id_that_matches_no_device_leaves_pods_unknown_where_it_could_belong():
+    """Not `pods: []` ("no container holds it") for a device a container may hold: absent."""
+    nb = dict(namespace="dev", pod="notebook", container="nb")
+    mig_id = Assignment(**nb, resource="nvidia.com/mig-1g.10gb", device_id="MIG-5e0c0000-0000-0000-0000-000000000001")
+    # The audit's case: a MIG id, no resolver (pynvml missing), one GPU.
+    gpu = SimpleNamespace(id="GPU-aaaa", index=0, vendor="nvidia", pci="00000000:C1:00.0", partitions=WHOLE)
+    assert attribute([mig_id], [gpu]) == {"GPU-aaaa": None}
+    amd = SimpleNamespace(id="amd-0", index=0, vendor="amd", pci="0000:c3:00.0", partitions=WHOLE)
+    devs = [*devices(), amd]
+    # A MIG id belongs to a GPU with MIG on: without a resolver, or one that does not list it
+    # yet (NVML is read again at most every 30 s after a reconfiguration), GPU-c's pods are unknown.
+    for resolver in (None, lambda _u: None):
+        unmatched: dict[str, podresources.Unmatched] = {}
+        out = attribute([mig_id], devs, mig_resolver=resolver, unmatched=unmatched)
+        assert out == {"GPU-a": [], "GPU-b": [], "GPU-c": None, "amd-0": []}
+        assert "MIG" in unmatched[mig_id.device_id].reason and unmatched[mig_id.device_id].devices == ("GPU-c",)
+    # Resolved to a GPU this agent does not serve: no device of its is concerned.
+    assert attribute([mig_id], devs, mig_resolver=lambda _u: ("GPU-elsewhere", "1")) == \
+        {"GPU-a": [], "GPU-b": [], "GPU-c": [], "amd-0": []}
+    # An id of unknown form under a GPU resource: any device of that vendor may be the one.
+    odd = Assignment(**nb, resource="nvidia.com/gpu", device_id="nv-odd-7")
+    assert attribute([odd], devs) == {"GPU-a": None, "GPU-b": None, "GPU-c": None, "amd-0": []}
+    odd_amd = Assignment(**nb, resource="amd.com/gpu", device_id="amd-odd-7")
+    assert attribute([odd_amd], devs) == {"GPU-a": [], "GPU-b": [], "GPU-c": [], "amd-0": None}
+    # A GPU named by a UUID none of these have, another plugin's device: no one's here.
+    other = [Assignment(**nb, resource="nvidia.com/gpu", device_id="GPU-elsewhere"),
+             Assignment(**nb, resource="rdma/hca", device_id="mlx5_0")]
+    assert attribute(other, devs) == {"GPU-a": [], "GPU-b": [], "GPU-c": [], "amd-0": []}
+    # Whatever else matched still stands beside an unknown device.
+    held = Assignment(**nb, resource="nvidia.com/gpu", device_id="GPU-a")
+    assert attribute([held, mig_id], devs)["GPU-a"] == [{**nb, "resource": "nvidia.com/gpu"}]
 
 
 def test_poller_without_socket_then_with_then_gone(pb, tmp_path, caplog):
@@ -152,6 +188,28 @@ def test_poller_without_socket_then_with_then_gone(pb, tmp_path, caplog):
         att.close()
         if kubelet is not None:
             kubelet.stop()
+
+
+def test_the_poller_says_which_id_it_could_not_match_and_why(pb, tmp_path, caplog):
+    path = tmp_path / "kubelet.sock"
+    mig = "MIG-5e0c0000-0000-0000-0000-000000000001"
+    kubelet = Kubelet(pb, path, [("dev", "notebook", [("nb", "nvidia.com/mig-1g.10gb", [mig])]),
+                                 ("ml", "trainer-0", [("main", "nvidia.com/gpu", ["GPU-a"])])])
+    att = PodAttribution(str(path), interval_s=0.05, timeout_s=1.0)
+    try:
+        with caplog.at_level(logging.INFO, logger="cuagent.podresources"):
+            att.start()
+            wait_until(lambda: att.pods(devices()) is not None, what="attribution")
+            polls = att.polls
+            wait_until(lambda: att.polls >= polls + 3 and att.pods(devices()) is not None, what="more polls")
+        pods = att.pods(devices())
+        assert pods["GPU-c"] is None and pods["GPU-a"][0]["pod"] == "trainer-0" and pods["GPU-b"] == []
+        said = [r for r in caplog.records if mig in r.getMessage()]
+        assert len(said) == 1 and said[0].levelno == logging.WARNING  # once, not per poll
+        assert "GPU-c" in said[0].getMessage() and "no NVML" in said[0].getMessage()
+    finally:
+        att.close()
+        kubelet.stop()
 
 
 def test_a_socket_that_answers_nothing_backs_off(tmp_path, caplog):

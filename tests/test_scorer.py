@@ -251,3 +251,41 @@ def test_states_measured_per_xcd_count_whole_idle_xcds():
     scorer.fold("amd", "amd-0", T0, st)
     (d,) = scorer.rank(Request(shared=True, vendor="amd"), T0).devices()
     assert d.idle_groups == (0, 1) and d.idle_group_units == 16 and d.eligible
+
+
+def test_what_a_device_does_not_measure_is_null_not_zero():
+    """An NVML GPU has no state level: its thrashing and idle groups are not measured. The
+    scorer neither penalises nor credits them, and says so with None (JSON null), never 0 —
+    which a custom scheduler reading /recommend would take for "measured: none"."""
+    import json
+
+    from cuagent import protocol
+    from cuagent.scheduling.extender import ExtenderService
+    from cuagent.topology import CounterInfo, DeviceTopology
+
+    vb = ViewBuilder()
+    scorer = Scorer(vb.view)
+    nvml = DeviceTopology(id="GPU-nvml", index=0, vendor="nvidia", model="NVML GPU", backend="nvml", unit="sm",
+                          units=UNITS, levels=["sm"], layout={}, layout_source="none", counts={"sm": UNITS},
+                          partitions=[PartitionInfo("0", "whole", UNITS, MEMORY)], memory_bytes=MEMORY,
+                          counters={"sm_active": CounterInfo("partition", "ratio", "SM active")})
+    dv = vb.device("nvml-node", nvml)
+    state = protocol.State(window_ns=STEP, samples=10, levels={}, partition={"0": {"sm_active": 0.0}},
+                           device={"sm_active": 0.0}, idle_units=float(UNITS))
+    mock = topology("GPU-mock")
+    vb.device("mock-node", mock)
+    for w in range(3):
+        dv.state, dv.ts = state, T0 + w * STEP
+        scorer.fold("nvml-node", "GPU-nvml", T0 + w * STEP, state)
+        vb.window(scorer, "mock-node", mock, one_idle_gpc(0.9), T0 + w * STEP)
+    r = scorer.rank(Request(shared=True), T0 + 3 * STEP)
+    devs = {d.device: d for d in r.devices()}
+    d = devs["GPU-nvml"]
+    assert (d.thrashing, d.idle_groups, d.idle_group_units) == (None, None, None)
+    assert d.eligible and d.score == pytest.approx(0.6)  # idle share only: no penalty, no group credit
+    m = devs["GPU-mock"]
+    assert m.thrashing == 0.0 and m.idle_groups == (0,) and m.idle_group_units == SMS_PER_GPC  # measured
+    out = ExtenderService(scorer, clock=lambda: T0 + 3 * STEP).recommend(
+        json.dumps({"request": {"gpus": 1, "shared": True}}).encode())
+    row = {x["device"]: x for x in json.loads(json.dumps(out))["devices"]}["GPU-nvml"]
+    assert (row["thrashing"], row["idle_groups"], row["idle_group_units"]) == (None, None, None)

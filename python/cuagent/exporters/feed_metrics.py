@@ -9,6 +9,16 @@ following any agents or relays). Either only appends the message to a queue; the
 done in batches when Prometheus scrapes (or every ``DRAIN_AT`` messages), so the agent's
 publish thread pays one append per message whatever the scrape interval.
 
+Up: a device's latest window is exported while it is current by the agent's own clock
+(:mod:`cuagent.feed.freshness`), not while it arrived recently: a snapshot replays a hung
+device's last window (at the exporter's start, after each resync), and that window, however
+old, arrives now. The node's clock is its latest heartbeat's ``ts`` (a snapshot never holds a
+heartbeat: it is live) plus the time since it came, on this host's monotonic clock, so no two
+hosts' clocks are compared: an agent host whose clock is off by minutes still has its live
+windows exported and its old ones not. Inside ``cuagent run`` every message is live (the agent
+hands each as it sends it), so each sets the clock. Before a node's first heartbeat this host's
+wall clock stands in.
+
 Missed windows: each device's windows end on a fixed grid (header ``ts``, §2), so a window
 whose ``ts`` is more than one ``window_ns`` after the previous one means windows were not
 seen (lost on the feed, or skipped by a publisher that fell behind); they are counted, not
@@ -28,13 +38,14 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .. import wire
+from ..feed.freshness import STALE_AFTER_S, NodeClock, current
 from ..wire import AgentInfo, Device, Header, Heartbeat, State, Topic, Topo
 from .unit_seconds import UnitSeconds, partition_elements
 
 log = logging.getLogger("cuagent.exporters")
 
-STALE_AFTER_S = 3.0  # PROTOCOL.md §3.3: no heartbeat (or window) for 3 s is stale
-STALE_AFTER_WINDOWS = 3  # ... or three windows, for publish intervals longer than 1 s
+# No heartbeat for STALE_AFTER_S (PROTOCOL.md §3.3) is stale; a window older than that, or than
+# three windows for publish intervals longer than 1 s, is not current (feed.freshness).
 # Queued messages that the source's thread applies itself (about 1.6 s of windows of 8 GPUs),
 # so that a scrape applies at most this many whatever its interval: the same work in total,
 # and a scrape at 15 s stays as short as one at 1 s.
@@ -53,10 +64,11 @@ class DeviceMetrics:
     energy_j: float = 0.0
     last_ts: Optional[int] = None  # header ts (window end, Unix ns) of the latest window
     last_window_ns: int = 0
-    last_arrival: Optional[float] = None  # monotonic time the latest window arrived
+    last_arrival: Optional[float] = None  # monotonic time the latest window arrived (None: since went stale)
     lost: bool = False  # a device_lost event, or topo status other than ok, after its latest window
     profiling_paused: Optional[str] = None  # the topo's reason while its CUPTI counters are paused
     latest: Any = None  # the latest state body: a wire map (agent hook) or a decoded State
+    clock: NodeClock = field(default_factory=NodeClock)  # its node's (NodeMetrics.clock)
     _decoded: Optional[State] = None
     _elements: Optional[dict[str, np.ndarray]] = None
 
@@ -81,11 +93,12 @@ class DeviceMetrics:
         return self._elements
 
     def up(self, now: float) -> bool:
-        """Windows arrive: one came within the stale limit and no loss was announced since."""
-        if self.lost or self.last_arrival is None:
+        """Its latest window is current at monotonic ``now`` (within the stale limit on the
+        node's clock, not by when it arrived: see the module doc), and no loss or staleness
+        was announced since."""
+        if self.lost or self.last_arrival is None or self.last_ts is None:
             return False
-        limit = max(STALE_AFTER_S, STALE_AFTER_WINDOWS * self.last_window_ns / 1e9)
-        return now - self.last_arrival <= limit
+        return current(self.last_ts, self.last_window_ns, self.clock.now_ns(now), STALE_AFTER_S)
 
 
 @dataclass
@@ -95,6 +108,8 @@ class NodeMetrics:
     agent: Optional[AgentInfo] = None
     devices: dict[str, DeviceMetrics] = field(default_factory=dict)
     last_hb: Optional[float] = None  # monotonic
+    # The node's present time on its own clock, from its live messages: its windows' age.
+    clock: NodeClock = field(default_factory=NodeClock)
     rate_hz: Optional[float] = None
     dropped: Optional[int] = None
 
@@ -110,14 +125,17 @@ class FeedMetrics:
         self.lock = threading.Lock()
         self.nodes: dict[str, NodeMetrics] = {}
         self.decode_errors = 0
-        # (kind, node, device, ts, gen, body, arrived): deque.append is atomic, so a source
-        # never takes the lock unless the queue is long.
-        self._queue: deque[tuple[str, str, Optional[str], int, int, Any, float]] = deque()
+        # (kind, node, device, ts, gen, body, arrived, live): deque.append is atomic, so a
+        # source never takes the lock unless the queue is long.
+        self._queue: deque[tuple[str, str, Optional[str], int, int, Any, float, bool]] = deque()
         self._topics: dict[str, Topic] = {}
 
     # ------------------------------------------------------------------ sources
-    def push(self, kind: str, node: str, device: Optional[str], ts: int, gen: int, body: Any) -> None:
-        self._queue.append((kind, node, device, ts, gen, body, time.monotonic()))
+    def push(self, kind: str, node: str, device: Optional[str], ts: int, gen: int, body: Any,
+             live: bool = True) -> None:
+        """One message; ``live``: sent just now, never a snapshot's replay, so its ``ts`` sets
+        the node's clock (:class:`~cuagent.feed.freshness.NodeClock`)."""
+        self._queue.append((kind, node, device, ts, gen, body, time.monotonic(), live))
         if len(self._queue) >= DRAIN_AT and self.lock.acquire(blocking=False):
             # Never wait for a scrape in progress (it drains the queue itself).
             try:
@@ -148,8 +166,9 @@ class FeedMetrics:
         header, body = update.header, update.body
         if body is None and update.kind == "state":
             return
+        # Only a heartbeat is sure to be live: a snapshot replays topo, state and sum (§4).
         self.push(update.kind, update.node, update.device, header.ts if header else 0, header.gen if header else 0,
-                  body)
+                  body, update.kind == "hb")
 
     # ------------------------------------------------------------------ applying
     def drain(self) -> None:
@@ -166,9 +185,11 @@ class FeedMetrics:
 
     def _drain_locked(self) -> None:
         while self._queue:
-            kind, node, device, ts, gen, body, arrived = self._queue.popleft()
+            kind, node, device, ts, gen, body, arrived, live = self._queue.popleft()
             try:
                 self._apply(kind, node, device, ts, gen, body, arrived)
+                if live and (nv := self.nodes.get(node)) is not None:
+                    nv.clock.heard(ts, arrived)
             except (wire.ProtocolError, KeyError, TypeError, ValueError) as e:
                 self.decode_errors += 1
                 log.warning("metrics: %s message from %s not understood: %s", kind, node, e)
@@ -227,7 +248,7 @@ class FeedMetrics:
         for dev in topo.devices:
             dm = nv.devices.get(dev.id)
             if dm is None:
-                dm = DeviceMetrics(node, dev, UnitSeconds(dev))
+                dm = DeviceMetrics(node, dev, UnitSeconds(dev), clock=nv.clock)
             elif wire.encode_device(dm.device) != wire.encode_device(dev):
                 # A new partition layout (or any change of shape): the counts so far stay
                 # with their labels; windows from now on map through the new topology.

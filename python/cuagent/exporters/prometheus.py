@@ -143,8 +143,9 @@ class _Scrape:
                   "measures it, where its GPC/XCD layout comes from", gl, g,
                   {"gpu": str(dev.index), "vendor": dev.vendor, "model": dev.model, "pci_bus_id": dev.pci or "",
                    "backend": dev.backend, "layout_source": dev.layout_source})
-        self.gauge(f"{PREFIX}gpu_up", "1 while the GPU's windows arrive, 0 once it is lost (device_lost, or "
-                   "no window for 3 s)", gl, g, 1.0 if dm.up(self.now) else 0.0)
+        self.gauge(f"{PREFIX}gpu_up", "1 while the GPU's latest window is current (at most 3 s old, or 3 windows, "
+                   "on the agent's clock), 0 once it is lost (device_lost) or its window is older",
+                   gl, g, 1.0 if dm.up(self.now) else 0.0)
         if "pm_sm_active" in dev.counters:  # a GPU with CUPTI's kHz counters
             paused = dm.profiling_paused
             self.gauge(f"{PREFIX}profiling_paused", "1 while the GPU's CUPTI counters (pm_*) are paused, busy or not "

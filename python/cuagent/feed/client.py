@@ -33,6 +33,7 @@ from ..polling import poll_timeout_ms
 from .endpoint import Endpoint, as_endpoint
 from .feed_state import ClientStats, FeedState
 from .frame_cache import FrameCache
+from .freshness import STALE_AFTER_S as STALE_AFTER_S  # PROTOCOL.md §3.3 (re-exported: cuagent.client)
 from .received import FeedObserver
 from .session import Session
 from .snapshot_faults import SNAPSHOT_TIMEOUT_S
@@ -41,7 +42,6 @@ from .view import ClusterView
 
 log = logging.getLogger("cuagent.client")
 
-STALE_AFTER_S = 3.0  # PROTOCOL.md §3.3
 
 
 class Client:

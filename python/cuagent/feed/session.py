@@ -306,6 +306,8 @@ class Session:
                 hb = wire.decode_hb_body(msg.body)
                 if nv is not None:
                     nv.heartbeat, nv.last_heard = hb, time.monotonic()
+                    # Live (no snapshot holds a heartbeat, §4): the node's clock for its windows' age.
+                    nv.clock.heard(msg.header.ts, nv.last_heard)
                     self.state.gone_pending.discard(node)  # alive on some path
                     if nv.stale:
                         nv.stale = False
@@ -363,7 +365,7 @@ class Session:
         nv.devices = {}
         for dev in topo.devices:
             dv = DeviceView(node, dev, status=topo.device_status(dev.id),
-                            profiling_paused=topo.profiling_paused.get(dev.id))
+                            profiling_paused=topo.profiling_paused.get(dev.id), clock=nv.clock)
             prev = old.get(dev.id)
             # Keep the latest window across a topo re-publish when the shape is unchanged (a
             # lost device's last window is no longer current: it keeps none).

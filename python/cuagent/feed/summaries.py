@@ -5,7 +5,7 @@ of them in a few numpy calls (every idle_units at once, one table of every recor
     view = client.view
     ns = view.summaries["node-a"]        # NodeSummary: records, ts, seq, gen, device ids
     ns.records["idle_units"]             # float32 per device, NaN when unknown or lost
-    idle = view.summaries.idle_units()   # every device of every node, one array
+    idle = view.summaries.idle_units()   # every device of every node, one array (NaN: not current)
     table = view.summaries.table()       # SummaryTable: records + node / device of each row
 """
 
@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Iterator, Mapping, Optional
 import numpy as np
 
 from ..wire import Header, ProtocolError
-from ..wire.summary import RECORD_DTYPE, RECORD_SIZE, STATUS_OK, records_dtype, summary_records
+from ..wire.summary import MAX_AGE_MS, RECORD_DTYPE, RECORD_SIZE, STATUS_OK, WINDOW, records_dtype, summary_records
+from .freshness import STALE_AFTER_S
 
 if TYPE_CHECKING:
     from .view import NodeView
@@ -161,8 +162,20 @@ class Summaries(Mapping[str, NodeSummary]):
                                                            self._by_node)
         return table
 
-    def idle_units(self, include_stale: bool = False) -> np.ndarray:
+    def idle_units(self, include_stale: bool = False, max_age_s: float = STALE_AFTER_S) -> np.ndarray:
         """Every device's idle units (float32, one per row of :meth:`table`); NaN where not
-        measured, and for a device whose status is not ok (it is not available, §3.1)."""
+        measured, for a device whose status is not ok (it is not available, §3.1), and for one
+        whose window was more than ``max_age_s`` old when the summary was made (its
+        ``age_ms``: a device whose reads hang keeps its last window, and its node keeps
+        publishing; 65534, "that or more", is older than any limit).
+
+        The age is the agent's own (``age_ms``, against the summary's ``ts`` on the same clock),
+        so no two hosts' clocks are compared. How old the summary itself is, is not added: a
+        node that stops publishing goes stale by its heartbeats (left out unless
+        ``include_stale``), and a relay that forwards one summary per interval serves older
+        summaries on purpose. The agent summarises right after its windows, so a device
+        keeping up has an ``age_ms`` near 0 whatever the publish interval."""
         rec = self.table(include_stale).records
-        return np.where(rec["status"] == STATUS_OK, rec["idle_units"], np.float32(np.nan)).astype(np.float32)
+        limit_ms = min(max_age_s * 1000.0, MAX_AGE_MS - 1)
+        ok = (rec["status"] == STATUS_OK) & ((rec["flags"] & WINDOW) != 0) & (rec["age_ms"] <= limit_ms)
+        return np.where(ok, rec["idle_units"], np.float32(np.nan)).astype(np.float32)

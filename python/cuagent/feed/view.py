@@ -1,9 +1,17 @@
 """The view a :class:`~cuagent.feed.client.Client` keeps: nodes, their devices, each device's
 topology and latest window, with the questions a scheduler asks of them (idle units, idle
-groups, ranking)."""
+groups, ranking).
+
+The questions about present capacity (:attr:`DeviceView.idle_units`,
+:meth:`ClusterView.rank_devices`, :meth:`ClusterView.rank_partitions`) take a window for the
+device's present state only while it is current (:mod:`.freshness`: at most ``max_age_s`` old,
+by default the stale interval, on the agent's clock); the questions about one window
+(:meth:`DeviceView.finest_state`, :meth:`~DeviceView.idle_groups`, ...) answer for the latest
+window whatever its age, which :meth:`DeviceView.age_ns` gives."""
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Iterator, Optional
@@ -12,6 +20,7 @@ import numpy as np
 
 from .. import wire
 from ..wire import Device, State
+from .freshness import STALE_AFTER_S, NodeClock, current
 from .lazy import LazyState
 from .summaries import Summaries
 
@@ -24,13 +33,18 @@ class DeviceView:
     undecoded; :attr:`state` (and :attr:`ts`, :attr:`seq`, which describe it) decodes the
     newest one when read, once: a device updated ten times between two reads costs one
     decode. When that newest body turns out malformed, the state stays the one decoded
-    before (with its ts and seq), and the client counts the body in ``decode_errors``."""
+    before (with its ts and seq), and the client counts the body in ``decode_errors``.
 
-    __slots__ = ("node", "topology", "status", "profiling_paused", "_state", "_ts", "_seq", "_pending")
+    ``clock`` is its node's (:attr:`NodeView.clock`), by which the window's age is judged;
+    without one, this host's wall clock."""
+
+    __slots__ = ("node", "topology", "status", "profiling_paused", "clock", "_state", "_ts", "_seq", "_pending")
 
     def __init__(self, node: str, topology: Device, state: Optional[State] = None, ts: int = 0, seq: int = 0,
-                 status: str = wire.DEVICE_OK, profiling_paused: Optional[str] = None) -> None:
+                 status: str = wire.DEVICE_OK, profiling_paused: Optional[str] = None,
+                 clock: Optional[NodeClock] = None) -> None:
         self.node = node
+        self.clock = _WALL_CLOCK if clock is None else clock
         self.topology = topology
         # The topo's `status` (PROTOCOL.md §3.1): "ok", or "lost" (no state, never ranked).
         self.status = status
@@ -111,9 +125,36 @@ class DeviceView:
         """The agent reports this device as not serving (e.g. fallen off the bus)."""
         return self.status != wire.DEVICE_OK
 
+    def age_ns(self, now_ns: Optional[int] = None) -> Optional[int]:
+        """How old the latest window is (ns from its end to ``now_ns``, by default the node's
+        present time on its own clock: :class:`~cuagent.feed.freshness.NodeClock`); None
+        before the first window."""
+        if self.state is None:
+            return None
+        return (self.clock.now_ns() if now_ns is None else now_ns) - self.ts
+
+    def current(self, max_age_s: float = STALE_AFTER_S, now_ns: Optional[int] = None) -> bool:
+        """The latest window is the device's present state: it is at most ``max_age_s`` old
+        (or three of its own lengths, where the publish interval makes that longer) at
+        ``now_ns`` (default: the node's present time, :meth:`age_ns`). False before the first."""
+        state = self.state
+        if state is None:
+            return False
+        return current(self.ts, state.window_ns, self.clock.now_ns() if now_ns is None else now_ns, max_age_s)
+
     @property
     def idle_units(self) -> Optional[float]:
-        return None if self.state is None else self.state.idle_units
+        """The device's idle units now: its latest window's while that is current
+        (:meth:`current`, default limit); None when it has none, or none that recent.
+        ``state.idle_units`` is the latest window's, whatever its age."""
+        return self.fresh_idle_units()
+
+    def fresh_idle_units(self, max_age_s: float = STALE_AFTER_S, now_ns: Optional[int] = None) -> Optional[float]:
+        """:attr:`idle_units` with the age limit (and the time) given."""
+        if not self.current(max_age_s, now_ns):
+            return None
+        assert self._state is not None
+        return self._state.idle_units
 
     def finest_state(self) -> Optional[tuple[str, np.ndarray]]:
         """(level, states) at the finest level that carries states, or None."""
@@ -180,8 +221,11 @@ class DeviceView:
         return [int(i) for i in np.flatnonzero(present & ~busy)]
 
     def partition_idle_units(self) -> dict[str, float]:
-        """Estimated idle units per partition: from per-unit means where the partition's unit
-        ids and unit-level ``active`` are known, else from its ``sm_active``."""
+        """Estimated idle units per partition of the latest window: from per-unit means where
+        the partition's unit ids and unit-level ``active`` are known (units without a value
+        this window add nothing, as in the device's ``idle_units``), else from its
+        ``sm_active`` × its units. A partition with neither (no unit measured, or its size
+        unknown: units 0, as the core's aggregator skips it) has no entry, never 0."""
         out: dict[str, float] = {}
         if self.state is None:
             return out
@@ -189,12 +233,22 @@ class DeviceView:
         active = unit_level.get("active")
         for p in self.topology.partitions:
             if active is not None and p.unit_ids is not None and len(p.unit_ids):
-                out[p.id] = float(np.sum(1.0 - active.mean[p.unit_ids]))
-            elif "sm_active" in self.state.partition.get(p.id, {}):
-                out[p.id] = (1.0 - float(self.state.partition[p.id]["sm_active"])) * p.units
-            elif len(self.topology.partitions) == 1 and self.state.idle_units is not None:
+                means = active.mean[p.unit_ids]
+                measured = means[np.isfinite(means)]
+                if measured.size:
+                    out[p.id] = float(np.sum(1.0 - measured.astype(np.float64)))
+                    continue
+            sm_active = self.state.partition.get(p.id, {}).get("sm_active")
+            if sm_active is not None and math.isfinite(sm_active) and p.units > 0:
+                out[p.id] = (1.0 - float(sm_active)) * p.units
+            elif len(self.topology.partitions) == 1 and self.state.idle_units is not None \
+                    and math.isfinite(self.state.idle_units):
                 out[p.id] = self.state.idle_units
         return out
+
+
+# The clock of a device that has no node's: never hears a heartbeat, so it is this host's.
+_WALL_CLOCK = NodeClock()
 
 
 @dataclass
@@ -207,6 +261,8 @@ class NodeView:
     heartbeat: Optional[wire.Heartbeat] = None
     last_heard: float = field(default_factory=time.monotonic)  # monotonic time of the last hb
     stale: bool = False
+    # The node's present time on its own clock, from its heartbeats: its windows' age.
+    clock: NodeClock = field(default_factory=NodeClock)
 
 
 class ClusterView:
@@ -228,13 +284,21 @@ class ClusterView:
     def device(self, node: str, device: str) -> DeviceView:
         return self.nodes[node].devices[device]
 
-    def rank_devices(self, include_stale: bool = False) -> list[DeviceView]:
-        """Devices with a known state, most idle units first (a lost device never)."""
-        devs = [d for d in self.devices(include_stale) if d.idle_units is not None and not d.lost]
-        return sorted(devs, key=lambda d: (-d.idle_units, d.node, d.id))  # type: ignore[operator]
+    def rank_devices(self, include_stale: bool = False, max_age_s: float = STALE_AFTER_S,
+                     now_ns: Optional[int] = None) -> list[DeviceView]:
+        """Devices whose idle units are known now, most idle first: a lost device never, nor
+        one whose latest window is older than ``max_age_s`` (:meth:`DeviceView.current`; at
+        ``now_ns``, by default each node's present time). ``include_stale``: nodes not heard
+        for the stale interval too (their windows still within ``max_age_s``)."""
+        rows = [(idle, d) for d in self.devices(include_stale)
+                if not d.lost and (idle := d.fresh_idle_units(max_age_s, now_ns)) is not None and math.isfinite(idle)]
+        rows.sort(key=lambda r: (-r[0], r[1].node, r[1].id))
+        return [d for _, d in rows]
 
-    def rank_partitions(self, include_stale: bool = False) -> list[tuple[DeviceView, str, float]]:
-        """(device, partition id, idle units), most idle first."""
-        rows = [(d, pid, idle) for d in self.devices(include_stale) if not d.lost
-                for pid, idle in d.partition_idle_units().items()]
+    def rank_partitions(self, include_stale: bool = False, max_age_s: float = STALE_AFTER_S,
+                        now_ns: Optional[int] = None) -> list[tuple[DeviceView, str, float]]:
+        """(device, partition id, idle units), most idle first, of the devices
+        :meth:`rank_devices` would take by their age and status."""
+        rows = [(d, pid, idle) for d in self.devices(include_stale) if not d.lost and d.current(max_age_s, now_ns)
+                for pid, idle in d.partition_idle_units().items() if math.isfinite(idle)]
         return sorted(rows, key=lambda r: (-r[2], r[0].node, r[0].id, r[1]))

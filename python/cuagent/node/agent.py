@@ -47,8 +47,6 @@ except Exception:  # noqa: BLE001 — running from a source tree
 
 
 FLUSH_ON_CLOSE_MS = 500
-# ``pods`` of a device no container holds: one object, so its packed form is reused.
-_NO_PODS: tuple[dict[str, str], ...] = ()
 
 
 @dataclass
@@ -393,7 +391,7 @@ class Agent:
             else:
                 newer_than.append(ANY if last is None else last[0])
                 extras.append(self._bodies.extras(i, self.slow_path.processes(self._indices[i], now),
-                                                  None if pods is None else pods.get(device.id, _NO_PODS)))
+                                                  None if pods is None else pods.get(device.id)))
         windows = self._bodies.latest(self.engine, self._counters, newer_than, extras)
         for i, w in enumerate(windows):
             if w is None:

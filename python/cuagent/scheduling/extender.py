@@ -237,7 +237,8 @@ class ExtenderService:
             "stale": ranking.stale,
             "nodes": [{"node": n.node, "score": round(n.score, 6), "devices": list(n.devices)}
                       for n in ranking.nodes[:limit]],
-            "devices": [{**d._asdict(), "idle_groups": list(d.idle_groups), "score": round(d.score, 6)}
+            "devices": [{**d._asdict(), "idle_groups": None if d.idle_groups is None else list(d.idle_groups),
+                         "score": round(d.score, 6)}
                         for d in devices],
             "partitions": [{**p._asdict(), "score": round(p.score, 6)} for p in partitions],
         }

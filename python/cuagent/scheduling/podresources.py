@@ -4,7 +4,8 @@ source dcgm-exporter uses to label GPU metrics with pods.
 
 The agent publishes the result in each device's ``state`` as ``pods`` (PROTOCOL.md §3.2):
 ``[{"namespace", "pod", "container", "resource", "partition"?}]``. Absent where there is no
-socket (or the last List failed), an empty list where no container holds the device.
+socket (or the last List failed), and for a device that a kubelet id the agent could not match
+may name; an empty list where no container holds the device.
 
 Device ids as device plugins report them, matched to the agent's devices:
 
@@ -14,7 +15,15 @@ Device ids as device plugins report them, matched to the agent's devices:
 - a PCI bus id (AMD's device plugin: ``0000:c1:00.0``), compared with the topo's ``pci``;
 - a bare index (NVIDIA's ``DEVICE_ID_STRATEGY=index``), compared with the topo's ``index``.
 
-An id that matches none is left out (logged once), never guessed. Dynamic Resource
+An id that matches none is never guessed onto a device. Where it could still be one of this
+agent's devices, those devices' ``pods`` are unknown (absent), not ``[]``: a ``MIG-<uuid>``
+that cannot be resolved (no pynvml, or NVML does not list it yet after a MIG reconfiguration)
+could be on any GPU with MIG on; an id of unknown form under a GPU resource (``nvidia.com/gpu*``,
+``nvidia.com/mig-*``, ``amd.com/gpu*``) could be any device of that vendor. One that names
+hardware this agent does not serve (a GPU UUID or PCI address none of its devices has, a MIG
+device NVML places on another GPU), or that belongs to another plugin's resource (NICs, FPGAs:
+the kubelet lists every device plugin's), leaves every device's list as it is. Each is logged
+with why: a warning, repeated every 10 min while it lasts, when it leaves pods unknown. Dynamic Resource
 Allocation claims name devices by driver-local names that only the ResourceSlice maps to
 hardware, so they are not attributed here.
 
@@ -31,7 +40,9 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional, Protocol, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Optional, Protocol, Sequence, Union
+
+from ..log_throttle import KeyedThrottle
 
 log = logging.getLogger("cuagent.podresources")
 
@@ -41,6 +52,7 @@ DEFAULT_INTERVAL_S = 5.0
 DEFAULT_TIMEOUT_S = 2.0
 MAX_BACKOFF_S = 60.0
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a node with thousands of containers
+UNKNOWN_LOG_EVERY_S = 600.0  # an id that leaves pods unknown is said again this often while it lasts
 
 
 @dataclass(frozen=True)
@@ -161,47 +173,108 @@ class AttributedDevice(Protocol):
     def vendor(self) -> str: ...
     @property
     def pci(self) -> Optional[str]: ...
+    @property
+    def partitions(self) -> Sequence[Any]: ...  # each with a ``kind`` ("mig" for a MIG instance)
 
 
-def match_device(device_id: str, devices: Sequence[AttributedDevice],
-                 mig_resolver: Optional[MigResolver] = None) -> Optional[tuple[str, Optional[str]]]:
-    """(topo device id, partition id or None) for a kubelet device id, or None."""
-    raw = device_id.split("::", 1)[0].strip()
+# A simulated device stands in for either vendor (as in the index match below).
+_VENDORS_OF_DOMAIN = {"nvidia.com": ("nvidia", "mock"), "amd.com": ("amd", "mock")}
+
+
+class Unmatched(NamedTuple):
+    """A kubelet device id that matches no device: why, and the devices it could still be
+    (their ``pods`` are unknown; empty when it is none of this agent's)."""
+
+    reason: str
+    devices: tuple[str, ...]
+
+
+def _gpu_vendors(resource: str) -> tuple[str, ...]:
+    """The vendors whose GPUs a resource's ids name: ``nvidia.com/gpu``, ``nvidia.com/gpu.shared``,
+    ``nvidia.com/mig-1g.10gb``, ``amd.com/gpu``. Other resources of those domains (NVIDIA's
+    network operator: ``nvidia.com/hostdev``, ``nvidia.com/rdma_shared_device_a``) name NICs."""
+    domain, _, name = resource.partition("/")
+    if not (name.startswith("gpu") or name.startswith("mig-")):
+        return ()
+    return _VENDORS_OF_DOMAIN.get(domain, ())
+
+
+def _is_mig(d: AttributedDevice) -> bool:
+    return any(p.kind == "mig" for p in d.partitions)
+
+
+def resolve_device(assignment: Assignment, devices: Sequence[AttributedDevice],
+                   mig_resolver: Optional[MigResolver] = None) -> Union[tuple[str, Optional[str]], Unmatched]:
+    """(topo device id, partition id or None) for a kubelet assignment, or why it matches none
+    and which devices it could still be."""
+    raw = assignment.device_id.split("::", 1)[0].strip()
     ids = {d.id for d in devices}
     if raw.startswith("MIG-GPU-"):
         gpu, _, rest = raw[len("MIG-"):].partition("/")
         gi = rest.split("/", 1)[0]
-        return (gpu, gi) if gpu in ids and gi.isdigit() else None
+        if gpu not in ids:
+            return Unmatched(f"a MIG device of {gpu}, which this agent does not serve", ())
+        return (gpu, gi) if gi.isdigit() else Unmatched("a MIG device id without its GPU instance", (gpu,))
     if raw.startswith("MIG-"):
-        found = mig_resolver(raw) if mig_resolver is not None else None
-        return found if found is not None and found[0] in ids else None
+        if mig_resolver is None:
+            reason = "a MIG device, and no NVML here to resolve it (not the nvml backend, or pynvml missing)"
+        else:
+            found = mig_resolver(raw)
+            if found is not None:
+                if found[0] in ids:
+                    return found
+                return Unmatched(f"a MIG device of {found[0]}, which this agent does not serve", ())
+            reason = ("a MIG device that NVML does not list (yet: after a MIG reconfiguration it is read "
+                      "again at most every 30 s)")
+        nvidia = [d for d in devices if d.vendor in _VENDORS_OF_DOMAIN["nvidia.com"]]
+        # On a GPU with MIG on; if none shows it yet (the topology is polled too), on any.
+        return Unmatched(reason, tuple(d.id for d in ([d for d in nvidia if _is_mig(d)] or nvidia)))
     if raw in ids:
         return raw, None
+    if raw.startswith("GPU-"):
+        return Unmatched("a GPU this agent does not serve", ())
+    vendors = _gpu_vendors(assignment.resource)
+    if not vendors:
+        return Unmatched(f"no GPU resource ({assignment.resource})", ())
     key = _pci_key(raw) if ":" in raw else None
     if key is not None:
         for d in devices:
             if d.pci and _pci_key(d.pci) == key:
                 return d.id, None
-        return None
+        # Not at any address this agent knows: one of its devices whose address it does not know.
+        return Unmatched("no device at that PCI address", tuple(d.id for d in devices
+                                                                  if d.vendor in vendors and not d.pci))
     if raw.isdigit():
         for d in devices:
             if d.index == int(raw) and d.vendor in ("nvidia", "mock"):
                 return d.id, None
-    return None
+        return Unmatched("no NVIDIA device with that index", ())
+    return Unmatched("an id of a form this agent does not know",
+                     tuple(d.id for d in devices if d.vendor in vendors))
+
+
+def match_device(device_id: str, devices: Sequence[AttributedDevice],
+                 mig_resolver: Optional[MigResolver] = None, resource: str = "") -> Optional[tuple[str, Optional[str]]]:
+    """(topo device id, partition id or None) for a kubelet device id, or None."""
+    found = resolve_device(Assignment("", "", "", resource, device_id), devices, mig_resolver)
+    return None if isinstance(found, Unmatched) else found
 
 
 def attribute(assignments: Iterable[Assignment], devices: Sequence[AttributedDevice],
               mig_resolver: Optional[MigResolver] = None,
-              unmatched: Optional[set[str]] = None) -> dict[str, list[dict[str, str]]]:
-    """device id -> its ``pods`` entries (every device listed; [] when nobody holds it).
-    Device ids that match no device are added to ``unmatched``."""
+              unmatched: Optional[dict[str, Unmatched]] = None) -> dict[str, Optional[list[dict[str, str]]]]:
+    """device id -> its ``pods`` entries (every device listed): [] when nobody holds it, None
+    when unknown (an id that matched no device could be this device's: a container that holds
+    it would be missing). Ids that match no device are added to ``unmatched``, with why."""
     out: dict[str, list[dict[str, str]]] = {d.id: [] for d in devices}
+    unknown: set[str] = set()
     seen: set[tuple[str, ...]] = set()
     for a in assignments:
-        found = match_device(a.device_id, devices, mig_resolver)
-        if found is None:
+        found = resolve_device(a, devices, mig_resolver)
+        if isinstance(found, Unmatched):
+            unknown.update(found.devices)
             if unmatched is not None:
-                unmatched.add(a.device_id)
+                unmatched[a.device_id] = found
             continue
         dev, partition = found
         entry = {"namespace": a.namespace, "pod": a.pod, "container": a.container, "resource": a.resource}
@@ -213,7 +286,7 @@ def attribute(assignments: Iterable[Assignment], devices: Sequence[AttributedDev
             out[dev].append(entry)
     for entries in out.values():
         entries.sort(key=lambda e: (e["namespace"], e["pod"], e["container"], e.get("partition", "")))
-    return out
+    return {dev: None if dev in unknown else entries for dev, entries in out.items()}
 
 
 def nvml_mig_resolver(library: Optional[str] = None, refresh_s: float = 30.0) -> MigResolver:
@@ -285,8 +358,9 @@ class PodAttribution:
         self._assignments: Optional[list[Assignment]] = None  # None: unknown
         self._generation = 0
         # (generation and devices, attribution) of the last pods() call
-        self._cache: Optional[tuple[object, dict[str, list[dict[str, str]]]]] = None
-        self._unmatched_logged: set[str] = set()
+        self._cache: Optional[tuple[object, dict[str, Optional[list[dict[str, str]]]]]] = None
+        self._unmatched_logged: set[str] = set()  # ids matching none of this agent's devices: said once
+        self._unknown_log = KeyedThrottle(UNKNOWN_LOG_EVERY_S)  # ids leaving pods unknown
         self._status = "starting"
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -357,20 +431,29 @@ class PodAttribution:
         if channel is not None:
             channel.close()
 
-    def pods(self, devices: Sequence[AttributedDevice]) -> Optional[dict[str, list[dict[str, str]]]]:
-        """device id -> ``pods`` entries for the agent's current ``devices``; None when
-        attribution is unknown. Cached until the next List or a new device list."""
+    def pods(self, devices: Sequence[AttributedDevice]) -> Optional[dict[str, Optional[list[dict[str, str]]]]]:
+        """device id -> ``pods`` entries for the agent's current ``devices`` (None for a device
+        an unmatched id may name); None when attribution is unknown. Cached until the next List
+        or a new device list."""
         assignments = self._assignments
         if assignments is None:
             return None
         key = (self._generation, tuple((d.id, d.pci, d.index) for d in devices))
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
-        unmatched: set[str] = set()
+        unmatched: dict[str, Unmatched] = {}
         result = attribute(assignments, devices, self.mig_resolver, unmatched)
-        for device_id in sorted(unmatched - self._unmatched_logged):
-            log.info("kubelet device id %r matches no device of this agent: left out", device_id)
-        self._unmatched_logged |= unmatched
+        now = time.monotonic()
+        for device_id, why in sorted(unmatched.items()):
+            if why.devices:
+                since = self._unknown_log.due((device_id, why), now)
+                if since is not None:
+                    log.warning("kubelet device id %r matches no device: %s; pods of %s unknown (absent) until it "
+                                "does%s", device_id, why.reason, ", ".join(why.devices),
+                                f" (in {since} more List answer(s) since last said)" if since else "")
+            elif device_id not in self._unmatched_logged:
+                self._unmatched_logged.add(device_id)
+                log.info("kubelet device id %r matches no device of this agent (%s): left out", device_id, why.reason)
         self._cache = (key, result)
         return result
 

@@ -28,6 +28,10 @@ What a device scores (each term in [0, 1], weights in :class:`Weights`):
   total; unknown memory earns nothing;
 - **thrashing** (a penalty) — the horizon's share of units in the thrashing state.
 
+A device that measures no element states (NVML: no state level) has neither idle groups nor
+thrashing units measured: it earns no group credit and takes no thrashing penalty, and its
+:class:`DeviceScore` says None for them (null in the extender's JSON), never 0.
+
 A device is *eligible* when its node is fresh (heard within the client's stale limit, and
 its latest window at most ``max_age_s`` old), it measures activity, its vendor matches, its
 free memory (where known) covers ``memory_bytes``, and it has room: an exclusive request
@@ -93,9 +97,9 @@ class DeviceScore(NamedTuple):
     eligible: bool
     idle_units: Optional[float]  # horizon mean
     units: int
-    idle_groups: tuple[int, ...]  # GPCs/XCDs idle over the horizon
-    idle_group_units: float
-    thrashing: float  # share of units thrashing (horizon mean)
+    idle_groups: Optional[tuple[int, ...]]  # GPCs/XCDs idle over the horizon; None: not measured
+    idle_group_units: Optional[float]  # units in them; None: not measured (no states, or no groups)
+    thrashing: Optional[float]  # share of units thrashing (horizon mean); None: not measured
     free_memory: Optional[int]
 
 
@@ -174,7 +178,8 @@ class _Columns:
 
 _DEVICE_COLS = {
     "node": (np.int32, 0), "alive": (bool, False), "vendor": (np.int8, 0), "units": (np.float64, 0.0),
-    "idle": (np.float64, np.nan), "groups": (np.float64, 0.0), "thrash": (np.float64, 0.0),
+    # NaN: not measured (idle_units, groups, thrashing, free memory), which the score counts as 0.
+    "idle": (np.float64, np.nan), "groups": (np.float64, np.nan), "thrash": (np.float64, np.nan),
     "mem_total": (np.float64, 0.0), "mem_free": (np.float64, np.nan), "ts": (np.int64, 0),
 }
 _PARTITION_COLS = {
@@ -260,7 +265,7 @@ class Scorer:
                 self._kill(row)
 
     def _kill(self, row: int) -> None:
-        self._dev.set(row, alive=False, idle=np.nan, groups=0.0, thrash=0.0, mem_free=np.nan, ts=0)
+        self._dev.set(row, alive=False, idle=np.nan, groups=np.nan, thrash=np.nan, mem_free=np.nan, ts=0)
         track = self._tracks[row]
         if track is not None:
             for prow in track.partitions:
@@ -314,14 +319,23 @@ class Scorer:
             new_idle = old_idle + alpha * (float(idle) - old_idle)
         thrash, indicator = self._measure(track, view)
         old_thrash = d.cols["thrash"][row]
-        new_thrash = thrash if alpha >= 1.0 else old_thrash + alpha * (thrash - old_thrash)
-        groups = 0.0
+        # As idle units: a window that does not measure it makes it unknown, and the next one
+        # that does starts its mean again.
+        if thrash is None:
+            new_thrash = np.nan
+        elif math.isnan(old_thrash) or alpha >= 1.0:
+            new_thrash = thrash
+        else:
+            new_thrash = old_thrash + alpha * (thrash - old_thrash)
+        groups = np.nan
         if indicator is not None and track.group_units is not None:
             if track.group_ewma is None or alpha >= 1.0:
                 track.group_ewma = indicator
             else:
                 track.group_ewma += alpha * (indicator - track.group_ewma)
             groups = float(track.group_units[track.group_ewma >= self.group_quorum].sum())
+        else:
+            track.group_ewma = None
         used = state.device.get("mem_used")
         mem_free = float(topo.memory_bytes - used) if used is not None and topo.memory_bytes else np.nan
         d.set(row, node=self._node(node), alive=True, vendor=VENDOR_CODES.get(topo.vendor, 0), units=units,
@@ -331,16 +345,17 @@ class Scorer:
             self._fold_partitions(node, row, track, view, alpha)
 
     @staticmethod
-    def _measure(track: _Track, view: DeviceView) -> tuple[float, Optional[np.ndarray]]:
-        """(share of units thrashing, per group 1.0 if all its units are idle) of one window.
-        The common shapes (states per unit, or per GPC/XCD) take a direct path; anything
-        else goes through the view's helpers, which say the same more slowly."""
+    def _measure(track: _Track, view: DeviceView) -> tuple[Optional[float], Optional[np.ndarray]]:
+        """(share of units thrashing, per group 1.0 if all its units are idle) of one window;
+        None for what it does not measure (no states; no groups, or states the layout cannot
+        place in them). The common shapes (states per unit, or per GPC/XCD) take a direct
+        path; anything else goes through the view's helpers, which say the same more slowly."""
         topo, state = view.topology, view.state
         assert state is not None
         found = view.finest_state()
         units = float(topo.units)
         if found is None:
-            return 0.0, (None if track.group_units is None else np.zeros(track.group_units.shape[0]))
+            return None, None
         level, states = found
         if level == topo.unit and track.group_anc is not None and track.group_units is not None:
             thrash = float(np.count_nonzero(states == wire.THRASHING)) / units
@@ -350,7 +365,10 @@ class Scorer:
         if level == track.group_level and track.group_units is not None:
             thrash = float(track.group_units[states == wire.THRASHING].sum()) / units
             return thrash, ((states == wire.IDLE) & (track.group_units > 0)).astype(np.float64)
-        thrash = view.thrashing_units().size / units
+        unit_states = view.unit_states()
+        if unit_states is None:
+            return None, None  # states of elements whose units the layout does not give
+        thrash = float(np.count_nonzero(unit_states == wire.THRASHING)) / units
         if track.group_level is None or track.group_units is None:
             return thrash, None
         indicator = np.zeros(track.group_units.shape[0])
@@ -433,10 +451,13 @@ class Scorer:
             idle_share = np.where(known, idle / np.where(units > 0, units, 1.0), 0.0)
             mem_known = np.isfinite(d["mem_free"]) & (d["mem_total"] > 0)
             mem_share = np.where(mem_known, d["mem_free"] / np.where(mem_known, d["mem_total"], 1.0), 0.0)
-            group_share = np.where(units > 0, d["groups"] / np.where(units > 0, units, 1.0), 0.0)
+            # Not measured (NaN): no group credit, no thrashing penalty.
+            groups_known = np.isfinite(d["groups"]) & (units > 0)
+            group_share = np.where(groups_known, d["groups"] / np.where(units > 0, units, 1.0), 0.0)
+            thrash = np.where(np.isfinite(d["thrash"]), d["thrash"], 0.0)
         total = w.idle + w.groups + w.memory
         score = (w.idle * idle_share + w.groups * group_share + w.memory * np.clip(mem_share, 0, 1)) / total
-        score = np.clip(score - w.thrashing * d["thrash"], 0.0, 1.0)
+        score = np.clip(score - w.thrashing * thrash, 0.0, 1.0)
         demand: Optional[np.ndarray] = None
         if request.fraction:
             demand = units * request.gpus
@@ -594,14 +615,15 @@ class Ranking:
         for r in rows[:limit]:
             n, dev = sc._keys[r]
             track = sc._tracks[r]
-            idle_groups: tuple[int, ...] = ()
+            idle_groups: Optional[tuple[int, ...]] = None
             if track is not None and track.group_ewma is not None:
                 idle_groups = tuple(int(g) for g in np.flatnonzero(track.group_ewma >= sc.group_quorum))
-            idle = d.cols["idle"][r]
-            free = d.cols["mem_free"][r]
+            idle, free = d.cols["idle"][r], d.cols["mem_free"][r]
+            groups, thrash = d.cols["groups"][r], d.cols["thrash"][r]
             out.append(DeviceScore(n, dev, float(score[r]), bool(eligible[r]),
                                    None if math.isnan(idle) else float(idle), int(d.cols["units"][r]),
-                                   idle_groups, float(d.cols["groups"][r]), float(d.cols["thrash"][r]),
+                                   idle_groups, None if math.isnan(groups) else float(groups),
+                                   None if math.isnan(thrash) else float(thrash),
                                    None if math.isnan(free) else int(free)))
         return out
 

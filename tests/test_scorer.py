@@ -131,6 +131,31 @@ def test_a_gpu_whose_topo_says_lost_is_never_placed_on():
     assert {d.device for d in scorer.rank(Request(), NOW).devices()} == {lost.id, topos[("a", 1)].id}
 
 
+def test_freshness_is_judged_on_the_nodes_clock_and_its_window_length():
+    """A node whose clock is a minute behind this host's is current while its heartbeats come
+    (was: every window a minute old, every score 0); a window of 5 s is current for three of
+    its lengths (was: 3 s, so a node publishing every 5 s scored 0 most of the time)."""
+    import time
+
+    from sched_support import decoded, device_state
+
+    vb = ViewBuilder()
+    scorer = Scorer(vb.view)
+    here = time.time_ns()
+    behind = topology("GPU-behind", 0)
+    dv = vb.device("behind", behind)
+    vb.view.nodes["behind"].clock.heard(here - 60 * 10**9)  # its latest heartbeat, on its own clock
+    scorer.fold("behind", behind.id, here - 60 * 10**9, decoded(dv.topology, device_state(dv.topology, idle(), 0)))
+    slow = topology("GPU-slow", 0)
+    dv = vb.device("slow", slow)
+    st = decoded(dv.topology, device_state(dv.topology, idle(), 0))
+    st.window_ns = 5 * 10**9
+    scorer.fold("slow", slow.id, here - 6 * 10**9, st)
+    r = scorer.rank(Request(), here)
+    assert r.score("behind") > 0 and r.score("slow") > 0, r.scores
+    assert scorer.rank(Request(), here + 10 * 10**9).score("slow") == 0  # 16 s: past three windows
+
+
 def test_the_horizon_is_not_one_window():
     vb = ViewBuilder()
     scorer = Scorer(vb.view, horizon_s=10.0)

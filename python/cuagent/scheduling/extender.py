@@ -38,6 +38,7 @@ import zmq
 from ..duration import stop_after
 from ..options import OneLineParser
 from ..polling import poll_timeout_ms
+from ..feed.freshness import STALE_AFTER_S
 from ..http_bounds import HANDLER_TIMEOUT, BoundedServer
 from .request import Request, RequestError, pod_request
 from .scorer import Ranking, Scorer, Weights
@@ -346,7 +347,7 @@ class Extender:
     calling thread until :meth:`stop`."""
 
     def __init__(self, client: Any, listen: tuple[str, int] = ("0.0.0.0", 8888), filter_enabled: bool = False,
-                 horizon_s: float = 10.0, max_age_s: float = 3.0, weights: Weights = Weights()) -> None:
+                 horizon_s: float = 10.0, max_age_s: float = STALE_AFTER_S, weights: Weights = Weights()) -> None:
         self.client = client
         self.scorer = Scorer(client.view, horizon_s=horizon_s, max_age_s=max_age_s, weights=weights)
         client.on_update(self.scorer.observe)
@@ -414,8 +415,9 @@ def add_parser(sub: argparse._SubParsersAction[OneLineParser], curve_client_flag
     # Bounds (cli.py's rule: a value outside them is one error line, exit 2).
     Option("horizon_s", float, 10.0, "time constant of the idle horizon", min=0.1, max=86_400.0,
            unit="s").add_to(p, default=10.0)
-    Option("max_age_s", float, 3.0, "a device whose latest window is older scores 0", min=0.1, max=3600.0,
-           unit="s").add_to(p, default=3.0)
+    Option("max_age_s", float, STALE_AFTER_S, "a device whose latest window is older (or older than three of its "
+           "windows, where that is longer) scores 0", min=0.1, max=3600.0,
+           unit="s").add_to(p, default=STALE_AFTER_S)
     DURATION_S.add_to(p)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     curve_client_flags(p)

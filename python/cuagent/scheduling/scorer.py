@@ -59,6 +59,7 @@ import numpy as np
 
 from .. import wire
 from ..client import ClusterView, DeviceView
+from ..feed.freshness import STALE_AFTER_S, limit_ns
 from .request import Request
 
 VENDOR_CODES = {"nvidia": 1, "amd": 2, "mock": 3}
@@ -181,6 +182,8 @@ _DEVICE_COLS = {
     # NaN: not measured (idle_units, groups, thrashing, free memory), which the score counts as 0.
     "idle": (np.float64, np.nan), "groups": (np.float64, np.nan), "thrash": (np.float64, np.nan),
     "mem_total": (np.float64, 0.0), "mem_free": (np.float64, np.nan), "ts": (np.int64, 0),
+    # How old its latest window may be (max_age_s, or three of its windows where longer).
+    "max_age": (np.int64, 0),
 }
 _PARTITION_COLS = {
     "node": (np.int32, 0), "device": (np.int32, 0), "alive": (bool, False), "profile": (np.int32, -1),
@@ -198,7 +201,7 @@ class Scorer:
     idle share at which a GPU counts as free for an exclusive request. ``group_quorum``: share
     of the horizon a GPC/XCD must have been wholly idle to count as an idle group."""
 
-    def __init__(self, view: ClusterView, horizon_s: float = 10.0, max_age_s: float = 3.0,
+    def __init__(self, view: ClusterView, horizon_s: float = 10.0, max_age_s: float = STALE_AFTER_S,
                  weights: Weights = Weights(), free_idle_min: float = 0.9, group_quorum: float = 0.9) -> None:
         for name, v in (("horizon_s", horizon_s), ("max_age_s", max_age_s)):
             if not math.isfinite(v) or v <= 0:
@@ -338,9 +341,15 @@ class Scorer:
             track.group_ewma = None
         used = state.device.get("mem_used")
         mem_free = float(topo.memory_bytes - used) if used is not None and topo.memory_bytes else np.nan
+        # Freshness is judged against rank()'s `now` (this host's clock): the window's end is
+        # moved onto it by the node's clock offset where its heartbeats tell it, so an agent
+        # whose clock is seconds off is neither always stale nor kept current when dead.
+        local_ts = ts
+        if nv is not None and nv.clock.known:
+            local_ts = ts + (time.time_ns() - nv.clock.now_ns())
         d.set(row, node=self._node(node), alive=True, vendor=VENDOR_CODES.get(topo.vendor, 0), units=units,
               idle=new_idle, groups=groups, thrash=new_thrash, mem_total=float(topo.memory_bytes),
-              mem_free=mem_free, ts=ts)
+              mem_free=mem_free, ts=local_ts, max_age=limit_ns(self.max_age_s, int(state.window_ns)))
         if len(topo.partitions) > 1 or topo.partitions[0].kind != "whole":
             self._fold_partitions(node, row, track, view, alpha)
 
@@ -418,7 +427,7 @@ class Scorer:
         d = self._dev
         if not d.n:
             return np.zeros(0, bool)
-        return np.asarray(d["alive"] & (now_ns - d["ts"] <= int(self.max_age_s * 1e9)) & node_ok[d["node"]], bool)
+        return np.asarray(d["alive"] & (now_ns - d["ts"] <= d["max_age"]) & node_ok[d["node"]], bool)
 
     def _vendor_ok(self, request: Request) -> np.ndarray:
         vendor = self._dev["vendor"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pytest
 from rich.console import Console
 
 from cuagent import _core, protocol
@@ -122,3 +123,25 @@ def test_top_draws_amd_cus_as_tall_as_their_xcds_activity():
             if line.startswith("│") and len(line.split()) > 2 and line.split()[1].startswith("xcd")}
     assert rows["xcd0"] == "▁" * 8 and rows["xcd3"] == "▇" * 8, rows  # active 0.0 and 0.9
     assert rows["xcd1"] == "▁" * 8 and rows["xcd?"] == "▁" * 4  # no value / unplaced: the lowest cell
+
+
+def test_idle_units_fall_back_to_gpms_sm_active_while_cupti_is_paused():
+    """With CUPTI's pm_sm_active absent (an ncu session holds the counters), idle_units comes
+    from NVML GPM's sm_active (was: absent for the whole pause, so summaries showed no idle
+    capacity on that GPU)."""
+    d = _core.DeviceDescription()
+    d.id, d.vendor, d.model, d.backend, d.unit_kind = "GPU-p", "nvidia", "H100", "nvml", "sm"
+    d.units, d.levels, d.counts = 132, ["sm"], [132]
+    whole = _core.Partition()
+    whole.id, whole.kind, whole.units = "0", "whole", 132
+    d.partitions = [whole]
+    d.counters = [_core.CounterSpec(name, "device", "ratio", "", _core.Aggregation.mean, "")
+                  for name in ("sm_active", "pm_sm_active")]
+    harness = _core.AggregatorHarness(d, _core.StateThresholds(), WINDOW_NS, 0)
+    sampling = np.array([[0.3, 0.4]], dtype=np.float32)  # (sm_active, pm_sm_active)
+    paused = np.array([[0.3, np.nan]], dtype=np.float32)
+    harness.add(np.array([0], dtype=np.int64), sampling)
+    harness.add(np.array([WINDOW_NS], dtype=np.int64), paused)
+    assert harness.latest()["idle_units"] == pytest.approx(132 * 0.6)  # the kHz mean when it is there
+    harness.add(np.array([2 * WINDOW_NS], dtype=np.int64), paused)
+    assert harness.latest()["idle_units"] == pytest.approx(132 * 0.7)

@@ -144,8 +144,9 @@ AggregationPlan::AggregationPlan(const DeviceDescription& d) : layout(d) {
     partition_sm_active = find_counter(d, "sm_active", kPartitionLevel);
     // The kHz CUPTI mean across SMs (pm_sm_active) when a CUPTI source gives
     // it: measured over every sample of the window, not GPM's 100 ms refresh.
-    device_sm_active = find_counter(d, "pm_sm_active", kDeviceLevel);
-    if (device_sm_active < 0) device_sm_active = find_counter(d, "sm_active", kDeviceLevel);
+    // While CUPTI is paused (an ncu session) GPM's sm_active stands in.
+    device_pm_sm_active = find_counter(d, "pm_sm_active", kDeviceLevel);
+    device_sm_active = find_counter(d, "sm_active", kDeviceLevel);
     for (const auto& p : d.partitions) partition_units.push_back(static_cast<float>(p.units));
     device_units = static_cast<float>(d.units);
 }
@@ -371,9 +372,10 @@ void DeviceAggregator::finish_window() noexcept {
         }
         if (complete) out.idle_units = static_cast<float>(idle);
     }
-    if (out.idle_units != out.idle_units && plan_->device_sm_active >= 0) {
-        const float v = out.mean[plan_->layout.slot(static_cast<std::size_t>(plan_->device_sm_active)).offset];
-        if (v == v && plan_->device_units > 0) out.idle_units = (1.0f - v) * plan_->device_units;
+    for (const int counter : {plan_->device_pm_sm_active, plan_->device_sm_active}) {
+        if (out.idle_units == out.idle_units || counter < 0 || plan_->device_units <= 0) continue;
+        const float v = out.mean[plan_->layout.slot(static_cast<std::size_t>(counter)).offset];
+        if (v == v) out.idle_units = (1.0f - v) * plan_->device_units;
     }
 
     published_.publish();

@@ -61,6 +61,7 @@ struct AggregationPlan {
     int idle_level = -1;
     std::vector<float> idle_weights;
     int partition_sm_active = -1;  // counter index, or -1
+    int device_pm_sm_active = -1;  // counter index, or -1 (CUPTI's kHz mean across SMs)
     int device_sm_active = -1;     // counter index, or -1
     std::vector<float> partition_units;
     float device_units = 0;

@@ -213,10 +213,10 @@ class FakeUpstream:
         self.extra: dict = {}  # extra keys of every snapshot reply (a relay's, §7)
         self.requests = 0  # snapshot requests answered
 
-    def send(self, kind, node, body, device=None, epoch=5) -> None:
+    def send(self, kind, node, body, device=None, epoch=5, gen=1) -> None:
         topic = protocol.build_topic(kind, node, device)
         self.seqs[topic] = self.seqs.get(topic, 0) + 1
-        frames = protocol.encode_frames(topic, protocol.Header(node, epoch, self.seqs[topic], time.time_ns(), 1), body)
+        frames = protocol.encode_frames(topic, protocol.Header(node, epoch, self.seqs[topic], time.time_ns(), gen), body)
         if kind in ("topo", "state", "sum"):  # what a snapshot holds (§4)
             self.latest[topic] = frames
         self.pub.send_multipart(frames)
@@ -278,6 +278,34 @@ def test_a_heartbeat_speaks_only_for_its_own_node(tmp_path):
                    what="node-b's state applied", timeout=3)
         assert set(client.seqs) <= set(up.seqs), client.seqs
         assert client.stats.gaps == 0, client.stats
+    finally:
+        client.close()
+        up.close()
+
+
+def test_a_state_of_another_gen_than_the_topo_held_is_not_applied(tmp_path):
+    """§4: a window of an older gen has the old topology's shape (a relay may still serve one
+    beside the new topo); one of a newer gen means its topo was missed: the node is resynced."""
+    from test_protocol import AGENT, h100_device, h100_state
+
+    dev = h100_device()
+    up = FakeUpstream(tmp_path)
+    client = Client([f"{up.feed},{up.sync}"])
+    applied = []
+    client.on_update(lambda u: applied.append(u.header.gen) if u.kind == "state" else None)
+    try:
+        up.send("topo", "node-a", protocol.encode_topo_body([dev], AGENT), gen=2)
+        step = up.stepper(client)
+        wait_until(lambda: client.ready, step=step, what="join")
+        body = protocol.encode_state_body(h100_state(), dev.counters)
+        up.send("state", "node-a", body, device=dev.id, gen=1)  # the old gen's: dropped
+        up.send("state", "node-a", body, device=dev.id, gen=2)
+        wait_until(lambda: applied, step=step, what="a state applied")
+        assert applied == [2], applied
+        resyncs = client.stats.resyncs
+        up.send("state", "node-a", body, device=dev.id, gen=3)  # its topo never came
+        wait_until(lambda: client.stats.resyncs > resyncs, step=step, what="a resync of the node")
+        assert applied == [2], applied
     finally:
         client.close()
         up.close()

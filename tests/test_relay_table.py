@@ -27,16 +27,16 @@ class Node:
     def __init__(self, name="n1", epoch=7):
         self.name, self.epoch, self.seqs = name, epoch, {}
 
-    def msg(self, kind, body, device=None, ts=1, seq=None):
+    def msg(self, kind, body, device=None, ts=1, seq=None, gen=1):
         topic = wire.build_topic(kind, self.name, device)
         self.seqs[topic] = seq if seq is not None else self.seqs.get(topic, 0) + 1
-        return [topic.encode(), wire.encode_header(wire.Header(self.name, self.epoch, self.seqs[topic], ts, 1)), body]
+        return [topic.encode(), wire.encode_header(wire.Header(self.name, self.epoch, self.seqs[topic], ts, gen)), body]
 
-    def topo(self, ids=("d0", "d1"), lost=()):
-        return self.msg("topo", topo_body(ids, lost))
+    def topo(self, ids=("d0", "d1"), lost=(), gen=1):
+        return self.msg("topo", topo_body(ids, lost), gen=gen)
 
-    def state(self, device, ts=1):
-        return self.msg("state", STATE, device, ts)
+    def state(self, device, ts=1, gen=1):
+        return self.msg("state", STATE, device, ts, gen=gen)
 
     def hb(self, topo_seq=None):
         topic = wire.build_topic("hb", self.name)
@@ -45,8 +45,8 @@ class Node:
             seqs[wire.build_topic("topo", self.name)] = topo_seq
         return self.msg("hb", wire.pack(wire.encode_hb_body(seqs, 1.0, 0, 1.0)))
 
-    def sum(self, ts):
-        return self.msg("sum", wire.pack({"devices": 8}), ts=ts)
+    def sum(self, ts, gen=1):
+        return self.msg("sum", wire.pack({"devices": 8}), ts=ts, gen=gen)
 
 
 def served(table, prefix="cua1/", now_ns=None):
@@ -129,6 +129,25 @@ def test_a_heartbeat_listing_a_newer_topo_or_a_state_of_an_unknown_device_asks_f
     table.ingest(n.state("d9"), now_ns=0)
     assert table.take_joins() == [("n1", 7, 4)]
     assert "cua1/state/n1/d9/" not in served(table)[0]  # its topo does not list it
+
+
+@pytest.mark.parametrize("new_ids", [("d0",), ("d0", "d1")], ids=["other devices", "same body"])
+def test_a_new_topo_gen_drops_the_states_and_summaries_of_the_old_one(new_ids):
+    """§3.1, §4: the agent drops every state and summary of an old gen at a new one (their
+    shape may not match the new topo); a relay whose snapshot paired them with the new topo
+    made clients decode old windows against it. The same body under a new gen (a rebuilt
+    engine) too."""
+    table, n = _core.RelayTable(), Node()
+    for frames in (n.topo(), n.state("d0"), n.state("d1"), n.sum(ts=S)):
+        table.ingest(frames, now_ns=0)
+    table.ingest(n.topo(ids=new_ids, gen=2), now_ns=0)
+    assert served(table)[0] == {"cua1/topo/n1/": 2}  # was: the two gen-1 states and the gen-1 sum
+    table.ingest(n.state("d0", gen=2), now_ns=0)
+    table.ingest(n.state("d1", gen=1), now_ns=0)  # a late one of the old gen: not held
+    assert served(table)[0] == {"cua1/topo/n1/": 2, "cua1/state/n1/d0/": 2}
+    assert table.take_joins() == []
+    table.ingest(n.state("d0", gen=3), now_ns=0)  # its gen's topo was missed: a join fetches it
+    assert [name for name, _, _ in table.take_joins()] == ["n1"]
 
 
 def test_summaries_go_on_once_per_interval_of_their_windows():

@@ -39,6 +39,7 @@ struct RelayTable::Topic {
     std::string device;
     std::uint64_t seq = 0;                          // the last carried in the node's epoch; 0: none
     KeptFrames latest;                              // topo/state/sum: the frames a snapshot serves
+    std::uint64_t gen = 0;                          // the header gen of `latest`
     bool sum_sent = false;                          // sum: one forwarded in this epoch, at sum_ts,
     __int128 sum_ts = 0;                            // when its node's topo had changed so often
     std::uint64_t sum_topo_changes = 0;
@@ -53,6 +54,7 @@ struct RelayTable::Node {
     std::vector<std::unique_ptr<Topic>> topics;  // its own: forgetting the node frees them
     Topic* topo = nullptr;
     bool has_topo = false;  // a readable topo of this epoch is held
+    std::uint64_t topo_gen = 0;  // the gen of that topo
     std::uint64_t topo_changes = 0;  // topos with another body than the one before in its epoch (status, gen)
     std::vector<TopoDevice> devices;
     std::uint64_t hb_topo_seq = 0;  // the topo seq the last hb listed
@@ -192,20 +194,43 @@ void RelayTable::apply(Topic& topic, const FeedHeader& header, const FeedFrames&
                 for (const auto& t : node.topics)
                     if (t->kind == FeedKind::State && !serving(node, t->device)) t->latest.clear();
             }
+            if (header.gen != node.topo_gen) {
+                // A new gen (its body may even be the same: a rebuilt engine): every state and
+                // summary of another gen goes, as the agent drops them (their shape may not
+                // match the new topo: partitions, levels), so no snapshot pairs them with it.
+                for (const auto& t : node.topics)
+                    if ((t->kind == FeedKind::State || t->kind == FeedKind::Sum) && t->gen != header.gen)
+                        t->latest.clear();
+                node.topo_gen = header.gen;
+            }
             topic.latest.assign(frames.header, frames.body);
+            topic.gen = header.gen;
             if (node.hb_topo_seq <= topic.seq) node.topo_lost = false;
             break;
         }
         case FeedKind::State:
+            if (node.has_topo && header.gen < node.topo_gen) {
+                topic.latest.clear();  // of a gen before the held topo's: not current
+                break;
+            }
             topic.latest.assign(frames.header, frames.body);
-            if (node.has_topo && std::none_of(node.devices.begin(), node.devices.end(),
+            topic.gen = header.gen;
+            if (node.has_topo && header.gen > node.topo_gen) {
+                node.topo_lost = true;  // a topo of its gen was missed: the join brings it
+                queue_join(node);
+            } else if (node.has_topo && std::none_of(node.devices.begin(), node.devices.end(),
                                               [&](const TopoDevice& d) { return d.id == topic.device; })) {
                 node.unknown_device = true;  // a topo we missed lists it
                 queue_join(node);
             }
             break;
         case FeedKind::Sum:
+            if (node.has_topo && header.gen < node.topo_gen) {
+                topic.latest.clear();
+                break;
+            }
             topic.latest.assign(frames.header, frames.body);
+            topic.gen = header.gen;
             topic.sum_sent = true;
             topic.sum_ts = ts_value(header.ts);
             topic.sum_topo_changes = node.topo_changes;

@@ -342,6 +342,12 @@ class Session:
         if dv.status != wire.DEVICE_OK:
             return False  # lost: the agent says no state of it is current (§3.1 status)
         header, feed = msg.header, self.state
+        if nv is not None and header.gen != nv.gen:
+            # Another gen than the topo held (§4): an older one's window has the old shape
+            # (a relay may still hold one); a newer one means we missed its topo.
+            if header.gen > nv.gen:
+                self._resync(node, None, reason=f"state of gen {header.gen}, topo of gen {nv.gen}")
+            return False
         body: Any
         if feed.lazy:
             body = LazyState(msg.frames[2], dv.topology, header, feed.report_bad_state)

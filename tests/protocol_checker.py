@@ -288,11 +288,15 @@ class FeedChecker:
         for k in ("window_ns", "samples"):
             if not _is_int(body.get(k)) or body[k] < 0:
                 _fail(f"{topic} {k}", repr(body.get(k)))
-        # idle_units may only be absent when this window has no activity to estimate it
-        # from (no active/sm_active value, e.g. the first GPM window has no rate yet).
+        # idle_units may only be absent when this window has no complete activity to estimate
+        # it from (§3.2: no active/sm_active value, e.g. the first GPM window has no rate yet, or
+        # an element of the active level without a value: a whole is known only when every
+        # part is).
         if "idle_units" not in body:
-            measured = any("active" in e for e in (body.get("levels") or {}).values() if isinstance(e, dict)) \
-                or "sm_active" in (body.get("device") or {})
+            measured = any("active" in e and isinstance(e["active"], dict) and isinstance(e["active"].get("mean"), bytes)
+                           and bool(np.all(np.isfinite(np.frombuffer(e["active"]["mean"], "<f4"))))
+                           for e in (body.get("levels") or {}).values() if isinstance(e, dict)) \
+                or "sm_active" in (body.get("device") or {}) or "pm_sm_active" in (body.get("device") or {})
             if measured:
                 _fail(f"{topic} idle_units", "missing although the window measures activity")
             body = dict(body, idle_units=0.0)
@@ -325,13 +329,18 @@ class FeedChecker:
                     both = np.concatenate([mean[np.isfinite(mean)], mx[np.isfinite(mx)]])
                     if both.size and (both.min() < -1e-6 or both.max() > 1 + 1e-6):
                         _fail(f"{lw}.{name}", f"ratio outside [0,1]: {both.min()}..{both.max()}")
-            has_active = "active" in entries
-            if has_active != ("state" in entries):
-                _fail(lw, "state is present exactly for a level that has an active counter")
+            declares_active = (counters.get("active") or {}).get("level") == lv
+            if declares_active != ("state" in entries):
+                _fail(lw, "state is present exactly for a level at which topo declares active")
             if "state" in entries:
                 s = _bin(entries, "state", "u1", n, lw)
-                if s.size and int(s.max()) > 3:
-                    _fail(f"{lw}.state", f"state {int(s.max())} not in 0..3")
+                if s.size and not np.all((s <= 3) | (s == 255)):
+                    _fail(f"{lw}.state", f"states {sorted(set(s.tolist()))} not in 0..3 or 255")
+                # 255 (unmeasured) exactly where the element's active has no value (§3.2).
+                no_active = np.ones(n, bool) if "active" not in entries else \
+                    ~np.isfinite(np.frombuffer(entries["active"]["mean"], "<f4"))
+                if s.size and np.any((s == 255) != no_active):
+                    _fail(f"{lw}.state", "255 (unmeasured) is not exactly where active has no value")
         # Every counter declared at a hierarchy level must be measured there (or absent entirely:
         # absence is allowed, zeros are not checkable). A declared level-counter must not leak
         # into partition/device maps under its own name.

@@ -451,3 +451,18 @@ def test_a_client_that_reads_every_reply_at_once_never_loses_one():
         client.close(0)
         server.close(0)
         ctx.term()
+
+
+def test_a_read_stuck_in_the_backend_does_not_hold_up_a_stop(tmp_path):
+    # A GPU off the bus can hold a vendor read for tens of seconds. The agent stops on SIGTERM
+    # within its stop wait, says why it did not wait for the sampler, and its sockets go first
+    # (was: the whole read waited out, here a minute, past systemd's SIGKILL at 10 s).
+    feed, sync = f"ipc://{tmp_path}/stuck.feed", f"ipc://{tmp_path}/stuck.sync"
+    agent = Proc(["run", "--driver", "mock", "--mock-faults", "0:slow=60s/1s", "--node", "node-stuck",
+                  "--feed", feed, "--sync", sync], feed, sync, tmp_path / "stuck.log")
+    try:
+        agent.wait_ping()
+        time.sleep(1.5)  # past the fault's first second: the sampler is in the 60 s read
+    finally:
+        assert agent.stop() == 0, agent.log()
+    assert "the sampler is still in a backend read" in agent.log(), agent.log()

@@ -229,11 +229,36 @@ def cmd_run(args: argparse.Namespace) -> int:
         stop_after(cfg.duration, agent.stop)
         agent.run()
     finally:
-        agent.engine.stop()  # the engine it runs now: a layout change may have replaced it
+        # Sockets first: clients and scrapers see the agent go at once, whatever the engine does.
         agent.close()
         if metrics is not None:
             metrics.close()
+        _stop_engine(agent.engine)  # the engine it runs now: a layout change may have replaced it
     return 0
+
+
+ENGINE_STOP_WAIT_S = 3.0  # how long a stop waits for the sampler before the process ends without it
+
+
+def _stop_engine(engine: Any) -> None:
+    """Stops the engine's threads. A read stuck in the vendor library (a GPU off the bus can
+    hold NVML for tens of seconds) holds the sampler, and a stop waiting for it would outlast
+    systemd's and Kubernetes' stop timeouts, to be SIGKILLed with nothing said: after
+    ENGINE_STOP_WAIT_S the process ends without it, saying so."""
+    done = threading.Event()
+
+    def stop() -> None:
+        engine.stop()  # (releases the GIL while it joins the sampler)
+        done.set()
+
+    threading.Thread(target=stop, name="cuagent-engine-stop", daemon=True).start()
+    if done.wait(ENGINE_STOP_WAIT_S):
+        return
+    log.warning("the sampler is still in a backend read after %g s (a GPU not answering?): exiting "
+                "without waiting for it", ENGINE_STOP_WAIT_S)
+    logging.shutdown()
+    sys.stdout.flush()
+    os._exit(0)  # a C++ thread still in the read would hold up the interpreter's exit
 
 
 def cmd_relay(args: argparse.Namespace) -> int:

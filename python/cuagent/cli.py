@@ -192,7 +192,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         topo_interval_s=cfg.topo_interval_s, sndhwm=cfg.sndhwm,
         curve=curve, summary_every=cfg.summary_every,
     )
-    engine = make_engine(cfg)
+    # A check opens the backend but never the profiling control socket: that is the running
+    # agent's (run_check says whether it is free).
+    engine = make_engine(dataclasses.replace(cfg, backend_settings={**cfg.backend_settings, "profiling_socket": None})
+                         if args.check else cfg)
     backend = engine.driver_name
     if args.check:
         from . import run_check
@@ -233,6 +236,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         agent.close()
         if metrics is not None:
             metrics.close()
+        from . import profiling
+
+        profiling.stop_serving()  # its file goes with it
         _stop_engine(agent.engine)  # the engine it runs now: a layout change may have replaced it
     return 0
 

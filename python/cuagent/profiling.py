@@ -139,7 +139,15 @@ class ControlServer:
     ``status``; answering one JSON line. Only its owner (and ``group``) may connect."""
 
     def __init__(self, path: str, group: Optional[int] = None) -> None:
+        from .node.sockets import ipc_occupant
+
         self.path = path
+        # A running agent's socket is never taken over (a second start, by mistake, would
+        # leave that agent unreachable for `cuagent profiling pause` when an ncu session needs
+        # it); a stale one, left by a process that died, is reused.
+        held = ipc_occupant(path)
+        if held is not None:
+            raise RuntimeError(f"profiling socket {path!r}: {held}")
         if os.path.exists(path):
             if not stat.S_ISSOCK(os.stat(path).st_mode):
                 raise RuntimeError(f"profiling socket {path!r} exists and is not a socket")
@@ -208,6 +216,15 @@ def serve(path: Optional[str]) -> None:
     with _lock:
         if path and _server is None:
             _server = ControlServer(path)
+
+
+def stop_serving() -> None:
+    """Close the control socket and remove its file (a process's clean exit)."""
+    global _server
+    with _lock:
+        if _server is not None:
+            _server.close()
+            _server = None
 
 
 def request(path: str, command: str, timeout: float = 5.0) -> dict[str, Any]:

@@ -104,6 +104,13 @@ def run(cfg: RunConfig, driver: str, devices: list[DeviceTopology], curve: Optio
     for device in devices:
         lines.extend(_device_lines(device))
     lines.extend(endpoints)
+    control = cfg.backend_settings.get("profiling_socket") if driver == "nvml" else None
+    if control:
+        # Checked, never bound: binding it would take it from the agent running now.
+        from .node.sockets import ipc_occupant
+
+        held = ipc_occupant(control)
+        lines.append(f"  profiling control socket: {control}, " + ("free" if held is None else f"{held} {HELD_NOW}"))
     lines.append("  CURVE: off: anyone who reaches these ports may read the feed" if curve is None
                  else f"  CURVE: on, admitting {len(curve.allowed)} client key(s)")
     if not cfg.pod_resources_socket:

@@ -466,3 +466,45 @@ def test_a_read_stuck_in_the_backend_does_not_hold_up_a_stop(tmp_path):
     finally:
         assert agent.stop() == 0, agent.log()
     assert "the sampler is still in a backend read" in agent.log(), agent.log()
+
+
+def test_the_extender_and_fleet_take_sighup_as_the_agent_does_and_say_when_they_stop(tmp_path):
+    # Were: killed by SIGHUP (exit 129, nothing logged); the extender's stop said nothing.
+    agent = start_agent(tmp_path, "node-x", "h100-sxm:idle")
+    ext = Proc(["extender", "--connect", agent.endpoint, "--listen", "127.0.0.1:0", "--log-level", "info"],
+               "", "", tmp_path / "extender.log")
+    fleet = Proc(["fleet", "--nodes", "2", "--gpus", "1", "--rate-hz", "10", "--feed", f"ipc://{tmp_path}/f.feed",
+                  "--sync", f"ipc://{tmp_path}/f.sync", "--log-level", "info"], f"ipc://{tmp_path}/f.feed",
+                 f"ipc://{tmp_path}/f.sync", tmp_path / "fleet.log")
+    try:
+        wait_until(lambda: "extender listening on" in ext.log(), what=f"the extender's start:\n{ext.log()}")
+        assert f"following {agent.sync}; cuagent " in ext.log(), ext.log()
+        fleet.wait_ping()
+        for proc in (ext, fleet):
+            proc.popen.send_signal(signal.SIGHUP)
+            wait_until(lambda: "received SIGHUP" in proc.log() or proc.popen.poll() is not None,
+                       what="the SIGHUP line")
+            assert proc.popen.poll() is None, f"exited {proc.popen.returncode} on SIGHUP:\n{proc.log()}"
+    finally:
+        assert ext.stop() == 0, ext.log()
+        assert fleet.stop() == 0, fleet.log()
+        agent.stop()
+    assert "extender stopped; answered since start: prioritize 0, filter 0" in ext.log(), ext.log()
+
+
+def test_watch_ends_on_sigterm_as_on_ctrl_c(tmp_path):
+    # Was: killed by the signal (exit 143), its closing line lost (`timeout 10 cuagent watch`).
+    watch = subprocess.Popen([sys.executable, "-m", "cuagent.cli", "watch", f"ipc://{tmp_path}/none.feed,"
+                              f"ipc://{tmp_path}/none.sync"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=_env())
+    try:
+        # Its notice that nothing came yet: its loop runs (a signal before would find no handler).
+        notice = watch.stderr.readline() if watch.stderr is not None else ""
+        assert "yet (is an agent or relay running there?)" in notice, notice
+        watch.send_signal(signal.SIGTERM)
+        out, err = watch.communicate(timeout=WAIT_S)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+    assert watch.returncode == 0, (watch.returncode, err)
+    assert f"cuagent watch: no message from ipc://{tmp_path}/none.feed in " in err, err

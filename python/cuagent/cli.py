@@ -12,18 +12,16 @@ import dataclasses
 import json
 import logging
 import os
-import signal
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from types import FrameType
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 
-from . import __version__, ipv6, slow_path, wire
+from . import __version__, ipv6, slow_path, stop_signals, wire
 from . import config as config_mod
 from .curve import HANDSHAKE_EVENTS, ClientKeys, ServerKeys, monitor_events, no_reply_hint, watch
 from .duration import stop_after
@@ -92,39 +90,6 @@ def _setup_logging(level: str) -> None:
     )
 
 
-def _has_terminal() -> bool:
-    """Whether this process has a controlling terminal (one whose hangup it would get)."""
-    try:
-        os.close(os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY))
-    except OSError:
-        return False
-    return True
-
-
-def _install_stop_signals(stop: Callable[[], None]) -> None:
-    """SIGINT/SIGTERM ask the loop to stop; the loop notices within one tick.
-
-    SIGHUP means two things. From a terminal (ssh or a shell window closing) it is a hangup:
-    the process stops as on SIGTERM, or it would live on, orphaned, holding its ports. Without
-    one (a service), it is by convention a reload, which would end the process (exit 129,
-    nothing logged) for the service manager to restart as a failure. Settings are read once,
-    at start (the config file and flags build every socket and the engine), so there is
-    nothing to reload: it is logged and the process keeps running. A SIGHUP ignored when the
-    process started (nohup) stays ignored."""
-    def handler(signum: int, _frame: Optional[FrameType]) -> None:
-        log.info("received %s: stopping", signal.Signals(signum).name)
-        stop()
-
-    def hangup(_signum: int, _frame: Optional[FrameType]) -> None:
-        log.warning("received SIGHUP: reloading is not supported, still running with the settings it "
-                    "started with; changes apply on restart")
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
-        signal.signal(signal.SIGHUP, handler if _has_terminal() else hangup)
-
-
 def to_jsonable(obj: Any) -> Any:
     """Decoded wire content as JSON: arrays as lists, dataclasses/namedtuples as maps."""
     if isinstance(obj, wire.Summary):  # records as maps, absent values as null
@@ -185,6 +150,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     flags = {name: getattr(args, name) for name in config_mod.options()}
     cfg = config_mod.build(file_values, flags)
     _setup_logging(cfg.log_level)
+    if not args.check:  # (a check prints its own report, settings included)
+        log.info("cuagent %s run: settings from %s", __version__, args.config or "defaults and flags (no --config)")
     node = cfg.node_name()
     curve = _server_keys(cfg.curve_secret_key, cfg.curve_allow)
     agent_cfg = AgentConfig(
@@ -226,7 +193,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError:
         agent.close()
         raise
-    _install_stop_signals(agent.stop)
+    stop_signals.install(agent.stop)
     engine.start()
     try:
         stop_after(cfg.duration, agent.stop)
@@ -271,6 +238,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
     from .node.relay import Relay, RelayConfig
 
     _setup_logging(args.log_level)
+    log.info("cuagent %s relay", __version__)
     import socket
 
     name = args.name or wire.sanitize_node(socket.gethostname() + "-relay")
@@ -283,7 +251,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
                                   kinds=args.kinds or wire.KINDS))
     except (OSError, ValueError) as e:
         raise CliError(str(e)) from None
-    _install_stop_signals(relay.stop)
+    stop_signals.install(relay.stop)
     try:
         stop_after(args.duration, relay.stop)
         relay.run()
@@ -294,7 +262,8 @@ def cmd_relay(args: argparse.Namespace) -> int:
 
 def cmd_exporter(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level)
-    return prometheus_cli.run_exporter(args, _client_keys(args), _install_stop_signals)
+    log.info("cuagent %s exporter", __version__)
+    return prometheus_cli.run_exporter(args, _client_keys(args), stop_signals.install)
 
 
 def cmd_top(args: argparse.Namespace) -> int:
@@ -370,23 +339,26 @@ def cmd_watch(args: argparse.Namespace) -> int:
     source = ep.feed + (f" under {', '.join(args.prefix)}" if args.prefix else "")
     noticed = False
     try:
-        while (end is None or time.monotonic() < end) and (args.count is None or printed < args.count):
-            if not printed and not noticed and time.monotonic() - started >= WATCH_QUIET_NOTICE_S:
-                print(f"cuagent watch: no message from {source} yet (is an agent or relay running there?)",
-                      file=sys.stderr, flush=True)
-                noticed = True
-            timeout = 250 if end is None else max(0, min(250, int((end - time.monotonic()) * 1000)))
-            if not sub.poll(timeout):
-                continue
-            frames = sub.recv_multipart()
-            try:
-                topic, topic_str, header, body = wire.decode_envelope(frames)
-                decoded = wire.decode_body(topic.kind, body)
-                line = {"topic": topic_str, "header": header.to_map(), "body": to_jsonable(decoded)}
-            except wire.ProtocolError as e:
-                line = {"error": str(e), "topic": frames[0].decode("utf-8", "replace") if frames else None}
-            print(json.dumps(line), flush=True)
-            printed += 1
+        # SIGTERM and SIGHUP end it as Ctrl-C does: its closing line is still written.
+        with stop_signals.caught() as stopped:
+            while not stopped() and (end is None or time.monotonic() < end) \
+                    and (args.count is None or printed < args.count):
+                if not printed and not noticed and time.monotonic() - started >= WATCH_QUIET_NOTICE_S:
+                    print(f"cuagent watch: no message from {source} yet (is an agent or relay running there?)",
+                          file=sys.stderr, flush=True)
+                    noticed = True
+                timeout = 250 if end is None else max(0, min(250, int((end - time.monotonic()) * 1000)))
+                if not sub.poll(timeout):
+                    continue
+                frames = sub.recv_multipart()
+                try:
+                    topic, topic_str, header, body = wire.decode_envelope(frames)
+                    decoded = wire.decode_body(topic.kind, body)
+                    line = {"topic": topic_str, "header": header.to_map(), "body": to_jsonable(decoded)}
+                except wire.ProtocolError as e:
+                    line = {"error": str(e), "topic": frames[0].decode("utf-8", "replace") if frames else None}
+                print(json.dumps(line), flush=True)
+                printed += 1
     except KeyboardInterrupt:
         pass
     finally:

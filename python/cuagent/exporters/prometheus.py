@@ -356,7 +356,8 @@ class FeedExporter:
         except OSError:
             self.client.close()
             raise
-        log.info("metrics on http://%s/metrics", self.server.address)
+        log.info("metrics on http://%s/metrics, for %s", self.server.address,
+                 ", ".join(e.sync for e in self.client.endpoints))
         self._stop = threading.Event()
 
     def run(self, poll_s: float = 0.25) -> None:
@@ -368,5 +369,8 @@ class FeedExporter:
 
     def close(self) -> None:
         self.server.close()
+        st = self.client.stats
+        log.info("exporter stopped: %d node(s) followed; messages %d, gaps %d, resyncs %d, decode errors %d",
+                 len(self.metrics.nodes), st.messages, st.gaps, st.resyncs, st.decode_errors)
         self.client.close()
 

@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import io
 import shutil
-import signal
 import sys
-import threading
 import time
-from contextlib import contextmanager
-from types import FrameType
-from typing import Any, Callable, Iterator, Optional, Sequence, TextIO
+from typing import Any, Optional, Sequence, TextIO
 
+from .. import stop_signals
 from ..client import Client, DeviceView, NodeView
 from . import top_heatmap, top_nvidia
 from .top_fit import COMPACT, FULL, HIDDEN, fit
@@ -31,7 +28,6 @@ from .top_nvidia import NvidiaHistory, flow
 
 PLAIN_WIDTH = 100  # lines of the NVIDIA detail in plain text when the width is not known
 # The signals that end the view as Ctrl-C does (kill's default, and a closed terminal).
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 class FeedRates:
@@ -245,30 +241,6 @@ def plain_lines(client: Client, rates: FeedRates, history: Optional[NvidiaHistor
     return lines
 
 
-@contextmanager
-def stop_signals() -> Iterator[Callable[[], bool]]:
-    """While the view runs, SIGTERM and SIGHUP ask its loop to stop, as Ctrl-C does: the loop
-    ends, and the live display is closed (the cursor shown again, the last frame whole)
-    instead of the process dying mid-frame. The handlers before are put back after.
-
-    Yields whether a stop was asked. Off the main thread (where Python cannot take signals)
-    it never is."""
-    stop = threading.Event()
-    previous: dict[signal.Signals, Any] = {}
-
-    def handler(_signum: int, _frame: Optional[FrameType]) -> None:
-        stop.set()
-
-    if threading.current_thread() is threading.main_thread():
-        for sig in STOP_SIGNALS:
-            previous[sig] = signal.signal(sig, handler)
-    try:
-        yield stop.is_set
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def run_top(
     endpoints: list[str],
     duration: Optional[float] = None,
@@ -290,7 +262,7 @@ def run_top(
     plain = (not out.isatty()) if plain is None else plain
     end = None if duration is None else time.monotonic() + duration
     try:
-        with stop_signals() as stopped:
+        with stop_signals.caught() as stopped:
             def running() -> bool:
                 return not stopped() and (end is None or time.monotonic() < end)
 

@@ -39,6 +39,7 @@ from ..duration import stop_after
 from ..options import OneLineParser
 from ..polling import poll_timeout_ms
 from ..feed.freshness import STALE_AFTER_S
+from .. import __version__, stop_signals
 from ..http_bounds import HANDLER_TIMEOUT, BoundedServer
 from .request import Request, RequestError, pod_request
 from .scorer import Ranking, Scorer, Weights
@@ -368,7 +369,9 @@ class Extender:
         self._http_thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                              name="cuagent-extender-http", daemon=True)
         self._http_thread.start()
-        log.info("extender listening on %s (filter %s)", self.url, "on" if self.service.filter_enabled else "off")
+        log.info("extender listening on %s (filter %s), following %s; cuagent %s", self.url,
+                 "on" if self.service.filter_enabled else "off", ", ".join(e.sync for e in self.client.endpoints),
+                 __version__)
         return self
 
     def run(self) -> None:
@@ -441,12 +444,11 @@ def run_cli(args: argparse.Namespace, client_keys: Any) -> int:
         raise ValueError(f"--listen {listen[0]}:{listen[1]}: {e.strerror or e}") from None
     ext.start()
     stop_after(args.duration, ext.stop)
-    import signal
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: ext.stop())
+    stop_signals.install(ext.stop)
     try:
         ext.run()
     finally:
         ext.close()
+        log.info("extender stopped; answered since start: %s",
+                 ", ".join(f"{k} {v}" for k, v in ext.service.counts.items()))
     return 0

@@ -10,10 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
-from types import FrameType
-from typing import Any, Optional
+from typing import Any
 
 from .. import config as config_mod
 from .. import wire
@@ -98,13 +96,10 @@ def run_cli(args: argparse.Namespace) -> int:
     except OSError as e:
         raise ValueError(str(e)) from None
 
-    def stop(signum: int, _frame: Optional[FrameType]) -> None:
-        log.info("received %s: stopping", signal.Signals(signum).name)
-        feed.stop()
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    from .. import stop_signals
     from ..duration import stop_after
+
+    stop_signals.install(feed.stop)
 
     try:
         stop_after(args.duration, feed.stop)

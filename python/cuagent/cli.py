@@ -150,8 +150,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     flags = {name: getattr(args, name) for name in config_mod.options()}
     cfg = config_mod.build(file_values, flags)
     _setup_logging(cfg.log_level)
-    if not args.check:  # (a check prints its own report, settings included)
-        log.info("cuagent %s run: settings from %s", __version__, args.config or "defaults and flags (no --config)")
     node = cfg.node_name()
     curve = _server_keys(cfg.curve_secret_key, cfg.curve_allow)
     agent_cfg = AgentConfig(
@@ -195,6 +193,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise
     stop_signals.install(agent.stop)
     engine.start()
+    log.info("cuagent %s run: settings from %s", __version__, args.config or "defaults and flags (no --config)")
     try:
         stop_after(cfg.duration, agent.stop)
         agent.run()
@@ -238,7 +237,6 @@ def cmd_relay(args: argparse.Namespace) -> int:
     from .node.relay import Relay, RelayConfig
 
     _setup_logging(args.log_level)
-    log.info("cuagent %s relay", __version__)
     import socket
 
     name = args.name or wire.sanitize_node(socket.gethostname() + "-relay")
@@ -252,6 +250,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         raise CliError(str(e)) from None
     stop_signals.install(relay.stop)
+    log.info("cuagent %s relay", __version__)
     try:
         stop_after(args.duration, relay.stop)
         relay.run()
@@ -262,7 +261,6 @@ def cmd_relay(args: argparse.Namespace) -> int:
 
 def cmd_exporter(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level)
-    log.info("cuagent %s exporter", __version__)
     return prometheus_cli.run_exporter(args, _client_keys(args), stop_signals.install)
 
 

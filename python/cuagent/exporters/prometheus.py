@@ -32,6 +32,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from .. import __version__
 from ..http_bounds import HANDLER_TIMEOUT, BoundedServer
 from ..wire import DEVICE_LEVEL, PARTITION_LEVEL
 from .feed_metrics import DeviceMetrics, FeedMetrics, NodeMetrics
@@ -356,8 +357,8 @@ class FeedExporter:
         except OSError:
             self.client.close()
             raise
-        log.info("metrics on http://%s/metrics, for %s", self.server.address,
-                 ", ".join(e.sync for e in self.client.endpoints))
+        log.info("exporter: metrics on http://%s/metrics, for %s; cuagent %s", self.server.address,
+                 ", ".join(e.sync for e in self.client.endpoints), __version__)
         self._stop = threading.Event()
 
     def run(self, poll_s: float = 0.25) -> None:

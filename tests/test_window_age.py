@@ -176,3 +176,18 @@ def test_the_exporter_judges_window_age_on_the_agents_clock():
     send("state", state, agent_now + 1, dev.id)
     send("hb", hb, agent_now + TEN_MINUTES)  # ten minutes on, the device's reads hang
     assert _scrape(metrics) == {"cuagent_gpu_up": 0.0}
+
+
+def test_top_says_a_windows_age_on_the_agents_clock():
+    """An agent whose clock is a minute behind this host's: top said its windows were a minute
+    old; on the agent's clock (its heartbeats) it is the 50 ms it is."""
+    from cuagent.exporters.top_heatmap import window_age
+    from cuagent.feed.freshness import NodeClock
+
+    here = time.time_ns()
+    view, _ = _view_with({"GPU-behind": here - 60 * S - 50_000_000})
+    dv = view.device("n", "GPU-behind")
+    dv.clock = NodeClock()
+    dv.clock.heard(here - 60 * S)  # its latest heartbeat, sent at its "now"
+    ms = float(window_age(dv).split()[1])
+    assert 50 <= ms < 10_000, window_age(dv)  # (was about 60,050 ms)

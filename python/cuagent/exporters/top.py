@@ -23,7 +23,7 @@ from .. import stop_signals
 from ..client import Client, DeviceView, NodeView
 from . import top_heatmap, top_nvidia
 from .top_fit import COMPACT, FULL, HIDDEN, fit
-from .top_heatmap import counters_line, pods_line, state_counts
+from .top_heatmap import counters_line, pods_line, state_counts, window_age
 from .top_nvidia import NvidiaHistory, flow
 
 PLAIN_WIDTH = 100  # lines of the NVIDIA detail in plain text when the width is not known
@@ -116,10 +116,6 @@ def unmatched_note(devices: Sequence[tuple[NodeView, DeviceView]], selectors: Se
     return f"--device {', '.join(unmatched)}: no such device (yet)" if unmatched else ""
 
 
-def _age(dv: DeviceView) -> str:
-    return "" if not dv.ts else f"  window {(time.time_ns() - dv.ts) / 1e6:.0f} ms ago"
-
-
 def _devices(client: Client) -> list[tuple[NodeView, DeviceView]]:
     return [(node, dv) for node in sorted(client.view.nodes.values(), key=lambda n: n.name)
             for dv in node.devices.values()]
@@ -158,7 +154,7 @@ def render(client: Client, rates: FeedRates, history: Optional[NvidiaHistory] = 
     def full_form(i: int) -> Any:
         if i not in full:
             node, dv = devices[i]
-            full[i] = (top_nvidia.nvidia_panel(dv, history, width, _age(dv), node.stale)
+            full[i] = (top_nvidia.nvidia_panel(dv, history, width, window_age(dv), node.stale)
                        if top_nvidia.is_nvidia_panel(dv) else top_heatmap.device_panel(dv, node))
         return full[i]
 

@@ -10,7 +10,6 @@ Two forms, both pure functions of a :class:`~cuagent.feed.view.DeviceView`: the 
 
 from __future__ import annotations
 
-import time
 from typing import Any, Optional
 
 import numpy as np
@@ -55,6 +54,13 @@ def counters_line(dv: DeviceView) -> str:
         inner = ", ".join(_fmt_value(k, v, units.get(k)) for k, v in sorted(vals.items()))
         parts.append(f"[p{pid}: {inner}]")
     return "  ".join(parts)
+
+
+def window_age(dv: DeviceView) -> str:
+    """How old the latest window is, on the agent's clock (its heartbeats: an agent whose clock
+    is off from this host's still reads right), or "" before the first."""
+    age = dv.age_ns() if dv.ts else None
+    return "" if age is None else f"  window {age / 1e6:.0f} ms ago"
 
 
 def pods_line(dv: DeviceView) -> str:
@@ -166,9 +172,8 @@ def device_panel(dv: DeviceView, node: NodeView) -> Any:
         body.append("\n" + counters_line(dv), style="white")
         if pods_line(dv):
             body.append("\n" + pods_line(dv), style="magenta")
-    age = "" if not dv.ts else f"  window {(time.time_ns() - dv.ts) / 1e6:.0f} ms ago"
     lost = f"  {dv.status.upper()}" if dv.lost else ""
-    title = f"{node.name} / {dv.id} — {topo.model} ({topo.units} {topo.unit}s){age}{lost}"
+    title = f"{node.name} / {dv.id} — {topo.model} ({topo.units} {topo.unit}s){window_age(dv)}{lost}"
     return Panel(body, title=title, title_align="left", border_style="red" if node.stale or dv.lost else "blue")
 
 

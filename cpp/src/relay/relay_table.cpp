@@ -8,6 +8,9 @@ namespace cuagent::relay {
 
 namespace {
 
+// A window's messages: of one gen's topology, void at another gen (§4).
+bool of_windows(FeedKind kind) noexcept { return kind == FeedKind::State || kind == FeedKind::Sum; }
+
 bool same_bytes(FrameView a, FrameView b) noexcept {
     return a.size == b.size && (a.size == 0 || std::memcmp(a.data, b.data, a.size) == 0);
 }
@@ -169,6 +172,11 @@ void RelayTable::apply(Topic& topic, const FeedHeader& header, const FeedFrames&
     Node& node = *topic.node;
     const bool carried_before = topic.seq != 0;  // a message of this topic in this epoch
     topic.seq = header.seq;
+    if (of_windows(topic.kind) && node.has_topo && header.gen < node.topo_gen) {
+        topic.latest.clear();  // of a gen before the held topo's: its shape is the old topology's
+        return;
+    }
+    topic.gen = header.gen;
     switch (topic.kind) {
         case FeedKind::Topo: {
             const bool unchanged = node.has_topo && topic.latest.held() && same_bytes(topic.latest.body(), frames.body);
@@ -199,22 +207,16 @@ void RelayTable::apply(Topic& topic, const FeedHeader& header, const FeedFrames&
                 // summary of another gen goes, as the agent drops them (their shape may not
                 // match the new topo: partitions, levels), so no snapshot pairs them with it.
                 for (const auto& t : node.topics)
-                    if ((t->kind == FeedKind::State || t->kind == FeedKind::Sum) && t->gen != header.gen)
+                    if (of_windows(t->kind) && t->gen != header.gen)
                         t->latest.clear();
                 node.topo_gen = header.gen;
             }
             topic.latest.assign(frames.header, frames.body);
-            topic.gen = header.gen;
             if (node.hb_topo_seq <= topic.seq) node.topo_lost = false;
             break;
         }
         case FeedKind::State:
-            if (node.has_topo && header.gen < node.topo_gen) {
-                topic.latest.clear();  // of a gen before the held topo's: not current
-                break;
-            }
             topic.latest.assign(frames.header, frames.body);
-            topic.gen = header.gen;
             if (node.has_topo && header.gen > node.topo_gen) {
                 node.topo_lost = true;  // a topo of its gen was missed: the join brings it
                 queue_join(node);
@@ -225,12 +227,7 @@ void RelayTable::apply(Topic& topic, const FeedHeader& header, const FeedFrames&
             }
             break;
         case FeedKind::Sum:
-            if (node.has_topo && header.gen < node.topo_gen) {
-                topic.latest.clear();
-                break;
-            }
             topic.latest.assign(frames.header, frames.body);
-            topic.gen = header.gen;
             topic.sum_sent = true;
             topic.sum_ts = ts_value(header.ts);
             topic.sum_topo_changes = node.topo_changes;

@@ -17,7 +17,7 @@ from rich.panel import Panel
 from rich.text import Text
 
 from .. import wire
-from ..feed.view import DeviceView, NodeView
+from ..feed.view import DeviceView, NodeView, per_unit
 from .top_nvidia import compact_head, fit_width
 
 # idle, active, saturated, thrashing, then unmeasured (wire.UNMEASURED: no state claimed)
@@ -121,16 +121,7 @@ def _unit_active(dv: DeviceView) -> Optional[np.ndarray]:
         entry = st.levels.get(level, {})
         if "active" not in entry:
             continue
-        mean = np.asarray(entry["active"].mean, np.float32)
-        if level == topo.unit:
-            return mean
-        ancestors = topo.layout.get(level)
-        if ancestors is None:
-            return None
-        out = np.full(topo.units, np.nan, np.float32)
-        valid = ancestors < mean.shape[0]
-        out[valid] = mean[ancestors[valid]]
-        return out
+        return per_unit(topo, level, np.asarray(entry["active"].mean, np.float32), np.nan)
     return None
 
 

@@ -175,15 +175,7 @@ class DeviceView:
         if found is None:
             return None
         level, states = found
-        if level == self.topology.unit:
-            return states
-        ancestors = self.topology.layout.get(level)
-        if ancestors is None:
-            return None
-        valid = ancestors < states.shape[0]
-        out = np.full(self.topology.units, wire.UNMEASURED, np.uint8)
-        out[valid] = states[ancestors[valid]]
-        return out
+        return per_unit(self.topology, level, states, wire.UNMEASURED)
 
     def thrashing_units(self) -> np.ndarray:
         """Indices of the units in the thrashing state (empty when unknown)."""
@@ -245,6 +237,21 @@ class DeviceView:
                     and math.isfinite(self.state.idle_units):
                 out[p.id] = self.state.idle_units
         return out
+
+
+def per_unit(topology: Device, level: str, values: np.ndarray, fill: float) -> Optional[np.ndarray]:
+    """``values``, one per element of ``level``, as one per unit: each unit takes its element's
+    through the topo's layout, ``fill`` where the layout cannot place it. None without a layout
+    for ``level``."""
+    if level == topology.unit:
+        return values
+    ancestors = topology.layout.get(level)
+    if ancestors is None:
+        return None
+    out = np.full(topology.units, fill, values.dtype)
+    valid = ancestors < values.shape[0]
+    out[valid] = values[ancestors[valid]]
+    return out
 
 
 # The clock of a device that has no node's: never hears a heartbeat, so it is this host's.
